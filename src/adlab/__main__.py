@@ -1,0 +1,3 @@
+from adlab.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,235 @@
+"""Configuration: YAML files validated by pydantic, with `--set dotted.key=value` overrides.
+
+Every key has a default, so an empty file is a valid config. Unknown keys and wrong types are
+errors that name the key and the valid choices.
+"""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any, Literal, Optional, Union, get_args, get_origin
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from adlab.errors import ConfigError
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, protected_namespaces=())
+
+
+class AugmentConfig(_Section):
+    """Batched training-time augmentation (applied to whole batches, never per sample)."""
+
+    enabled: bool = False
+    crop_padding: int = Field(2, ge=0, description="random translation by up to this many pixels")
+    flip: bool = Field(False, description="random horizontal flip (good for clothes, bad for digits)")
+
+
+class DataConfig(_Section):
+    name: Literal["digits", "fashion_mnist", "mnist", "cifar10", "eurosat", "folder"] = "digits"
+    root: Optional[str] = None
+    val_fraction: float = Field(0.1, ge=0.0, lt=1.0)
+    test_fraction: float = Field(0.2, gt=0.0, lt=1.0, description="for data sets without a test split")
+    split_seed: int = Field(0, description="seed of the test/val splits (fixed across training seeds)")
+    image_size: Optional[int] = Field(None, ge=4)
+    channels: Optional[Literal[1, 3]] = None
+    classes: Optional[list[Union[int, str]]] = None
+    train_per_class: Optional[int] = Field(None, ge=1)
+    augment: AugmentConfig = AugmentConfig()
+    normalize: bool = True
+    download: bool = True
+
+    @field_validator("augment", mode="before")
+    @classmethod
+    def _augment_shorthand(cls, value: Any) -> Any:
+        if isinstance(value, bool):
+            return {"enabled": value}
+        if isinstance(value, dict) and "enabled" not in value:
+            return {"enabled": True, **value}
+        return value
+
+
+class ModelConfig(_Section):
+    name: str = "cnn"
+    weights: Optional[str] = None
+    freeze: bool = False
+    load_head: bool = False
+    # VGG-style `cnn` settings (ignored by torchvision nets)
+    conv_channels: list[int] = [32, 64, 128]
+    convs_per_block: int = Field(2, ge=1)
+    activation: Literal["relu", "leaky_relu", "gelu", "silu", "elu", "tanh"] = "relu"
+    batch_norm: bool = True
+    conv_dropout: float = Field(0.0, ge=0.0, lt=1.0)
+    hidden: list[int] = [128]
+    dropout: float = Field(0.3, ge=0.0, lt=1.0)
+    global_pool: bool = False
+
+
+class SchedulerConfig(_Section):
+    name: Literal["step", "cosine", "onecycle"]
+    step_size: int = Field(5, ge=1, description="step: epochs between decays")
+    gamma: float = Field(0.1, gt=0.0, description="step: decay factor")
+    min_lr: float = Field(0.0, ge=0.0, description="cosine: final learning rate")
+    pct_start: float = Field(0.25, gt=0.0, lt=1.0, description="onecycle: warm-up fraction")
+
+
+class TrainConfig(_Section):
+    epochs: int = Field(10, ge=1)
+    batch_size: int = Field(128, ge=1)
+    optimizer: Literal["adam", "adamw", "sgd"] = "adam"
+    lr: float = Field(1e-3, gt=0.0)
+    momentum: float = Field(0.9, ge=0.0, lt=1.0)
+    weight_decay: float = Field(0.0, ge=0.0)
+    scheduler: Optional[SchedulerConfig] = None
+    label_smoothing: float = Field(0.0, ge=0.0, lt=1.0)
+    early_stopping_patience: Optional[int] = Field(None, ge=1)
+    monitor: Literal["val_loss", "val_accuracy"] = "val_loss"
+    seed: int = 0
+    deterministic: bool = True
+    precision: str = "32-true"
+    accelerator: str = "auto"
+    devices: Union[int, str] = 1
+    strategy: str = "auto"
+    num_threads: Optional[int] = Field(None, ge=1)
+    progress_bar: bool = True
+
+    @field_validator("scheduler", mode="before")
+    @classmethod
+    def _scheduler_shorthand(cls, value: Any) -> Any:
+        return {"name": value} if isinstance(value, str) else value
+
+
+class Config(_Section):
+    task: Literal["classify"] = "classify"
+    name: Optional[str] = None
+    data: DataConfig = DataConfig()
+    model: ModelConfig = ModelConfig()
+    train: TrainConfig = TrainConfig()
+
+    def to_dict(self) -> dict:
+        return self.model_dump(mode="json")
+
+
+# Shorthands: a scalar standing for a section (`scheduler: step`, `augment: true`).
+_SHORTHAND_KEY = {("train", "scheduler"): "name", ("data", "augment"): "enabled"}
+
+
+def load_config(source: Union[str, Path, dict, None] = None, overrides: list[str] | None = None) -> Config:
+    """Read a YAML file (or take a dict), apply `key=value` overrides, validate."""
+    origin = "config"
+    if source is None:
+        raw: Any = {}
+    elif isinstance(source, dict):
+        raw = copy.deepcopy(source)
+    else:
+        origin = str(source)
+        raw = _read_yaml(Path(source))
+    for item in overrides or []:
+        key, value = parse_override(item)
+        set_dotted(raw, key, value)
+    return validate_config(raw, origin)
+
+
+def validate_config(raw: dict, origin: str = "config") -> Config:
+    try:
+        return Config.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(f"{origin}: {describe_validation_error(exc)}") from None
+
+
+def _read_yaml(path: Path) -> dict:
+    if not path.is_file():
+        raise ConfigError(f"{path}: config file not found")
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise ConfigError(f"{path}: invalid YAML{where}: {problem}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not a text file") from None
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: expected a mapping of keys at the top level, got {type(raw).__name__}")
+    return raw
+
+
+def parse_override(item: str) -> tuple[str, Any]:
+    """`train.lr=0.01` -> ("train.lr", 0.01); values are parsed as YAML (numbers, lists, null)."""
+    key, sep, text = item.partition("=")
+    key = key.strip()
+    if not sep or not key:
+        raise ConfigError(f"--set {item!r}: expected dotted.key=value")
+    try:
+        value = yaml.safe_load(text) if text.strip() else None
+    except yaml.YAMLError:
+        value = text
+    return key, value
+
+
+def set_dotted(raw: dict, key: str, value: Any) -> None:
+    parts = key.split(".")
+    node = raw
+    for depth, part in enumerate(parts[:-1]):
+        child = node.get(part)
+        if child is None or not isinstance(child, dict):
+            short = _SHORTHAND_KEY.get(tuple(parts[: depth + 1]))
+            if child is not None and short is None:
+                raise ConfigError(f"--set {key}: '{'.'.join(parts[:depth + 1])}' is not a section")
+            child = {} if child is None else {short: child}
+            node[part] = child
+        node = child
+    node[parts[-1]] = value
+
+
+def get_dotted(raw: dict, key: str) -> Any:
+    node: Any = raw
+    for part in key.split("."):
+        node = node[part]
+    return node
+
+
+def describe_validation_error(exc: ValidationError) -> str:
+    """One line for the first problem: the dotted key, what is wrong, and the valid choices."""
+    err = exc.errors()[0]
+    model, path = Config, []
+    for part in err["loc"]:
+        if not isinstance(part, str):
+            path.append(str(part))
+            continue
+        fields = _fields(model)
+        if fields is None or part not in fields:
+            if err["type"] == "extra_forbidden" and fields is not None:
+                path.append(part)
+                break
+            continue  # a union branch tag such as 'bool' or 'SchedulerConfig'
+        path.append(part)
+        model = _section_type(fields[part].annotation)
+    key = ".".join(path) or "config"
+    if err["type"] == "extra_forbidden":
+        parent_fields = _fields(model) or {}
+        return f"unknown key '{key}' (valid keys here: {', '.join(parent_fields)})"
+    got = err.get("input")
+    got_text = "" if isinstance(got, (dict, list)) else f" (got {got!r})"
+    return f"{key}: {err['msg'][0].lower()}{err['msg'][1:]}{got_text}"
+
+
+def _fields(model: Any) -> dict | None:
+    return getattr(model, "model_fields", None)
+
+
+def _section_type(annotation: Any) -> Any:
+    """The pydantic section class inside an annotation like Optional[SchedulerConfig]."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    if get_origin(annotation) is not None:
+        for arg in get_args(annotation):
+            found = _section_type(arg)
+            if found is not None:
+                return found
+    return None

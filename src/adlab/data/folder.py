@@ -1,0 +1,111 @@
+"""ImageFolder trees (class subfolders, grey or RGB) decoded once into in-memory tensors."""
+
+from __future__ import annotations
+
+import os
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from adlab.errors import DataError
+
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
+
+
+def index_folder(
+    root: Path, class_names: list[str] | None = None, allow_empty: bool = False
+) -> tuple[list[str], list[tuple[str, int]]]:
+    """Class names and (path, class id) pairs, using torchvision's ImageFolder conventions."""
+    from torchvision.datasets.folder import find_classes, make_dataset
+
+    if not root.is_dir():
+        raise DataError(f"{root}: data folder not found")
+    try:
+        if class_names is None:
+            class_names, _ = find_classes(str(root))
+        class_to_idx = {name: i for i, name in enumerate(class_names)}
+        samples = make_dataset(str(root), class_to_idx, extensions=IMAGE_EXTENSIONS, allow_empty=allow_empty)
+    except FileNotFoundError as exc:
+        message = str(exc).split("\n")[0].rstrip(".")
+        empty = _empty_class_folders(root, class_names or [])
+        if empty:
+            message = f"class folder '{empty[0]}' has no images ({', '.join(IMAGE_EXTENSIONS)})"
+        raise DataError(f"{root}: {message}") from None
+    for name in class_names:
+        if name in ("..", ".") or "/" in name or "\\" in name:
+            raise DataError(f"{root}: unsafe class folder name {name!r}")
+    return class_names, samples
+
+
+def _empty_class_folders(root: Path, class_names: list[str]) -> list[str]:
+    return [
+        name
+        for name in class_names
+        if (root / name).is_dir()
+        and not any(f.lower().endswith(IMAGE_EXTENSIONS) for _, _, files in os.walk(root / name) for f in files)
+    ]
+
+
+def decode_images(paths: list[str], image_size: int | None) -> tuple[torch.Tensor, str]:
+    """Decode image files into a uint8 tensor [N, C, H, W]; C is 1 if every image is grey, else 3.
+
+    Without `image_size` all images must share one size; with it they are resized on decode so
+    memory stays proportional to the target size, not the files' size.
+    """
+    from PIL import Image, UnidentifiedImageError
+
+    def load(path: str):
+        try:
+            with Image.open(path) as img:
+                img.load()
+                grey = img.mode in ("1", "L", "I", "I;16", "F") or (img.mode == "P" and _palette_is_grey(img))
+                img = img.convert("L" if grey else "RGB")
+                if image_size is not None and img.size != (image_size, image_size):
+                    img = img.resize((image_size, image_size), Image.BILINEAR)
+                return np.asarray(img), grey
+        except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
+            raise DataError(f"{path}: cannot read image ({type(exc).__name__}: {str(exc).splitlines()[0]})") from None
+
+    if not paths:
+        raise DataError("no images to decode")
+    workers = min(8, (os.cpu_count() or 1) * 2)
+    with ThreadPoolExecutor(workers) as pool:
+        decoded = list(pool.map(load, paths))
+    sizes = Counter(arr.shape[:2] for arr, _ in decoded)
+    if len(sizes) > 1:
+        (common, _), (other, _) = sizes.most_common(2)
+        odd = next(p for p, (arr, _) in zip(paths, decoded) if arr.shape[:2] == other)
+        raise DataError(
+            f"{odd}: image is {other[1]}x{other[0]} but most are {common[1]}x{common[0]}; "
+            "set data.image_size to resize them all"
+        )
+    all_grey = all(grey for _, grey in decoded)
+    arrays = [arr if all_grey else _to_rgb(arr) for arr, _ in decoded]
+    stacked = np.stack(arrays)
+    tensor = torch.from_numpy(stacked)
+    tensor = tensor.unsqueeze(1) if all_grey else tensor.permute(0, 3, 1, 2)
+    return tensor.contiguous(), ("grey" if all_grey else "RGB")
+
+
+def _to_rgb(arr: np.ndarray) -> np.ndarray:
+    return np.repeat(arr[..., None], 3, axis=2) if arr.ndim == 2 else arr
+
+
+def _palette_is_grey(img) -> bool:
+    palette = img.getpalette() or []
+    triples = [palette[i : i + 3] for i in range(0, len(palette), 3)]
+    return all(r == g == b for r, g, b in triples)
+
+
+def load_folder(root: Path, image_size: int | None, class_names: list[str] | None = None):
+    """Decode one ImageFolder tree: (images uint8 [N,C,H,W], labels int64 [N], class names)."""
+    class_names, samples = index_folder(root, class_names, allow_empty=class_names is not None)
+    if not samples:
+        raise DataError(f"{root}: no images found")
+    paths = [p for p, _ in samples]
+    images, _ = decode_images(paths, image_size)
+    labels = torch.tensor([c for _, c in samples], dtype=torch.long)
+    return images, labels, class_names

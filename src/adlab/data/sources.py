@@ -1,0 +1,150 @@
+"""Where images come from: each source returns uint8 or [0, 1] float tensors [N, C, H, W].
+
+Sources with an official test split return it; the others get a seeded stratified one later.
+Nothing here fakes a download: without the files and without internet, the error says where
+to put them.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+
+from adlab.data.folder import load_folder
+from adlab.data.idx import find_idx, read_idx
+from adlab.errors import DataError
+
+DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
+FASHION_MNIST_CLASSES = [
+    "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
+]
+MNIST_CLASSES = [str(i) for i in range(10)]
+
+
+@dataclass
+class ImageSet:
+    train_x: torch.Tensor
+    train_y: torch.Tensor
+    test_x: torch.Tensor | None
+    test_y: torch.Tensor | None
+    class_names: list[str]
+    description: str
+
+
+def default_root() -> Path:
+    return Path(os.environ.get("ADLAB_DATA", Path.home() / ".cache" / "adlab" / "datasets"))
+
+
+def load_source(name: str, root: str | None, image_size: int | None = None, download: bool = True) -> ImageSet:
+    loaders: dict[str, Callable[..., ImageSet]] = {
+        "digits": lambda: _digits(),
+        "fashion_mnist": lambda: _mnist_like("FashionMNIST", root, download, FASHION_MNIST_CLASSES),
+        "mnist": lambda: _mnist_like("MNIST", root, download, MNIST_CLASSES),
+        "cifar10": lambda: _cifar10(root, download),
+        "eurosat": lambda: _eurosat(root, download, image_size),
+        "folder": lambda: _folder(root, image_size),
+    }
+    if name not in loaders:
+        raise DataError(f"unknown data set {name!r} (valid: {', '.join(loaders)})")
+    return loaders[name]()
+
+
+def _digits() -> ImageSet:
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    images = torch.from_numpy(digits.images.astype(np.float32) / 16.0).unsqueeze(1)
+    labels = torch.from_numpy(digits.target.astype(np.int64))
+    return ImageSet(images, labels, None, None, MNIST_CLASSES.copy(), "scikit-learn digits (8x8, 1,797 images)")
+
+
+def _mnist_like(kind: str, root: str | None, download: bool, class_names: list[str]) -> ImageSet:
+    """MNIST-format IDX files from `root`, Debian's package (Fashion-MNIST) or a torchvision download."""
+    candidates = []
+    if root is not None:
+        candidates += [Path(root), Path(root) / kind / "raw"]
+    if kind == "FashionMNIST":
+        candidates.append(DEBIAN_FASHION_MNIST)
+    candidates.append(default_root() / kind / "raw")
+    for folder in candidates:
+        files = [find_idx(folder, s) for s in ("train-images-idx3-ubyte", "train-labels-idx1-ubyte",
+                                               "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")]
+        if all(files):
+            arrays = [read_idx(f) for f in files]
+            for images, labels, split in ((arrays[0], arrays[1], "train"), (arrays[2], arrays[3], "t10k")):
+                if len(images) != len(labels):
+                    raise DataError(f"{folder}: {split} has {len(images)} images but {len(labels)} labels")
+            tx, ty, vx, vy = (torch.from_numpy(np.ascontiguousarray(a)) for a in arrays)
+            return ImageSet(tx.unsqueeze(1), ty.long(), vx.unsqueeze(1), vy.long(), class_names,
+                            f"{kind} IDX files from {folder}")
+    target = Path(root) if root is not None else default_root()
+    if not download:
+        raise DataError(f"{kind} not found (looked in {', '.join(map(str, candidates))}); "
+                        f"put the four IDX files in {target / kind / 'raw'} or set data.download: true")
+    import torchvision.datasets as tvd
+
+    dataset_cls = getattr(tvd, kind)
+    train, test = _download(lambda: (dataset_cls(str(target), train=True, download=True),
+                                     dataset_cls(str(target), train=False, download=True)),
+                            kind, target / kind / "raw", "the four IDX files (train/t10k images and labels)")
+    return ImageSet(train.data.unsqueeze(1).contiguous(), train.targets.long(), test.data.unsqueeze(1).contiguous(),
+                    test.targets.long(), class_names, f"{kind} from torchvision in {target}")
+
+
+def _cifar10(root: str | None, download: bool) -> ImageSet:
+    import torchvision.datasets as tvd
+
+    target = Path(root) if root is not None else default_root()
+    train, test = _download(lambda: (tvd.CIFAR10(str(target), train=True, download=download),
+                                     tvd.CIFAR10(str(target), train=False, download=download)),
+                            "CIFAR-10", target / "cifar-10-batches-py", "the python batches (cifar-10-python.tar.gz)")
+
+    def to_tensor(ds):
+        return torch.from_numpy(ds.data).permute(0, 3, 1, 2).contiguous(), torch.tensor(ds.targets, dtype=torch.long)
+
+    (tx, ty), (vx, vy) = to_tensor(train), to_tensor(test)
+    return ImageSet(tx, ty, vx, vy, list(train.classes), f"CIFAR-10 from {target}")
+
+
+def _eurosat(root: str | None, download: bool, image_size: int | None) -> ImageSet:
+    import torchvision.datasets as tvd
+
+    target = Path(root) if root is not None else default_root()
+    dataset = _download(lambda: tvd.EuroSAT(str(target), download=download), "EuroSAT",
+                        target / "eurosat" / "2750", "the class folders of EuroSAT RGB (AnnualCrop, Forest, ...)")
+    images, labels, names = load_folder(Path(dataset.root), image_size, list(dataset.classes))
+    return ImageSet(images, labels, None, None, names, f"EuroSAT RGB from {dataset.root}")
+
+
+def _folder(root: str | None, image_size: int | None) -> ImageSet:
+    if root is None:
+        raise DataError("data.root: the folder data set needs a root (an ImageFolder tree of class subfolders)")
+    base = Path(root)
+    if not base.is_dir():
+        raise DataError(f"{base}: data folder not found")
+    if (base / "train").is_dir() and (base / "test").is_dir():
+        train_x, train_y, names = load_folder(base / "train", image_size)
+        test_x, test_y, _ = load_folder(base / "test", image_size, names)
+        if train_x.shape[2:] != test_x.shape[2:]:
+            raise DataError(f"{base}: train images are {tuple(train_x.shape[2:])} but test images "
+                            f"{tuple(test_x.shape[2:])}; set data.image_size")
+        if train_x.shape[1] != test_x.shape[1]:  # one split has colour: promote both to RGB
+            train_x, test_x = (t.expand(-1, 3, -1, -1).contiguous() if t.shape[1] == 1 else t
+                               for t in (train_x, test_x))
+        return ImageSet(train_x, train_y, test_x, test_y, names, f"image folders {base}/train and {base}/test")
+    images, labels, names = load_folder(base, image_size)
+    return ImageSet(images, labels, None, None, names, f"image folder {base}")
+
+
+def _download(fetch: Callable, what: str, where: Path, files: str):
+    try:
+        return fetch()
+    except Exception as exc:  # torchvision raises URLError, RuntimeError, OSError... depending on the step
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise DataError(f"{what} is not in {where} and could not be downloaded ({reason}); "
+                        f"without internet, put {files} in {where}") from None

@@ -1,0 +1,17 @@
+"""User-facing errors: the CLI turns these into one line on stderr and exit code 2."""
+
+
+class AdlabError(Exception):
+    """A problem with the user's input (config, data, checkpoint, paths), not a bug in adlab."""
+
+
+class ConfigError(AdlabError):
+    """Invalid configuration file or override."""
+
+
+class DataError(AdlabError):
+    """Missing, empty, corrupt or inconsistent data."""
+
+
+class CheckpointError(AdlabError):
+    """A checkpoint that cannot be read or does not fit the model."""

@@ -1,0 +1,106 @@
+"""Reading checkpoints safely and loading the tensors that fit a model."""
+
+from __future__ import annotations
+
+import pickle
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from adlab.errors import CheckpointError
+
+MODEL_PREFIX = "model."  # ClassifyTask keeps its network in `self.model`
+
+
+def resolve_checkpoint(path: str | Path) -> Path:
+    """A checkpoint file, or a run directory (its best checkpoint, else its last)."""
+    path = Path(path)
+    if path.is_dir():
+        for name in ("best.ckpt", "last.ckpt"):
+            if (path / "checkpoints" / name).is_file():
+                return path / "checkpoints" / name
+        raise CheckpointError(f"{path}: no checkpoints/best.ckpt or checkpoints/last.ckpt in this run directory")
+    if not path.is_file():
+        raise CheckpointError(f"{path}: checkpoint not found")
+    return path
+
+
+def read_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], dict]:
+    """(state dict without the task prefix, adlab metadata or {}).
+
+    Always `weights_only=True`: a checkpoint from elsewhere can hold tensors and plain data,
+    never code that runs on load.
+    """
+    path = resolve_checkpoint(path)
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        raise CheckpointError(f"{path}: refused: not a plain-tensor checkpoint (weights_only load failed: {first})") from None
+    except Exception as exc:  # truncated zip, not a torch file, ...
+        raise CheckpointError(f"{path}: cannot read checkpoint ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})") from None
+    if not isinstance(ckpt, dict):
+        raise CheckpointError(f"{path}: not a checkpoint (expected a dict of tensors)")
+    state = ckpt.get("state_dict", ckpt)
+    state = {k: v for k, v in state.items() if isinstance(v, torch.Tensor)}
+    if not state:
+        raise CheckpointError(f"{path}: checkpoint holds no tensors")
+    if all(k.startswith(MODEL_PREFIX) for k in state):
+        state = {k[len(MODEL_PREFIX):]: v for k, v in state.items()}
+    meta = ckpt.get("adlab", {}) if isinstance(ckpt.get("adlab", {}), dict) else {}
+    return state, meta
+
+
+@dataclass
+class LoadReport:
+    source: str
+    loaded: list[str] = field(default_factory=list)
+    new: list[str] = field(default_factory=list)
+    shape_mismatch: list[str] = field(default_factory=list)
+    unused: list[str] = field(default_factory=list)
+
+    def summary(self) -> str:
+        lines = [f"weights: loaded {len(self.loaded)} of {len(self.loaded) + len(self.new)} tensors from {self.source}"]
+        if self.new:
+            lines.append(f"weights: left new ({len(self.new)}): {_short(self.new)}")
+        if self.shape_mismatch:
+            lines.append(f"weights: shape differs, not loaded: {_short(self.shape_mismatch)}")
+        if self.unused:
+            lines.append(f"weights: in checkpoint but unused ({len(self.unused)}): {_short(self.unused)}")
+        return "\n".join(lines)
+
+    def to_dict(self) -> dict:
+        return {"source": self.source, "loaded": len(self.loaded), "new": self.new,
+                "shape_mismatch": self.shape_mismatch, "unused": len(self.unused)}
+
+
+def _short(names: list[str], limit: int = 8) -> str:
+    return ", ".join(names[:limit]) + (f", ... ({len(names) - limit} more)" if len(names) > limit else "")
+
+
+def load_matching(model: nn.Module, state: dict[str, torch.Tensor], source: str,
+                  skip_prefixes: tuple[str, ...] = ()) -> LoadReport:
+    """Copy every checkpoint tensor whose name and shape match; report the rest."""
+    report = LoadReport(source)
+    own = model.state_dict()
+    matched = {}
+    for name, tensor in own.items():
+        skip = any(name == p or name.startswith(p + ".") for p in skip_prefixes)
+        if name in state and not skip and state[name].shape == tensor.shape:
+            matched[name] = state[name]
+            report.loaded.append(name)
+        else:
+            if name in state and not skip:
+                report.shape_mismatch.append(f"{name} {list(state[name].shape)}->{list(tensor.shape)}")
+            if not name.endswith("num_batches_tracked"):
+                report.new.append(name)
+    report.unused = [k for k in state if k not in own]
+    learnable = [n for n, _ in model.named_parameters()]
+    if not any(n in matched for n in learnable):
+        raise CheckpointError(f"{source}: no tensor of the checkpoint fits this model "
+                              f"(another architecture? e.g. model has {learnable[0]}, checkpoint has "
+                              f"{next(iter(state))})")
+    model.load_state_dict(matched, strict=False)
+    return report

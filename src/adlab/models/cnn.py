@@ -1,0 +1,55 @@
+"""A configurable VGG-style CNN: blocks of (conv, [batch norm], activation) x n, then max-pool."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+ACTIVATIONS = {
+    "relu": nn.ReLU, "leaky_relu": nn.LeakyReLU, "gelu": nn.GELU, "silu": nn.SiLU, "elu": nn.ELU, "tanh": nn.Tanh,
+}
+
+
+class VGGNet(nn.Module):
+    """features -> classifier (hidden layers) -> head.
+
+    Pooling stops once the feature map is 1 pixel wide, so the same recipe runs on 8x8 digits
+    and on 64x64 satellite tiles.
+    """
+
+    def __init__(self, in_channels: int, num_classes: int, image_hw: tuple[int, int],
+                 conv_channels=(32, 64, 128), convs_per_block: int = 2, activation: str = "relu",
+                 batch_norm: bool = True, conv_dropout: float = 0.0, hidden=(128,), dropout: float = 0.3,
+                 global_pool: bool = False):
+        super().__init__()
+        act = ACTIVATIONS[activation]
+        layers: list[nn.Module] = []
+        h, w = image_hw
+        channels = in_channels
+        for width in conv_channels:
+            for _ in range(convs_per_block):
+                layers += [nn.Conv2d(channels, width, 3, padding=1, bias=not batch_norm)]
+                layers += [nn.BatchNorm2d(width)] if batch_norm else []
+                layers += [act()]
+                channels = width
+            if min(h, w) >= 2:
+                layers.append(nn.MaxPool2d(2))
+                h, w = h // 2, w // 2
+            if conv_dropout:
+                layers.append(nn.Dropout2d(conv_dropout))
+        if global_pool:
+            layers.append(nn.AdaptiveAvgPool2d(1))
+            h = w = 1
+        self.features = nn.Sequential(*layers)
+        fc: list[nn.Module] = [nn.Flatten()]
+        size = channels * h * w
+        for units in hidden:
+            fc += [nn.Dropout(dropout)] if dropout else []
+            fc += [nn.Linear(size, units), act()]
+            size = units
+        fc += [nn.Dropout(dropout)] if dropout else []
+        self.classifier = nn.Sequential(*fc)
+        self.head = nn.Linear(size, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.classifier(self.features(x)))

@@ -1,0 +1,87 @@
+"""One entry point for every classifier: `build_model(cfg, input_shape, num_classes)`.
+
+Names the network, adapts it to the data (channels, classes), applies weights (ImageNet or an
+adlab checkpoint) and freezing. The three transfer regimes are then just settings:
+scratch (`weights: null`), fine-tune (`weights` set), frozen feature extractor (`freeze: true`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from adlab.config import ModelConfig
+from adlab.errors import ConfigError
+from adlab.models.checkpoints import LoadReport, load_matching, read_checkpoint
+
+
+@dataclass
+class BuiltModel:
+    net: nn.Module
+    head: str                      # qualified name of the classification head (always trainable)
+    load_report: LoadReport | None
+
+
+def uses_imagenet(cfg: ModelConfig) -> bool:
+    return cfg.weights is not None and cfg.weights.lower() == "imagenet"
+
+
+def weights_normalization(cfg: ModelConfig) -> tuple[list[float], list[float]] | None:
+    """Input statistics imposed by the weights: ImageNet's, or those of the adlab checkpoint."""
+    if cfg.weights is None:
+        return None
+    if uses_imagenet(cfg):
+        from adlab.models.zoo import imagenet_normalization
+
+        return imagenet_normalization(cfg.name)
+    _, meta = read_checkpoint(cfg.weights)
+    data = meta.get("data") or {}
+    return (data["mean"], data["std"]) if "mean" in data and "std" in data else None
+
+
+def build_model(cfg: ModelConfig, input_shape: tuple[int, int, int], num_classes: int) -> BuiltModel:
+    in_channels, h, w = input_shape
+    if cfg.name == "cnn":
+        if uses_imagenet(cfg):
+            raise ConfigError("model.weights: there are no ImageNet weights for 'cnn'; use a torchvision net "
+                              "(resnet18, mobilenet_v2, ...) or a checkpoint path")
+        from adlab.models.cnn import VGGNet
+
+        net = VGGNet(in_channels, num_classes, (h, w), cfg.conv_channels, cfg.convs_per_block, cfg.activation,
+                     cfg.batch_norm, cfg.conv_dropout, cfg.hidden, cfg.dropout, cfg.global_pool)
+        head = "head"
+    else:
+        from adlab.models.zoo import build_torchvision
+
+        net, head = build_torchvision(cfg.name, in_channels, num_classes, imagenet=uses_imagenet(cfg))
+    report = None
+    if cfg.weights is not None and not uses_imagenet(cfg):
+        state, _ = read_checkpoint(cfg.weights)
+        report = load_matching(net, state, cfg.weights, skip_prefixes=() if cfg.load_head else (head,))
+    check_input(net, cfg.name, input_shape)
+    if cfg.freeze:
+        freeze_all_but(net, head)
+    return BuiltModel(net, head, report)
+
+
+def freeze_all_but(net: nn.Module, head: str) -> None:
+    for name, param in net.named_parameters():
+        param.requires_grad = name == head or name.startswith(head + ".")
+
+
+def check_input(net: nn.Module, name: str, input_shape: tuple[int, int, int]) -> None:
+    """Fail early, with a hint, if the network cannot take images of this size."""
+    was_training = net.training
+    net.eval()
+    try:
+        with torch.no_grad():
+            net(torch.zeros(1, *input_shape))
+    except RuntimeError as exc:
+        c, h, w = input_shape
+        reason = str(exc).strip().splitlines()[0]
+        raise ConfigError(f"model {name} cannot take {c}x{h}x{w} images ({reason}); "
+                          f"set data.image_size larger (e.g. 64 or 224)") from None
+    finally:
+        net.train(was_training)

@@ -1,0 +1,43 @@
+"""`evaluate(run)`: score a trained run on its own test set, or on other data of the same classes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from adlab import io
+from adlab.config import load_config
+from adlab.data.datamodule import ImageDataModule
+from adlab.errors import ConfigError, DataError
+from adlab.run.loading import load_trained
+from adlab.run.outputs import predict_probs, summary_line, write_classification_result
+
+
+def evaluate(run: str | Path, overrides: list[str] | None = None, out: str | Path | None = None,
+             verbose: bool = True) -> dict:
+    trained = load_trained(run)
+    for item in overrides or []:
+        if not item.startswith("data."):
+            raise ConfigError(f"--set {item}: evaluate only changes data.* keys")
+    config = load_config(trained.config.to_dict(), overrides)
+    info = trained.info
+    data = ImageDataModule(config.data, config.train.batch_size, channels=info.channels,
+                           normalization=(info.mean, info.std))
+    new_info = data.prepare()
+    if new_info.class_names != info.class_names:
+        raise DataError(f"evaluation data has classes {new_info.class_names} but the model was trained on "
+                        f"{info.class_names}")
+    if new_info.input_shape != info.input_shape:
+        raise DataError(f"evaluation images are {'x'.join(map(str, new_info.input_shape))} but the model takes "
+                        f"{'x'.join(map(str, info.input_shape))}; set data.image_size")
+    run_dir = Path(run) if Path(run).is_dir() else trained.checkpoint.parent.parent
+    out_dir = Path(out) if out else run_dir / "evaluation"
+    (out_dir / "figures").mkdir(parents=True, exist_ok=True)
+    probs = predict_probs(trained.net, data.transform, data.test_x)
+    io.write_yaml(out_dir / "evaluation.yaml", {"checkpoint": str(trained.checkpoint), "data": config.data.model_dump(mode="json"),
+                                                "description": new_info.description})
+    metrics = write_classification_result(out_dir, probs, data.test_y, data.test_x, info.class_names,
+                                          {"checkpoint": str(trained.checkpoint)})
+    if verbose:
+        print(f"test ({new_info.description}): {summary_line(metrics)}")
+        print(f"evaluation: {out_dir}")
+    return metrics

@@ -1,0 +1,89 @@
+"""Late fusion: combine the test predictions of several trained runs.
+
+mean_prob  : average the class probabilities
+sum_logits : sum the log-probabilities (= summing logits up to a per-model constant, so the same
+             decision; the product of experts)
+vote       : majority of the predicted classes, ties broken by the mean probability
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from adlab import io
+from adlab.config import validate_config
+from adlab.data.datamodule import ImageDataModule
+from adlab.errors import AdlabError
+from adlab.run.outputs import read_predictions, summary_line, write_classification_result
+from adlab.run.rundir import environment, prepare_run_dir
+
+METHODS = ("mean_prob", "sum_logits", "vote")
+
+
+def combine(probs: list[torch.Tensor], method: str) -> torch.Tensor:
+    """Fused class scores [N, K], normalised to sum to one per row."""
+    stack = torch.stack(probs)  # [M, N, K]
+    if method == "mean_prob":
+        return stack.mean(0)
+    if method == "sum_logits":
+        return torch.softmax(torch.log(stack.clamp_min(1e-12)).sum(0), dim=1)
+    if method == "vote":
+        k = stack.shape[2]
+        votes = torch.nn.functional.one_hot(stack.argmax(2), k).sum(0).float()  # [N, K]
+        # ties go to the higher mean probability: 1e-3 x a probability is less than one vote
+        scores = votes + 1e-3 * stack.mean(0)
+        return scores / scores.sum(1, keepdim=True)
+    raise AdlabError(f"unknown fusion method {method!r} (valid: {', '.join(METHODS)})")
+
+
+def fuse(runs: list[str | Path], out: str | Path, method: str = "mean_prob", overwrite: bool = False,
+         verbose: bool = True) -> dict:
+    if len(runs) < 2:
+        raise AdlabError("fuse needs at least two runs")
+    members = []
+    for run in runs:
+        path = Path(run)
+        if not (path / "metrics.json").is_file():
+            raise AdlabError(f"{path}: not a finished run (no metrics.json)")
+        metrics = io.read_json(path / "metrics.json")
+        probs, target = read_predictions(path / "predictions.csv")
+        members.append((path, metrics, probs, target))
+    first_path, first_metrics, _, first_target = members[0]
+    for path, metrics, probs, target in members[1:]:
+        if metrics.get("class_names") != first_metrics.get("class_names"):
+            raise AdlabError(f"{path}: classes differ from {first_path} ({metrics.get('class_names')} vs "
+                             f"{first_metrics.get('class_names')})")
+        if len(target) != len(first_target) or not torch.equal(target, first_target):
+            raise AdlabError(f"{path}: test set differs from {first_path} (not the same images in the same order)")
+    fused = combine([m[2] for m in members], method)
+    out_dir = prepare_run_dir(Path(out), overwrite)
+    io.write_yaml(out_dir / "config.yaml", {"task": "fuse", "method": method, "runs": [str(m[0]) for m in members]})
+    io.write_json(out_dir / "env.json", environment(seed=-1))
+    images = _test_images(first_path)
+    extra = {"fusion_method": method, "members": {str(p): m.get("accuracy") for p, m, _, _ in members}}
+    metrics = write_classification_result(out_dir, fused, first_target, images, first_metrics["class_names"], extra,
+                                          title=f"late fusion ({method})")
+    if verbose:
+        for path, m, _, _ in members:
+            print(f"member {path}: accuracy={m.get('accuracy', float('nan')):.4f}")
+        print(f"fused ({method}): {summary_line(metrics)}")
+        print(f"run: {out_dir}")
+    return metrics
+
+
+def _test_images(run: Path) -> torch.Tensor:
+    """The test images of a run, reloaded from its config (same seeds, same split)."""
+    config = validate_config(_read_yaml(run / "config.yaml"), str(run / "config.yaml"))
+    data = ImageDataModule(config.data, config.train.batch_size)
+    data.prepare()
+    return data.test_x
+
+
+def _read_yaml(path: Path) -> dict:
+    import yaml
+
+    if not path.is_file():
+        raise AdlabError(f"{path}: not found")
+    return yaml.safe_load(path.read_text(encoding="utf-8")) or {}

@@ -1,0 +1,77 @@
+"""Writing (and reading back) a classification result: predictions.csv, metrics.json, figures."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from adlab import figures, io
+from adlab.errors import AdlabError
+from adlab.metrics import classification_metrics
+
+
+@torch.inference_mode()
+def predict_probs(net: nn.Module, transform: nn.Module, images: torch.Tensor, batch_size: int = 1024) -> torch.Tensor:
+    """Softmax probabilities for raw images, a batch at a time, in eval mode."""
+    was_training = net.training
+    net.eval()
+    device = next(net.parameters()).device
+    transform = transform.to(device)
+    out = [torch.softmax(net(transform(images[i:i + batch_size].to(device))).float(), dim=1).cpu()
+           for i in range(0, len(images), batch_size)]
+    net.train(was_training)
+    return torch.cat(out)
+
+
+def write_predictions(path: Path, probs: torch.Tensor, target: torch.Tensor) -> None:
+    k = probs.shape[1]
+    preds = probs.argmax(dim=1)
+    header = ["index", "y_true", "y_pred"] + [f"p_{i}" for i in range(k)]
+    p = probs.numpy()
+    rows = ([i, int(t), int(q)] + [f"{v:.6g}" for v in p[i]] for i, (t, q) in enumerate(zip(target.tolist(), preds.tolist())))
+    io.write_csv(path, header, rows)
+
+
+def read_predictions(path: Path) -> tuple[torch.Tensor, torch.Tensor]:
+    """(probabilities [N, K], y_true [N]) from a predictions.csv."""
+    if not path.is_file():
+        raise AdlabError(f"{path}: predictions.csv not found (is this a finished classification run?)")
+    with open(path, newline="") as f:
+        reader = csv.reader(f)
+        header = next(reader, None)
+        rows = list(reader)
+    if not header or header[:3] != ["index", "y_true", "y_pred"] or not rows:
+        raise AdlabError(f"{path}: not an adlab predictions file")
+    try:
+        data = np.asarray(rows, dtype=np.float64)
+    except ValueError:
+        raise AdlabError(f"{path}: malformed predictions (non-numeric values)") from None
+    return torch.from_numpy(data[:, 3:]).float(), torch.from_numpy(data[:, 1]).long()
+
+
+def write_classification_result(path: Path, probs: torch.Tensor, target: torch.Tensor, images: torch.Tensor | None,
+                                class_names: list[str], extra: dict | None = None,
+                                history: list[dict] | None = None, title: str = "") -> dict:
+    """All result files of a classification run; metrics.json last, as the mark of a finished run."""
+    path = Path(path)
+    metrics = classification_metrics(probs, target, class_names)
+    metrics.update(extra or {})
+    write_predictions(path / "predictions.csv", probs, target)
+    fig_dir = path / "figures"
+    if history:
+        figures.loss_curves(history, fig_dir / "loss_curves.png", title)
+    figures.confusion_matrix(metrics["confusion_matrix"], class_names, fig_dir / "confusion_matrix.png",
+                             f"Confusion matrix (test){' - ' + title if title else ''}")
+    if images is not None:
+        figures.misclassified(images, target, probs, class_names, fig_dir / "misclassified.png")
+    io.write_json(path / "metrics.json", metrics)
+    return metrics
+
+
+def summary_line(metrics: dict) -> str:
+    keys = ("accuracy", "mean_class_accuracy", "macro_f1", "macro_precision", "macro_recall")
+    return "  ".join(f"{k}={metrics[k]:.4f}" for k in keys if metrics.get(k) is not None)

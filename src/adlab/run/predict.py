@@ -1,0 +1,42 @@
+"""`predict(run, images)`: class probabilities for image files."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from adlab.errors import DataError
+from adlab.run.loading import load_trained
+from adlab.run.outputs import predict_probs
+
+
+def predict(run: str | Path, images: list[str | Path], top: int = 3) -> list[tuple[str, list[tuple[str, float]]]]:
+    """For each image: the `top` most likely classes with their probabilities."""
+    trained = load_trained(run)
+    info = trained.info
+    batch = torch.stack([_read_like_training(Path(p), info.native_channels, info.native_size) for p in images])
+    probs = predict_probs(trained.net, trained.transform(), batch)
+    top = max(1, min(top, len(info.class_names)))
+    values, indices = probs.topk(top, dim=1)
+    return [(str(path), [(info.class_names[i], float(v)) for v, i in zip(vals.tolist(), idx.tolist())])
+            for path, vals, idx in zip(images, values, indices)]
+
+
+def _read_like_training(path: Path, channels: int, size: list[int]) -> torch.Tensor:
+    """An image as the training data looked: same channel count and native size, uint8."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as img:
+            img = img.convert("L" if channels == 1 else "RGB")
+            if img.size != (size[1], size[0]):
+                img = img.resize((size[1], size[0]), Image.BILINEAR)
+            arr = np.asarray(img)
+    except FileNotFoundError:
+        raise DataError(f"{path}: image not found") from None
+    except (UnidentifiedImageError, OSError, ValueError) as exc:
+        raise DataError(f"{path}: cannot read image ({type(exc).__name__})") from None
+    tensor = torch.from_numpy(arr.copy())
+    return tensor.unsqueeze(0) if channels == 1 else tensor.permute(2, 0, 1)

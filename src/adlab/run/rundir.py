@@ -1,0 +1,136 @@
+"""The run directory: the contract other tools, studies and reports read.
+
+    config.yaml  env.json  history.csv  metrics.json  predictions.csv  checkpoints/  figures/
+
+`metrics.json` is written last: a run directory without it is unfinished.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import platform
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import lightning as L
+
+from adlab import io
+from adlab.config import Config
+from adlab.errors import AdlabError
+
+HISTORY_COLUMNS = ["epoch", "train_loss", "val_loss", "val_accuracy", "val_mean_class_accuracy", "lr", "seconds"]
+
+
+@dataclass
+class Run:
+    """A finished run: where it is, how it was configured, what it measured."""
+
+    path: Path
+    config: Config
+    metrics: dict = field(default_factory=dict)
+
+    @property
+    def checkpoint(self) -> Path:
+        best = self.path / "checkpoints" / "best.ckpt"
+        return best if best.is_file() else self.path / "checkpoints" / "last.ckpt"
+
+
+def default_run_dir(config: Config, config_path: str | None) -> Path:
+    name = config.name or (Path(config_path).stem if config_path else config.task)
+    stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    return Path("runs") / name / stamp
+
+
+def prepare_run_dir(path: Path, overwrite: bool) -> Path:
+    """Create the run folder; refuse to mix a new run into an old one unless asked to replace it."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise AdlabError(f"{path}: exists and is not a folder")
+    if path.is_dir() and any(path.iterdir()):
+        if not overwrite:
+            raise AdlabError(f"{path}: run folder already exists and is not empty (use --overwrite or another --out)")
+        if not (path / "config.yaml").is_file():
+            raise AdlabError(f"{path}: refusing to overwrite a folder that is not an adlab run")
+        shutil.rmtree(path)
+    (path / "checkpoints").mkdir(parents=True, exist_ok=True)
+    (path / "figures").mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def environment(seed: int, extra: dict | None = None) -> dict:
+    import numpy
+    import torch
+    import torchmetrics
+    import torchvision
+
+    from adlab import __version__
+
+    return {
+        "adlab": __version__,
+        "python": sys.version.split()[0],
+        "torch": torch.__version__,
+        "torchvision": torchvision.__version__,
+        "lightning": L.__version__,
+        "torchmetrics": torchmetrics.__version__,
+        "numpy": numpy.__version__,
+        "platform": platform.platform(),
+        "host": socket.gethostname(),
+        "cpu_count": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "cuda": torch.cuda.is_available(),
+        "seed": seed,
+        "git_revision": git_revision(),
+        "command": " ".join(sys.argv),
+        "started": dt.datetime.now().isoformat(timespec="seconds"),
+        **(extra or {}),
+    }
+
+
+def git_revision() -> str | None:
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5,
+                             cwd=Path(__file__).resolve().parent)
+        return out.stdout.strip() or None if out.returncode == 0 else None
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+class HistoryWriter(L.Callback):
+    """One row per epoch in history.csv, rewritten atomically after every epoch."""
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        self.rows: list[dict] = []
+        self._start = 0.0
+        self._lr = None
+
+    def on_train_epoch_start(self, trainer, pl_module):
+        self._start = time.perf_counter()
+        self._lr = trainer.optimizers[0].param_groups[0]["lr"] if trainer.optimizers else None
+
+    def on_train_epoch_end(self, trainer, pl_module):
+        metrics = trainer.callback_metrics
+        row = {"epoch": trainer.current_epoch + 1}
+        for key in HISTORY_COLUMNS[1:-2]:
+            row[key] = float(metrics[key]) if key in metrics else None
+        row["lr"] = self._lr
+        row["seconds"] = round(time.perf_counter() - self._start, 3)
+        self.rows.append(row)
+        if trainer.is_global_zero:
+            io.write_csv(self.path, HISTORY_COLUMNS, ([r[c] if r[c] is not None else "" for c in HISTORY_COLUMNS]
+                                                      for r in self.rows))
+
+
+def read_history(path: Path) -> list[dict]:
+    import csv
+
+    if not path.is_file():
+        return []
+    with open(path, newline="") as f:
+        return [{k: (float(v) if v not in ("", None) else None) for k, v in row.items()} for row in csv.DictReader(f)]

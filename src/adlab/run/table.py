@@ -1,0 +1,28 @@
+"""A Markdown table of chosen metrics across finished runs (for READMEs and notes)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from adlab.errors import AdlabError
+from adlab.io import read_json
+
+
+def metrics_table(runs: list[str | Path], keys: list[str]) -> str:
+    lines = ["| run | " + " | ".join(keys) + " |", "|---|" + "---:|" * len(keys)]
+    for run in runs:
+        path = Path(run) / "metrics.json"
+        if not path.is_file():
+            raise AdlabError(f"{path}: not found (unfinished run?)")
+        metrics = read_json(path)
+        cells = [_format(metrics.get(k)) for k in keys]
+        lines.append(f"| {Path(run).name} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def _format(value) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.4f}" if abs(value) < 10 else f"{value:.1f}"
+    return str(value)

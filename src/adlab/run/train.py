@@ -1,0 +1,140 @@
+"""`train(config) -> Run`: one classification run from config to finished run directory."""
+
+from __future__ import annotations
+
+import logging
+import time
+import warnings
+from pathlib import Path
+
+import lightning as L
+import torch
+
+from adlab import io
+from adlab.config import Config, load_config
+from adlab.data.datamodule import ImageDataModule
+from adlab.models.checkpoints import read_checkpoint
+from adlab.models.factory import build_model, uses_imagenet, weights_normalization
+from adlab.run.outputs import predict_probs, summary_line, write_classification_result
+from adlab.run.rundir import HistoryWriter, Run, default_run_dir, environment, prepare_run_dir, read_history
+from adlab.tasks.classify import ClassifyTask
+
+
+def quiet_lightning() -> None:
+    logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
+    logging.getLogger("lightning.fabric").setLevel(logging.WARNING)
+    # In-memory tensor loaders need no worker processes; these hints do not apply.
+    warnings.filterwarnings("ignore", message=".*does not have many workers.*")
+    warnings.filterwarnings("ignore", message=".*smaller than the logging interval.*")
+    warnings.filterwarnings("ignore", message=".*LeafSpec.*")
+
+
+def train(config: Config | dict | str | Path, out: str | Path | None = None, overwrite: bool = False,
+          overrides: list[str] | None = None, verbose: bool = True) -> Run:
+    """Train and evaluate one classifier; everything is validated before any file is written."""
+    source = str(config) if isinstance(config, (str, Path)) else None
+    if not isinstance(config, Config):
+        config = load_config(config, overrides)
+    elif overrides:
+        config = load_config(config.to_dict(), overrides)
+    say = print if verbose else (lambda *a, **k: None)
+    quiet_lightning()
+    tc = config.train
+    if tc.num_threads:
+        torch.set_num_threads(tc.num_threads)
+    L.seed_everything(tc.seed, workers=True, verbose=False)
+
+    # 1. data and model: every bad input fails here, before the run folder exists
+    channels, normalization = _input_requirements(config)
+    data = ImageDataModule(config.data, tc.batch_size, channels=channels, normalization=normalization)
+    info = data.prepare()
+    if tc.early_stopping_patience and not info.counts["val"]:
+        from adlab.errors import ConfigError
+        raise ConfigError("train.early_stopping_patience needs a validation split (data.val_fraction > 0)")
+    L.seed_everything(tc.seed, workers=True, verbose=False)  # same init whatever the data loading consumed
+    built = build_model(config.model, info.input_shape, len(info.class_names))
+    say(f"data: {info.description}; classes {len(info.class_names)}; "
+        f"train {info.counts['train']}, val {info.counts['val']}, test {info.counts['test']}; "
+        f"input {'x'.join(map(str, info.input_shape))}")
+    if built.load_report is not None:
+        say(built.load_report.summary())
+    trainable = sum(p.numel() for p in built.net.parameters() if p.requires_grad)
+    total = sum(p.numel() for p in built.net.parameters())
+    say(f"model: {config.model.name}, {total:,} parameters, {trainable:,} trainable")
+
+    # 2. the run folder
+    run_dir = prepare_run_dir(Path(out) if out else default_run_dir(config, source), overwrite)
+    io.write_yaml(run_dir / "config.yaml", config.to_dict())
+    env = environment(tc.seed, {"data": info.description, "counts": info.counts,
+                                "weights": built.load_report.to_dict() if built.load_report else config.model.weights})
+    io.write_json(run_dir / "env.json", env)
+
+    # 3. training
+    meta = {"config": config.to_dict(), "data": info.to_dict(), "head": built.head, "task": "classify"}
+    task = ClassifyTask(built.net, len(info.class_names), tc, meta)
+    has_val = info.counts["val"] > 0
+    history = HistoryWriter(run_dir / "history.csv")
+    mode = "min" if tc.monitor == "val_loss" else "max"
+    checkpoint = L.pytorch.callbacks.ModelCheckpoint(
+        dirpath=run_dir / "checkpoints", filename="best", monitor=tc.monitor if has_val else None, mode=mode,
+        save_last=True, save_top_k=1, enable_version_counter=False)
+    callbacks = [history, checkpoint]
+    if tc.early_stopping_patience:
+        callbacks.append(L.pytorch.callbacks.EarlyStopping(tc.monitor, patience=tc.early_stopping_patience, mode=mode))
+    trainer = L.Trainer(
+        max_epochs=tc.epochs, accelerator=tc.accelerator, devices=tc.devices, strategy=tc.strategy,
+        precision=tc.precision, deterministic=_deterministic(tc), logger=False, callbacks=callbacks,
+        enable_progress_bar=tc.progress_bar and verbose, enable_model_summary=False,
+        default_root_dir=run_dir, num_sanity_val_steps=0, log_every_n_steps=1)
+    started = time.perf_counter()
+    trainer.fit(task, datamodule=data)
+    train_seconds = time.perf_counter() - started
+
+    # 4. test evaluation with the best checkpoint (the last one without a validation split)
+    best = Path(checkpoint.best_model_path) if has_val and checkpoint.best_model_path else run_dir / "checkpoints" / "last.ckpt"
+    if not has_val:  # keep the contract: best.ckpt always exists
+        import shutil
+        shutil.copyfile(best, run_dir / "checkpoints" / "best.ckpt")
+        best = run_dir / "checkpoints" / "best.ckpt"
+    state, _ = read_checkpoint(best)
+    built.net.load_state_dict(state)
+    probs = predict_probs(built.net, data.transform, data.test_x)
+    extra = {
+        "train_seconds": round(train_seconds, 2),
+        "epochs_trained": trainer.current_epoch,
+        "best_epoch": _best_epoch(history.rows, tc.monitor, mode) if has_val else trainer.current_epoch,
+        "num_train": info.counts["train"], "num_val": info.counts["val"],
+        "trainable_parameters": trainable, "parameters": total,
+    }
+    metrics = write_classification_result(run_dir, probs, data.test_y, data.test_x, info.class_names, extra,
+                                          read_history(run_dir / "history.csv"), config.name or "")
+    say(f"test: {summary_line(metrics)}  ({train_seconds:.1f} s training)")
+    say(f"run: {run_dir}")
+    return Run(run_dir, config, metrics)
+
+
+def _input_requirements(config: Config) -> tuple[int | None, tuple | None]:
+    """Channels and normalisation the weights impose (None: take them from the data)."""
+    model = config.model
+    if model.weights is None:
+        return None, None
+    if uses_imagenet(model):
+        return 3, weights_normalization(model)
+    _, meta = read_checkpoint(model.weights)
+    channels = (meta.get("data") or {}).get("channels")
+    return channels, weights_normalization(model)
+
+
+def _deterministic(tc) -> bool | str:
+    # Some CUDA kernels have no deterministic version; on the CPU everything does.
+    if tc.accelerator in ("gpu", "cuda") or (tc.accelerator == "auto" and torch.cuda.is_available()):
+        return "warn" if tc.deterministic else False
+    return tc.deterministic
+
+
+def _best_epoch(rows: list[dict], monitor: str, mode: str) -> int | None:
+    scored = [r for r in rows if r.get(monitor) is not None]
+    if not scored:
+        return None
+    pick = min if mode == "min" else max
+    return int(pick(scored, key=lambda r: r[monitor])["epoch"])

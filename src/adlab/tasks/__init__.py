@@ -1,0 +1,1 @@
+"""Tasks: LightningModules that say what to compute for each kind of study."""

@@ -1,0 +1,83 @@
+"""Image classification as a LightningModule: what to compute; the Trainer decides how."""
+
+from __future__ import annotations
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torchmetrics.classification import MulticlassAccuracy, MulticlassRecall
+
+from adlab.config import TrainConfig
+
+
+class ClassifyTask(L.LightningModule):
+    def __init__(self, model: nn.Module, num_classes: int, train_cfg: TrainConfig, meta: dict | None = None):
+        super().__init__()
+        self.model = model
+        self.cfg = train_cfg
+        self.meta = meta or {}  # config, class names, normalisation: makes checkpoints self-describing
+        self.val_accuracy = MulticlassAccuracy(num_classes, average="micro")
+        self.val_mca = MulticlassRecall(num_classes, average="macro")
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(x)
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        # A frozen feature extractor keeps its batch-norm statistics too, not just its weights.
+        for module in self.model.modules():
+            params = list(module.parameters(recurse=False))
+            if isinstance(module, nn.modules.batchnorm._BatchNorm) and params and not any(p.requires_grad for p in params):
+                module.eval()
+        return self
+
+    def training_step(self, batch, batch_idx):
+        x, y = batch
+        loss = F.cross_entropy(self.model(x), y, label_smoothing=self.cfg.label_smoothing)
+        self.log("train_loss", loss, on_step=False, on_epoch=True, batch_size=len(y))
+        return loss
+
+    def validation_step(self, batch, batch_idx):
+        x, y = batch
+        logits = self.model(x)
+        self.val_accuracy(logits, y)
+        self.val_mca(logits, y)
+        self.log("val_loss", F.cross_entropy(logits, y), on_epoch=True, batch_size=len(y), prog_bar=True)
+        self.log("val_accuracy", self.val_accuracy, on_epoch=True, prog_bar=True)
+        self.log("val_mean_class_accuracy", self.val_mca, on_epoch=True)
+
+    def predict_step(self, batch, batch_idx):
+        return self.model(batch[0])
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        checkpoint["adlab"] = self.meta
+
+    def configure_optimizers(self):
+        return build_optimization(self, self.cfg)
+
+
+def build_optimization(module: L.LightningModule, cfg: TrainConfig) -> dict:
+    """Optimizer over the trainable parameters only, and the scheduler with its stepping interval."""
+    params = [p for p in module.parameters() if p.requires_grad]
+    if cfg.optimizer == "sgd":
+        optimizer = torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay,
+                                    nesterov=cfg.momentum > 0)
+    elif cfg.optimizer == "adamw":
+        optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    else:
+        optimizer = torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    sched = cfg.scheduler
+    if sched is None:
+        return {"optimizer": optimizer}
+    if sched.name == "step":
+        scheduler, interval = torch.optim.lr_scheduler.StepLR(optimizer, sched.step_size, sched.gamma), "epoch"
+    else:
+        total = max(1, int(module.trainer.estimated_stepping_batches))
+        if sched.name == "cosine":
+            scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=total, eta_min=sched.min_lr)
+        else:
+            scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=cfg.lr, total_steps=total,
+                                                            pct_start=sched.pct_start)
+        interval = "step"
+    return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": interval}}
