@@ -7,6 +7,7 @@ errors that name the key and the valid choices.
 from __future__ import annotations
 
 import copy
+import re
 from pathlib import Path
 from typing import Any, Literal, Optional, Union, get_args, get_origin
 
@@ -113,6 +114,8 @@ class Config(_Section):
         return self.model_dump(mode="json")
 
 
+_FLOAT = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")
+
 # Shorthands: a scalar standing for a section (`scheduler: step`, `augment: true`).
 _SHORTHAND_KEY = {("train", "scheduler"): "name", ("data", "augment"): "enabled"}
 
@@ -169,6 +172,8 @@ def parse_override(item: str) -> tuple[str, Any]:
         value = yaml.safe_load(text) if text.strip() else None
     except yaml.YAMLError:
         value = text
+    if isinstance(value, str) and _FLOAT.fullmatch(value.strip()):
+        value = float(value)  # YAML 1.1 reads '1e-3' as a string
     return key, value
 
 

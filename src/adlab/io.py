@@ -9,6 +9,7 @@ import csv
 import io
 import json
 import os
+import re
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
@@ -38,7 +39,10 @@ def write_text(path: str | os.PathLike, text: str) -> None:
 
 
 def write_json(path: str | os.PathLike, data: Any) -> None:
-    write_text(path, json.dumps(data, indent=2, sort_keys=False, allow_nan=True) + "\n")
+    text = json.dumps(data, indent=2, sort_keys=False, allow_nan=True)
+    # Keep lists of numbers (confusion-matrix rows) on one line: readable and diff-friendly.
+    text = re.sub(r"\[\s+([-0-9.eE,\s]+?)\s+\]", lambda m: "[" + re.sub(r"\s+", " ", m.group(1)) + "]", text)
+    write_text(path, text + "\n")
 
 
 def write_yaml(path: str | os.PathLike, data: Any) -> None:

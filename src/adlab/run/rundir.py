@@ -134,3 +134,16 @@ def read_history(path: Path) -> list[dict]:
         return []
     with open(path, newline="") as f:
         return [{k: (float(v) if v not in ("", None) else None) for k, v in row.items()} for row in csv.DictReader(f)]
+
+
+class EpochPrinter(L.Callback):
+    """One line per epoch where a progress bar would flood a log file (CI, pipes, nohup)."""
+
+    def on_train_epoch_end(self, trainer, pl_module):
+        m = trainer.callback_metrics
+        parts = [f"epoch {trainer.current_epoch + 1}/{trainer.max_epochs}"]
+        for key in ("train_loss", "val_loss", "val_accuracy"):
+            if key in m:
+                parts.append(f"{key} {float(m[key]):.4f}")
+        if trainer.is_global_zero:
+            print("  ".join(parts), flush=True)

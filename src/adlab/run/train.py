@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import sys
 import time
 import warnings
 from pathlib import Path
@@ -16,7 +17,7 @@ from adlab.data.datamodule import ImageDataModule
 from adlab.models.checkpoints import read_checkpoint
 from adlab.models.factory import build_model, uses_imagenet, weights_normalization
 from adlab.run.outputs import predict_probs, summary_line, write_classification_result
-from adlab.run.rundir import HistoryWriter, Run, default_run_dir, environment, prepare_run_dir, read_history
+from adlab.run.rundir import EpochPrinter, HistoryWriter, Run, default_run_dir, environment, prepare_run_dir, read_history
 from adlab.tasks.classify import ClassifyTask
 
 
@@ -79,13 +80,17 @@ def train(config: Config | dict | str | Path, out: str | Path | None = None, ove
         dirpath=run_dir / "checkpoints", filename="best", monitor=tc.monitor if has_val else None, mode=mode,
         save_last=True, save_top_k=1, enable_version_counter=False)
     callbacks = [history, checkpoint]
+    show_bar = tc.progress_bar and verbose and sys.stdout.isatty()
+    if verbose and not show_bar:
+        callbacks.append(EpochPrinter())
     if tc.early_stopping_patience:
         callbacks.append(L.pytorch.callbacks.EarlyStopping(tc.monitor, patience=tc.early_stopping_patience, mode=mode))
     trainer = L.Trainer(
         max_epochs=tc.epochs, accelerator=tc.accelerator, devices=tc.devices, strategy=tc.strategy,
         precision=tc.precision, deterministic=_deterministic(tc), logger=False, callbacks=callbacks,
-        enable_progress_bar=tc.progress_bar and verbose, enable_model_summary=False,
-        default_root_dir=run_dir, num_sanity_val_steps=0, log_every_n_steps=1)
+        enable_progress_bar=show_bar, enable_model_summary=False,
+        default_root_dir=run_dir, num_sanity_val_steps=0, log_every_n_steps=1,
+        limit_val_batches=None if has_val else 0)
     started = time.perf_counter()
     trainer.fit(task, datamodule=data)
     train_seconds = time.perf_counter() - started

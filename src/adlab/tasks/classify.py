@@ -23,14 +23,13 @@ class ClassifyTask(L.LightningModule):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.model(x)
 
-    def train(self, mode: bool = True):
-        super().train(mode)
+    def on_train_epoch_start(self) -> None:
         # A frozen feature extractor keeps its batch-norm statistics too, not just its weights.
+        # (Lightning restores these modes after each validation, so once per epoch suffices.)
         for module in self.model.modules():
             params = list(module.parameters(recurse=False))
             if isinstance(module, nn.modules.batchnorm._BatchNorm) and params and not any(p.requires_grad for p in params):
                 module.eval()
-        return self
 
     def training_step(self, batch, batch_idx):
         x, y = batch

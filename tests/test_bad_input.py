@@ -1,0 +1,311 @@
+"""The bad-input catalogue: every mistake a user can make ends in exit code 2, one line on stderr
+(`adlab: error: ...` naming the file or key), no traceback, and no run directory."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from adlab.cli import EXIT_BAD_INPUT, main
+
+FAST = ["--set", "train.epochs=1", "--set", "train.progress_bar=false", "--set", "train.batch_size=64",
+        "--set", "model.conv_channels=[8]", "--set", "model.convs_per_block=1", "--set", "model.hidden=[16]"]
+
+
+@pytest.fixture
+def config(tmp_path):
+    path = tmp_path / "cfg.yaml"
+    path.write_text("data:\n  name: digits\ntrain:\n  epochs: 1\n  progress_bar: false\n")
+    return path
+
+
+def run_bad(capsys, tmp_path, config, *args: str) -> str:
+    """Run `adlab train`, check the bad-input contract, return the one error line."""
+    out_dir = tmp_path / "run"
+    code = main(["train", str(config), "--out", str(out_dir), *FAST, *args])
+    captured = capsys.readouterr()
+    lines = captured.err.splitlines()
+    assert code == EXIT_BAD_INPUT, captured.err
+    assert len(lines) == 1, captured.err
+    assert lines[0].startswith("adlab: error: ")
+    assert "Traceback" not in captured.err + captured.out
+    assert not out_dir.exists(), "a failed run left its run directory behind"
+    print("LINE:", lines[0], file=open("/tmp/lines.txt", "a"))
+    return lines[0]
+
+
+def grey_png(path, value=0, size=(8, 8)):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    arr = (np.arange(size[0] * size[1]).reshape(size[1], size[0]) + value) % 256
+    Image.fromarray(arr.astype(np.uint8), mode="L").save(path)
+
+
+def image_tree(root, classes=("a", "b"), per_class=12):
+    for c, name in enumerate(classes):
+        for i in range(per_class):
+            grey_png(root / name / f"{i}.png", 40 * c + i)
+
+
+class MarkerOnLoad:
+    """Unpickling this would create `path`: the code a weights_only load must never run."""
+
+    def __init__(self, path):
+        self.path = str(path)
+
+    def __reduce__(self):
+        return (open, (self.path, "w"))
+
+
+# --- configuration ------------------------------------------------------------------------------
+
+def test_unknown_key_in_override(capsys, tmp_path, config):
+    line = run_bad(capsys, tmp_path, config, "--set", "train.epoch=3")
+    assert "'train.epoch'" in line
+    assert "epochs" in line and "batch_size" in line and "optimizer" in line  # the valid keys
+
+
+def test_unknown_key_in_file(capsys, tmp_path):
+    path = tmp_path / "typo.yaml"
+    path.write_text("data:\n  name: digits\nmodel:\n  nmae: cnn\n")
+    line = run_bad(capsys, tmp_path, path)
+    assert str(path) in line
+    assert "'model.nmae'" in line
+    assert "name" in line and "weights" in line
+
+
+def test_unknown_top_level_key(capsys, tmp_path, config):
+    line = run_bad(capsys, tmp_path, config, "--set", "trian.epochs=3")
+    assert "'trian'" in line
+    assert "train" in line and "data" in line and "model" in line
+
+
+def test_wrong_type(capsys, tmp_path, config):
+    line = run_bad(capsys, tmp_path, config, "--set", "train.epochs=abc")
+    assert "train.epochs" in line
+    assert "'abc'" in line
+    assert "integer" in line
+
+
+def test_invalid_literal_lists_choices(capsys, tmp_path, config):
+    line = run_bad(capsys, tmp_path, config, "--set", "train.optimizer=rmsprop")
+    assert "train.optimizer" in line
+    assert "'rmsprop'" in line
+    for choice in ("adam", "adamw", "sgd"):
+        assert f"'{choice}'" in line
+
+
+def test_out_of_range_value(capsys, tmp_path, config):
+    line = run_bad(capsys, tmp_path, config, "--set", "data.val_fraction=1.5")
+    assert "data.val_fraction" in line
+
+
+def test_missing_config_file(capsys, tmp_path):
+    missing = tmp_path / "nope.yaml"
+    line = run_bad(capsys, tmp_path, missing)
+    assert str(missing) in line
+    assert "not found" in line
+
+
+def test_invalid_yaml(capsys, tmp_path):
+    path = tmp_path / "broken.yaml"
+    path.write_text("data:\n  name: digits\ntrain: [1, 2\n  epochs: 3\n")
+    line = run_bad(capsys, tmp_path, path)
+    assert str(path) in line
+    assert "invalid YAML" in line
+    assert "line" in line
+
+
+def test_yaml_that_is_not_a_mapping(capsys, tmp_path):
+    path = tmp_path / "list.yaml"
+    path.write_text("- data\n- train\n")
+    line = run_bad(capsys, tmp_path, path)
+    assert str(path) in line and "mapping" in line
+
+
+def test_binary_config_file(capsys, tmp_path):
+    path = tmp_path / "binary.yaml"
+    path.write_bytes(b"\xff\xfe\x00\x81\x82 not text")
+    line = run_bad(capsys, tmp_path, path)
+    assert str(path) in line
+
+
+def test_set_without_equals(capsys, tmp_path, config):
+    line = run_bad(capsys, tmp_path, config, "--set", "train.epochs")
+    assert "train.epochs" in line
+    assert "key=value" in line
+
+
+def test_set_into_a_scalar(capsys, tmp_path, config):
+    line = run_bad(capsys, tmp_path, config, "--set", "train.epochs.value=3")
+    assert "train.epochs" in line
+
+
+# --- data ---------------------------------------------------------------------------------------
+
+def test_folder_root_missing(capsys, tmp_path, config):
+    root = tmp_path / "no-such-folder"
+    line = run_bad(capsys, tmp_path, config, "--set", "data.name=folder", "--set", f"data.root={root}")
+    assert str(root) in line
+    assert "not found" in line
+
+
+def test_folder_without_root(capsys, tmp_path, config):
+    line = run_bad(capsys, tmp_path, config, "--set", "data.name=folder")
+    assert "data.root" in line
+
+
+def test_folder_with_empty_class_folder(capsys, tmp_path, config):
+    root = tmp_path / "images"
+    image_tree(root)
+    (root / "c_empty").mkdir()
+    line = run_bad(capsys, tmp_path, config, "--set", "data.name=folder", "--set", f"data.root={root}")
+    assert "'c_empty'" in line
+    assert str(root) in line
+
+
+def test_folder_with_unreadable_image(capsys, tmp_path, config):
+    root = tmp_path / "images"
+    image_tree(root)
+    bad = root / "b" / "corrupt.png"
+    bad.write_bytes(np.random.default_rng(0).integers(0, 256, 500, dtype=np.uint8).tobytes())
+    line = run_bad(capsys, tmp_path, config, "--set", "data.name=folder", "--set", f"data.root={root}")
+    assert str(bad) in line
+
+
+def test_folder_with_mixed_sizes(capsys, tmp_path, config):
+    root = tmp_path / "images"
+    image_tree(root)
+    odd = root / "a" / "odd.png"
+    grey_png(odd, size=(11, 9))
+    line = run_bad(capsys, tmp_path, config, "--set", "data.name=folder", "--set", f"data.root={root}")
+    assert str(odd) in line
+    assert "data.image_size" in line
+
+
+def test_unknown_class(capsys, tmp_path, config):
+    line = run_bad(capsys, tmp_path, config, "--set", "data.classes=[3, eleven]")
+    assert "data.classes" in line
+    assert "'eleven'" in line
+    assert "0, 1, 2, 3, 4, 5, 6, 7, 8, 9" in line
+
+
+def test_class_id_out_of_range(capsys, tmp_path, config):
+    line = run_bad(capsys, tmp_path, config, "--set", "data.classes=[3, 10]")
+    assert "data.classes" in line and "10" in line
+
+
+# --- model and weights --------------------------------------------------------------------------
+
+def test_unknown_model(capsys, tmp_path, config):
+    line = run_bad(capsys, tmp_path, config, "--set", "model.name=resnet81")
+    assert "model.name" in line
+    assert "'resnet81'" in line
+    assert "resnet18" in line  # the close match
+
+
+def test_weights_path_missing(capsys, tmp_path, config):
+    missing = tmp_path / "nowhere.ckpt"
+    line = run_bad(capsys, tmp_path, config, "--set", f"model.weights={missing}")
+    assert str(missing) in line
+    assert "not found" in line
+
+
+def test_weights_file_is_not_a_checkpoint(capsys, tmp_path, config):
+    junk = tmp_path / "junk.ckpt"
+    junk.write_bytes(np.random.default_rng(0).integers(0, 256, 4096, dtype=np.uint8).tobytes())
+    line = run_bad(capsys, tmp_path, config, "--set", f"model.weights={junk}")
+    assert str(junk) in line
+
+
+def test_weights_file_truncated_checkpoint(capsys, tmp_path, config):
+    path = tmp_path / "cut.ckpt"
+    torch.save({"state_dict": {"w": torch.zeros(100, 100)}}, path)
+    path.write_bytes(path.read_bytes()[:2000])
+    line = run_bad(capsys, tmp_path, config, "--set", f"model.weights={path}")
+    assert str(path) in line
+
+
+def test_weights_with_pickled_code_are_refused_without_running_it(capsys, tmp_path, config):
+    marker = tmp_path / "marker-created-on-unpickle"
+    evil = tmp_path / "evil.ckpt"
+    torch.save({"state_dict": {"w": torch.zeros(2)}, "payload": MarkerOnLoad(marker)}, evil)
+    assert not marker.exists()  # saving did not run it
+    line = run_bad(capsys, tmp_path, config, "--set", f"model.weights={evil}")
+    assert str(evil) in line
+    assert "refused" in line
+    assert not marker.exists(), "loading the weights ran pickled code"
+
+
+def test_weights_without_tensors(capsys, tmp_path, config):
+    path = tmp_path / "empty.ckpt"
+    torch.save({"state_dict": {}, "epoch": 3}, path)
+    line = run_bad(capsys, tmp_path, config, "--set", f"model.weights={path}")
+    assert str(path) in line and "no tensors" in line
+
+
+def test_weights_of_another_architecture(capsys, tmp_path, config):
+    path = tmp_path / "other.ckpt"
+    torch.save({"state_dict": {"encoder.layer9.weight": torch.zeros(3, 3)}}, path)
+    line = run_bad(capsys, tmp_path, config, "--set", f"model.weights={path}")
+    assert str(path) in line
+
+
+def test_imagenet_weights_for_cnn(capsys, tmp_path, config):
+    line = run_bad(capsys, tmp_path, config, "--set", "model.weights=imagenet")
+    assert "model.weights" in line
+
+
+def test_model_too_large_for_8x8_input(capsys, tmp_path, config):
+    line = run_bad(capsys, tmp_path, config, "--set", "model.name=alexnet")
+    assert "alexnet" in line
+    assert "1x8x8" in line
+    assert "data.image_size" in line
+
+
+# --- run directory --------------------------------------------------------------------------------
+
+def test_existing_run_directory_is_not_replaced(capsys, tmp_path, config):
+    out_dir = tmp_path / "existing"
+    out_dir.mkdir()
+    (out_dir / "precious.txt").write_text("keep me")
+    code = main(["train", str(config), "--out", str(out_dir), *FAST])
+    captured = capsys.readouterr()
+    assert code == EXIT_BAD_INPUT
+    lines = captured.err.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("adlab: error: ")
+    assert str(out_dir) in lines[0]
+    assert (out_dir / "precious.txt").read_text() == "keep me"
+    assert sorted(p.name for p in out_dir.iterdir()) == ["precious.txt"]
+
+
+def test_overwrite_refuses_a_folder_that_is_not_a_run(capsys, tmp_path, config):
+    out_dir = tmp_path / "not-a-run"
+    out_dir.mkdir()
+    (out_dir / "precious.txt").write_text("keep me")
+    code = main(["train", str(config), "--out", str(out_dir), "--overwrite", *FAST])
+    captured = capsys.readouterr()
+    assert code == EXIT_BAD_INPUT
+    assert len(captured.err.splitlines()) == 1
+    assert (out_dir / "precious.txt").read_text() == "keep me"
+
+
+def test_config_command_reports_bad_keys_too(capsys):
+    code = main(["config", "--set", "train.optimiser=adam"])
+    captured = capsys.readouterr()
+    assert code == EXIT_BAD_INPUT
+    lines = captured.err.splitlines()
+    assert len(lines) == 1 and "'train.optimiser'" in lines[0]
+    assert captured.out == ""
+
+
+def test_a_good_run_still_works(capsys, tmp_path, config):
+    """The contract's other side: the same fixtures with valid input train and write a run."""
+    out_dir = tmp_path / "run"
+    code = main(["train", str(config), "--out", str(out_dir), "--quiet", *FAST,
+                 "--set", "data.classes=[0, 1]"])
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    assert "adlab: error" not in captured.err
+    assert (out_dir / "metrics.json").is_file()
