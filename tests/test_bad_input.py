@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 import torch
@@ -30,9 +32,9 @@ def run_bad(capsys, tmp_path, config, *args: str) -> str:
     assert code == EXIT_BAD_INPUT, captured.err
     assert len(lines) == 1, captured.err
     assert lines[0].startswith("adlab: error: ")
+    assert "\x1b" not in lines[0], "terminal escape codes in the error line"
     assert "Traceback" not in captured.err + captured.out
     assert not out_dir.exists(), "a failed run left its run directory behind"
-    print("LINE:", lines[0], file=open("/tmp/lines.txt", "a"))
     return lines[0]
 
 
@@ -217,6 +219,8 @@ def test_weights_file_is_not_a_checkpoint(capsys, tmp_path, config):
     junk.write_bytes(np.random.default_rng(0).integers(0, 256, 4096, dtype=np.uint8).tobytes())
     line = run_bad(capsys, tmp_path, config, "--set", f"model.weights={junk}")
     assert str(junk) in line
+    # never advise the unsafe load (torch's own first line says `weights_only=False` "will likely succeed")
+    assert "set to `False`" not in line and "will likely succeed" not in line
 
 
 def test_weights_file_truncated_checkpoint(capsys, tmp_path, config):
@@ -236,6 +240,9 @@ def test_weights_with_pickled_code_are_refused_without_running_it(capsys, tmp_pa
     assert str(evil) in line
     assert "refused" in line
     assert not marker.exists(), "loading the weights ran pickled code"
+    # says what was refused (torch: "Unsupported global: GLOBAL io.open"), not torch's generic preamble
+    assert re.search(r"\bopen\b", line), line
+    assert "set to `False`" not in line
 
 
 def test_weights_without_tensors(capsys, tmp_path, config):
@@ -255,6 +262,13 @@ def test_weights_of_another_architecture(capsys, tmp_path, config):
 def test_imagenet_weights_for_cnn(capsys, tmp_path, config):
     line = run_bad(capsys, tmp_path, config, "--set", "model.weights=imagenet")
     assert "model.weights" in line
+    assert "cnn" in line
+
+
+def test_imagenet_weights_for_unknown_model(capsys, tmp_path, config):
+    line = run_bad(capsys, tmp_path, config, "--set", "model.name=resnet81", "--set", "model.weights=imagenet")
+    assert "model.name" in line
+    assert "'resnet81'" in line
 
 
 def test_model_too_large_for_8x8_input(capsys, tmp_path, config):

@@ -10,6 +10,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 import torch  # noqa: E402
 
 from adlab.io import save_figure  # noqa: E402
@@ -35,6 +36,7 @@ def loss_curves(history: list[dict], path: Path, title: str = "") -> None:
         ax_acc.text(0.5, 0.5, "no validation split", ha="center", va="center", transform=ax_acc.transAxes)
     for ax in (ax_loss, ax_acc):
         ax.grid(alpha=0.3)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     if title:
         fig.suptitle(title)
     save_figure(fig, path)
@@ -82,7 +84,7 @@ def misclassified(images: torch.Tensor, target: torch.Tensor, probs: torch.Tenso
         ax.imshow(to_display(images[i]), cmap="gray" if images.shape[1] == 1 else None, vmin=0, vmax=1)
         ax.set_title(f"true {class_names[target[i]]}\npred {class_names[preds[i]]} {probs[i, preds[i]]:.2f}",
                      fontsize=7)
-    fig.suptitle("Most confident mistakes (test)", fontsize=10)
+    fig.suptitle("Most confident mistakes (test)", fontsize=10, y=1.0 + 0.12 / rows)
     save_figure(fig, path)
 
 

@@ -58,10 +58,10 @@ def fuse(runs: list[str | Path], out: str | Path, method: str = "mean_prob", ove
         if len(target) != len(first_target) or not torch.equal(target, first_target):
             raise AdlabError(f"{path}: test set differs from {first_path} (not the same images in the same order)")
     fused = combine([m[2] for m in members], method)
+    images = _test_images(first_path)
     out_dir = prepare_run_dir(Path(out), overwrite)
     io.write_yaml(out_dir / "config.yaml", {"task": "fuse", "method": method, "runs": [str(m[0]) for m in members]})
     io.write_json(out_dir / "env.json", environment(seed=-1))
-    images = _test_images(first_path)
     extra = {"fusion_method": method, "members": {str(p): m.get("accuracy") for p, m, _, _ in members}}
     metrics = write_classification_result(out_dir, fused, first_target, images, first_metrics["class_names"], extra,
                                           title=f"late fusion ({method})")

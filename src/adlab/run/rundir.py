@@ -47,8 +47,8 @@ def default_run_dir(config: Config, config_path: str | None) -> Path:
     return Path("runs") / name / stamp
 
 
-def prepare_run_dir(path: Path, overwrite: bool) -> Path:
-    """Create the run folder; refuse to mix a new run into an old one unless asked to replace it."""
+def check_run_dir(path: Path, overwrite: bool) -> bool:
+    """Whether `path` holds an earlier run to replace; an error if it must not be touched."""
     path = Path(path)
     if path.exists() and not path.is_dir():
         raise AdlabError(f"{path}: exists and is not a folder")
@@ -57,6 +57,14 @@ def prepare_run_dir(path: Path, overwrite: bool) -> Path:
             raise AdlabError(f"{path}: run folder already exists and is not empty (use --overwrite or another --out)")
         if not (path / "config.yaml").is_file():
             raise AdlabError(f"{path}: refusing to overwrite a folder that is not an adlab run")
+        return True
+    return False
+
+
+def prepare_run_dir(path: Path, overwrite: bool) -> Path:
+    """Create the run folder; refuse to mix a new run into an old one unless asked to replace it."""
+    path = Path(path)
+    if check_run_dir(path, overwrite):
         shutil.rmtree(path)
     (path / "checkpoints").mkdir(parents=True, exist_ok=True)
     (path / "figures").mkdir(parents=True, exist_ok=True)

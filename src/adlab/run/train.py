@@ -14,10 +14,12 @@ import torch
 from adlab import io
 from adlab.config import Config, load_config
 from adlab.data.datamodule import ImageDataModule
+from adlab.errors import ConfigError
 from adlab.models.checkpoints import read_checkpoint
 from adlab.models.factory import build_model, uses_imagenet, weights_normalization
 from adlab.run.outputs import predict_probs, summary_line, write_classification_result
-from adlab.run.rundir import EpochPrinter, HistoryWriter, Run, default_run_dir, environment, prepare_run_dir, read_history
+from adlab.run.rundir import (EpochPrinter, HistoryWriter, Run, check_run_dir, default_run_dir, environment,
+                              prepare_run_dir, read_history)
 from adlab.tasks.classify import ClassifyTask
 
 
@@ -50,7 +52,6 @@ def train(config: Config | dict | str | Path, out: str | Path | None = None, ove
     data = ImageDataModule(config.data, tc.batch_size, channels=channels, normalization=normalization)
     info = data.prepare()
     if tc.early_stopping_patience and not info.counts["val"]:
-        from adlab.errors import ConfigError
         raise ConfigError("train.early_stopping_patience needs a validation split (data.val_fraction > 0)")
     L.seed_everything(tc.seed, workers=True, verbose=False)  # same init whatever the data loading consumed
     built = build_model(config.model, info.input_shape, len(info.class_names))
@@ -63,14 +64,9 @@ def train(config: Config | dict | str | Path, out: str | Path | None = None, ove
     total = sum(p.numel() for p in built.net.parameters())
     say(f"model: {config.model.name}, {total:,} parameters, {trainable:,} trainable")
 
-    # 2. the run folder
-    run_dir = prepare_run_dir(Path(out) if out else default_run_dir(config, source), overwrite)
-    io.write_yaml(run_dir / "config.yaml", config.to_dict())
-    env = environment(tc.seed, {"data": info.description, "counts": info.counts,
-                                "weights": built.load_report.to_dict() if built.load_report else config.model.weights})
-    io.write_json(run_dir / "env.json", env)
-
-    # 3. training
+    # 2. the task and its trainer (Lightning validates devices/strategy/precision here)
+    run_dir = Path(out) if out else default_run_dir(config, source)
+    check_run_dir(run_dir, overwrite)
     meta = {"config": config.to_dict(), "data": info.to_dict(), "head": built.head, "task": "classify"}
     task = ClassifyTask(built.net, len(info.class_names), tc, meta)
     has_val = info.counts["val"] > 0
@@ -85,12 +81,14 @@ def train(config: Config | dict | str | Path, out: str | Path | None = None, ove
         callbacks.append(EpochPrinter())
     if tc.early_stopping_patience:
         callbacks.append(L.pytorch.callbacks.EarlyStopping(tc.monitor, patience=tc.early_stopping_patience, mode=mode))
-    trainer = L.Trainer(
-        max_epochs=tc.epochs, accelerator=tc.accelerator, devices=tc.devices, strategy=tc.strategy,
-        precision=tc.precision, deterministic=_deterministic(tc), logger=False, callbacks=callbacks,
-        enable_progress_bar=show_bar, enable_model_summary=False,
-        default_root_dir=run_dir, num_sanity_val_steps=0, log_every_n_steps=1,
-        limit_val_batches=None if has_val else 0)
+    trainer = make_trainer(tc, callbacks, show_bar, run_dir, has_val)
+
+    # 3. the run folder, then training
+    prepare_run_dir(run_dir, overwrite)
+    io.write_yaml(run_dir / "config.yaml", config.to_dict())
+    env = environment(tc.seed, {"data": info.description, "counts": info.counts,
+                                "weights": built.load_report.to_dict() if built.load_report else config.model.weights})
+    io.write_json(run_dir / "env.json", env)
     started = time.perf_counter()
     trainer.fit(task, datamodule=data)
     train_seconds = time.perf_counter() - started
@@ -116,6 +114,20 @@ def train(config: Config | dict | str | Path, out: str | Path | None = None, ove
     say(f"test: {summary_line(metrics)}  ({train_seconds:.1f} s training)")
     say(f"run: {run_dir}")
     return Run(run_dir, config, metrics)
+
+
+def make_trainer(tc, callbacks, show_bar: bool, run_dir: Path, has_val: bool) -> L.Trainer:
+    """Lightning's Trainer from train.* settings; its own complaints become config errors."""
+    from lightning.fabric.utilities.exceptions import MisconfigurationException
+
+    try:
+        return L.Trainer(
+            max_epochs=tc.epochs, accelerator=tc.accelerator, devices=tc.devices, strategy=tc.strategy,
+            precision=tc.precision, deterministic=_deterministic(tc), logger=False, callbacks=callbacks,
+            enable_progress_bar=show_bar, enable_model_summary=False, default_root_dir=run_dir,
+            num_sanity_val_steps=0, log_every_n_steps=1, limit_val_batches=None if has_val else 0)
+    except (MisconfigurationException, ValueError, RuntimeError) as exc:
+        raise ConfigError(f"train.accelerator/devices/strategy/precision: {str(exc).strip().splitlines()[0]}") from None
 
 
 def _input_requirements(config: Config) -> tuple[int | None, tuple | None]:

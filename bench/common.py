@@ -1,0 +1,37 @@
+"""Shared helpers for benchmarks: each writes bench/results/<name>.json with figure, goal and verdict."""
+
+from __future__ import annotations
+
+import json
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+RESULTS = Path(__file__).resolve().parent / "results"
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def record(name: str, rows: list[dict]) -> None:
+    """rows: {"measure", "value", "unit", "goal", "met"}; printed side by side and saved."""
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    payload = {"benchmark": name, "machine": f"{platform.processor() or platform.machine()}, "
+                                           f"{_cores()} cores", "python": sys.version.split()[0],
+               "when": time.strftime("%Y-%m-%d %H:%M:%S"), "rows": rows}
+    (RESULTS / f"{name}.json").write_text(json.dumps(payload, indent=2) + "\n")
+    for row in rows:
+        verdict = "" if row.get("met") is None else ("  OK" if row["met"] else "  MISSED")
+        print(f"{name:>12} | {row['measure']:<42} {row['value']:>10.3f} {row['unit']:<8} goal {row['goal']}{verdict}")
+
+
+def timed_command(args: list[str]) -> tuple[float, subprocess.CompletedProcess]:
+    start = time.perf_counter()
+    result = subprocess.run(args, capture_output=True, text=True, cwd=ROOT)
+    return time.perf_counter() - start, result
+
+
+def _cores() -> int:
+    import os
+
+    return os.cpu_count() or 1
