@@ -102,7 +102,7 @@ def _cifar10(root: str | None, download: bool) -> ImageSet:
     target = Path(root) if root is not None else default_root()
     train, test = _download(lambda: (tvd.CIFAR10(str(target), train=True, download=download),
                                      tvd.CIFAR10(str(target), train=False, download=download)),
-                            "CIFAR-10", target / "cifar-10-batches-py", "the python batches (cifar-10-python.tar.gz)")
+                            "CIFAR-10", target / "cifar-10-batches-py", "the python batches (cifar-10-python.tar.gz)", download)
 
     def to_tensor(ds):
         return torch.from_numpy(ds.data).permute(0, 3, 1, 2).contiguous(), torch.tensor(ds.targets, dtype=torch.long)
@@ -116,9 +116,10 @@ def _eurosat(root: str | None, download: bool, image_size: int | None) -> ImageS
 
     target = Path(root) if root is not None else default_root()
     dataset = _download(lambda: tvd.EuroSAT(str(target), download=download), "EuroSAT",
-                        target / "eurosat" / "2750", "the class folders of EuroSAT RGB (AnnualCrop, Forest, ...)")
-    images, labels, names = load_folder(Path(dataset.root), image_size, list(dataset.classes))
-    return ImageSet(images, labels, None, None, names, f"EuroSAT RGB from {dataset.root}")
+                        target / "eurosat" / "2750", "the class folders of EuroSAT RGB (AnnualCrop, Forest, ...)", download)
+    folder = Path(dataset.root) / "eurosat" / "2750"
+    images, labels, names = load_folder(folder, image_size, list(dataset.classes))
+    return ImageSet(images, labels, None, None, names, f"EuroSAT RGB from {folder}")
 
 
 def _folder(root: str | None, image_size: int | None) -> ImageSet:
@@ -141,10 +142,13 @@ def _folder(root: str | None, image_size: int | None) -> ImageSet:
     return ImageSet(images, labels, None, None, names, f"image folder {base}")
 
 
-def _download(fetch: Callable, what: str, where: Path, files: str):
+def _download(fetch: Callable, what: str, where: Path, files: str, download: bool = True):
     try:
         return fetch()
     except Exception as exc:  # torchvision raises URLError, RuntimeError, OSError... depending on the step
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        if not download:
+            raise DataError(f"{what} not found or corrupt in {where} ({reason}); put {files} there "
+                            "or set data.download: true") from None
         raise DataError(f"{what} is not in {where} and could not be downloaded ({reason}); "
                         f"without internet, put {files} in {where}") from None
