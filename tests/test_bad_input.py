@@ -198,6 +198,26 @@ def test_class_id_out_of_range(capsys, tmp_path, config):
     assert "data.classes" in line and "10" in line
 
 
+def test_class_listed_twice(capsys, tmp_path, config):
+    line = run_bad(capsys, tmp_path, config, "--set", "data.classes=[3, '3']")
+    assert "data.classes" in line and "twice" in line
+
+
+def test_empty_class_list(capsys, tmp_path, config):
+    line = run_bad(capsys, tmp_path, config, "--set", "data.classes=[]")
+    assert "data.classes" in line
+
+
+def test_a_single_class_cannot_be_classified(capsys, tmp_path, config):
+    line = run_bad(capsys, tmp_path, config, "--set", "data.classes=[3]")
+    assert "data.classes" in line or "class" in line
+
+
+def test_too_large_test_fraction(capsys, tmp_path, config):
+    line = run_bad(capsys, tmp_path, config, "--set", "data.test_fraction=0.999")
+    assert "1797" in line
+
+
 # --- model and weights --------------------------------------------------------------------------
 
 def test_unknown_model(capsys, tmp_path, config):
@@ -236,10 +256,12 @@ def test_weights_with_pickled_code_are_refused_without_running_it(capsys, tmp_pa
     evil = tmp_path / "evil.ckpt"
     torch.save({"state_dict": {"w": torch.zeros(2)}, "payload": MarkerOnLoad(marker)}, evil)
     assert not marker.exists()  # saving did not run it
-    line = run_bad(capsys, tmp_path, config, "--set", f"model.weights={evil}")
+    try:
+        line = run_bad(capsys, tmp_path, config, "--set", f"model.weights={evil}")
+    finally:
+        assert not marker.exists(), "loading the weights ran pickled code"
     assert str(evil) in line
     assert "refused" in line
-    assert not marker.exists(), "loading the weights ran pickled code"
     # says what was refused (torch: "Unsupported global: GLOBAL io.open"), not torch's generic preamble
     assert re.search(r"\bopen\b", line), line
     assert "set to `False`" not in line
@@ -276,6 +298,41 @@ def test_model_too_large_for_8x8_input(capsys, tmp_path, config):
     assert "alexnet" in line
     assert "1x8x8" in line
     assert "data.image_size" in line
+
+
+# --- trainer settings ---------------------------------------------------------------------------
+
+def test_invalid_precision(capsys, tmp_path, config):
+    line = run_bad(capsys, tmp_path, config, "--set", "train.precision=abc")
+    assert "train." in line and "'abc'" in line
+
+
+def test_unavailable_accelerator(capsys, tmp_path, config):
+    line = run_bad(capsys, tmp_path, config, "--set", "train.accelerator=tpu")
+    assert "train.accelerator" in line
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without a GPU")
+def test_gpu_accelerator_without_a_gpu(capsys, tmp_path, config):
+    line = run_bad(capsys, tmp_path, config, "--set", "train.accelerator=gpu")
+    assert "train.accelerator" in line
+
+
+def test_devices_not_a_count(capsys, tmp_path, config):
+    line = run_bad(capsys, tmp_path, config, "--set", "train.accelerator=cpu", "--set", "train.devices=abc")
+    assert "train.devices" in line or "devices" in line
+
+
+def test_module_entry_point_is_safe_to_import(tmp_path):
+    """`python -m adlab` must not run the CLI when its module is imported again, as
+    multiprocessing's spawn start method does (as `__mp_main__`) in every worker process."""
+    import subprocess
+    import sys
+
+    code = "import runpy; runpy.run_module('adlab', run_name='__mp_main__'); print('imported')"
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.strip().endswith("imported")
 
 
 # --- run directory --------------------------------------------------------------------------------

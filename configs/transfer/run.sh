@@ -6,7 +6,7 @@ set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 out="${1:-runs/transfer}"
 adlab="${ADLAB:-adlab}"
-for model in cnn resnet18; do
+for model in ${MODELS:-cnn resnet18}; do   # MODELS="cnn" re-runs one family
   $adlab train "$here/pretrain_$model.yaml" --out "$out/pretrain_$model" --overwrite
   $adlab train "$here/fewshot.yaml" --set model.name=$model --out "$out/${model}_scratch" --overwrite
   $adlab train "$here/fewshot.yaml" --set model.name=$model --set model.weights="$out/pretrain_$model" \

@@ -10,7 +10,7 @@ def test_cnn_shapes_and_pooling_stops_at_one_pixel():
     built = build_model(ModelConfig(conv_channels=[8, 16, 32, 64, 64]), (1, 8, 8), 10)
     out = built.net(torch.zeros(4, 1, 8, 8))
     assert out.shape == (4, 10)
-    assert built.head == "head"
+    assert built.head == "classifier"
     pools = [m for m in built.net.features if isinstance(m, torch.nn.MaxPool2d)]
     assert len(pools) == 3  # 8 -> 4 -> 2 -> 1, then no more pooling
 
@@ -70,10 +70,11 @@ def test_checkpoint_loading_matches_by_name_and_shape(tmp_path):
     torch.save(source.state_dict(), path)
     built = build_model(ModelConfig(weights=str(path)), (1, 8, 8), 5)
     report = built.load_report
-    assert "head.weight" in report.new and "head.bias" in report.new
+    assert {"classifier.2.weight", "classifier.2.bias", "classifier.5.weight"} <= set(report.new)
     assert "features.0.weight" in report.loaded
+    assert not any(name.startswith("classifier") for name in report.loaded)
     assert torch.equal(built.net.features[0].weight, source.features[0].weight)
-    assert not torch.equal(built.net.head.weight[:5], source.head.weight[:5])  # head left new
+    assert not torch.equal(built.net.classifier[2].weight, source.classifier[2].weight)  # head left new
 
 
 def test_load_head_keeps_a_matching_head(tmp_path):
@@ -81,7 +82,7 @@ def test_load_head_keeps_a_matching_head(tmp_path):
     path = tmp_path / "plain.pt"
     torch.save(source.state_dict(), path)
     built = build_model(ModelConfig(weights=str(path), load_head=True), (1, 8, 8), 10)
-    assert torch.equal(built.net.head.weight, source.head.weight)
+    assert torch.equal(built.net.classifier[5].weight, source.classifier[5].weight)
     assert built.load_report.new == []
 
 

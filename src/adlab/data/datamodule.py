@@ -6,7 +6,7 @@ from dataclasses import asdict, dataclass, field
 
 import lightning as L
 import torch
-from torch.utils.data import BatchSampler, DataLoader, RandomSampler, SequentialSampler, TensorDataset
+from torch.utils.data import DataLoader, TensorDataset
 
 from adlab.config import DataConfig
 from adlab.data.sources import load_source
@@ -73,6 +73,9 @@ class ImageDataModule(L.LightningDataModule):
                 keep, test_y = relabel(test_y, ids)
                 test_x = test_x[keep]
             names = [names[i] for i in ids]
+        if len(names) < 2:
+            where = "data.classes" if cfg.classes is not None else src.description
+            raise DataError(f"{where}: {len(names)} class(es) left; classification needs at least 2")
         if test_x is None:
             rest, test = stratified_split(train_y, cfg.test_fraction, cfg.split_seed)
             test_x, test_y = train_x[test], train_y[test]
@@ -136,13 +139,28 @@ class ImageDataModule(L.LightningDataModule):
         return self.transform(x, train=training), y
 
 
+class InMemoryDataset(TensorDataset):
+    """A TensorDataset that serves a whole batch with one gather (DataLoader's `__getitems__` hook)."""
+
+    def __getitems__(self, indices: list[int]):
+        index = torch.as_tensor(indices)
+        return tuple(t[index] for t in self.tensors)
+
+
+def _already_batched(batch):
+    return batch
+
+
 def tensor_loader(x: torch.Tensor, y: torch.Tensor, batch_size: int, shuffle: bool = False) -> DataLoader:
-    """Whole batches by fancy indexing of in-memory tensors: one gather per batch, no workers."""
-    dataset = TensorDataset(x, y)
-    order = RandomSampler(dataset) if shuffle else SequentialSampler(dataset)
+    """Batches by fancy indexing of in-memory tensors: no per-sample work, no worker processes.
+
+    A plain DataLoader otherwise, so Lightning can still swap in a DistributedSampler for DDP.
+    """
+    dataset = InMemoryDataset(x, y)
     # A last batch of one image breaks batch norm in training; drop it only then.
     drop_last = shuffle and len(dataset) % batch_size == 1 and len(dataset) > 1
-    return DataLoader(dataset, sampler=BatchSampler(order, batch_size, drop_last), batch_size=None)
+    return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, drop_last=drop_last,
+                      collate_fn=_already_batched)
 
 
 def _match_channels(values: list[float], channels: int) -> list[float]:

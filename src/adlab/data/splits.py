@@ -21,7 +21,7 @@ def stratified_split(labels: torch.Tensor, fraction: float, seed: int) -> tuple[
     try:
         kept, carved = train_test_split(index, test_size=fraction, random_state=seed, stratify=stratify)
     except ValueError as exc:
-        raise DataError(f"cannot carve {fraction:.0%} of {len(y)} images: {exc}") from None
+        raise DataError(f"cannot carve a fraction {fraction:g} of {len(y)} images: {exc}") from None
     return torch.from_numpy(np.sort(kept)), torch.from_numpy(np.sort(carved))
 
 

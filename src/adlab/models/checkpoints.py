@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pickle
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -37,10 +38,15 @@ def read_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], dict]:
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-        raise CheckpointError(f"{path}: refused: not a plain-tensor checkpoint (weights_only load failed: {first})") from None
-    except Exception as exc:  # truncated zip, not a torch file, ...
-        raise CheckpointError(f"{path}: cannot read checkpoint ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})") from None
+        text = re.sub(r"\x1b\[[0-9;]*m", "", str(exc))  # torch colours its message
+        refused = re.search(r"WeightsUnpickler error:\s*(.+)", text)
+        if refused:
+            reason = refused.group(1).strip().rstrip(".")
+            raise CheckpointError(f"{path}: refused: {reason[0].lower()}{reason[1:]} (checkpoints load with "
+                                  "weights_only: tensors and plain data, never code)") from None
+        raise CheckpointError(f"{path}: not a checkpoint (cannot be unpickled)") from None
+    except Exception as exc:  # truncated zip, random bytes, ...
+        raise CheckpointError(f"{path}: not a readable checkpoint ({type(exc).__name__})") from None
     if not isinstance(ckpt, dict):
         raise CheckpointError(f"{path}: not a checkpoint (expected a dict of tensors)")
     state = ckpt.get("state_dict", ckpt)

@@ -11,7 +11,11 @@ ACTIVATIONS = {
 
 
 class VGGNet(nn.Module):
-    """features -> classifier (hidden layers) -> head.
+    """features (convolution blocks) -> classifier (hidden layers and output layer).
+
+    The classifier is the "head" for transfer learning: re-initialised when weights come from a
+    checkpoint, and the only part that trains when the features are frozen (as with a VGG
+    convolutional base and a new dense top).
 
     Pooling stops once the feature map is 1 pixel wide, so the same recipe runs on 8x8 digits
     and on 64x64 satellite tiles.
@@ -48,8 +52,8 @@ class VGGNet(nn.Module):
             fc += [nn.Linear(size, units), act()]
             size = units
         fc += [nn.Dropout(dropout)] if dropout else []
+        fc.append(nn.Linear(size, num_classes))
         self.classifier = nn.Sequential(*fc)
-        self.head = nn.Linear(size, num_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.classifier(self.features(x)))
+        return self.classifier(self.features(x))

@@ -20,7 +20,7 @@ from adlab.models.checkpoints import LoadReport, load_matching, read_checkpoint
 @dataclass
 class BuiltModel:
     net: nn.Module
-    head: str                      # qualified name of the classification head (always trainable)
+    head: str  # qualified name of the classification head: new on transfer, trainable when frozen
     load_report: LoadReport | None
 
 
@@ -28,8 +28,21 @@ def uses_imagenet(cfg: ModelConfig) -> bool:
     return cfg.weights is not None and cfg.weights.lower() == "imagenet"
 
 
+def check_model_config(cfg: ModelConfig) -> None:
+    """The model name exists and has the weights asked for (before anything else reads them)."""
+    if cfg.name == "cnn":
+        if uses_imagenet(cfg):
+            raise ConfigError("model.weights: there are no ImageNet weights for 'cnn'; use a torchvision net "
+                              "(resnet18, mobilenet_v2, ...) or a checkpoint path")
+        return
+    from adlab.models.zoo import check_torchvision_name
+
+    check_torchvision_name(cfg.name)
+
+
 def weights_normalization(cfg: ModelConfig) -> tuple[list[float], list[float]] | None:
     """Input statistics imposed by the weights: ImageNet's, or those of the adlab checkpoint."""
+    check_model_config(cfg)
     if cfg.weights is None:
         return None
     if uses_imagenet(cfg):
@@ -43,15 +56,13 @@ def weights_normalization(cfg: ModelConfig) -> tuple[list[float], list[float]] |
 
 def build_model(cfg: ModelConfig, input_shape: tuple[int, int, int], num_classes: int) -> BuiltModel:
     in_channels, h, w = input_shape
+    check_model_config(cfg)
     if cfg.name == "cnn":
-        if uses_imagenet(cfg):
-            raise ConfigError("model.weights: there are no ImageNet weights for 'cnn'; use a torchvision net "
-                              "(resnet18, mobilenet_v2, ...) or a checkpoint path")
         from adlab.models.cnn import VGGNet
 
         net = VGGNet(in_channels, num_classes, (h, w), cfg.conv_channels, cfg.convs_per_block, cfg.activation,
                      cfg.batch_norm, cfg.conv_dropout, cfg.hidden, cfg.dropout, cfg.global_pool)
-        head = "head"
+        head = "classifier"
     else:
         from adlab.models.zoo import build_torchvision
 

@@ -16,16 +16,20 @@ def torchvision_names() -> list[str]:
     return sorted(torchvision.models.list_models(module=torchvision.models))
 
 
-def build_torchvision(name: str, in_channels: int, num_classes: int, imagenet: bool) -> tuple[nn.Module, str]:
-    """(model, qualified name of its new head). With `imagenet`, loads torchvision's DEFAULT weights."""
-    import torchvision
-
+def check_torchvision_name(name: str) -> None:
     names = torchvision_names()
     if name not in names:
         close = difflib.get_close_matches(name, names + ["cnn"], n=3)
         hint = f"did you mean {', '.join(close)}? " if close else ""
         raise ConfigError(f"model.name: unknown model {name!r} ({hint}valid: cnn or a torchvision classifier "
                           f"such as resnet18, mobilenet_v2, alexnet, vgg11_bn, efficientnet_b0)")
+
+
+def build_torchvision(name: str, in_channels: int, num_classes: int, imagenet: bool) -> tuple[nn.Module, str]:
+    """(model, qualified name of its new head). With `imagenet`, loads torchvision's DEFAULT weights."""
+    import torchvision
+
+    check_torchvision_name(name)
     if imagenet:
         weights = torchvision.models.get_model_weights(name).DEFAULT
         model = torchvision.models.get_model(name)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import sys
 import time
 import warnings
@@ -65,8 +66,11 @@ def train(config: Config | dict | str | Path, out: str | Path | None = None, ove
     say(f"model: {config.model.name}, {total:,} parameters, {trainable:,} trainable")
 
     # 2. the task and its trainer (Lightning validates devices/strategy/precision here)
-    run_dir = Path(out) if out else default_run_dir(config, source)
-    check_run_dir(run_dir, overwrite)
+    worker = _launched_worker()  # a DDP process started by Lightning: the folder is rank 0's
+    run_dir = Path(os.environ[RUN_DIR_ENV]) if worker and RUN_DIR_ENV in os.environ else (
+        Path(out) if out else default_run_dir(config, source))
+    if not worker:
+        check_run_dir(run_dir, overwrite)
     meta = {"config": config.to_dict(), "data": info.to_dict(), "head": built.head, "task": "classify"}
     task = ClassifyTask(built.net, len(info.class_names), tc, meta)
     has_val = info.counts["val"] > 0
@@ -84,14 +88,21 @@ def train(config: Config | dict | str | Path, out: str | Path | None = None, ove
     trainer = make_trainer(tc, callbacks, show_bar, run_dir, has_val)
 
     # 3. the run folder, then training
-    prepare_run_dir(run_dir, overwrite)
-    io.write_yaml(run_dir / "config.yaml", config.to_dict())
-    env = environment(tc.seed, {"data": info.description, "counts": info.counts,
-                                "weights": built.load_report.to_dict() if built.load_report else config.model.weights})
-    io.write_json(run_dir / "env.json", env)
+    if trainer.is_global_zero:
+        prepare_run_dir(run_dir, overwrite)
+        io.write_yaml(run_dir / "config.yaml", config.to_dict())
+        env = environment(tc.seed, {"data": info.description, "counts": info.counts,
+                                    "weights": built.load_report.to_dict() if built.load_report else config.model.weights})
+        io.write_json(run_dir / "env.json", env)
     started = time.perf_counter()
-    trainer.fit(task, datamodule=data)
+    os.environ[RUN_DIR_ENV] = str(run_dir)  # DDP processes launched by fit() write to this same folder
+    try:
+        trainer.fit(task, datamodule=data)
+    finally:
+        os.environ.pop(RUN_DIR_ENV, None)
     train_seconds = time.perf_counter() - started
+    if not trainer.is_global_zero:
+        return Run(run_dir, config, {})
 
     # 4. test evaluation with the best checkpoint (the last one without a validation split)
     best = Path(checkpoint.best_model_path) if has_val and checkpoint.best_model_path else run_dir / "checkpoints" / "last.ckpt"
@@ -116,6 +127,14 @@ def train(config: Config | dict | str | Path, out: str | Path | None = None, ove
     return Run(run_dir, config, metrics)
 
 
+RUN_DIR_ENV = "ADLAB_RUN_DIR"
+
+
+def _launched_worker() -> bool:
+    """True in a non-zero-rank process (Lightning's DDP launcher, torchrun, SLURM)."""
+    return any(int(os.environ.get(var, "0") or 0) != 0 for var in ("LOCAL_RANK", "RANK", "NODE_RANK"))
+
+
 def make_trainer(tc, callbacks, show_bar: bool, run_dir: Path, has_val: bool) -> L.Trainer:
     """Lightning's Trainer from train.* settings; its own complaints become config errors."""
     from lightning.fabric.utilities.exceptions import MisconfigurationException
@@ -126,7 +145,7 @@ def make_trainer(tc, callbacks, show_bar: bool, run_dir: Path, has_val: bool) ->
             precision=tc.precision, deterministic=_deterministic(tc), logger=False, callbacks=callbacks,
             enable_progress_bar=show_bar, enable_model_summary=False, default_root_dir=run_dir,
             num_sanity_val_steps=0, log_every_n_steps=1, limit_val_batches=None if has_val else 0)
-    except (MisconfigurationException, ValueError, RuntimeError) as exc:
+    except (MisconfigurationException, ValueError, RuntimeError, TypeError, ImportError) as exc:
         raise ConfigError(f"train.accelerator/devices/strategy/precision: {str(exc).strip().splitlines()[0]}") from None
 
 

@@ -34,7 +34,7 @@ class ClassifyTask(L.LightningModule):
     def training_step(self, batch, batch_idx):
         x, y = batch
         loss = F.cross_entropy(self.model(x), y, label_smoothing=self.cfg.label_smoothing)
-        self.log("train_loss", loss, on_step=False, on_epoch=True, batch_size=len(y))
+        self.log("train_loss", loss, on_step=False, on_epoch=True, batch_size=len(y), sync_dist=True)
         return loss
 
     def validation_step(self, batch, batch_idx):
@@ -42,7 +42,8 @@ class ClassifyTask(L.LightningModule):
         logits = self.model(x)
         self.val_accuracy(logits, y)
         self.val_mca(logits, y)
-        self.log("val_loss", F.cross_entropy(logits, y), on_epoch=True, batch_size=len(y), prog_bar=True)
+        self.log("val_loss", F.cross_entropy(logits, y), on_epoch=True, batch_size=len(y), prog_bar=True,
+                 sync_dist=True)
         self.log("val_accuracy", self.val_accuracy, on_epoch=True, prog_bar=True)
         self.log("val_mean_class_accuracy", self.val_mca, on_epoch=True)
 
