@@ -84,6 +84,7 @@ class TrainConfig(_Section):
     lr: float = Field(1e-3, gt=0.0)
     momentum: float = Field(0.9, ge=0.0, lt=1.0)
     weight_decay: float = Field(0.0, ge=0.0)
+    backbone_lr_scale: float = Field(1.0, gt=0.0, description="learning rate of all but the head, relative to lr")
     scheduler: Optional[SchedulerConfig] = None
     label_smoothing: float = Field(0.0, ge=0.0, lt=1.0)
     early_stopping_patience: Optional[int] = Field(None, ge=1)
@@ -95,6 +96,7 @@ class TrainConfig(_Section):
     devices: Union[int, str] = 1
     strategy: str = "auto"
     num_threads: Optional[int] = Field(None, ge=1)
+    channels_last: bool = Field(True, description="NHWC memory layout: faster convolutions on CPUs")
     progress_bar: bool = True
 
     @field_validator("scheduler", mode="before")

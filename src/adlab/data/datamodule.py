@@ -46,13 +46,15 @@ class ImageDataModule(L.LightningDataModule):
     """
 
     def __init__(self, cfg: DataConfig, batch_size: int, channels: int | None = None,
-                 normalization: tuple[list[float], list[float]] | None = None, eval_batch_size: int = 1024):
+                 normalization: tuple[list[float], list[float]] | None = None, eval_batch_size: int = 1024,
+                 channels_last: bool = False):
         super().__init__()
         self.cfg = cfg
         self.batch_size = batch_size
         self.eval_batch_size = max(eval_batch_size, batch_size)
         self.forced_channels = channels
         self.forced_normalization = normalization
+        self.channels_last = channels_last
         self.info: DataInfo | None = None
 
     def prepare(self) -> DataInfo:
@@ -136,7 +138,8 @@ class ImageDataModule(L.LightningDataModule):
         if self.transform.mean.device != x.device:
             self.transform.to(x.device)
         training = self.trainer is not None and self.trainer.training
-        return self.transform(x, train=training), y
+        x = self.transform(x, train=training)
+        return (x.contiguous(memory_format=torch.channels_last) if self.channels_last else x), y
 
 
 class InMemoryDataset(TensorDataset):

@@ -50,7 +50,8 @@ def train(config: Config | dict | str | Path, out: str | Path | None = None, ove
 
     # 1. data and model: every bad input fails here, before the run folder exists
     channels, normalization = _input_requirements(config)
-    data = ImageDataModule(config.data, tc.batch_size, channels=channels, normalization=normalization)
+    data = ImageDataModule(config.data, tc.batch_size, channels=channels, normalization=normalization,
+                           channels_last=tc.channels_last)
     info = data.prepare()
     if tc.early_stopping_patience and not info.counts["val"]:
         raise ConfigError("train.early_stopping_patience needs a validation split (data.val_fraction > 0)")

@@ -23,6 +23,10 @@ class ClassifyTask(L.LightningModule):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.model(x)
 
+    def on_fit_start(self) -> None:
+        if self.cfg.channels_last:
+            self.model.to(memory_format=torch.channels_last)
+
     def on_train_epoch_start(self) -> None:
         # A frozen feature extractor keeps its batch-norm statistics too, not just its weights.
         # (Lightning restores these modes after each validation, so once per epoch suffices.)
@@ -54,12 +58,26 @@ class ClassifyTask(L.LightningModule):
         checkpoint["adlab"] = self.meta
 
     def configure_optimizers(self):
-        return build_optimization(self, self.cfg)
+        head = self.meta.get("head")
+        return build_optimization(self.model, self.cfg, head, self.trainer)
 
 
-def build_optimization(module: L.LightningModule, cfg: TrainConfig) -> dict:
+def parameter_groups(module: nn.Module, cfg: TrainConfig, head: str | None) -> list[dict]:
+    """Trainable parameters only; with `backbone_lr_scale` != 1 the body gets a smaller rate than the
+    new head (discriminative fine-tuning: pretrained features move gently, the head learns fast)."""
+    named = [(n, p) for n, p in module.named_parameters() if p.requires_grad]
+    if head is None or cfg.backbone_lr_scale == 1.0:
+        return [{"params": [p for _, p in named]}]
+    is_head = lambda name: name == head or name.startswith(head + ".")  # noqa: E731
+    groups = [{"params": [p for n, p in named if is_head(n)], "lr": cfg.lr},
+              {"params": [p for n, p in named if not is_head(n)], "lr": cfg.lr * cfg.backbone_lr_scale}]
+    return [g for g in groups if g["params"]]
+
+
+def build_optimization(module: nn.Module, cfg: TrainConfig, head: str | None = None,
+                       trainer: L.Trainer | None = None) -> dict:
     """Optimizer over the trainable parameters only, and the scheduler with its stepping interval."""
-    params = [p for p in module.parameters() if p.requires_grad]
+    params = parameter_groups(module, cfg, head)
     if cfg.optimizer == "sgd":
         optimizer = torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay,
                                     nesterov=cfg.momentum > 0)
@@ -73,11 +91,12 @@ def build_optimization(module: L.LightningModule, cfg: TrainConfig) -> dict:
     if sched.name == "step":
         scheduler, interval = torch.optim.lr_scheduler.StepLR(optimizer, sched.step_size, sched.gamma), "epoch"
     else:
-        total = max(1, int(module.trainer.estimated_stepping_batches))
+        total = max(1, int(trainer.estimated_stepping_batches))
         if sched.name == "cosine":
             scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=total, eta_min=sched.min_lr)
         else:
-            scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=cfg.lr, total_steps=total,
+            scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=[g["lr"] for g in optimizer.param_groups],
+                                                            total_steps=total,
                                                             pct_start=sched.pct_start)
         interval = "step"
     return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": interval}}
