@@ -1,0 +1,50 @@
+"""Latent-space analysis: how well codes separate classes (kNN and linear probes), 2-D maps."""
+
+from __future__ import annotations
+
+import numpy as np
+
+KNN_NEIGHBOURS = 5
+
+
+def knn_accuracy(train_z: np.ndarray, train_y: np.ndarray, test_z: np.ndarray, test_y: np.ndarray) -> float:
+    """5-nearest-neighbour classifier fit on train codes, scored on test codes."""
+    from sklearn.neighbors import KNeighborsClassifier
+
+    return float(KNeighborsClassifier(KNN_NEIGHBOURS).fit(train_z, train_y).score(test_z, test_y))
+
+
+def linear_probe_accuracy(train_z: np.ndarray, train_y: np.ndarray, test_z: np.ndarray, test_y: np.ndarray) -> float:
+    """Logistic regression on standardised codes (the usual linear probe)."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    probe = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000))
+    return float(probe.fit(train_z, train_y).score(test_z, test_y))
+
+
+def pca_2d(z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(2-D projection, explained variance ratio of the two components)."""
+    from sklearn.decomposition import PCA
+
+    if z.shape[1] <= 2:
+        return np.pad(z, ((0, 0), (0, 2 - z.shape[1]))), np.array([1.0, 0.0])
+    pca = PCA(n_components=2, random_state=0).fit(z)
+    return pca.transform(z), pca.explained_variance_ratio_
+
+
+def tsne_2d(z: np.ndarray, seed: int = 0) -> np.ndarray:
+    from sklearn.manifold import TSNE
+
+    if z.shape[1] == 2:
+        return z
+    perplexity = min(30.0, max(5.0, (len(z) - 1) / 3))
+    return TSNE(n_components=2, perplexity=perplexity, init="pca", random_state=seed).fit_transform(z)
+
+
+def subsample(n: int, limit: int, seed: int = 0) -> np.ndarray:
+    """Sorted indices of at most `limit` of n items, the same every time."""
+    if n <= limit:
+        return np.arange(n)
+    return np.sort(np.random.default_rng(seed).choice(n, limit, replace=False))

@@ -1,0 +1,65 @@
+"""Autoencoding as a LightningModule: AE, VAE (+ beta, KL warm-up) and denoising AE."""
+
+from __future__ import annotations
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from adlab.config import ModelConfig, TrainConfig
+from adlab.models.autoencoders import corrupt, kl_divergence
+from adlab.tasks.classify import build_optimization
+
+
+def reconstruction_loss(recon: torch.Tensor, target: torch.Tensor, kind: str) -> torch.Tensor:
+    """Summed over the pixels of an image, averaged over images (the VAE's usual scale)."""
+    per_pixel = (F.binary_cross_entropy(recon, target, reduction="none") if kind == "bce"
+                 else F.mse_loss(recon, target, reduction="none"))
+    return per_pixel.flatten(1).sum(1).mean()
+
+
+class AutoencodeTask(L.LightningModule):
+    def __init__(self, model: nn.Module, model_cfg: ModelConfig, train_cfg: TrainConfig, meta: dict | None = None):
+        super().__init__()
+        self.model = model
+        self.model_cfg = model_cfg
+        self.cfg = train_cfg
+        self.meta = meta or {}
+
+    def beta(self) -> float:
+        """beta x min(1, epoch / warm-up epochs): the KL term fades in so the decoder learns first."""
+        warmup = self.model_cfg.kl_warmup_epochs
+        ramp = 1.0 if not warmup else min(1.0, (self.current_epoch + 1) / (warmup + 1))
+        return self.model_cfg.beta * ramp
+
+    def losses(self, x: torch.Tensor, noisy: bool) -> dict:
+        source = corrupt(x, self.model_cfg.noise, self.model_cfg.noise_strength) if noisy else x
+        out = self.model(source)
+        recon = reconstruction_loss(out["recon"], x, self.model_cfg.reconstruction_loss)
+        result = {"recon": recon, "loss": recon, "mse": F.mse_loss(out["recon"], x)}
+        if "mu" in out:
+            kl = kl_divergence(out["mu"], out["logvar"]).mean()
+            result["kl"] = kl
+            result["loss"] = recon + self.beta() * kl
+        return result
+
+    def training_step(self, batch, batch_idx):
+        x = batch[0]
+        parts = self.losses(x, noisy=self.model_cfg.name == "dae")
+        self.log("train_loss", parts["loss"], on_step=False, on_epoch=True, batch_size=len(x), sync_dist=True)
+        return parts["loss"]
+
+    def validation_step(self, batch, batch_idx):
+        x = batch[0]
+        parts = self.losses(x, noisy=False)
+        self.log("val_loss", parts["loss"], on_epoch=True, batch_size=len(x), prog_bar=True, sync_dist=True)
+        self.log("val_mse", parts["mse"], on_epoch=True, batch_size=len(x), prog_bar=True, sync_dist=True)
+        if "kl" in parts:
+            self.log("val_kl", parts["kl"], on_epoch=True, batch_size=len(x), sync_dist=True)
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        checkpoint["adlab"] = self.meta
+
+    def configure_optimizers(self):
+        return build_optimization(self.model, self.cfg, None, self.trainer)

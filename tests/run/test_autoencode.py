@@ -1,0 +1,124 @@
+"""Autoencoder runs on digits: each model, each figure, the metrics' protocols, generation, encoder re-use."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import adlab
+from adlab.models.checkpoints import read_checkpoint
+
+AE_FIGURES = ["reconstructions.png", "latent_tsne.png", "latent_pca.png", "samples.png", "interpolation.png"]
+
+
+def ae_config(name: str, **model) -> dict:
+    return {
+        "task": "autoencode",
+        "data": {"name": "digits"},
+        "model": {"name": name, "latent_dim": 8, "conv_channels": [16, 32], **model},
+        "train": {"epochs": 3, "batch_size": 64, "lr": 0.003, "progress_bar": False},
+    }
+
+
+@pytest.fixture(scope="module", params=["ae", "vae", "dae"])
+def ae_run(request, tmp_path_factory):
+    extra = {"noise": "salt_pepper", "noise_strength": 0.2} if request.param == "dae" else {}
+    if request.param == "vae":
+        extra = {"beta": 1.0, "kl_warmup_epochs": 1}
+    return adlab.train(ae_config(request.param, **extra), out=tmp_path_factory.mktemp("ae") / request.param,
+                       verbose=False)
+
+
+def test_run_directory_and_metrics(ae_run):
+    name = ae_run.config.model.name
+    for file in ["config.yaml", "env.json", "history.csv", "metrics.json", "latents.npz",
+                 "checkpoints/best.ckpt", "checkpoints/last.ckpt", "figures/loss_curves.png"]:
+        assert (ae_run.path / file).is_file(), file
+    for figure in AE_FIGURES:
+        assert (ae_run.path / "figures" / figure).is_file(), figure
+    m = json.loads((ae_run.path / "metrics.json").read_text())
+    assert 0 < m["test_mse"] < 0.2 and 0 < m["test_bce"] < 1.0
+    assert 0.1 < m["latent_knn_accuracy"] <= 1 and 0.1 < m["latent_linear_accuracy"] <= 1
+    assert ("test_kl" in m and "test_elbo" in m) == (name == "vae")
+    assert ("test_mse_corrupted" in m) == (name == "dae")
+    if name == "vae":
+        assert m["test_kl"] > 0 and m["test_elbo"] < 0
+    if name == "dae":
+        assert m["test_mse_corrupted"] >= m["test_mse"] * 0.9
+
+
+def test_latent_knn_accuracy_agrees_with_scikit_learn(ae_run):
+    from sklearn.neighbors import KNeighborsClassifier
+
+    latents = np.load(ae_run.path / "latents.npz")
+    assert latents["train_z"].shape[1] == 8 and len(latents["test_z"]) == len(latents["test_y"]) == 360
+    knn = KNeighborsClassifier(5).fit(latents["train_z"], latents["train_y"])
+    expected = knn.score(latents["test_z"], latents["test_y"])
+    assert ae_run.metrics["latent_knn_accuracy"] == pytest.approx(expected, abs=1e-9)
+
+
+def test_test_mse_agrees_with_a_direct_computation(ae_run):
+    from adlab.run.generate import load_autoencoder
+
+    model, info, _ = load_autoencoder(ae_run.path)
+    from sklearn.datasets import load_digits
+
+    assert info.class_names == [str(i) for i in range(10)]
+    images = torch.from_numpy(load_digits().images[:50].astype(np.float32) / 16.0).unsqueeze(1)
+    with torch.inference_mode():
+        recon = model(images)["recon"]
+    assert recon.shape == images.shape and 0 <= recon.min() and recon.max() <= 1
+    assert float(((recon - images) ** 2).mean()) < 0.2
+
+
+def test_generate_writes_a_grid(ae_run, tmp_path):
+    out = tmp_path / "samples.png"
+    assert adlab.generate(ae_run.path, n=16, out=out, verbose=False) == out
+    with Image.open(out) as img:
+        assert img.size[0] > 100 and img.size[1] > 100
+
+
+def test_two_dimensional_latent_draws_the_manifold(tmp_path):
+    run = adlab.train(ae_config("vae", latent_dim=2), out=tmp_path / "vae2", verbose=False)
+    assert (run.path / "figures" / "manifold.png").is_file()
+
+
+@pytest.fixture(scope="module")
+def ae_for_transfer(tmp_path_factory):
+    return adlab.train(ae_config("ae"), out=tmp_path_factory.mktemp("ae_t") / "ae", verbose=False)
+
+
+def _classify_on_encoder(weights, freeze, out):
+    config = {"data": {"name": "digits"},
+              "model": {"name": "encoder", "weights": weights, "freeze": freeze, "latent_dim": 8,
+                        "conv_channels": [16, 32]},
+              "train": {"epochs": 2, "batch_size": 64, "lr": 0.003, "progress_bar": False}}
+    return adlab.train(config, out=out, verbose=False)
+
+
+@pytest.mark.parametrize("regime", ["scratch", "finetune", "frozen"])
+def test_encoder_reuse_in_three_regimes(ae_for_transfer, regime, tmp_path):
+    weights = None if regime == "scratch" else str(ae_for_transfer.path)
+    run = _classify_on_encoder(weights, regime == "frozen", tmp_path / regime)
+    assert run.metrics["accuracy"] > 0.3
+    before, _ = read_checkpoint(ae_for_transfer.path)
+    after, _ = read_checkpoint(run.path / "checkpoints" / "last.ckpt")
+    encoder_convs = [k for k, v in before.items() if k.startswith("encoder.features") and v.dim() == 4]
+    assert encoder_convs
+    same = [torch.equal(after[k], before[k]) for k in encoder_convs]
+    if regime == "frozen":
+        assert all(same)
+        assert run.metrics["trainable_parameters"] < run.metrics["parameters"]
+    else:
+        assert not any(same)
+
+
+def test_classify_with_an_autoencoder_name_is_a_config_error():
+    from adlab.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="autoencode"):
+        adlab.load_config({"task": "classify", "model": {"name": "vae"}})
+    with pytest.raises(ConfigError, match="ae, vae or dae"):
+        adlab.load_config({"task": "autoencode", "model": {"name": "resnet18"}})
