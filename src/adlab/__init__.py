@@ -9,7 +9,7 @@ Heavy modules (torch, Lightning) are imported on first use so `adlab --help` sta
 
 __version__ = "0.1.0"
 
-__all__ = ["train", "evaluate", "predict", "fuse", "load_config", "__version__"]
+__all__ = ["train", "evaluate", "predict", "fuse", "generate", "load_config", "__version__"]
 
 
 def __getattr__(name):
@@ -25,6 +25,9 @@ def __getattr__(name):
     if name == "fuse":
         from adlab.run.fuse import fuse
         return fuse
+    if name == "generate":
+        from adlab.run.generate import generate
+        return generate
     if name == "load_config":
         from adlab.config import load_config
         return load_config

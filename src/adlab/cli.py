@@ -50,6 +50,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
     p.set_defaults(func=cmd_fuse)
 
+    p = sub.add_parser("generate", help="new images from a trained autoencoder (AE / VAE / DAE)")
+    p.add_argument("run", help="autoencoder run directory or checkpoint")
+    p.add_argument("--n", type=int, default=64, help="number of images (default 64)")
+    p.add_argument("--out", default="samples.png", help="PNG file to write (default samples.png)")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=cmd_generate)
+
     p = sub.add_parser("config", help="print the fully resolved config (defaults + file + overrides)")
     p.add_argument("config", nargs="?", help="YAML config file (omit for the defaults)")
     _add_overrides(p)
@@ -86,6 +93,12 @@ def cmd_fuse(args) -> None:
     from adlab.run.fuse import fuse
 
     fuse(args.runs, out=args.out, method=args.method, overwrite=args.overwrite)
+
+
+def cmd_generate(args) -> None:
+    from adlab.run.generate import generate
+
+    generate(args.run, n=args.n, out=args.out, seed=args.seed)
 
 
 def cmd_config(args) -> None:

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, Literal, Optional, Union, get_args, get_origin
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from adlab.errors import ConfigError
 
@@ -53,20 +53,35 @@ class DataConfig(_Section):
         return value
 
 
+AUTOENCODERS = ("ae", "vae", "dae")
+
+
 class ModelConfig(_Section):
     name: str = "cnn"
     weights: Optional[str] = None
     freeze: bool = False
     load_head: bool = False
-    # VGG-style `cnn` settings (ignored by torchvision nets)
-    conv_channels: list[int] = [32, 64, 128]
+    # `cnn` and autoencoder settings (ignored by torchvision nets); null means the model's default
+    conv_channels: Optional[list[int]] = Field(None, description="cnn: [32, 64, 128]; autoencoders: [32, 64]")
     convs_per_block: int = Field(2, ge=1)
     activation: Literal["relu", "leaky_relu", "gelu", "silu", "elu", "tanh"] = "relu"
     batch_norm: bool = True
     conv_dropout: float = Field(0.0, ge=0.0, lt=1.0)
-    hidden: list[int] = [128]
-    dropout: float = Field(0.3, ge=0.0, lt=1.0)
+    hidden: Optional[list[int]] = Field(None, description="cnn: [128]; encoder head: []")
+    dropout: Optional[float] = Field(None, ge=0.0, lt=1.0, description="cnn: 0.3; autoencoders: 0.0")
     global_pool: bool = False
+    # autoencoders (task: autoencode) and their encoders (model.name: encoder)
+    latent_dim: int = Field(10, ge=1)
+    reconstruction_loss: Literal["bce", "mse"] = "bce"
+    beta: float = Field(1.0, ge=0.0, description="vae: weight of the KL term")
+    kl_warmup_epochs: int = Field(0, ge=0, description="vae: epochs over which beta ramps up from 0")
+    noise: Literal["gaussian", "salt_pepper", "mask"] = "gaussian"
+    noise_strength: float = Field(0.3, ge=0.0, le=1.0, description="dae: noise std or corrupted fraction")
+
+    def setting(self, key: str, default):
+        """A model setting, or the model's own default where the config leaves it null."""
+        value = getattr(self, key)
+        return default if value is None else value
 
 
 class SchedulerConfig(_Section):
@@ -88,7 +103,7 @@ class TrainConfig(_Section):
     scheduler: Optional[SchedulerConfig] = None
     label_smoothing: float = Field(0.0, ge=0.0, lt=1.0)
     early_stopping_patience: Optional[int] = Field(None, ge=1)
-    monitor: Literal["val_loss", "val_accuracy"] = "val_loss"
+    monitor: Literal["val_loss", "val_accuracy", "val_mse"] = "val_loss"
     seed: int = 0
     deterministic: bool = True
     precision: str = "32-true"
@@ -106,11 +121,20 @@ class TrainConfig(_Section):
 
 
 class Config(_Section):
-    task: Literal["classify"] = "classify"
+    task: Literal["classify", "autoencode"] = "classify"
     name: Optional[str] = None
     data: DataConfig = DataConfig()
     model: ModelConfig = ModelConfig()
     train: TrainConfig = TrainConfig()
+
+    @model_validator(mode="after")
+    def _model_fits_task(self) -> "Config":
+        if self.task == "autoencode" and self.model.name not in AUTOENCODERS:
+            raise ValueError(f"model.name: task autoencode takes ae, vae or dae, not {self.model.name!r}")
+        if self.task == "classify" and self.model.name in AUTOENCODERS:
+            raise ValueError(f"model.name: {self.model.name!r} is an autoencoder; use task: autoencode "
+                             "(or model.name: encoder to classify with its encoder)")
+        return self
 
     def to_dict(self) -> dict:
         return self.model_dump(mode="json")
@@ -204,6 +228,8 @@ def get_dotted(raw: dict, key: str) -> Any:
 def describe_validation_error(exc: ValidationError) -> str:
     """One line for the first problem: the dotted key, what is wrong, and the valid choices."""
     err = exc.errors()[0]
+    if err["type"] == "value_error" and not err["loc"]:  # a cross-field check: its message names the key
+        return str(err["msg"]).removeprefix("Value error, ")
     model, path = Config, []
     for part in err["loc"]:
         if not isinstance(part, str):

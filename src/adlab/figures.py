@@ -16,20 +16,24 @@ import torch  # noqa: E402
 from adlab.io import save_figure  # noqa: E402
 
 
-def loss_curves(history: list[dict], path: Path, title: str = "") -> None:
+CLASSIFICATION_SCORES = [("val_accuracy", "accuracy"), ("val_mean_class_accuracy", "mean class accuracy")]
+
+
+def loss_curves(history: list[dict], path: Path, title: str = "", scores=CLASSIFICATION_SCORES,
+                score_label: str = "validation score", loss_label: str = "cross-entropy loss") -> None:
     epochs = [row["epoch"] for row in history]
     fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 3.6))
     for key, label in (("train_loss", "train"), ("val_loss", "validation")):
         values = [row.get(key) for row in history]
         if any(v is not None for v in values):
             ax_loss.plot(epochs, [np.nan if v is None else v for v in values], marker="o", ms=3, label=label)
-    ax_loss.set(xlabel="epoch", ylabel="cross-entropy loss", title="Loss")
+    ax_loss.set(xlabel="epoch", ylabel=loss_label, title="Loss")
     ax_loss.legend()
-    for key, label in (("val_accuracy", "accuracy"), ("val_mean_class_accuracy", "mean class accuracy")):
+    for key, label in scores:
         values = [row.get(key) for row in history]
         if any(v is not None for v in values):
             ax_acc.plot(epochs, [np.nan if v is None else v for v in values], marker="o", ms=3, label=label)
-    ax_acc.set(xlabel="epoch", ylabel="validation score", title="Validation")
+    ax_acc.set(xlabel="epoch", ylabel=score_label, title="Validation")
     if ax_acc.lines:
         ax_acc.legend()
     else:

@@ -94,7 +94,7 @@ def _classify_on_encoder(weights, freeze, out):
     config = {"data": {"name": "digits"},
               "model": {"name": "encoder", "weights": weights, "freeze": freeze, "latent_dim": 8,
                         "conv_channels": [16, 32]},
-              "train": {"epochs": 2, "batch_size": 64, "lr": 0.003, "progress_bar": False}}
+              "train": {"epochs": 6, "batch_size": 64, "lr": 0.01, "progress_bar": False}}
     return adlab.train(config, out=out, verbose=False)
 
 
@@ -102,7 +102,7 @@ def _classify_on_encoder(weights, freeze, out):
 def test_encoder_reuse_in_three_regimes(ae_for_transfer, regime, tmp_path):
     weights = None if regime == "scratch" else str(ae_for_transfer.path)
     run = _classify_on_encoder(weights, regime == "frozen", tmp_path / regime)
-    assert run.metrics["accuracy"] > 0.3
+    assert run.metrics["accuracy"] > 0.5
     before, _ = read_checkpoint(ae_for_transfer.path)
     after, _ = read_checkpoint(run.path / "checkpoints" / "last.ckpt")
     encoder_convs = [k for k, v in before.items() if k.startswith("encoder.features") and v.dim() == 4]

@@ -86,6 +86,7 @@ class AutoEncoder(nn.Module):
 
     def __init__(self, in_channels: int, image_hw: tuple[int, int], latent_dim: int = 10, channels=(32, 64),
                  activation: str = "relu", batch_norm: bool = True, dropout: float = 0.0):
+        """`dropout`: Dropout2d after each convolution block (model.conv_dropout)."""
         super().__init__()
         self.latent_dim = latent_dim
         self.encoder = ConvEncoder(in_channels, image_hw, latent_dim, channels, activation, batch_norm, dropout,
@@ -140,12 +141,16 @@ def corrupt(x: torch.Tensor, kind: str, strength: float, generator: torch.Genera
 
 
 class EncoderClassifier(nn.Module):
-    """An autoencoder's encoder plus a classification head (`classifier`), for transfer."""
+    """An autoencoder's encoder plus a classification head (`classifier`), for transfer.
+
+    The head starts with batch norm over the code: codes have arbitrary scales, and a linear
+    classifier learns much faster on standardised inputs (the StandardScaler of a linear probe).
+    """
 
     def __init__(self, encoder: ConvEncoder, latent_dim: int, num_classes: int, hidden=(), dropout: float = 0.0):
         super().__init__()
         self.encoder = encoder
-        layers: list[nn.Module] = []
+        layers: list[nn.Module] = [nn.BatchNorm1d(latent_dim)]
         size = latent_dim
         for units in hidden:
             layers += [nn.Linear(size, units), nn.ReLU()]

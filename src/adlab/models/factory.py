@@ -28,8 +28,17 @@ def uses_imagenet(cfg: ModelConfig) -> bool:
     return cfg.weights is not None and cfg.weights.lower() == "imagenet"
 
 
+CNN_CHANNELS = [32, 64, 128]
+AE_CHANNELS = [32, 64]
+ENCODER_ARCH = ("latent_dim", "conv_channels", "activation", "batch_norm", "conv_dropout")
+
+
 def check_model_config(cfg: ModelConfig) -> None:
     """The model name exists and has the weights asked for (before anything else reads them)."""
+    if cfg.name in ("ae", "vae", "dae", "encoder"):
+        if uses_imagenet(cfg):
+            raise ConfigError(f"model.weights: there are no ImageNet weights for '{cfg.name}'")
+        return
     if cfg.name == "cnn":
         if uses_imagenet(cfg):
             raise ConfigError("model.weights: there are no ImageNet weights for 'cnn'; use a torchvision net "
@@ -60,8 +69,16 @@ def build_model(cfg: ModelConfig, input_shape: tuple[int, int, int], num_classes
     if cfg.name == "cnn":
         from adlab.models.cnn import VGGNet
 
-        net = VGGNet(in_channels, num_classes, (h, w), cfg.conv_channels, cfg.convs_per_block, cfg.activation,
-                     cfg.batch_norm, cfg.conv_dropout, cfg.hidden, cfg.dropout, cfg.global_pool)
+        net = VGGNet(in_channels, num_classes, (h, w), cfg.setting("conv_channels", CNN_CHANNELS),
+                     cfg.convs_per_block, cfg.activation, cfg.batch_norm, cfg.conv_dropout,
+                     cfg.setting("hidden", [128]), cfg.setting("dropout", 0.3), cfg.global_pool)
+        head = "classifier"
+    elif cfg.name == "encoder":
+        from adlab.models.autoencoders import EncoderClassifier
+
+        encoder = build_autoencoder(cfg, input_shape).encoder
+        net = EncoderClassifier(encoder, cfg.latent_dim, num_classes, cfg.setting("hidden", []),
+                                cfg.setting("dropout", 0.0))
         head = "classifier"
     else:
         from adlab.models.zoo import build_torchvision
@@ -96,3 +113,29 @@ def check_input(net: nn.Module, name: str, input_shape: tuple[int, int, int]) ->
                           f"set data.image_size larger (e.g. 64 or 224)") from None
     finally:
         net.train(was_training)
+
+
+def build_autoencoder(cfg: ModelConfig, input_shape: tuple[int, int, int]) -> nn.Module:
+    """AE / DAE (same network; the DAE's corruption is part of its training) or VAE.
+    `cfg.name: encoder` builds the autoencoder whose encoder it re-uses."""
+    from adlab.models.autoencoders import AutoEncoder, VariationalAutoEncoder
+
+    in_channels, h, w = input_shape
+    cls = VariationalAutoEncoder if cfg.name == "vae" else AutoEncoder
+    return cls(in_channels, (h, w), cfg.latent_dim, cfg.setting("conv_channels", AE_CHANNELS), cfg.activation,
+               cfg.batch_norm, cfg.conv_dropout)
+
+
+def resolve_encoder_architecture(cfg: ModelConfig) -> ModelConfig:
+    """`model.name: encoder` with an autoencoder checkpoint takes that autoencoder's architecture, so
+    the saved config alone rebuilds the classifier."""
+    if cfg.name != "encoder" or cfg.weights is None:
+        return cfg
+    _, meta = read_checkpoint(cfg.weights)
+    if meta.get("task") != "autoencode" or "config" not in meta:
+        raise ConfigError(f"model.weights: {cfg.weights} is not an autoencoder run or checkpoint "
+                          "(model.name: encoder re-uses an autoencoder's encoder)")
+    source = meta["config"]["model"]
+    arch = {key: source[key] for key in ENCODER_ARCH}
+    arch["conv_channels"] = arch["conv_channels"] or AE_CHANNELS
+    return cfg.model_copy(update=arch)

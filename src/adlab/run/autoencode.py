@@ -107,7 +107,7 @@ def write_figures(fig_dir: Path, model, model_cfg, transform, test_x, test_y, tr
 
     figs.image_grid(sample_images(model, model_cfg, train_z, 64, seed), fig_dir / "samples.png",
                     "New samples from the latent space")
-    figs.image_rows(interpolations(model, transform, test_x, test_y_np), fig_dir / "interpolation.png",
+    figs.image_rows(interpolations(model, transform, test_x, test_y_np, names), fig_dir / "interpolation.png",
                     "Interpolation between test images in the latent space")
     if train_z.shape[1] == 2:
         figs.image_grid(manifold(model, model_cfg, train_z), fig_dir / "manifold.png", "Decoded 2-D latent manifold")
@@ -130,7 +130,8 @@ def sample_images(model, model_cfg, train_z: np.ndarray, n: int, seed: int = 0) 
 
 
 @torch.inference_mode()
-def interpolations(model, transform, test_x, test_y: np.ndarray, pairs: int = 5, steps: int = 10) -> list:
+def interpolations(model, transform, test_x, test_y: np.ndarray, class_names: list[str], pairs: int = 5,
+                   steps: int = 10) -> list:
     """Rows decoding straight lines in latent space between test images of different classes."""
     model.eval()
     classes = np.unique(test_y)
@@ -141,7 +142,7 @@ def interpolations(model, transform, test_x, test_y: np.ndarray, pairs: int = 5,
         b = int(np.flatnonzero(test_y == b_class)[-(1 + r // len(classes))])
         z = model.encode(transform(test_x[[a, b]]))
         t = torch.linspace(0, 1, steps)[:, None]
-        rows.append((f"{r + 1}", model.decode((1 - t) * z[0] + t * z[1])))
+        rows.append((f"{class_names[a_class]} to\n{class_names[b_class]}", model.decode((1 - t) * z[0] + t * z[1])))
     return rows
 
 

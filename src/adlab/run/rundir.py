@@ -24,7 +24,6 @@ from adlab import io
 from adlab.config import Config
 from adlab.errors import AdlabError
 
-HISTORY_COLUMNS = ["epoch", "train_loss", "val_loss", "val_accuracy", "val_mean_class_accuracy", "lr", "seconds"]
 
 
 @dataclass
@@ -112,8 +111,9 @@ def git_revision() -> str | None:
 class HistoryWriter(L.Callback):
     """One row per epoch in history.csv, rewritten atomically after every epoch."""
 
-    def __init__(self, path: Path):
+    def __init__(self, path: Path, val_columns: list[str]):
         self.path = Path(path)
+        self.columns = ["epoch", "train_loss", "val_loss", *val_columns, "lr", "seconds"]
         self.rows: list[dict] = []
         self._start = 0.0
         self._lr = None
@@ -125,14 +125,14 @@ class HistoryWriter(L.Callback):
     def on_train_epoch_end(self, trainer, pl_module):
         metrics = trainer.callback_metrics
         row = {"epoch": trainer.current_epoch + 1}
-        for key in HISTORY_COLUMNS[1:-2]:
+        for key in self.columns[1:-2]:
             row[key] = float(metrics[key]) if key in metrics else None
         row["lr"] = self._lr
         row["seconds"] = round(time.perf_counter() - self._start, 3)
         self.rows.append(row)
         if trainer.is_global_zero:
-            io.write_csv(self.path, HISTORY_COLUMNS, ([r[c] if r[c] is not None else "" for c in HISTORY_COLUMNS]
-                                                      for r in self.rows))
+            io.write_csv(self.path, self.columns,
+                         ([r[c] if r[c] is not None else "" for c in self.columns] for r in self.rows))
 
 
 def read_history(path: Path) -> list[dict]:
@@ -147,10 +147,13 @@ def read_history(path: Path) -> list[dict]:
 class EpochPrinter(L.Callback):
     """One line per epoch where a progress bar would flood a log file (CI, pipes, nohup)."""
 
+    def __init__(self, keys: list[str]):
+        self.keys = keys
+
     def on_train_epoch_end(self, trainer, pl_module):
         m = trainer.callback_metrics
         parts = [f"epoch {trainer.current_epoch + 1}/{trainer.max_epochs}"]
-        for key in ("train_loss", "val_loss", "val_accuracy"):
+        for key in self.keys:
             if key in m:
                 parts.append(f"{key} {float(m[key]):.4f}")
         if trainer.is_global_zero:

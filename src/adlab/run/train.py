@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import sys
 import time
 import warnings
@@ -17,11 +18,10 @@ from adlab.config import Config, load_config
 from adlab.data.datamodule import ImageDataModule
 from adlab.errors import ConfigError
 from adlab.models.checkpoints import read_checkpoint
-from adlab.models.factory import build_model, uses_imagenet, weights_normalization
-from adlab.run.outputs import predict_probs, summary_line, write_classification_result
+from adlab.models.factory import resolve_encoder_architecture, uses_imagenet, weights_normalization
+from adlab.run.recipes import recipe_for
 from adlab.run.rundir import (EpochPrinter, HistoryWriter, Run, check_run_dir, default_run_dir, environment,
                               prepare_run_dir, read_history)
-from adlab.tasks.classify import ClassifyTask
 
 
 def quiet_lightning() -> None:
@@ -35,7 +35,7 @@ def quiet_lightning() -> None:
 
 def train(config: Config | dict | str | Path, out: str | Path | None = None, overwrite: bool = False,
           overrides: list[str] | None = None, verbose: bool = True) -> Run:
-    """Train and evaluate one classifier; everything is validated before any file is written."""
+    """Train and evaluate one model (any task); everything is validated before any file is written."""
     source = str(config) if isinstance(config, (str, Path)) else None
     if not isinstance(config, Config):
         config = load_config(config, overrides)
@@ -43,6 +43,8 @@ def train(config: Config | dict | str | Path, out: str | Path | None = None, ove
         config = load_config(config.to_dict(), overrides)
     say = print if verbose else (lambda *a, **k: None)
     quiet_lightning()
+    recipe = recipe_for(config)
+    config = config.model_copy(update={"model": resolve_encoder_architecture(config.model)})
     tc = config.train
     if tc.num_threads:
         torch.set_num_threads(tc.num_threads)
@@ -56,7 +58,7 @@ def train(config: Config | dict | str | Path, out: str | Path | None = None, ove
     if tc.early_stopping_patience and not info.counts["val"]:
         raise ConfigError("train.early_stopping_patience needs a validation split (data.val_fraction > 0)")
     L.seed_everything(tc.seed, workers=True, verbose=False)  # same init whatever the data loading consumed
-    built = build_model(config.model, info.input_shape, len(info.class_names))
+    built = recipe.build(config, info)
     say(f"data: {info.description}; classes {len(info.class_names)}; "
         f"train {info.counts['train']}, val {info.counts['val']}, test {info.counts['test']}; "
         f"input {'x'.join(map(str, info.input_shape))}")
@@ -72,18 +74,18 @@ def train(config: Config | dict | str | Path, out: str | Path | None = None, ove
         Path(out) if out else default_run_dir(config, source))
     if not worker:
         check_run_dir(run_dir, overwrite)
-    meta = {"config": config.to_dict(), "data": info.to_dict(), "head": built.head, "task": "classify"}
-    task = ClassifyTask(built.net, len(info.class_names), tc, meta)
+    meta = {"config": config.to_dict(), "data": info.to_dict(), "head": built.head, "task": config.task}
+    module = recipe.module(built, config, meta)
     has_val = info.counts["val"] > 0
-    history = HistoryWriter(run_dir / "history.csv")
-    mode = "min" if tc.monitor == "val_loss" else "max"
+    history = HistoryWriter(run_dir / "history.csv", recipe.val_columns)
+    mode = recipe.monitors[tc.monitor]
     checkpoint = L.pytorch.callbacks.ModelCheckpoint(
         dirpath=run_dir / "checkpoints", filename="best", monitor=tc.monitor if has_val else None, mode=mode,
         save_last=True, save_top_k=1, enable_version_counter=False)
     callbacks = [history, checkpoint]
     show_bar = tc.progress_bar and verbose and sys.stdout.isatty()
     if verbose and not show_bar:
-        callbacks.append(EpochPrinter())
+        callbacks.append(EpochPrinter(["train_loss", "val_loss", *recipe.val_columns[:1]]))
     if tc.early_stopping_patience:
         callbacks.append(L.pytorch.callbacks.EarlyStopping(tc.monitor, patience=tc.early_stopping_patience, mode=mode))
     trainer = make_trainer(tc, callbacks, show_bar, run_dir, has_val)
@@ -98,7 +100,7 @@ def train(config: Config | dict | str | Path, out: str | Path | None = None, ove
     started = time.perf_counter()
     os.environ[RUN_DIR_ENV] = str(run_dir)  # DDP processes launched by fit() write to this same folder
     try:
-        trainer.fit(task, datamodule=data)
+        trainer.fit(module, datamodule=data)
     finally:
         os.environ.pop(RUN_DIR_ENV, None)
     train_seconds = time.perf_counter() - started
@@ -106,14 +108,11 @@ def train(config: Config | dict | str | Path, out: str | Path | None = None, ove
         return Run(run_dir, config, {})
 
     # 4. test evaluation with the best checkpoint (the last one without a validation split)
-    best = Path(checkpoint.best_model_path) if has_val and checkpoint.best_model_path else run_dir / "checkpoints" / "last.ckpt"
-    if not has_val:  # keep the contract: best.ckpt always exists
-        import shutil
-        shutil.copyfile(best, run_dir / "checkpoints" / "best.ckpt")
-        best = run_dir / "checkpoints" / "best.ckpt"
+    best = run_dir / "checkpoints" / "best.ckpt"
+    if not has_val or not checkpoint.best_model_path:  # keep the contract: best.ckpt always exists
+        shutil.copyfile(run_dir / "checkpoints" / "last.ckpt", best)
     state, _ = read_checkpoint(best)
     built.net.load_state_dict(state)
-    probs = predict_probs(built.net, data.transform, data.test_x)
     extra = {
         "train_seconds": round(train_seconds, 2),
         "epochs_trained": trainer.current_epoch,
@@ -121,9 +120,8 @@ def train(config: Config | dict | str | Path, out: str | Path | None = None, ove
         "num_train": info.counts["train"], "num_val": info.counts["val"],
         "trainable_parameters": trainable, "parameters": total,
     }
-    metrics = write_classification_result(run_dir, probs, data.test_y, data.test_x, info.class_names, extra,
-                                          read_history(run_dir / "history.csv"), config.name or "")
-    say(f"test: {summary_line(metrics)}  ({train_seconds:.1f} s training)")
+    metrics = recipe.evaluate(run_dir, built, data, config, extra, read_history(run_dir / "history.csv"))
+    say(f"test: {recipe.summary(metrics)}  ({train_seconds:.1f} s training)")
     say(f"run: {run_dir}")
     return Run(run_dir, config, metrics)
 
@@ -151,8 +149,10 @@ def make_trainer(tc, callbacks, show_bar: bool, run_dir: Path, has_val: bool) ->
 
 
 def _input_requirements(config: Config) -> tuple[int | None, tuple | None]:
-    """Channels and normalisation the weights impose (None: take them from the data)."""
+    """Channels and normalisation the task or the weights impose (None: take them from the data)."""
     model = config.model
+    if config.task == "autoencode":
+        return None, ([0.0, 0.0, 0.0], [1.0, 1.0, 1.0])  # reconstructions compare images in [0, 1]
     if model.weights is None:
         return None, None
     if uses_imagenet(model):
