@@ -91,9 +91,9 @@ def ae_for_transfer(tmp_path_factory):
 
 
 def _classify_on_encoder(weights, freeze, out):
+    arch = {} if weights else {"latent_dim": 8, "conv_channels": [16, 32]}  # with weights: the AE's own
     config = {"data": {"name": "digits"},
-              "model": {"name": "encoder", "weights": weights, "freeze": freeze, "latent_dim": 8,
-                        "conv_channels": [16, 32]},
+              "model": {"name": "encoder", "weights": weights, "freeze": freeze, **arch},
               "train": {"epochs": 6, "batch_size": 64, "lr": 0.01, "progress_bar": False}}
     return adlab.train(config, out=out, verbose=False)
 
@@ -122,3 +122,20 @@ def test_classify_with_an_autoencoder_name_is_a_config_error():
         adlab.load_config({"task": "classify", "model": {"name": "vae"}})
     with pytest.raises(ConfigError, match="ae, vae or dae"):
         adlab.load_config({"task": "autoencode", "model": {"name": "resnet18"}})
+
+
+def test_encoder_classifier_reloads_from_its_own_config(ae_for_transfer, tmp_path):
+    """The saved config carries the autoencoder's architecture, so evaluate needs nothing else."""
+    run = _classify_on_encoder(str(ae_for_transfer.path), False, tmp_path / "ft")
+    assert run.config.model.latent_dim == 8 and run.config.model.conv_channels == [16, 32]
+    again = adlab.evaluate(run.path, out=tmp_path / "eval", verbose=False)
+    assert again["accuracy"] == pytest.approx(run.metrics["accuracy"], abs=1e-9)
+
+
+def test_encoder_needs_an_autoencoder_checkpoint(tmp_path):
+    from tests.conftest import fast_config
+    from adlab.errors import ConfigError
+
+    classifier = adlab.train(fast_config(), out=tmp_path / "cnn", verbose=False)
+    with pytest.raises(ConfigError, match="not an autoencoder run"):
+        _classify_on_encoder(str(classifier.path), False, tmp_path / "x")
