@@ -30,7 +30,7 @@ class AugmentConfig(_Section):
 
 
 class DataConfig(_Section):
-    name: Literal["digits", "fashion_mnist", "mnist", "cifar10", "eurosat", "folder"] = "digits"
+    name: Literal["digits", "fashion_mnist", "mnist", "cifar10", "eurosat", "folder", "yolo"] = "digits"
     root: Optional[str] = None
     val_fraction: float = Field(0.1, ge=0.0, lt=1.0)
     test_fraction: float = Field(0.2, gt=0.0, lt=1.0, description="for data sets without a test split")
@@ -121,7 +121,7 @@ class TrainConfig(_Section):
 
 
 class Config(_Section):
-    task: Literal["classify", "autoencode"] = "classify"
+    task: Literal["classify", "autoencode", "detect"] = "classify"
     name: Optional[str] = None
     data: DataConfig = DataConfig()
     model: ModelConfig = ModelConfig()
@@ -131,6 +131,14 @@ class Config(_Section):
     def _model_fits_task(self) -> "Config":
         if self.task == "autoencode" and self.model.name not in AUTOENCODERS:
             raise ValueError(f"model.name: task autoencode takes ae, vae or dae, not {self.model.name!r}")
+        if self.task == "detect":
+            if self.data.name != "yolo":
+                raise ValueError("data.name: task detect reads a YOLO data set (data.name: yolo, data.root: data.yaml)")
+            if self.model.name in (*AUTOENCODERS, "cnn", "encoder"):
+                raise ValueError(f"model.name: task detect takes an ultralytics model (yolov8n, yolo11n, yolov5nu, "
+                                 f"...), not {self.model.name!r}")
+        elif self.data.name == "yolo":
+            raise ValueError("data.name: yolo data sets are for task detect")
         if self.task == "classify" and self.model.name in AUTOENCODERS:
             raise ValueError(f"model.name: {self.model.name!r} is an autoencoder; use task: autoencode "
                              "(or model.name: encoder to classify with its encoder)")

@@ -41,6 +41,10 @@ def train(config: Config | dict | str | Path, out: str | Path | None = None, ove
         config = load_config(config, overrides)
     elif overrides:
         config = load_config(config.to_dict(), overrides)
+    if config.task == "detect":
+        from adlab.detection.train import train_detector
+
+        return train_detector(config, out, overwrite, source, verbose)
     say = print if verbose else (lambda *a, **k: None)
     quiet_lightning()
     recipe = recipe_for(config)

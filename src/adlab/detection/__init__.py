@@ -1,0 +1,1 @@
+"""Object detection: YOLO-format data sets, KITTI conversion, filtering, crops, synthetic scenes."""

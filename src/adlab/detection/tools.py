@@ -1,0 +1,293 @@
+"""Tools on YOLO data sets: keep some classes (`filter_classes`), cut every box out as an
+ImageFolder of crops (`make_crops`), and the output-folder rule they share with the KITTI converter.
+
+Output-folder rule: a tool never writes into its output folder piece by piece. It builds the whole
+result in a temporary sibling folder and renames it into place at the end, so an error or an
+interrupt leaves either nothing or the previous result. It replaces only an empty folder or the
+output of a previous adlab data tool (recognised by the marker file `.adlab-output.json`).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import tempfile
+import uuid
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterable, Iterator
+
+import numpy as np
+
+from adlab import io
+from adlab.detection.yolo_format import (
+    SkipCounter,
+    YoloDataset,
+    format_label,
+    label_path_for,
+    read_data_yaml,
+    read_labels,
+    write_data_yaml,
+    yolo_to_pixels,
+)
+from adlab.errors import DataError
+
+MARKER = ".adlab-output.json"
+MANIFEST_COLUMNS = ("crop", "source_image", "split", "class", "x1", "y1", "x2", "y2")
+
+
+# --- output folders ------------------------------------------------------------------------------
+
+def _overlaps(a: Path, b: Path) -> bool:
+    return a == b or a in b.parents or b in a.parents
+
+
+def check_output_folder(out: Path, protected: Iterable[Path] = ()) -> Path:
+    """The absolute output folder, after refusing one that would destroy the user's files."""
+    out = Path(out).expanduser().resolve()
+    for path in protected:
+        path = Path(path).expanduser().resolve()
+        if _overlaps(out, path):
+            raise DataError(f"{out}: output folder overlaps the input {path}; choose a separate folder")
+    if out.exists():
+        if not out.is_dir():
+            raise DataError(f"{out}: output exists and is not a folder")
+        if any(out.iterdir()) and not (out / MARKER).is_file():
+            raise DataError(f"{out}: output folder is not empty and is not a previous adlab output; "
+                            "choose a new folder or empty it")
+    return out
+
+
+@contextmanager
+def building_output(out: Path, kind: str, protected: Iterable[Path] = ()) -> Iterator[Path]:
+    """Yield a temporary sibling of `out` to build into; on success it becomes `out` (replacing an
+    empty folder or a previous output); on any error it is removed and `out` is left untouched."""
+    out = check_output_folder(out, protected)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
+    try:
+        yield tmp
+        (tmp / MARKER).write_text(json.dumps({"tool": kind}) + "\n", encoding="utf-8")
+        check_output_folder(out)  # again: something may have appeared there while we worked
+        _swap_into_place(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def _swap_into_place(tmp: Path, out: Path) -> None:
+    if not out.exists():
+        os.rename(tmp, out)
+        return
+    old = out.parent / f".{out.name}.old-{uuid.uuid4().hex[:8]}"
+    os.rename(out, old)
+    try:
+        os.rename(tmp, out)
+    except BaseException:
+        os.rename(old, out)
+        raise
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def link_or_copy(src: Path, dst: Path) -> None:
+    """Hard-link `src` to `dst` (cheap for large data sets), or copy where links are not possible."""
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        os.link(src, dst)
+    except OSError:
+        shutil.copy2(src, dst)
+
+
+def dataset_splits(ds: YoloDataset) -> dict[str, Path]:
+    """The splits of a data set, each folder once: a data.yaml without a val split names the train
+    folder as val (ultralytics needs a val entry), which must not be processed twice."""
+    seen: set[Path] = set()
+    splits = {}
+    for split, folder in ds.splits.items():
+        key = folder.resolve()
+        if key not in seen:
+            seen.add(key)
+            splits[split] = folder
+    return splits
+
+
+def _protected(ds: YoloDataset) -> list[Path]:
+    return [ds.root, ds.yaml_path, *ds.splits.values()]
+
+
+# --- filter --------------------------------------------------------------------------------------
+
+def resolve_class_names(names: list[str], wanted: list[str]) -> list[int]:
+    """Ids of `wanted` in `names`: an exact match first, else a case-insensitive one; an unknown,
+    ambiguous or repeated name is an error listing the valid names."""
+    if not wanted:
+        raise DataError(f"no classes to keep; valid names: {', '.join(names)}")
+    ids, unknown = [], []
+    for name in wanted:
+        exact = [i for i, n in enumerate(names) if n == name]
+        folded = [i for i, n in enumerate(names) if n.casefold() == name.casefold()]
+        found = exact or folded
+        if not found:
+            unknown.append(name)
+        elif len(found) > 1:
+            raise DataError(f"class name {name!r} is ambiguous (matches {', '.join(names[i] for i in found)})")
+        else:
+            ids.append(found[0])
+    if unknown:
+        raise DataError(f"unknown class name(s) {', '.join(repr(u) for u in unknown)}; "
+                        f"valid names: {', '.join(names)}")
+    repeated = sorted({names[i] for i in ids if ids.count(i) > 1})
+    if repeated:
+        raise DataError(f"class(es) {', '.join(repeated)} named more than once")
+    return ids
+
+
+def filter_classes(data_yaml: Path, keep: list[str], out: Path, drop_empty: bool = False) -> dict:
+    """Copy a YOLO data set keeping only the classes `keep` (ids become 0..k-1 in the order of `keep`).
+
+    Returns {"names", "images": {split: n}, "objects": {name: n}, "removed_objects",
+    "dropped_images", "data_yaml", "out"}.
+    """
+    ds = read_data_yaml(data_yaml)
+    old_ids = resolve_class_names(ds.names, list(keep))
+    new_names = [ds.names[i] for i in old_ids]
+    remap = {old: new for new, old in enumerate(old_ids)}
+    splits = dataset_splits(ds)
+    images = {split: 0 for split in splits}
+    objects = {name: 0 for name in new_names}
+    removed = dropped = 0
+    with building_output(out, "filter", _protected(ds)) as tmp:
+        for split, folder in splits.items():
+            for image in ds.images(split):
+                rows = read_labels(ds.label_path(image), len(ds.names))
+                kept = [row for row in rows if int(row[0]) in remap]
+                removed += len(rows) - len(kept)
+                if drop_empty and not kept:
+                    dropped += 1
+                    continue
+                target = tmp / "images" / split / image.relative_to(folder)
+                link_or_copy(image, target)
+                lines = [format_label(remap[int(row[0])], row[1:5]) for row in kept]
+                label = label_path_for(target)
+                label.parent.mkdir(parents=True, exist_ok=True)
+                label.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
+                for row in kept:
+                    objects[new_names[remap[int(row[0])]]] += 1
+                images[split] += 1
+        if not sum(images.values()):
+            raise DataError(f"{ds.yaml_path}: no images left after keeping {', '.join(new_names)}")
+        write_data_yaml(tmp, new_names, list(splits))
+    final = Path(out).expanduser().resolve()
+    return {"names": new_names, "images": images, "objects": objects, "removed_objects": removed,
+            "dropped_images": dropped, "data_yaml": str(final / "data.yaml"), "out": str(final)}
+
+
+# --- crops ---------------------------------------------------------------------------------------
+
+def _check_folder_names(names: list[str], source: Path) -> None:
+    for name in names:
+        if not name.strip() or name in (".", "..") or "/" in name or "\\" in name or ".." in name or "\0" in name:
+            raise DataError(f"{source}: class name {name!r} cannot be a folder name "
+                            "(empty, or contains '/', '\\' or '..')")
+    repeated = sorted({n for n in names if names.count(n) > 1})
+    if repeated:
+        raise DataError(f"{source}: class name(s) {', '.join(repeated)} appear more than once")
+
+
+def crop_box(box: np.ndarray, width: int, height: int, pad: float) -> tuple[tuple[int, int, int, int], float, float]:
+    """Integer crop region (x1, y1, x2, y2) of one normalised (cx, cy, w, h) box, and the box's own
+    width and height in pixels after clipping to the image (what min_size is compared with).
+
+    The box is enlarged by `pad` times its width/height on each side, clipped to the image, then
+    rounded outwards (floor x1, y1; ceil x2, y2). A tolerance of 1e-6 of the image size absorbs the
+    rounding of the 6-decimal label text, so an exact pixel edge is not rounded out by one pixel.
+    """
+    x1, y1, x2, y2 = (float(v) for v in yolo_to_pixels(np.asarray(box, dtype=np.float64), width, height))
+    own_w = min(x2, width) - max(x1, 0.0)
+    own_h = min(y2, height) - max(y1, 0.0)
+    bw, bh = x2 - x1, y2 - y1
+    x1, x2 = max(x1 - pad * bw, 0.0), min(x2 + pad * bw, float(width))
+    y1, y2 = max(y1 - pad * bh, 0.0), min(y2 + pad * bh, float(height))
+    eps = 1e-6 * max(width, height)
+    region = (
+        max(math.floor(x1 + eps), 0),
+        max(math.floor(y1 + eps), 0),
+        min(math.ceil(x2 - eps), width),
+        min(math.ceil(y2 - eps), height),
+    )
+    return region, own_w, own_h
+
+
+def make_crops(data_yaml: Path, out: Path, size: int = 128, pad: float = 0.0, min_size: int = 8,
+               skip_bad: bool = False) -> dict:
+    """Cut every box of every split out of its image into out/<split>/<class>/<stem>_<index>.png
+    (an ImageFolder per split), resized to size x size, plus out/manifest.csv.
+
+    Returns {"crops": {split: {class: n}}, "total", "skipped_small", "skipped_bad",
+    "skipped_reasons", "manifest", "out"}.
+    """
+    from PIL import Image, UnidentifiedImageError
+
+    if int(size) != size or size < 1:
+        raise DataError(f"crop size must be a positive whole number of pixels, not {size}")
+    if not (isinstance(pad, (int, float)) and math.isfinite(pad) and pad >= 0):
+        raise DataError(f"pad must be a fraction >= 0, not {pad}")
+    if min_size < 0:
+        raise DataError(f"min_size must be >= 0, not {min_size}")
+    ds = read_data_yaml(data_yaml)
+    _check_folder_names(ds.names, ds.yaml_path)
+    splits = dataset_splits(ds)
+    skip = SkipCounter() if skip_bad else None
+    counts: dict[str, dict[str, int]] = {split: {} for split in splits}
+    skipped_small = 0
+    rows_out = []
+    final = Path(out).expanduser().resolve()
+    with building_output(out, "crops", _protected(ds)) as tmp:
+        for split, folder in splits.items():
+            used: dict[str, Path] = {}
+            for image_path in ds.images(split):
+                boxes = read_labels(ds.label_path(image_path), len(ds.names), skip)
+                if not len(boxes):
+                    continue
+                try:
+                    with Image.open(image_path) as opened:
+                        image = opened.convert("RGB")
+                except (OSError, UnidentifiedImageError) as exc:
+                    if skip is None:
+                        raise DataError(f"{image_path}: cannot read image ({exc})") from None
+                    skip.add("unreadable image")
+                    continue
+                width, height = image.size
+                stem = image_path.relative_to(folder).with_suffix("").as_posix().replace("/", "__")
+                if stem in used:
+                    raise DataError(f"{image_path}: same crop names as {used[stem]} (same file stem)")
+                used[stem] = image_path
+                for index, row in enumerate(boxes):
+                    (x1, y1, x2, y2), own_w, own_h = crop_box(row[1:5], width, height, pad)
+                    if own_w < min_size or own_h < min_size or x2 <= x1 or y2 <= y1:
+                        skipped_small += 1
+                        continue
+                    name = ds.names[int(row[0])]
+                    crop = image.crop((x1, y1, x2, y2)).resize((int(size), int(size)), Image.Resampling.BILINEAR)
+                    relative = Path(split) / name / f"{stem}_{index}.png"
+                    (tmp / relative).parent.mkdir(parents=True, exist_ok=True)
+                    crop.save(tmp / relative)
+                    counts[split][name] = counts[split].get(name, 0) + 1
+                    source = Path(os.path.relpath(image_path.resolve(), final))
+                    rows_out.append((relative.as_posix(), source.as_posix(), split, name, x1, y1, x2, y2))
+        if not rows_out:
+            raise DataError(f"{ds.yaml_path}: no boxes to crop"
+                            + (f" ({skipped_small} smaller than {min_size} px)" if skipped_small else ""))
+        io.write_csv(tmp / "manifest.csv", MANIFEST_COLUMNS, rows_out)
+    counts = {split: dict(sorted(c.items())) for split, c in counts.items() if c}
+    return {
+        "crops": counts,
+        "total": len(rows_out),
+        "skipped_small": skipped_small,
+        "skipped_bad": skip.total() if skip else 0,
+        "skipped_reasons": dict(skip.counts) if skip else {},
+        "manifest": str(final / "manifest.csv"),
+        "out": str(final),
+    }

@@ -1,0 +1,232 @@
+"""`task: detect`: YOLO training through ultralytics, leaving adlab's usual run directory.
+
+ultralytics (AGPL-3.0) is an optional extra, `adlab[detect]`, imported only here. It trains and
+validates; adlab checks the data first (clear errors for malformed labels), converts its outputs
+into the run-directory contract, and scores the same validation predictions a second time with
+torchmetrics' MeanAveragePrecision as an independent check of the mAP.
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+import os
+import shutil
+import time
+from pathlib import Path
+
+
+from adlab import io
+from adlab.config import Config
+from adlab.detection.yolo_format import YoloDataset, read_data_yaml, read_labels, yolo_to_pixels
+from adlab.errors import ConfigError, DataError
+from adlab.run.rundir import Run, check_run_dir, default_run_dir, environment, prepare_run_dir, read_history
+
+OPTIMIZERS = {"adam": "Adam", "adamw": "AdamW", "sgd": "SGD"}
+HISTORY = ["epoch", "train_loss", "val_loss", "val_map50", "val_map50_95", "val_precision", "val_recall", "lr",
+           "seconds"]
+VAL_CONF, VAL_IOU, MAX_DET = 0.001, 0.7, 300  # ultralytics' validation settings, used for both mAPs
+
+
+def _ultralytics():
+    os.environ.setdefault("YOLO_OFFLINE", "1")  # no update checks or telemetry from a training job
+    try:
+        import ultralytics
+    except ImportError:
+        raise ConfigError("task detect needs ultralytics: pip install 'adlab[detect]' (AGPL-3.0)") from None
+    return ultralytics
+
+
+def check_dataset(ds: YoloDataset) -> dict:
+    """Every label of every split is valid, and every label file has its image; counts per split."""
+    counts = {}
+    for split, folder in ds.splits.items():
+        images = ds.images(split)
+        if not images:
+            raise DataError(f"{ds.yaml_path}: {split} folder {folder} has no images")
+        stems = {ds.label_path(p) for p in images}
+        label_dir = ds.label_path(images[0]).parent
+        for label in sorted(label_dir.glob("*.txt")) if label_dir.is_dir() else []:
+            if label not in stems:
+                raise DataError(f"{label}: label file without an image")
+        instances = sum(len(read_labels(ds.label_path(p), len(ds.names))) for p in images)
+        counts[split] = {"images": len(images), "instances": instances}
+    return counts
+
+
+def resolve_weights(weights: str | None) -> str | None:
+    if weights is None:
+        return None
+    path = Path(weights)
+    if path.is_dir():
+        path = path / "checkpoints" / "best.pt"
+    if not path.is_file():
+        raise ConfigError(f"model.weights: {path} not found (a .pt checkpoint or a detection run folder)")
+    return str(path)
+
+
+def train_detector(config: Config, out: str | Path | None = None, overwrite: bool = False,
+                   source: str | None = None, verbose: bool = True) -> Run:
+    say = print if verbose else (lambda *a, **k: None)
+    if config.data.name != "yolo" or not config.data.root:
+        raise ConfigError("data: task detect reads a YOLO data set: data.name: yolo, data.root: path/to/data.yaml")
+    ds = read_data_yaml(config.data.root)
+    counts = check_dataset(ds)
+    if "val" not in ds.splits:
+        raise DataError(f"{ds.yaml_path}: task detect needs a val split to score the model")
+    ultralytics = _ultralytics()
+    from ultralytics import YOLO
+    from ultralytics.utils import LOGGER
+
+    if not verbose:
+        LOGGER.setLevel(logging.WARNING)
+
+    weights = resolve_weights(config.model.weights)
+    try:
+        model = YOLO(weights or f"{config.model.name}.yaml")
+    except (FileNotFoundError, KeyError, AttributeError) as exc:
+        raise ConfigError(f"model.name: {config.model.name!r} is not an ultralytics model "
+                          f"(e.g. yolov8n, yolo11n, yolov5nu) ({str(exc).splitlines()[0]})") from None
+    say(f"data: {ds.yaml_path}; classes {len(ds.names)} ({', '.join(ds.names)}); "
+        + "; ".join(f"{s} {c['images']} images, {c['instances']} objects" for s, c in counts.items()))
+    say(f"model: {config.model.name}" + (f" from {weights}" if weights else " from scratch"))
+
+    run_dir = Path(out) if out else default_run_dir(config, source)
+    check_run_dir(run_dir, overwrite)
+    prepare_run_dir(run_dir, overwrite)
+    io.write_yaml(run_dir / "config.yaml", config.to_dict())
+    io.write_json(run_dir / "env.json", environment(config.train.seed, {
+        "ultralytics": ultralytics.__version__, "data": str(ds.yaml_path), "counts": counts, "weights": weights}))
+    data_yaml = _resolved_data_yaml(ds, run_dir)
+
+    tc = config.train
+    imgsz = config.data.image_size or 640
+    started = time.perf_counter()
+    metrics_obj = model.train(
+        data=str(data_yaml), epochs=tc.epochs, imgsz=imgsz, batch=tc.batch_size, device=_device(tc),
+        workers=0, project=str(run_dir), name="ultralytics", exist_ok=True, optimizer=OPTIMIZERS[tc.optimizer],
+        lr0=tc.lr, weight_decay=tc.weight_decay, momentum=tc.momentum, seed=tc.seed,
+        deterministic=tc.deterministic, cos_lr=tc.scheduler is not None and tc.scheduler.name == "cosine",
+        patience=tc.early_stopping_patience or 100, plots=True, verbose=verbose, amp=False,
+        pretrained=weights is not None)
+    train_seconds = time.perf_counter() - started
+    yolo_dir = run_dir / "ultralytics"
+    for name in ("best.pt", "last.pt"):
+        shutil.move(str(yolo_dir / "weights" / name), run_dir / "checkpoints" / name)
+    history = _history_from_results(yolo_dir / "results.csv", run_dir / "history.csv")
+
+    box = metrics_obj.box
+    precision, recall = float(box.mp), float(box.mr)
+    per_class50 = {name: None for name in ds.names}
+    per_class = {name: None for name in ds.names}
+    for i, c in enumerate(box.ap_class_index):
+        per_class50[ds.names[int(c)]] = float(box.ap50[i])
+        per_class[ds.names[int(c)]] = float(box.ap[i])
+    independent = torchmetrics_map(run_dir / "checkpoints" / "best.pt", ds, imgsz, _device(tc))
+    metrics = {
+        "map50": float(box.map50), "map50_95": float(box.map), "precision": precision, "recall": recall,
+        "f1": 2 * precision * recall / (precision + recall) if precision + recall else 0.0,
+        "per_class_ap50": per_class50, "per_class_ap50_95": per_class,
+        **independent,
+        "class_names": ds.names, "num_val_images": counts["val"]["images"],
+        "num_val_instances": counts["val"]["instances"], "num_train_images": counts["train"]["images"],
+        "train_seconds": round(train_seconds, 2), "epochs_trained": len(history),
+    }
+    _write_figures(run_dir, yolo_dir, ds, history, imgsz, _device(tc), config.name or config.model.name)
+    io.write_json(run_dir / "metrics.json", metrics)
+    say(f"val: map50={metrics['map50']:.4f}  map50_95={metrics['map50_95']:.4f}  precision={precision:.4f}  "
+        f"recall={recall:.4f}  (torchmetrics map50={metrics['map50_torchmetrics']:.4f})  "
+        f"({train_seconds:.1f} s training)")
+    say(f"run: {run_dir}")
+    return Run(run_dir, config, metrics)
+
+
+def _device(tc) -> str:
+    import torch
+
+    if tc.accelerator == "cpu" or not torch.cuda.is_available():
+        return "cpu"
+    return "0"
+
+
+def _resolved_data_yaml(ds: YoloDataset, run_dir: Path) -> Path:
+    """A copy of data.yaml with absolute paths (ultralytics resolves relative ones elsewhere)."""
+    spec = {"path": str(ds.root), **{s: str(p) for s, p in ds.splits.items()}, "names": dict(enumerate(ds.names))}
+    io.write_yaml(run_dir / "data.yaml", spec)
+    return run_dir / "data.yaml"
+
+
+def _history_from_results(results: Path, path: Path) -> list[dict]:
+    """ultralytics' results.csv as adlab's history.csv (losses summed over box, cls and dfl)."""
+    with open(results, newline="") as f:
+        rows = [{k.strip(): v.strip() for k, v in row.items()} for row in csv.DictReader(f)]
+    out, previous = [], 0.0
+    for row in rows:
+        num = {k: float(v) for k, v in row.items() if v not in ("", None)}
+        elapsed = num.get("time", previous)
+        out.append({
+            "epoch": int(num["epoch"]),
+            "train_loss": sum(num[k] for k in num if k.startswith("train/")),
+            "val_loss": sum(num[k] for k in num if k.startswith("val/")),
+            "val_map50": num.get("metrics/mAP50(B)"), "val_map50_95": num.get("metrics/mAP50-95(B)"),
+            "val_precision": num.get("metrics/precision(B)"), "val_recall": num.get("metrics/recall(B)"),
+            "lr": num.get("lr/pg0"), "seconds": round(elapsed - previous, 3),
+        })
+        previous = elapsed
+    io.write_csv(path, HISTORY, ([r[c] if r[c] is not None else "" for c in HISTORY] for r in out))
+    return out
+
+
+def predict_val(weights: Path, ds: YoloDataset, imgsz: int, device: str, conf: float = VAL_CONF):
+    """(image path, predictions {boxes, scores, labels}, targets {boxes, labels}) per val image."""
+    import torch
+    from PIL import Image
+    from ultralytics import YOLO
+
+    model = YOLO(str(weights))
+    for image in ds.images("val"):
+        with Image.open(image) as img:
+            width, height = img.size
+        labels = read_labels(ds.label_path(image), len(ds.names))
+        result = model.predict(str(image), imgsz=imgsz, conf=conf, iou=VAL_IOU, max_det=MAX_DET, device=device,
+                               verbose=False)[0]
+        prediction = {"boxes": result.boxes.xyxy.cpu().float(), "scores": result.boxes.conf.cpu().float(),
+                      "labels": result.boxes.cls.cpu().long()}
+        target = {"boxes": torch.from_numpy(yolo_to_pixels(labels[:, 1:], width, height)).float(),
+                  "labels": torch.from_numpy(labels[:, 0]).long()}
+        yield image, prediction, target
+
+
+def torchmetrics_map(weights: Path, ds: YoloDataset, imgsz: int, device: str) -> dict:
+    """mAP@0.5 and mAP@0.5:0.95 of the best checkpoint's val predictions, by torchmetrics (COCO protocol)."""
+    from torchmetrics.detection import MeanAveragePrecision
+
+    metric = MeanAveragePrecision(box_format="xyxy", iou_type="bbox", max_detection_thresholds=[1, 10, MAX_DET])
+    for _, prediction, target in predict_val(weights, ds, imgsz, device):
+        metric.update([prediction], [target])
+    result = metric.compute()
+    # torchmetrics says -1 when nothing was detected; with objects to find, that is an AP of 0
+    return {"map50_torchmetrics": max(0.0, float(result["map_50"])),
+            "map50_95_torchmetrics": max(0.0, float(result["map"]))}
+
+
+def _write_figures(run_dir: Path, yolo_dir: Path, ds: YoloDataset, history: list[dict], imgsz: int, device: str,
+                   title: str) -> None:
+    from adlab import figures
+    from adlab.detection.figures import predictions_over_truth
+
+    fig_dir = run_dir / "figures"
+    for source, name in (("BoxPR_curve.png", "pr_curve.png"), ("confusion_matrix.png", "confusion_matrix.png")):
+        if (yolo_dir / source).is_file():
+            shutil.copyfile(yolo_dir / source, fig_dir / name)
+    figures.loss_curves(history, fig_dir / "loss_curves.png", title,
+                        scores=[("val_map50", "mAP50"), ("val_map50_95", "mAP50-95")],
+                        score_label="validation mAP", loss_label="loss (box + cls + dfl)")
+    samples = []
+    for image, prediction, target in predict_val(run_dir / "checkpoints" / "best.pt", ds, imgsz, device, conf=0.25):
+        samples.append((image, prediction, target))
+        if len(samples) == 6:
+            break
+    predictions_over_truth(samples, ds.names, fig_dir / "predictions.png")
+
+

@@ -1,0 +1,86 @@
+"""task: detect through ultralytics: config checks, data checks, the run directory, both mAPs."""
+
+import csv
+import json
+
+import pytest
+
+import adlab
+from adlab.detection.train import check_dataset
+from adlab.detection.yolo_format import read_data_yaml
+from adlab.errors import ConfigError, DataError
+
+pytest.importorskip("ultralytics")
+
+
+def detect_config(data_yaml, **train):
+    return {"task": "detect", "data": {"name": "yolo", "root": str(data_yaml), "image_size": 96},
+            "model": {"name": "yolov8n"},
+            "train": {"epochs": 2, "batch_size": 8, "lr": 0.002, **train}}
+
+
+def test_detect_config_checks():
+    with pytest.raises(ConfigError, match="data.name"):
+        adlab.load_config({"task": "detect"})
+    with pytest.raises(ConfigError, match="ultralytics model"):
+        adlab.load_config({"task": "detect", "data": {"name": "yolo", "root": "d.yaml"}})
+    with pytest.raises(ConfigError, match="task detect"):
+        adlab.load_config({"data": {"name": "yolo"}})
+
+
+def test_dataset_check_counts_and_errors(rectangles):
+    ds = read_data_yaml(rectangles)
+    counts = check_dataset(ds)
+    assert counts["train"]["images"] == 16 and counts["val"]["images"] == 6
+    assert counts["train"]["instances"] >= 16
+    bad = rectangles.parent / "labels" / "val" / "0.txt"
+    bad.write_text("0 0.5 0.5 0.2\n")
+    with pytest.raises(DataError, match=r"labels/val/0.txt:1: expected 5 fields"):
+        check_dataset(ds)
+    bad.write_text("1 0.5 0.5 0.2 0.2\n")
+    (rectangles.parent / "labels" / "val" / "orphan.txt").write_text("0 0.5 0.5 0.1 0.1\n")
+    with pytest.raises(DataError, match="orphan.txt: label file without an image"):
+        check_dataset(ds)
+
+
+def test_unknown_model_and_missing_weights(rectangles, tmp_path):
+    config = detect_config(rectangles)
+    config["model"]["name"] = "yolov99z"
+    with pytest.raises(ConfigError, match="not an ultralytics model"):
+        adlab.train(config, out=tmp_path / "x", verbose=False)
+    config = detect_config(rectangles)
+    config["model"]["weights"] = str(tmp_path / "nothing.pt")
+    with pytest.raises(ConfigError, match="nothing.pt not found"):
+        adlab.train(config, out=tmp_path / "y", verbose=False)
+    assert not (tmp_path / "x").exists() and not (tmp_path / "y").exists()
+
+
+def test_tiny_detection_run_trains_and_fills_the_run_directory(rectangles, tmp_path):
+    run = adlab.train(detect_config(rectangles), out=tmp_path / "det", verbose=False)
+    for name in ("config.yaml", "env.json", "history.csv", "metrics.json", "checkpoints/best.pt",
+                 "checkpoints/last.pt", "figures/pr_curve.png", "figures/predictions.png", "figures/loss_curves.png"):
+        assert (run.path / name).is_file(), name
+    metrics = json.loads((run.path / "metrics.json").read_text())
+    for key in ("map50", "map50_95", "precision", "recall", "f1", "per_class_ap50", "map50_torchmetrics",
+                "map50_95_torchmetrics"):
+        assert key in metrics, key
+    assert set(metrics["per_class_ap50"]) == {"red", "green"}
+    assert 0 <= metrics["map50_95"] <= metrics["map50"] <= 1
+    with open(run.path / "history.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert [r["epoch"] for r in rows] == ["1", "2"] and float(rows[0]["train_loss"]) > 0
+
+
+@pytest.mark.slow
+def test_torchmetrics_map_agrees_with_ultralytics(tmp_path):
+    """Once the model detects something, both implementations of mAP give nearly the same number."""
+    from tests.detection.conftest import make_rectangles
+
+    data = make_rectangles(tmp_path / "rects", n_train=48, n_val=16)
+    config = detect_config(data, epochs=40, batch_size=16, lr=0.003)
+    config["data"]["image_size"] = 128
+    run = adlab.train(config, out=tmp_path / "det", verbose=False)
+    m = run.metrics
+    assert m["map50"] > 0.3, m
+    assert m["map50_torchmetrics"] == pytest.approx(m["map50"], abs=0.05)
+    assert m["map50_95_torchmetrics"] == pytest.approx(m["map50_95"], abs=0.05)

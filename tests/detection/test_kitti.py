@@ -1,0 +1,208 @@
+"""KITTI -> YOLO conversion, checked against hand-computed numbers on small hand-made label files."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from adlab.detection import kitti as kitti_module
+from adlab.detection.kitti import kitti_to_yolo
+from adlab.detection.yolo_format import read_data_yaml, read_labels
+from adlab.errors import DataError
+
+CLASSES = ["Car", "Pedestrian", "Cyclist"]
+REST = "1.50 1.60 3.90 1.00 1.50 20.00 -1.55"  # h w l x y z ry
+
+
+def kline(kind: str, x1, y1, x2, y2, score: float | None = None) -> str:
+    """One KITTI devkit label line: 15 fields, 16 with a score."""
+    line = f"{kind} 0.00 0 -1.57 {x1} {y1} {x2} {y2} {REST}"
+    return line if score is None else f"{line} {score}"
+
+
+def png(path: Path, size=(100, 50)) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.new("RGB", size, (30, 60, 90)).save(path)
+
+
+def write(path: Path, lines: list[str]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(line + "\n" for line in lines))
+
+
+def label_lines(out: Path, split: str, stem: str) -> list[str]:
+    return (out / "labels" / split / f"{stem}.txt").read_text().splitlines()
+
+
+@pytest.fixture
+def kitti(tmp_path):
+    """a.png 100x50 with every kind of object, b.png 200x100 with an empty label file,
+    c.jpg 100x50 with no label file."""
+    images, labels = tmp_path / "image_2", tmp_path / "label_2"
+    png(images / "a.png")
+    write(labels / "a.txt", [
+        kline("Car", 10, 5, 30, 25),             # inside: cx 20/100, cy 15/50, w 20/100, h 20/50
+        kline("Car", -10, -5, 20, 60),           # clipped to 0 0 20 50
+        kline("Pedestrian", 40, 10, 60, 40),     # -> Person
+        kline("DontCare", 0, 0, 5, 5),
+        kline("Van", 50, 10, 70, 30),
+        kline("Car", 50, 10, 50.5, 40),          # 0.5 px wide: degenerate
+        kline("Cyclist", 70, 0, 90, 50, 0.93),   # 16 fields (with score)
+        kline("Car", 120, 10, 150, 20),          # entirely right of the image: degenerate after clipping
+        "",
+    ])
+    png(images / "b.png", size=(200, 100))
+    write(labels / "b.txt", [])
+    png(images / "c.jpg")
+    return images, labels
+
+
+def test_exact_numbers_clipping_drops_and_rename(kitti, tmp_path):
+    images, labels = kitti
+    out = tmp_path / "yolo"
+    summary = kitti_to_yolo(images, labels, out, CLASSES, rename={"Pedestrian": "Person"}, val_fraction=0)
+    assert label_lines(out, "train", "a") == [
+        "0 0.200000 0.300000 0.200000 0.400000",
+        "0 0.100000 0.500000 0.200000 1.000000",
+        "1 0.500000 0.500000 0.200000 0.600000",
+        "2 0.800000 0.500000 0.200000 1.000000",
+    ]
+    assert label_lines(out, "train", "b") == []          # empty label file -> image with empty labels
+    assert label_lines(out, "train", "c") == []          # no label file -> no objects
+    assert summary["names"] == ["Car", "Person", "Cyclist"]
+    assert summary["images"] == {"train": 3}
+    assert summary["objects"] == {"Car": 2, "Person": 1, "Cyclist": 1}
+    assert summary["dropped"] == {"DontCare": 1, "Van": 1}
+    assert summary["degenerate"] == 2
+    assert summary["clipped"] == 1
+    assert summary["skipped"] == 0
+    assert summary["images_without_labels"] == 1
+    assert summary["data_yaml"] == str((out / "data.yaml").resolve())
+
+    ds = read_data_yaml(out / "data.yaml")
+    assert ds.names == ["Car", "Person", "Cyclist"]
+    assert not (out / "images" / "val").exists()         # val_fraction 0: no val folder
+    assert sorted(p.name for p in ds.images("train")) == ["a.png", "b.png", "c.jpg"]
+    for image in ds.images("train"):
+        assert ds.label_path(image).is_file()
+        read_labels(ds.label_path(image), len(ds.names))  # raises on any bad line
+    # the images are the same files (linked or copied), names kept
+    assert (out / "images" / "train" / "a.png").read_bytes() == (images / "a.png").read_bytes()
+
+
+def test_two_types_can_share_one_output_class(kitti, tmp_path):
+    images, labels = kitti
+    out = tmp_path / "yolo"
+    summary = kitti_to_yolo(images, labels, out, ["Car", "Van", "Pedestrian"],
+                            rename={"Van": "Car", "Pedestrian": "Person"}, val_fraction=0)
+    assert summary["names"] == ["Car", "Person"]
+    assert read_data_yaml(out / "data.yaml").names == ["Car", "Person"]
+    lines = label_lines(out, "train", "a")
+    assert "0 0.600000 0.400000 0.200000 0.400000" in lines  # the Van (50 10 70 30), now Car
+    assert "1 0.500000 0.500000 0.200000 0.600000" in lines  # Pedestrian -> Person, id 1
+    assert summary["objects"] == {"Car": 3, "Person": 1}
+    assert summary["dropped"] == {"Cyclist": 1, "DontCare": 1}
+
+
+@pytest.mark.parametrize("bad, problem", [
+    (kline("Car", 1, 2, 3, 4).rsplit(" ", 1)[0], "expected 15 or 16 fields"),
+    (kline("Car", 1, 2, 3, 4) + " 0.5 7", "found 17"),
+    (kline("Car", 1, "two", 3, 4), "non-numeric"),
+    (kline("Car", 30, 2, 10, 4), "x2 < x1"),
+])
+def test_malformed_line_names_file_and_line(kitti, tmp_path, bad, problem):
+    images, labels = kitti
+    write(labels / "a.txt", [kline("Car", 10, 5, 30, 25), bad])
+    out = tmp_path / "yolo"
+    with pytest.raises(DataError) as info:
+        kitti_to_yolo(images, labels, out, CLASSES)
+    assert f"{labels / 'a.txt'}:2:" in str(info.value)
+    assert problem in str(info.value)
+    assert not out.exists()
+
+
+def test_skip_bad_counts_instead(kitti, tmp_path):
+    images, labels = kitti
+    write(labels / "a.txt", [kline("Car", 10, 5, 30, 25), "Car 1 2 3", kline("Car", 1, "x", 3, 4),
+                             kline("Car", 30, 2, 10, 4)])
+    write(labels / "orphan.txt", [kline("Car", 1, 2, 3, 4)])
+    out = tmp_path / "yolo"
+    summary = kitti_to_yolo(images, labels, out, CLASSES, val_fraction=0, skip_bad=True)
+    assert summary["skipped"] == 4
+    assert summary["skipped_reasons"] == {"box corners out of order": 1, "expected 15 or 16 fields": 1,
+                                          "label file without image": 1, "non-numeric value": 1}
+    assert label_lines(out, "train", "a") == ["0 0.200000 0.300000 0.200000 0.400000"]
+    assert not (out / "labels" / "train" / "orphan.txt").exists()
+
+
+def test_label_without_image_is_an_error(kitti, tmp_path):
+    images, labels = kitti
+    write(labels / "orphan.txt", [kline("Car", 1, 2, 3, 4)])
+    with pytest.raises(DataError, match="orphan.txt: label file without an image"):
+        kitti_to_yolo(images, labels, tmp_path / "yolo", CLASSES)
+
+
+def test_seeded_split_is_reproducible(tmp_path):
+    images, labels = tmp_path / "img", tmp_path / "lab"
+    for i in range(10):
+        png(images / f"{i:06d}.png")
+        write(labels / f"{i:06d}.txt", [kline("Car", 10, 5, 30, 25)])
+
+    def val_set(seed: int, name: str) -> set[str]:
+        summary = kitti_to_yolo(images, labels, tmp_path / name, CLASSES, val_fraction=0.3, seed=seed)
+        assert summary["images"] == {"train": 7, "val": 3}
+        ds = read_data_yaml(tmp_path / name / "data.yaml")
+        assert set(ds.splits) == {"train", "val"}
+        for split in ("train", "val"):
+            for image in ds.images(split):
+                assert len(read_labels(ds.label_path(image), len(ds.names))) == 1
+        return {p.name for p in ds.images("val")}
+
+    first = val_set(0, "a")
+    assert len(first) == 3
+    assert val_set(0, "b") == first
+    assert any(val_set(seed, f"s{seed}") != first for seed in (1, 2, 3))
+
+
+def test_refuses_foreign_folder_but_replaces_previous_output(kitti, tmp_path):
+    images, labels = kitti
+    foreign = tmp_path / "mine"
+    write(foreign / "notes.txt", ["keep me"])
+    with pytest.raises(DataError, match="not empty"):
+        kitti_to_yolo(images, labels, foreign, CLASSES)
+    assert (foreign / "notes.txt").read_text() == "keep me\n"
+
+    out = tmp_path / "yolo"
+    kitti_to_yolo(images, labels, out, CLASSES, val_fraction=0)
+    (out / "stale.txt").write_text("from before")
+    summary = kitti_to_yolo(images, labels, out, ["Car"], val_fraction=0)  # a previous output: replaced
+    assert read_data_yaml(out / "data.yaml").names == ["Car"]
+    assert not (out / "stale.txt").exists()
+    assert summary["objects"] == {"Car": 2}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["image_2", "label_2", "mine", "yolo"]  # no temp folders
+
+
+def test_error_while_writing_leaves_nothing(kitti, tmp_path, monkeypatch):
+    images, labels = kitti
+
+    def broken(*args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(kitti_module, "write_data_yaml", broken)
+    with pytest.raises(OSError, match="disk full"):
+        kitti_to_yolo(images, labels, tmp_path / "yolo", CLASSES)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["image_2", "label_2"]
+
+
+def test_bad_arguments(kitti, tmp_path):
+    images, labels = kitti
+    with pytest.raises(DataError, match="rename: 'Truck' is not one of the classes"):
+        kitti_to_yolo(images, labels, tmp_path / "o", CLASSES, rename={"Truck": "Lorry"})
+    with pytest.raises(DataError, match="val_fraction"):
+        kitti_to_yolo(images, labels, tmp_path / "o", CLASSES, val_fraction=1.0)
+    with pytest.raises(DataError, match="KITTI labels folder not found"):
+        kitti_to_yolo(images, tmp_path / "missing", tmp_path / "o", CLASSES)
+    with pytest.raises(DataError, match="overlaps the input"):
+        kitti_to_yolo(images, labels, images / "yolo", CLASSES)
