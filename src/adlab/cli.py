@@ -57,6 +57,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=cmd_generate)
 
+    add_data_commands(sub)
+
     p = sub.add_parser("config", help="print the fully resolved config (defaults + file + overrides)")
     p.add_argument("config", nargs="?", help="YAML config file (omit for the defaults)")
     _add_overrides(p)
@@ -68,6 +70,102 @@ def build_parser() -> argparse.ArgumentParser:
                    help="comma-separated metrics.json keys")
     p.set_defaults(func=cmd_table)
     return parser
+
+
+def add_data_commands(sub) -> None:
+    data = sub.add_parser("data", help="detection data tools: KITTI to YOLO, filter, crops, synthetic scenes")
+    tools = data.add_subparsers(dest="tool", required=True, metavar="TOOL")
+
+    p = tools.add_parser("kitti-to-yolo", help="KITTI devkit labels to a YOLO data set")
+    p.add_argument("--images", required=True, help="folder of KITTI images")
+    p.add_argument("--labels", required=True, help="folder of KITTI label .txt files")
+    p.add_argument("--out", required=True, help="new YOLO data set folder")
+    p.add_argument("--classes", required=True, help="KITTI types to keep, in class-id order, e.g. Car,Pedestrian,Cyclist")
+    p.add_argument("--rename", action="append", default=[], metavar="OLD=NEW", help="rename a class (repeatable)")
+    p.add_argument("--val-fraction", type=float, default=0.2)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--skip-bad", action="store_true", help="skip and count malformed lines instead of stopping")
+    p.set_defaults(func=cmd_kitti_to_yolo)
+
+    p = tools.add_parser("filter", help="keep some classes of a YOLO data set (ids relabelled)")
+    p.add_argument("--data", required=True, help="data.yaml")
+    p.add_argument("--keep", required=True, help="class names to keep, comma-separated")
+    p.add_argument("--out", required=True)
+    p.add_argument("--drop-empty", action="store_true", help="drop images left without objects")
+    p.set_defaults(func=cmd_filter)
+
+    p = tools.add_parser("crops", help="cut every box into an ImageFolder classification data set")
+    p.add_argument("--data", required=True, help="data.yaml")
+    p.add_argument("--out", required=True)
+    p.add_argument("--size", type=int, default=128, help="crop side in pixels (default 128)")
+    p.add_argument("--pad", type=float, default=0.0, help="context around each box, as a fraction of its size")
+    p.add_argument("--min-size", type=int, default=8, help="skip boxes smaller than this (pixels)")
+    p.add_argument("--skip-bad", action="store_true", help="skip and count malformed label lines")
+    p.set_defaults(func=cmd_crops)
+
+    p = tools.add_parser("synth-scenes", help="KITTI-like synthetic scenes with exact YOLO labels")
+    p.add_argument("--out", required=True)
+    p.add_argument("--images", type=int, required=True, help="number of images")
+    p.add_argument("--classes", help="object classes (Fashion-MNIST or digits class names), comma-separated")
+    p.add_argument("--size", default="384x128", help="WIDTHxHEIGHT (default 384x128)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--val-fraction", type=float, default=0.2)
+    p.add_argument("--source", default="auto", choices=["auto", "fashion_mnist", "digits"])
+    p.add_argument("--overwrite", action="store_true", help="replace an earlier synthetic set in --out")
+    p.set_defaults(func=cmd_synth_scenes)
+
+
+def _names(text: str) -> list[str]:
+    return [item.strip() for item in text.split(",") if item.strip()]
+
+
+def _print_summary(summary: dict, indent: str = "") -> None:
+    for key, value in summary.items():
+        if isinstance(value, dict):
+            print(f"{indent}{key}:")
+            _print_summary(value, indent + "  ")
+        else:
+            print(f"{indent}{key}: {value}")
+
+
+def cmd_kitti_to_yolo(args) -> None:
+    from pathlib import Path
+
+    from adlab.detection.kitti import kitti_to_yolo
+    from adlab.errors import AdlabError
+
+    rename = {}
+    for item in args.rename:
+        old, sep, new = item.partition("=")
+        if not sep or not old.strip() or not new.strip():
+            raise AdlabError(f"--rename {item!r}: expected OLD=NEW")
+        rename[old.strip()] = new.strip()
+    _print_summary(kitti_to_yolo(Path(args.images), Path(args.labels), Path(args.out), _names(args.classes),
+                                 rename, args.val_fraction, args.seed, args.skip_bad))
+
+
+def cmd_filter(args) -> None:
+    from pathlib import Path
+
+    from adlab.detection.tools import filter_classes
+
+    _print_summary(filter_classes(Path(args.data), _names(args.keep), Path(args.out), args.drop_empty))
+
+
+def cmd_crops(args) -> None:
+    from pathlib import Path
+
+    from adlab.detection.tools import make_crops
+
+    _print_summary(make_crops(Path(args.data), Path(args.out), args.size, args.pad, args.min_size, args.skip_bad))
+
+
+def cmd_synth_scenes(args) -> None:
+    from adlab.detection.synth import parse_size, synth_scenes
+
+    classes = _names(args.classes) if args.classes else None
+    _print_summary(synth_scenes(args.out, args.images, classes, parse_size(args.size), args.seed, args.source,
+                                args.val_fraction, overwrite=args.overwrite))
 
 
 def cmd_train(args) -> None:

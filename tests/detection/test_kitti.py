@@ -39,7 +39,7 @@ def label_lines(out: Path, split: str, stem: str) -> list[str]:
 @pytest.fixture
 def kitti(tmp_path):
     """a.png 100x50 with every kind of object, b.png 200x100 with an empty label file,
-    c.jpg 100x50 with no label file."""
+    c.jpg 100x50 with no label file, d.png 200x100 with one car."""
     images, labels = tmp_path / "image_2", tmp_path / "label_2"
     png(images / "a.png")
     write(labels / "a.txt", [
@@ -56,6 +56,8 @@ def kitti(tmp_path):
     png(images / "b.png", size=(200, 100))
     write(labels / "b.txt", [])
     png(images / "c.jpg")
+    png(images / "d.png", size=(200, 100))
+    write(labels / "d.txt", [kline("Car", 10, 5, 30, 25)])  # normalised by 200 x 100 this time
     return images, labels
 
 
@@ -71,9 +73,10 @@ def test_exact_numbers_clipping_drops_and_rename(kitti, tmp_path):
     ]
     assert label_lines(out, "train", "b") == []          # empty label file -> image with empty labels
     assert label_lines(out, "train", "c") == []          # no label file -> no objects
+    assert label_lines(out, "train", "d") == ["0 0.100000 0.150000 0.100000 0.200000"]
     assert summary["names"] == ["Car", "Person", "Cyclist"]
-    assert summary["images"] == {"train": 3}
-    assert summary["objects"] == {"Car": 2, "Person": 1, "Cyclist": 1}
+    assert summary["images"] == {"train": 4}
+    assert summary["objects"] == {"Car": 3, "Person": 1, "Cyclist": 1}
     assert summary["dropped"] == {"DontCare": 1, "Van": 1}
     assert summary["degenerate"] == 2
     assert summary["clipped"] == 1
@@ -84,7 +87,7 @@ def test_exact_numbers_clipping_drops_and_rename(kitti, tmp_path):
     ds = read_data_yaml(out / "data.yaml")
     assert ds.names == ["Car", "Person", "Cyclist"]
     assert not (out / "images" / "val").exists()         # val_fraction 0: no val folder
-    assert sorted(p.name for p in ds.images("train")) == ["a.png", "b.png", "c.jpg"]
+    assert sorted(p.name for p in ds.images("train")) == ["a.png", "b.png", "c.jpg", "d.png"]
     for image in ds.images("train"):
         assert ds.label_path(image).is_file()
         read_labels(ds.label_path(image), len(ds.names))  # raises on any bad line
@@ -102,7 +105,7 @@ def test_two_types_can_share_one_output_class(kitti, tmp_path):
     lines = label_lines(out, "train", "a")
     assert "0 0.600000 0.400000 0.200000 0.400000" in lines  # the Van (50 10 70 30), now Car
     assert "1 0.500000 0.500000 0.200000 0.600000" in lines  # Pedestrian -> Person, id 1
-    assert summary["objects"] == {"Car": 3, "Person": 1}
+    assert summary["objects"] == {"Car": 4, "Person": 1}
     assert summary["dropped"] == {"Cyclist": 1, "DontCare": 1}
 
 
@@ -180,7 +183,7 @@ def test_refuses_foreign_folder_but_replaces_previous_output(kitti, tmp_path):
     summary = kitti_to_yolo(images, labels, out, ["Car"], val_fraction=0)  # a previous output: replaced
     assert read_data_yaml(out / "data.yaml").names == ["Car"]
     assert not (out / "stale.txt").exists()
-    assert summary["objects"] == {"Car": 2}
+    assert summary["objects"] == {"Car": 3}
     assert sorted(p.name for p in tmp_path.iterdir()) == ["image_2", "label_2", "mine", "yolo"]  # no temp folders
 
 

@@ -128,16 +128,19 @@ def _folder(root: str | None, image_size: int | None) -> ImageSet:
     base = Path(root)
     if not base.is_dir():
         raise DataError(f"{base}: data folder not found")
-    if (base / "train").is_dir() and (base / "test").is_dir():
+    held_out = next((base / s for s in ("test", "val") if (base / s).is_dir()), None)
+    if (base / "train").is_dir() and held_out is not None:
+        # train/ + test/ (or train/ + val/, as `adlab data crops` writes): the held-out folder is the test set
         train_x, train_y, names = load_folder(base / "train", image_size)
-        test_x, test_y, _ = load_folder(base / "test", image_size, names)
+        test_x, test_y, _ = load_folder(held_out, image_size, names)
         if train_x.shape[2:] != test_x.shape[2:]:
             raise DataError(f"{base}: train images are {tuple(train_x.shape[2:])} but test images "
                             f"{tuple(test_x.shape[2:])}; set data.image_size")
         if train_x.shape[1] != test_x.shape[1]:  # one split has colour: promote both to RGB
             train_x, test_x = (t.expand(-1, 3, -1, -1).contiguous() if t.shape[1] == 1 else t
                                for t in (train_x, test_x))
-        return ImageSet(train_x, train_y, test_x, test_y, names, f"image folders {base}/train and {base}/test")
+        return ImageSet(train_x, train_y, test_x, test_y, names,
+                        f"image folders {base}/train and {held_out} (test)")
     images, labels, names = load_folder(base, image_size)
     return ImageSet(images, labels, None, None, names, f"image folder {base}")
 

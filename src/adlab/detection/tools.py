@@ -176,9 +176,10 @@ def filter_classes(data_yaml: Path, keep: list[str], out: Path, drop_empty: bool
                 for row in kept:
                     objects[new_names[remap[int(row[0])]]] += 1
                 images[split] += 1
-        if not sum(images.values()):
-            raise DataError(f"{ds.yaml_path}: no images left after keeping {', '.join(new_names)}")
-        write_data_yaml(tmp, new_names, list(splits))
+        if not images.get("train"):
+            raise DataError(f"{ds.yaml_path}: no training images left after keeping {', '.join(new_names)}")
+        # a split left without images is not named in data.yaml (its folder does not exist)
+        write_data_yaml(tmp, new_names, [split for split in splits if images[split]])
     final = Path(out).expanduser().resolve()
     return {"names": new_names, "images": images, "objects": objects, "removed_objects": removed,
             "dropped_images": dropped, "data_yaml": str(final / "data.yaml"), "out": str(final)}
