@@ -1,6 +1,7 @@
 """task: detect through ultralytics: config checks, data checks, the run directory, both mAPs."""
 
 import csv
+import importlib.util
 import json
 
 import pytest
@@ -10,7 +11,8 @@ from adlab.detection.train import check_dataset
 from adlab.detection.yolo_format import read_data_yaml
 from adlab.errors import ConfigError, DataError
 
-pytest.importorskip("ultralytics")
+# find_spec, not importorskip: importing ultralytics at collection would patch PIL for every test
+pytestmark = pytest.mark.skipif(importlib.util.find_spec("ultralytics") is None, reason="needs adlab[detect]")
 
 
 def detect_config(data_yaml, **train):
@@ -82,5 +84,5 @@ def test_torchmetrics_map_agrees_with_ultralytics(tmp_path):
     run = adlab.train(config, out=tmp_path / "det", verbose=False)
     m = run.metrics
     assert m["map50"] > 0.3, m
-    assert m["map50_torchmetrics"] == pytest.approx(m["map50"], abs=0.05)
-    assert m["map50_95_torchmetrics"] == pytest.approx(m["map50_95"], abs=0.05)
+    assert m["map50_torchmetrics"] == pytest.approx(m["map50"], abs=0.03)
+    assert m["map50_95_torchmetrics"] == pytest.approx(m["map50_95"], abs=0.03)

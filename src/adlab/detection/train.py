@@ -25,15 +25,24 @@ from adlab.run.rundir import Run, check_run_dir, default_run_dir, environment, p
 OPTIMIZERS = {"adam": "Adam", "adamw": "AdamW", "sgd": "SGD"}
 HISTORY = ["epoch", "train_loss", "val_loss", "val_map50", "val_map50_95", "val_precision", "val_recall", "lr",
            "seconds"]
-VAL_CONF, VAL_IOU, MAX_DET = 0.001, 0.7, 300  # ultralytics' validation settings, used for both mAPs
+# ultralytics' validation thresholds; detections per image capped at COCO's 100, which both
+# pycocotools' summary (behind torchmetrics) and our scenes of a few objects are built around
+VAL_CONF, VAL_IOU, MAX_DET = 0.001, 0.7, 100
 
 
 def _ultralytics():
     os.environ.setdefault("YOLO_OFFLINE", "1")  # no update checks or telemetry from a training job
+    os.environ.setdefault("YOLO_AUTOINSTALL", "false")  # never pip-install packages at run time
     try:
         import ultralytics
+        from ultralytics.utils import patches
     except ImportError:
         raise ConfigError("task detect needs ultralytics: pip install 'adlab[detect]' (AGPL-3.0)") from None
+    # ultralytics replaces PIL.Image.open process-wide (to fetch a HEIF plugin on the first unreadable
+    # file); put Pillow's own back so the rest of adlab keeps its clear "cannot read image" errors.
+    import PIL.Image
+
+    PIL.Image.open = getattr(patches, "_image_open", PIL.Image.open)
     return ultralytics
 
 
@@ -201,13 +210,15 @@ def torchmetrics_map(weights: Path, ds: YoloDataset, imgsz: int, device: str) ->
     """mAP@0.5 and mAP@0.5:0.95 of the best checkpoint's val predictions, by torchmetrics (COCO protocol)."""
     from torchmetrics.detection import MeanAveragePrecision
 
-    metric = MeanAveragePrecision(box_format="xyxy", iou_type="bbox", max_detection_thresholds=[1, 10, MAX_DET])
+    metric = MeanAveragePrecision(box_format="xyxy", iou_type="bbox")
+    detections = 0
     for _, prediction, target in predict_val(weights, ds, imgsz, device):
         metric.update([prediction], [target])
+        detections += len(prediction["scores"])
+    if detections == 0:  # torchmetrics reports -1 (undefined); with objects to find, the AP is 0
+        return {"map50_torchmetrics": 0.0, "map50_95_torchmetrics": 0.0}
     result = metric.compute()
-    # torchmetrics says -1 when nothing was detected; with objects to find, that is an AP of 0
-    return {"map50_torchmetrics": max(0.0, float(result["map_50"])),
-            "map50_95_torchmetrics": max(0.0, float(result["map"]))}
+    return {"map50_torchmetrics": float(result["map_50"]), "map50_95_torchmetrics": float(result["map"])}
 
 
 def _write_figures(run_dir: Path, yolo_dir: Path, ds: YoloDataset, history: list[dict], imgsz: int, device: str,
