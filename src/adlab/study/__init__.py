@@ -1,0 +1,1 @@
+"""Studies: many runs, and honest comparisons between them."""
