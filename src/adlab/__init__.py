@@ -9,7 +9,7 @@ Heavy modules (torch, Lightning) are imported on first use so `adlab --help` sta
 
 __version__ = "0.1.0"
 
-__all__ = ["train", "evaluate", "predict", "fuse", "generate", "load_config", "__version__"]
+__all__ = ["train", "evaluate", "predict", "fuse", "generate", "run_study", "load_config", "__version__"]
 
 
 def __getattr__(name):
@@ -28,6 +28,9 @@ def __getattr__(name):
     if name == "generate":
         from adlab.run.generate import generate
         return generate
+    if name == "run_study":
+        from adlab.study.runner import run_study
+        return run_study
     if name == "load_config":
         from adlab.config import load_config
         return load_config

@@ -57,6 +57,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=cmd_generate)
 
+    p = sub.add_parser("study", help="run a study: a grid of runs, seeds, fusions, then the report")
+    p.add_argument("study", help="study YAML file")
+    p.add_argument("--out", help="study folder (default: runs/studies/<name>)")
+    p.add_argument("--resume", action="store_true", help="keep finished runs, make the others")
+    p.set_defaults(func=cmd_study)
+
+    p = sub.add_parser("report", help="render a study folder's report again (report.md, report.html)")
+    p.add_argument("dir", help="study folder")
+    p.set_defaults(func=cmd_report)
+
     add_data_commands(sub)
 
     p = sub.add_parser("config", help="print the fully resolved config (defaults + file + overrides)")
@@ -166,6 +176,18 @@ def cmd_synth_scenes(args) -> None:
     classes = _names(args.classes) if args.classes else None
     _print_summary(synth_scenes(args.out, args.images, classes, parse_size(args.size), args.seed, args.source,
                                 args.val_fraction, overwrite=args.overwrite))
+
+
+def cmd_study(args) -> None:
+    from adlab.study.runner import run_study
+
+    run_study(args.study, out=args.out, resume=args.resume)
+
+
+def cmd_report(args) -> None:
+    from adlab.study.report import rerender
+
+    print(f"report: {rerender(args.dir)}")
 
 
 def cmd_train(args) -> None:

@@ -1,0 +1,334 @@
+"""The study report: summary.csv, report.md and one self-contained report.html.
+
+Both documents are rendered from the same list of blocks (headings, paragraphs, tables, figures),
+so they always say the same thing. Every user-given string is escaped in the HTML.
+"""
+
+from __future__ import annotations
+
+import base64
+import csv
+import html
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import yaml
+
+from adlab import io
+from adlab.study import stats
+
+# (key, better): the columns of each task's table, and which direction wins
+COLUMNS = {
+    "classify": [("accuracy", "max"), ("mean_class_accuracy", "max"), ("macro_f1", "max"),
+                 ("macro_precision", "max"), ("macro_recall", "max"), ("train_seconds", "min")],
+    "autoencode": [("test_mse", "min"), ("test_bce", "min"), ("latent_knn_accuracy", "max"),
+                   ("latent_linear_accuracy", "max"), ("test_mse_corrupted", "min"), ("train_seconds", "min")],
+    "detect": [("map50", "max"), ("map50_95", "max"), ("precision", "max"), ("recall", "max"),
+               ("map50_torchmetrics", "max"), ("train_seconds", "min")],
+}
+FIGURES = {
+    "classify": ["confusion_matrix.png"],
+    "autoencode": ["reconstructions.png", "latent_tsne.png", "samples.png"],
+    "detect": ["predictions.png", "pr_curve.png"],
+}
+CURVES = {"classify": "val_accuracy", "autoencode": "val_mse", "detect": "val_map50"}
+SIGNIFICANCE_LEVEL = 0.05
+
+
+@dataclass
+class RunResult:
+    name: str
+    group: str
+    seed: int | None
+    task: str
+    path: Path
+    metrics: dict
+
+
+def collect(out: Path, study) -> list[RunResult]:
+    """Finished runs of the study, planned runs first, then fusions."""
+    results = []
+    planned = [(r.name, r.group, r.seed) for r in study.runs]
+    for step in study.spec.fusion:
+        for seed in study.spec.seeds or [None]:
+            planned.append((step.name + ("" if seed is None else f"-seed={seed}"), step.name, seed))
+    for name, group, seed in planned:
+        path = out / "runs" / name
+        if not (path / "metrics.json").is_file():
+            continue
+        config = yaml.safe_load((path / "config.yaml").read_text(encoding="utf-8")) or {}
+        task = "classify" if config.get("task") == "fuse" else config.get("task", "classify")
+        results.append(RunResult(name, group, seed, task, path, io.read_json(path / "metrics.json")))
+    return results
+
+
+def write_report(out: Path, study) -> Path:
+    out = Path(out)
+    results = collect(out, study)
+    _write_summary_csv(out / "summary.csv", results)
+    blocks = build_blocks(out, study, results)
+    io.write_text(out / "report.md", render_markdown(blocks))
+    io.write_text(out / "report.html", render_html(blocks, study.name, out))
+    return out / "report.md"
+
+
+def _write_summary_csv(path: Path, results: list[RunResult]) -> None:
+    keys = []
+    for r in results:
+        for key, value in r.metrics.items():
+            if isinstance(value, (int, float)) and not isinstance(value, bool) and key not in keys:
+                keys.append(key)
+    rows = ([r.name, r.group, "" if r.seed is None else r.seed, r.task] + [r.metrics.get(k, "") for k in keys]
+            for r in results)
+    io.write_csv(path, ["run", "group", "seed", "task", *keys], rows)
+
+
+# --- content ---------------------------------------------------------------------------------------
+
+def build_blocks(out: Path, study, results: list[RunResult]) -> list[tuple]:
+    blocks: list[tuple] = [("h1", f"Study: {study.name}")]
+    blocks.append(("p", f"{len(results)} finished runs in {out.name}/runs. Study file: {study.path.name}. "
+                        f"Best value per column in bold."))
+    if not results:
+        return blocks + [("p", "No finished runs yet.")]
+    for task in [t for t in COLUMNS if any(r.task == t for r in results)]:
+        task_results = [r for r in results if r.task == task]
+        blocks += _task_blocks(out, task, task_results, study)
+    return blocks
+
+
+def _task_blocks(out: Path, task: str, results: list[RunResult], study) -> list[tuple]:
+    columns = [(k, better) for k, better in COLUMNS[task] if any(k in r.metrics for r in results)]
+    blocks: list[tuple] = [("h2", {"classify": "Classification", "autoencode": "Autoencoders",
+                                   "detect": "Detection"}[task])]
+    header = ["run", *[k for k, _ in columns]]
+    rows = [[r.name, *[r.metrics.get(k) for k, _ in columns]] for r in results]
+    blocks.append(("table", header, rows, _best_mask(rows, [None, *[b for _, b in columns]])))
+    groups = _groups(results)
+    if any(len(members) > 1 for members in groups.values()):
+        blocks.append(("h3", "Across seeds (mean ± std, 95% interval of the mean)"))
+        main = columns[0][0]
+        srows = []
+        for group, members in groups.items():
+            values = [m.metrics[main] for m in members if m.metrics.get(main) is not None]
+            if values:
+                s = stats.summarize(values)
+                srows.append([group, s.n, s.mean, s.std, f"[{s.ci_low:.4f}, {s.ci_high:.4f}]"])
+        blocks.append(("table", ["variant", "seeds", f"{main} mean", "std", "95% interval"], srows,
+                       _best_mask(srows, [None, None, columns[0][1], None, None])))
+        blocks.append(("img", _bar_chart(out, task, main, groups, columns[0][1]), f"{main} by variant (error bars: std)"))
+    if task == "classify" and len(groups) > 1:
+        blocks += _significance_blocks(groups)
+    curve = _curves(out, task, results)
+    if curve:
+        blocks.append(("img", curve, f"validation {CURVES[task]} per epoch"))
+    blocks.append(("h3", "Figures"))
+    for r in results:
+        if r.seed not in (None, (study.spec.seeds or [None])[0]):
+            continue
+        for name in FIGURES[task]:
+            figure = r.path / "figures" / name
+            if figure.is_file():
+                blocks.append(("img", figure.relative_to(out), f"{r.name}: {name.removesuffix('.png')}"))
+    return blocks
+
+
+def _groups(results: list[RunResult]) -> dict[str, list[RunResult]]:
+    groups: dict[str, list[RunResult]] = {}
+    for r in results:
+        groups.setdefault(r.group, []).append(r)
+    return groups
+
+
+def _best_mask(rows: list[list], betters: list[str | None]) -> list[list[bool]]:
+    """Which cells hold the best value of their column ('max', 'min', or None: no highlight)."""
+    mask = [[False] * len(row) for row in rows]
+    for j, better in enumerate(betters):
+        if better is None:
+            continue
+        values = [row[j] for row in rows if isinstance(row[j], (int, float))]
+        if not values:
+            continue
+        best = max(values) if better == "max" else min(values)
+        for i, row in enumerate(rows):
+            mask[i][j] = isinstance(row[j], (int, float)) and row[j] == best
+    return mask
+
+
+def _correct(run: RunResult) -> np.ndarray | None:
+    path = run.path / "predictions.csv"
+    if not path.is_file():
+        return None
+    data = np.loadtxt(path, delimiter=",", skiprows=1, ndmin=2)
+    return data[:, 1] == data[:, 2]
+
+
+def _significance_blocks(groups: dict[str, list[RunResult]]) -> list[tuple]:
+    """Each variant against the best one, paired by seed on the same test images."""
+    def mean_accuracy(members):
+        return float(np.mean([m.metrics["accuracy"] for m in members]))
+
+    best = max(groups, key=lambda g: mean_accuracy(groups[g]))
+    rows = []
+    for group, members in groups.items():
+        if group == best:
+            continue
+        pairs = [(a, b) for a in groups[best] for b in members if a.seed == b.seed]
+        vectors = [(_correct(a), _correct(b)) for a, b in pairs]
+        vectors = [(x, y) for x, y in vectors if x is not None and y is not None and len(x) == len(y)]
+        if not vectors:
+            continue
+        right_best = np.concatenate([x for x, _ in vectors])
+        right_other = np.concatenate([y for _, y in vectors])
+        test = stats.mcnemar_exact(right_best, right_other)
+        boot = stats.paired_bootstrap(lambda idx: float(right_best[idx].mean() - right_other[idx].mean()),
+                                      len(right_best), resamples=1000)
+        significant = test.p_value < SIGNIFICANCE_LEVEL and boot.significant
+        rows.append([group, f"{boot.difference:+.4f}", f"[{boot.ci_low:+.4f}, {boot.ci_high:+.4f}]",
+                     f"{test.only_a_correct} / {test.only_b_correct}", f"{test.p_value:.3g}",
+                     "yes" if significant else "no"])
+    if not rows:
+        return []
+    return [("h3", f"Is the best variant ({best}) really better?"),
+            ("p", "Accuracy difference best - variant on the same test images (paired by seed), its 95% paired "
+                  "bootstrap interval, the discordant pairs (only best right / only variant right) and McNemar's "
+                  f"exact p-value. Significant: p < {SIGNIFICANCE_LEVEL} and an interval excluding 0."),
+            ("table", ["variant", "difference", "95% interval", "discordant", "p (McNemar)", "significant"], rows,
+             [[False] * 6 for _ in rows])]
+
+
+def _bar_chart(out: Path, task: str, key: str, groups: dict, better: str) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from adlab.io import save_figure
+
+    names = list(groups)
+    values = [[m.metrics[key] for m in groups[g] if m.metrics.get(key) is not None] for g in names]
+    means = [np.mean(v) if v else np.nan for v in values]
+    errs = [np.std(v, ddof=1) if len(v) > 1 else 0.0 for v in values]
+    fig, ax = plt.subplots(figsize=(max(5, 0.9 * len(names) + 2), 3.6))
+    ax.bar(range(len(names)), means, yerr=errs, capsize=4, color="#4c72b0")
+    ax.set_xticks(range(len(names)), names, rotation=30, ha="right")
+    low = np.nanmin([m - e for m, e in zip(means, errs)])
+    high = np.nanmax([m + e for m, e in zip(means, errs)])
+    pad = (high - low) * 0.5 + 1e-3
+    ax.set_ylim(max(0.0, low - pad) if better == "max" else 0.0, high + pad)
+    ax.set(ylabel=key, title=f"{key} ({'higher' if better == 'max' else 'lower'} is better)")
+    ax.grid(axis="y", alpha=0.3)
+    path = out / "figures" / f"{task}_{key}_bars.png"
+    save_figure(fig, path)
+    return path.relative_to(out)
+
+
+def _curves(out: Path, task: str, results: list[RunResult]) -> Path | None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from adlab.io import save_figure
+    from adlab.run.rundir import read_history
+
+    key = CURVES[task]
+    fig, ax = plt.subplots(figsize=(7, 4))
+    drawn = 0
+    for r in results:
+        rows = read_history(r.path / "history.csv")
+        points = [(row["epoch"], row.get(key)) for row in rows if row.get(key) is not None]
+        if points:
+            ax.plot(*zip(*points), marker="o", ms=2.5, lw=1.2, label=r.name)
+            drawn += 1
+    if not drawn:
+        plt.close(fig)
+        return None
+    ax.set(xlabel="epoch", ylabel=key, title=f"Validation {key}")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.0, 0.5), frameon=False)
+    path = out / "figures" / f"{task}_{key}_curves.png"
+    save_figure(fig, path)
+    return path.relative_to(out)
+
+
+# --- rendering -------------------------------------------------------------------------------------
+
+def _cell(value, column: str = "") -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float) and column.endswith("seconds"):
+        return f"{value:.1f}"
+    if isinstance(value, float):
+        return f"{value:.4f}" if abs(value) < 100 else f"{value:.1f}"
+    return str(value)
+
+
+def render_markdown(blocks: list[tuple]) -> str:
+    lines: list[str] = []
+    for block in blocks:
+        kind = block[0]
+        if kind in ("h1", "h2", "h3"):
+            lines += ["#" * int(kind[1]) + " " + _md_escape(block[1]), ""]
+        elif kind == "p":
+            lines += [_md_escape(block[1]), ""]
+        elif kind == "table":
+            _, header, rows, mask = block
+            lines.append("| " + " | ".join(_md_escape(h) for h in header) + " |")
+            lines.append("|" + "|".join("---" if i == 0 else "---:" for i in range(len(header))) + "|")
+            for row, bold in zip(rows, mask):
+                cells = [(f"**{_md_escape(_cell(v, h))}**" if b else _md_escape(_cell(v, h)))
+                         for v, b, h in zip(row, bold, header)]
+                lines.append("| " + " | ".join(cells) + " |")
+            lines.append("")
+        elif kind == "img":
+            lines += [f"![{_md_escape(block[2])}]({Path(block[1]).as_posix()})", ""]
+    return "\n".join(lines)
+
+
+def _md_escape(text) -> str:
+    return str(text).replace("|", "\\|").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def render_html(blocks: list[tuple], title: str, root: Path) -> str:
+    e = html.escape
+    body: list[str] = []
+    for block in blocks:
+        kind = block[0]
+        if kind in ("h1", "h2", "h3"):
+            body.append(f"<{kind}>{e(str(block[1]))}</{kind}>")
+        elif kind == "p":
+            body.append(f"<p>{e(str(block[1]))}</p>")
+        elif kind == "table":
+            _, header, rows, mask = block
+            head = "".join(f"<th>{e(str(h))}</th>" for h in header)
+            trs = []
+            for row, bold in zip(rows, mask):
+                cells = "".join(f"<td>{'<strong>' if b else ''}{e(_cell(v, h))}{'</strong>' if b else ''}</td>"
+                                for v, b, h in zip(row, bold, header))
+                trs.append(f"<tr>{cells}</tr>")
+            body.append(f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(trs)}</tbody></table>")
+        elif kind == "img":
+            data = base64.b64encode((root / block[1]).read_bytes()).decode("ascii")
+            body.append(f'<figure><img alt="{e(str(block[2]))}" src="data:image/png;base64,{data}">'
+                        f"<figcaption>{e(str(block[2]))}</figcaption></figure>")
+    style = ("body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}"
+             "table{border-collapse:collapse;margin:1em 0;font-size:14px}"
+             "th,td{border:1px solid #ccc;padding:4px 8px;text-align:right}"
+             "th:first-child,td:first-child{text-align:left}th{background:#f3f3f3}"
+             "figure{margin:1em 0}img{max-width:100%}figcaption{color:#555;font-size:13px}")
+    return (f"<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>{e(title)}</title>"
+            f"<style>{style}</style></head><body>\n" + "\n".join(body) + "\n</body></html>\n")
+
+
+def rerender(out: str | Path) -> Path:
+    """`adlab report DIR`: the report again from a study folder's runs (e.g. after more finished)."""
+    from adlab.errors import AdlabError
+    from adlab.study.spec import load_study
+
+    out = Path(out)
+    if not (out / "study.yaml").is_file():
+        raise AdlabError(f"{out}: not a study folder (no study.yaml)")
+    study = load_study(out / "study.yaml", check_configs=False)
+    return write_report(out, study)

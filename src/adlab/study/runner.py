@@ -1,0 +1,64 @@
+"""`run_study(file)`: make every run of a study (resumable), the fusions, then the report."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from adlab import io
+from adlab.errors import AdlabError
+from adlab.study.spec import Study, load_study
+
+
+def finished(run_dir: Path) -> bool:
+    return (run_dir / "metrics.json").is_file()
+
+
+def run_study(path: str | Path, out: str | Path | None = None, resume: bool = False, verbose: bool = True) -> Path:
+    """Runs go in OUT/runs/<name>/; with `resume`, finished ones are kept and the rest (re)made."""
+    from adlab.run.fuse import fuse
+    from adlab.run.train import train
+    from adlab.study.report import write_report
+
+    study = load_study(path)  # every run's config is validated before anything starts
+    out = Path(out) if out else Path("runs") / "studies" / study.name
+    runs_dir = out / "runs"
+    if runs_dir.is_dir() and any(runs_dir.iterdir()) and not resume:
+        raise AdlabError(f"{out}: study folder already has runs (use --resume to continue it, or another --out)")
+    runs_dir.mkdir(parents=True, exist_ok=True)
+    io.write_text(out / "study.yaml", Path(path).read_text(encoding="utf-8"))
+    say = print if verbose else (lambda *a, **k: None)
+
+    total = len(study.runs)
+    started = time.perf_counter()
+    made = 0
+    for i, run in enumerate(study.runs, start=1):
+        run_dir = runs_dir / run.name
+        if finished(run_dir):
+            say(f"[{i}/{total}] {run.name}: finished earlier, kept")
+            continue
+        t0 = time.perf_counter()
+        train(run.config, out=run_dir, overwrite=True, verbose=False)
+        made += 1
+        elapsed = time.perf_counter() - started
+        left = elapsed / made * sum(1 for r in study.runs[i:] if not finished(runs_dir / r.name))
+        say(f"[{i}/{total}] {run.name}: done in {time.perf_counter() - t0:.0f} s; "
+            f"elapsed {_clock(elapsed)}, about {_clock(left)} left")
+
+    for step in study.spec.fusion:
+        for seed in study.spec.seeds or [None]:
+            suffix = "" if seed is None else f"-seed={seed}"
+            members = [runs_dir / f"{name}{suffix}" for name in step.runs]
+            target = runs_dir / f"{step.name}{suffix}"
+            if finished(target) and resume:
+                continue
+            fuse(members, out=target, method=step.method, overwrite=True, verbose=False)
+            say(f"fusion {step.name}{suffix}: {step.method} of {', '.join(m.name for m in members)}")
+    report = write_report(out, study)
+    say(f"report: {report} (and {report.with_suffix('.html')})")
+    return out
+
+
+def _clock(seconds: float) -> str:
+    minutes, secs = divmod(int(round(seconds)), 60)
+    return f"{minutes}m{secs:02d}s"

@@ -1,0 +1,189 @@
+"""Study files: a base config, a grid of axes over dotted keys, named regimes and variants, seeds,
+and late-fusion steps, expanded into the list of runs to make.
+
+    name: lr_study
+    base: ../digits_cnn.yaml          # relative to this file (or `config:` inline, or both)
+    grid:
+      train.lr: [0.01, 0.001]
+      train.scheduler: [null, step]
+    regimes:                          # a named axis whose values set several keys together
+      scratch:  {model.weights: null}
+      finetune: {model.weights: runs/pre, model.freeze: false}
+    variants:                         # extra named runs on the base config
+      big_batch: {train.batch_size: 256}
+    seeds: [0, 1, 2]
+    fusion:
+      - {name: fused, runs: [a, b], method: mean_prob}
+"""
+
+from __future__ import annotations
+
+import itertools
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Optional
+
+import yaml
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from adlab.config import Config, load_config, set_dotted
+from adlab.errors import ConfigError
+
+
+class FusionStep(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str
+    runs: list[str]
+    method: Literal["mean_prob", "sum_logits", "vote"] = "mean_prob"
+
+
+class StudySpec(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: Optional[str] = None
+    base: Optional[str] = None
+    config: dict[str, Any] = {}
+    grid: dict[str, list[Any]] = {}
+    regimes: dict[str, dict[str, Any]] = {}
+    variants: dict[str, dict[str, Any]] = {}
+    seeds: Optional[list[int]] = None
+    fusion: list[FusionStep] = []
+
+
+@dataclass
+class PlannedRun:
+    name: str            # folder name under runs/
+    group: str           # the variant, the same across seeds
+    seed: Optional[int]
+    overrides: dict[str, Any] = field(default_factory=dict)
+    config: Optional[Config] = None
+
+
+@dataclass
+class Study:
+    path: Path
+    spec: StudySpec
+    runs: list[PlannedRun]
+
+    @property
+    def name(self) -> str:
+        return self.spec.name or self.path.stem
+
+
+def load_study(path: str | Path, check_configs: bool = True) -> Study:
+    """Parse and expand a study file; with `check_configs`, every run's config is validated too."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: study file not found")
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        raise ConfigError(f"{path}: invalid YAML{f' at line {mark.line + 1}' if mark else ''}") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: expected a mapping at the top level")
+    try:
+        spec = StudySpec.model_validate(raw)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        key = ".".join(str(p) for p in err["loc"])
+        if err["type"] == "extra_forbidden":
+            raise ConfigError(f"{path}: unknown key '{key}' (valid: {', '.join(StudySpec.model_fields)})") from None
+        raise ConfigError(f"{path}: {key}: {err['msg']}") from None
+    runs = expand(spec)
+    if check_configs:
+        base = _base_config(path, spec)
+        for run in runs:
+            run.config = _validated(path, base, run)
+    _check_fusion(path, spec, runs)
+    return Study(path, spec, runs)
+
+
+def _base_config(path: Path, spec: StudySpec) -> dict:
+    raw: dict = {}
+    if spec.base:
+        base_path = (path.parent / spec.base) if not Path(spec.base).is_absolute() else Path(spec.base)
+        if not base_path.is_file():
+            raise ConfigError(f"{path}: base config {base_path} not found")
+        raw = load_config(base_path).to_dict()
+    return _merge(raw, spec.config)
+
+
+def _merge(base: dict, extra: dict) -> dict:
+    out = dict(base)
+    for key, value in extra.items():
+        out[key] = _merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
+
+
+def expand(spec: StudySpec) -> list[PlannedRun]:
+    """Every run of the study, in a stable order: regimes x grid, then variants, each x seeds."""
+    keys = list(spec.grid)
+    short = _short_names(keys)
+    points: list[tuple[str, dict]] = []
+    regimes = list(spec.regimes.items()) or [(None, {})]
+    if spec.grid or spec.regimes:
+        for (regime, regime_overrides), values in itertools.product(regimes, itertools.product(*spec.grid.values())):
+            parts = ([regime] if regime else []) + [f"{short[k]}={_text(v)}" for k, v in zip(keys, values)]
+            points.append(("-".join(parts), {**regime_overrides, **dict(zip(keys, values))}))
+    points += list(spec.variants.items())
+    if not points:
+        points = [("base", {})]
+    runs = []
+    for group, overrides in points:
+        group = _safe(group)
+        for seed in spec.seeds or [None]:
+            name = group if seed is None else f"{group}-seed={seed}"
+            extra = {} if seed is None else {"train.seed": seed}
+            runs.append(PlannedRun(name, group, seed, {**overrides, **extra}))
+    names = [r.name for r in runs]
+    duplicates = sorted({n for n in names if names.count(n) > 1})
+    if duplicates:
+        raise ConfigError(f"study: run names collide ({', '.join(duplicates)}); rename a variant")
+    return runs
+
+
+def _short_names(keys: list[str]) -> dict[str, str]:
+    last = [k.split(".")[-1] for k in keys]
+    return {k: (s if last.count(s) == 1 else k) for k, s in zip(keys, last)}
+
+
+def _text(value: Any) -> str:
+    if value is None:
+        return "none"
+    if isinstance(value, dict):
+        return str(value["name"]) if "name" in value else ",".join(f"{k}{_text(v)}" for k, v in value.items())
+    if isinstance(value, list):
+        return ",".join(_text(v) for v in value)
+    if isinstance(value, float):
+        return f"{value:g}"
+    return str(value)
+
+
+def _safe(name: str) -> str:
+    """A folder name: no path separators, no leading dots."""
+    return re.sub(r"[^A-Za-z0-9._=+,-]+", "_", name).lstrip(".") or "run"
+
+
+def _validated(path: Path, base: dict, run: PlannedRun) -> Config:
+    import copy
+
+    raw = copy.deepcopy(base)
+    try:
+        for key, value in run.overrides.items():
+            set_dotted(raw, key, value)
+        return load_config(raw)
+    except ConfigError as exc:
+        message = str(exc).removeprefix("config: ")
+        raise ConfigError(f"{path}: run '{run.name}': {message}") from None
+
+
+def _check_fusion(path: Path, spec: StudySpec, runs: list[PlannedRun]) -> None:
+    groups = {r.group for r in runs}
+    for step in spec.fusion:
+        missing = [name for name in step.runs if name not in groups]
+        if missing:
+            raise ConfigError(f"{path}: fusion '{step.name}': unknown run {missing[0]!r} "
+                              f"(runs: {', '.join(sorted(groups))})")
+        if len(step.runs) < 2:
+            raise ConfigError(f"{path}: fusion '{step.name}' needs at least two runs")
