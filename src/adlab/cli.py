@@ -63,6 +63,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", action="store_true", help="keep finished runs, make the others")
     p.set_defaults(func=cmd_study)
 
+    p = sub.add_parser("search", help="hyperparameter search with Optuna (grid / random / TPE, k-fold CV)")
+    p.add_argument("search", help="search YAML file")
+    p.add_argument("--out", help="search folder (default: runs/searches/<name>)")
+    p.set_defaults(func=cmd_search)
+
     p = sub.add_parser("report", help="render a study folder's report again (report.md, report.html)")
     p.add_argument("dir", help="study folder")
     p.set_defaults(func=cmd_report)
@@ -182,6 +187,12 @@ def cmd_study(args) -> None:
     from adlab.study.runner import run_study
 
     run_study(args.study, out=args.out, resume=args.resume)
+
+
+def cmd_search(args) -> None:
+    from adlab.study.search import run_search
+
+    run_search(args.search, out=args.out)
 
 
 def cmd_report(args) -> None:

@@ -35,6 +35,8 @@ class DataConfig(_Section):
     val_fraction: float = Field(0.1, ge=0.0, lt=1.0)
     test_fraction: float = Field(0.2, gt=0.0, lt=1.0, description="for data sets without a test split")
     split_seed: int = Field(0, description="seed of the test/val splits (fixed across training seeds)")
+    cv_folds: Optional[int] = Field(None, ge=2, description="k-fold cross-validation: val is fold cv_fold of k")
+    cv_fold: int = Field(0, ge=0)
     image_size: Optional[int] = Field(None, ge=4)
     channels: Optional[Literal[1, 3]] = None
     classes: Optional[list[Union[int, str]]] = None
@@ -42,6 +44,12 @@ class DataConfig(_Section):
     augment: AugmentConfig = AugmentConfig()
     normalize: bool = True
     download: bool = True
+
+    @model_validator(mode="after")
+    def _fold_in_range(self) -> "DataConfig":
+        if self.cv_folds is not None and self.cv_fold >= self.cv_folds:
+            raise ValueError(f"data.cv_fold: {self.cv_fold} is not a fold of {self.cv_folds} (0..{self.cv_folds - 1})")
+        return self
 
     @field_validator("augment", mode="before")
     @classmethod

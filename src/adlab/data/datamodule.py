@@ -10,7 +10,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from adlab.config import DataConfig
 from adlab.data.sources import load_source
-from adlab.data.splits import cap_per_class, relabel, resolve_classes, stratified_split
+from adlab.data.splits import cap_per_class, kfold_split, relabel, resolve_classes, stratified_split
 from adlab.data.transforms import BatchTransform, channel_stats
 from adlab.errors import DataError
 
@@ -82,7 +82,10 @@ class ImageDataModule(L.LightningDataModule):
             rest, test = stratified_split(train_y, cfg.test_fraction, cfg.split_seed)
             test_x, test_y = train_x[test], train_y[test]
             train_x, train_y = train_x[rest], train_y[rest]
-        rest, val = stratified_split(train_y, cfg.val_fraction, cfg.split_seed + 1)
+        if cfg.cv_folds:
+            rest, val = kfold_split(train_y, cfg.cv_folds, cfg.cv_fold, cfg.split_seed + 1)
+        else:
+            rest, val = stratified_split(train_y, cfg.val_fraction, cfg.split_seed + 1)
         val_x, val_y = train_x[val], train_y[val]
         train_x, train_y = train_x[rest], train_y[rest]
         if cfg.train_per_class is not None:

@@ -25,6 +25,19 @@ def stratified_split(labels: torch.Tensor, fraction: float, seed: int) -> tuple[
     return torch.from_numpy(np.sort(kept)), torch.from_numpy(np.sort(carved))
 
 
+def kfold_split(labels: torch.Tensor, folds: int, fold: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Indices (rest, fold `fold` of `folds`) of a seeded stratified k-fold partition."""
+    from sklearn.model_selection import StratifiedKFold
+
+    y = labels.numpy()
+    try:
+        splits = list(StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed).split(np.zeros(len(y)), y))
+    except ValueError as exc:
+        raise DataError(f"data.cv_folds: cannot make {folds} folds of {len(y)} images: {exc}") from None
+    rest, val = splits[fold]
+    return torch.from_numpy(np.sort(rest)), torch.from_numpy(np.sort(val))
+
+
 def cap_per_class(labels: torch.Tensor, cap: int, seed: int) -> torch.Tensor:
     """Indices keeping at most `cap` random images of each class."""
     rng = np.random.default_rng(seed)

@@ -34,7 +34,7 @@ def quiet_lightning() -> None:
 
 
 def train(config: Config | dict | str | Path, out: str | Path | None = None, overwrite: bool = False,
-          overrides: list[str] | None = None, verbose: bool = True) -> Run:
+          overrides: list[str] | None = None, verbose: bool = True, callbacks: list | None = None) -> Run:
     """Train and evaluate one model (any task); everything is validated before any file is written."""
     source = str(config) if isinstance(config, (str, Path)) else None
     if not isinstance(config, Config):
@@ -86,7 +86,7 @@ def train(config: Config | dict | str | Path, out: str | Path | None = None, ove
     checkpoint = L.pytorch.callbacks.ModelCheckpoint(
         dirpath=run_dir / "checkpoints", filename="best", monitor=tc.monitor if has_val else None, mode=mode,
         save_last=True, save_top_k=1, enable_version_counter=False)
-    callbacks = [history, checkpoint]
+    callbacks = [history, checkpoint, *(callbacks or [])]
     show_bar = tc.progress_bar and verbose and sys.stdout.isatty()
     if verbose and not show_bar:
         callbacks.append(EpochPrinter(["train_loss", "val_loss", *recipe.val_columns[:1]]))

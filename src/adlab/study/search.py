@@ -1,0 +1,252 @@
+"""`adlab search`: hyperparameter search with Optuna over a base config.
+
+    name: digits_search
+    base: ../digits_cnn.yaml
+    objective: {metric: val_accuracy, direction: maximize}   # best value over epochs of a run
+    sampler: tpe                # tpe | random | grid
+    trials: 20
+    cv_folds: 5                 # optional k-fold cross-validation: the objective is the mean over folds
+    pruning: true               # stop bad trials early (Optuna's Lightning callback; between folds with CV)
+    storage: null               # default sqlite:///OUT/search.db (resumable); any Optuna RDB URL for workers
+    seed: 0
+    space:
+      train.lr: {low: 0.0001, high: 0.01, log: true}
+      model.dropout: {low: 0.0, high: 0.5}
+      train.batch_size: {low: 32, high: 128, step: 32}          # ints when low/high/step are ints
+      train.optimizer: {choices: [adam, sgd]}                   # categorical (and grid) values
+
+At the end the best settings are trained again on train + val and scored once on the test set.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from pathlib import Path
+from typing import Any, Literal, Optional, Union
+
+import numpy as np
+import yaml
+from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
+
+from adlab import io
+from adlab.config import load_config, set_dotted
+from adlab.errors import AdlabError, ConfigError
+
+
+class Param(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    low: Optional[Union[int, float]] = None
+    high: Optional[Union[int, float]] = None
+    log: bool = False
+    step: Optional[Union[int, float]] = None
+    choices: Optional[list[Any]] = None
+
+    @model_validator(mode="after")
+    def _range_or_choices(self) -> "Param":
+        if self.choices is None and (self.low is None or self.high is None):
+            raise ValueError("give either choices: [...] or low: and high:")
+        if self.choices is None and self.low >= self.high:
+            raise ValueError(f"low ({self.low}) must be below high ({self.high})")
+        return self
+
+
+class Objective(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    metric: str = "val_accuracy"
+    direction: Literal["maximize", "minimize"] = "maximize"
+
+
+class SearchSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: Optional[str] = None
+    base: Optional[str] = None
+    config: dict[str, Any] = {}
+    objective: Objective = Objective()
+    sampler: Literal["tpe", "random", "grid"] = "tpe"
+    trials: int = 20
+    cv_folds: Optional[int] = None
+    pruning: bool = True
+    storage: Optional[str] = None
+    seed: int = 0
+    space: dict[str, Param]
+
+
+def load_search(path: Path) -> tuple[SearchSpec, dict]:
+    if not path.is_file():
+        raise ConfigError(f"{path}: search file not found")
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        spec = SearchSpec.model_validate(raw)
+    except yaml.YAMLError:
+        raise ConfigError(f"{path}: invalid YAML") from None
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        key = ".".join(str(p) for p in err["loc"])
+        raise ConfigError(f"{path}: {key}: {err['msg'].removeprefix('Value error, ')}") from None
+    base: dict = {}
+    if spec.base:
+        base_path = path.parent / spec.base
+        if not base_path.is_file():
+            raise ConfigError(f"{path}: base config {base_path} not found")
+        base = load_config(base_path).to_dict()
+    base = _merge(base, spec.config)
+    if spec.sampler == "grid" and any(p.choices is None for p in spec.space.values()):
+        bad = next(k for k, p in spec.space.items() if p.choices is None)
+        raise ConfigError(f"{path}: space.{bad}: the grid sampler needs choices: [...] for every parameter")
+    # every parameter must be a real config key: try the extremes of each before searching
+    for key, param in spec.space.items():
+        for value in (param.choices or [param.low, param.high]):
+            raw_config = copy.deepcopy(base)
+            try:
+                set_dotted(raw_config, key, value)
+                load_config(raw_config)
+            except ConfigError as exc:
+                raise ConfigError(f"{path}: space.{key}: {str(exc).removeprefix('config: ')}") from None
+    return spec, base
+
+
+def _merge(base: dict, extra: dict) -> dict:
+    out = dict(base)
+    for key, value in extra.items():
+        out[key] = _merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
+
+
+def _suggest(trial, key: str, param: Param):
+    if param.choices is not None:
+        return trial.suggest_categorical(key, param.choices)
+    if all(isinstance(v, int) for v in (param.low, param.high)) and (param.step is None or isinstance(param.step, int)):
+        return trial.suggest_int(key, param.low, param.high, step=param.step or 1, log=param.log)
+    return trial.suggest_float(key, float(param.low), float(param.high), step=param.step, log=param.log)
+
+
+def _best_of_run(history_path: Path, metric: str, direction: str) -> float:
+    from adlab.run.rundir import read_history
+
+    values = [row[metric] for row in read_history(history_path) if row.get(metric) is not None]
+    if not values:
+        raise AdlabError(f"{history_path}: no '{metric}' column to optimise (a validation metric such as "
+                         "val_accuracy, val_loss or val_mse)")
+    return max(values) if direction == "maximize" else min(values)
+
+
+def run_search(path: str | Path, out: str | Path | None = None, verbose: bool = True) -> dict:
+    import optuna
+
+    from adlab.run.train import train
+
+    path = Path(path)
+    spec, base = load_search(path)
+    name = spec.name or path.stem
+    out = Path(out) if out else Path("runs") / "searches" / name
+    out.mkdir(parents=True, exist_ok=True)
+    say = print if verbose else (lambda *a, **k: None)
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    storage = spec.storage or f"sqlite:///{(out / 'search.db').resolve()}"
+    sampler = {
+        "tpe": lambda: optuna.samplers.TPESampler(seed=spec.seed),
+        "random": lambda: optuna.samplers.RandomSampler(seed=spec.seed),
+        "grid": lambda: optuna.samplers.GridSampler({k: p.choices for k, p in spec.space.items()}, seed=spec.seed),
+    }[spec.sampler]()
+    pruner = optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=1) if spec.pruning else \
+        optuna.pruners.NopPruner()
+    study = optuna.create_study(study_name=name, storage=storage, sampler=sampler, pruner=pruner,
+                                direction=spec.objective.direction, load_if_exists=True)
+    metric, direction = spec.objective.metric, spec.objective.direction
+
+    def objective(trial) -> float:
+        raw = copy.deepcopy(base)
+        for key, param in spec.space.items():
+            set_dotted(raw, key, _suggest(trial, key, param))
+        folds = range(spec.cv_folds) if spec.cv_folds else [None]
+        scores = []
+        for fold in folds:
+            run_raw = copy.deepcopy(raw)
+            run_dir = out / "trials" / f"{trial.number:04d}"
+            if fold is not None:
+                set_dotted(run_raw, "data.cv_folds", spec.cv_folds)
+                set_dotted(run_raw, "data.cv_fold", fold)
+                run_dir = run_dir / f"fold{fold}"
+            set_dotted(run_raw, "train.progress_bar", False)
+            callbacks = []
+            if spec.pruning and fold is None:
+                from optuna_integration import PyTorchLightningPruningCallback
+
+                callbacks.append(PyTorchLightningPruningCallback(trial, monitor=metric))
+            train(run_raw, out=run_dir, overwrite=True, verbose=False, callbacks=callbacks)
+            for callback in callbacks:
+                callback.check_pruned()
+            scores.append(_best_of_run(run_dir / "history.csv", metric, direction))
+            if fold is not None and spec.pruning:
+                trial.report(float(np.mean(scores)), fold)
+                if trial.should_prune():
+                    raise optuna.TrialPruned()
+        trial.set_user_attr("fold_scores", scores)
+        trial.set_user_attr("std", float(np.std(scores, ddof=1)) if len(scores) > 1 else 0.0)
+        return float(np.mean(scores))
+
+    def progress(study_, trial) -> None:
+        done = len([t for t in study_.trials if t.state.is_finished()])
+        value = "pruned" if trial.state == optuna.trial.TrialState.PRUNED else f"{metric}={trial.value:.4f}"
+        say(f"[{done}/{spec.trials}] trial {trial.number}: {value} {trial.params}")
+
+    finished = len([t for t in study.trials if t.state.is_finished()])
+    if finished < spec.trials:
+        study.optimize(objective, n_trials=spec.trials - finished, callbacks=[progress],
+                       catch=(), gc_after_trial=True)
+    complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    if not complete:
+        raise AdlabError(f"{out}: no trial completed")
+    best = study.best_trial
+
+    # the best settings, trained again on train + val, scored once on the test set
+    final_raw = copy.deepcopy(base)
+    for key, value in best.params.items():
+        set_dotted(final_raw, key, value)
+    set_dotted(final_raw, "data.val_fraction", 0.0)
+    set_dotted(final_raw, "train.early_stopping_patience", None)
+    set_dotted(final_raw, "train.progress_bar", False)
+    started = time.perf_counter()
+    final = train(final_raw, out=out / "final", overwrite=True, verbose=False)
+    result = {
+        "best_trial": best.number, "best_value": best.value, "objective": metric, "direction": direction,
+        "cv_folds": spec.cv_folds, "cv_std": best.user_attrs.get("std"), "fold_scores": best.user_attrs.get("fold_scores"),
+        "best_params": best.params, "trials_complete": len(complete),
+        "trials_pruned": len([t for t in study.trials if t.state == optuna.trial.TrialState.PRUNED]),
+        "final_test": {k: v for k, v in final.metrics.items() if isinstance(v, (int, float))},
+        "final_seconds": round(time.perf_counter() - started, 1), "storage": storage,
+    }
+    _write_outputs(out, study, result, metric)
+    say(f"best trial {best.number}: {metric}={best.value:.4f}"
+        + (f" +- {result['cv_std']:.4f} over {spec.cv_folds} folds" if spec.cv_folds else "") + f" {best.params}")
+    main = "accuracy" if "accuracy" in final.metrics else next(iter(result["final_test"]))
+    say(f"retrained on train+val, test {main}={final.metrics[main]:.4f}; results in {out}")
+    return result
+
+
+def _write_outputs(out: Path, study, result: dict, metric: str) -> None:
+    import optuna
+
+    keys = sorted({k for t in study.trials for k in t.params})
+    rows = [[t.number, t.state.name.lower(), "" if t.value is None else t.value, t.user_attrs.get("std", ""),
+             *[t.params.get(k, "") for k in keys]] for t in study.trials]
+    io.write_csv(out / "trials.csv", ["trial", "state", metric, "cv_std", *keys], rows)
+    io.write_yaml(out / "best.yaml", result)
+    complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    lines = [f"# Search: {study.study_name}", "",
+             f"{len(complete)} complete and {result['trials_pruned']} pruned trials; objective {metric} "
+             f"({result['direction']})" + (f", mean over {result['cv_folds']} folds" if result["cv_folds"] else "") + ".",
+             "", "| trial | " + " | ".join([metric, "cv std", *keys]) + " |", "|---|" + "---:|" * (len(keys) + 2)]
+    ranked = sorted(complete, key=lambda t: t.value, reverse=result["direction"] == "maximize")
+    for t in ranked[:20]:
+        cells = [f"{t.value:.4f}", f"{t.user_attrs.get('std', 0):.4f}", *[_fmt(t.params.get(k)) for k in keys]]
+        lines.append(f"| {t.number} | " + " | ".join(cells) + " |")
+    lines += ["", f"Best settings retrained on train + val, scored once on the test set: "
+              + ", ".join(f"{k} {v:.4f}" for k, v in result["final_test"].items()
+                          if k in ("accuracy", "mean_class_accuracy", "macro_f1", "test_mse")), ""]
+    io.write_text(out / "report.md", "\n".join(lines))
+
+
+def _fmt(value) -> str:
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
