@@ -38,7 +38,7 @@ test-all: setup
 	$(PY) -m pytest -q -m 'slow or not slow'
 
 demo: setup
-	$(VENV)/bin/adlab train configs/digits_cnn.yaml --out runs/demo
+	$(VENV)/bin/adlab demo --quick --out runs/demo
 
 bench: setup
 	$(PY) bench/run_all.py

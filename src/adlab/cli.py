@@ -63,6 +63,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", action="store_true", help="keep finished runs, make the others")
     p.set_defaults(func=cmd_study)
 
+    p = sub.add_parser("demo", help="the whole curriculum on offline data, ending in a report")
+    p.add_argument("--out", default="runs/demo", help="demo folder (default runs/demo; replaced each time)")
+    p.add_argument("--quick", action="store_true", help="about 3 minutes on a 2-core CPU (the full demo: about 20)")
+    p.set_defaults(func=cmd_demo)
+
     p = sub.add_parser("search", help="hyperparameter search with Optuna (grid / random / TPE, k-fold CV)")
     p.add_argument("search", help="search YAML file")
     p.add_argument("--out", help="search folder (default: runs/searches/<name>)")
@@ -187,6 +192,12 @@ def cmd_study(args) -> None:
     from adlab.study.runner import run_study
 
     run_study(args.study, out=args.out, resume=args.resume)
+
+
+def cmd_demo(args) -> None:
+    from adlab.demo import run_demo
+
+    run_demo(args.out, quick=args.quick)
 
 
 def cmd_search(args) -> None:

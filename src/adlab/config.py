@@ -85,6 +85,7 @@ class ModelConfig(_Section):
     kl_warmup_epochs: int = Field(0, ge=0, description="vae: epochs over which beta ramps up from 0")
     noise: Literal["gaussian", "salt_pepper", "mask"] = "gaussian"
     noise_strength: float = Field(0.3, ge=0.0, le=1.0, description="dae: noise std or corrupted fraction")
+    tsne_points: int = Field(3000, ge=10, description="autoencoders: test codes in the t-SNE map")
 
     def setting(self, key: str, default):
         """A model setting, or the model's own default where the config leaves it null."""

@@ -117,6 +117,7 @@ def train_detector(config: Config, out: str | Path | None = None, overwrite: boo
         lr0=tc.lr, weight_decay=tc.weight_decay, momentum=tc.momentum, seed=tc.seed,
         deterministic=tc.deterministic, cos_lr=tc.scheduler is not None and tc.scheduler.name == "cosine",
         patience=tc.early_stopping_patience or 100, plots=True, verbose=verbose, amp=False,
+        warmup_epochs=min(3.0, tc.epochs / 4),  # ultralytics' 3 warm-up epochs would be all of a short run
         pretrained=weights is not None)
     train_seconds = time.perf_counter() - started
     yolo_dir = run_dir / "ultralytics"

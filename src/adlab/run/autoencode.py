@@ -14,7 +14,6 @@ from adlab import io
 from adlab.models.autoencoders import corrupt, kl_divergence
 from adlab.run.latent import knn_accuracy, linear_probe_accuracy, pca_2d, subsample, tsne_2d
 
-TSNE_POINTS = 3000
 CORRUPTION_SEED = 1234  # the same corrupted test set every time
 
 
@@ -98,7 +97,7 @@ def write_figures(fig_dir: Path, model, model_cfg, transform, test_x, test_y, tr
         rows = [("input", x), ("output", model(x)["recon"])]
     figs.image_rows(rows, fig_dir / "reconstructions.png", f"{model_cfg.name.upper()} reconstructions (test)")
 
-    keep = subsample(len(test_z), TSNE_POINTS, seed)
+    keep = subsample(len(test_z), model_cfg.tsne_points, seed)
     points, ratio = pca_2d(test_z)
     figs.latent_scatter(points, test_y_np, names, fig_dir / "latent_pca.png",
                         f"Latent space, PCA ({ratio[:2].sum():.0%} of variance)", ("PC 1", "PC 2"))

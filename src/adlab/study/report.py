@@ -63,11 +63,12 @@ def collect(out: Path, study) -> list[RunResult]:
     return results
 
 
-def write_report(out: Path, study) -> Path:
+def write_report(out: Path, study, sections: list[tuple[str, list[str]]] | None = None) -> Path:
+    """sections: (title, run names) to report separately; default one section with every run."""
     out = Path(out)
     results = collect(out, study)
     _write_summary_csv(out / "summary.csv", results)
-    blocks = build_blocks(out, study, results)
+    blocks = build_blocks(out, study, results, sections)
     io.write_text(out / "report.md", render_markdown(blocks))
     io.write_text(out / "report.html", render_html(blocks, study.name, out))
     return out / "report.md"
@@ -86,22 +87,28 @@ def _write_summary_csv(path: Path, results: list[RunResult]) -> None:
 
 # --- content ---------------------------------------------------------------------------------------
 
-def build_blocks(out: Path, study, results: list[RunResult]) -> list[tuple]:
+def build_blocks(out: Path, study, results: list[RunResult],
+                 sections: list[tuple[str, list[str]]] | None = None) -> list[tuple]:
     blocks: list[tuple] = [("h1", f"Study: {study.name}")]
     blocks.append(("p", f"{len(results)} finished runs in {out.name}/runs. Study file: {study.path.name}. "
                         f"Best value per column in bold."))
     if not results:
         return blocks + [("p", "No finished runs yet.")]
-    for task in [t for t in COLUMNS if any(r.task == t for r in results)]:
-        task_results = [r for r in results if r.task == task]
-        blocks += _task_blocks(out, task, task_results, study)
+    for title, names in sections or [("", [r.name for r in results])]:
+        chosen = [r for r in results if r.name in names]
+        if title:
+            blocks.append(("h2", title))
+        for task in [t for t in COLUMNS if any(r.task == t for r in chosen)]:
+            blocks += _task_blocks(out, task, [r for r in chosen if r.task == task], study, title)
     return blocks
 
 
-def _task_blocks(out: Path, task: str, results: list[RunResult], study) -> list[tuple]:
+def _task_blocks(out: Path, task: str, results: list[RunResult], study, section: str = "") -> list[tuple]:
+    tag = _slug(section) + "_" if section else ""
     columns = [(k, better) for k, better in COLUMNS[task] if any(k in r.metrics for r in results)]
-    blocks: list[tuple] = [("h2", {"classify": "Classification", "autoencode": "Autoencoders",
-                                   "detect": "Detection"}[task])]
+    level = "h3" if section else "h2"
+    blocks: list[tuple] = [(level, {"classify": "Classification", "autoencode": "Autoencoders",
+                                    "detect": "Detection"}[task])]
     header = ["run", *[k for k, _ in columns]]
     rows = [[r.name, *[r.metrics.get(k) for k, _ in columns]] for r in results]
     blocks.append(("table", header, rows, _best_mask(rows, [None, *[b for _, b in columns]])))
@@ -117,10 +124,11 @@ def _task_blocks(out: Path, task: str, results: list[RunResult], study) -> list[
                 srows.append([group, s.n, s.mean, s.std, f"[{s.ci_low:.4f}, {s.ci_high:.4f}]"])
         blocks.append(("table", ["variant", "seeds", f"{main} mean", "std", "95% interval"], srows,
                        _best_mask(srows, [None, None, columns[0][1], None, None])))
-        blocks.append(("img", _bar_chart(out, task, main, groups, columns[0][1]), f"{main} by variant (error bars: std)"))
+        blocks.append(("img", _bar_chart(out, f"{tag}{task}", main, groups, columns[0][1]),
+                       f"{main} by variant (error bars: std)"))
     if task == "classify" and len(groups) > 1:
         blocks += _significance_blocks(groups)
-    curve = _curves(out, task, results)
+    curve = _curves(out, task, results, tag)
     if curve:
         blocks.append(("img", curve, f"validation {CURVES[task]} per epoch"))
     blocks.append(("h3", "Figures"))
@@ -156,16 +164,31 @@ def _best_mask(rows: list[list], betters: list[str | None]) -> list[list[bool]]:
     return mask
 
 
-def _correct(run: RunResult) -> np.ndarray | None:
+def _predictions(run: RunResult) -> np.ndarray | None:
+    """(y_true, y_pred) columns of a run's predictions.csv."""
     path = run.path / "predictions.csv"
     if not path.is_file():
         return None
-    data = np.loadtxt(path, delimiter=",", skiprows=1, ndmin=2)
-    return data[:, 1] == data[:, 2]
+    return np.loadtxt(path, delimiter=",", skiprows=1, ndmin=2, usecols=(1, 2))
 
 
 def _significance_blocks(groups: dict[str, list[RunResult]]) -> list[tuple]:
-    """Each variant against the best one, paired by seed on the same test images."""
+    """For each set of variants scored on the same test images: the best against each other one,
+    paired by seed."""
+    preds = {m.name: _predictions(m) for members in groups.values() for m in members}
+    clusters: dict[bytes, list[str]] = {}
+    for group, members in groups.items():
+        p = preds[members[0].name]
+        if p is not None:
+            clusters.setdefault(p[:, 0].tobytes(), []).append(group)
+    blocks: list[tuple] = []
+    for names in clusters.values():
+        if len(names) > 1:
+            blocks += _compare_with_best({g: groups[g] for g in names}, preds)
+    return blocks
+
+
+def _compare_with_best(groups: dict[str, list[RunResult]], preds: dict) -> list[tuple]:
     def mean_accuracy(members):
         return float(np.mean([m.metrics["accuracy"] for m in members]))
 
@@ -174,9 +197,14 @@ def _significance_blocks(groups: dict[str, list[RunResult]]) -> list[tuple]:
     for group, members in groups.items():
         if group == best:
             continue
-        pairs = [(a, b) for a in groups[best] for b in members if a.seed == b.seed]
-        vectors = [(_correct(a), _correct(b)) for a, b in pairs]
-        vectors = [(x, y) for x, y in vectors if x is not None and y is not None and len(x) == len(y)]
+        vectors = []
+        for a in groups[best]:
+            for b in members:
+                pa, pb = preds[a.name], preds[b.name]
+                # paired tests need the same test images: same length and the same true labels in order
+                if a.seed == b.seed and pa is not None and pb is not None and pa.shape == pb.shape \
+                        and np.array_equal(pa[:, 0], pb[:, 0]):
+                    vectors.append((pa[:, 0] == pa[:, 1], pb[:, 0] == pb[:, 1]))
         if not vectors:
             continue
         right_best = np.concatenate([x for x, _ in vectors])
@@ -224,7 +252,13 @@ def _bar_chart(out: Path, task: str, key: str, groups: dict, better: str) -> Pat
     return path.relative_to(out)
 
 
-def _curves(out: Path, task: str, results: list[RunResult]) -> Path | None:
+def _slug(text: str) -> str:
+    import re
+
+    return re.sub(r"[^a-z0-9]+", "_", text.lower()).strip("_")
+
+
+def _curves(out: Path, task: str, results: list[RunResult], tag: str = "") -> Path | None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -248,7 +282,7 @@ def _curves(out: Path, task: str, results: list[RunResult]) -> Path | None:
     ax.set(xlabel="epoch", ylabel=key, title=f"Validation {key}")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.0, 0.5), frameon=False)
-    path = out / "figures" / f"{task}_{key}_curves.png"
+    path = out / "figures" / f"{tag}{task}_{key}_curves.png"
     save_figure(fig, path)
     return path.relative_to(out)
 
