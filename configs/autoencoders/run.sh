@@ -5,7 +5,7 @@ set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 out="${1:-runs/autoencoders}"
 adlab="${ADLAB:-adlab}"
-for model in ae vae dae; do
+for model in ${MODELS:-ae vae dae}; do   # MODELS="vae" re-runs one
   $adlab train "$here/$model.yaml" --out "$out/$model" --overwrite
   $adlab train "$here/encoder_finetune.yaml" --set model.weights="$out/$model" \
     --out "$out/${model}_encoder_finetune" --overwrite
