@@ -16,16 +16,20 @@ $(STAMP): pyproject.toml
 	@rm -f $(VENV)/.adlab-installed-*
 	@touch $@
 
-# Fashion-MNIST from Debian (offline, real data). Only root can apt-get; others are told how.
+# Debian packages: Fashion-MNIST (real data, offline) and Chromium (the HTML report's browser test).
+# Only root can apt-get; others are told what is missing (the tests that need it are skipped).
 data:
-	@if [ -f $(FMNIST) ]; then :; \
+	@missing=""; \
+	[ -f $(FMNIST) ] || missing="$$missing dataset-fashion-mnist"; \
+	command -v chromium >/dev/null || missing="$$missing chromium"; \
+	if [ -z "$$missing" ]; then :; \
 	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
-		echo "installing Debian's dataset-fashion-mnist"; \
-		(apt-get install -y -qq dataset-fashion-mnist >/dev/null 2>&1 || \
-		 (apt-get update -qq && apt-get install -y -qq dataset-fashion-mnist >/dev/null)) || \
-		echo "warning: could not install dataset-fashion-mnist; Fashion-MNIST configs will download with torchvision"; \
+		echo "installing Debian packages:$$missing"; \
+		(apt-get install -y -qq $$missing >/dev/null 2>&1 || \
+		 (apt-get update -qq && apt-get install -y -qq $$missing >/dev/null)) || \
+		echo "warning: could not install$$missing"; \
 	else \
-		echo "note: Fashion-MNIST not found; run 'sudo apt-get install dataset-fashion-mnist' (or let torchvision download it)"; \
+		echo "note: missing Debian packages:$$missing (sudo apt-get install$$missing)"; \
 	fi
 
 test: setup

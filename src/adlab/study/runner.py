@@ -38,7 +38,7 @@ def run_study(path: str | Path, out: str | Path | None = None, resume: bool = Fa
             say(f"[{i}/{total}] {run.name}: finished earlier, kept")
             continue
         t0 = time.perf_counter()
-        train(run.config, out=run_dir, overwrite=True, verbose=False)
+        train(with_study_folder(run.config, out), out=run_dir, overwrite=True, verbose=False)
         made += 1
         elapsed = time.perf_counter() - started
         left = elapsed / made * sum(1 for r in study.runs[i:] if not finished(runs_dir / r.name))
@@ -57,6 +57,20 @@ def run_study(path: str | Path, out: str | Path | None = None, resume: bool = Fa
     report = write_report(out, study)
     say(f"report: {report} (and {report.with_suffix('.html')})")
     return out
+
+
+def with_study_folder(config, out: Path):
+    """`{out}` in model.weights or data.root is this study's folder (for runs that use earlier runs)."""
+    from adlab.config import load_config
+
+    raw = config.to_dict()
+    changed = False
+    for section, key in (("model", "weights"), ("data", "root")):
+        value = raw[section].get(key)
+        if isinstance(value, str) and "{out}" in value:
+            raw[section][key] = value.replace("{out}", str(out))
+            changed = True
+    return load_config(raw) if changed else config
 
 
 def _clock(seconds: float) -> str:
