@@ -30,7 +30,7 @@ HISTORY = ["epoch", "train_loss", "val_loss", "val_map50", "val_map50_95", "val_
 VAL_CONF, VAL_IOU, MAX_DET = 0.001, 0.7, 100
 
 
-def _ultralytics():
+def _ultralytics(threads: int | None = None):
     os.environ.setdefault("YOLO_OFFLINE", "1")  # no update checks or telemetry from a training job
     os.environ.setdefault("YOLO_AUTOINSTALL", "false")  # never pip-install packages at run time
     try:
@@ -41,8 +41,15 @@ def _ultralytics():
     # ultralytics replaces PIL.Image.open process-wide (to fetch a HEIF plugin on the first unreadable
     # file); put Pillow's own back so the rest of adlab keeps its clear "cannot read image" errors.
     import PIL.Image
+    import torch
 
     PIL.Image.open = getattr(patches, "_image_open", PIL.Image.open)
+    # ultralytics caps torch at cpu_count - 1 threads when it picks the CPU: on a 2-core laptop that
+    # halves training speed. Its select_device reads this module-level value.
+    from ultralytics.utils import torch_utils
+
+    torch_utils.NUM_THREADS = threads or os.cpu_count() or 1
+    torch.set_num_threads(torch_utils.NUM_THREADS)
     return ultralytics
 
 
@@ -83,7 +90,7 @@ def train_detector(config: Config, out: str | Path | None = None, overwrite: boo
     counts = check_dataset(ds)
     if "val" not in ds.splits:
         raise DataError(f"{ds.yaml_path}: task detect needs a val split to score the model")
-    ultralytics = _ultralytics()
+    ultralytics = _ultralytics(config.train.num_threads)
     from ultralytics import YOLO
     from ultralytics.utils import LOGGER
 
