@@ -57,8 +57,10 @@ def test_unknown_model_and_missing_weights(rectangles, tmp_path):
     assert not (tmp_path / "x").exists() and not (tmp_path / "y").exists()
 
 
-def test_tiny_detection_run_trains_and_fills_the_run_directory(rectangles, tmp_path):
-    run = adlab.train(detect_config(rectangles), out=tmp_path / "det", verbose=False)
+def test_tiny_detection_run_trains_and_fills_the_run_directory(rectangles, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # a relative --out, as on the command line
+    run = adlab.train(detect_config(rectangles), out="det", verbose=False)
+    assert run.path.resolve() == (tmp_path / "det").resolve()
     for name in ("config.yaml", "env.json", "history.csv", "metrics.json", "checkpoints/best.pt",
                  "checkpoints/last.pt", "figures/pr_curve.png", "figures/predictions.png", "figures/loss_curves.png"):
         assert (run.path / name).is_file(), name

@@ -120,7 +120,8 @@ def train_detector(config: Config, out: str | Path | None = None, overwrite: boo
     started = time.perf_counter()
     metrics_obj = model.train(
         data=str(data_yaml), epochs=tc.epochs, imgsz=imgsz, batch=tc.batch_size, device=_device(tc),
-        workers=0, project=str(run_dir), name="ultralytics", exist_ok=True, optimizer=OPTIMIZERS[tc.optimizer],
+        workers=0, project=str(run_dir.resolve()), name="ultralytics", exist_ok=True,  # relative: under ~/runs
+        optimizer=OPTIMIZERS[tc.optimizer],
         lr0=tc.lr, weight_decay=tc.weight_decay, momentum=tc.momentum, seed=tc.seed,
         deterministic=tc.deterministic, cos_lr=tc.scheduler is not None and tc.scheduler.name == "cosine",
         patience=tc.early_stopping_patience or 100, plots=True, verbose=verbose, amp=False,
