@@ -32,6 +32,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
 from adlab import io
 from adlab.config import load_config, set_dotted
 from adlab.errors import AdlabError, ConfigError
+from adlab.study.spec import merge_dicts
 
 
 class Param(BaseModel):
@@ -90,7 +91,7 @@ def load_search(path: Path) -> tuple[SearchSpec, dict]:
         if not base_path.is_file():
             raise ConfigError(f"{path}: base config {base_path} not found")
         base = load_config(base_path).to_dict()
-    base = _merge(base, spec.config)
+    base = merge_dicts(base, spec.config)
     if spec.sampler == "grid" and any(p.choices is None for p in spec.space.values()):
         bad = next(k for k, p in spec.space.items() if p.choices is None)
         raise ConfigError(f"{path}: space.{bad}: the grid sampler needs choices: [...] for every parameter")
@@ -104,13 +105,6 @@ def load_search(path: Path) -> tuple[SearchSpec, dict]:
             except ConfigError as exc:
                 raise ConfigError(f"{path}: space.{key}: {str(exc).removeprefix('config: ')}") from None
     return spec, base
-
-
-def _merge(base: dict, extra: dict) -> dict:
-    out = dict(base)
-    for key, value in extra.items():
-        out[key] = _merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
-    return out
 
 
 def _suggest(trial, key: str, param: Param):

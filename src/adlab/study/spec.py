@@ -106,13 +106,14 @@ def _base_config(path: Path, spec: StudySpec) -> dict:
         if not base_path.is_file():
             raise ConfigError(f"{path}: base config {base_path} not found")
         raw = load_config(base_path).to_dict()
-    return _merge(raw, spec.config)
+    return merge_dicts(raw, spec.config)
 
 
-def _merge(base: dict, extra: dict) -> dict:
+def merge_dicts(base: dict, extra: dict) -> dict:
+    """`extra` laid over `base`, recursively for nested sections."""
     out = dict(base)
     for key, value in extra.items():
-        out[key] = _merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+        out[key] = merge_dicts(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
     return out
 
 
