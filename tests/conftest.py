@@ -15,6 +15,18 @@ FAST = {
 }
 
 
+def assert_matches_scikit_learn(m: dict, y, p) -> None:
+    """The headline classification metrics equal scikit-learn's on the same labels and predictions."""
+    from sklearn import metrics as skm
+
+    assert m["accuracy"] == pytest.approx(skm.accuracy_score(y, p), abs=1e-6)
+    assert m["mean_class_accuracy"] == pytest.approx(skm.balanced_accuracy_score(y, p), abs=1e-6)
+    assert m["macro_f1"] == pytest.approx(skm.f1_score(y, p, average="macro"), abs=1e-6)
+    assert m["macro_precision"] == pytest.approx(skm.precision_score(y, p, average="macro", zero_division=0), abs=1e-6)
+    assert m["macro_recall"] == pytest.approx(skm.recall_score(y, p, average="macro"), abs=1e-6)
+    assert m["confusion_matrix"] == skm.confusion_matrix(y, p).tolist()
+
+
 def fast_config(**sections) -> dict:
     """FAST with some sections' keys replaced, e.g. fast_config(model={"freeze": True})."""
     import copy

@@ -4,6 +4,7 @@ import torch
 from sklearn import metrics as skm
 
 from adlab.metrics import classification_metrics
+from tests.conftest import assert_matches_scikit_learn
 
 
 def _random_case(n=300, k=4, seed=0):
@@ -19,12 +20,7 @@ def test_agrees_with_scikit_learn(seed):
     names = ["a", "b", "c", "d"]
     m = classification_metrics(probs, target, names)
     y, p = target.numpy(), probs.argmax(1).numpy()
-    assert m["accuracy"] == pytest.approx(skm.accuracy_score(y, p), abs=1e-6)
-    assert m["mean_class_accuracy"] == pytest.approx(skm.balanced_accuracy_score(y, p), abs=1e-6)
-    assert m["macro_f1"] == pytest.approx(skm.f1_score(y, p, average="macro"), abs=1e-6)
-    assert m["macro_precision"] == pytest.approx(skm.precision_score(y, p, average="macro", zero_division=0), abs=1e-6)
-    assert m["macro_recall"] == pytest.approx(skm.recall_score(y, p, average="macro"), abs=1e-6)
-    assert m["confusion_matrix"] == skm.confusion_matrix(y, p).tolist()
+    assert_matches_scikit_learn(m, y, p)
     per_class = skm.recall_score(y, p, average=None)
     assert [m["per_class_accuracy"][n] for n in names] == pytest.approx(per_class.tolist(), abs=1e-6)
     assert m["test_loss"] == pytest.approx(skm.log_loss(y, probs.numpy(), labels=range(4)), abs=1e-4)

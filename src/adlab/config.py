@@ -15,6 +15,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from adlab.errors import ConfigError
+from adlab.io import read_yaml_mapping
 
 
 class _Section(BaseModel):
@@ -172,7 +173,7 @@ def load_config(source: Union[str, Path, dict, None] = None, overrides: list[str
         raw = copy.deepcopy(source)
     else:
         origin = str(source)
-        raw = _read_yaml(Path(source))
+        raw = read_yaml_mapping(source)
     for item in overrides or []:
         key, value = parse_override(item)
         set_dotted(raw, key, value)
@@ -184,25 +185,6 @@ def validate_config(raw: dict, origin: str = "config") -> Config:
         return Config.model_validate(raw)
     except ValidationError as exc:
         raise ConfigError(f"{origin}: {describe_validation_error(exc)}") from None
-
-
-def _read_yaml(path: Path) -> dict:
-    if not path.is_file():
-        raise ConfigError(f"{path}: config file not found")
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}" if mark is not None else ""
-        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise ConfigError(f"{path}: invalid YAML{where}: {problem}") from None
-    except UnicodeDecodeError:
-        raise ConfigError(f"{path}: not a text file") from None
-    if raw is None:
-        return {}
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{path}: expected a mapping of keys at the top level, got {type(raw).__name__}")
-    return raw
 
 
 def parse_override(item: str) -> tuple[str, Any]:
@@ -233,13 +215,6 @@ def set_dotted(raw: dict, key: str, value: Any) -> None:
             node[part] = child
         node = child
     node[parts[-1]] = value
-
-
-def get_dotted(raw: dict, key: str) -> Any:
-    node: Any = raw
-    for part in key.split("."):
-        node = node[part]
-    return node
 
 
 def describe_validation_error(exc: ValidationError) -> str:

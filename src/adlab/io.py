@@ -76,6 +76,30 @@ def save_figure(fig, path: str | os.PathLike, dpi: int = 120) -> None:
     plt.close(fig)
 
 
+def read_yaml_mapping(path: str | os.PathLike, what: str = "config file", error: type | None = None) -> dict:
+    """A YAML file whose top level is a mapping (empty file: {}), or one clear error naming the file."""
+    from adlab.errors import ConfigError
+
+    error = error or ConfigError
+    path = Path(path)
+    if not path.is_file():
+        raise error(f"{path}: {what} not found")
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise error(f"{path}: invalid YAML{where}: {problem}") from None
+    except UnicodeDecodeError:
+        raise error(f"{path}: not a text file") from None
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        raise error(f"{path}: expected a mapping of keys at the top level, got {type(raw).__name__}")
+    return raw
+
+
 def read_json(path: str | os.PathLike) -> Any:
     with open(path, encoding="utf-8") as f:
         return json.load(f)

@@ -6,11 +6,10 @@ import json
 import numpy as np
 import pytest
 import torch
-from sklearn import metrics as skm
 
 import adlab
 from adlab.models.checkpoints import read_checkpoint
-from tests.conftest import fast_config
+from tests.conftest import assert_matches_scikit_learn, fast_config
 
 RUN_FILES = ["config.yaml", "env.json", "history.csv", "metrics.json", "predictions.csv",
              "checkpoints/best.ckpt", "checkpoints/last.ckpt",
@@ -46,12 +45,7 @@ def test_metrics_agree_with_scikit_learn_on_predictions_csv(digits_run):
     assert (probs.argmax(1) == p).all()
     np.testing.assert_allclose(probs.sum(1), 1.0, atol=1e-4)
     m = digits_run.metrics
-    assert m["accuracy"] == pytest.approx(skm.accuracy_score(y, p), abs=1e-6)
-    assert m["mean_class_accuracy"] == pytest.approx(skm.balanced_accuracy_score(y, p), abs=1e-6)
-    assert m["macro_f1"] == pytest.approx(skm.f1_score(y, p, average="macro"), abs=1e-6)
-    assert m["macro_precision"] == pytest.approx(skm.precision_score(y, p, average="macro", zero_division=0), abs=1e-6)
-    assert m["macro_recall"] == pytest.approx(skm.recall_score(y, p, average="macro"), abs=1e-6)
-    assert m["confusion_matrix"] == skm.confusion_matrix(y, p).tolist()
+    assert_matches_scikit_learn(m, y, p)
     assert m["accuracy"] > 0.8  # three quick epochs already learn digits
 
 

@@ -31,11 +31,11 @@ def test_paired_bootstrap_finds_a_real_difference_and_not_a_fake_one():
     y = rng.integers(0, 3, 2000)
     good = np.where(rng.random(2000) < 0.90, y, (y + 1) % 3)
     bad = np.where(rng.random(2000) < 0.80, y, (y + 1) % 3)
-    real = paired_bootstrap(accuracy_difference(y, good, bad), len(y), resamples=500)
+    real = paired_bootstrap(accuracy_difference(good == y, bad == y), len(y), resamples=500)
     assert real.difference == pytest.approx((good == y).mean() - (bad == y).mean())
     assert real.significant and real.ci_low > 0.05
     same = np.where(rng.random(2000) < 0.90, y, (y + 1) % 3)
-    noise = paired_bootstrap(accuracy_difference(y, good, same), len(y), resamples=500)
+    noise = paired_bootstrap(accuracy_difference(good == y, same == y), len(y), resamples=500)
     assert noise.ci_low < noise.difference < noise.ci_high
     assert not noise.significant
 

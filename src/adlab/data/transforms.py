@@ -11,10 +11,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
-
-
 class BatchTransform(nn.Module):
     def __init__(self, channels: int, image_size: int | None, mean, std,
                  crop_padding: int = 0, flip: bool = False, augment: bool = False):

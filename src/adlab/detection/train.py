@@ -20,7 +20,7 @@ from adlab import io
 from adlab.config import Config
 from adlab.detection.yolo_format import YoloDataset, read_data_yaml, read_labels, yolo_to_pixels
 from adlab.errors import ConfigError, DataError
-from adlab.run.rundir import Run, check_run_dir, default_run_dir, environment, prepare_run_dir, read_history
+from adlab.run.rundir import Run, check_run_dir, default_run_dir, environment, prepare_run_dir
 
 OPTIMIZERS = {"adam": "Adam", "adamw": "AdamW", "sgd": "SGD"}
 HISTORY = ["epoch", "train_loss", "val_loss", "val_map50", "val_map50_95", "val_precision", "val_recall", "lr",

@@ -12,9 +12,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import yaml
 
 from adlab.errors import DataError
+from adlab.io import read_yaml_mapping
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff")
 
@@ -120,13 +120,8 @@ def label_path_for(image: Path) -> Path:
 
 def read_data_yaml(path: str | Path) -> YoloDataset:
     path = Path(path)
-    if not path.is_file():
-        raise DataError(f"{path}: data.yaml not found")
-    try:
-        spec = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except yaml.YAMLError as exc:
-        raise DataError(f"{path}: invalid YAML ({str(exc).splitlines()[0]})") from None
-    if not isinstance(spec, dict) or "names" not in spec:
+    spec = read_yaml_mapping(path, "data.yaml", DataError)
+    if "names" not in spec:
         raise DataError(f"{path}: not a YOLO data.yaml (needs 'names' and 'train')")
     names = spec["names"]
     if isinstance(names, dict):

@@ -49,18 +49,20 @@ def check_model_config(cfg: ModelConfig) -> None:
     check_torchvision_name(cfg.name)
 
 
-def weights_normalization(cfg: ModelConfig) -> tuple[list[float], list[float]] | None:
-    """Input statistics imposed by the weights: ImageNet's, or those of the adlab checkpoint."""
+def weights_input(cfg: ModelConfig) -> tuple[int | None, tuple[list[float], list[float]] | None]:
+    """Input channels and statistics the weights impose: ImageNet's (3 channels), or those recorded
+    in the adlab checkpoint (read once here); (None, None) without weights."""
     check_model_config(cfg)
     if cfg.weights is None:
-        return None
+        return None, None
     if uses_imagenet(cfg):
         from adlab.models.zoo import imagenet_normalization
 
-        return imagenet_normalization(cfg.name)
+        return 3, imagenet_normalization(cfg.name)
     _, meta = read_checkpoint(cfg.weights)
     data = meta.get("data") or {}
-    return (data["mean"], data["std"]) if "mean" in data and "std" in data else None
+    normalization = (data["mean"], data["std"]) if "mean" in data and "std" in data else None
+    return data.get("channels"), normalization
 
 
 def build_model(cfg: ModelConfig, input_shape: tuple[int, int, int], num_classes: int) -> BuiltModel:

@@ -75,15 +75,8 @@ def fuse(runs: list[str | Path], out: str | Path, method: str = "mean_prob", ove
 
 def _test_images(run: Path) -> torch.Tensor:
     """The test images of a run, reloaded from its config (same seeds, same split)."""
-    config = validate_config(_read_yaml(run / "config.yaml"), str(run / "config.yaml"))
+    config = validate_config(io.read_yaml_mapping(run / "config.yaml", error=AdlabError), str(run / "config.yaml"))
     data = ImageDataModule(config.data, config.train.batch_size)
     data.prepare()
     return data.test_x
 
-
-def _read_yaml(path: Path) -> dict:
-    import yaml
-
-    if not path.is_file():
-        raise AdlabError(f"{path}: not found")
-    return yaml.safe_load(path.read_text(encoding="utf-8")) or {}

@@ -34,11 +34,6 @@ class Run:
     config: Config
     metrics: dict = field(default_factory=dict)
 
-    @property
-    def checkpoint(self) -> Path:
-        best = self.path / "checkpoints" / "best.ckpt"
-        return best if best.is_file() else self.path / "checkpoints" / "last.ckpt"
-
 
 def default_run_dir(config: Config, config_path: str | None) -> Path:
     name = config.name or (Path(config_path).stem if config_path else config.task)

@@ -18,10 +18,10 @@ from adlab.config import Config, load_config
 from adlab.data.datamodule import ImageDataModule
 from adlab.errors import ConfigError
 from adlab.models.checkpoints import read_checkpoint
-from adlab.models.factory import resolve_encoder_architecture, uses_imagenet, weights_normalization
+from adlab.models.factory import resolve_encoder_architecture, weights_input
 from adlab.run.recipes import recipe_for
 from adlab.run.rundir import (EpochPrinter, HistoryWriter, Run, check_run_dir, default_run_dir, environment,
-                              prepare_run_dir, read_history)
+                              prepare_run_dir)
 
 
 def quiet_lightning() -> None:
@@ -124,7 +124,7 @@ def train(config: Config | dict | str | Path, out: str | Path | None = None, ove
         "num_train": info.counts["train"], "num_val": info.counts["val"],
         "trainable_parameters": trainable, "parameters": total,
     }
-    metrics = recipe.evaluate(run_dir, built, data, config, extra, read_history(run_dir / "history.csv"))
+    metrics = recipe.evaluate(run_dir, built, data, config, extra, history.rows)
     say(f"test: {recipe.summary(metrics)}  ({train_seconds:.1f} s training)")
     say(f"run: {run_dir}")
     return Run(run_dir, config, metrics)
@@ -154,16 +154,9 @@ def make_trainer(tc, callbacks, show_bar: bool, run_dir: Path, has_val: bool) ->
 
 def _input_requirements(config: Config) -> tuple[int | None, tuple | None]:
     """Channels and normalisation the task or the weights impose (None: take them from the data)."""
-    model = config.model
     if config.task == "autoencode":
         return None, ([0.0, 0.0, 0.0], [1.0, 1.0, 1.0])  # reconstructions compare images in [0, 1]
-    if model.weights is None:
-        return None, None
-    if uses_imagenet(model):
-        return 3, weights_normalization(model)
-    _, meta = read_checkpoint(model.weights)
-    channels = (meta.get("data") or {}).get("channels")
-    return channels, weights_normalization(model)
+    return weights_input(config.model)
 
 
 def _deterministic(tc) -> bool | str:

@@ -7,13 +7,11 @@ so they always say the same thing. Every user-given string is escaped in the HTM
 from __future__ import annotations
 
 import base64
-import csv
 import html
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import yaml
 
 from adlab import io
 from adlab.study import stats
@@ -57,7 +55,7 @@ def collect(out: Path, study) -> list[RunResult]:
         path = out / "runs" / name
         if not (path / "metrics.json").is_file():
             continue
-        config = yaml.safe_load((path / "config.yaml").read_text(encoding="utf-8")) or {}
+        config = io.read_yaml_mapping(path / "config.yaml")
         task = "classify" if config.get("task") == "fuse" else config.get("task", "classify")
         results.append(RunResult(name, group, seed, task, path, io.read_json(path / "metrics.json")))
     return results
@@ -210,8 +208,8 @@ def _compare_with_best(groups: dict[str, list[RunResult]], preds: dict) -> list[
         right_best = np.concatenate([x for x, _ in vectors])
         right_other = np.concatenate([y for _, y in vectors])
         test = stats.mcnemar_exact(right_best, right_other)
-        boot = stats.paired_bootstrap(lambda idx: float(right_best[idx].mean() - right_other[idx].mean()),
-                                      len(right_best), resamples=1000)
+        boot = stats.paired_bootstrap(stats.accuracy_difference(right_best, right_other), len(right_best),
+                                      resamples=1000)
         significant = test.p_value < SIGNIFICANCE_LEVEL and boot.significant
         rows.append([group, f"{boot.difference:+.4f}", f"[{boot.ci_low:+.4f}, {boot.ci_high:+.4f}]",
                      f"{test.only_a_correct} / {test.only_b_correct}", f"{test.p_value:.3g}",

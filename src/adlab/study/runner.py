@@ -7,7 +7,7 @@ from pathlib import Path
 
 from adlab import io
 from adlab.errors import AdlabError
-from adlab.study.spec import Study, load_study
+from adlab.study.spec import load_study
 
 
 def finished(run_dir: Path) -> bool:

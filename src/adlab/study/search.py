@@ -26,10 +26,10 @@ from pathlib import Path
 from typing import Any, Literal, Optional, Union
 
 import numpy as np
-import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
 
 from adlab import io
+from adlab.io import read_yaml_mapping
 from adlab.config import load_config, set_dotted
 from adlab.errors import AdlabError, ConfigError
 from adlab.study.spec import merge_dicts
@@ -74,13 +74,9 @@ class SearchSpec(BaseModel):
 
 
 def load_search(path: Path) -> tuple[SearchSpec, dict]:
-    if not path.is_file():
-        raise ConfigError(f"{path}: search file not found")
+    raw = read_yaml_mapping(path, "search file")
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
         spec = SearchSpec.model_validate(raw)
-    except yaml.YAMLError:
-        raise ConfigError(f"{path}: invalid YAML") from None
     except ValidationError as exc:
         err = exc.errors()[0]
         key = ".".join(str(p) for p in err["loc"])
@@ -236,7 +232,7 @@ def _write_outputs(out: Path, study, result: dict, metric: str) -> None:
     for t in ranked[:20]:
         cells = [f"{t.value:.4f}", f"{t.user_attrs.get('std', 0):.4f}", *[_fmt(t.params.get(k)) for k in keys]]
         lines.append(f"| {t.number} | " + " | ".join(cells) + " |")
-    lines += ["", f"Best settings retrained on train + val, scored once on the test set: "
+    lines += ["", "Best settings retrained on train + val, scored once on the test set: "
               + ", ".join(f"{k} {v:.4f}" for k, v in result["final_test"].items()
                           if k in ("accuracy", "mean_class_accuracy", "macro_f1", "test_mse")), ""]
     io.write_text(out / "report.md", "\n".join(lines))

@@ -24,11 +24,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Optional
 
-import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from adlab.config import Config, load_config, set_dotted
 from adlab.errors import ConfigError
+from adlab.io import read_yaml_mapping
 
 
 class FusionStep(BaseModel):
@@ -73,15 +73,7 @@ class Study:
 def load_study(path: str | Path, check_configs: bool = True) -> Study:
     """Parse and expand a study file; with `check_configs`, every run's config is validated too."""
     path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"{path}: study file not found")
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        raise ConfigError(f"{path}: invalid YAML{f' at line {mark.line + 1}' if mark else ''}") from None
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{path}: expected a mapping at the top level")
+    raw = read_yaml_mapping(path, "study file")
     try:
         spec = StudySpec.model_validate(raw)
     except ValidationError as exc:

@@ -84,8 +84,9 @@ def paired_bootstrap(metric: Callable[[np.ndarray], float], n_items: int, resamp
     return BootstrapDifference(full, float(low), float(high), resamples)
 
 
-def accuracy_difference(y_true, pred_a, pred_b) -> Callable[[np.ndarray], float]:
-    """A metric for `paired_bootstrap`: accuracy(A) - accuracy(B) on the drawn test images."""
-    right_a = np.asarray(pred_a) == np.asarray(y_true)
-    right_b = np.asarray(pred_b) == np.asarray(y_true)
+def accuracy_difference(correct_a, correct_b) -> Callable[[np.ndarray], float]:
+    """A metric for `paired_bootstrap`: accuracy(A) - accuracy(B) on the drawn test images, from
+    per-image correctness."""
+    right_a = np.asarray(correct_a, dtype=bool)
+    right_b = np.asarray(correct_b, dtype=bool)
     return lambda idx: float(right_a[idx].mean() - right_b[idx].mean())
