@@ -35,3 +35,21 @@ def _cores() -> int:
     import os
 
     return os.cpu_count() or 1
+
+
+def adlab_train(config: str, out: str | Path, *overrides: str) -> tuple[float, float, dict]:
+    """Run `adlab train` as its own process: (wall seconds, peak resident MiB, metrics.json)."""
+    import os
+
+    args = [str(Path(sys.executable).parent / "adlab"), "train", config, "--out", str(out), "--overwrite",
+            "--set", "train.progress_bar=false", "--quiet", *[a for o in overrides for a in ("--set", o)]]
+    start = time.perf_counter()
+    process = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    output = process.stdout.read()
+    _, status, usage = os.wait4(process.pid, 0)
+    seconds = time.perf_counter() - start
+    process.returncode = os.waitstatus_to_exitcode(status)
+    if process.returncode != 0:
+        raise SystemExit(f"adlab train {config} failed:\n{output[-3000:]}")
+    metrics = json.loads((Path(out) / "metrics.json").read_text())
+    return seconds, usage.ru_maxrss / 1024, metrics  # ru_maxrss is in KiB on Linux

@@ -23,10 +23,12 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("train", help="train and evaluate a model from a YAML config")
-    p.add_argument("config", help="YAML config file")
+    p.add_argument("config", nargs="?", help="YAML config file (not with --resume)")
     _add_overrides(p)
     p.add_argument("--out", help="run directory (default: runs/<name>/<timestamp>)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing run directory")
+    p.add_argument("--resume", metavar="RUN", help="continue an interrupted run from its last checkpoint "
+                   "(same config and seed: the same final metrics as an uninterrupted run)")
     p.add_argument("--quiet", action="store_true", help="no progress bar or summary lines")
     p.set_defaults(func=cmd_train)
 
@@ -213,9 +215,18 @@ def cmd_report(args) -> None:
 
 
 def cmd_train(args) -> None:
-    from adlab.run.train import train
+    from adlab.errors import ConfigError
+    from adlab.run.train import resume, train
 
-    train(args.config, out=args.out, overwrite=args.overwrite, overrides=args.overrides, verbose=not args.quiet)
+    if args.resume:
+        if args.config or args.overrides or args.out or args.overwrite:
+            raise ConfigError("--resume RUN continues a run as it was configured: no config file, --set, --out "
+                              "or --overwrite")
+        resume(args.resume, verbose=not args.quiet)
+    elif not args.config:
+        raise ConfigError("train: give a YAML config file (or --resume RUN)")
+    else:
+        train(args.config, out=args.out, overwrite=args.overwrite, overrides=args.overrides, verbose=not args.quiet)
 
 
 def cmd_evaluate(args) -> None:
@@ -265,13 +276,16 @@ def _version() -> str:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from adlab.errors import AdlabError
+    from adlab.errors import AdlabError, Interrupted
 
     try:
         args.func(args)
     except AdlabError as exc:
         print(f"adlab: error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
+    except Interrupted as exc:
+        print(f"adlab: {exc}", file=sys.stderr)
+        return exc.exit_code
     except KeyboardInterrupt:
         print("adlab: interrupted", file=sys.stderr)
         return 130

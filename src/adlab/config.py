@@ -9,7 +9,7 @@ from __future__ import annotations
 import copy
 import re
 from pathlib import Path
-from typing import Any, Literal, Optional, Union, get_args, get_origin
+from typing import Annotated, Any, Literal, Optional, Union, get_args, get_origin
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -72,7 +72,8 @@ class ModelConfig(_Section):
     load_head: bool = False
     # `cnn` and autoencoder settings (ignored by torchvision nets); null means the model's default
     conv_channels: Optional[list[int]] = Field(None, description="cnn: [32, 64, 128]; autoencoders: [32, 64]")
-    convs_per_block: int = Field(2, ge=1)
+    convs_per_block: Union[int, list[Annotated[int, Field(ge=1)]]] = Field(
+        2, description="cnn: convolutions per block, one number or one per block ([1, 2, 2])")
     activation: Literal["relu", "leaky_relu", "gelu", "silu", "elu", "tanh"] = "relu"
     batch_norm: bool = True
     conv_dropout: float = Field(0.0, ge=0.0, lt=1.0)
@@ -87,6 +88,13 @@ class ModelConfig(_Section):
     noise: Literal["gaussian", "salt_pepper", "mask"] = "gaussian"
     noise_strength: float = Field(0.3, ge=0.0, le=1.0, description="dae: noise std or corrupted fraction")
     tsne_points: int = Field(3000, ge=10, description="autoencoders: test codes in the t-SNE map")
+
+    @field_validator("convs_per_block")
+    @classmethod
+    def _positive_counts(cls, value: Any) -> Any:
+        if (value if isinstance(value, int) else min(value, default=0)) < 1:
+            raise ValueError("needs at least one convolution per block")
+        return value
 
     def setting(self, key: str, default):
         """A model setting, or the model's own default where the config leaves it null."""
@@ -112,6 +120,7 @@ class TrainConfig(_Section):
     backbone_lr_scale: float = Field(1.0, gt=0.0, description="learning rate of all but the head, relative to lr")
     scheduler: Optional[SchedulerConfig] = None
     label_smoothing: float = Field(0.0, ge=0.0, lt=1.0)
+    tta_flip: bool = Field(False, description="test predictions averaged over each image and its mirror image")
     early_stopping_patience: Optional[int] = Field(None, ge=1)
     monitor: Literal["val_loss", "val_accuracy", "val_mse"] = "val_loss"
     seed: int = 0

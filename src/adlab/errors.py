@@ -15,3 +15,11 @@ class DataError(AdlabError):
 
 class CheckpointError(AdlabError):
     """A checkpoint that cannot be read or does not fit the model."""
+
+
+class Interrupted(Exception):
+    """Training stopped by Ctrl-C or SIGTERM after saving what it had; the message says how to resume."""
+
+    def __init__(self, message: str, exit_code: int):
+        super().__init__(message)
+        self.exit_code = exit_code

@@ -17,12 +17,15 @@ class VGGNet(nn.Module):
     checkpoint, and the only part that trains when the features are frozen (as with a VGG
     convolutional base and a new dense top).
 
+    `convs_per_block` is one count for every block or a list with one per block: convolutions
+    at full resolution cost the most, so fast recipes use fewer there ([1, 2, 2]).
+
     Pooling stops once the feature map is 1 pixel wide, so the same recipe runs on 8x8 digits
     and on 64x64 satellite tiles.
     """
 
     def __init__(self, in_channels: int, num_classes: int, image_hw: tuple[int, int],
-                 conv_channels=(32, 64, 128), convs_per_block: int = 2, activation: str = "relu",
+                 conv_channels=(32, 64, 128), convs_per_block: int | list[int] = 2, activation: str = "relu",
                  batch_norm: bool = True, conv_dropout: float = 0.0, hidden=(128,), dropout: float = 0.3,
                  global_pool: bool = False):
         super().__init__()
@@ -30,8 +33,9 @@ class VGGNet(nn.Module):
         layers: list[nn.Module] = []
         h, w = image_hw
         channels = in_channels
-        for width in conv_channels:
-            for _ in range(convs_per_block):
+        repeats = [convs_per_block] * len(conv_channels) if isinstance(convs_per_block, int) else convs_per_block
+        for width, convs in zip(conv_channels, repeats):
+            for _ in range(convs):
                 layers += [nn.Conv2d(channels, width, 3, padding=1, bias=not batch_norm)]
                 layers += [nn.BatchNorm2d(width)] if batch_norm else []
                 layers += [act()]

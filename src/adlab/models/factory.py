@@ -43,6 +43,10 @@ def check_model_config(cfg: ModelConfig) -> None:
         if uses_imagenet(cfg):
             raise ConfigError("model.weights: there are no ImageNet weights for 'cnn'; use a torchvision net "
                               "(resnet18, mobilenet_v2, ...) or a checkpoint path")
+        blocks = len(cfg.setting("conv_channels", CNN_CHANNELS))
+        if isinstance(cfg.convs_per_block, list) and len(cfg.convs_per_block) != blocks:
+            raise ConfigError(f"model.convs_per_block: {len(cfg.convs_per_block)} counts for {blocks} blocks "
+                              f"(model.conv_channels)")
         return
     from adlab.models.zoo import check_torchvision_name
 

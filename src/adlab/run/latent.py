@@ -34,13 +34,36 @@ def pca_2d(z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return pca.transform(z), pca.explained_variance_ratio_
 
 
-def tsne_2d(z: np.ndarray, seed: int = 0) -> np.ndarray:
-    from sklearn.manifold import TSNE
-
+def tsne_2d(z: np.ndarray, seed: int = 0, engine: str = "auto") -> np.ndarray:
+    """2-D t-SNE map. openTSNE (FFT-accelerated) where installed, else scikit-learn's Barnes-Hut;
+    bench/bench_tsne.py compares the two on 10,000 codes."""
     if z.shape[1] == 2:
         return z
     perplexity = min(30.0, max(5.0, (len(z) - 1) / 3))
-    return TSNE(n_components=2, perplexity=perplexity, init="pca", random_state=seed).fit_transform(z)
+    if engine == "auto":
+        engine = "opentsne" if _has_opentsne() else "sklearn"
+    if engine == "opentsne":
+        from openTSNE import TSNE as OpenTSNE
+
+        tsne = OpenTSNE(n_components=2, perplexity=perplexity, initialization="pca", random_state=seed,
+                        n_jobs=_cores(), verbose=False)
+        return np.asarray(tsne.fit(np.ascontiguousarray(z, dtype=np.float64)))
+    from sklearn.manifold import TSNE
+
+    return TSNE(n_components=2, perplexity=perplexity, init="pca", random_state=seed,
+                n_jobs=_cores()).fit_transform(z)
+
+
+def _has_opentsne() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("openTSNE") is not None
+
+
+def _cores() -> int:
+    import os
+
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
 def subsample(n: int, limit: int, seed: int = 0) -> np.ndarray:

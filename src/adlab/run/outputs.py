@@ -15,14 +15,22 @@ from adlab.metrics import classification_metrics
 
 
 @torch.inference_mode()
-def predict_probs(net: nn.Module, transform: nn.Module, images: torch.Tensor, batch_size: int = 1024) -> torch.Tensor:
-    """Softmax probabilities for raw images, a batch at a time, in eval mode."""
+def predict_probs(net: nn.Module, transform: nn.Module, images: torch.Tensor, batch_size: int = 1024,
+                  flip: bool = False) -> torch.Tensor:
+    """Softmax probabilities for raw images, a batch at a time, in eval mode; with `flip`, the mean
+    over each image and its mirror image (test-time augmentation)."""
     was_training = net.training
     net.eval()
     device = next(net.parameters()).device
     transform = transform.to(device)
-    out = [torch.softmax(net(transform(images[i:i + batch_size].to(device))).float(), dim=1).cpu()
-           for i in range(0, len(images), batch_size)]
+    out = []
+    with torch.inference_mode():
+        for i in range(0, len(images), batch_size):
+            x = transform(images[i:i + batch_size].to(device))
+            probs = torch.softmax(net(x).float(), dim=1)
+            if flip:
+                probs = (probs + torch.softmax(net(x.flip(-1)).float(), dim=1)) / 2
+            out.append(probs.cpu())
     net.train(was_training)
     return torch.cat(out)
 

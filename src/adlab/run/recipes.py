@@ -32,7 +32,7 @@ class ClassifyRecipe:
                  history: list[dict]) -> dict:
         from adlab.run.outputs import predict_probs, write_classification_result
 
-        probs = predict_probs(built.net, data.transform, data.test_x)
+        probs = predict_probs(built.net, data.transform, data.test_x, flip=config.train.tta_flip)
         return write_classification_result(run_dir, probs, data.test_y, data.test_x, data.info.class_names, extra,
                                            history, config.name or "")
 

@@ -113,6 +113,12 @@ class HistoryWriter(L.Callback):
         self._start = 0.0
         self._lr = None
 
+    def state_dict(self) -> dict:  # saved in each checkpoint: a resumed run continues the same table
+        return {"rows": self.rows}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.rows = [dict(row) for row in state["rows"]]
+
     def on_train_epoch_start(self, trainer, pl_module):
         self._start = time.perf_counter()
         self._lr = trainer.optimizers[0].param_groups[0]["lr"] if trainer.optimizers else None

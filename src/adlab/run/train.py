@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import shutil
@@ -16,10 +17,11 @@ import torch
 from adlab import io
 from adlab.config import Config, load_config
 from adlab.data.datamodule import ImageDataModule
-from adlab.errors import ConfigError
+from adlab.errors import AdlabError, ConfigError, Interrupted
 from adlab.models.checkpoints import read_checkpoint
 from adlab.models.factory import resolve_encoder_architecture, weights_input
 from adlab.run.recipes import recipe_for
+from adlab.run.resume import AtomicCheckpointIO, RandomState, last_checkpoint, remove_partial_files
 from adlab.run.rundir import (EpochPrinter, HistoryWriter, Run, check_run_dir, default_run_dir, environment,
                               prepare_run_dir)
 
@@ -31,11 +33,31 @@ def quiet_lightning() -> None:
     warnings.filterwarnings("ignore", message=".*does not have many workers.*")
     warnings.filterwarnings("ignore", message=".*smaller than the logging interval.*")
     warnings.filterwarnings("ignore", message=".*LeafSpec.*")
+    # A resumed run continues in its own checkpoint folder on purpose.
+    warnings.filterwarnings("ignore", message=r".*Checkpoint directory .* exists and is not empty.*")
+
+
+def resume(run: str | Path, verbose: bool = True) -> Run:
+    """Continue an interrupted run from checkpoints/last.ckpt (or from the start if it never finished
+    an epoch); a finished run is left as it is."""
+    run_dir = Path(run)
+    if not (run_dir / "config.yaml").is_file():
+        raise AdlabError(f"{run_dir}: not an adlab run folder (no config.yaml)")
+    config = load_config(run_dir / "config.yaml")
+    if (run_dir / "metrics.json").is_file():
+        if verbose:
+            print(f"{run_dir}: already finished (metrics.json exists); nothing to resume")
+        return Run(run_dir, config, json.loads((run_dir / "metrics.json").read_text()))
+    if config.task == "detect":
+        raise AdlabError(f"{run_dir}: resuming detection runs is not supported yet; start it again with --overwrite")
+    return train(config, out=run_dir, verbose=verbose, resume=True)
 
 
 def train(config: Config | dict | str | Path, out: str | Path | None = None, overwrite: bool = False,
-          overrides: list[str] | None = None, verbose: bool = True, callbacks: list | None = None) -> Run:
-    """Train and evaluate one model (any task); everything is validated before any file is written."""
+          overrides: list[str] | None = None, verbose: bool = True, callbacks: list | None = None,
+          resume: bool = False) -> Run:
+    """Train and evaluate one model (any task); everything is validated before any file is written.
+    `resume`: `out` is an interrupted run of this config; continue from its last checkpoint."""
     source = str(config) if isinstance(config, (str, Path)) else None
     if not isinstance(config, Config):
         config = load_config(config, overrides)
@@ -76,7 +98,8 @@ def train(config: Config | dict | str | Path, out: str | Path | None = None, ove
     worker = _launched_worker()  # a DDP process started by Lightning: the folder is rank 0's
     run_dir = Path(os.environ[RUN_DIR_ENV]) if worker and RUN_DIR_ENV in os.environ else (
         Path(out) if out else default_run_dir(config, source))
-    if not worker:
+    restart_from = last_checkpoint(run_dir) if resume else None
+    if not worker and not resume:
         check_run_dir(run_dir, overwrite)
     meta = {"config": config.to_dict(), "data": info.to_dict(), "head": built.head, "task": config.task}
     module = recipe.module(built, config, meta)
@@ -86,7 +109,7 @@ def train(config: Config | dict | str | Path, out: str | Path | None = None, ove
     checkpoint = L.pytorch.callbacks.ModelCheckpoint(
         dirpath=run_dir / "checkpoints", filename="best", monitor=tc.monitor if has_val else None, mode=mode,
         save_last=True, save_top_k=1, enable_version_counter=False)
-    callbacks = [history, checkpoint, *(callbacks or [])]
+    callbacks = [history, checkpoint, RandomState(), *(callbacks or [])]
     show_bar = tc.progress_bar and verbose and sys.stdout.isatty()
     if verbose and not show_bar:
         callbacks.append(EpochPrinter(["train_loss", "val_loss", *recipe.val_columns[:1]]))
@@ -95,8 +118,11 @@ def train(config: Config | dict | str | Path, out: str | Path | None = None, ove
     trainer = make_trainer(tc, callbacks, show_bar, run_dir, has_val)
 
     # 3. the run folder, then training
-    if trainer.is_global_zero:
-        prepare_run_dir(run_dir, overwrite)
+    if trainer.is_global_zero and restart_from is not None:
+        remove_partial_files(run_dir)
+        say(f"resuming from {restart_from}")
+    elif trainer.is_global_zero:
+        prepare_run_dir(run_dir, overwrite or resume)
         io.write_yaml(run_dir / "config.yaml", config.to_dict())
         env = environment(tc.seed, {"data": info.description, "counts": info.counts,
                                     "weights": built.load_report.to_dict() if built.load_report else config.model.weights})
@@ -104,7 +130,13 @@ def train(config: Config | dict | str | Path, out: str | Path | None = None, ove
     started = time.perf_counter()
     os.environ[RUN_DIR_ENV] = str(run_dir)  # DDP processes launched by fit() write to this same folder
     try:
-        trainer.fit(module, datamodule=data)
+        trainer.fit(module, datamodule=data, ckpt_path=restart_from, weights_only=True)
+    except SystemExit as exc:  # Lightning's graceful stop on Ctrl-C (exit 1) or SIGTERM
+        from lightning.pytorch.utilities.exceptions import SIGTERMException
+
+        sigterm = isinstance(exc, SIGTERMException)
+        raise Interrupted(f"{'SIGTERM' if sigterm else 'interrupted'} after {len(history.rows)} of {tc.epochs} "
+                          f"epochs; continue with: adlab train --resume {run_dir}", 143 if sigterm else 130) from None
     finally:
         os.environ.pop(RUN_DIR_ENV, None)
     train_seconds = time.perf_counter() - started
@@ -147,7 +179,8 @@ def make_trainer(tc, callbacks, show_bar: bool, run_dir: Path, has_val: bool) ->
             max_epochs=tc.epochs, accelerator=tc.accelerator, devices=tc.devices, strategy=tc.strategy,
             precision=tc.precision, deterministic=_deterministic(tc), logger=False, callbacks=callbacks,
             enable_progress_bar=show_bar, enable_model_summary=False, default_root_dir=run_dir,
-            num_sanity_val_steps=0, log_every_n_steps=1, limit_val_batches=None if has_val else 0)
+            num_sanity_val_steps=0, log_every_n_steps=1, limit_val_batches=None if has_val else 0,
+            plugins=[AtomicCheckpointIO()])
     except (MisconfigurationException, ValueError, RuntimeError, TypeError, ImportError) as exc:
         raise ConfigError(f"train.accelerator/devices/strategy/precision: {str(exc).strip().splitlines()[0]}") from None
 

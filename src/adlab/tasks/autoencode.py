@@ -14,6 +14,7 @@ from adlab.tasks.classify import build_optimization
 
 def reconstruction_loss(recon: torch.Tensor, target: torch.Tensor, kind: str) -> torch.Tensor:
     """Summed over the pixels of an image, averaged over images (the VAE's usual scale)."""
+    recon = recon.float()  # under bf16 autocast the decoder's output is bf16: sum the loss in fp32
     per_pixel = (F.binary_cross_entropy(recon, target, reduction="none") if kind == "bce"
                  else F.mse_loss(recon, target, reduction="none"))
     return per_pixel.flatten(1).sum(1).mean()
@@ -37,7 +38,7 @@ class AutoencodeTask(L.LightningModule):
         source = corrupt(x, self.model_cfg.noise, self.model_cfg.noise_strength) if noisy else x
         out = self.model(source)
         recon = reconstruction_loss(out["recon"], x, self.model_cfg.reconstruction_loss)
-        result = {"recon": recon, "loss": recon, "mse": F.mse_loss(out["recon"], x)}
+        result = {"recon": recon, "loss": recon, "mse": F.mse_loss(out["recon"].float(), x)}
         if "mu" in out:
             kl = kl_divergence(out["mu"], out["logvar"]).mean()
             result["kl"] = kl

@@ -1,0 +1,48 @@
+"""Time-to-accuracy of the shipped Fashion-MNIST recipes: the whole `adlab train` process.
+
+Each recipe runs as its own process (start-up, data loading, training, test evaluation,
+figures and all); wall clock, peak resident memory and the test metric are recorded.
+`python bench/bench_recipes.py fast` runs only the recipes that take minutes.
+"""
+
+import sys
+import tempfile
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import adlab_train, record  # noqa: E402
+
+GIB = 1024.0
+# (config, metric, target, "higher"|"lower", seconds allowed, long-running)
+RECIPES = [
+    ("configs/fmnist_fast.yaml", "accuracy", 0.940, "higher", 180, False),
+    ("configs/autoencoders/fmnist_ae_fast.yaml", "test_mse", 0.012, "lower", 300, False),
+    ("configs/fmnist_best.yaml", "accuracy", 0.950, "higher", 900, True),
+]
+
+
+def main(only_fast: bool) -> None:
+    rows = []
+    for config, metric, target, better, allowed, long_running in RECIPES:
+        if long_running and only_fast:
+            continue
+        with tempfile.TemporaryDirectory() as tmp:
+            seconds, rss_mib, metrics = adlab_train(config, Path(tmp) / "run")
+        value = metrics[metric]
+        met = value >= target if better == "higher" else value <= target
+        name = Path(config).stem
+        rows += [
+            {"measure": f"{name}: test {metric}", "value": value, "unit": "",
+             "goal": f"{'>=' if better == 'higher' else '<='} {target}", "met": met},
+            {"measure": f"{name}: whole process", "value": seconds, "unit": "s", "goal": f"<= {allowed} s",
+             "met": seconds <= allowed},
+            {"measure": f"{name}: training loop", "value": metrics["train_seconds"], "unit": "s", "goal": "-",
+             "met": None},
+            {"measure": f"{name}: peak resident memory", "value": rss_mib / GIB, "unit": "GiB", "goal": "<= 2 GiB",
+             "met": rss_mib / GIB <= 2.0},
+        ]
+    record("recipes", rows)
+
+
+if __name__ == "__main__":
+    main(only_fast="fast" in sys.argv[1:])

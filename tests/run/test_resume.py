@@ -1,0 +1,107 @@
+"""Interrupted runs: a real `adlab train` process is stopped part-way (kill -9, SIGTERM, Ctrl-C),
+then `adlab train --resume` finishes it with exactly the metrics of an uninterrupted run."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from adlab.cli import main
+
+EPOCHS = 24
+CONFIG = {
+    "data": {"name": "digits", "augment": {"crop_padding": 1}},  # augmentation: the RNG state must resume too
+    "model": {"name": "cnn", "conv_channels": [16, 32], "convs_per_block": 1, "hidden": [64], "dropout": 0.2},
+    "train": {"epochs": EPOCHS, "batch_size": 64, "lr": 0.003, "scheduler": "cosine", "progress_bar": False},
+}
+TIMING = ("train_seconds",)
+
+
+def adlab(*args: str) -> list[str]:
+    return [sys.executable, "-c", "import sys; from adlab.cli import main; sys.exit(main())", *args]
+
+
+@pytest.fixture(scope="module")
+def config_file(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("resume") / "cfg.yaml"
+    path.write_text(yaml.safe_dump(CONFIG))
+    return path
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(config_file) -> dict:
+    run = config_file.parent / "full"
+    assert main(["train", str(config_file), "--out", str(run), "--quiet"]) == 0
+    return json.loads((run / "metrics.json").read_text())
+
+
+def history_rows(run: Path) -> int:
+    try:
+        return max(0, len((run / "history.csv").read_text().splitlines()) - 1)
+    except FileNotFoundError:
+        return 0
+
+
+def interrupt(config_file: Path, run: Path, sig: int, after_epochs: int = 2) -> subprocess.CompletedProcess:
+    process = subprocess.Popen(adlab("train", str(config_file), "--out", str(run)), stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while history_rows(run) < after_epochs and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    process.send_signal(sig)
+    out, err = process.communicate(timeout=120)
+    return subprocess.CompletedProcess(process.args, process.returncode, out, err)
+
+
+def assert_same_result(run: Path, uninterrupted: dict) -> None:
+    resumed = json.loads((run / "metrics.json").read_text())
+    assert {k: v for k, v in resumed.items() if k not in TIMING} == \
+        {k: v for k, v in uninterrupted.items() if k not in TIMING}
+    assert history_rows(run) == EPOCHS
+
+
+def test_resume_after_kill_9_gives_the_uninterrupted_metrics(config_file, uninterrupted, tmp_path):
+    run = tmp_path / "run"
+    killed = interrupt(config_file, run, signal.SIGKILL)
+    assert killed.returncode == -signal.SIGKILL
+    assert not (run / "metrics.json").exists(), "the run finished before it was killed: nothing was tested"
+    assert (run / "checkpoints" / "last.ckpt").is_file()
+    assert main(["train", "--resume", str(run), "--quiet"]) == 0
+    assert_same_result(run, uninterrupted)
+    assert not list(run.rglob(".*.tmp")), "temporary files left behind"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("sig, code, word", [(signal.SIGTERM, 143, "SIGTERM"), (signal.SIGINT, 130, "interrupted")])
+def test_resume_after_sigterm_or_ctrl_c(config_file, uninterrupted, tmp_path, sig, code, word):
+    run = tmp_path / "run"
+    stopped = interrupt(config_file, run, sig)
+    assert stopped.returncode == code, stopped.stderr
+    last = stopped.stderr.strip().splitlines()[-1]
+    assert last.startswith(f"adlab: {word} after ") and f"adlab train --resume {run}" in last
+    assert "Traceback" not in stopped.stderr
+    assert not (run / "metrics.json").exists()
+    assert main(["train", "--resume", str(run), "--quiet"]) == 0
+    assert_same_result(run, uninterrupted)
+
+
+def test_resume_of_a_finished_run_changes_nothing(config_file, uninterrupted, capsys):
+    run = config_file.parent / "full"
+    before = (run / "metrics.json").stat().st_mtime_ns
+    assert main(["train", "--resume", str(run)]) == 0
+    assert "already finished" in capsys.readouterr().out
+    assert (run / "metrics.json").stat().st_mtime_ns == before
+
+
+def test_resume_needs_a_run_folder_and_nothing_else(config_file, tmp_path, capsys):
+    assert main(["train", "--resume", str(tmp_path)]) == 2
+    assert "not an adlab run folder" in capsys.readouterr().err
+    assert main(["train", str(config_file), "--resume", str(tmp_path)]) == 2
+    assert "--resume RUN continues a run as it was configured" in capsys.readouterr().err
