@@ -274,6 +274,15 @@ def _version() -> str:
     return __version__
 
 
+def _one_line(exc: Exception) -> str:
+    """The message itself, also when a DataLoader worker re-raised it with its traceback attached."""
+    text = str(exc)
+    if text.startswith("Caught ") and "Original Traceback" in text:
+        last = text.strip().splitlines()[-1]
+        return last.split(f"{type(exc).__name__}: ", 1)[-1]
+    return text
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from adlab.errors import AdlabError, Interrupted
@@ -281,7 +290,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         args.func(args)
     except AdlabError as exc:
-        print(f"adlab: error: {exc}", file=sys.stderr)
+        print(f"adlab: error: {_one_line(exc)}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except Interrupted as exc:
         print(f"adlab: {exc}", file=sys.stderr)

@@ -28,6 +28,7 @@ class AugmentConfig(_Section):
     enabled: bool = False
     crop_padding: int = Field(2, ge=0, description="random translation by up to this many pixels")
     flip: bool = Field(False, description="random horizontal flip (good for clothes, bad for digits)")
+    cutout: int = Field(0, ge=0, description="zero a random square of this many pixels per image (0: off)")
 
 
 class DataConfig(_Section):
@@ -45,6 +46,12 @@ class DataConfig(_Section):
     augment: AugmentConfig = AugmentConfig()
     normalize: bool = True
     download: bool = True
+    on_corrupt: Literal["fail", "skip"] = Field(
+        "fail", description="folder data: an unreadable image file is an error, or is skipped and counted")
+    storage: Literal["auto", "memory", "disk"] = Field(
+        "auto", description="folder data: decode all images into memory, or stream them from disk a batch at a "
+                            "time; auto streams when the decoded images would pass memory_budget_gb")
+    memory_budget_gb: float = Field(4.0, gt=0.0, description="storage auto: largest decoded data set kept in memory")
 
     @model_validator(mode="after")
     def _fold_in_range(self) -> "DataConfig":

@@ -48,7 +48,7 @@ def make_tree(root, classes: dict[str, int], kind="grey", size=(8, 8)):
 
 def test_grey_tree_is_one_channel_uint8(tmp_path):
     make_tree(tmp_path, {"cat": 3, "dog": 2})
-    images, labels, names = load_folder(tmp_path, None)
+    images, labels, names, _ = load_folder(tmp_path, None)
     assert names == ["cat", "dog"]
     assert images.dtype == torch.uint8
     assert tuple(images.shape) == (5, 1, 8, 8)
@@ -60,7 +60,7 @@ def test_grey_tree_is_one_channel_uint8(tmp_path):
 
 def test_rgb_tree_is_three_channels(tmp_path):
     make_tree(tmp_path, {"a": 2, "b": 2}, kind="rgb")
-    images, labels, names = load_folder(tmp_path, None)
+    images, labels, names, _ = load_folder(tmp_path, None)
     assert tuple(images.shape) == (4, 3, 8, 8)
     assert images.dtype == torch.uint8
     # channel-first layout: channel 0 is red, and so on
@@ -71,7 +71,7 @@ def test_rgb_tree_is_three_channels(tmp_path):
 def test_mixed_grey_and_rgb_becomes_three_channels(tmp_path):
     grey = grey_png(tmp_path / "a" / "g.png", 50)
     rgb_png(tmp_path / "b" / "c.png", (9, 8, 7))
-    images, labels, _ = load_folder(tmp_path, None)
+    images, labels, _, _ = load_folder(tmp_path, None)
     assert tuple(images.shape) == (2, 3, 8, 8)
     # the grey image is replicated into R, G and B
     for ch in range(3):
@@ -85,7 +85,7 @@ def test_grey_palette_image_counts_as_grey(tmp_path):
     img = Image.fromarray(np.full((8, 8), 77, dtype=np.uint8), mode="L").convert("P")
     assert img.mode == "P"
     img.save(tmp_path / "a" / "pal.png")
-    images, _, _ = load_folder(tmp_path, None)
+    images, _, _, _ = load_folder(tmp_path, None)
     assert images.shape[1] == 1
 
 
@@ -105,7 +105,7 @@ def test_different_sizes_with_image_size_are_resized(tmp_path):
     make_tree(tmp_path, {"a": 2}, size=(8, 8))
     grey_png(tmp_path / "b" / "big.png", 0, size=(12, 10))
     rgb_png(tmp_path / "b" / "wide.png", size=(20, 5))
-    images, labels, _ = load_folder(tmp_path, 6)
+    images, labels, _, _ = load_folder(tmp_path, 6)
     assert tuple(images.shape) == (4, 3, 6, 6)
     assert images.dtype == torch.uint8
     assert labels.tolist() == [0, 0, 1, 1]
@@ -113,7 +113,7 @@ def test_different_sizes_with_image_size_are_resized(tmp_path):
 
 def test_image_size_resizes_even_when_all_agree(tmp_path):
     make_tree(tmp_path, {"a": 2, "b": 1}, size=(8, 8))
-    images, _, _ = load_folder(tmp_path, 16)
+    images, _, _, _ = load_folder(tmp_path, 16)
     assert tuple(images.shape) == (3, 1, 16, 16)
 
 
@@ -215,3 +215,35 @@ def test_folder_source_without_splits_has_no_test_set(tmp_path):
 def test_folder_source_needs_root():
     with pytest.raises(DataError, match="data.root"):
         load_source("folder", None)
+
+
+def test_on_corrupt_skip_leaves_unreadable_files_out_and_counts_them(tmp_path):
+    make_tree(tmp_path, {"a": 3, "b": 2})
+    cut = tmp_path / "a" / "cut.png"
+    grey_png(cut, 3, size=(64, 64))
+    cut.write_bytes(cut.read_bytes()[:60])
+    (tmp_path / "b" / "fake.png").write_text("not a png")
+    images, labels, names, skipped = load_folder(tmp_path, 8, on_corrupt="skip")
+    assert sorted(skipped) == sorted([str(cut), str(tmp_path / "b" / "fake.png")])
+    assert len(images) == len(labels) == 5
+    assert labels.tolist() == [0, 0, 0, 1, 1]  # labels still line up with the images kept
+
+
+def test_on_corrupt_skip_is_said_in_the_run(tmp_path):
+    from adlab.config import load_config
+    from adlab.data.datamodule import ImageDataModule
+
+    make_tree(tmp_path, {"a": 6, "b": 6})
+    (tmp_path / "b" / "fake.png").write_text("not a png")
+    cfg = load_config({"data": {"name": "folder", "root": str(tmp_path), "on_corrupt": "skip", "val_fraction": 0.0,
+                                "test_fraction": 0.5}})
+    info = ImageDataModule(cfg.data, 4).prepare()
+    assert "1 unreadable image skipped" in info.description and "fake.png" in info.description
+    assert sum(info.counts.values()) == 12
+
+
+def test_on_corrupt_skip_with_nothing_readable(tmp_path):
+    (tmp_path / "a").mkdir()
+    (tmp_path / "a" / "x.png").write_text("no")
+    with pytest.raises(DataError, match="none of the 1 images could be read"):
+        load_folder(tmp_path, None, on_corrupt="skip")

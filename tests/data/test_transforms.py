@@ -191,3 +191,19 @@ def test_statistics_are_buffers():
     names = dict(t.named_buffers())
     assert set(names) == {"mean", "std"}  # moved with .to(device) and saved in state_dict
     assert tuple(t.mean.shape) == (1, 3, 1, 1)
+
+
+def test_cutout_zeroes_one_square_of_the_given_size_per_image():
+    from adlab.data.transforms import random_cutout
+
+    torch.manual_seed(0)
+    x = torch.ones(64, 1, 28, 28)
+    out = random_cutout(x, 8)
+    zeros = (out == 0).sum(dim=(1, 2, 3))
+    assert zeros.max() == 64  # a whole 8x8 square inside the image
+    assert (zeros > 0).all() and (zeros <= 64).all()  # squares over the border are cut, never bigger
+    corners = [(out[i, 0] == 0).nonzero() for i in range(64)]
+    spans = [(c[:, 0].max() - c[:, 0].min() + 1, c[:, 1].max() - c[:, 1].min() + 1) for c in corners]
+    assert all(h <= 8 and w <= 8 for h, w in spans)
+    assert len({tuple(c[0].tolist()) for c in corners}) > 10  # a different place per image
+    assert torch.equal(x, torch.ones_like(x)), "the input was modified in place"

@@ -57,3 +57,35 @@ def test_bad_search_files(tmp_path):
         load_search(write(tmp_path, space={"train.lr": {"low": 0.2, "high": 0.1}}))
     with pytest.raises(ConfigError, match="space.train.optimizer"):
         load_search(write(tmp_path, space={"train.optimizer": {"choices": ["adam", "rmsprop"]}}))
+
+
+@pytest.mark.slow
+def test_a_killed_search_resumes_and_redoes_the_interrupted_trial(tmp_path, capsys):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    import optuna
+
+    space = {"train.lr": {"low": 0.001, "high": 0.01, "log": True}}
+    path = write(tmp_path, sampler="random", trials=3, space=space, name="killed", seed=1)
+    out = tmp_path / "out"
+    process = subprocess.Popen([sys.executable, "-c", "import sys; from adlab.cli import main; sys.exit(main())",
+                                "search", str(path), "--out", str(out)], stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 300
+    while not (out / "trials" / "0001" / "history.csv").is_file() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    process.send_signal(signal.SIGKILL)  # part-way through trial 1
+    process.wait()
+    assert not (out / "best.yaml").exists()
+
+    result = run_search(path, out=out, verbose=True)
+    assert "trial 1 was interrupted; its settings are tried again" in capsys.readouterr().out
+    assert result["trials_complete"] == 3
+    study = optuna.load_study(study_name="killed", storage=f"sqlite:///{out / 'search.db'}")
+    failed = [t for t in study.trials if t.state == optuna.trial.TrialState.FAIL]
+    assert [t.number for t in failed] == [1]
+    retried = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE and t.number > 1]
+    assert failed[0].params in [t.params for t in retried]

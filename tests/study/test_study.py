@@ -101,3 +101,39 @@ def test_html_report_escapes_user_strings(base, tmp_path):
     html = render_html([("h1", "<script>alert(1)</script>"), ("table", ["a<b"], [["x&y"]], [[False]])],
                        "t<i>tle", tmp_path)
     assert "<script>" not in html and "&lt;script&gt;" in html and "x&amp;y" in html and "t&lt;i&gt;tle" in html
+
+
+@pytest.mark.slow
+def test_a_killed_study_continues_the_interrupted_run_from_its_checkpoint(base, tmp_path, capsys):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    path = write(tmp_path, """
+name: killed
+base: base.yaml
+variants:
+  short: {}
+  long: {train.epochs: 30, train.scheduler: cosine}
+""")
+    out = tmp_path / "out"
+    process = subprocess.Popen([sys.executable, "-c", "import sys; from adlab.cli import main; sys.exit(main())",
+                                "study", str(path), "--out", str(out)], stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL)
+    history = out / "runs" / "long" / "history.csv"
+    deadline = time.monotonic() + 300
+    while (not history.is_file() or len(history.read_text().splitlines()) < 4) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    process.send_signal(signal.SIGKILL)  # three epochs into the second run
+    process.wait()
+    assert (out / "runs" / "short" / "metrics.json").is_file()
+    assert not (out / "runs" / "long" / "metrics.json").exists()
+
+    adlab.run_study(path, out=out, resume=True, verbose=True)
+    printed = capsys.readouterr().out
+    assert "short: finished earlier, kept" in printed and "long: resuming from its last checkpoint" in printed
+    resumed = json.loads((out / "runs" / "long" / "metrics.json").read_text())
+    fresh = adlab.train(out / "runs" / "long" / "config.yaml", out=tmp_path / "fresh", verbose=False).metrics
+    assert {k: v for k, v in resumed.items() if k != "train_seconds"} == \
+        {k: v for k, v in fresh.items() if k != "train_seconds"}

@@ -1,7 +1,9 @@
-"""The classification data pipeline as a LightningDataModule over in-memory tensors."""
+"""The classification data pipeline as a LightningDataModule over in-memory tensors (or, for
+folder data sets too big for memory, images streamed from disk a batch at a time)."""
 
 from __future__ import annotations
 
+import os
 from dataclasses import asdict, dataclass, field
 
 import lightning as L
@@ -10,6 +12,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from adlab.config import DataConfig
 from adlab.data.sources import load_source
+from adlab.data.stream import DiskImages, take
 from adlab.data.splits import cap_per_class, kfold_split, relabel, resolve_classes, stratified_split
 from adlab.data.transforms import BatchTransform, channel_stats
 from adlab.errors import DataError
@@ -62,7 +65,8 @@ class ImageDataModule(L.LightningDataModule):
         if self.info is not None:
             return self.info
         cfg = self.cfg
-        src = load_source(cfg.name, cfg.root, cfg.image_size, cfg.download)
+        src = load_source(cfg.name, cfg.root, cfg.image_size, cfg.download, cfg.on_corrupt, cfg.storage,
+                          cfg.memory_budget_gb)
         names = src.class_names
         train_x, train_y, test_x, test_y = src.train_x, src.train_y, src.test_x, src.test_y
         if len(train_x) == 0:
@@ -70,27 +74,27 @@ class ImageDataModule(L.LightningDataModule):
         if cfg.classes is not None:
             ids = resolve_classes(cfg.classes, names)
             keep, train_y = relabel(train_y, ids)
-            train_x = train_x[keep]
+            train_x = take(train_x, keep)
             if test_x is not None:
                 keep, test_y = relabel(test_y, ids)
-                test_x = test_x[keep]
+                test_x = take(test_x, keep)
             names = [names[i] for i in ids]
         if len(names) < 2:
             where = "data.classes" if cfg.classes is not None else src.description
             raise DataError(f"{where}: {len(names)} class(es) left; classification needs at least 2")
         if test_x is None:
             rest, test = stratified_split(train_y, cfg.test_fraction, cfg.split_seed)
-            test_x, test_y = train_x[test], train_y[test]
-            train_x, train_y = train_x[rest], train_y[rest]
+            test_x, test_y = take(train_x, test), train_y[test]
+            train_x, train_y = take(train_x, rest), train_y[rest]
         if cfg.cv_folds:
             rest, val = kfold_split(train_y, cfg.cv_folds, cfg.cv_fold, cfg.split_seed + 1)
         else:
             rest, val = stratified_split(train_y, cfg.val_fraction, cfg.split_seed + 1)
-        val_x, val_y = train_x[val], train_y[val]
-        train_x, train_y = train_x[rest], train_y[rest]
+        val_x, val_y = take(train_x, val), train_y[val]
+        train_x, train_y = take(train_x, rest), train_y[rest]
         if cfg.train_per_class is not None:
             keep = cap_per_class(train_y, cfg.train_per_class, cfg.split_seed + 2)
-            train_x, train_y = train_x[keep], train_y[keep]
+            train_x, train_y = take(train_x, keep), train_y[keep]
         if len(test_x) == 0:
             raise DataError(f"{src.description}: the test split is empty")
 
@@ -109,7 +113,8 @@ class ImageDataModule(L.LightningDataModule):
         self.test_x, self.test_y = test_x, test_y
         aug = cfg.augment
         self.transform = BatchTransform(channels, cfg.image_size, mean, std,
-                                        crop_padding=aug.crop_padding, flip=aug.flip, augment=aug.enabled)
+                                        crop_padding=aug.crop_padding, flip=aug.flip, augment=aug.enabled,
+                                        cutout=aug.cutout)
         self.info = DataInfo(
             class_names=list(names), native_channels=native_channels, native_size=list(train_x.shape[2:]),
             channels=channels, image_size=cfg.image_size, mean=mean, std=std, description=src.description,
@@ -165,8 +170,11 @@ def tensor_loader(x: torch.Tensor, y: torch.Tensor, batch_size: int, shuffle: bo
     dataset = InMemoryDataset(x, y)
     # A last batch of one image breaks batch norm in training; drop it only then.
     drop_last = shuffle and len(dataset) % batch_size == 1 and len(dataset) > 1
+    # Images streamed from disk are decoded by worker processes while the model trains (started
+    # afresh each epoch, so the random streams, and a resumed run, match an in-memory run).
+    workers = min(2, os.cpu_count() or 1) if isinstance(x, DiskImages) else 0
     return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, drop_last=drop_last,
-                      collate_fn=_already_batched)
+                      collate_fn=_already_batched, num_workers=workers)
 
 
 def _match_channels(values: list[float], channels: int) -> list[float]:

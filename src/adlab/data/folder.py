@@ -49,11 +49,13 @@ def _empty_class_folders(root: Path, class_names: list[str]) -> list[str]:
     ]
 
 
-def decode_images(paths: list[str], image_size: int | None) -> tuple[torch.Tensor, str]:
+def decode_images(paths: list[str], image_size: int | None, on_corrupt: str = "fail") -> tuple[torch.Tensor, str, list[str]]:
     """Decode image files into a uint8 tensor [N, C, H, W]; C is 1 if every image is grey, else 3.
 
     Without `image_size` all images must share one size; with it they are resized on decode so
-    memory stays proportional to the target size, not the files' size.
+    memory stays proportional to the target size, not the files' size. A file that cannot be
+    decoded (truncated, corrupt, not an image) is an error naming it, or with on_corrupt="skip"
+    is left out and returned in the list of skipped paths.
     """
     from PIL import Image, UnidentifiedImageError
 
@@ -67,13 +69,22 @@ def decode_images(paths: list[str], image_size: int | None) -> tuple[torch.Tenso
                     img = img.resize((image_size, image_size), Image.BILINEAR)
                 return np.asarray(img), grey
         except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
-            raise DataError(f"{path}: cannot read image ({type(exc).__name__}: {str(exc).splitlines()[0]})") from None
+            if on_corrupt == "skip":
+                return None
+            reason = (str(exc).splitlines() or [""])[0]
+            raise DataError(f"{path}: cannot read image ({type(exc).__name__}: {reason}); "
+                            "set data.on_corrupt: skip to leave such files out") from None
 
     if not paths:
         raise DataError("no images to decode")
     workers = min(8, (os.cpu_count() or 1) * 2)
     with ThreadPoolExecutor(workers) as pool:
-        decoded = list(pool.map(load, paths))
+        results = list(pool.map(load, paths))
+    skipped = [p for p, r in zip(paths, results) if r is None]
+    paths = [p for p, r in zip(paths, results) if r is not None]
+    decoded = [r for r in results if r is not None]
+    if not decoded:
+        raise DataError(f"{os.path.dirname(skipped[0])}: none of the {len(skipped)} images could be read")
     sizes = Counter(arr.shape[:2] for arr, _ in decoded)
     if len(sizes) > 1:
         (common, _), (other, _) = sizes.most_common(2)
@@ -87,7 +98,7 @@ def decode_images(paths: list[str], image_size: int | None) -> tuple[torch.Tenso
     stacked = np.stack(arrays)
     tensor = torch.from_numpy(stacked)
     tensor = tensor.unsqueeze(1) if all_grey else tensor.permute(0, 3, 1, 2)
-    return tensor.contiguous(), ("grey" if all_grey else "RGB")
+    return tensor.contiguous(), ("grey" if all_grey else "RGB"), skipped
 
 
 def _to_rgb(arr: np.ndarray) -> np.ndarray:
@@ -100,12 +111,28 @@ def _palette_is_grey(img) -> bool:
     return all(r == g == b for r, g, b in triples)
 
 
-def load_folder(root: Path, image_size: int | None, class_names: list[str] | None = None):
-    """Decode one ImageFolder tree: (images uint8 [N,C,H,W], labels int64 [N], class names)."""
+def load_folder(root: Path, image_size: int | None, class_names: list[str] | None = None, on_corrupt: str = "fail",
+                storage: str = "memory", memory_budget_gb: float = 4.0):
+    """One ImageFolder tree: (images [N,C,H,W], labels int64 [N], class names, skipped paths).
+
+    The images are a uint8 tensor, or with storage "disk" (or "auto" when their decoded size is
+    over the budget) a `DiskImages` that decodes a batch at a time.
+    """
     class_names, samples = index_folder(root, class_names, allow_empty=class_names is not None)
     if not samples:
         raise DataError(f"{root}: no images found")
     paths = [p for p, _ in samples]
-    images, _ = decode_images(paths, image_size)
-    labels = torch.tensor([c for _, c in samples], dtype=torch.long)
-    return images, labels, class_names
+    if storage != "memory":
+        from adlab.data.stream import DiskImages
+
+        lazy = DiskImages.open(paths, image_size)
+        decoded_bytes = int(np.prod(lazy.shape))
+        if storage == "disk" or decoded_bytes > memory_budget_gb * 2**30:
+            if on_corrupt == "skip":
+                raise DataError(f"{root}: data.on_corrupt: skip needs the images in memory (data.storage: memory); "
+                                "streamed images are checked as they are read")
+            return lazy, torch.tensor([c for _, c in samples], dtype=torch.long), class_names, []
+    images, _, skipped = decode_images(paths, image_size, on_corrupt)
+    dropped = set(skipped)
+    labels = torch.tensor([c for p, c in samples if p not in dropped], dtype=torch.long)
+    return images, labels, class_names, skipped

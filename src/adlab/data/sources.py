@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from adlab.data.folder import load_folder
+from adlab.data.stream import to_rgb
 from adlab.data.idx import find_idx, read_idx
 from adlab.errors import DataError
 
@@ -40,14 +41,17 @@ def default_root() -> Path:
     return Path(os.environ.get("ADLAB_DATA", Path.home() / ".cache" / "adlab" / "datasets"))
 
 
-def load_source(name: str, root: str | None, image_size: int | None = None, download: bool = True) -> ImageSet:
+def load_source(name: str, root: str | None, image_size: int | None = None, download: bool = True,
+                on_corrupt: str = "fail", storage: str = "memory", memory_budget_gb: float = 4.0) -> ImageSet:
+    """`on_corrupt`, `storage` and `memory_budget_gb` apply to image-file data sets (folder, EuroSAT)."""
+    files = {"on_corrupt": on_corrupt, "storage": storage, "memory_budget_gb": memory_budget_gb}
     loaders: dict[str, Callable[..., ImageSet]] = {
         "digits": lambda: _digits(),
         "fashion_mnist": lambda: _mnist_like("FashionMNIST", root, download, FASHION_MNIST_CLASSES),
         "mnist": lambda: _mnist_like("MNIST", root, download, MNIST_CLASSES),
         "cifar10": lambda: _cifar10(root, download),
-        "eurosat": lambda: _eurosat(root, download, image_size),
-        "folder": lambda: _folder(root, image_size),
+        "eurosat": lambda: _eurosat(root, download, image_size, files),
+        "folder": lambda: _folder(root, image_size, files),
     }
     if name not in loaders:
         raise DataError(f"unknown data set {name!r} (valid: {', '.join(loaders)})")
@@ -111,18 +115,25 @@ def _cifar10(root: str | None, download: bool) -> ImageSet:
     return ImageSet(tx, ty, vx, vy, list(train.classes), f"CIFAR-10 from {target}")
 
 
-def _eurosat(root: str | None, download: bool, image_size: int | None) -> ImageSet:
+def _eurosat(root: str | None, download: bool, image_size: int | None, files: dict) -> ImageSet:
     import torchvision.datasets as tvd
 
     target = Path(root) if root is not None else default_root()
     dataset = _download(lambda: tvd.EuroSAT(str(target), download=download), "EuroSAT",
                         target / "eurosat" / "2750", "the class folders of EuroSAT RGB (AnnualCrop, Forest, ...)", download)
     folder = Path(dataset.root) / "eurosat" / "2750"
-    images, labels, names = load_folder(folder, image_size, list(dataset.classes))
-    return ImageSet(images, labels, None, None, names, f"EuroSAT RGB from {folder}")
+    images, labels, names, skipped = load_folder(folder, image_size, list(dataset.classes), **files)
+    return ImageSet(images, labels, None, None, names, f"EuroSAT RGB from {folder}{_skipped_note(skipped)}")
 
 
-def _folder(root: str | None, image_size: int | None) -> ImageSet:
+def _skipped_note(skipped: list[str]) -> str:
+    """Said wherever the data set is described (console, env.json, reports): nothing is dropped silently."""
+    if not skipped:
+        return ""
+    return f" ({len(skipped)} unreadable image{'s' if len(skipped) > 1 else ''} skipped, e.g. {skipped[0]})"
+
+
+def _folder(root: str | None, image_size: int | None, files: dict) -> ImageSet:
     if root is None:
         raise DataError("data.root: the folder data set needs a root (an ImageFolder tree of class subfolders)")
     base = Path(root)
@@ -131,18 +142,17 @@ def _folder(root: str | None, image_size: int | None) -> ImageSet:
     held_out = next((base / s for s in ("test", "val") if (base / s).is_dir()), None)
     if (base / "train").is_dir() and held_out is not None:
         # train/ + test/ (or train/ + val/, as `adlab data crops` writes): the held-out folder is the test set
-        train_x, train_y, names = load_folder(base / "train", image_size)
-        test_x, test_y, _ = load_folder(held_out, image_size, names)
+        train_x, train_y, names, skipped = load_folder(base / "train", image_size, **files)
+        test_x, test_y, _, skipped_test = load_folder(held_out, image_size, names, **files)
         if train_x.shape[2:] != test_x.shape[2:]:
             raise DataError(f"{base}: train images are {tuple(train_x.shape[2:])} but test images "
                             f"{tuple(test_x.shape[2:])}; set data.image_size")
         if train_x.shape[1] != test_x.shape[1]:  # one split has colour: promote both to RGB
-            train_x, test_x = (t.expand(-1, 3, -1, -1).contiguous() if t.shape[1] == 1 else t
-                               for t in (train_x, test_x))
+            train_x, test_x = (to_rgb(t) if t.shape[1] == 1 else t for t in (train_x, test_x))
         return ImageSet(train_x, train_y, test_x, test_y, names,
-                        f"image folders {base}/train and {held_out} (test)")
-    images, labels, names = load_folder(base, image_size)
-    return ImageSet(images, labels, None, None, names, f"image folder {base}")
+                        f"image folders {base}/train and {held_out} (test){_skipped_note(skipped + skipped_test)}")
+    images, labels, names, skipped = load_folder(base, image_size, **files)
+    return ImageSet(images, labels, None, None, names, f"image folder {base}{_skipped_note(skipped)}")
 
 
 def _download(fetch: Callable, what: str, where: Path, files: str, download: bool = True):

@@ -13,13 +13,14 @@ from torch import nn
 
 class BatchTransform(nn.Module):
     def __init__(self, channels: int, image_size: int | None, mean, std,
-                 crop_padding: int = 0, flip: bool = False, augment: bool = False):
+                 crop_padding: int = 0, flip: bool = False, augment: bool = False, cutout: int = 0):
         super().__init__()
         self.channels = channels
         self.image_size = image_size
         self.augment = augment
         self.crop_padding = crop_padding
         self.flip = flip
+        self.cutout = cutout
         self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1))
         self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1))
 
@@ -40,6 +41,8 @@ class BatchTransform(nn.Module):
         if train and self.augment:
             x = random_translate(x, self.crop_padding) if self.crop_padding else x
             x = random_hflip(x) if self.flip else x
+            x = (x - self.mean) / self.std
+            return random_cutout(x, self.cutout) if self.cutout else x
         return (x - self.mean) / self.std
 
 
@@ -62,11 +65,26 @@ def random_hflip(x: torch.Tensor) -> torch.Tensor:
     return torch.where(flip.to(x.device)[:, None, None, None], x.flip(-1), x)
 
 
+def random_cutout(x: torch.Tensor, size: int) -> torch.Tensor:
+    """Zero (the data mean, after normalisation) a size x size square at a random place in each
+    image; squares may hang over the border, as in DeVries & Taylor's cutout."""
+    b, _, h, w = x.shape
+    cy = torch.randint(0, h, (b, 1, 1), device=x.device)
+    cx = torch.randint(0, w, (b, 1, 1), device=x.device)
+    rows = torch.arange(h, device=x.device)[None, :, None]
+    cols = torch.arange(w, device=x.device)[None, None, :]
+    top, left = cy - size // 2, cx - size // 2
+    inside = (rows >= top) & (rows < top + size) & (cols >= left) & (cols < left + size)
+    return x.masked_fill(inside[:, None], 0.0)
+
+
 def channel_stats(images: torch.Tensor, max_images: int = 10_000) -> tuple[list[float], list[float]]:
     """Per-channel mean and std of images in [0, 1] (a seeded subset for large sets)."""
     if len(images) > max_images:
         idx = torch.randperm(len(images), generator=torch.Generator().manual_seed(0))[:max_images]
         images = images[idx]
+    elif not isinstance(images, torch.Tensor):  # images on disk: decode them
+        images = images[torch.arange(len(images))]
     x = images.float() / 255.0 if images.dtype == torch.uint8 else images.float()
     mean = x.mean(dim=(0, 2, 3))
     std = x.std(dim=(0, 2, 3)).clamp_min(1e-6)

@@ -53,6 +53,19 @@ def resume(run: str | Path, verbose: bool = True) -> Run:
     return train(config, out=run_dir, verbose=verbose, resume=True)
 
 
+def resumable(run_dir: Path, config: Config) -> bool:
+    """Whether run_dir is an unfinished run of exactly this config with a checkpoint to continue from."""
+    run_dir = Path(run_dir)
+    if config.task == "detect" or (run_dir / "metrics.json").is_file() or last_checkpoint(run_dir) is None:
+        return False
+    try:
+        saved = load_config(run_dir / "config.yaml")
+    except AdlabError:
+        return False
+    resolved = config.model_copy(update={"model": resolve_encoder_architecture(config.model)})
+    return saved.to_dict() == resolved.to_dict()
+
+
 def train(config: Config | dict | str | Path, out: str | Path | None = None, overwrite: bool = False,
           overrides: list[str] | None = None, verbose: bool = True, callbacks: list | None = None,
           resume: bool = False) -> Run:

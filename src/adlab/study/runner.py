@@ -15,9 +15,10 @@ def finished(run_dir: Path) -> bool:
 
 
 def run_study(path: str | Path, out: str | Path | None = None, resume: bool = False, verbose: bool = True) -> Path:
-    """Runs go in OUT/runs/<name>/; with `resume`, finished ones are kept and the rest (re)made."""
+    """Runs go in OUT/runs/<name>/; with `resume`, finished ones are kept, interrupted ones continue
+    from their last checkpoint, and the rest are made."""
     from adlab.run.fuse import fuse
-    from adlab.run.train import train
+    from adlab.run.train import resumable, train
     from adlab.study.report import write_report
 
     study = load_study(path)  # every run's config is validated before anything starts
@@ -38,7 +39,11 @@ def run_study(path: str | Path, out: str | Path | None = None, resume: bool = Fa
             say(f"[{i}/{total}] {run.name}: finished earlier, kept")
             continue
         t0 = time.perf_counter()
-        train(with_study_folder(run.config, out), out=run_dir, overwrite=True, verbose=False)
+        config = with_study_folder(run.config, out)
+        partial = resume and resumable(run_dir, config)  # interrupted part-way: continue from its checkpoint
+        if partial:
+            say(f"[{i}/{total}] {run.name}: resuming from its last checkpoint")
+        train(config, out=run_dir, overwrite=True, verbose=False, resume=partial)
         made += 1
         elapsed = time.perf_counter() - started
         left = elapsed / made * sum(1 for r in study.runs[i:] if not finished(runs_dir / r.name))

@@ -121,6 +121,25 @@ def _best_of_run(history_path: Path, metric: str, direction: str) -> float:
     return max(values) if direction == "maximize" else min(values)
 
 
+def _counted_states():
+    import optuna
+
+    return (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)  # failed trials do not count
+
+
+def _retry_interrupted_trials(study, storage, say) -> None:
+    """The default SQLite file belongs to one worker: a trial still marked running there was cut
+    short (Ctrl-C, kill -9, a crash). Mark it failed and queue its settings again."""
+    import optuna
+
+    study_id = storage.get_study_id_from_name(study.study_name)
+    for trial in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
+        trial_id = storage.get_trial_id_from_study_id_trial_number(study_id, trial.number)
+        storage.set_trial_state_values(trial_id, optuna.trial.TrialState.FAIL)
+        study.enqueue_trial(trial.params, skip_if_exists=False)
+        say(f"trial {trial.number} was interrupted; its settings are tried again")
+
+
 def run_search(path: str | Path, out: str | Path | None = None, verbose: bool = True) -> dict:
     import optuna
 
@@ -133,7 +152,13 @@ def run_search(path: str | Path, out: str | Path | None = None, verbose: bool = 
     out.mkdir(parents=True, exist_ok=True)
     say = print if verbose else (lambda *a, **k: None)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    storage = spec.storage or f"sqlite:///{(out / 'search.db').resolve()}"
+    from optuna.storages import RDBStorage, RetryFailedTrialCallback
+
+    if spec.storage:  # shared by several workers: a trial whose worker stopped beating is failed and retried
+        storage = RDBStorage(spec.storage, heartbeat_interval=30, grace_period=120,
+                             failed_trial_callback=RetryFailedTrialCallback(max_retry=1))
+    else:
+        storage = RDBStorage(f"sqlite:///{(out / 'search.db').resolve()}")
     sampler = {
         "tpe": lambda: optuna.samplers.TPESampler(seed=spec.seed),
         "random": lambda: optuna.samplers.RandomSampler(seed=spec.seed),
@@ -144,6 +169,9 @@ def run_search(path: str | Path, out: str | Path | None = None, verbose: bool = 
     study = optuna.create_study(study_name=name, storage=storage, sampler=sampler, pruner=pruner,
                                 direction=spec.objective.direction, load_if_exists=True)
     metric, direction = spec.objective.metric, spec.objective.direction
+    counted = _counted_states()
+    if not spec.storage:
+        _retry_interrupted_trials(study, storage, say)
 
     def objective(trial) -> float:
         raw = copy.deepcopy(base)
@@ -177,11 +205,11 @@ def run_search(path: str | Path, out: str | Path | None = None, verbose: bool = 
         return float(np.mean(scores))
 
     def progress(study_, trial) -> None:
-        done = len([t for t in study_.trials if t.state.is_finished()])
+        done = len(study_.get_trials(deepcopy=False, states=counted))
         value = "pruned" if trial.state == optuna.trial.TrialState.PRUNED else f"{metric}={trial.value:.4f}"
         say(f"[{done}/{spec.trials}] trial {trial.number}: {value} {trial.params}")
 
-    finished = len([t for t in study.trials if t.state.is_finished()])
+    finished = len(study.get_trials(deepcopy=False, states=counted))
     if finished < spec.trials:
         study.optimize(objective, n_trials=spec.trials - finished, callbacks=[progress],
                        catch=(), gc_after_trial=True)
@@ -205,7 +233,7 @@ def run_search(path: str | Path, out: str | Path | None = None, verbose: bool = 
         "best_params": best.params, "trials_complete": len(complete),
         "trials_pruned": len([t for t in study.trials if t.state == optuna.trial.TrialState.PRUNED]),
         "final_test": {k: v for k, v in final.metrics.items() if isinstance(v, (int, float))},
-        "final_seconds": round(time.perf_counter() - started, 1), "storage": storage,
+        "final_seconds": round(time.perf_counter() - started, 1), "storage": spec.storage or f"sqlite:///{out / 'search.db'}",
     }
     _write_outputs(out, study, result, metric)
     say(f"best trial {best.number}: {metric}={best.value:.4f}"
