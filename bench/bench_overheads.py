@@ -25,7 +25,7 @@ from adlab.config import load_config  # noqa: E402
 from adlab.data.datamodule import ImageDataModule  # noqa: E402
 from adlab.run.recipes import recipe_for  # noqa: E402
 from adlab.run.rundir import HistoryWriter  # noqa: E402
-from adlab.run.train import make_trainer, quiet_lightning  # noqa: E402
+from adlab.run.train import make_trainer, prepare_lightning  # noqa: E402
 from adlab.tasks.classify import build_optimization  # noqa: E402
 
 
@@ -84,7 +84,7 @@ def raw_loop(config, data, module) -> float:
 
 
 def main() -> None:
-    quiet_lightning()
+    prepare_lightning()
     small = ["data.val_fraction=0", "train.epochs=20", "train.scheduler=null"]
     config, data, _, module = setup("configs/digits_cnn.yaml", small)
     steps = config.train.epochs * len(data.train_dataloader())

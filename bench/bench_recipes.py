@@ -5,12 +5,13 @@ figures and all); wall clock, peak resident memory and the test metric are recor
 `python bench/bench_recipes.py fast` runs only the recipes that take minutes.
 """
 
+import shutil
 import sys
 import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import adlab_train, record  # noqa: E402
+from common import RESULTS, adlab_train, record  # noqa: E402
 
 GIB = 1024.0
 # (config, metric, target, "higher"|"lower", seconds allowed, long-running)
@@ -28,6 +29,8 @@ def main(only_fast: bool) -> None:
             continue
         with tempfile.TemporaryDirectory() as tmp:
             seconds, rss_mib, metrics = adlab_train(config, Path(tmp) / "run")
+            if (Path(tmp) / "run" / "latents.npz").is_file():  # real codes for bench_tsne.py
+                shutil.copyfile(Path(tmp) / "run" / "latents.npz", RESULTS / "fmnist_ae_latents.npz")
         value = metrics[metric]
         met = value >= target if better == "higher" else value <= target
         name = Path(config).stem

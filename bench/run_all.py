@@ -1,4 +1,6 @@
-"""`make bench`: run every bench_*.py, then collect bench/results/*.json into bench/results/README.md."""
+"""`make bench`: run every bench_*.py, then collect bench/results/*.json into bench/results/README.md.
+
+`python bench/run_all.py fast` leaves out the 15-minute recipe (bench_recipes.py fast)."""
 
 import json
 import subprocess
@@ -9,7 +11,7 @@ here = Path(__file__).resolve().parent
 failed = []
 for script in sorted(here.glob("bench_*.py")):
     print(f"== {script.name}", flush=True)
-    if subprocess.run([sys.executable, str(script)], cwd=here.parent).returncode != 0:
+    if subprocess.run([sys.executable, str(script), *sys.argv[1:]], cwd=here.parent).returncode != 0:
         failed.append(script.name)
 
 lines = ["# Benchmark results", "", "| benchmark | measure | value | goal | met |", "|---|---|---:|---|---|"]

@@ -136,6 +136,7 @@ class TrainConfig(_Section):
     accelerator: str = "auto"
     devices: Union[int, str] = 1
     strategy: str = "auto"
+    num_nodes: int = Field(1, ge=1, description="machines taking part in DDP (torchrun or SLURM)")
     num_threads: Optional[int] = Field(None, ge=1)
     channels_last: bool = Field(True, description="NHWC memory layout: faster convolutions on CPUs")
     progress_bar: bool = True

@@ -35,10 +35,15 @@ def config_file(tmp_path_factory) -> Path:
     return path
 
 
+def run_cli(*args: str) -> subprocess.CompletedProcess:
+    """Every run of these comparisons is its own process (same threads, no state left by other tests)."""
+    return subprocess.run(adlab(*args), capture_output=True, text=True, timeout=600)
+
+
 @pytest.fixture(scope="module")
 def uninterrupted(config_file) -> dict:
     run = config_file.parent / "full"
-    assert main(["train", str(config_file), "--out", str(run), "--quiet"]) == 0
+    assert run_cli("train", str(config_file), "--out", str(run), "--quiet").returncode == 0
     return json.loads((run / "metrics.json").read_text())
 
 
@@ -73,7 +78,7 @@ def test_resume_after_kill_9_gives_the_uninterrupted_metrics(config_file, uninte
     assert killed.returncode == -signal.SIGKILL
     assert not (run / "metrics.json").exists(), "the run finished before it was killed: nothing was tested"
     assert (run / "checkpoints" / "last.ckpt").is_file()
-    assert main(["train", "--resume", str(run), "--quiet"]) == 0
+    assert run_cli("train", "--resume", str(run), "--quiet").returncode == 0
     assert_same_result(run, uninterrupted)
     assert not list(run.rglob(".*.tmp")), "temporary files left behind"
 
@@ -88,7 +93,7 @@ def test_resume_after_sigterm_or_ctrl_c(config_file, uninterrupted, tmp_path, si
     assert last.startswith(f"adlab: {word} after ") and f"adlab train --resume {run}" in last
     assert "Traceback" not in stopped.stderr
     assert not (run / "metrics.json").exists()
-    assert main(["train", "--resume", str(run), "--quiet"]) == 0
+    assert run_cli("train", "--resume", str(run), "--quiet").returncode == 0
     assert_same_result(run, uninterrupted)
 
 
@@ -105,3 +110,16 @@ def test_resume_needs_a_run_folder_and_nothing_else(config_file, tmp_path, capsy
     assert "not an adlab run folder" in capsys.readouterr().err
     assert main(["train", str(config_file), "--resume", str(tmp_path)]) == 2
     assert "--resume RUN continues a run as it was configured" in capsys.readouterr().err
+
+
+def test_resume_with_an_edited_config_is_a_one_line_error(config_file, tmp_path, capsys):
+    run = tmp_path / "run"
+    killed = interrupt(config_file, run, signal.SIGKILL)
+    assert killed.returncode == -signal.SIGKILL and (run / "checkpoints" / "last.ckpt").is_file()
+    edited = yaml.safe_load((run / "config.yaml").read_text())
+    edited["model"]["hidden"] = [32]  # another shape for the checkpoint's weights
+    (run / "config.yaml").write_text(yaml.safe_dump(edited))
+    assert main(["train", "--resume", str(run)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "last.ckpt: does not fit the run's config.yaml" in err[-1]
+    assert not (run / "metrics.json").exists()

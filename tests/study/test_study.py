@@ -104,7 +104,7 @@ def test_html_report_escapes_user_strings(base, tmp_path):
 
 
 @pytest.mark.slow
-def test_a_killed_study_continues_the_interrupted_run_from_its_checkpoint(base, tmp_path, capsys):
+def test_a_killed_study_continues_the_interrupted_run_from_its_checkpoint(base, tmp_path):
     import signal
     import subprocess
     import sys
@@ -118,8 +118,8 @@ variants:
   long: {train.epochs: 30, train.scheduler: cosine}
 """)
     out = tmp_path / "out"
-    process = subprocess.Popen([sys.executable, "-c", "import sys; from adlab.cli import main; sys.exit(main())",
-                                "study", str(path), "--out", str(out)], stdout=subprocess.DEVNULL,
+    cli = [sys.executable, "-c", "import sys; from adlab.cli import main; sys.exit(main())"]
+    process = subprocess.Popen(cli + ["study", str(path), "--out", str(out)], stdout=subprocess.DEVNULL,
                                stderr=subprocess.DEVNULL)
     history = out / "runs" / "long" / "history.csv"
     deadline = time.monotonic() + 300
@@ -130,10 +130,13 @@ variants:
     assert (out / "runs" / "short" / "metrics.json").is_file()
     assert not (out / "runs" / "long" / "metrics.json").exists()
 
-    adlab.run_study(path, out=out, resume=True, verbose=True)
-    printed = capsys.readouterr().out
+    # the rest in fresh processes too: the same threads as the killed one, no state from other tests
+    printed = subprocess.run(cli + ["study", str(path), "--out", str(out), "--resume"], capture_output=True,
+                             text=True, check=True).stdout
     assert "short: finished earlier, kept" in printed and "long: resuming from its last checkpoint" in printed
     resumed = json.loads((out / "runs" / "long" / "metrics.json").read_text())
-    fresh = adlab.train(out / "runs" / "long" / "config.yaml", out=tmp_path / "fresh", verbose=False).metrics
+    subprocess.run(cli + ["train", str(out / "runs" / "long" / "config.yaml"), "--out", str(tmp_path / "fresh")],
+                   capture_output=True, check=True)
+    fresh = json.loads((tmp_path / "fresh" / "metrics.json").read_text())
     assert {k: v for k, v in resumed.items() if k != "train_seconds"} == \
         {k: v for k, v in fresh.items() if k != "train_seconds"}
