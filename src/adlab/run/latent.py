@@ -34,30 +34,31 @@ def pca_2d(z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return pca.transform(z), pca.explained_variance_ratio_
 
 
-def tsne_2d(z: np.ndarray, seed: int = 0, engine: str = "auto") -> np.ndarray:
-    """2-D t-SNE map. openTSNE (FFT-accelerated) where installed, else scikit-learn's Barnes-Hut;
-    bench/bench_tsne.py compares the two on 10,000 codes."""
+TSNE_ITERATIONS = 500
+
+
+def tsne_2d(z: np.ndarray, seed: int = 0, engine: str = "sklearn") -> np.ndarray:
+    """2-D t-SNE map with scikit-learn's Barnes-Hut, 500 iterations.
+
+    bench/bench_tsne.py compared it with openTSNE (FFT) on 10,000 autoencoder codes: 16 s
+    against 13 s for maps that keep the classes apart equally well (10-NN accuracy 0.816 in both),
+    and 1,000 iterations took 36 s for 0.818. One dependency fewer wins; `engine="opentsne"`
+    stays for that comparison and needs `pip install openTSNE`.
+    """
     if z.shape[1] == 2:
         return z
     perplexity = min(30.0, max(5.0, (len(z) - 1) / 3))
-    if engine == "auto":
-        engine = "opentsne" if _has_opentsne() else "sklearn"
     if engine == "opentsne":
         from openTSNE import TSNE as OpenTSNE
 
         tsne = OpenTSNE(n_components=2, perplexity=perplexity, initialization="pca", random_state=seed,
-                        n_jobs=_cores(), verbose=False)
+                        n_jobs=_cores(), neighbors="annoy", negative_gradient_method="fft",
+                        n_iter=TSNE_ITERATIONS // 2, verbose=False)  # plus 250 early-exaggeration iterations
         return np.asarray(tsne.fit(np.ascontiguousarray(z, dtype=np.float64)))
     from sklearn.manifold import TSNE
 
-    return TSNE(n_components=2, perplexity=perplexity, init="pca", random_state=seed,
-                n_jobs=_cores()).fit_transform(z)
-
-
-def _has_opentsne() -> bool:
-    import importlib.util
-
-    return importlib.util.find_spec("openTSNE") is not None
+    return TSNE(n_components=2, perplexity=perplexity, init="pca", random_state=seed, n_jobs=_cores(),
+                max_iter=TSNE_ITERATIONS).fit_transform(z)
 
 
 def _cores() -> int:

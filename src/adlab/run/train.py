@@ -26,8 +26,8 @@ from adlab.run.rundir import (EpochPrinter, HistoryWriter, Run, check_run_dir, d
                               prepare_run_dir)
 
 
-def prepare_lightning() -> None:
-    """Quiet logs and warnings that do not apply to adlab, and no per-step NVML probing on CPUs."""
+def prepare_process() -> None:
+    """Quiet logs and warnings that do not apply to adlab; CPU speed settings."""
     logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
     logging.getLogger("lightning.fabric").setLevel(logging.WARNING)
     # In-memory tensor loaders need no worker processes; these hints do not apply.
@@ -87,7 +87,7 @@ def train(config: Config | dict | str | Path, out: str | Path | None = None, ove
 
         return train_detector(config, out, overwrite, source, verbose)
     say = print if verbose else (lambda *a, **k: None)
-    prepare_lightning()
+    prepare_process()
     recipe = recipe_for(config)
     config = config.model_copy(update={"model": resolve_encoder_architecture(config.model)})
     tc = config.train
