@@ -49,6 +49,18 @@ def _empty_class_folders(root: Path, class_names: list[str]) -> list[str]:
     ]
 
 
+def read_image(path: str | Path, channels: int, hw: tuple[int, int] | None = None) -> np.ndarray:
+    """One image file as uint8 [H, W] (channels 1) or [H, W, 3], resized to hw = (height, width)
+    when given. PIL's errors propagate: each caller says what they mean there."""
+    from PIL import Image
+
+    with Image.open(path) as img:
+        img = img.convert("L" if channels == 1 else "RGB")
+        if hw is not None and img.size != (hw[1], hw[0]):
+            img = img.resize((hw[1], hw[0]), Image.BILINEAR)
+        return np.asarray(img)
+
+
 def decode_images(paths: list[str], image_size: int | None, on_corrupt: str = "fail") -> tuple[torch.Tensor, str, list[str]]:
     """Decode image files into a uint8 tensor [N, C, H, W]; C is 1 if every image is grey, else 3.
 
@@ -63,7 +75,7 @@ def decode_images(paths: list[str], image_size: int | None, on_corrupt: str = "f
         try:
             with Image.open(path) as img:
                 img.load()
-                grey = img.mode in ("1", "L", "I", "I;16", "F") or (img.mode == "P" and _palette_is_grey(img))
+                grey = is_grey(img)
                 img = img.convert("L" if grey else "RGB")
                 if image_size is not None and img.size != (image_size, image_size):
                     img = img.resize((image_size, image_size), Image.BILINEAR)
@@ -103,6 +115,11 @@ def decode_images(paths: list[str], image_size: int | None, on_corrupt: str = "f
 
 def _to_rgb(arr: np.ndarray) -> np.ndarray:
     return np.repeat(arr[..., None], 3, axis=2) if arr.ndim == 2 else arr
+
+
+def is_grey(img) -> bool:
+    """Whether an open PIL image is grey: a grey mode, or a palette of grey entries only."""
+    return img.mode in ("1", "L", "I", "I;16", "F") or (img.mode == "P" and _palette_is_grey(img))
 
 
 def _palette_is_grey(img) -> bool:

@@ -13,6 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import torch
 
+from adlab.data.folder import is_grey, read_image
 from adlab.errors import DataError
 
 
@@ -32,7 +33,7 @@ class DiskImages:
 
         try:
             with Image.open(paths[0]) as img:
-                grey = img.mode in ("1", "L", "I", "I;16", "F")
+                grey = is_grey(img)
                 width, height = img.size
         except (OSError, ValueError, SyntaxError) as exc:
             raise DataError(f"{paths[0]}: cannot read image ({type(exc).__name__})") from None
@@ -62,20 +63,17 @@ class DiskImages:
         return batch.contiguous() if not isinstance(indices, int) else batch[0]
 
     def _decode(self, path: str) -> np.ndarray:
-        from PIL import Image, UnidentifiedImageError
+        from PIL import UnidentifiedImageError
 
         try:
-            with Image.open(path) as img:
-                img = img.convert("L" if self.channels == 1 else "RGB")
-                if img.size != (self.hw[1], self.hw[0]):
-                    if not self.resize:
-                        raise DataError(f"{path}: image is {img.size[0]}x{img.size[1]} but the data set's first "
-                                        f"image is {self.hw[1]}x{self.hw[0]}; set data.image_size")
-                    img = img.resize((self.hw[1], self.hw[0]), Image.BILINEAR)
-                return np.asarray(img)
+            array = read_image(path, self.channels, self.hw if self.resize else None)
         except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
             raise DataError(f"{path}: cannot read image ({type(exc).__name__}); fix or remove the file, "
                             "then continue with adlab train --resume RUN") from None
+        if array.shape[:2] != self.hw:
+            raise DataError(f"{path}: image is {array.shape[1]}x{array.shape[0]} but the data set's first "
+                            f"image is {self.hw[1]}x{self.hw[0]}; set data.image_size")
+        return array
 
 
 def _as_index(indices):

@@ -24,13 +24,12 @@ def predict_probs(net: nn.Module, transform: nn.Module, images: torch.Tensor, ba
     device = next(net.parameters()).device
     transform = transform.to(device)
     out = []
-    with torch.inference_mode():
-        for i in range(0, len(images), batch_size):
-            x = transform(images[i:i + batch_size].to(device))
-            probs = torch.softmax(net(x).float(), dim=1)
-            if flip:
-                probs = (probs + torch.softmax(net(x.flip(-1)).float(), dim=1)) / 2
-            out.append(probs.cpu())
+    for i in range(0, len(images), batch_size):
+        x = transform(images[i:i + batch_size].to(device))
+        probs = torch.softmax(net(x).float(), dim=1)
+        if flip:
+            probs = (probs + torch.softmax(net(x.flip(-1)).float(), dim=1)) / 2
+        out.append(probs.cpu())
     net.train(was_training)
     return torch.cat(out)
 

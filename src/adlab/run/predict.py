@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from adlab.errors import DataError
@@ -26,14 +25,12 @@ def predict(run: str | Path, images: list[str | Path], top: int = 3) -> list[tup
 
 def _read_like_training(path: Path, channels: int, size: list[int]) -> torch.Tensor:
     """An image as the training data looked: same channel count and native size, uint8."""
-    from PIL import Image, UnidentifiedImageError
+    from PIL import UnidentifiedImageError
+
+    from adlab.data.folder import read_image
 
     try:
-        with Image.open(path) as img:
-            img = img.convert("L" if channels == 1 else "RGB")
-            if img.size != (size[1], size[0]):
-                img = img.resize((size[1], size[0]), Image.BILINEAR)
-            arr = np.asarray(img)
+        arr = read_image(path, channels, (size[0], size[1]))
     except FileNotFoundError:
         raise DataError(f"{path}: image not found") from None
     except (UnidentifiedImageError, OSError, ValueError) as exc:

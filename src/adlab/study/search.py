@@ -26,13 +26,12 @@ from pathlib import Path
 from typing import Any, Literal, Optional, Union
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, model_validator
 
 from adlab import io
-from adlab.io import read_yaml_mapping
 from adlab.config import load_config, set_dotted
 from adlab.errors import AdlabError, ConfigError
-from adlab.study.spec import merge_dicts
+from adlab.study.spec import merge_dicts, read_spec_file
 
 
 class Param(BaseModel):
@@ -74,13 +73,7 @@ class SearchSpec(BaseModel):
 
 
 def load_search(path: Path) -> tuple[SearchSpec, dict]:
-    raw = read_yaml_mapping(path, "search file")
-    try:
-        spec = SearchSpec.model_validate(raw)
-    except ValidationError as exc:
-        err = exc.errors()[0]
-        key = ".".join(str(p) for p in err["loc"])
-        raise ConfigError(f"{path}: {key}: {err['msg'].removeprefix('Value error, ')}") from None
+    spec = read_spec_file(path, SearchSpec, "search file")
     base: dict = {}
     if spec.base:
         base_path = path.parent / spec.base
@@ -121,12 +114,6 @@ def _best_of_run(history_path: Path, metric: str, direction: str) -> float:
     return max(values) if direction == "maximize" else min(values)
 
 
-def _counted_states():
-    import optuna
-
-    return (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)  # failed trials do not count
-
-
 def _retry_interrupted_trials(study, storage, say) -> None:
     """The default SQLite file belongs to one worker: a trial still marked running there was cut
     short (Ctrl-C, kill -9, a crash). Mark it failed and queue its settings again."""
@@ -154,11 +141,12 @@ def run_search(path: str | Path, out: str | Path | None = None, verbose: bool = 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     from optuna.storages import RDBStorage, RetryFailedTrialCallback
 
+    url = spec.storage or f"sqlite:///{(out / 'search.db').resolve()}"
     if spec.storage:  # shared by several workers: a trial whose worker stopped beating is failed and retried
-        storage = RDBStorage(spec.storage, heartbeat_interval=30, grace_period=120,
+        storage = RDBStorage(url, heartbeat_interval=30, grace_period=120,
                              failed_trial_callback=RetryFailedTrialCallback(max_retry=1))
     else:
-        storage = RDBStorage(f"sqlite:///{(out / 'search.db').resolve()}")
+        storage = RDBStorage(url)
     sampler = {
         "tpe": lambda: optuna.samplers.TPESampler(seed=spec.seed),
         "random": lambda: optuna.samplers.RandomSampler(seed=spec.seed),
@@ -169,7 +157,7 @@ def run_search(path: str | Path, out: str | Path | None = None, verbose: bool = 
     study = optuna.create_study(study_name=name, storage=storage, sampler=sampler, pruner=pruner,
                                 direction=spec.objective.direction, load_if_exists=True)
     metric, direction = spec.objective.metric, spec.objective.direction
-    counted = _counted_states()
+    counted = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)  # failed trials do not count
     if not spec.storage:
         _retry_interrupted_trials(study, storage, say)
 
@@ -233,7 +221,7 @@ def run_search(path: str | Path, out: str | Path | None = None, verbose: bool = 
         "best_params": best.params, "trials_complete": len(complete),
         "trials_pruned": len([t for t in study.trials if t.state == optuna.trial.TrialState.PRUNED]),
         "final_test": {k: v for k, v in final.metrics.items() if isinstance(v, (int, float))},
-        "final_seconds": round(time.perf_counter() - started, 1), "storage": spec.storage or f"sqlite:///{out / 'search.db'}",
+        "final_seconds": round(time.perf_counter() - started, 1), "storage": url,
     }
     _write_outputs(out, study, result, metric)
     say(f"best trial {best.number}: {metric}={best.value:.4f}"

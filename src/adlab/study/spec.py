@@ -70,18 +70,23 @@ class Study:
         return self.spec.name or self.path.stem
 
 
-def load_study(path: str | Path, check_configs: bool = True) -> Study:
-    """Parse and expand a study file; with `check_configs`, every run's config is validated too."""
-    path = Path(path)
-    raw = read_yaml_mapping(path, "study file")
+def read_spec_file(path: Path, model: type[BaseModel], kind: str):
+    """A study or search file read and validated; the first problem as one line naming the key."""
+    raw = read_yaml_mapping(path, kind)
     try:
-        spec = StudySpec.model_validate(raw)
+        return model.model_validate(raw)
     except ValidationError as exc:
         err = exc.errors()[0]
         key = ".".join(str(p) for p in err["loc"])
         if err["type"] == "extra_forbidden":
-            raise ConfigError(f"{path}: unknown key '{key}' (valid: {', '.join(StudySpec.model_fields)})") from None
-        raise ConfigError(f"{path}: {key}: {err['msg']}") from None
+            raise ConfigError(f"{path}: unknown key '{key}' (valid: {', '.join(model.model_fields)})") from None
+        raise ConfigError(f"{path}: {key}: {err['msg'].removeprefix('Value error, ')}") from None
+
+
+def load_study(path: str | Path, check_configs: bool = True) -> Study:
+    """Parse and expand a study file; with `check_configs`, every run's config is validated too."""
+    path = Path(path)
+    spec = read_spec_file(path, StudySpec, "study file")
     runs = expand(spec)
     if check_configs:
         base = _base_config(path, spec)
