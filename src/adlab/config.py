@@ -87,6 +87,8 @@ class ModelConfig(_Section):
     hidden: Optional[list[int]] = Field(None, description="cnn: [128]; encoder head: []")
     dropout: Optional[float] = Field(None, ge=0.0, lt=1.0, description="cnn: 0.3; autoencoders: 0.0")
     global_pool: bool = False
+    pool_early: bool = Field(False, description="cnn: max-pool before each block's last batch norm and "
+                             "activation (airbench); cheaper on a CPU")
     # autoencoders (task: autoencode) and their encoders (model.name: encoder)
     latent_dim: int = Field(10, ge=1)
     reconstruction_loss: Literal["bce", "mse"] = "bce"

@@ -15,6 +15,18 @@ def test_cnn_shapes_and_pooling_stops_at_one_pixel():
     assert len(pools) == 3  # 8 -> 4 -> 2 -> 1, then no more pooling
 
 
+def test_pool_early_pools_each_block_before_its_last_norm():
+    cfg = ModelConfig(conv_channels=[8, 16], convs_per_block=[1, 2], pool_early=True, hidden=[])
+    net = build_model(cfg, (1, 8, 8), 3).net
+    kinds = [type(m).__name__ for m in net.features]
+    assert kinds == ["Conv2d", "MaxPool2d", "BatchNorm2d", "ReLU",
+                     "Conv2d", "BatchNorm2d", "ReLU", "Conv2d", "MaxPool2d", "BatchNorm2d", "ReLU"]
+    assert net(torch.zeros(2, 1, 8, 8)).shape == (2, 3)
+    # the same parameters as the usual order: only where the pooling happens changes
+    usual = build_model(cfg.model_copy(update={"pool_early": False}), (1, 8, 8), 3).net
+    assert [p.shape for p in net.parameters()] == [p.shape for p in usual.parameters()]
+
+
 @pytest.mark.parametrize("activation", ["relu", "gelu", "tanh"])
 def test_cnn_options(activation):
     cfg = ModelConfig(activation=activation, batch_norm=False, conv_dropout=0.1, hidden=[32, 16], global_pool=True)

@@ -77,7 +77,8 @@ def build_model(cfg: ModelConfig, input_shape: tuple[int, int, int], num_classes
 
         net = VGGNet(in_channels, num_classes, (h, w), cfg.setting("conv_channels", CNN_CHANNELS),
                      cfg.convs_per_block, cfg.activation, cfg.batch_norm, cfg.conv_dropout,
-                     cfg.setting("hidden", [128]), cfg.setting("dropout", 0.3), cfg.global_pool)
+                     cfg.setting("hidden", [128]), cfg.setting("dropout", 0.3), cfg.global_pool,
+                     cfg.pool_early)
         head = "classifier"
     elif cfg.name == "encoder":
         from adlab.models.autoencoders import EncoderClassifier

@@ -9,7 +9,7 @@ from adlab.config import load_config
 from adlab.data.datamodule import ImageDataModule
 from adlab.errors import ConfigError, DataError
 from adlab.run.loading import load_trained
-from adlab.run.outputs import predict_probs, summary_line, write_classification_result
+from adlab.run.outputs import predict_probs, summary_line, tta_settings, write_classification_result
 
 
 def evaluate(run: str | Path, overrides: list[str] | None = None, out: str | Path | None = None,
@@ -32,7 +32,7 @@ def evaluate(run: str | Path, overrides: list[str] | None = None, out: str | Pat
     run_dir = Path(run) if Path(run).is_dir() else trained.checkpoint.parent.parent
     out_dir = Path(out) if out else run_dir / "evaluation"
     (out_dir / "figures").mkdir(parents=True, exist_ok=True)
-    probs = predict_probs(trained.net, data.transform, data.test_x, flip=config.train.tta_flip)
+    probs = predict_probs(trained.net, data.transform, data.test_x, **tta_settings(config.train))
     io.write_yaml(out_dir / "evaluation.yaml", {"checkpoint": str(trained.checkpoint), "data": config.data.model_dump(mode="json"),
                                                 "description": new_info.description})
     metrics = write_classification_result(out_dir, probs, data.test_y, data.test_x, info.class_names,

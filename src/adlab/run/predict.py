@@ -8,7 +8,7 @@ import torch
 
 from adlab.errors import DataError
 from adlab.run.loading import load_trained
-from adlab.run.outputs import predict_probs
+from adlab.run.outputs import predict_probs, tta_settings
 
 
 def predict(run: str | Path, images: list[str | Path], top: int = 3) -> list[tuple[str, list[tuple[str, float]]]]:
@@ -16,7 +16,7 @@ def predict(run: str | Path, images: list[str | Path], top: int = 3) -> list[tup
     trained = load_trained(run)
     info = trained.info
     batch = torch.stack([_read_like_training(Path(p), info.native_channels, info.native_size) for p in images])
-    probs = predict_probs(trained.net, trained.transform(), batch, flip=trained.config.train.tta_flip)
+    probs = predict_probs(trained.net, trained.transform(), batch, **tta_settings(trained.config.train))
     top = max(1, min(top, len(info.class_names)))
     values, indices = probs.topk(top, dim=1)
     return [(str(path), [(info.class_names[i], float(v)) for v, i in zip(vals.tolist(), idx.tolist())])

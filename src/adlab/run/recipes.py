@@ -30,9 +30,9 @@ class ClassifyRecipe:
 
     def evaluate(self, run_dir: Path, built: BuiltModel, data: ImageDataModule, config: Config, extra: dict,
                  history: list[dict]) -> dict:
-        from adlab.run.outputs import predict_probs, write_classification_result
+        from adlab.run.outputs import predict_probs, tta_settings, write_classification_result
 
-        probs = predict_probs(built.net, data.transform, data.test_x, flip=config.train.tta_flip)
+        probs = predict_probs(built.net, data.transform, data.test_x, **tta_settings(config.train))
         return write_classification_result(run_dir, probs, data.test_y, data.test_x, data.info.class_names, extra,
                                            history, config.name or "")
 
