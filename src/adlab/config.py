@@ -130,6 +130,8 @@ class TrainConfig(_Section):
     scheduler: Optional[SchedulerConfig] = None
     label_smoothing: float = Field(0.0, ge=0.0, lt=1.0)
     tta_flip: bool = Field(False, description="test predictions averaged over each image and its mirror image")
+    tta_shift: int = Field(0, ge=0, le=4, description="test predictions also averaged over copies moved this many "
+                           "pixels diagonally (pays after training with crop_padding)")
     early_stopping_patience: Optional[int] = Field(None, ge=1)
     monitor: Literal["val_loss", "val_accuracy", "val_mse"] = "val_loss"
     seed: int = 0

@@ -36,3 +36,18 @@ def test_bf16_and_channels_last_prediction_match_fp32(net_and_images):
     assert (fast - reference).abs().max() < 0.02  # bf16 keeps ~3 significant digits
     assert (fast.argmax(1) == reference.argmax(1)).float().mean() >= 0.96
     assert not torch.equal(fast, reference)  # it did compute in bf16
+
+
+def test_shift_tta_averages_moved_copies(net_and_images):
+    net, images = net_and_images
+    x = images.float() / 255
+    plain = predict_probs(net, _transform(), x, flip=True)
+    shifted = predict_probs(net, _transform(), x, flip=True, shift=1)
+    torch.testing.assert_close(shifted.sum(1), torch.ones(50))
+    assert not torch.allclose(plain, shifted)
+    # by hand: half the weight on the image, a quarter on each copy moved one pixel diagonally
+    padded = torch.nn.functional.pad(x, (1, 1, 1, 1), mode="reflect")
+    up_left, down_right = padded[..., :12, :12], padded[..., 2:, 2:]
+    by_hand = (plain + (predict_probs(net, _transform(), up_left, flip=True)
+                        + predict_probs(net, _transform(), down_right, flip=True)) / 2) / 2
+    torch.testing.assert_close(shifted, by_hand)

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from adlab import figures, io
@@ -21,10 +22,13 @@ AUTOCAST_DTYPES = {"bf16-mixed": torch.bfloat16, "bf16": torch.bfloat16, "16-mix
 
 @torch.inference_mode()
 def predict_probs(net: nn.Module, transform: nn.Module, images: torch.Tensor, batch_size: int = 1024,
-                  flip: bool = False, precision: str = "32-true", channels_last: bool = False) -> torch.Tensor:
-    """Softmax probabilities for raw images, a batch at a time, in eval mode; with `flip`, the mean
-    over each image and its mirror image (test-time augmentation).
+                  flip: bool = False, shift: int = 0, precision: str = "32-true",
+                  channels_last: bool = False) -> torch.Tensor:
+    """Softmax probabilities for raw images, a batch at a time, in eval mode.
 
+    Test-time augmentation: with `flip`, the mean over each image and its mirror image; with
+    `shift`, half the weight goes to two copies moved `shift` pixels diagonally either way
+    (reflect padding, as in training's random translation), as airbench does.
     `precision` and `channels_last` are the training settings: a mixed-precision run predicts
     under the same autocast as its validation steps (twice as fast on CPUs with bf16 units)."""
     was_training = net.training
@@ -34,13 +38,22 @@ def predict_probs(net: nn.Module, transform: nn.Module, images: torch.Tensor, ba
     device = next(net.parameters()).device
     dtype = AUTOCAST_DTYPES.get(str(precision))
     transform = transform.to(device)
+
+    def views(x: torch.Tensor) -> torch.Tensor:
+        probs = torch.softmax(net(x).float(), dim=1)
+        return (probs + torch.softmax(net(x.flip(-1)).float(), dim=1)) / 2 if flip else probs
+
     out = []
     with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
         for i in range(0, len(images), batch_size):
             x = transform(images[i:i + batch_size].to(device)).contiguous(memory_format=layout)
-            probs = torch.softmax(net(x).float(), dim=1)
-            if flip:
-                probs = (probs + torch.softmax(net(x.flip(-1)).float(), dim=1)) / 2
+            probs = views(x)
+            if shift:
+                h, w = x.shape[-2:]
+                padded = F.pad(x, (shift,) * 4, mode="reflect")
+                moved = (views(padded[..., :h, :w].contiguous(memory_format=layout))
+                         + views(padded[..., 2 * shift:, 2 * shift:].contiguous(memory_format=layout))) / 2
+                probs = (probs + moved) / 2
             out.append(probs.cpu())
     net.train(was_training)
     return torch.cat(out)
@@ -48,7 +61,8 @@ def predict_probs(net: nn.Module, transform: nn.Module, images: torch.Tensor, ba
 
 def tta_settings(train) -> dict:
     """predict_probs's keyword arguments that come from a run's `train` settings."""
-    return {"flip": train.tta_flip, "precision": train.precision, "channels_last": train.channels_last}
+    return {"flip": train.tta_flip, "shift": train.tta_shift, "precision": train.precision,
+            "channels_last": train.channels_last}
 
 
 def write_predictions(path: Path, probs: torch.Tensor, target: torch.Tensor) -> None:
