@@ -22,7 +22,12 @@ def record(name: str, rows: list[dict]) -> None:
     (RESULTS / f"{name}.json").write_text(json.dumps(payload, indent=2) + "\n")
     for row in rows:
         verdict = "" if row.get("met") is None else ("  OK" if row["met"] else "  MISSED")
-        print(f"{name:>12} | {row['measure']:<42} {row['value']:>10.3f} {row['unit']:<8} goal {row['goal']}{verdict}")
+        print(f"{name:>12} | {row['measure']:<42} {number(row['value']):>10} {row['unit']:<8} goal {row['goal']}{verdict}")
+
+
+def number(value: float) -> str:
+    """Four decimals below 1 (accuracies, MSEs: the goals sit in the third), else three."""
+    return f"{value:.4f}" if abs(value) < 1 else f"{value:.3f}"
 
 
 def timed_command(args: list[str]) -> tuple[float, subprocess.CompletedProcess]:
