@@ -27,6 +27,8 @@ def record(name: str, rows: list[dict]) -> None:
 
 def number(value: float) -> str:
     """Four decimals below 1 (accuracies, MSEs: the goals sit in the third), else three."""
+    if isinstance(value, int):
+        return str(value)
     return f"{value:.4f}" if abs(value) < 1 else f"{value:.3f}"
 
 
