@@ -55,10 +55,17 @@ def read_image(path: str | Path, channels: int, hw: tuple[int, int] | None = Non
     from PIL import Image
 
     with Image.open(path) as img:
-        img = img.convert("L" if channels == 1 else "RGB")
-        if hw is not None and img.size != (hw[1], hw[0]):
-            img = img.resize((hw[1], hw[0]), Image.BILINEAR)
-        return np.asarray(img)
+        return _as_array(img, channels, hw)
+
+
+def _as_array(img, channels: int, hw: tuple[int, int] | None) -> np.ndarray:
+    """An open PIL image converted to grey (channels 1) or RGB and resized to hw when given."""
+    from PIL import Image
+
+    img = img.convert("L" if channels == 1 else "RGB")
+    if hw is not None and img.size != (hw[1], hw[0]):
+        img = img.resize((hw[1], hw[0]), Image.BILINEAR)
+    return np.asarray(img)
 
 
 def decode_images(paths: list[str], image_size: int | None, on_corrupt: str = "fail") -> tuple[torch.Tensor, str, list[str]]:
@@ -71,15 +78,14 @@ def decode_images(paths: list[str], image_size: int | None, on_corrupt: str = "f
     """
     from PIL import Image, UnidentifiedImageError
 
+    hw = None if image_size is None else (image_size, image_size)
+
     def load(path: str):
         try:
             with Image.open(path) as img:
                 img.load()
                 grey = is_grey(img)
-                img = img.convert("L" if grey else "RGB")
-                if image_size is not None and img.size != (image_size, image_size):
-                    img = img.resize((image_size, image_size), Image.BILINEAR)
-                return np.asarray(img), grey
+                return _as_array(img, 1 if grey else 3, hw), grey
         except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
             if on_corrupt == "skip":
                 return None
