@@ -38,7 +38,7 @@ def main(only_fast: bool, names: list[str]) -> None:
             if (Path(tmp) / "run" / "latents.npz").is_file():  # real codes for bench_tsne.py
                 shutil.copyfile(Path(tmp) / "run" / "latents.npz", RESULTS / "fmnist_ae_latents.npz")
         value = metrics[metric]
-        met = value >= target if better == "higher" else value <= target
+        met = meets(value, target, better)
         name = Path(config).stem
         rows += [
             {"measure": f"{name}: test {metric}", "value": value, "unit": "",
@@ -59,6 +59,10 @@ def main(only_fast: bool, names: list[str]) -> None:
     record("recipes", rows)
 
 
+def meets(value: float, target: float, better: str) -> bool:
+    return value >= target if better == "higher" else value <= target
+
+
 def seed_spread(config, metric, target, better, allowed, value, seconds, seeds) -> list[dict]:
     """The recipe again with other seeds: how many runs meet both goals, and the metric's range."""
     values, times = [value], [seconds]
@@ -68,8 +72,7 @@ def seed_spread(config, metric, target, better, allowed, value, seconds, seeds) 
         values.append(m[metric])
         times.append(t)
         print(f"  seed {seed}: {metric} {m[metric]:.4f} in {t:.1f} s")
-    good = sum((v >= target if better == "higher" else v <= target) and t <= allowed
-               for v, t in zip(values, times))
+    good = sum(meets(v, target, better) and t <= allowed for v, t in zip(values, times))
     name = Path(config).stem
     return [
         {"measure": f"{name}, seeds 0-{max(seeds)}: test {metric} mean (min-max)",

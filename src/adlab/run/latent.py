@@ -42,8 +42,8 @@ def tsne_2d(z: np.ndarray, seed: int = 0, engine: str = "sklearn") -> np.ndarray
 
     bench/bench_tsne.py compared it with openTSNE (FFT) on 10,000 autoencoder codes: 19.3 s
     against 14.2 s for maps that keep the classes apart equally well (10-NN accuracy 0.815 and
-    0.816); scikit-learn's default 1,000 iterations took 36 s for 0.818. One dependency fewer wins; `engine="opentsne"`
-    stays for that comparison and needs `pip install openTSNE`.
+    0.816); scikit-learn's default 1,000 iterations took 36 s for 0.818. One dependency fewer
+    wins; `engine="opentsne"` stays for that comparison and needs `pip install openTSNE`.
     """
     if z.shape[1] == 2:
         return z
