@@ -25,7 +25,7 @@ from adlab.config import load_config  # noqa: E402
 from adlab.data.datamodule import ImageDataModule  # noqa: E402
 from adlab.run.recipes import recipe_for  # noqa: E402
 from adlab.run.rundir import HistoryWriter  # noqa: E402
-from adlab.run.train import _input_requirements, make_trainer, prepare_process  # noqa: E402
+from adlab.run.train import input_requirements, make_trainer, prepare_process  # noqa: E402
 from adlab.tasks.classify import build_optimization  # noqa: E402
 
 
@@ -52,7 +52,7 @@ class BatchGaps(L.Callback):
 
 def setup(config_path: str, overrides: list[str]):
     config = load_config(ROOT / config_path, overrides)
-    channels, normalization = _input_requirements(config)  # as train() does (autoencoders: images in [0, 1])
+    channels, normalization = input_requirements(config)  # as train() does (autoencoders: images in [0, 1])
     data = ImageDataModule(config.data, config.train.batch_size, channels=channels, normalization=normalization,
                            channels_last=config.train.channels_last)
     info = data.prepare()

@@ -75,6 +75,47 @@ def test_tiny_detection_run_trains_and_fills_the_run_directory(rectangles, tmp_p
     assert [r["epoch"] for r in rows] == ["1", "2"] and float(rows[0]["train_loss"]) > 0
 
 
+def test_an_interrupted_detection_run_resumes_after_its_last_checkpoint(rectangles, tmp_path, monkeypatch):
+    from ultralytics.engine.trainer import BaseTrainer
+
+    from adlab.run.train import resume
+
+    save, saved = BaseTrainer.save_model, []
+
+    def save_then_stop(trainer):
+        result = save(trainer)
+        saved.append(trainer.epoch)
+        if trainer.epoch == 0:
+            raise KeyboardInterrupt  # stopped right after the first epoch's checkpoint
+        return result
+
+    monkeypatch.setattr(BaseTrainer, "save_model", save_then_stop)
+    with pytest.raises(KeyboardInterrupt):
+        adlab.train(detect_config(rectangles, epochs=3), out=tmp_path / "det", verbose=False)
+    assert not (tmp_path / "det" / "metrics.json").exists()
+    run = resume(tmp_path / "det", verbose=False)
+    assert saved == [0, 1, 2]  # the second and third epochs trained after the resume, the first not again
+    metrics = json.loads((run.path / "metrics.json").read_text())
+    assert metrics["epochs_trained"] == 3 and 0 <= metrics["map50"] <= 1
+    with open(run.path / "history.csv") as f:
+        assert [r["epoch"] for r in csv.DictReader(f)] == ["1", "2", "3"]
+    assert (run.path / "checkpoints" / "best.pt").is_file()
+
+
+def test_a_detection_run_with_no_usable_checkpoint_starts_again(rectangles, tmp_path):
+    from adlab.run.train import resume
+
+    run_dir = tmp_path / "det"
+    adlab.train(detect_config(rectangles, epochs=1), out=run_dir, verbose=False)
+    (run_dir / "metrics.json").unlink()  # as if stopped while scoring: the final checkpoint has no optimizer
+    weights = run_dir / "ultralytics" / "weights"
+    weights.mkdir(parents=True, exist_ok=True)
+    (weights / "last.pt").write_bytes(b"truncated")  # and a half-written one reads as nothing
+    run = resume(run_dir, verbose=False)
+    assert json.loads((run.path / "metrics.json").read_text())["epochs_trained"] == 1
+    assert not (weights / "last.pt").exists()  # the folder was rebuilt by a new run
+
+
 @pytest.mark.slow
 def test_torchmetrics_map_agrees_with_ultralytics(tmp_path):
     """Once the model detects something, both implementations of mAP give nearly the same number."""

@@ -30,7 +30,7 @@ HISTORY = ["epoch", "train_loss", "val_loss", "val_map50", "val_map50_95", "val_
 VAL_CONF, VAL_IOU, MAX_DET = 0.001, 0.7, 100
 
 
-def _ultralytics(threads: int | None = None):
+def _import_ultralytics():
     os.environ.setdefault("YOLO_OFFLINE", "1")  # no update checks or telemetry from a training job
     os.environ.setdefault("YOLO_AUTOINSTALL", "false")  # never pip-install packages at run time
     try:
@@ -41,9 +41,15 @@ def _ultralytics(threads: int | None = None):
     # ultralytics replaces PIL.Image.open process-wide (to fetch a HEIF plugin on the first unreadable
     # file); put Pillow's own back so the rest of adlab keeps its clear "cannot read image" errors.
     import PIL.Image
-    import torch
 
     PIL.Image.open = getattr(patches, "_image_open", PIL.Image.open)
+    return ultralytics
+
+
+def _ultralytics(threads: int | None = None):
+    import torch
+
+    ultralytics = _import_ultralytics()
     # ultralytics caps torch at cpu_count - 1 threads when it picks the CPU: on a 2-core laptop that
     # halves training speed. Its select_device reads this module-level value.
     from ultralytics.utils import torch_utils
@@ -82,7 +88,9 @@ def resolve_weights(weights: str | None) -> str | None:
 
 
 def train_detector(config: Config, out: str | Path | None = None, overwrite: bool = False,
-                   source: str | None = None, verbose: bool = True) -> Run:
+                   source: str | None = None, verbose: bool = True, resume: bool = False) -> Run:
+    """`resume`: `out` is an interrupted run of this config; continue from ultralytics' last.pt
+    (weights, EMA, optimizer and epoch), or start it again if it never finished an epoch."""
     say = print if verbose else (lambda *a, **k: None)
     if config.data.name != "yolo" or not config.data.root:
         raise ConfigError("data: task detect reads a YOLO data set: data.name: yolo, data.root: path/to/data.yaml")
@@ -98,8 +106,11 @@ def train_detector(config: Config, out: str | Path | None = None, overwrite: boo
         LOGGER.setLevel(logging.WARNING)
 
     weights = resolve_weights(config.model.weights)
+    run_dir = Path(out) if out else default_run_dir(config, source)
+    last = run_dir / "ultralytics" / "weights" / "last.pt"
+    restart_from = last if resume and resumable_checkpoint(last) else None
     try:
-        model = YOLO(weights or f"{config.model.name}.yaml")
+        model = YOLO(str(restart_from or weights or f"{config.model.name}.yaml"))
     except (FileNotFoundError, KeyError, AttributeError) as exc:
         raise ConfigError(f"model.name: {config.model.name!r} is not an ultralytics model "
                           f"(e.g. yolov8n, yolo11n, yolov5nu) ({str(exc).splitlines()[0]})") from None
@@ -107,26 +118,32 @@ def train_detector(config: Config, out: str | Path | None = None, overwrite: boo
         + "; ".join(f"{s} {c['images']} images, {c['instances']} objects" for s, c in counts.items()))
     say(f"model: {config.model.name}" + (f" from {weights}" if weights else " from scratch"))
 
-    run_dir = Path(out) if out else default_run_dir(config, source)
-    check_run_dir(run_dir, overwrite)
-    prepare_run_dir(run_dir, overwrite)
-    io.write_yaml(run_dir / "config.yaml", config.to_dict())
-    io.write_json(run_dir / "env.json", environment(config.train.seed, {
-        "ultralytics": ultralytics.__version__, "data": str(ds.yaml_path), "counts": counts, "weights": weights}))
-    data_yaml = _resolved_data_yaml(ds, run_dir)
+    if restart_from is None:  # a new run (or an interrupted one that never finished an epoch)
+        check_run_dir(run_dir, overwrite or resume)
+        prepare_run_dir(run_dir, overwrite or resume)
+        io.write_yaml(run_dir / "config.yaml", config.to_dict())
+        io.write_json(run_dir / "env.json", environment(config.train.seed, {
+            "ultralytics": ultralytics.__version__, "data": str(ds.yaml_path), "counts": counts, "weights": weights}))
+    else:
+        say(f"resuming {run_dir} from {restart_from}")
+    data_yaml = _resolved_data_yaml(ds, run_dir).resolve()
 
     tc = config.train
     imgsz = config.data.image_size or 640
     started = time.perf_counter()
-    metrics_obj = model.train(
-        data=str(data_yaml), epochs=tc.epochs, imgsz=imgsz, batch=tc.batch_size, device=_device(tc),
-        workers=0, project=str(run_dir.resolve()), name="ultralytics", exist_ok=True,  # relative: under ~/runs
-        optimizer=OPTIMIZERS[tc.optimizer],
-        lr0=tc.lr, weight_decay=tc.weight_decay, momentum=tc.momentum, seed=tc.seed,
-        deterministic=tc.deterministic, cos_lr=tc.scheduler is not None and tc.scheduler.name == "cosine",
-        patience=tc.early_stopping_patience or 100, plots=True, verbose=verbose, amp=False,
-        warmup_epochs=min(3.0, tc.epochs / 4),  # ultralytics' 3 warm-up epochs would be all of a short run
-        pretrained=weights is not None)
+    if restart_from is not None:  # ultralytics takes every other setting from the checkpoint
+        metrics_obj = model.train(resume=True, data=str(data_yaml), device=_device(tc), workers=0, plots=True,
+                                  verbose=verbose)
+    else:
+        metrics_obj = model.train(
+            data=str(data_yaml), epochs=tc.epochs, imgsz=imgsz, batch=tc.batch_size, device=_device(tc),
+            workers=0, project=str(run_dir.resolve()), name="ultralytics", exist_ok=True,  # relative: under ~/runs
+            optimizer=OPTIMIZERS[tc.optimizer],
+            lr0=tc.lr, weight_decay=tc.weight_decay, momentum=tc.momentum, seed=tc.seed,
+            deterministic=tc.deterministic, cos_lr=tc.scheduler is not None and tc.scheduler.name == "cosine",
+            patience=tc.early_stopping_patience or 100, plots=True, verbose=verbose, amp=False,
+            warmup_epochs=min(3.0, tc.epochs / 4),  # ultralytics' 3 warm-up epochs would be all of a short run
+            pretrained=weights is not None)
     train_seconds = time.perf_counter() - started
     yolo_dir = run_dir / "ultralytics"
     for name in ("best.pt", "last.pt"):
@@ -157,6 +174,25 @@ def train_detector(config: Config, out: str | Path | None = None, overwrite: boo
         f"({train_seconds:.1f} s training)")
     say(f"run: {run_dir}")
     return Run(run_dir, config, metrics)
+
+
+def resumable_checkpoint(path: Path) -> bool:
+    """An ultralytics training checkpoint to continue from: readable (ultralytics does not write it
+    atomically, so a kill can truncate it), with its optimizer (a finished run's is stripped) and
+    epochs still to train. Anything else and the run starts again."""
+    if not path.is_file():
+        return False
+    import torch
+
+    _import_ultralytics()  # unpickling the checkpoint imports it: with adlab's settings, not its own
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception:  # truncated or not a checkpoint: the run starts again
+        return False
+    if not isinstance(ckpt, dict) or ckpt.get("optimizer") is None:
+        return False
+    # the last epoch's checkpoint: training ended, the run was stopped while it was being scored
+    return 0 <= ckpt.get("epoch", -1) < (ckpt.get("train_args") or {}).get("epochs", 0) - 1
 
 
 def _device(tc) -> str:

@@ -54,15 +54,20 @@ def resume(run: str | Path, verbose: bool = True) -> Run:
         if verbose:
             print(f"{run_dir}: already finished (metrics.json exists); nothing to resume")
         return Run(run_dir, config, json.loads((run_dir / "metrics.json").read_text()))
-    if config.task == "detect":
-        raise AdlabError(f"{run_dir}: resuming detection runs is not supported yet; start it again with --overwrite")
     return train(config, out=run_dir, verbose=verbose, resume=True)
 
 
 def resumable(run_dir: Path, config: Config) -> bool:
     """Whether run_dir is an unfinished run of exactly this config with a checkpoint to continue from."""
     run_dir = Path(run_dir)
-    if config.task == "detect" or (run_dir / "metrics.json").is_file() or last_checkpoint(run_dir) is None:
+    if (run_dir / "metrics.json").is_file():
+        return False
+    if config.task == "detect":
+        from adlab.detection.train import resumable_checkpoint
+
+        if not resumable_checkpoint(run_dir / "ultralytics" / "weights" / "last.pt"):
+            return False
+    elif last_checkpoint(run_dir) is None:
         return False
     try:
         saved = load_config(run_dir / "config.yaml")
@@ -85,7 +90,7 @@ def train(config: Config | dict | str | Path, out: str | Path | None = None, ove
     if config.task == "detect":
         from adlab.detection.train import train_detector
 
-        return train_detector(config, out, overwrite, source, verbose)
+        return train_detector(config, out, overwrite, source, verbose, resume)
     say = print if verbose else (lambda *a, **k: None)
     prepare_process()
     recipe = recipe_for(config)
@@ -96,7 +101,7 @@ def train(config: Config | dict | str | Path, out: str | Path | None = None, ove
     L.seed_everything(tc.seed, workers=True, verbose=False)
 
     # 1. data and model: every bad input fails here, before the run folder exists
-    channels, normalization = _input_requirements(config)
+    channels, normalization = input_requirements(config)
     data = ImageDataModule(config.data, tc.batch_size, channels=channels, normalization=normalization,
                            channels_last=tc.channels_last)
     info = data.prepare()
@@ -212,7 +217,7 @@ def make_trainer(tc, callbacks, show_bar: bool, run_dir: Path, has_val: bool) ->
         raise ConfigError(f"train.accelerator/devices/strategy/precision: {str(exc).strip().splitlines()[0]}") from None
 
 
-def _input_requirements(config: Config) -> tuple[int | None, tuple | None]:
+def input_requirements(config: Config) -> tuple[int | None, tuple | None]:
     """Channels and normalisation the task or the weights impose (None: take them from the data)."""
     if config.task == "autoencode":
         return None, ([0.0, 0.0, 0.0], [1.0, 1.0, 1.0])  # reconstructions compare images in [0, 1]
