@@ -44,8 +44,8 @@ def prepare_process() -> None:
 
 
 def resume(run: str | Path, verbose: bool = True) -> Run:
-    """Continue an interrupted run from checkpoints/last.ckpt (or from the start if it never finished
-    an epoch); a finished run is left as it is."""
+    """Continue an interrupted run from checkpoints/last.ckpt (detection: ultralytics' last.pt), or
+    from the start if it never finished an epoch; a finished run is left as it is."""
     run_dir = Path(run)
     if not (run_dir / "config.yaml").is_file():
         raise AdlabError(f"{run_dir}: not an adlab run folder (no config.yaml)")
