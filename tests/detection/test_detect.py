@@ -107,10 +107,10 @@ def test_a_detection_run_with_no_usable_checkpoint_starts_again(rectangles, tmp_
 
     run_dir = tmp_path / "det"
     adlab.train(detect_config(rectangles, epochs=1), out=run_dir, verbose=False)
-    (run_dir / "metrics.json").unlink()  # as if stopped while scoring: the final checkpoint has no optimizer
+    (run_dir / "metrics.json").unlink()  # an unfinished run...
     weights = run_dir / "ultralytics" / "weights"
     weights.mkdir(parents=True, exist_ok=True)
-    (weights / "last.pt").write_bytes(b"truncated")  # and a half-written one reads as nothing
+    (weights / "last.pt").write_bytes(b"truncated")  # ...whose last.pt was cut short by a kill
     run = resume(run_dir, verbose=False)
     assert json.loads((run.path / "metrics.json").read_text())["epochs_trained"] == 1
     assert not (weights / "last.pt").exists()  # the folder was rebuilt by a new run

@@ -107,8 +107,7 @@ def train_detector(config: Config, out: str | Path | None = None, overwrite: boo
 
     weights = resolve_weights(config.model.weights)
     run_dir = Path(out) if out else default_run_dir(config, source)
-    last = run_dir / "ultralytics" / "weights" / "last.pt"
-    restart_from = last if resume and resumable_checkpoint(last) else None
+    restart_from = interrupted_checkpoint(run_dir) if resume else None
     try:
         model = YOLO(str(restart_from or weights or f"{config.model.name}.yaml"))
     except (FileNotFoundError, KeyError, AttributeError) as exc:
@@ -176,23 +175,25 @@ def train_detector(config: Config, out: str | Path | None = None, overwrite: boo
     return Run(run_dir, config, metrics)
 
 
-def resumable_checkpoint(path: Path) -> bool:
-    """An ultralytics training checkpoint to continue from: readable (ultralytics does not write it
-    atomically, so a kill can truncate it), with its optimizer (a finished run's is stripped) and
-    epochs still to train. Anything else and the run starts again."""
+def interrupted_checkpoint(run_dir: Path) -> Path | None:
+    """The run's ultralytics training checkpoint to continue from (the twin of classification's
+    `last_checkpoint`): readable (ultralytics does not write it atomically, so a kill can truncate
+    it), with its optimizer (a finished run's is stripped) and epochs still to train. None: the
+    run starts again."""
+    path = Path(run_dir) / "ultralytics" / "weights" / "last.pt"
     if not path.is_file():
-        return False
+        return None
     import torch
 
     _import_ultralytics()  # unpickling the checkpoint imports it: with adlab's settings, not its own
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=False)
     except Exception:  # truncated or not a checkpoint: the run starts again
-        return False
+        return None
     if not isinstance(ckpt, dict) or ckpt.get("optimizer") is None:
-        return False
+        return None
     # the last epoch's checkpoint: training ended, the run was stopped while it was being scored
-    return 0 <= ckpt.get("epoch", -1) < (ckpt.get("train_args") or {}).get("epochs", 0) - 1
+    return path if 0 <= ckpt.get("epoch", -1) < (ckpt.get("train_args") or {}).get("epochs", 0) - 1 else None
 
 
 def _device(tc) -> str:

@@ -63,9 +63,9 @@ def resumable(run_dir: Path, config: Config) -> bool:
     if (run_dir / "metrics.json").is_file():
         return False
     if config.task == "detect":
-        from adlab.detection.train import resumable_checkpoint
+        from adlab.detection.train import interrupted_checkpoint
 
-        if not resumable_checkpoint(run_dir / "ultralytics" / "weights" / "last.pt"):
+        if interrupted_checkpoint(run_dir) is None:
             return False
     elif last_checkpoint(run_dir) is None:
         return False
