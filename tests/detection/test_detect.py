@@ -116,6 +116,25 @@ def test_a_detection_run_with_no_usable_checkpoint_starts_again(rectangles, tmp_
     assert not (weights / "last.pt").exists()  # the folder was rebuilt by a new run
 
 
+@pytest.mark.parametrize("saved, usable", [
+    ({"epoch": 0, "optimizer": {"state": {}}, "train_args": {"epochs": 3}}, True),   # stopped after epoch 1 of 3
+    ({"epoch": 2, "optimizer": {"state": {}}, "train_args": {"epochs": 3}}, False),  # stopped while scoring the last
+    ({"epoch": -1, "optimizer": None, "train_args": {"epochs": 3}}, False),          # a finished run's stripped file
+    ({"epoch": 0, "train_args": {"epochs": 3}}, False),                              # no optimizer at all
+    (["not", "a", "checkpoint"], False),
+])
+def test_only_a_checkpoint_with_epochs_left_and_its_optimizer_is_resumed(tmp_path, saved, usable):
+    import torch
+
+    from adlab.detection.train import interrupted_checkpoint
+
+    weights = tmp_path / "ultralytics" / "weights"
+    weights.mkdir(parents=True)
+    assert interrupted_checkpoint(tmp_path) is None  # no last.pt yet
+    torch.save(saved, weights / "last.pt")
+    assert interrupted_checkpoint(tmp_path) == (weights / "last.pt" if usable else None)
+
+
 @pytest.mark.slow
 def test_torchmetrics_map_agrees_with_ultralytics(tmp_path):
     """Once the model detects something, both implementations of mAP give nearly the same number."""
