@@ -58,6 +58,15 @@ def options() -> argparse.Namespace:
     p.add_argument("--whiten", action="store_true", help="first convolution set from 3x3 patch eigenvectors")
     p.add_argument("--lookahead", action="store_true", help="airbench's lookahead every --la_every steps")
     p.add_argument("--la_every", type=int, default=5)
+    p.add_argument("--muon", type=float, default=0.0,
+                   help="lr of torch.optim.Muon for the 3x3 filters after the first convolution (0: all SGD)")
+    p.add_argument("--muon-momentum", type=float, default=0.95)
+    p.add_argument("--muon-wd", type=float, default=0.0, help="Muon's decoupled weight decay")
+    p.add_argument("--muon-norm", action="store_true",
+                   help="keep each Muon filter bank at norm sqrt(out channels), as airbench94_muon")
+    p.add_argument("--muon-ns", type=int, default=5, help="Newton-Schulz iterations")
+    p.add_argument("--altflip", action="store_true",
+                   help="airbench's alternating flip: a fixed random half mirrored, then all swap every epoch")
     p.add_argument("--tta-views", action="store_true", help="also compare test-time view sets")
     p.add_argument("--val", type=int, default=6000, help="training images held out for validation")
     p.add_argument("--seed", type=int, default=0)
@@ -117,6 +126,46 @@ def whiten_first_conv(net: nn.Module, images: torch.Tensor) -> None:
     with torch.no_grad():
         weight = conv.weight.view(conv.out_channels, -1)
         weight[:n], weight[n:2 * n] = filters[:n], -filters[:n]
+
+
+class Flat(nn.Module):
+    """Parametrization that stores a convolution's filters as an (out, in*k*k) matrix, so that
+    torch.optim.Muon (2D parameters only) can orthogonalise their updates."""
+
+    def __init__(self, shape: torch.Size):
+        super().__init__()
+        self.shape = shape
+
+    def forward(self, flat: torch.Tensor) -> torch.Tensor:
+        return flat.view(self.shape)
+
+    def right_inverse(self, weight: torch.Tensor) -> torch.Tensor:
+        return weight.reshape(weight.shape[0], -1)
+
+
+def muon_matrices(net: nn.Module) -> list[nn.Parameter]:
+    """Every 3x3 convolution but the first becomes a Muon matrix; returns those matrices."""
+    from torch.nn.utils import parametrize
+
+    convs = [m for m in net.modules() if isinstance(m, nn.Conv2d)][1:]
+    for conv in convs:
+        parametrize.register_parametrization(conv, "weight", Flat(conv.weight.shape), unsafe=True)
+    return [conv.parametrizations.weight.original for conv in convs]
+
+
+def onecycle_factor(total: int, pct: float):
+    """OneCycleLR's cosine shape (max/25 up to max, then down to max/1e4/25) as a factor of max."""
+    import math
+
+    up = pct * total
+
+    def factor(step: int) -> float:
+        if step < up:
+            return 1 / 25 + (1 - 1 / 25) * (1 - math.cos(math.pi * step / up)) / 2
+        t = (step - up) / max(1.0, total - up)
+        return 1 / 25e4 + (1 - 1 / 25e4) * (1 + math.cos(math.pi * t)) / 2
+
+    return factor
 
 
 class Lookahead:
@@ -199,10 +248,19 @@ def main() -> None:
         whiten_first_conv(net, normalise(xtr[:10000]))
     net = net.to(memory_format=torch.channels_last)
     steps = len(xtr) // a.bs
-    opt = torch.optim.SGD(net.parameters(), lr=a.lr, momentum=0.9, nesterov=True, weight_decay=a.wd)
+    matrices = muon_matrices(net) if a.muon else []
+    taken = {id(p) for p in matrices}
+    opt = torch.optim.SGD([p for p in net.parameters() if id(p) not in taken], lr=a.lr, momentum=0.9,
+                          nesterov=True, weight_decay=a.wd)
+    muon = torch.optim.Muon(matrices, lr=a.muon, momentum=a.muon_momentum, weight_decay=a.muon_wd,
+                            ns_steps=a.muon_ns) if matrices else None
+    if a.muon_norm:
+        renorm(matrices)
     if a.bench:
-        return time_steps(net, opt, a)
+        return time_steps(net, opt, a, muon, matrices)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=a.lr, total_steps=a.epochs * steps, pct_start=a.pct)
+    muon_sched = torch.optim.lr_scheduler.LambdaLR(muon, onecycle_factor(a.epochs * steps, a.pct)) if muon else None
+    mirrored = torch.rand(len(xtr)) < 0.5  # --altflip: which images start mirrored
     lookahead = Lookahead(net, a.la_every) if a.lookahead else None
     start = time.perf_counter()
     for epoch in range(a.epochs):
@@ -211,15 +269,24 @@ def main() -> None:
         for s in range(steps):
             idx = order[s * a.bs:(s + 1) * a.bs]
             x = xtr[idx].float().div_(255)
-            x = random_hflip(random_translate(x, a.crop) if a.crop else x)
+            x = random_translate(x, a.crop) if a.crop else x
+            if a.altflip:
+                x = torch.where((mirrored[idx] ^ bool(epoch % 2))[:, None, None, None], x.flip(-1), x)
+            else:
+                x = random_hflip(x)
             x = (x - mean) / std
             x = (random_cutout(x, a.cutout) if a.cutout else x).contiguous(memory_format=torch.channels_last)
             with torch.autocast("cpu", dtype=torch.bfloat16):
                 loss = F.cross_entropy(net(x), ytr[idx], label_smoothing=a.ls)
-            opt.zero_grad(set_to_none=True)
+            net.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
             sched.step()
+            if muon:
+                muon.step()
+                muon_sched.step()
+                if a.muon_norm:
+                    renorm(matrices)
             if lookahead:
                 lookahead.step(epoch * steps + s + 1, a.epochs * steps)
     if lookahead:
@@ -238,16 +305,27 @@ def main() -> None:
         f.write(json.dumps(result) + "\n")
 
 
-def time_steps(net: nn.Module, opt: torch.optim.Optimizer, a: argparse.Namespace) -> None:
+@torch.no_grad()
+def renorm(matrices: list[nn.Parameter]) -> None:
+    for m in matrices:
+        m.mul_(len(m) ** 0.5 / m.norm())
+
+
+def time_steps(net: nn.Module, opt: torch.optim.Optimizer, a: argparse.Namespace,
+               muon: torch.optim.Optimizer | None, matrices: list[nn.Parameter]) -> None:
     x = torch.randn(a.bs, 1, 28, 28).contiguous(memory_format=torch.channels_last)
     y = torch.randint(0, 10, (a.bs,))
 
     def step():
         with torch.autocast("cpu", dtype=torch.bfloat16):
             loss = F.cross_entropy(net(x), y)
-        opt.zero_grad(set_to_none=True)
+        net.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
+        if muon:
+            muon.step()
+            if a.muon_norm:
+                renorm(matrices)
 
     for _ in range(3):
         step()
@@ -257,7 +335,7 @@ def time_steps(net: nn.Module, opt: torch.optim.Optimizer, a: argparse.Namespace
         for _ in range(6):
             step()
         best = min(best, (time.perf_counter() - start) / 6)
-    print(f"{a.arch} residual={a.res}: {best * 1000:.1f} ms a step of {a.bs}, "
+    print(f"{a.arch} residual={a.res} muon={a.muon}: {best * 1000:.1f} ms a step of {a.bs}, "
           f"{sum(p.numel() for p in net.parameters()):,} parameters")
 
 

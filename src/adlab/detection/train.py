@@ -22,7 +22,7 @@ from adlab.detection.yolo_format import YoloDataset, read_data_yaml, read_labels
 from adlab.errors import ConfigError, DataError
 from adlab.run.rundir import Run, check_run_dir, default_run_dir, environment, prepare_run_dir
 
-OPTIMIZERS = {"adam": "Adam", "adamw": "AdamW", "sgd": "SGD"}
+OPTIMIZERS = {"adam": "Adam", "adamw": "AdamW", "sgd": "SGD", "muon": "MuSGD"}  # MuSGD: ultralytics' own Muon + SGD
 HISTORY = ["epoch", "train_loss", "val_loss", "val_map50", "val_map50_95", "val_precision", "val_recall", "lr",
            "seconds"]
 # ultralytics' validation thresholds; detections per image capped at COCO's 100, which both

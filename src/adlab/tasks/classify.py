@@ -9,6 +9,7 @@ from torch import nn
 from torchmetrics.classification import MulticlassAccuracy, MulticlassRecall
 
 from adlab.config import TrainConfig
+from adlab.optim import MuonSGD, muon_parameters
 
 
 class ClassifyTask(L.LightningModule):
@@ -74,11 +75,27 @@ def parameter_groups(module: nn.Module, cfg: TrainConfig, head: str | None) -> l
     return [g for g in groups if g["params"]]
 
 
+def muon_groups(module: nn.Module, groups: list[dict], cfg: TrainConfig) -> list[dict]:
+    """Each group split in two: its hidden filters and matrices take Muon steps at muon_lr (scaled
+    as the group's lr is: backbone_lr_scale) with no weight decay, the rest SGD steps."""
+    hidden = {id(p) for p in muon_parameters(module)[0]}
+    out = []
+    for group in groups:
+        scale = group.get("lr", cfg.lr) / cfg.lr
+        out += [{**group, "params": [p for p in group["params"] if id(p) not in hidden], "muon": False},
+                {"params": [p for p in group["params"] if id(p) in hidden], "muon": True,
+                 "lr": cfg.muon_lr * scale, "weight_decay": 0.0}]
+    return [g for g in out if g["params"]]
+
+
 def build_optimization(module: nn.Module, cfg: TrainConfig, head: str | None = None,
                        trainer: L.Trainer | None = None) -> dict:
     """Optimizer over the trainable parameters only, and the scheduler with its stepping interval."""
     params = parameter_groups(module, cfg, head)
-    if cfg.optimizer == "sgd":
+    if cfg.optimizer == "muon":
+        optimizer = MuonSGD(muon_groups(module, params, cfg), lr=cfg.lr, momentum=cfg.momentum,
+                            weight_decay=cfg.weight_decay, muon_momentum=cfg.muon_momentum)
+    elif cfg.optimizer == "sgd":
         optimizer = torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay,
                                     nesterov=cfg.momentum > 0)
     elif cfg.optimizer == "adamw":

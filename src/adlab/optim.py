@@ -1,0 +1,94 @@
+"""Muon for the hidden filters and SGD for the rest, as one optimizer.
+
+Muon (Keller Jordan, 2024; `torch.optim.Muon`) replaces each weight matrix's momentum update by the
+nearest orthogonal matrix, so every direction of a layer moves at the same rate. Two things keep
+`torch.optim.Muon` from being used as it is here:
+- it takes 2D parameters only, and a convolution's filters are 4D: Muon's reference implementation
+  views them as (out, in x k x k) matrices, and so does this optimizer;
+- the layers Muon is not meant for (the input layer, the output layer, norms, biases) need a second
+  optimizer, and Lightning's automatic optimization, its schedulers and its checkpoints expect one.
+The update rules themselves are torch's own functional `muon` and `sgd`.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torch.optim._muon import muon as muon_update  # torch.optim.Muon's step on 2D tensors
+from torch.optim.sgd import sgd as sgd_update
+
+# torch.optim.Muon's defaults
+NS_COEFFICIENTS = (3.4445, -4.7750, 2.0315)
+NS_STEPS = 5
+
+
+def muon_parameters(module: nn.Module) -> tuple[list[nn.Parameter], list[nn.Parameter]]:
+    """(hidden, rest): the trainable weight matrices and filters between the input layer and the
+    output layer go to Muon; those two layers, norms and biases to SGD (as Muon's authors advise)."""
+    trainable = [p for p in module.parameters() if p.requires_grad]
+    weights = [p for p in trainable if p.ndim >= 2]
+    hidden = {id(p) for p in weights[1:-1]}
+    return [p for p in trainable if id(p) in hidden], [p for p in trainable if id(p) not in hidden]
+
+
+def as_matrix(t: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """`t` (a weight or its gradient) as an (out, fan-in) matrix whose columns are ordered as in the
+    weight's memory: a view of a channels-last filter bank too. (Muon's update does not depend on the
+    order of the columns, only every tensor of one weight must use the same order.)"""
+    if like.ndim == 4 and not like.is_contiguous() and like.is_contiguous(memory_format=torch.channels_last):
+        t = t.permute(0, 2, 3, 1)
+    return t.reshape(len(t), -1)
+
+
+class MuonSGD(torch.optim.Optimizer):
+    """Param groups flagged `muon: True` take Muon steps at their `lr` with `muon_momentum`
+    (Nesterov) and decoupled `weight_decay`; the others take SGD steps (Nesterov `momentum`,
+    L2 `weight_decay`). Muon's momentum has its own key so that one-cycle's momentum cycling
+    applies to the SGD groups only."""
+
+    def __init__(self, params, lr: float, momentum: float = 0.9, weight_decay: float = 0.0,
+                 muon_momentum: float = 0.6):
+        defaults = {"lr": lr, "momentum": momentum, "weight_decay": weight_decay,
+                    "muon_momentum": muon_momentum, "muon": False}
+        super().__init__(params, defaults)
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        for group in self.param_groups:
+            params = [p for p in group["params"] if p.grad is not None]
+            if not params:
+                continue
+            if group["muon"]:
+                self._muon_step(group, params)
+            else:
+                self._sgd_step(group, params)
+        return loss
+
+    def _muon_step(self, group: dict, params: list[torch.Tensor]) -> None:
+        matrices = [as_matrix(p, p) for p in params]  # views: Muon's in-place steps reach the filters
+        if any(m.data_ptr() != p.data_ptr() for m, p in zip(matrices, params)):
+            raise ValueError("optimizer muon: a weight's memory layout has no matrix view (neither contiguous "
+                             "nor channels-last)")
+        buffers = []
+        for p, matrix in zip(params, matrices):
+            state = self.state[p]
+            if "momentum_buffer" not in state:
+                state["momentum_buffer"] = torch.zeros_like(matrix, memory_format=torch.contiguous_format)
+            buffers.append(state["momentum_buffer"])
+        muon_update(matrices, [as_matrix(p.grad, p) for p in params], buffers,
+                    lr=group["lr"], weight_decay=group["weight_decay"], momentum=group["muon_momentum"],
+                    nesterov=True, ns_coefficients=NS_COEFFICIENTS, ns_steps=NS_STEPS, eps=1e-7,
+                    adjust_lr_fn=None, has_complex=False)
+
+    def _sgd_step(self, group: dict, params: list[torch.Tensor]) -> None:
+        buffers = [self.state[p].get("momentum_buffer") for p in params]
+        sgd_update(params, [p.grad for p in params], buffers, weight_decay=group["weight_decay"],
+                   momentum=group["momentum"], lr=group["lr"], dampening=0.0,
+                   nesterov=group["momentum"] > 0, maximize=False)
+        if group["momentum"] > 0:  # the functional creates the buffers on the first step
+            for p, buffer in zip(params, buffers):
+                self.state[p]["momentum_buffer"] = buffer
