@@ -75,6 +75,15 @@ def test_tiny_detection_run_trains_and_fills_the_run_directory(rectangles, tmp_p
     assert [r["epoch"] for r in rows] == ["1", "2"] and float(rows[0]["train_loss"]) > 0
 
 
+def test_optimizer_muon_trains_a_detector_with_ultralytics_musgd(rectangles, tmp_path):
+    import yaml
+
+    run = adlab.train(detect_config(rectangles, epochs=1, optimizer="muon"), out=tmp_path / "det", verbose=False)
+    args = yaml.safe_load((run.path / "ultralytics" / "args.yaml").read_text())
+    assert args["optimizer"] == "MuSGD"
+    assert json.loads((run.path / "metrics.json").read_text())["epochs_trained"] == 1
+
+
 def test_an_interrupted_detection_run_resumes_after_its_last_checkpoint(rectangles, tmp_path, monkeypatch):
     from ultralytics.engine.trainer import BaseTrainer
 
