@@ -13,6 +13,8 @@ out with the same seed every time; test = the 10,000 test images):
     python bench/explore_nets.py --arch conv32:1,64:3,128:3,256:3 --res --epochs 9  # residual net
     python bench/explore_nets.py --arch conv32:2,64:2,128:2 --epochs 16 --crop 2 --cutout 8 --shift 1 \\
         --tta-views                                                               # long recipe's net
+    python bench/explore_nets.py --epochs 8 --muon 0.05 --muon-momentum 0.6       # Muon (as train.optimizer: muon)
+    python bench/explore_nets.py --epochs 8 --altflip                             # alternating flips
     python bench/explore_nets.py --bench --arch ...                               # ms a step only
 
 `--arch`: blocks of WIDTH:CONVS, the first prefixed by `conv` (a full-resolution first block) or
