@@ -89,6 +89,8 @@ class ModelConfig(_Section):
     global_pool: bool = False
     pool_early: bool = Field(False, description="cnn: max-pool before each block's last batch norm and "
                              "activation (airbench); cheaper on a CPU")
+    whiten: bool = Field(False, description="classify: half the first convolution's filters start as the "
+                         "whitening filters of the training images' patches (airbench); not with pretrained weights")
     # autoencoders (task: autoencode) and their encoders (model.name: encoder)
     latent_dim: int = Field(10, ge=1)
     reconstruction_loss: Literal["bce", "mse"] = "bce"
@@ -174,6 +176,9 @@ class Config(_Section):
                                  f"...), not {self.model.name!r}")
         elif self.data.name == "yolo":
             raise ValueError("data.name: yolo data sets are for task detect")
+        if self.model.whiten and (self.task != "classify" or self.model.weights):
+            raise ValueError("model.whiten: initialises the first convolution of a classifier trained from scratch "
+                             "(task classify, no model.weights)")
         if self.task == "classify" and self.model.name in AUTOENCODERS:
             raise ValueError(f"model.name: {self.model.name!r} is an autoencoder; use task: autoencode "
                              "(or model.name: encoder to classify with its encoder)")

@@ -16,10 +16,11 @@ import torch
 
 from adlab import io
 from adlab.config import Config, load_config
-from adlab.data.datamodule import ImageDataModule
+from adlab.data.datamodule import ImageDataModule, tensor_loader
 from adlab.errors import AdlabError, CheckpointError, ConfigError, Interrupted
 from adlab.models.checkpoints import read_checkpoint
 from adlab.models.factory import resolve_encoder_architecture, weights_input
+from adlab.models.whiten import whiten_first_conv
 from adlab.run.recipes import recipe_for
 from adlab.run.resume import AtomicCheckpointIO, RandomState, last_checkpoint, remove_partial_files
 from adlab.run.rundir import (EpochPrinter, HistoryWriter, Run, check_run_dir, default_run_dir, environment,
@@ -109,6 +110,8 @@ def train(config: Config | dict | str | Path, out: str | Path | None = None, ove
         raise ConfigError("train.early_stopping_patience needs a validation split (data.val_fraction > 0)")
     L.seed_everything(tc.seed, workers=True, verbose=False)  # same init whatever the data loading consumed
     built = recipe.build(config, info)
+    if config.model.whiten:
+        whiten_first_conv(built.net, whitening_batches(data))
     say(f"data: {info.description}; classes {len(info.class_names)}; "
         f"train {info.counts['train']}, val {info.counts['val']}, test {info.counts['test']}; "
         f"input {'x'.join(map(str, info.input_shape))}")
@@ -215,6 +218,16 @@ def make_trainer(tc, callbacks, show_bar: bool, run_dir: Path, has_val: bool) ->
             plugins=[AtomicCheckpointIO()])
     except (MisconfigurationException, ValueError, RuntimeError, TypeError, ImportError) as exc:
         raise ConfigError(f"train.accelerator/devices/strategy/precision: {str(exc).strip().splitlines()[0]}") from None
+
+
+def whitening_batches(data: ImageDataModule, images: int = 10_000):
+    """The first training images, normalised as the model sees them (no augmentation)."""
+    seen = 0
+    for x, _ in tensor_loader(data.train_x, data.train_y, 500):
+        if seen >= images:
+            return
+        yield data.transform(x, train=False)
+        seen += len(x)
 
 
 def input_requirements(config: Config) -> tuple[int | None, tuple | None]:
