@@ -67,6 +67,25 @@ def test_hidden_filters_go_to_muon_input_output_norms_and_biases_to_sgd():
     assert len(hidden) + len(rest) == len(list(net.parameters()))
 
 
+def test_layers_are_found_by_type_not_by_shape_or_order():
+    class Net(torch.nn.Module):  # a token before the layers, a depthwise convolution, a layer scale
+        def __init__(self):
+            super().__init__()
+            self.token = torch.nn.Parameter(torch.zeros(1, 4, 8))
+            self.stem = torch.nn.Conv2d(3, 8, 3)
+            self.depthwise = torch.nn.Conv2d(8, 8, 3, groups=8)
+            self.scale = torch.nn.Parameter(torch.ones(8, 1, 1))
+            self.mix = torch.nn.Conv2d(8, 16, 1)
+            self.fc = torch.nn.Linear(16, 16)
+            self.out = torch.nn.Linear(16, 3)
+
+    net = Net()
+    hidden, rest = muon_parameters(net)
+    assert {id(p) for p in hidden} == {id(net.mix.weight), id(net.fc.weight)}
+    assert {id(net.token), id(net.stem.weight), id(net.depthwise.weight), id(net.scale),
+            id(net.out.weight)} <= {id(p) for p in rest}
+
+
 def test_muon_config_builds_one_optimizer_whose_muon_momentum_survives_onecycle():
     built = build_model(ModelConfig(name="resnet18"), (1, 32, 32), 4)
     cfg = TrainConfig(optimizer="muon", lr=0.05, muon_lr=0.02, muon_momentum=0.6, weight_decay=5e-4,

@@ -126,11 +126,13 @@ class TrainConfig(_Section):
     batch_size: int = Field(128, ge=1)
     optimizer: Literal["adam", "adamw", "sgd", "muon"] = Field(
         "adam", description="muon: Muon for the filters and weight matrices between the input and output layers "
-        "(at muon_lr), SGD with Nesterov momentum for the rest (at lr)")
+        "(at muon_lr, no weight decay), SGD with Nesterov momentum for the rest (at lr); detect: ultralytics' "
+        "MuSGD, which sets its own Muon rate and momentum")
     lr: float = Field(1e-3, gt=0.0)
     momentum: float = Field(0.9, ge=0.0, lt=1.0)
-    muon_lr: float = Field(0.05, gt=0.0, description="optimizer muon: learning rate of the Muon layers")
-    muon_momentum: float = Field(0.6, ge=0.0, lt=1.0, description="optimizer muon: Nesterov momentum of the Muon layers")
+    muon_lr: float = Field(0.05, gt=0.0, description="optimizer muon: learning rate of the Muon layers (not detect)")
+    muon_momentum: float = Field(0.6, ge=0.0, lt=1.0,
+                                 description="optimizer muon: Nesterov momentum of the Muon layers (not detect)")
     weight_decay: float = Field(0.0, ge=0.0)
     backbone_lr_scale: float = Field(1.0, gt=0.0, description="learning rate of all but the head, relative to lr")
     scheduler: Optional[SchedulerConfig] = None

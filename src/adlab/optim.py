@@ -23,11 +23,16 @@ NS_STEPS = 5
 
 
 def muon_parameters(module: nn.Module) -> tuple[list[nn.Parameter], list[nn.Parameter]]:
-    """(hidden, rest): the trainable weight matrices and filters between the input layer and the
-    output layer go to Muon; those two layers, norms and biases to SGD (as Muon's authors advise)."""
-    trainable = [p for p in module.parameters() if p.requires_grad]
-    weights = [p for p in trainable if p.ndim >= 2]
+    """(hidden, rest): the trainable weights of the linear layers and full convolutions between
+    the input layer and the output layer go to Muon. Those two layers, depthwise and grouped
+    filters, norms, biases, layer scales, embeddings and tokens go to SGD, as Muon's authors
+    advise. Layers are found by type in module order, not by shape: a (C, 1, 1) layer scale or a
+    position table is not a weight matrix."""
+    layers = [m for m in module.modules()
+              if isinstance(m, nn.Linear) or (isinstance(m, nn.Conv2d) and m.groups == 1)]
+    weights = [m.weight for m in layers if m.weight.requires_grad]
     hidden = {id(p) for p in weights[1:-1]}
+    trainable = [p for p in module.parameters() if p.requires_grad]
     return [p for p in trainable if id(p) in hidden], [p for p in trainable if id(p) not in hidden]
 
 

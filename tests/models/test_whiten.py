@@ -26,6 +26,11 @@ def test_patch_covariance_over_batches_is_the_covariance_of_all_patches():
     expected = torch.cov(patches.T, correction=0)
     got = patch_covariance(images.split(10), (3, 3))  # uneven batches
     assert torch.allclose(got, expected, atol=1e-5)
+    chunked = patch_covariance(images.split(10), (3, 3), chunk=3 * 144 * 18)  # 3 images' patches at a time
+    assert torch.allclose(chunked, expected, atol=1e-5)
+    first_two = F.unfold(images[:2], (3, 3)).transpose(1, 2).reshape(-1, 18)
+    capped = patch_covariance([images], (3, 3), max_patches=2 * 144, chunk=144 * 18)  # stops after 2 images
+    assert torch.allclose(capped, torch.cov(first_two.T, correction=0), atol=1e-5)
 
 
 def test_whitened_filters_decorrelate_the_patches_and_come_in_sign_pairs():

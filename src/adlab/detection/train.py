@@ -9,6 +9,7 @@ torchmetrics' MeanAveragePrecision as an independent check of the mAP.
 from __future__ import annotations
 
 import csv
+import importlib.util
 import logging
 import os
 import shutil
@@ -99,6 +100,9 @@ def train_detector(config: Config, out: str | Path | None = None, overwrite: boo
     if "val" not in ds.splits:
         raise DataError(f"{ds.yaml_path}: task detect needs a val split to score the model")
     ultralytics = _ultralytics(config.train.num_threads)
+    if config.train.optimizer == "muon" and importlib.util.find_spec("ultralytics.optim") is None:
+        raise ConfigError(f"train.optimizer: muon needs ultralytics' MuSGD (8.4 or later); "
+                          f"ultralytics {ultralytics.__version__} is installed")
     from ultralytics import YOLO
     from ultralytics.utils import LOGGER
 

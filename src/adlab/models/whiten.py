@@ -14,15 +14,23 @@ EPS = 1e-2  # added to the eigenvalues: the smallest directions of patches are m
 
 
 @torch.no_grad()
-def patch_covariance(batches, kernel_size: tuple[int, int]) -> torch.Tensor:
-    """Covariance of all kernel-sized patches of the (normalised) images, one batch at a time."""
-    total, outer, count = None, None, 0
-    for images in batches:
-        patches = F.unfold(images.float(), kernel_size)  # (batch, in x kh x kw, places)
-        patches = patches.transpose(1, 2).reshape(-1, patches.shape[1])
-        total = patches.sum(0) if total is None else total + patches.sum(0)
-        outer = patches.T @ patches if outer is None else outer + patches.T @ patches
-        count += len(patches)
+def patch_covariance(batches, kernel_size: tuple[int, int], max_patches: int = 10_000_000,
+                     chunk: int = 4_000_000) -> torch.Tensor:
+    """Covariance of the kernel-sized patches of the (normalised) images, a few images at a time
+    (`chunk` values of unfolded patches at most: 16 MB), stopping after `max_patches` patches
+    (10,000 28x28 images; a few hundred of 224x224)."""
+    total, outer, count = 0.0, 0.0, 0
+    for batch in batches:
+        places = (batch.shape[-2] - kernel_size[0] + 1) * (batch.shape[-1] - kernel_size[1] + 1)
+        step = max(1, chunk // (places * batch.shape[1] * kernel_size[0] * kernel_size[1]))
+        for images in batch.split(step):
+            patches = F.unfold(images.float(), kernel_size)  # (images, in x kh x kw, places)
+            patches = patches.transpose(1, 2).reshape(-1, patches.shape[1])
+            total, outer, count = total + patches.sum(0), outer + patches.T @ patches, count + len(patches)
+            if count >= max_patches:
+                break
+        if count >= max_patches:
+            break
     mean = total / count
     return outer / count - torch.outer(mean, mean)
 

@@ -16,7 +16,7 @@ import torch
 
 from adlab import io
 from adlab.config import Config, load_config
-from adlab.data.datamodule import ImageDataModule, tensor_loader
+from adlab.data.datamodule import ImageDataModule
 from adlab.errors import AdlabError, CheckpointError, ConfigError, Interrupted
 from adlab.models.checkpoints import read_checkpoint
 from adlab.models.factory import resolve_encoder_architecture, weights_input
@@ -220,14 +220,13 @@ def make_trainer(tc, callbacks, show_bar: bool, run_dir: Path, has_val: bool) ->
         raise ConfigError(f"train.accelerator/devices/strategy/precision: {str(exc).strip().splitlines()[0]}") from None
 
 
-def whitening_batches(data: ImageDataModule, images: int = 10_000):
-    """The first training images, normalised as the model sees them (no augmentation)."""
-    seen = 0
-    for x, _ in tensor_loader(data.train_x, data.train_y, 500):
-        if seen >= images:
-            return
-        yield data.transform(x, train=False)
-        seen += len(x)
+def whitening_batches(data: ImageDataModule, images: int = 10_000, batch_size: int = 100):
+    """Up to `images` training images spread evenly over the training split (folder data sets
+    list their images class by class), normalised as the model sees them (no augmentation)."""
+    n = len(data.train_y)
+    picked = torch.linspace(0, n - 1, min(n, images)).long()
+    for start in range(0, len(picked), batch_size):
+        yield data.transform(data.train_x[picked[start:start + batch_size]], train=False)  # decodes disk images
 
 
 def input_requirements(config: Config) -> tuple[int | None, tuple | None]:
