@@ -19,16 +19,16 @@ def patch_covariance(batches, kernel_size: tuple[int, int], max_patches: int = 1
     """Covariance of the kernel-sized patches of the (normalised) images, a few images at a time
     (`chunk` values of unfolded patches at most: 16 MB), stopping after `max_patches` patches
     (10,000 28x28 images; a few hundred of 224x224)."""
+    def chunks():
+        for batch in batches:
+            places = (batch.shape[-2] - kernel_size[0] + 1) * (batch.shape[-1] - kernel_size[1] + 1)
+            yield from batch.split(max(1, chunk // (places * batch.shape[1] * kernel_size[0] * kernel_size[1])))
+
     total, outer, count = 0.0, 0.0, 0
-    for batch in batches:
-        places = (batch.shape[-2] - kernel_size[0] + 1) * (batch.shape[-1] - kernel_size[1] + 1)
-        step = max(1, chunk // (places * batch.shape[1] * kernel_size[0] * kernel_size[1]))
-        for images in batch.split(step):
-            patches = F.unfold(images.float(), kernel_size)  # (images, in x kh x kw, places)
-            patches = patches.transpose(1, 2).reshape(-1, patches.shape[1])
-            total, outer, count = total + patches.sum(0), outer + patches.T @ patches, count + len(patches)
-            if count >= max_patches:
-                break
+    for images in chunks():
+        patches = F.unfold(images.float(), kernel_size)  # (images, in x kh x kw, places)
+        patches = patches.transpose(1, 2).reshape(-1, patches.shape[1])
+        total, outer, count = total + patches.sum(0), outer + patches.T @ patches, count + len(patches)
         if count >= max_patches:
             break
     mean = total / count

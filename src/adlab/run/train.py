@@ -110,8 +110,6 @@ def train(config: Config | dict | str | Path, out: str | Path | None = None, ove
         raise ConfigError("train.early_stopping_patience needs a validation split (data.val_fraction > 0)")
     L.seed_everything(tc.seed, workers=True, verbose=False)  # same init whatever the data loading consumed
     built = recipe.build(config, info)
-    if config.model.whiten:
-        whiten_first_conv(built.net, whitening_batches(data))
     say(f"data: {info.description}; classes {len(info.class_names)}; "
         f"train {info.counts['train']}, val {info.counts['val']}, test {info.counts['test']}; "
         f"input {'x'.join(map(str, info.input_shape))}")
@@ -128,6 +126,8 @@ def train(config: Config | dict | str | Path, out: str | Path | None = None, ove
     restart_from = last_checkpoint(run_dir) if resume else None
     if not worker and not resume:
         check_run_dir(run_dir, overwrite)
+    if config.model.whiten and restart_from is None:  # a resumed run takes its filters from the checkpoint
+        whiten_first_conv(built.net, whitening_batches(data))
     meta = {"config": config.to_dict(), "data": info.to_dict(), "head": built.head, "task": config.task}
     module = recipe.module(built, config, meta)
     has_val = info.counts["val"] > 0
