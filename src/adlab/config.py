@@ -15,11 +15,18 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from adlab.errors import ConfigError
-from adlab.io import read_yaml_mapping
+from adlab.io import load_yaml_text, read_yaml_mapping
+from adlab.names import name_field
+
+# Seeds reach numpy and Lightning's seed_everything, which take 0 .. 2**32 - 1.
+Seed = Annotated[int, Field(ge=0, le=2**32 - 1)]
 
 
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True, protected_namespaces=())
+    # strict: YAML already gives numbers, booleans and lists their own types; coercing hides
+    # mistakes (`epochs: true` would train one epoch). Non-finite floats are never a setting.
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, protected_namespaces=(), strict=True,
+                              allow_inf_nan=False)
 
 
 class AugmentConfig(_Section):
@@ -36,7 +43,7 @@ class DataConfig(_Section):
     root: Optional[str] = None
     val_fraction: float = Field(0.1, ge=0.0, lt=1.0)
     test_fraction: float = Field(0.2, gt=0.0, lt=1.0, description="for data sets without a test split")
-    split_seed: int = Field(0, description="seed of the test/val splits (fixed across training seeds)")
+    split_seed: Seed = Field(0, description="seed of the test/val splits (fixed across training seeds)")
     cv_folds: Optional[int] = Field(None, ge=2, description="k-fold cross-validation: val is fold cv_fold of k")
     cv_fold: int = Field(0, ge=0)
     image_size: Optional[int] = Field(None, ge=4)
@@ -122,8 +129,8 @@ class SchedulerConfig(_Section):
 
 
 class TrainConfig(_Section):
-    epochs: int = Field(10, ge=1)
-    batch_size: int = Field(128, ge=1)
+    epochs: int = Field(10, ge=1, le=100_000)
+    batch_size: int = Field(128, ge=1, le=2**20)
     optimizer: Literal["adam", "adamw", "sgd", "muon"] = Field(
         "adam", description="muon: Muon for the filters and weight matrices between the input and output layers "
         "(at muon_lr, no weight decay), SGD with Nesterov momentum for the rest (at lr); detect: ultralytics' "
@@ -142,14 +149,14 @@ class TrainConfig(_Section):
                            "pixels diagonally (pays after training with crop_padding)")
     early_stopping_patience: Optional[int] = Field(None, ge=1)
     monitor: Literal["val_loss", "val_accuracy", "val_mse"] = "val_loss"
-    seed: int = 0
+    seed: Seed = 0
     deterministic: bool = True
     precision: str = "32-true"
     accelerator: str = "auto"
     devices: Union[int, str] = 1
     strategy: str = "auto"
     num_nodes: int = Field(1, ge=1, description="machines taking part in DDP (torchrun or SLURM)")
-    num_threads: Optional[int] = Field(None, ge=1)
+    num_threads: Optional[int] = Field(None, ge=1, le=1024)
     channels_last: bool = Field(True, description="NHWC memory layout: faster convolutions on CPUs")
     progress_bar: bool = True
 
@@ -185,6 +192,8 @@ class Config(_Section):
             raise ValueError(f"model.name: {self.model.name!r} is an autoencoder; use task: autoencode "
                              "(or model.name: encoder to classify with its encoder)")
         return self
+
+    _safe_name = field_validator("name")(name_field)  # the run folder is named after it
 
     def to_dict(self) -> dict:
         return self.model_dump(mode="json")
@@ -226,7 +235,7 @@ def parse_override(item: str) -> tuple[str, Any]:
     if not sep or not key:
         raise ConfigError(f"--set {item!r}: expected dotted.key=value")
     try:
-        value = yaml.safe_load(text) if text.strip() else None
+        value = load_yaml_text(text) if text.strip() else None
     except yaml.YAMLError:
         value = text
     if isinstance(value, str) and _FLOAT.fullmatch(value.strip()):
@@ -272,8 +281,10 @@ def describe_validation_error(exc: ValidationError) -> str:
         parent_fields = _fields(model) or {}
         return f"unknown key '{key}' (valid keys here: {', '.join(parent_fields)})"
     got = err.get("input")
-    got_text = "" if isinstance(got, (dict, list)) else f" (got {got!r})"
-    return f"{key}: {err['msg'][0].lower()}{err['msg'][1:]}{got_text}"
+    got_repr = repr(got)
+    got_text = "" if isinstance(got, (dict, list)) or err["type"] == "value_error" else f" (got {got_repr[:60]}{'...' if len(got_repr) > 60 else ''})"
+    message = str(err["msg"]).removeprefix("Value error, ")
+    return f"{key}: {message[0].lower()}{message[1:]}{got_text}"
 
 
 def _fields(model: Any) -> dict | None:

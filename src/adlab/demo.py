@@ -11,14 +11,12 @@ finish in about three minutes on a 2-core CPU; the full demo in about twenty.
 
 from __future__ import annotations
 
-import shutil
 import time
 from pathlib import Path
 
-from adlab import io
-from adlab.errors import AdlabError
+from adlab import io, ownership
 
-MARKER = "demo.json"
+MARKER = "demo.json"  # what the demo ran on (its ownership marker is ownership.MARKER)
 
 
 def _fashion_mnist_available() -> bool:
@@ -103,11 +101,7 @@ def run_demo(out: str | Path = "runs/demo", quick: bool = False, verbose: bool =
 
     say = print if verbose else (lambda *a, **k: None)
     out = Path(out)
-    if out.exists() and any(out.iterdir()):
-        if not (out / MARKER).is_file():
-            raise AdlabError(f"{out}: folder exists and is not an adlab demo; choose another --out")
-        shutil.rmtree(out)
-    out.mkdir(parents=True)
+    ownership.prepare_output(out, "demo", overwrite=True)  # an earlier demo is replaced, nothing else
     source = "fashion_mnist" if _fashion_mnist_available() else "digits"
     say(f"demo data: {'Fashion-MNIST (Debian package dataset-fashion-mnist)' if source == 'fashion_mnist' else 'scikit-learn digits (Fashion-MNIST not found)'}"
         f"; {'quick' if quick else 'full'} demo")

@@ -28,13 +28,10 @@ def resolve_checkpoint(path: str | Path) -> Path:
     return path
 
 
-def read_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], dict]:
-    """(state dict without the task prefix, adlab metadata or {}).
-
-    Always `weights_only=True`: a checkpoint from elsewhere can hold tensors and plain data,
-    never code that runs on load.
-    """
-    path = resolve_checkpoint(path)
+def load_untrusted(path: Path) -> dict:
+    """A checkpoint file's top-level dict, loaded `weights_only=True`: a checkpoint from elsewhere
+    can hold tensors and plain data, never code that runs on load. Anything else is one error."""
+    path = Path(path)
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
@@ -46,11 +43,21 @@ def read_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], dict]:
                                   "weights_only: tensors and plain data, never code)") from None
         raise CheckpointError(f"{path}: not a checkpoint (cannot be unpickled)") from None
     except Exception as exc:  # truncated zip, random bytes, ...
-        raise CheckpointError(f"{path}: not a readable checkpoint ({type(exc).__name__})") from None
+        raise CheckpointError(f"{path}: not a readable checkpoint ({type(exc).__name__}; damaged or cut short?)") from None
     if not isinstance(ckpt, dict):
         raise CheckpointError(f"{path}: not a checkpoint (expected a dict of tensors)")
+    return ckpt
+
+
+def read_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], dict]:
+    """(state dict without the task prefix, adlab metadata or {}), read with `load_untrusted`."""
+    path = resolve_checkpoint(path)
+    ckpt = load_untrusted(path)
     state = ckpt.get("state_dict", ckpt)
-    state = {k: v for k, v in state.items() if isinstance(v, torch.Tensor)}
+    if not isinstance(state, dict):
+        raise CheckpointError(f"{path}: not a checkpoint (its state_dict is a {type(state).__name__}, "
+                              "not a mapping of tensors)")
+    state = {k: v for k, v in state.items() if isinstance(k, str) and isinstance(v, torch.Tensor)}
     if not state:
         raise CheckpointError(f"{path}: checkpoint holds no tensors")
     if all(k.startswith(MODEL_PREFIX) for k in state):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from adlab import io
+from adlab import io, ownership
 from adlab.config import load_config
 from adlab.data.datamodule import ImageDataModule
 from adlab.errors import ConfigError, DataError
@@ -13,7 +13,8 @@ from adlab.run.outputs import predict_probs, summary_line, tta_settings, write_c
 
 
 def evaluate(run: str | Path, overrides: list[str] | None = None, out: str | Path | None = None,
-             verbose: bool = True) -> dict:
+             verbose: bool = True, overwrite: bool = False) -> dict:
+    """Writes to `out` (default RUN/evaluation): a new folder, or an earlier evaluation with `overwrite`."""
     trained = load_trained(run)
     for item in overrides or []:
         if not item.startswith("data."):
@@ -31,8 +32,10 @@ def evaluate(run: str | Path, overrides: list[str] | None = None, out: str | Pat
                         f"{'x'.join(map(str, info.input_shape))}; set data.image_size")
     run_dir = Path(run) if Path(run).is_dir() else trained.checkpoint.parent.parent
     out_dir = Path(out) if out else run_dir / "evaluation"
-    (out_dir / "figures").mkdir(parents=True, exist_ok=True)
+    ownership.check_output(out_dir, "evaluation", overwrite)
     probs = predict_probs(trained.net, data.transform, data.test_x, **tta_settings(config.train))
+    ownership.prepare_output(out_dir, "evaluation", overwrite)
+    (out_dir / "figures").mkdir(parents=True, exist_ok=True)
     io.write_yaml(out_dir / "evaluation.yaml", {"checkpoint": str(trained.checkpoint), "data": config.data.model_dump(mode="json"),
                                                 "description": new_info.description})
     metrics = write_classification_result(out_dir, probs, data.test_y, data.test_x, info.class_names,

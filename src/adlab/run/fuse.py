@@ -17,7 +17,7 @@ from adlab.config import validate_config
 from adlab.data.datamodule import ImageDataModule
 from adlab.errors import AdlabError
 from adlab.run.outputs import read_predictions, summary_line, write_classification_result
-from adlab.run.rundir import environment, prepare_run_dir
+from adlab.run.rundir import check_run_dir, environment, prepare_run_dir
 
 METHODS = ("mean_prob", "sum_logits", "vote")
 
@@ -47,8 +47,12 @@ def fuse(runs: list[str | Path], out: str | Path, method: str = "mean_prob", ove
         path = Path(run)
         if not (path / "metrics.json").is_file():
             raise AdlabError(f"{path}: not a finished run (no metrics.json)")
-        metrics = io.read_json(path / "metrics.json")
+        metrics = io.read_json_mapping(path / "metrics.json", "metrics file")
         probs, target = read_predictions(path / "predictions.csv")
+        names = metrics.get("class_names")
+        if not (isinstance(names, list) and all(isinstance(n, str) for n in names) and len(names) == probs.shape[1]):
+            raise AdlabError(f"{path / 'metrics.json'}: class_names do not match the {probs.shape[1]} probability "
+                             "columns of predictions.csv")
         members.append((path, metrics, probs, target))
     first_path, first_metrics, _, first_target = members[0]
     for path, metrics, probs, target in members[1:]:
@@ -57,9 +61,12 @@ def fuse(runs: list[str | Path], out: str | Path, method: str = "mean_prob", ove
                              f"{first_metrics.get('class_names')})")
         if len(target) != len(first_target) or not torch.equal(target, first_target):
             raise AdlabError(f"{path}: test set differs from {first_path} (not the same images in the same order)")
+    if method not in METHODS:
+        raise AdlabError(f"unknown fusion method {method!r} (valid: {', '.join(METHODS)})")
+    check_run_dir(Path(out), overwrite, kind="fused-run")  # before the slow part, and before any file is written
     fused = combine([m[2] for m in members], method)
     images = _test_images(first_path)
-    out_dir = prepare_run_dir(Path(out), overwrite)
+    out_dir = prepare_run_dir(Path(out), overwrite, kind="fused-run")
     io.write_yaml(out_dir / "config.yaml", {"task": "fuse", "method": method, "runs": [str(m[0]) for m in members]})
     io.write_json(out_dir / "env.json", environment(seed=-1))
     extra = {"fusion_method": method, "members": {str(p): m.get("accuracy") for p, m, _, _ in members}}

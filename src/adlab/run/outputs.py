@@ -87,8 +87,14 @@ def read_predictions(path: Path) -> tuple[torch.Tensor, torch.Tensor]:
     try:
         data = np.asarray(rows, dtype=np.float64)
     except ValueError:
-        raise AdlabError(f"{path}: malformed predictions (non-numeric values)") from None
-    return torch.from_numpy(data[:, 3:]).float(), torch.from_numpy(data[:, 1]).long()
+        raise AdlabError(f"{path}: malformed predictions (non-numeric values or rows of different lengths)") from None
+    k = data.shape[1] - 3
+    if k < 2 or not np.isfinite(data).all():
+        raise AdlabError(f"{path}: malformed predictions (no class probabilities, or non-finite values)")
+    y_true = data[:, 1]
+    if not (np.all(y_true == np.round(y_true)) and y_true.min() >= 0 and y_true.max() < k):
+        raise AdlabError(f"{path}: malformed predictions (y_true must be class ids 0..{k - 1})")
+    return torch.from_numpy(data[:, 3:]).float(), torch.from_numpy(y_true).long()
 
 
 def write_classification_result(path: Path, probs: torch.Tensor, target: torch.Tensor, images: torch.Tensor | None,

@@ -18,7 +18,8 @@ import numpy as np
 import torch
 from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 
-from adlab import io
+from adlab import io, ownership
+from adlab.errors import ConfigError
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
@@ -59,3 +60,35 @@ def remove_partial_files(run_dir: Path) -> None:
     """Temporary files a killed process left behind (they never replaced a finished file)."""
     for tmp in Path(run_dir).rglob(".*.tmp"):
         tmp.unlink()
+
+
+def check_config_unchanged(run_dir: Path, config: dict) -> None:
+    """A resumed run continues as it started: its config.yaml must still be the config its
+    checkpoints were made with (recorded in the run's ownership marker when it started)."""
+    record = ownership.read_marker(run_dir) or {}
+    started = record.get("config")
+    if not isinstance(started, dict):
+        return  # a run made before adlab recorded its config: nothing to compare with
+    differ = changed_keys(started, config)
+    if differ:
+        shown = "; ".join(f"{key}: {_short(a)} -> {_short(b)}" for key, a, b in differ[:3])
+        more = f" and {len(differ) - 3} more" if len(differ) > 3 else ""
+        raise ConfigError(f"{Path(run_dir) / 'config.yaml'}: edited since the run started ({shown}{more}); "
+                          "--resume continues a run as it started: undo the edit, or train a new run with it")
+
+
+def changed_keys(old: dict, new: dict, prefix: str = "") -> list[tuple[str, object, object]]:
+    """(dotted key, old value, new value) for every setting that differs."""
+    out = []
+    for key in sorted(old.keys() | new.keys(), key=str):
+        a, b = old.get(key), new.get(key)
+        if isinstance(a, dict) and isinstance(b, dict):
+            out += changed_keys(a, b, f"{prefix}{key}.")
+        elif a != b:
+            out.append((f"{prefix}{key}", a, b))
+    return out
+
+
+def _short(value: object) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."

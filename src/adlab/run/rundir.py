@@ -10,7 +10,6 @@ from __future__ import annotations
 import datetime as dt
 import os
 import platform
-import shutil
 import socket
 import subprocess
 import sys
@@ -20,10 +19,8 @@ from pathlib import Path
 
 import lightning as L
 
-from adlab import io
+from adlab import io, ownership
 from adlab.config import Config
-from adlab.errors import AdlabError
-
 
 
 @dataclass
@@ -41,25 +38,17 @@ def default_run_dir(config: Config, config_path: str | None) -> Path:
     return Path("runs") / name / stamp
 
 
-def check_run_dir(path: Path, overwrite: bool) -> bool:
-    """Whether `path` holds an earlier run to replace; an error if it must not be touched."""
-    path = Path(path)
-    if path.exists() and not path.is_dir():
-        raise AdlabError(f"{path}: exists and is not a folder")
-    if path.is_dir() and any(path.iterdir()):
-        if not overwrite:
-            raise AdlabError(f"{path}: run folder already exists and is not empty (use --overwrite or another --out)")
-        if not (path / "config.yaml").is_file():
-            raise AdlabError(f"{path}: refusing to overwrite a folder that is not an adlab run")
-        return True
-    return False
+def check_run_dir(path: Path, overwrite: bool, kind: str = "run") -> bool:
+    """Whether `path` holds an earlier adlab run to replace (only with `overwrite`); an error if it
+    must not be touched: a folder adlab did not make is never replaced (see ownership)."""
+    return ownership.check_output(Path(path), kind, overwrite)
 
 
-def prepare_run_dir(path: Path, overwrite: bool) -> Path:
-    """Create the run folder; refuse to mix a new run into an old one unless asked to replace it."""
+def prepare_run_dir(path: Path, overwrite: bool, kind: str = "run", config: dict | None = None) -> Path:
+    """Create the run folder with its ownership marker (which records the run's config, so a
+    resume can tell whether config.yaml was edited since); replace an earlier run only if allowed."""
     path = Path(path)
-    if check_run_dir(path, overwrite):
-        shutil.rmtree(path)
+    ownership.prepare_output(path, kind, overwrite, **({"config": config} if config is not None else {}))
     (path / "checkpoints").mkdir(parents=True, exist_ok=True)
     (path / "figures").mkdir(parents=True, exist_ok=True)
     return path
@@ -139,10 +128,19 @@ class HistoryWriter(L.Callback):
 def read_history(path: Path) -> list[dict]:
     import csv
 
+    from adlab.errors import DataError
+
     if not path.is_file():
         return []
-    with open(path, newline="") as f:
-        return [{k: (float(v) if v not in ("", None) else None) for k, v in row.items()} for row in csv.DictReader(f)]
+    try:
+        with open(path, newline="", encoding="utf-8") as f:
+            rows = [{k: (float(v) if v not in ("", None) else None) for k, v in row.items()}
+                    for row in csv.DictReader(f)]
+    except (ValueError, TypeError, UnicodeDecodeError, csv.Error):
+        raise DataError(f"{path}: malformed history (expected a header and numeric columns)") from None
+    if any(row.get("epoch") is None for row in rows):
+        raise DataError(f"{path}: malformed history (a row without its epoch)")
+    return rows
 
 
 class EpochPrinter(L.Callback):

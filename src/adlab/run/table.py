@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from adlab.errors import AdlabError
-from adlab.io import read_json
+from adlab.io import read_json_mapping
 
 
 def metrics_table(runs: list[str | Path], keys: list[str]) -> str:
@@ -14,7 +14,7 @@ def metrics_table(runs: list[str | Path], keys: list[str]) -> str:
         path = Path(run) / "metrics.json"
         if not path.is_file():
             raise AdlabError(f"{path}: not found (unfinished run?)")
-        metrics = read_json(path)
+        metrics = read_json_mapping(path, "metrics file")
         cells = [_format(metrics.get(k)) for k in keys]
         lines.append(f"| {Path(run).name} | " + " | ".join(cells) + " |")
     return "\n".join(lines)

@@ -14,15 +14,16 @@ from pathlib import Path
 import lightning as L
 import torch
 
-from adlab import io
+from adlab import io, ownership
 from adlab.config import Config, load_config
 from adlab.data.datamodule import ImageDataModule
 from adlab.errors import AdlabError, CheckpointError, ConfigError, Interrupted
-from adlab.models.checkpoints import read_checkpoint
+from adlab.models.checkpoints import load_untrusted, read_checkpoint
 from adlab.models.factory import resolve_encoder_architecture, weights_input
 from adlab.models.whiten import whiten_first_conv
 from adlab.run.recipes import recipe_for
-from adlab.run.resume import AtomicCheckpointIO, RandomState, last_checkpoint, remove_partial_files
+from adlab.run.resume import (AtomicCheckpointIO, RandomState, check_config_unchanged, last_checkpoint,
+                              remove_partial_files)
 from adlab.run.rundir import (EpochPrinter, HistoryWriter, Run, check_run_dir, default_run_dir, environment,
                               prepare_run_dir)
 
@@ -48,9 +49,10 @@ def resume(run: str | Path, verbose: bool = True) -> Run:
     """Continue an interrupted run from checkpoints/last.ckpt (detection: ultralytics' last.pt), or
     from the start if it never finished an epoch; a finished run is left as it is."""
     run_dir = Path(run)
-    if not (run_dir / "config.yaml").is_file():
-        raise AdlabError(f"{run_dir}: not an adlab run folder (no config.yaml)")
+    if ownership.marker_kind(run_dir) != "run" or not (run_dir / "config.yaml").is_file():
+        raise AdlabError(f"{run_dir}: not an adlab run folder (no run marker {ownership.MARKER} or no config.yaml)")
     config = load_config(run_dir / "config.yaml")
+    check_config_unchanged(run_dir, config.to_dict())
     if (run_dir / "metrics.json").is_file():
         if verbose:
             print(f"{run_dir}: already finished (metrics.json exists); nothing to resume")
@@ -61,7 +63,7 @@ def resume(run: str | Path, verbose: bool = True) -> Run:
 def resumable(run_dir: Path, config: Config) -> bool:
     """Whether run_dir is an unfinished run of exactly this config with a checkpoint to continue from."""
     run_dir = Path(run_dir)
-    if (run_dir / "metrics.json").is_file():
+    if (run_dir / "metrics.json").is_file() or ownership.marker_kind(run_dir) != "run":
         return False
     if config.task == "detect":
         from adlab.detection.train import interrupted_checkpoint
@@ -100,6 +102,11 @@ def train(config: Config | dict | str | Path, out: str | Path | None = None, ove
     if tc.num_threads:
         torch.set_num_threads(tc.num_threads)
     L.seed_everything(tc.seed, workers=True, verbose=False)
+    worker = _launched_worker()  # a DDP process started by Lightning: the folder is rank 0's
+    run_dir = Path(os.environ[RUN_DIR_ENV]) if worker and RUN_DIR_ENV in os.environ else (
+        Path(out) if out else default_run_dir(config, source))
+    if not worker and not resume:
+        check_run_dir(run_dir, overwrite)  # first: loading a large data set to be refused after is no help
 
     # 1. data and model: every bad input fails here, before the run folder exists
     channels, normalization = input_requirements(config)
@@ -120,12 +127,9 @@ def train(config: Config | dict | str | Path, out: str | Path | None = None, ove
     say(f"model: {config.model.name}, {total:,} parameters, {trainable:,} trainable")
 
     # 2. the task and its trainer (Lightning validates devices/strategy/precision here)
-    worker = _launched_worker()  # a DDP process started by Lightning: the folder is rank 0's
-    run_dir = Path(os.environ[RUN_DIR_ENV]) if worker and RUN_DIR_ENV in os.environ else (
-        Path(out) if out else default_run_dir(config, source))
     restart_from = last_checkpoint(run_dir) if resume else None
-    if not worker and not resume:
-        check_run_dir(run_dir, overwrite)
+    if restart_from is not None:
+        load_untrusted(restart_from)  # weights_only, and one clear line if it is damaged or not ours
     if config.model.whiten and restart_from is None:  # a resumed run takes its filters from the checkpoint
         whiten_first_conv(built.net, whitening_batches(data))
     meta = {"config": config.to_dict(), "data": info.to_dict(), "head": built.head, "task": config.task}
@@ -149,7 +153,7 @@ def train(config: Config | dict | str | Path, out: str | Path | None = None, ove
         remove_partial_files(run_dir)
         say(f"resuming from {restart_from}")
     elif trainer.is_global_zero:
-        prepare_run_dir(run_dir, overwrite or resume)
+        prepare_run_dir(run_dir, overwrite or resume, config=config.to_dict())
         io.write_yaml(run_dir / "config.yaml", config.to_dict())
         env = environment(tc.seed, {"data": info.description, "counts": info.counts,
                                     "weights": built.load_report.to_dict() if built.load_report else config.model.weights})

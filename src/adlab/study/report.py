@@ -10,10 +10,13 @@ import base64
 import html
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import quote
 
 import numpy as np
 
 from adlab import io
+from adlab.errors import DataError
+from adlab.run.rundir import read_history
 from adlab.study import stats
 
 # (key, better): the columns of each task's table, and which direction wins
@@ -55,9 +58,12 @@ def collect(out: Path, study) -> list[RunResult]:
         path = out / "runs" / name
         if not (path / "metrics.json").is_file():
             continue
-        config = io.read_yaml_mapping(path / "config.yaml")
+        config = io.read_yaml_mapping(path / "config.yaml", "run config", DataError)
         task = "classify" if config.get("task") == "fuse" else config.get("task", "classify")
-        results.append(RunResult(name, group, seed, task, path, io.read_json(path / "metrics.json")))
+        if task not in COLUMNS:
+            raise DataError(f"{path / 'config.yaml'}: unknown task {str(task)[:40]!r}")
+        results.append(RunResult(name, group, seed, task, path, io.read_json_mapping(path / "metrics.json",
+                                                                                      "metrics file")))
     return results
 
 
@@ -65,6 +71,9 @@ def write_report(out: Path, study, sections: list[tuple[str, list[str]]] | None 
     """sections: (title, run names) to report separately; default one section with every run."""
     out = Path(out)
     results = collect(out, study)
+    for r in results:  # every run file is read (and checked) before the first report file is written
+        _predictions(r)
+        read_history(r.path / "history.csv")
     _write_summary_csv(out / "summary.csv", results)
     blocks = build_blocks(out, study, results, sections)
     io.write_text(out / "report.md", render_markdown(blocks))
@@ -167,7 +176,10 @@ def _predictions(run: RunResult) -> np.ndarray | None:
     path = run.path / "predictions.csv"
     if not path.is_file():
         return None
-    return np.loadtxt(path, delimiter=",", skiprows=1, ndmin=2, usecols=(1, 2))
+    try:
+        return np.loadtxt(path, delimiter=",", skiprows=1, ndmin=2, usecols=(1, 2))
+    except (ValueError, IndexError):
+        raise DataError(f"{path}: malformed predictions (expected numeric columns index, y_true, y_pred, ...)") from None
 
 
 def _significance_blocks(groups: dict[str, list[RunResult]]) -> list[tuple]:
@@ -263,7 +275,6 @@ def _curves(out: Path, task: str, results: list[RunResult], tag: str = "") -> Pa
     import matplotlib.pyplot as plt
 
     from adlab.io import save_figure
-    from adlab.run.rundir import read_history
 
     key = CURVES[task]
     fig, ax = plt.subplots(figsize=(7, 4))
@@ -315,7 +326,7 @@ def render_markdown(blocks: list[tuple]) -> str:
                 lines.append("| " + " | ".join(cells) + " |")
             lines.append("")
         elif kind == "img":
-            lines += [f"![{_md_escape(block[2])}]({Path(block[1]).as_posix()})", ""]
+            lines += [f"![{_md_escape(block[2])}]({quote(Path(block[1]).as_posix(), safe='/=,+')})", ""]
     return "\n".join(lines)
 
 
@@ -359,8 +370,10 @@ def rerender(out: str | Path) -> Path:
     from adlab.errors import AdlabError
     from adlab.study.spec import load_study
 
+    from adlab import ownership
+
     out = Path(out)
-    if not (out / "study.yaml").is_file():
+    if not (out / "study.yaml").is_file() or ownership.marker_kind(out) not in ("study", None):
         raise AdlabError(f"{out}: not a study folder (no study.yaml)")
     study = load_study(out / "study.yaml", check_configs=False)
     return write_report(out, study)

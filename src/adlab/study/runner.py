@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import shlex
 import time
 from pathlib import Path
 
-from adlab import io
-from adlab.errors import AdlabError
+from adlab import io, ownership
+from adlab.errors import AdlabError, Interrupted
 from adlab.study.spec import load_study
 
 
@@ -17,17 +18,37 @@ def finished(run_dir: Path) -> bool:
 def run_study(path: str | Path, out: str | Path | None = None, resume: bool = False, verbose: bool = True) -> Path:
     """Runs go in OUT/runs/<name>/; with `resume`, finished ones are kept, interrupted ones continue
     from their last checkpoint, and the rest are made."""
+    study = load_study(path)  # every run's config is validated before anything starts
+    out = Path(out) if out else Path("runs") / "studies" / study.name
+    claim_study_folder(out, resume)
+    runs_dir = out / "runs"
+    runs_dir.mkdir(parents=True, exist_ok=True)
+    io.write_text(out / "study.yaml", Path(path).read_text(encoding="utf-8"))
+    try:
+        _make_runs(study, out, resume, verbose)
+    except Interrupted as exc:  # the study's own command continues it, fusions and report included
+        what = str(exc).split("; continue with:")[0]
+        raise Interrupted(f"{what}; continue the study with: adlab study {shlex.quote(str(path))} "
+                          f"--out {shlex.quote(str(out))} --resume", exc.exit_code) from None
+    return out
+
+
+def claim_study_folder(out: Path, resume: bool) -> None:
+    """A new study folder (with its marker), or with `resume` an earlier study's; never a folder
+    adlab did not make, and never an earlier study without --resume."""
+    legacy = ("study.yaml", "runs")  # study folders of adlab versions before the marker
+    if out.is_dir() and any(out.iterdir()) and not resume and (
+            ownership.marker_kind(out) == "study" or all((out / f).exists() for f in legacy)):
+        raise AdlabError(f"{out}: study folder already exists (use --resume to continue it, or another --out)")
+    ownership.adopt_or_create(out, "study", legacy_files=legacy)
+
+
+def _make_runs(study, out: Path, resume: bool, verbose: bool) -> None:
     from adlab.run.fuse import fuse
     from adlab.run.train import resumable, train
     from adlab.study.report import write_report
 
-    study = load_study(path)  # every run's config is validated before anything starts
-    out = Path(out) if out else Path("runs") / "studies" / study.name
     runs_dir = out / "runs"
-    if runs_dir.is_dir() and any(runs_dir.iterdir()) and not resume:
-        raise AdlabError(f"{out}: study folder already has runs (use --resume to continue it, or another --out)")
-    runs_dir.mkdir(parents=True, exist_ok=True)
-    io.write_text(out / "study.yaml", Path(path).read_text(encoding="utf-8"))
     say = print if verbose else (lambda *a, **k: None)
 
     total = len(study.runs)
@@ -61,7 +82,6 @@ def run_study(path: str | Path, out: str | Path | None = None, resume: bool = Fa
             say(f"fusion {step.name}{suffix}: {step.method} of {', '.join(m.name for m in members)}")
     report = write_report(out, study)
     say(f"report: {report} (and {report.with_suffix('.html')})")
-    return out
 
 
 def with_study_folder(config, out: Path):

@@ -26,11 +26,12 @@ from pathlib import Path
 from typing import Any, Literal, Optional, Union
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from adlab import io
-from adlab.config import load_config, set_dotted
+from adlab import io, ownership
+from adlab.config import Seed, load_config, set_dotted
 from adlab.errors import AdlabError, ConfigError
+from adlab.names import name_field
 from adlab.study.spec import merge_dicts, read_spec_file
 
 
@@ -60,15 +61,17 @@ class Objective(BaseModel):
 class SearchSpec(BaseModel):
     model_config = ConfigDict(extra="forbid")
     name: Optional[str] = None
+
+    _safe_name = field_validator("name")(name_field)
     base: Optional[str] = None
     config: dict[str, Any] = {}
     objective: Objective = Objective()
     sampler: Literal["tpe", "random", "grid"] = "tpe"
-    trials: int = 20
-    cv_folds: Optional[int] = None
+    trials: int = Field(20, ge=1, le=100_000)
+    cv_folds: Optional[int] = Field(None, ge=2, le=100)
     pruning: bool = True
     storage: Optional[str] = None
-    seed: int = 0
+    seed: Seed = 0
     space: dict[str, Param]
 
 
@@ -136,7 +139,7 @@ def run_search(path: str | Path, out: str | Path | None = None, verbose: bool = 
     spec, base = load_search(path)
     name = spec.name or path.stem
     out = Path(out) if out else Path("runs") / "searches" / name
-    out.mkdir(parents=True, exist_ok=True)
+    ownership.adopt_or_create(out, "search", legacy_files=("search.db",))  # a search continues in its folder
     say = print if verbose else (lambda *a, **k: None)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     from optuna.storages import RDBStorage, RetryFailedTrialCallback

@@ -19,35 +19,48 @@ and late-fusion steps, expanded into the list of runs to make.
 from __future__ import annotations
 
 import itertools
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Optional
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 
-from adlab.config import Config, load_config, set_dotted
+from adlab.config import Config, Seed, load_config, set_dotted
 from adlab.errors import ConfigError
 from adlab.io import read_yaml_mapping
+from adlab.names import generated_name, name_field
+
+MAX_RUNS = 10_000  # a study larger than this is a typo (or a YAML bomb), not a plan
+
+
+def _check_keys(value: dict) -> dict:
+    for key in value:  # each names a run folder
+        name_field(key)
+    return value
 
 
 class FusionStep(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
     name: str
     runs: list[str]
     method: Literal["mean_prob", "sum_logits", "vote"] = "mean_prob"
 
+    _safe_name = field_validator("name")(name_field)
+
 
 class StudySpec(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
     name: Optional[str] = None
     base: Optional[str] = None
     config: dict[str, Any] = {}
     grid: dict[str, list[Any]] = {}
     regimes: dict[str, dict[str, Any]] = {}
     variants: dict[str, dict[str, Any]] = {}
-    seeds: Optional[list[int]] = None
+    seeds: Optional[list[Seed]] = None
     fusion: list[FusionStep] = []
+
+    _safe_name = field_validator("name")(name_field)
+    _safe_keys = field_validator("regimes", "variants")(_check_keys)
 
 
 @dataclass
@@ -87,6 +100,10 @@ def load_study(path: str | Path, check_configs: bool = True) -> Study:
     """Parse and expand a study file; with `check_configs`, every run's config is validated too."""
     path = Path(path)
     spec = read_spec_file(path, StudySpec, "study file")
+    planned = (max(1, len(spec.regimes)) * _product(len(v) for v in spec.grid.values())
+               * (1 if spec.grid or spec.regimes else 0) + len(spec.variants) or 1) * len(spec.seeds or [None])
+    if planned > MAX_RUNS:
+        raise ConfigError(f"{path}: the study expands to {planned:,} runs (at most {MAX_RUNS:,}); shorten the grid")
     runs = expand(spec)
     if check_configs:
         base = _base_config(path, spec)
@@ -104,6 +121,13 @@ def _base_config(path: Path, spec: StudySpec) -> dict:
             raise ConfigError(f"{path}: base config {base_path} not found")
         raw = load_config(base_path).to_dict()
     return merge_dicts(raw, spec.config)
+
+
+def _product(values) -> int:
+    out = 1
+    for v in values:
+        out *= v
+    return out
 
 
 def merge_dicts(base: dict, extra: dict) -> dict:
@@ -129,7 +153,7 @@ def expand(spec: StudySpec) -> list[PlannedRun]:
         points = [("base", {})]
     runs = []
     for group, overrides in points:
-        group = _safe(group)
+        group = generated_name(group)
         for seed in spec.seeds or [None]:
             name = group if seed is None else f"{group}-seed={seed}"
             extra = {} if seed is None else {"train.seed": seed}
@@ -158,11 +182,6 @@ def _text(value: Any) -> str:
     return str(value)
 
 
-def _safe(name: str) -> str:
-    """A folder name: no path separators, no leading dots."""
-    return re.sub(r"[^A-Za-z0-9._=+,-]+", "_", name).lstrip(".") or "run"
-
-
 def _validated(path: Path, base: dict, run: PlannedRun) -> Config:
     import copy
 
@@ -178,7 +197,11 @@ def _validated(path: Path, base: dict, run: PlannedRun) -> Config:
 
 def _check_fusion(path: Path, spec: StudySpec, runs: list[PlannedRun]) -> None:
     groups = {r.group for r in runs}
+    names = [step.name for step in spec.fusion]
     for step in spec.fusion:
+        if step.name in groups or names.count(step.name) > 1:
+            raise ConfigError(f"{path}: fusion '{step.name}': the name is already used by "
+                              f"{'a run' if step.name in groups else 'another fusion'}; give it its own name")
         missing = [name for name in step.runs if name not in groups]
         if missing:
             raise ConfigError(f"{path}: fusion '{step.name}': unknown run {missing[0]!r} "

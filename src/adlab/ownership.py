@@ -1,0 +1,119 @@
+"""Which folders adlab may replace: only those it made.
+
+Every folder adlab creates (run, fused run, study, search, evaluation, demo, data-tool output)
+carries a marker file naming its kind. `--overwrite` replaces only a folder whose marker has the
+kind the command makes; a folder without a marker is the user's and is never written into unless
+it is empty. The working directory and its parents are never an output folder.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+from adlab.errors import AdlabError
+
+MARKER = ".adlab.json"
+# markers of earlier adlab versions, still recognised: file name -> kind
+LEGACY_MARKERS = {".adlab-output.json": "data", "demo.json": "demo"}
+ARTICLE = {"run": "a run", "fused-run": "a fused run", "study": "a study", "search": "a search",
+           "evaluation": "an evaluation", "demo": "a demo", "data": "a data-tool output"}
+
+
+def read_marker(folder: Path) -> dict | None:
+    """The marker's record ({"kind": ..., ...}), or None where the folder has no readable marker."""
+    folder = Path(folder)
+    for name, kind in ((MARKER, None), *LEGACY_MARKERS.items()):
+        path = folder / name
+        if not path.is_file() or path.is_symlink():
+            continue
+        try:
+            record = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return None
+        if not isinstance(record, dict):
+            return None
+        if kind is not None:
+            return {"kind": kind, "legacy": True}
+        return record if isinstance(record.get("kind"), str) else None
+    return None
+
+
+def marker_kind(folder: Path) -> str | None:
+    record = read_marker(folder)
+    return record["kind"] if record else None
+
+
+def write_marker(folder: Path, kind: str, **record) -> None:
+    from adlab import __version__, io
+
+    io.write_json(Path(folder) / MARKER, {"kind": kind, "adlab": __version__, **record})
+
+
+def refuse_protected(folder: Path) -> None:
+    """The working directory, its parents and the home folder are never output folders."""
+    resolved = Path(folder).expanduser().resolve()
+    cwd = Path.cwd().resolve()
+    if resolved == cwd or resolved in cwd.parents:
+        raise AdlabError(f"{folder}: is the working directory or one of its parents; "
+                         "give an output folder of its own")
+    if resolved == Path.home().resolve():
+        raise AdlabError(f"{folder}: is the home folder; give an output folder of its own")
+
+
+def check_output(folder: Path, kind: str, overwrite: bool, flag: str = "--overwrite") -> bool:
+    """Whether `folder` holds an earlier adlab output of this kind to be replaced (only with
+    `overwrite`); an error naming the folder if it must not be touched. Writes nothing."""
+    folder = Path(folder)
+    refuse_protected(folder)
+    if folder.is_symlink() or (folder.exists() and not folder.is_dir()):
+        raise AdlabError(f"{folder}: exists and is not a folder")
+    if not folder.is_dir() or not any(folder.iterdir()):
+        return False
+    found = marker_kind(folder)
+    if found is None:
+        raise AdlabError(f"{folder}: folder is not empty and was not made by adlab; refusing to write into it "
+                         "(choose another output folder)")
+    if found != kind:
+        raise AdlabError(f"{folder}: holds {ARTICLE.get(found, found)}, not {ARTICLE.get(kind, kind)}; "
+                         "choose another output folder")
+    if not overwrite:
+        raise AdlabError(f"{folder}: {ARTICLE.get(kind, kind)} already exists here "
+                         f"(use {flag} to replace it, or choose another output folder)")
+    return True
+
+
+def prepare_output(folder: Path, kind: str, overwrite: bool, flag: str = "--overwrite", **record) -> Path:
+    """Create `folder` with its marker, replacing an earlier output of the same kind if allowed."""
+    folder = Path(folder)
+    if check_output(folder, kind, overwrite, flag):
+        shutil.rmtree(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    write_marker(folder, kind, **record)
+    return folder
+
+
+def adopt_or_create(folder: Path, kind: str, legacy_files: tuple[str, ...] = ()) -> bool:
+    """A folder adlab keeps adding to (a study, a search): create it with its marker, or continue
+    one with that marker (or an earlier adlab's, recognised by `legacy_files`). Returns whether
+    the folder already held that kind. Never deletes anything."""
+    folder = Path(folder)
+    refuse_protected(folder)
+    if folder.is_symlink() or (folder.exists() and not folder.is_dir()):
+        raise AdlabError(f"{folder}: exists and is not a folder")
+    if folder.is_dir() and any(folder.iterdir()):
+        found = marker_kind(folder)
+        if found is None and legacy_files and all((folder / f).exists() for f in legacy_files):
+            write_marker(folder, kind, adopted=True)
+            return True
+        if found is None:
+            raise AdlabError(f"{folder}: folder is not empty and was not made by adlab; refusing to write into it "
+                             "(choose another output folder)")
+        if found != kind:
+            raise AdlabError(f"{folder}: holds {ARTICLE.get(found, found)}, not {ARTICLE.get(kind, kind)}; "
+                             "choose another output folder")
+        return True
+    folder.mkdir(parents=True, exist_ok=True)
+    write_marker(folder, kind)
+    return False
