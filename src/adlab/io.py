@@ -67,13 +67,29 @@ def write_csv(path: str | os.PathLike, header: Sequence[str], rows: Iterable[Seq
     write_text(path, buffer.getvalue())
 
 
+FIGURE_SOFTWARE = "adlab"  # the PNG 'Software' text of every figure adlab writes: how it knows its own
+
+
 def save_figure(fig, path: str | os.PathLike, dpi: int = 120) -> None:
     """Save a matplotlib figure atomically and close it."""
     import matplotlib.pyplot as plt
 
+    fmt = Path(path).suffix.lstrip(".") or "png"
     with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=dpi, bbox_inches="tight", format=Path(path).suffix.lstrip(".") or "png")
+        fig.savefig(tmp, dpi=dpi, bbox_inches="tight", format=fmt,
+                    metadata={"Software": FIGURE_SOFTWARE} if fmt == "png" else None)
     plt.close(fig)
+
+
+def made_by_adlab(png: str | os.PathLike) -> bool:
+    """Whether an image file is a figure adlab wrote (its PNG 'Software' text)."""
+    from PIL import Image
+
+    try:
+        with Image.open(png) as img:
+            return img.format == "PNG" and getattr(img, "text", {}).get("Software") == FIGURE_SOFTWARE
+    except Exception:  # not an image at all: certainly not ours
+        return False
 
 
 MAX_YAML_BYTES = 10 * 2**20  # configs, studies and data.yaml files are a few kB

@@ -80,6 +80,21 @@ def test_generate_writes_a_grid(ae_run, tmp_path):
         assert img.size[0] > 100 and img.size[1] > 100
 
 
+def test_generate_never_replaces_a_file_it_did_not_make(ae_run, cli):
+    if ae_run.config.model.name != "ae":
+        pytest.skip("one model is enough for the file rule")
+    Image.new("L", (4, 4)).save(cli.root / "mine.png")
+    (cli.root / "notes.txt").write_text("mine")
+    cli.refused("generate", ae_run.path, "--out", "mine.png", names=("mine.png", "--overwrite"))
+    cli.refused("generate", ae_run.path, "--out", "mine.png", "--overwrite", names=("mine.png", "not an image adlab made"))
+    cli.refused("generate", ae_run.path, "--out", "notes.txt", names=("notes.txt", ".png"))
+    cli.refused("generate", ae_run.path, "--n", "0", names=("--n",))
+    cli.refused("generate", ae_run.path, "--seed", "-1", names=("--seed",))
+    cli.succeeds("generate", ae_run.path, "--out", "ours.png", outputs=("ours.png",))
+    cli.refused("generate", ae_run.path, "--out", "ours.png", names=("ours.png", "--overwrite"))
+    cli.succeeds("generate", ae_run.path, "--out", "ours.png", "--overwrite", "--seed", "1", outputs=("ours.png",))
+
+
 def test_two_dimensional_latent_draws_the_manifold(tmp_path):
     run = adlab.train(ae_config("vae", latent_dim=2), out=tmp_path / "vae2", verbose=False)
     assert (run.path / "figures" / "manifold.png").is_file()

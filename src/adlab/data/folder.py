@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
-from collections import Counter
+import re
+import stat
+from collections import Counter, deque
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -11,51 +13,213 @@ import numpy as np
 import torch
 
 from adlab.errors import DataError
+from adlab.names import name_problem
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
 
 
 def index_folder(
-    root: Path, class_names: list[str] | None = None, allow_empty: bool = False
+    root: Path, class_names: list[str] | None = None, allow_empty: bool = False, owners: dict | None = None
 ) -> tuple[list[str], list[tuple[str, int]]]:
-    """Class names and (path, class id) pairs, using torchvision's ImageFolder conventions."""
-    from torchvision.datasets.folder import find_classes, make_dataset
+    """Class names and (path, class id) pairs, following torchvision's ImageFolder conventions:
+    class folders sorted by name, files with an image extension (hidden ones too), in the order of
+    torchvision's `make_dataset` (folders sorted by path, files by name), paths as the tree shows them.
 
+    Unlike torchvision, links are walked safely: a folder link is followed unless its real target is
+    the folder holding it or one of that folder's ancestors (a loop), no real folder is walked twice,
+    and each real image file counts once per class; one file in two classes is an error, and so is
+    one file in two trees indexed with the same `owners` dict (a train/ and a test/ tree).
+    """
     if not root.is_dir():
         raise DataError(f"{root}: data folder not found")
+    if class_names is None:
+        class_names = find_class_folders(root)
+    else:
+        for name in class_names:
+            _check_class_name(root, name)
+    top = str(root)
+    owners = {} if owners is None else owners  # real path -> (tree, class name, path shown)
+    samples: list[tuple[str, int]] = []
+    empty = []
+    for idx, name in enumerate(class_names):
+        if not os.path.isdir(os.path.join(top, name)):
+            empty.append(name)
+            continue
+        count = len(samples)
+        for shown, real in _class_images(root, name):
+            other = owners.setdefault(real, (top, name, shown))
+            if other[1] != name or other[0] != top:
+                _same_file(root, real, other, (top, name, shown))
+            samples.append((shown, idx))
+        if len(samples) == count:
+            empty.append(name)
+    if empty and not allow_empty:
+        raise DataError(f"{root}: class folder {empty[0]!r} has no images ({', '.join(IMAGE_EXTENSIONS)})")
+    return list(class_names), samples
+
+
+def _same_file(root: Path, real: str, first: tuple[str, str, str], second: tuple[str, str, str]):
+    note = "" if real in (first[2], second[2]) else f" ({real})"
+    if first[0] != second[0]:
+        raise DataError(f"{first[0]}: {first[2]} and {second[2]} are the same file{note}, so it would be both "
+                        "trained on and tested; keep it in one tree only")
+    raise DataError(f"{root}: {first[2]} (class {first[1]!r}) and {second[2]} (class {second[1]!r}) are the same "
+                    f"file{note}; an image can belong to one class only")
+
+
+def find_class_folders(root: Path) -> list[str]:
+    """The class folder names of an ImageFolder tree, sorted; a name that cannot be a class name
+    (not UTF-8, hidden, with separators or control characters: names.name_problem) is an error."""
     try:
-        if class_names is None:
-            class_names, _ = find_classes(str(root))
-        class_to_idx = {name: i for i, name in enumerate(class_names)}
-        samples = make_dataset(str(root), class_to_idx, extensions=IMAGE_EXTENSIONS, allow_empty=allow_empty)
-    except FileNotFoundError as exc:
-        message = str(exc).split("\n")[0].rstrip(".")
-        empty = _empty_class_folders(root, class_names or [])
-        if empty:
-            message = f"class folder '{empty[0]}' has no images ({', '.join(IMAGE_EXTENSIONS)})"
-        raise DataError(f"{root}: {message}") from None
-    for name in class_names:
-        if name in ("..", ".") or "/" in name or "\\" in name:
-            raise DataError(f"{root}: unsafe class folder name {name!r}")
-    return class_names, samples
+        with os.scandir(root) as entries:
+            names = sorted(entry.name for entry in entries if entry.is_dir())
+    except OSError as exc:
+        raise DataError(f"{root}: cannot list the data folder ({type(exc).__name__})") from None
+    if not names:
+        raise DataError(f"{root}: no class folders (an image folder data set has one subfolder of images per class)")
+    for name in names:
+        _check_class_name(root, name)
+    return names
 
 
-def _empty_class_folders(root: Path, class_names: list[str]) -> list[str]:
-    return [
-        name
-        for name in class_names
-        if (root / name).is_dir()
-        and not any(f.lower().endswith(IMAGE_EXTENSIONS) for _, _, files in os.walk(root / name) for f in files)
-    ]
+def _check_class_name(root: Path, name: str) -> None:
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:  # os.scandir decodes undecodable bytes to lone surrogates
+        raise DataError(f"{root}: class folder name {os.fsencode(name)!r} is not valid UTF-8; "
+                        "rename the folder") from None
+    problem = name_problem(name)
+    if problem:
+        shown = repr(name[:60])
+        problem = problem[len(shown):].lstrip() if problem.startswith(shown) else f"is not a usable name: {problem}"
+        raise DataError(f"{root}: class folder {shown} {problem}; rename the folder")
+
+
+def _is_within(path: str, folder: str) -> bool:
+    """Whether real path `path` is `folder` or lies inside it."""
+    return path == folder or path.startswith(folder.rstrip(os.sep) + os.sep)
+
+
+def _class_images(root: Path, name: str) -> list[tuple[str, str]]:
+    """(path shown, real path) of each image file under one class folder, each real file once.
+
+    Real subfolders are walked first, then folder links (skipping loops and folders already
+    walked), so a file found both directly and through a link is shown by its direct path. Order:
+    by folder path, then by file name, as torchvision's `sorted(os.walk(...))`.
+    """
+    top = os.path.join(str(root), name)
+    top_real = os.path.realpath(top)
+    if _is_within(os.path.realpath(root), top_real):
+        raise DataError(f"{root}: class folder {name!r} is a link to {top_real}, which holds the data folder itself")
+    visited = {top_real}
+    pending = [(top, top_real, False)]  # folders to list: (path shown, real path, reached through a link)
+    links: deque[tuple[str, str]] = deque()  # folder links met: (path shown, real path of the folder holding it)
+    folders = []  # (path shown, real path, through a link, image file names, {name: real path} of file links)
+    any_link = False
+    real_folders: dict[str, str] = {}  # folder -> its real path, for file links (a data set may be all links)
+    while pending or links:
+        if not pending:
+            link, holder = links.popleft()
+            real = os.path.realpath(link)
+            if _is_within(holder, real) or real in visited:
+                continue  # a loop (the link leads back up) or a folder already walked
+            visited.add(real)
+            pending.append((link, real, True))
+            any_link = True
+            continue
+        path, real, linked = pending.pop()
+        images: list[str] = []
+        file_links: dict[str, str] = {}
+        prefix = real.rstrip(os.sep) + os.sep
+        try:
+            with os.scandir(path) as entries:
+                for entry in entries:
+                    if entry.is_dir():
+                        if entry.is_symlink():
+                            links.append((entry.path, real))
+                        elif prefix + entry.name not in visited:
+                            visited.add(prefix + entry.name)
+                            pending.append((entry.path, prefix + entry.name, linked))
+                    elif entry.name.lower().endswith(IMAGE_EXTENSIONS):
+                        if not entry.is_file() and (not entry.is_symlink() or os.path.exists(entry.path)):
+                            # a FIFO or a device would block or never end when read (a broken link is
+                            # kept: decoding names it)
+                            raise DataError(f"{entry.path}: not a regular file; remove it from the data folder")
+                        if entry.is_symlink():
+                            file_links[entry.name] = _link_target(entry.path, real, real_folders)
+                        images.append(entry.name)
+        except OSError as exc:
+            raise DataError(f"{path}: cannot list folder ({type(exc).__name__})") from None
+        if images:
+            images.sort()
+            folders.append((path, real, linked, images, file_links))
+            any_link = any_link or bool(file_links)
+    folders.sort(key=lambda folder: folder[0])
+    found, direct = [], {}  # direct: real path -> path shown, for files reached without any link
+    for path, real, linked, images, file_links in folders:
+        shown, prefix = path + os.sep, real.rstrip(os.sep) + os.sep
+        found += [(shown + n, file_links[n] if n in file_links else prefix + n) for n in images]
+        if any_link and not linked:
+            direct.update((prefix + n, shown + n) for n in images if n not in file_links)
+    if not any_link:
+        return found  # no link followed: every file has its own real path
+    # a real file reached more than once: its direct path if it has one, else the first in order
+    kept, seen = [], set()
+    for shown, real in found:
+        if real in seen or direct.get(real, shown) != shown:
+            continue
+        seen.add(real)
+        kept.append((shown, real))
+    return kept
+
+
+def _link_target(link: str, holder: str, real_folders: dict[str, str]) -> str:
+    """os.path.realpath(link) for a file link in the real folder `holder`, resolving each folder the
+    links point into once (a tree of thousands of links into one pool folder stays fast)."""
+    try:
+        target = os.readlink(link)
+    except OSError:
+        return os.path.realpath(link)
+    folder, _, base = (target if target.startswith(os.sep) else f"{holder}{os.sep}{target}").rpartition(os.sep)
+    if base in ("", ".", ".."):
+        return os.path.realpath(link)
+    real_folder = real_folders.get(folder)
+    if real_folder is None:
+        real_folder = real_folders[folder] = os.path.realpath(folder or os.sep).rstrip(os.sep)
+    real = f"{real_folder}{os.sep}{base}"
+    try:
+        chained = stat.S_ISLNK(os.lstat(real).st_mode)
+    except OSError:  # broken: decoding names it
+        chained = False
+    return os.path.realpath(real) if chained else real  # a link to a link: resolve the whole chain
 
 
 def read_image(path: str | Path, channels: int, hw: tuple[int, int] | None = None) -> np.ndarray:
     """One image file as uint8 [H, W] (channels 1) or [H, W, 3], resized to hw = (height, width)
-    when given. PIL's errors propagate: each caller says what they mean there."""
+    when given. PIL's errors propagate (see `unreadable` for saying what they mean)."""
     from PIL import Image
 
     with Image.open(path) as img:
         return _as_array(img, channels, hw)
+
+
+def unreadable(path: str | Path, exc: BaseException) -> str:
+    """`path: why it cannot be read` for an exception raised while opening or decoding an image.
+
+    PIL refuses an image of more than 2 x Image.MAX_IMAGE_PIXELS pixels with DecompressionBombError
+    (not an OSError): a small file that would decode to gigabytes. Other files it cannot decode
+    (truncated, corrupt, not an image) raise OSError, ValueError, SyntaxError and, for some crafted
+    files, other exceptions; callers catch Exception around decoding for that reason.
+    """
+    from PIL import Image
+
+    if isinstance(exc, Image.DecompressionBombError):
+        numbers = [int(n) for n in re.findall(r"\d+", str(exc))]
+        size = f"{numbers[0]:,} pixels" if numbers else "too many pixels"
+        limit = f" (the limit is {numbers[1]:,})" if len(numbers) > 1 else ""
+        return f"{path}: image too large to decode: {size}{limit}, a possible decompression bomb"
+    reason = (str(exc).splitlines() or [""])[0]
+    return f"{path}: cannot read image ({type(exc).__name__}{': ' + reason if reason else ''})"
 
 
 def _as_array(img, channels: int, hw: tuple[int, int] | None) -> np.ndarray:
@@ -73,10 +237,10 @@ def decode_images(paths: list[str], image_size: int | None, on_corrupt: str = "f
 
     Without `image_size` all images must share one size; with it they are resized on decode so
     memory stays proportional to the target size, not the files' size. A file that cannot be
-    decoded (truncated, corrupt, not an image) is an error naming it, or with on_corrupt="skip"
-    is left out and returned in the list of skipped paths.
+    decoded (truncated, corrupt, not an image, too large: a decompression bomb) is an error naming
+    it, or with on_corrupt="skip" is left out and returned in the list of skipped paths.
     """
-    from PIL import Image, UnidentifiedImageError
+    from PIL import Image
 
     hw = None if image_size is None else (image_size, image_size)
 
@@ -86,12 +250,10 @@ def decode_images(paths: list[str], image_size: int | None, on_corrupt: str = "f
                 img.load()
                 grey = is_grey(img)
                 return _as_array(img, 1 if grey else 3, hw), grey
-        except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
+        except Exception as exc:  # see `unreadable`: PIL raises more than OSError for bad files
             if on_corrupt == "skip":
                 return None
-            reason = (str(exc).splitlines() or [""])[0]
-            raise DataError(f"{path}: cannot read image ({type(exc).__name__}: {reason}); "
-                            "set data.on_corrupt: skip to leave such files out") from None
+            raise DataError(f"{unreadable(path, exc)}; set data.on_corrupt: skip to leave such files out") from None
 
     if not paths:
         raise DataError("no images to decode")
@@ -135,13 +297,17 @@ def _palette_is_grey(img) -> bool:
 
 
 def load_folder(root: Path, image_size: int | None, class_names: list[str] | None = None, on_corrupt: str = "fail",
-                storage: str = "memory", memory_budget_gb: float = 4.0):
+                storage: str = "memory", memory_budget_gb: float = 4.0,
+                index: tuple[list[str], list[tuple[str, int]]] | None = None):
     """One ImageFolder tree: (images [N,C,H,W], labels int64 [N], class names, skipped paths).
 
     The images are a uint8 tensor, or with storage "disk" (or "auto" when their decoded size is
-    over the budget) a `DiskImages` that decodes a batch at a time.
+    over the budget) a `DiskImages` that decodes a batch at a time. `index`: the tree's
+    `index_folder` result when the caller has it already.
     """
-    class_names, samples = index_folder(root, class_names, allow_empty=class_names is not None)
+    if index is None:
+        index = index_folder(root, class_names, allow_empty=class_names is not None)
+    class_names, samples = index
     if not samples:
         raise DataError(f"{root}: no images found")
     paths = [p for p, _ in samples]

@@ -15,7 +15,7 @@ from typing import Callable
 import numpy as np
 import torch
 
-from adlab.data.folder import load_folder
+from adlab.data.folder import find_class_folders, index_folder, load_folder
 from adlab.data.stream import to_rgb
 from adlab.data.idx import find_idx, read_idx
 from adlab.errors import DataError
@@ -142,8 +142,22 @@ def _folder(root: str | None, image_size: int | None, files: dict) -> ImageSet:
     held_out = next((base / s for s in ("test", "val") if (base / s).is_dir()), None)
     if (base / "train").is_dir() and held_out is not None:
         # train/ + test/ (or train/ + val/, as `adlab data crops` writes): the held-out folder is the test set
-        train_x, train_y, names, skipped = load_folder(base / "train", image_size, **files)
-        test_x, test_y, _, skipped_test = load_folder(held_out, image_size, names, **files)
+        # both trees are indexed before anything is decoded. A class only in the held-out folder could
+        # never be predicted: refused rather than dropped silently. A class missing from it is fine, as
+        # it always was (its images are all in train/; every class keeps train/'s id).
+        owners: dict = {}  # shared, so one image file in both trees (through a link) is refused: a test leak
+        train = index_folder(base / "train", owners=owners)
+        names = train[0]
+        extra = [name for name in find_class_folders(held_out) if name not in names]
+        if extra:
+            listed = ", ".join(repr(name) for name in extra[:10])
+            listed += f" and {len(extra) - 10} more" if len(extra) > 10 else ""
+            plural, it = ("s", "them") if len(extra) > 1 else ("", "it")
+            raise DataError(f"{held_out}: class folder{plural} {listed} not in {base / 'train'}; a model trained there "
+                            f"cannot predict {it}: add {it} to train/ or remove {it} from {held_out.name}/")
+        test = index_folder(held_out, names, allow_empty=True, owners=owners)
+        train_x, train_y, names, skipped = load_folder(base / "train", image_size, index=train, **files)
+        test_x, test_y, _, skipped_test = load_folder(held_out, image_size, index=test, **files)
         if train_x.shape[2:] != test_x.shape[2:]:
             raise DataError(f"{base}: train images are {tuple(train_x.shape[2:])} but test images "
                             f"{tuple(test_x.shape[2:])}; set data.image_size")

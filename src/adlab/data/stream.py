@@ -13,7 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import torch
 
-from adlab.data.folder import is_grey, read_image
+from adlab.data.folder import is_grey, read_image, unreadable
 from adlab.errors import DataError
 
 
@@ -35,8 +35,8 @@ class DiskImages:
             with Image.open(paths[0]) as img:
                 grey = is_grey(img)
                 width, height = img.size
-        except (OSError, ValueError, SyntaxError) as exc:
-            raise DataError(f"{paths[0]}: cannot read image ({type(exc).__name__})") from None
+        except Exception as exc:  # PIL raises more than OSError for bad files (folder.unreadable)
+            raise DataError(unreadable(paths[0], exc)) from None
         hw = (image_size, image_size) if image_size is not None else (height, width)
         return cls(paths, 1 if grey else 3, hw, resize=image_size is not None)
 
@@ -63,13 +63,11 @@ class DiskImages:
         return batch.contiguous() if not isinstance(indices, int) else batch[0]
 
     def _decode(self, path: str) -> np.ndarray:
-        from PIL import UnidentifiedImageError
-
         try:
             array = read_image(path, self.channels, self.hw if self.resize else None)
-        except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
-            raise DataError(f"{path}: cannot read image ({type(exc).__name__}); fix or remove the file, "
-                            "then continue with adlab train --resume RUN") from None
+        except Exception as exc:  # PIL raises more than OSError for bad files (folder.unreadable)
+            raise DataError(f"{unreadable(path, exc)}; fix or remove the file (a run stopped by it "
+                            "continues with adlab train --resume RUN)") from None
         if array.shape[:2] != self.hw:
             raise DataError(f"{path}: image is {array.shape[1]}x{array.shape[0]} but the data set's first "
                             f"image is {self.hw[1]}x{self.hw[0]}; set data.image_size")

@@ -7,10 +7,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from adlab import io
 from adlab.config import Config, validate_config
 from adlab.data.datamodule import DataInfo
 from adlab.errors import AdlabError, CheckpointError
 from adlab.models.checkpoints import read_checkpoint, resolve_checkpoint
+from adlab.run.loading import data_info
 
 
 def load_autoencoder(run: str | Path) -> tuple[torch.nn.Module, DataInfo, Config]:
@@ -20,34 +22,56 @@ def load_autoencoder(run: str | Path) -> tuple[torch.nn.Module, DataInfo, Config
     state, meta = read_checkpoint(path)
     if meta.get("task") != "autoencode":
         raise CheckpointError(f"{path}: not an adlab autoencoder checkpoint")
+    if not isinstance(meta.get("config"), dict):
+        raise CheckpointError(f"{path}: damaged adlab metadata (config is not a mapping)")
     config = validate_config(meta["config"], str(path))
-    info = DataInfo(**meta["data"])
-    model = build_autoencoder(config.model, info.input_shape)
+    info = data_info(meta.get("data"), path)
     try:
+        model = build_autoencoder(config.model, info.input_shape)
         model.load_state_dict(state)
-    except RuntimeError as exc:
+    except (RuntimeError, ValueError, TypeError) as exc:
         raise CheckpointError(f"{path}: weights do not fit {config.model.name} ({str(exc).splitlines()[0]})") from None
     return model.eval(), info, config
 
 
+MAX_SAMPLES = 4096
+
+
 def generate(run: str | Path, n: int = 64, out: str | Path = "samples.png", seed: int = 0,
-             verbose: bool = True) -> Path:
+             verbose: bool = True, overwrite: bool = False) -> Path:
+    """`n` samples as one PNG grid at `out`; an existing file is replaced only with `overwrite`
+    and only if it is an image adlab wrote."""
     from adlab.figures_autoencoder import image_grid
     from adlab.run.autoencode import sample_images
 
-    if n < 1:
-        raise AdlabError("--n must be at least 1")
+    if not 1 <= n <= MAX_SAMPLES:
+        raise AdlabError(f"--n: need 1 to {MAX_SAMPLES} images, not {n}")
+    if not 0 <= seed <= 2**32 - 1:
+        raise AdlabError(f"--seed: need 0 to {2**32 - 1}, not {seed}")
+    out = Path(out)
+    if out.suffix.lower() != ".png":
+        raise AdlabError(f"{out}: --out must name a .png file")
+    if out.exists() or out.is_symlink():
+        if not overwrite:
+            raise AdlabError(f"{out}: already exists (use --overwrite to replace an image adlab made, or another --out)")
+        if out.is_symlink() or not out.is_file() or not io.made_by_adlab(out):
+            raise AdlabError(f"{out}: not an image adlab made; refusing to replace it (choose another --out)")
     model, _, config = load_autoencoder(run)
     latents = Path(run) / "latents.npz" if Path(run).is_dir() else resolve_checkpoint(run).parent.parent / "latents.npz"
     if config.model.name == "vae":
         train_z = np.zeros((2, config.model.latent_dim), dtype=np.float32)  # only its width is used
     elif latents.is_file():
-        with np.load(latents) as f:
-            train_z = f["train_z"]
+        try:
+            with np.load(latents) as f:  # allow_pickle stays False: arrays only
+                train_z = np.asarray(f["train_z"], dtype=np.float32)
+        except (OSError, ValueError, KeyError, EOFError) as exc:
+            raise AdlabError(f"{latents}: not readable latent codes ({type(exc).__name__})") from None
+        if train_z.ndim != 2 or train_z.shape[1] != config.model.latent_dim or len(train_z) < 2 \
+                or not np.isfinite(train_z).all():
+            raise AdlabError(f"{latents}: train_z should be finite codes [N >= 2, {config.model.latent_dim}]")
     else:
         raise AdlabError(f"{latents}: not found; AE/DAE samples come from a Gaussian fitted to the train codes")
     images = sample_images(model, config.model, train_z, n, seed)
-    out = Path(out)
     image_grid(images, out, f"{n} samples from {config.model.name.upper()}")
     if verbose:
         print(f"wrote {n} samples to {out}")

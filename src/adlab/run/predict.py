@@ -25,15 +25,13 @@ def predict(run: str | Path, images: list[str | Path], top: int = 3) -> list[tup
 
 def _read_like_training(path: Path, channels: int, size: list[int]) -> torch.Tensor:
     """An image as the training data looked: same channel count and native size, uint8."""
-    from PIL import UnidentifiedImageError
-
-    from adlab.data.folder import read_image
+    from adlab.data.folder import read_image, unreadable
 
     try:
         arr = read_image(path, channels, (size[0], size[1]))
     except FileNotFoundError:
         raise DataError(f"{path}: image not found") from None
-    except (UnidentifiedImageError, OSError, ValueError) as exc:
-        raise DataError(f"{path}: cannot read image ({type(exc).__name__})") from None
+    except Exception as exc:  # not an image, corrupt, or a decompression bomb (folder.unreadable)
+        raise DataError(unreadable(path, exc)) from None
     tensor = torch.from_numpy(arr.copy())
     return tensor.unsqueeze(0) if channels == 1 else tensor.permute(2, 0, 1)
