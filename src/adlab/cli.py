@@ -6,6 +6,8 @@ Heavy imports happen inside the command functions so `adlab --help` starts insta
 from __future__ import annotations
 
 import argparse
+import errno
+import re
 import sys
 
 EXIT_BAD_INPUT = 2
@@ -37,6 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="data.KEY=VALUE",
                    help="change the evaluation data, e.g. --set data.root=other/ (repeatable)")
     p.add_argument("--out", help="folder for metrics, predictions and figures (default: RUN/evaluation)")
+    p.add_argument("--overwrite", action="store_true", help="replace an earlier evaluation in that folder")
     p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("predict", help="classify image files with a trained run")
@@ -57,6 +60,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--n", type=int, default=64, help="number of images (default 64)")
     p.add_argument("--out", default="samples.png", help="PNG file to write (default samples.png)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--overwrite", action="store_true", help="replace an image adlab made earlier at --out")
     p.set_defaults(func=cmd_generate)
 
     p = sub.add_parser("study", help="run a study: a grid of runs, seeds, fusions, then the report")
@@ -102,10 +106,11 @@ def add_data_commands(sub) -> None:
     p.add_argument("--images", required=True, help="folder of KITTI images")
     p.add_argument("--labels", required=True, help="folder of KITTI label .txt files")
     p.add_argument("--out", required=True, help="new YOLO data set folder")
+    p.add_argument("--overwrite", action="store_true", help="replace an earlier data-tool output in --out")
     p.add_argument("--classes", required=True, help="KITTI types to keep, in class-id order, e.g. Car,Pedestrian,Cyclist")
     p.add_argument("--rename", action="append", default=[], metavar="OLD=NEW", help="rename a class (repeatable)")
     p.add_argument("--val-fraction", type=float, default=0.2)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="seed of the train/val split (0 to 4294967295)")
     p.add_argument("--skip-bad", action="store_true", help="skip and count malformed lines instead of stopping")
     p.set_defaults(func=cmd_kitti_to_yolo)
 
@@ -114,6 +119,7 @@ def add_data_commands(sub) -> None:
     p.add_argument("--keep", required=True, help="class names to keep, comma-separated")
     p.add_argument("--out", required=True)
     p.add_argument("--drop-empty", action="store_true", help="drop images left without objects")
+    p.add_argument("--overwrite", action="store_true", help="replace an earlier data-tool output in --out")
     p.set_defaults(func=cmd_filter)
 
     p = tools.add_parser("crops", help="cut every box into an ImageFolder classification data set")
@@ -122,7 +128,8 @@ def add_data_commands(sub) -> None:
     p.add_argument("--size", type=int, default=128, help="crop side in pixels (default 128)")
     p.add_argument("--pad", type=float, default=0.0, help="context around each box, as a fraction of its size")
     p.add_argument("--min-size", type=int, default=8, help="skip boxes smaller than this (pixels)")
-    p.add_argument("--skip-bad", action="store_true", help="skip and count malformed label lines")
+    p.add_argument("--skip-bad", action="store_true", help="skip and count malformed label lines and unreadable images")
+    p.add_argument("--overwrite", action="store_true", help="replace an earlier data-tool output in --out")
     p.set_defaults(func=cmd_crops)
 
     p = tools.add_parser("synth-scenes", help="KITTI-like synthetic scenes with exact YOLO labels")
@@ -130,10 +137,10 @@ def add_data_commands(sub) -> None:
     p.add_argument("--images", type=int, required=True, help="number of images")
     p.add_argument("--classes", help="object classes (Fashion-MNIST or digits class names), comma-separated")
     p.add_argument("--size", default="384x128", help="WIDTHxHEIGHT (default 384x128)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="0 to 4294967295")
     p.add_argument("--val-fraction", type=float, default=0.2)
     p.add_argument("--source", default="auto", choices=["auto", "fashion_mnist", "digits"])
-    p.add_argument("--overwrite", action="store_true", help="replace an earlier synthetic set in --out")
+    p.add_argument("--overwrite", action="store_true", help="replace an earlier data-tool output in --out")
     p.set_defaults(func=cmd_synth_scenes)
 
 
@@ -163,7 +170,7 @@ def cmd_kitti_to_yolo(args) -> None:
             raise AdlabError(f"--rename {item!r}: expected OLD=NEW")
         rename[old.strip()] = new.strip()
     _print_summary(kitti_to_yolo(Path(args.images), Path(args.labels), Path(args.out), _names(args.classes),
-                                 rename, args.val_fraction, args.seed, args.skip_bad))
+                                 rename, args.val_fraction, args.seed, args.skip_bad, overwrite=args.overwrite))
 
 
 def cmd_filter(args) -> None:
@@ -171,7 +178,8 @@ def cmd_filter(args) -> None:
 
     from adlab.detection.tools import filter_classes
 
-    _print_summary(filter_classes(Path(args.data), _names(args.keep), Path(args.out), args.drop_empty))
+    _print_summary(filter_classes(Path(args.data), _names(args.keep), Path(args.out), args.drop_empty,
+                                  overwrite=args.overwrite))
 
 
 def cmd_crops(args) -> None:
@@ -179,7 +187,8 @@ def cmd_crops(args) -> None:
 
     from adlab.detection.tools import make_crops
 
-    _print_summary(make_crops(Path(args.data), Path(args.out), args.size, args.pad, args.min_size, args.skip_bad))
+    _print_summary(make_crops(Path(args.data), Path(args.out), args.size, args.pad, args.min_size, args.skip_bad,
+                              overwrite=args.overwrite))
 
 
 def cmd_synth_scenes(args) -> None:
@@ -232,7 +241,7 @@ def cmd_train(args) -> None:
 def cmd_evaluate(args) -> None:
     from adlab.run.evaluate import evaluate
 
-    evaluate(args.run, overrides=args.overrides, out=args.out)
+    evaluate(args.run, overrides=args.overrides, out=args.out, overwrite=args.overwrite)
 
 
 def cmd_predict(args) -> None:
@@ -251,7 +260,7 @@ def cmd_fuse(args) -> None:
 def cmd_generate(args) -> None:
     from adlab.run.generate import generate
 
-    generate(args.run, n=args.n, out=args.out, seed=args.seed)
+    generate(args.run, n=args.n, out=args.out, seed=args.seed, overwrite=args.overwrite)
 
 
 def cmd_config(args) -> None:
@@ -274,30 +283,87 @@ def _version() -> str:
     return __version__
 
 
-def _one_line(exc: Exception) -> str:
-    """The message itself, also when a DataLoader worker re-raised it with its traceback attached."""
-    text = str(exc)
+def _one_line(exc: BaseException) -> str:
+    """The message on one line: also when a DataLoader worker re-raised it with its traceback
+    attached, or a library's message spans several lines or carries terminal colours."""
+    text = re.sub(r"\x1b\[[0-9;]*[A-Za-z]", "", str(exc))
     if text.startswith("Caught ") and "Original Traceback" in text:
         last = text.strip().splitlines()[-1]
-        return last.split(f"{type(exc).__name__}: ", 1)[-1]
-    return text
+        text = last.split(f"{type(exc).__name__}: ", 1)[-1]
+    return " ".join(line.strip() for line in text.splitlines() if line.strip())
+
+
+# Operating-system refusals that are the user's to fix (a read-only or full disk, permissions),
+# told in one line like any other bad input.
+USER_OS_ERRORS = {errno.EROFS, errno.ENOSPC, errno.EDQUOT, errno.EACCES, errno.EPERM, errno.ENAMETOOLONG,
+                  errno.ENOTDIR, errno.EISDIR, errno.EEXIST, errno.ENOENT, errno.ELOOP, errno.EMFILE, errno.EXDEV}
+
+
+def _os_error_line(exc: OSError) -> str:
+    where = exc.filename if exc.filename is not None else "adlab"
+    hint = {errno.EROFS: " (choose a writable --out)", errno.ENOSPC: " (free some space or choose another --out)",
+            errno.EDQUOT: " (free some space or choose another --out)"}.get(exc.errno, "")
+    return f"{where}: {exc.strerror or type(exc).__name__}{hint}"
+
+
+class _PipeSafeStdout:
+    """stdout that outlives its reader: with `adlab ... | head` the job goes on, its output dropped."""
+
+    def __init__(self, stream):
+        self._stream = stream
+
+    def write(self, text: str) -> int:
+        try:
+            return self._stream.write(text)
+        except BrokenPipeError:
+            self._drop()
+            return len(text)
+
+    def flush(self) -> None:
+        try:
+            self._stream.flush()
+        except BrokenPipeError:
+            self._drop()
+
+    def _drop(self) -> None:
+        import os
+
+        devnull = open(os.devnull, "w")
+        try:  # also the file descriptor, so the interpreter's own flush at exit finds no broken pipe
+            os.dup2(devnull.fileno(), self._stream.fileno())
+        except (OSError, ValueError, AttributeError):
+            pass
+        self._stream = devnull
+
+    def __getattr__(self, name):
+        return getattr(self._stream, name)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from adlab.errors import AdlabError, Interrupted
 
+    stdout = sys.stdout
+    sys.stdout = _PipeSafeStdout(stdout)
     try:
         args.func(args)
     except AdlabError as exc:
         print(f"adlab: error: {_one_line(exc)}", file=sys.stderr)
         return EXIT_BAD_INPUT
+    except OSError as exc:
+        if exc.errno not in USER_OS_ERRORS or isinstance(exc, BrokenPipeError):
+            raise
+        print(f"adlab: error: {_one_line(_os_error_line(exc))}", file=sys.stderr)
+        return EXIT_BAD_INPUT
     except Interrupted as exc:
-        print(f"adlab: {exc}", file=sys.stderr)
+        print(f"adlab: {_one_line(exc)}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         print("adlab: interrupted", file=sys.stderr)
         return 130
+    finally:
+        sys.stdout.flush()
+        sys.stdout = stdout
     return 0
 
 

@@ -1,6 +1,7 @@
 """task: detect through ultralytics: config checks, data checks, the run directory, both mAPs."""
 
 import csv
+import hashlib
 import importlib.util
 import json
 
@@ -87,21 +88,30 @@ def test_optimizer_muon_trains_a_detector_with_ultralytics_musgd(rectangles, tmp
 def test_an_interrupted_detection_run_resumes_after_its_last_checkpoint(rectangles, tmp_path, monkeypatch):
     from ultralytics.engine.trainer import BaseTrainer
 
+    from adlab.detection import train as detect_train
     from adlab.run.train import resume
 
     save, saved = BaseTrainer.save_model, []
+    record = detect_train._record_saved_checkpoint
 
-    def save_then_stop(trainer):
-        result = save(trainer)
+    def save_and_count(trainer):
         saved.append(trainer.epoch)
-        if trainer.epoch == 0:
-            raise KeyboardInterrupt  # stopped right after the first epoch's checkpoint
-        return result
+        return save(trainer)
 
-    monkeypatch.setattr(BaseTrainer, "save_model", save_then_stop)
+    def record_then_stop(trainer):
+        record(trainer)
+        if trainer.epoch == 0:
+            raise KeyboardInterrupt  # stopped right after the first epoch's checkpoint was saved and recorded
+
+    monkeypatch.setattr(BaseTrainer, "save_model", save_and_count)
+    monkeypatch.setattr(detect_train, "_record_saved_checkpoint", record_then_stop)
     with pytest.raises(KeyboardInterrupt):
         adlab.train(detect_config(rectangles, epochs=3), out=tmp_path / "det", verbose=False)
     assert not (tmp_path / "det" / "metrics.json").exists()
+    weights = tmp_path / "det" / "ultralytics" / "weights"
+    recorded = json.loads((weights / "last.pt.sha256").read_text())
+    assert recorded["epoch"] == 0 and recorded["final"] is False
+    assert recorded["sha256"] == hashlib.sha256((weights / "last.pt").read_bytes()).hexdigest()
     run = resume(tmp_path / "det", verbose=False)
     assert saved == [0, 1, 2]  # the second and third epochs trained after the resume, the first not again
     metrics = json.loads((run.path / "metrics.json").read_text())
@@ -109,6 +119,9 @@ def test_an_interrupted_detection_run_resumes_after_its_last_checkpoint(rectangl
     with open(run.path / "history.csv") as f:
         assert [r["epoch"] for r in csv.DictReader(f)] == ["1", "2", "3"]
     assert (run.path / "checkpoints" / "best.pt").is_file()
+    # the resumed training recorded each of its saves too; its last one ended the training
+    recorded = json.loads((weights / "last.pt.sha256").read_text())
+    assert recorded["epoch"] == 2 and recorded["final"] is True
 
 
 def test_a_detection_run_with_no_usable_checkpoint_starts_again(rectangles, tmp_path):
@@ -125,6 +138,31 @@ def test_a_detection_run_with_no_usable_checkpoint_starts_again(rectangles, tmp_
     assert not (weights / "last.pt").exists()  # the folder was rebuilt by a new run
 
 
+class MarkerOnLoad:
+    """Unpickling this would create `path`: the code a resume must never run."""
+
+    def __init__(self, path):
+        self.path = str(path)
+
+    def __reduce__(self):
+        return (open, (self.path, "w"))
+
+
+def saved_checkpoint(run_dir, content, record: bool = True, final: bool = False):
+    """last.pt as ultralytics saves it (torch.save: a zip archive) and, with `record`, the hash the
+    run writes right after (`on_model_save`)."""
+    import torch
+
+    from adlab.detection.train import record_checkpoint
+
+    weights = run_dir / "ultralytics" / "weights"
+    weights.mkdir(parents=True, exist_ok=True)
+    torch.save(content, weights / "last.pt")
+    if record:
+        record_checkpoint(weights / "last.pt", epoch=0, final=final)
+    return weights / "last.pt"
+
+
 @pytest.mark.parametrize("saved, usable", [
     ({"epoch": 0, "optimizer": {"state": {}}, "train_args": {"epochs": 3}}, True),   # stopped after epoch 1 of 3
     ({"epoch": 2, "optimizer": {"state": {}}, "train_args": {"epochs": 3}}, False),  # stopped while scoring the last
@@ -132,16 +170,62 @@ def test_a_detection_run_with_no_usable_checkpoint_starts_again(rectangles, tmp_
     ({"epoch": 0, "train_args": {"epochs": 3}}, False),                              # no optimizer at all
     (["not", "a", "checkpoint"], False),
 ])
-def test_only_a_checkpoint_with_epochs_left_and_its_optimizer_is_resumed(tmp_path, saved, usable):
-    import torch
-
+def test_only_a_recorded_checkpoint_with_epochs_left_and_its_optimizer_is_resumed(tmp_path, saved, usable):
     from adlab.detection.train import interrupted_checkpoint
 
-    weights = tmp_path / "ultralytics" / "weights"
-    weights.mkdir(parents=True)
     assert interrupted_checkpoint(tmp_path) is None  # no last.pt yet
-    torch.save(saved, weights / "last.pt")
-    assert interrupted_checkpoint(tmp_path) == (weights / "last.pt" if usable else None)
+    path = saved_checkpoint(tmp_path, saved)
+    assert interrupted_checkpoint(tmp_path) == (path if usable else None)
+
+
+def test_a_checkpoint_the_run_did_not_save_is_refused_before_it_is_loaded(tmp_path):
+    from adlab.detection.train import CHECKPOINT_RECORD, interrupted_checkpoint
+    from adlab.errors import CheckpointError
+
+    marker = tmp_path / "marker-created-on-unpickle"
+    payload = {"epoch": 0, "optimizer": {"state": {}}, "train_args": {"epochs": 3}, "x": MarkerOnLoad(marker)}
+    run = tmp_path / "run"
+    path = saved_checkpoint(run, payload, record=False)  # no record at all
+    try:
+        with pytest.raises(CheckpointError, match="not the checkpoint this run saved; refusing to load it") as info:
+            interrupted_checkpoint(run)
+        assert str(path) in str(info.value) and "remove it to start the run again" in str(info.value)
+        # a record of another file: the run's own checkpoint replaced by another whole archive
+        saved_checkpoint(run, {"epoch": 0, "optimizer": {"state": {}}, "train_args": {"epochs": 3}})
+        saved_checkpoint(run, payload, record=False)
+        with pytest.raises(CheckpointError, match="not the checkpoint this run saved"):
+            interrupted_checkpoint(run)
+        # an unreadable record is no record
+        (path.with_name(CHECKPOINT_RECORD)).write_text("{not json")
+        with pytest.raises(CheckpointError, match="not the checkpoint this run saved"):
+            interrupted_checkpoint(run)
+    finally:
+        assert not marker.exists(), "interrupted_checkpoint ran code pickled in last.pt"
+
+
+def test_a_checkpoint_cut_short_by_a_kill_starts_the_run_again(tmp_path):
+    from adlab.detection.train import interrupted_checkpoint
+
+    path = saved_checkpoint(tmp_path, {"epoch": 0, "optimizer": {"state": {}}, "train_args": {"epochs": 3}})
+    whole = path.read_bytes()
+    path.write_bytes(whole[: len(whole) // 2])  # a kill during ultralytics' save: zip without its directory
+    assert interrupted_checkpoint(tmp_path) is None
+    path.write_bytes(whole[:-30])  # cut inside the end-of-archive record
+    assert interrupted_checkpoint(tmp_path) is None
+    path.write_bytes(b"")
+    assert interrupted_checkpoint(tmp_path) is None
+
+
+def test_a_checkpoint_saved_as_training_ended_is_never_loaded(tmp_path):
+    """Stopped while ultralytics scored the finished training (it rewrites last.pt without the
+    optimizer then): nothing to continue, and the file is not even opened."""
+    from adlab.detection.train import interrupted_checkpoint
+
+    marker = tmp_path / "marker-created-on-unpickle"
+    path = saved_checkpoint(tmp_path, {"epoch": 2, "x": MarkerOnLoad(marker)}, final=True)
+    path.write_bytes(path.read_bytes())  # (any content: stripped, or replaced)
+    assert interrupted_checkpoint(tmp_path) is None
+    assert not marker.exists()
 
 
 @pytest.mark.slow

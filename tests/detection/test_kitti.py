@@ -180,7 +180,10 @@ def test_refuses_foreign_folder_but_replaces_previous_output(kitti, tmp_path):
     out = tmp_path / "yolo"
     kitti_to_yolo(images, labels, out, CLASSES, val_fraction=0)
     (out / "stale.txt").write_text("from before")
-    summary = kitti_to_yolo(images, labels, out, ["Car"], val_fraction=0)  # a previous output: replaced
+    with pytest.raises(DataError, match="already exists.*--overwrite"):  # a previous output: only on request
+        kitti_to_yolo(images, labels, out, ["Car"], val_fraction=0)
+    assert (out / "stale.txt").read_text() == "from before"
+    summary = kitti_to_yolo(images, labels, out, ["Car"], val_fraction=0, overwrite=True)  # replaced
     assert read_data_yaml(out / "data.yaml").names == ["Car"]
     assert not (out / "stale.txt").exists()
     assert summary["objects"] == {"Car": 3}

@@ -140,3 +140,40 @@ variants:
     fresh = json.loads((tmp_path / "fresh" / "metrics.json").read_text())
     assert {k: v for k, v in resumed.items() if k != "train_seconds"} == \
         {k: v for k, v in fresh.items() if k != "train_seconds"}
+
+
+@pytest.mark.slow
+def test_sigterm_during_a_study_advises_the_study_command_which_finishes_it(base, tmp_path):
+    import shlex
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    path = write(tmp_path, """
+name: stopped
+base: base.yaml
+variants:
+  short: {}
+  long: {train.epochs: 8}
+fusion:
+  - {name: both, runs: [short, long]}
+""")
+    out = tmp_path / "out"
+    cli = [sys.executable, "-c", "import sys; from adlab.cli import main; sys.exit(main())"]
+    process = subprocess.Popen(cli + ["study", str(path), "--out", str(out)], stdout=subprocess.DEVNULL,
+                               stderr=subprocess.PIPE, text=True)
+    history = out / "runs" / "long" / "history.csv"
+    deadline = time.monotonic() + 300
+    while (not history.is_file() or len(history.read_text().splitlines()) < 3) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    process.send_signal(signal.SIGTERM)
+    err = process.communicate(timeout=120)[1]
+    assert process.returncode == 143
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and "continue the study with: adlab study" in lines[0], err[-2000:]
+    assert "adlab train --resume" not in err
+    advised = shlex.split(lines[0].split("continue the study with: ", 1)[1])
+    assert advised[:2] == ["adlab", "study"] and "--resume" in advised
+    subprocess.run(cli + advised[1:], capture_output=True, text=True, check=True)
+    assert (out / "runs" / "both" / "metrics.json").is_file() and (out / "report.md").is_file()

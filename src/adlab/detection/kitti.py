@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from adlab.detection.tools import building_output, link_or_copy
+from adlab.detection.tools import building_output, check_output_folder, check_seed, image_size, link_or_copy
 from adlab.detection.yolo_format import SkipCounter, format_label, pixels_to_yolo, write_data_yaml
 from adlab.errors import DataError
 
@@ -79,25 +79,28 @@ def _split(count: int, val_fraction: float, seed: int) -> np.ndarray:
 
 
 def kitti_to_yolo(images: Path, labels: Path, out: Path, classes: list[str], rename: dict[str, str] | None = None,
-                  val_fraction: float = 0.2, seed: int = 0, skip_bad: bool = False) -> dict:
+                  val_fraction: float = 0.2, seed: int = 0, skip_bad: bool = False, overwrite: bool = False) -> dict:
     """Convert a KITTI image folder + label folder into a YOLO data set at `out`.
 
     Types are matched to `classes` case-insensitively; ids follow the order of `classes`, and
-    `rename` (KITTI type -> output name) may merge types into one output class.
+    `rename` (KITTI type -> output name) may merge types into one output class. `overwrite`:
+    replace an earlier data-tool output in `out` (a folder adlab did not make is never replaced;
+    see adlab.detection.tools).
 
     Returns {"names", "images": {split: n}, "objects": {name: n}, "dropped": {kitti type: n},
     "degenerate", "clipped", "skipped", "skipped_reasons", "images_without_labels",
     "data_yaml", "out"}.
     """
-    from PIL import Image, UnidentifiedImageError
-
     images, labels = Path(images), Path(labels)
     for what, folder in (("images", images), ("labels", labels)):
         if not folder.is_dir():
             raise DataError(f"{folder}: KITTI {what} folder not found")
     if not 0 <= val_fraction < 1:
         raise DataError(f"val_fraction must be in [0, 1), not {val_fraction}")
+    seed = check_seed(seed)
     names, type_to_id, _ = _class_map(classes, rename)
+    protected = [images, labels]
+    check_output_folder(out, protected, overwrite)  # before the work, not only at its end
     skip = SkipCounter() if skip_bad else None
 
     image_files: dict[str, Path] = {}
@@ -117,14 +120,10 @@ def kitti_to_yolo(images: Path, labels: Path, out: Path, classes: list[str], ren
     degenerate = clipped = 0
     converted: list[tuple[Path, list[str]]] = []  # (image, YOLO lines), sorted by name
     for stem, image_path in image_files.items():
-        try:
-            with Image.open(image_path) as opened:  # reads the header only, not the pixels
-                width, height = opened.size
-        except (OSError, UnidentifiedImageError) as exc:
-            if skip is None:
-                raise DataError(f"{image_path}: cannot read image ({exc})") from None
-            skip.add("unreadable image")
+        size = image_size(image_path, skip)  # reads the header only, not the pixels
+        if size is None:
             continue
+        width, height = size
         label_path = label_files.get(stem)
         lines = []
         text = label_path.read_text(encoding="utf-8", errors="replace") if label_path else ""
@@ -157,9 +156,8 @@ def kitti_to_yolo(images: Path, labels: Path, out: Path, classes: list[str], ren
     is_val = _split(len(converted), val_fraction, seed)
     splits = ["train", "val"] if is_val.any() else ["train"]
     counts = {split: 0 for split in splits}
-    protected = [images, labels]
     final = Path(out).expanduser().resolve()
-    with building_output(out, "kitti-to-yolo", protected) as tmp:
+    with building_output(out, "kitti-to-yolo", protected, overwrite) as tmp:
         for (image_path, lines), val in zip(converted, is_val):
             split = "val" if val else "train"
             link_or_copy(image_path, tmp / "images" / split / image_path.name)

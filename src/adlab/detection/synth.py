@@ -16,13 +16,13 @@ drawn at all, so every drawn object has a label and no label lacks its object.
 from __future__ import annotations
 
 import functools
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
+from adlab.detection.tools import building_output, check_output_folder, check_seed
 from adlab.detection.yolo_format import format_label, pixels_to_yolo, write_data_yaml
 from adlab.errors import DataError
 
@@ -34,6 +34,7 @@ MIN_BOX_PX = 4  # a clipped box narrower or lower than this is dropped
 MIN_VISIBLE = 0.3  # fraction of an object's mask that must lie inside the image
 MAX_COVERED = 0.6  # a new object may hide at most this fraction of an earlier object's mask
 HEIGHT_FRACTION = (20 / 128, 90 / 128)  # object heights relative to the image height (20-90 px at 128)
+MAX_IMAGES = 1_000_000  # a typo of a few extra digits must not fill the disk
 
 
 @dataclass
@@ -269,13 +270,20 @@ def synth_scenes(out: str | Path, images: int, classes: list[str] | None = None,
     size: (width, height) or 'WxH'. source: 'auto' (Fashion-MNIST, else digits), 'fashion_mnist', 'digits'.
     val_fraction: share of images in images/val (0: train only; data.yaml then validates on train).
     objects: (min, max) objects tried per image (some may be dropped: too small, outside, hidden).
-    overwrite: replace out/images and out/labels if they exist (otherwise that is an error).
+    seed: 0 to 2**32 - 1.
+    overwrite: replace an earlier data-tool output in `out` (a folder adlab did not make is never
+    written into). Every argument, the classes and the object pool are checked before anything is
+    written; the data set is built in a temporary sibling folder and swapped in whole (see
+    adlab.detection.tools), so an error leaves `out` as it was.
     Same seed, same arguments: byte-identical files. Returns {"images": {split: n}, "objects":
     {class: boxes}, "source": ..., "data_yaml": path}.
     """
     if isinstance(images, bool) or not isinstance(images, (int, np.integer)) or images < 1:
         raise DataError(f"images: need a whole number >= 1, got {images!r}")
+    if images > MAX_IMAGES:
+        raise DataError(f"images: at most {MAX_IMAGES}, got {images}")
     size = parse_size(size) if isinstance(size, str) else _check_size(size)
+    seed = check_seed(seed)
     try:
         val_fraction = float(val_fraction)
     except (TypeError, ValueError):
@@ -288,34 +296,31 @@ def synth_scenes(out: str | Path, images: int, classes: list[str] | None = None,
         raise DataError(f"objects: need (min, max), got {objects!r}") from None
     if not 0 <= lo <= hi <= 100:
         raise DataError(f"objects: need 0 <= min <= max <= 100, got {objects!r}")
-    out = Path(out)
-    existing = [p for p in (out / "images", out / "labels") if p.exists()]
-    if existing:
-        if not overwrite:
-            raise DataError(f"{existing[0]} already exists; choose a new folder or overwrite")
-        for path in existing:
-            shutil.rmtree(path)
+    check_output_folder(out, (), overwrite)
     pool = load_pool(source, classes)
 
     n_val = 0 if val_fraction == 0 or images < 2 else min(images - 1, max(1, int(round(images * val_fraction))))
     splits = ["train", "val"] if n_val else ["train"]
-    for split in splits:
-        (out / "images" / split).mkdir(parents=True, exist_ok=True)
-        (out / "labels" / split).mkdir(parents=True, exist_ok=True)
     width, height = size
     rng = np.random.default_rng(seed)
     counts = {name: 0 for name in pool.classes}
     per_split = {"train": 0, "val": 0}
-    for index in range(images):
-        split = "val" if index >= images - n_val else "train"
-        image, boxes, _ = render_scene(rng, pool.sample(rng, int(rng.integers(lo, hi + 1))), size)
-        stem = f"{index:06d}"
-        Image.fromarray(image).save(out / "images" / split / f"{stem}.png", format="PNG", compress_level=1)
-        yolo = pixels_to_yolo(boxes[:, 1:], width, height)
-        lines = [format_label(int(cls), box) for cls, box in zip(boxes[:, 0], yolo)]
-        (out / "labels" / split / f"{stem}.txt").write_text("".join(line + "\n" for line in lines), encoding="utf-8")
-        for cls in boxes[:, 0]:
-            counts[pool.classes[int(cls)]] += 1
-        per_split[split] += 1
-    data_yaml = write_data_yaml(out, pool.classes, splits)
+    with building_output(out, "synth-scenes", (), overwrite) as tmp:
+        for split in splits:
+            (tmp / "images" / split).mkdir(parents=True, exist_ok=True)
+            (tmp / "labels" / split).mkdir(parents=True, exist_ok=True)
+        for index in range(images):
+            split = "val" if index >= images - n_val else "train"
+            image, boxes, _ = render_scene(rng, pool.sample(rng, int(rng.integers(lo, hi + 1))), size)
+            stem = f"{index:06d}"
+            Image.fromarray(image).save(tmp / "images" / split / f"{stem}.png", format="PNG", compress_level=1)
+            yolo = pixels_to_yolo(boxes[:, 1:], width, height)
+            lines = [format_label(int(cls), box) for cls, box in zip(boxes[:, 0], yolo)]
+            (tmp / "labels" / split / f"{stem}.txt").write_text("".join(line + "\n" for line in lines),
+                                                                  encoding="utf-8")
+            for cls in boxes[:, 0]:
+                counts[pool.classes[int(cls)]] += 1
+            per_split[split] += 1
+        write_data_yaml(tmp, pool.classes, splits)
+    data_yaml = Path(out).expanduser() / "data.yaml"
     return {"images": per_split, "objects": counts, "source": pool.source, "data_yaml": str(data_yaml)}

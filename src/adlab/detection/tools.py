@@ -1,19 +1,22 @@
 """Tools on YOLO data sets: keep some classes (`filter_classes`), cut every box out as an
-ImageFolder of crops (`make_crops`), and the output-folder rule they share with the KITTI converter.
+ImageFolder of crops (`make_crops`), and the output-folder rule every data tool shares (these two,
+the KITTI converter and the synthetic scenes).
 
 Output-folder rule: a tool never writes into its output folder piece by piece. It builds the whole
 result in a temporary sibling folder and renames it into place at the end, so an error or an
-interrupt leaves either nothing or the previous result. It replaces only an empty folder or the
-output of a previous adlab data tool (recognised by the marker file `.adlab-output.json`).
+interrupt leaves either nothing or the previous result. The result carries adlab's ownership marker
+(`.adlab.json`, kind "data", with the tool's name). An existing output folder is replaced only when
+it is empty, or when it holds an earlier data-tool output (that marker, or the `.adlab-output.json`
+of earlier adlab versions) and the user asked for it (`overwrite`, the `--overwrite` flag). A
+folder without the marker is the user's: it is never written into. Never `.`, a parent of the
+working directory or the home folder; never a folder that overlaps the input.
 """
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import shutil
-import tempfile
 import uuid
 from contextlib import contextmanager
 from pathlib import Path
@@ -21,7 +24,7 @@ from typing import Iterable, Iterator
 
 import numpy as np
 
-from adlab import io
+from adlab import io, ownership
 from adlab.detection.yolo_format import (
     SkipCounter,
     YoloDataset,
@@ -32,10 +35,25 @@ from adlab.detection.yolo_format import (
     write_data_yaml,
     yolo_to_pixels,
 )
-from adlab.errors import DataError
+from adlab.errors import AdlabError, DataError
+from adlab.names import check_name
 
-MARKER = ".adlab-output.json"
+MARKER = ownership.MARKER  # the marker every data-tool output carries (kind "data")
+LEGACY_MARKER = ".adlab-output.json"  # earlier adlab versions' data-tool marker, still recognised
+KIND = "data"
+MAX_SEED = 2**32 - 1
+MAX_CROP_SIZE = 8192
 MANIFEST_COLUMNS = ("crop", "source_image", "split", "class", "x1", "y1", "x2", "y2")
+
+
+# --- arguments -----------------------------------------------------------------------------------
+
+def check_seed(seed, key: str = "seed") -> int:
+    """A random seed: a whole number from 0 to 2**32 - 1 (what every random generator accepts)."""
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 <= seed <= MAX_SEED:
+        shown = repr(seed) if not isinstance(seed, int) or abs(seed) < 10**30 else f"a {len(str(seed))}-digit number"
+        raise DataError(f"{key}: need a whole number from 0 to {MAX_SEED}, got {shown}")
+    return int(seed)
 
 
 # --- output folders ------------------------------------------------------------------------------
@@ -44,37 +62,70 @@ def _overlaps(a: Path, b: Path) -> bool:
     return a == b or a in b.parents or b in a.parents
 
 
-def check_output_folder(out: Path, protected: Iterable[Path] = ()) -> Path:
-    """The absolute output folder, after refusing one that would destroy the user's files."""
-    out = Path(out).expanduser().resolve()
-    for path in protected:
-        path = Path(path).expanduser().resolve()
-        if _overlaps(out, path):
-            raise DataError(f"{out}: output folder overlaps the input {path}; choose a separate folder")
-    if out.exists():
-        if not out.is_dir():
-            raise DataError(f"{out}: output exists and is not a folder")
-        if any(out.iterdir()) and not (out / MARKER).is_file():
-            raise DataError(f"{out}: output folder is not empty and is not a previous adlab output; "
-                            "choose a new folder or empty it")
-    return out
+def check_output_folder(out: Path, protected: Iterable[Path] = (), overwrite: bool = False) -> Path:
+    """The absolute output folder, after refusing one that would destroy the user's files (see the
+    module docstring). Writes nothing; an error (DataError) names the folder."""
+    given = Path(out).expanduser()
+    try:
+        resolved = given.resolve()
+        for path in protected:  # first: the most precise reason when --out is (inside) the input
+            path = Path(path).expanduser().resolve()
+            if _overlaps(resolved, path):
+                raise DataError(f"{out}: output folder overlaps the input {path}; choose a separate folder")
+        ownership.check_output(given, KIND, overwrite)
+    except DataError:
+        raise
+    except AdlabError as exc:
+        raise DataError(str(exc)) from None
+    except (OSError, ValueError) as exc:  # a NUL byte or an over-long name in the path
+        raise DataError(f"{out}: cannot be an output folder ({exc})") from None
+    return resolved
 
 
 @contextmanager
-def building_output(out: Path, kind: str, protected: Iterable[Path] = ()) -> Iterator[Path]:
-    """Yield a temporary sibling of `out` to build into; on success it becomes `out` (replacing an
-    empty folder or a previous output); on any error it is removed and `out` is left untouched."""
-    out = check_output_folder(out, protected)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
+def building_output(out: Path, kind: str, protected: Iterable[Path] = (), overwrite: bool = False) -> Iterator[Path]:
+    """Yield a temporary sibling of `out` to build into; on success it gets the data marker
+    (recording the tool `kind`) and becomes `out` (replacing an empty folder, or an earlier data-tool
+    output when `overwrite`); on any error it is removed, with any parent folders made for it, and
+    `out` is left untouched."""
+    given = Path(out).expanduser()
+    out = check_output_folder(given, protected, overwrite)
+    created: list[Path] = []
+    tmp = out.parent / f".{out.name}.{uuid.uuid4().hex[:12]}.tmp"
+    try:
+        _make_parents(out.parent, created)
+        tmp.mkdir()  # not mkdtemp: its 0700 folder would become the output; this one follows the umask
+    except OSError as exc:
+        _remove_empty(created)
+        raise DataError(f"{given}: cannot create the output folder ({exc.strerror or exc})") from None
     try:
         yield tmp
-        (tmp / MARKER).write_text(json.dumps({"tool": kind}) + "\n", encoding="utf-8")
-        check_output_folder(out)  # again: something may have appeared there while we worked
+        ownership.write_marker(tmp, KIND, tool=kind)
+        check_output_folder(given, (), overwrite)  # again: something may have appeared there while we worked
         _swap_into_place(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
+        _remove_empty(created)
         raise
+
+
+def _make_parents(folder: Path, created: list[Path]) -> None:
+    """mkdir -p `folder`, adding each folder it makes to `created`, deepest first."""
+    missing = []
+    while not folder.exists() and folder.parent != folder:
+        missing.append(folder)
+        folder = folder.parent
+    for path in reversed(missing):
+        path.mkdir()
+        created.insert(0, path)
+
+
+def _remove_empty(folders: list[Path]) -> None:
+    for path in folders:
+        try:
+            path.rmdir()
+        except OSError:
+            break
 
 
 def _swap_into_place(tmp: Path, out: Path) -> None:
@@ -89,6 +140,48 @@ def _swap_into_place(tmp: Path, out: Path) -> None:
         os.rename(old, out)
         raise
     shutil.rmtree(old, ignore_errors=True)
+
+
+def image_size(path: Path, skip: SkipCounter | None = None) -> tuple[int, int] | None:
+    """(width, height) from the image's header (its pixels are not decoded): an unreadable image,
+    or one too large to decode safely (Pillow's decompression-bomb limit), is an error naming the
+    file, or, with `skip`, None and counted."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as opened:
+            return opened.size
+    except image_errors() as exc:
+        return _bad_image(path, exc, skip)
+
+
+def load_rgb(path: Path, skip: SkipCounter | None = None):
+    """The image decoded as RGB (a PIL image), with the same errors as `image_size`."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as opened:
+            return opened.convert("RGB")
+    except image_errors() as exc:
+        return _bad_image(path, exc, skip)
+
+
+def image_errors() -> tuple[type[BaseException], ...]:
+    """What Pillow raises for a file it cannot (or must not) decode."""
+    from PIL import Image
+
+    return (OSError, SyntaxError, ValueError, Image.DecompressionBombError)
+
+
+def _bad_image(path: Path, exc: BaseException, skip: SkipCounter | None) -> None:
+    from PIL import Image
+
+    if skip is None:
+        detail = " ".join(str(exc).split()) or type(exc).__name__
+        raise DataError(f"{path}: cannot read image ({detail})") from None
+    skip.add("image too large to decode safely" if isinstance(exc, Image.DecompressionBombError)
+             else "unreadable image")
+    return None
 
 
 def link_or_copy(src: Path, dst: Path) -> None:
@@ -144,8 +237,11 @@ def resolve_class_names(names: list[str], wanted: list[str]) -> list[int]:
     return ids
 
 
-def filter_classes(data_yaml: Path, keep: list[str], out: Path, drop_empty: bool = False) -> dict:
+def filter_classes(data_yaml: Path, keep: list[str], out: Path, drop_empty: bool = False,
+                   overwrite: bool = False) -> dict:
     """Copy a YOLO data set keeping only the classes `keep` (ids become 0..k-1 in the order of `keep`).
+    Every image's header is read (an unreadable image is an error naming it), its pixels are not.
+    `overwrite`: replace an earlier data-tool output in `out` (see the module docstring).
 
     Returns {"names", "images": {split: n}, "objects": {name: n}, "removed_objects",
     "dropped_images", "data_yaml", "out"}.
@@ -155,10 +251,11 @@ def filter_classes(data_yaml: Path, keep: list[str], out: Path, drop_empty: bool
     new_names = [ds.names[i] for i in old_ids]
     remap = {old: new for new, old in enumerate(old_ids)}
     splits = dataset_splits(ds)
+    check_output_folder(out, _protected(ds), overwrite)  # before the work, not only at its end
     images = {split: 0 for split in splits}
     objects = {name: 0 for name in new_names}
     removed = dropped = 0
-    with building_output(out, "filter", _protected(ds)) as tmp:
+    with building_output(out, "filter", _protected(ds), overwrite) as tmp:
         for split, folder in splits.items():
             for image in ds.images(split):
                 rows = read_labels(ds.label_path(image), len(ds.names))
@@ -167,6 +264,7 @@ def filter_classes(data_yaml: Path, keep: list[str], out: Path, drop_empty: bool
                 if drop_empty and not kept:
                     dropped += 1
                     continue
+                image_size(image)  # a file ultralytics could not (or must not) decode fails here, named
                 target = tmp / "images" / split / image.relative_to(folder)
                 link_or_copy(image, target)
                 lines = [format_label(remap[int(row[0])], row[1:5]) for row in kept]
@@ -187,11 +285,10 @@ def filter_classes(data_yaml: Path, keep: list[str], out: Path, drop_empty: bool
 
 # --- crops ---------------------------------------------------------------------------------------
 
-def _check_folder_names(names: list[str], source: Path) -> None:
+def check_class_folder_names(names: list[str], source: Path) -> None:
+    """Class names become folder names: each must pass the one name sanitiser, and none may repeat."""
     for name in names:
-        if not name.strip() or name in (".", "..") or "/" in name or "\\" in name or ".." in name or "\0" in name:
-            raise DataError(f"{source}: class name {name!r} cannot be a folder name "
-                            "(empty, or contains '/', '\\' or '..')")
+        check_name(name, key=f"{source}: class name", error=DataError)
     repeated = sorted({n for n in names if names.count(n) > 1})
     if repeated:
         raise DataError(f"{source}: class name(s) {', '.join(repeated)} appear more than once")
@@ -222,43 +319,45 @@ def crop_box(box: np.ndarray, width: int, height: int, pad: float) -> tuple[tupl
 
 
 def make_crops(data_yaml: Path, out: Path, size: int = 128, pad: float = 0.0, min_size: int = 8,
-               skip_bad: bool = False) -> dict:
+               skip_bad: bool = False, overwrite: bool = False) -> dict:
     """Cut every box of every split out of its image into out/<split>/<class>/<stem>_<index>.png
-    (an ImageFolder per split), resized to size x size, plus out/manifest.csv.
+    (an ImageFolder per split), resized to size x size, plus out/manifest.csv. `skip_bad`: a bad
+    label line or an unreadable image is skipped and counted instead of stopping. `overwrite`:
+    replace an earlier data-tool output in `out` (see the module docstring).
 
     Returns {"crops": {split: {class: n}}, "total", "skipped_small", "skipped_bad",
     "skipped_reasons", "manifest", "out"}.
     """
-    from PIL import Image, UnidentifiedImageError
+    from PIL import Image
 
-    if int(size) != size or size < 1:
-        raise DataError(f"crop size must be a positive whole number of pixels, not {size}")
+    try:
+        whole = not isinstance(size, bool) and float(size) == int(size)
+    except (TypeError, ValueError, OverflowError):
+        whole = False
+    if not whole or not 1 <= size <= MAX_CROP_SIZE:
+        raise DataError(f"crop size must be a whole number of pixels from 1 to {MAX_CROP_SIZE}, not {size}")
     if not (isinstance(pad, (int, float)) and math.isfinite(pad) and pad >= 0):
         raise DataError(f"pad must be a fraction >= 0, not {pad}")
-    if min_size < 0:
+    if not (isinstance(min_size, (int, float)) and math.isfinite(min_size) and min_size >= 0):
         raise DataError(f"min_size must be >= 0, not {min_size}")
     ds = read_data_yaml(data_yaml)
-    _check_folder_names(ds.names, ds.yaml_path)
+    check_class_folder_names(ds.names, ds.yaml_path)
     splits = dataset_splits(ds)
+    check_output_folder(out, _protected(ds), overwrite)  # before the work, not only at its end
     skip = SkipCounter() if skip_bad else None
     counts: dict[str, dict[str, int]] = {split: {} for split in splits}
     skipped_small = 0
     rows_out = []
     final = Path(out).expanduser().resolve()
-    with building_output(out, "crops", _protected(ds)) as tmp:
+    with building_output(out, "crops", _protected(ds), overwrite) as tmp:
         for split, folder in splits.items():
             used: dict[str, Path] = {}
             for image_path in ds.images(split):
                 boxes = read_labels(ds.label_path(image_path), len(ds.names), skip)
                 if not len(boxes):
                     continue
-                try:
-                    with Image.open(image_path) as opened:
-                        image = opened.convert("RGB")
-                except (OSError, UnidentifiedImageError) as exc:
-                    if skip is None:
-                        raise DataError(f"{image_path}: cannot read image ({exc})") from None
-                    skip.add("unreadable image")
+                image = load_rgb(image_path, skip)
+                if image is None:
                     continue
                 width, height = image.size
                 stem = image_path.relative_to(folder).with_suffix("").as_posix().replace("/", "__")

@@ -9,18 +9,20 @@ torchmetrics' MeanAveragePrecision as an independent check of the mAP.
 from __future__ import annotations
 
 import csv
+import hashlib
 import importlib.util
+import json
 import logging
 import os
 import shutil
 import time
+import zipfile
 from pathlib import Path
-
 
 from adlab import io
 from adlab.config import Config
 from adlab.detection.yolo_format import YoloDataset, read_data_yaml, read_labels, yolo_to_pixels
-from adlab.errors import ConfigError, DataError
+from adlab.errors import CheckpointError, ConfigError, DataError
 from adlab.run.rundir import Run, check_run_dir, default_run_dir, environment, prepare_run_dir
 
 OPTIMIZERS = {"adam": "Adam", "adamw": "AdamW", "sgd": "SGD", "muon": "MuSGD"}  # MuSGD: ultralytics' own Muon + SGD
@@ -29,6 +31,8 @@ HISTORY = ["epoch", "train_loss", "val_loss", "val_map50", "val_map50_95", "val_
 # ultralytics' validation thresholds; detections per image capped at COCO's 100, which both
 # pycocotools' summary (behind torchmetrics) and our scenes of a few objects are built around
 VAL_CONF, VAL_IOU, MAX_DET = 0.001, 0.7, 100
+# what the run knows of the last.pt ultralytics saved: its sha256, and whether training had ended
+CHECKPOINT_RECORD = "last.pt.sha256"
 
 
 def _import_ultralytics():
@@ -61,7 +65,10 @@ def _ultralytics(threads: int | None = None):
 
 
 def check_dataset(ds: YoloDataset) -> dict:
-    """Every label of every split is valid, and every label file has its image; counts per split."""
+    """Every label of every split is valid, every label file has its image, and every image's header
+    is readable (and within Pillow's decompression-bomb limit); counts per split."""
+    from adlab.detection.tools import image_size
+
     counts = {}
     for split, folder in ds.splits.items():
         images = ds.images(split)
@@ -72,7 +79,10 @@ def check_dataset(ds: YoloDataset) -> dict:
         for label in sorted(label_dir.glob("*.txt")) if label_dir.is_dir() else []:
             if label not in stems:
                 raise DataError(f"{label}: label file without an image")
-        instances = sum(len(read_labels(ds.label_path(p), len(ds.names))) for p in images)
+        instances = 0
+        for image in images:
+            instances += len(read_labels(ds.label_path(image), len(ds.names)))
+            image_size(image)
         counts[split] = {"images": len(images), "instances": instances}
     return counts
 
@@ -123,13 +133,14 @@ def train_detector(config: Config, out: str | Path | None = None, overwrite: boo
 
     if restart_from is None:  # a new run (or an interrupted one that never finished an epoch)
         check_run_dir(run_dir, overwrite or resume)
-        prepare_run_dir(run_dir, overwrite or resume)
+        prepare_run_dir(run_dir, overwrite or resume, config=config.to_dict())
         io.write_yaml(run_dir / "config.yaml", config.to_dict())
         io.write_json(run_dir / "env.json", environment(config.train.seed, {
             "ultralytics": ultralytics.__version__, "data": str(ds.yaml_path), "counts": counts, "weights": weights}))
     else:
         say(f"resuming {run_dir} from {restart_from}")
     data_yaml = _resolved_data_yaml(ds, run_dir).resolve()
+    model.add_callback("on_model_save", _record_saved_checkpoint)
 
     tc = config.train
     imgsz = config.data.image_size or 640
@@ -179,20 +190,86 @@ def train_detector(config: Config, out: str | Path | None = None, overwrite: boo
     return Run(run_dir, config, metrics)
 
 
+def _record_saved_checkpoint(trainer) -> None:
+    """ultralytics callback, right after each save of last.pt: remember what it saved (see
+    `interrupted_checkpoint`)."""
+    record_checkpoint(Path(trainer.last), epoch=int(trainer.epoch), final=bool(trainer.stop))
+
+
+def record_checkpoint(path: Path, epoch: int, final: bool) -> Path:
+    """Write `path`'s sha256 next to it (atomically, in last.pt.sha256, as JSON): the proof that a
+    last.pt found later is the one this run saved. `final`: training had ended with this save (what
+    follows, ultralytics' final scoring, rewrites last.pt without its optimizer)."""
+    record = Path(path).with_name(CHECKPOINT_RECORD)
+    io.write_text(record, json.dumps({"file": Path(path).name, "sha256": _sha256(path), "epoch": epoch,
+                                      "final": final}) + "\n")
+    return record
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _read_record(path: Path) -> dict:
+    try:
+        record = json.loads(Path(path).with_name(CHECKPOINT_RECORD).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return record if isinstance(record, dict) else {}
+
+
+def _complete_zip(data: bytes) -> bool:
+    """Whether `data` is a whole zip archive (torch.save's format) with a readable central directory;
+    a kill during ultralytics' (non-atomic) save leaves a file cut short, which is not."""
+    import io as bytes_io
+
+    try:
+        if not zipfile.is_zipfile(bytes_io.BytesIO(data)):
+            return False
+        with zipfile.ZipFile(bytes_io.BytesIO(data)) as archive:
+            return bool(archive.infolist())
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError):
+        return False
+
+
 def interrupted_checkpoint(run_dir: Path) -> Path | None:
     """The run's ultralytics training checkpoint to continue from (the twin of classification's
-    `last_checkpoint`): readable (ultralytics does not write it atomically, so a kill can truncate
-    it), with its optimizer (a finished run's is stripped) and epochs still to train. None: the
-    run starts again."""
+    `last_checkpoint`), or None: the run starts again.
+
+    ultralytics checkpoints are full pickles (torch.load with weights_only=False): loading one can
+    run code. So a last.pt is loaded only if its sha256 is the one this run recorded right after
+    saving it (`record_checkpoint`, from ultralytics' on_model_save callback), checked before it is
+    unpickled. A file that does not match is either cut short by a kill during ultralytics'
+    non-atomic save (not a complete zip archive: the run starts again) or not this run's checkpoint
+    (a CheckpointError naming it; so is a run stopped in the moment between ultralytics saving
+    last.pt and the callback recording it, or a run made before adlab recorded checkpoints: removing
+    the file starts the run again). A checkpoint saved as training ended (the run was stopped while
+    being scored; ultralytics then rewrites the file without the optimizer) is not loaded at all:
+    the run starts again. A loaded one must have its optimizer and epochs still to train."""
     path = Path(run_dir) / "ultralytics" / "weights" / "last.pt"
     if not path.is_file():
         return None
+    record = _read_record(path)
+    if record.get("final") is True:
+        return None  # training had ended: nothing left to continue
+    data = path.read_bytes()  # hashed and unpickled from the same bytes: no swap in between
+    if record.get("sha256") != hashlib.sha256(data).hexdigest():
+        if not _complete_zip(data):
+            return None  # cut short by a kill while ultralytics wrote it: the run starts again
+        raise CheckpointError(f"{path}: not the checkpoint this run saved; refusing to load it (it could run "
+                              "code); remove it to start the run again")
+    import io as bytes_io
+
     import torch
 
     _import_ultralytics()  # unpickling the checkpoint imports it: with adlab's settings, not its own
     try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception:  # truncated or not a checkpoint: the run starts again
+        ckpt = torch.load(bytes_io.BytesIO(data), map_location="cpu", weights_only=False)
+    except Exception:  # unreadable although whole: the run starts again
         return None
     if not isinstance(ckpt, dict) or ckpt.get("optimizer") is None:
         return None

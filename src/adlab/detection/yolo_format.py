@@ -75,7 +75,7 @@ def _parse_line(line: str, num_classes: int) -> tuple[str | None, list[float] | 
     except ValueError:
         return f"non-numeric value in {line.strip()!r}", None
     cls = values[0]
-    if cls != int(cls) or not 0 <= cls < num_classes:
+    if not np.isfinite(cls) or cls != int(cls) or not 0 <= cls < num_classes:  # int(nan) would raise
         return f"class id out of range ({fields[0]} not in 0..{num_classes - 1})", None
     if not all(np.isfinite(values)) or any(v < 0 or v > 1 for v in values[1:]):
         return f"coordinates outside [0, 1] ({' '.join(fields[1:])})", None
@@ -118,28 +118,80 @@ def label_path_for(image: Path) -> Path:
     return Path(*parts).with_suffix(".txt")
 
 
+SPLITS = ("train", "val", "test")
+
+
 def read_data_yaml(path: str | Path) -> YoloDataset:
+    """A YOLO data.yaml, checked: `names` a non-empty list of class names or a mapping with the keys
+    0..n-1; `path` (optional) a folder; each split one folder, relative to `path` or absolute. A bad
+    value is one error naming the file and the key."""
     path = Path(path)
     spec = read_yaml_mapping(path, "data.yaml", DataError)
     if "names" not in spec:
         raise DataError(f"{path}: not a YOLO data.yaml (needs 'names' and 'train')")
-    names = spec["names"]
-    if isinstance(names, dict):
-        names = [names[k] for k in sorted(names)]
-    names = [str(n) for n in names]
-    root = Path(spec.get("path") or path.parent)
-    if not root.is_absolute():
-        root = (path.parent / root).resolve()
+    names = _class_names(spec["names"], path)
+    root_value = spec.get("path")
+    if root_value is not None and not isinstance(root_value, str):
+        raise DataError(f"{path}: path: expected the data set folder as text, got {_shown(root_value)}")
+    root = Path(root_value or path.parent)
+    try:
+        if not root.is_absolute():
+            root = (path.parent / root).resolve()
+    except (OSError, ValueError):  # a NUL byte, or a link loop
+        raise DataError(f"{path}: path: {_shown(root_value)} is not a usable folder") from None
     splits = {}
-    for split in ("train", "val", "test"):
-        if spec.get(split):
-            folder = root / spec[split]
-            if not folder.is_dir():
-                raise DataError(f"{path}: {split} folder {folder} not found")
-            splits[split] = folder
+    for split in SPLITS:
+        value = spec.get(split)
+        if value is None or value == "":
+            continue
+        if not isinstance(value, str):
+            raise DataError(f"{path}: {split}: expected one images folder (relative to path, or absolute), "
+                            f"got {_shown(value)}")
+        folder = root / value
+        try:
+            found = folder.is_dir()
+        except (OSError, ValueError):  # a name with a NUL byte, or too long for the file system
+            found = False
+        if not found:
+            raise DataError(f"{path}: {split} folder {_shown(str(folder), 200)} not found")
+        splits[split] = folder
     if "train" not in splits:
         raise DataError(f"{path}: no train split")
     return YoloDataset(path, root, names, splits)
+
+
+def _shown(value: object, limit: int = 80) -> str:
+    """A value for an error message: its repr (for text, the text), cut short, on one line."""
+    text = value if isinstance(value, str) and value.isprintable() else repr(value)
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
+def _class_name(value: object, key: str, path: Path) -> str:
+    if isinstance(value, str):
+        return value
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)  # `names: [0, 1]`: YAML reads digits as numbers
+    raise DataError(f"{path}: {key}: expected a class name (text), got {_shown(value)}")
+
+
+def _class_names(names: object, path: Path) -> list[str]:
+    """`names` as a list: a list of names, or a mapping whose keys are exactly the ids 0..n-1."""
+    if isinstance(names, dict):
+        if not names:
+            raise DataError(f"{path}: names: no class names")
+        keys = list(names)
+        if any(isinstance(k, bool) or not isinstance(k, int) for k in keys) or sorted(keys) != list(range(len(keys))):
+            shown = ", ".join(_shown(k, 20) for k in keys[:8]) + (", ..." if len(keys) > 8 else "")
+            raise DataError(f"{path}: names: the keys must be the class ids 0..{len(keys) - 1}, got {shown}")
+        return [_class_name(names[k], f"names[{k}]", path) for k in range(len(keys))]
+    if isinstance(names, list):
+        if not names:
+            raise DataError(f"{path}: names: no class names")
+        return [_class_name(n, f"names[{i}]", path) for i, n in enumerate(names)]
+    if names is None:
+        raise DataError(f"{path}: names: no class names")
+    raise DataError(f"{path}: names: expected a list of class names or a mapping 0: name, 1: name, ..., "
+                    f"got {_shown(names)}")
 
 
 def write_data_yaml(out: Path, names: list[str], splits: list[str]) -> Path:

@@ -53,7 +53,7 @@ def data_info(record: object, path: Path) -> DataInfo:
         names = [str(n) for n in info.class_names]
         ok = (len(shape) == 3 and all(1 <= v <= 8192 for v in shape) and len(names) >= 2
               and info.channels in (1, 3) and info.native_channels in (1, 3) and len(info.native_size) == 2
-              and len(info.mean) == len(info.std) == info.channels)
+              and len(info.mean) == len(info.std) >= 1)
     except (TypeError, ValueError, AttributeError):
         ok = False
     if not ok:

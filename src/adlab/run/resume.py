@@ -26,8 +26,37 @@ class AtomicCheckpointIO(TorchCheckpointIO):
     """torch.save to a temporary file in the same folder, then rename over the old checkpoint."""
 
     def save_checkpoint(self, checkpoint: dict, path, storage_options=None) -> None:
-        with io.atomic_path(Path(path)) as tmp:
-            torch.save(checkpoint, tmp)
+        with io.atomic_path(Path(path)) as tmp, open(tmp, "wb") as f:
+            writer = _ErrorKeepingFile(f)
+            try:
+                torch.save(checkpoint, writer)
+            except RuntimeError:
+                if writer.error is None:
+                    raise
+                # torch reports a failed write as "unexpected pos"; a full disk should say so
+                raise OSError(writer.error.errno, writer.error.strerror, str(path)) from None
+
+
+class _ErrorKeepingFile:
+    """A file whose write errors are kept: torch.save replaces them with a RuntimeError of its own."""
+
+    def __init__(self, file):
+        self.file = file
+        self.error: OSError | None = None
+
+    def write(self, data) -> int:
+        try:
+            return self.file.write(data)
+        except OSError as exc:
+            self.error = exc
+            raise
+
+    def flush(self) -> None:
+        try:
+            self.file.flush()
+        except OSError as exc:
+            self.error = exc
+            raise
 
 
 class RandomState(L.Callback):
