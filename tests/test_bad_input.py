@@ -1,5 +1,8 @@
 """The bad-input catalogue: every mistake a user can make ends in exit code 2, one line on stderr
-(`adlab: error: ...` naming the file or key), no traceback, and no run directory."""
+(`adlab: error: ...` naming the file or key), no traceback, and no file created, changed or
+deleted (a checksum listing of the test's folder before and after). More cases, the ones users
+hit: test_bad_input_catalogue.py, tests/data/test_bad_input_folder.py,
+tests/detection/test_bad_input_detection.py."""
 
 from __future__ import annotations
 
@@ -25,8 +28,12 @@ def config(tmp_path):
 
 def run_bad(capsys, tmp_path, config, *args: str) -> str:
     """Run `adlab train`, check the bad-input contract, return the one error line."""
+    from conftest import snapshot
+
     out_dir = tmp_path / "run"
+    before = snapshot(tmp_path)
     code = main(["train", str(config), "--out", str(out_dir), *FAST, *args])
+    assert snapshot(tmp_path) == before, "a refused run created, changed or deleted files"
     captured = capsys.readouterr()
     lines = captured.err.splitlines()
     assert code == EXIT_BAD_INPUT, captured.err
