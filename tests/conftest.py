@@ -15,6 +15,23 @@ FAST = {
 }
 
 
+def grey_png(path, value=0, size=(8, 8)):
+    """A small grey PNG whose pixels depend on `value` (distinct images per class)."""
+    import numpy as np
+    from PIL import Image
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    arr = (np.arange(size[0] * size[1]).reshape(size[1], size[0]) + value) % 256
+    Image.fromarray(arr.astype(np.uint8), mode="L").save(path)
+
+
+def image_tree(root, classes=("a", "b"), per_class=12, digits=1):
+    """An ImageFolder tree of grey PNGs: root/<class>/<i>.png (i zero-padded to `digits`)."""
+    for c, name in enumerate(classes):
+        for i in range(per_class):
+            grey_png(root / name / f"{i:0{digits}d}.png", 40 * c + i)
+
+
 def assert_matches_scikit_learn(m: dict, y, p) -> None:
     """The headline classification metrics equal scikit-learn's on the same labels and predictions."""
     from sklearn import metrics as skm

@@ -13,6 +13,8 @@ import pytest
 import torch
 from PIL import Image
 
+from conftest import grey_png, image_tree
+
 from adlab.cli import EXIT_BAD_INPUT, main
 
 FAST = ["--set", "train.epochs=1", "--set", "train.progress_bar=false", "--set", "train.batch_size=64",
@@ -43,18 +45,6 @@ def run_bad(capsys, tmp_path, config, *args: str) -> str:
     assert "Traceback" not in captured.err + captured.out
     assert not out_dir.exists(), "a failed run left its run directory behind"
     return lines[0]
-
-
-def grey_png(path, value=0, size=(8, 8)):
-    path.parent.mkdir(parents=True, exist_ok=True)
-    arr = (np.arange(size[0] * size[1]).reshape(size[1], size[0]) + value) % 256
-    Image.fromarray(arr.astype(np.uint8), mode="L").save(path)
-
-
-def image_tree(root, classes=("a", "b"), per_class=12):
-    for c, name in enumerate(classes):
-        for i in range(per_class):
-            grey_png(root / name / f"{i}.png", 40 * c + i)
 
 
 class MarkerOnLoad:

@@ -62,22 +62,31 @@ def refuse_protected(folder: Path) -> None:
         raise AdlabError(f"{folder}: is the home folder; give an output folder of its own")
 
 
-def check_output(folder: Path, kind: str, overwrite: bool, flag: str = "--overwrite") -> bool:
-    """Whether `folder` holds an earlier adlab output of this kind to be replaced (only with
-    `overwrite`); an error naming the folder if it must not be touched. Writes nothing."""
-    folder = Path(folder)
+def _holds(folder: Path, kind: str, legacy_files: tuple[str, ...] = ()) -> bool:
+    """Whether `folder` already holds adlab's output of this kind (False: absent or empty); an
+    error naming the folder if it is not adlab's or holds another kind. Writes nothing."""
     refuse_protected(folder)
     if folder.is_symlink() or (folder.exists() and not folder.is_dir()):
         raise AdlabError(f"{folder}: exists and is not a folder")
     if not folder.is_dir() or not any(folder.iterdir()):
         return False
     found = marker_kind(folder)
+    if found is None and legacy_files and all((folder / f).exists() for f in legacy_files):
+        return True  # made by an adlab version before the marker
     if found is None:
         raise AdlabError(f"{folder}: folder is not empty and was not made by adlab; refusing to write into it "
                          "(choose another output folder)")
     if found != kind:
         raise AdlabError(f"{folder}: holds {ARTICLE.get(found, found)}, not {ARTICLE.get(kind, kind)}; "
                          "choose another output folder")
+    return True
+
+
+def check_output(folder: Path, kind: str, overwrite: bool, flag: str = "--overwrite") -> bool:
+    """Whether `folder` holds an earlier adlab output of this kind to be replaced (only with
+    `overwrite`); an error naming the folder if it must not be touched. Writes nothing."""
+    if not _holds(Path(folder), kind):
+        return False
     if not overwrite:
         raise AdlabError(f"{folder}: {ARTICLE.get(kind, kind)} already exists here "
                          f"(use {flag} to replace it, or choose another output folder)")
@@ -99,21 +108,8 @@ def adopt_or_create(folder: Path, kind: str, legacy_files: tuple[str, ...] = ())
     one with that marker (or an earlier adlab's, recognised by `legacy_files`). Returns whether
     the folder already held that kind. Never deletes anything."""
     folder = Path(folder)
-    refuse_protected(folder)
-    if folder.is_symlink() or (folder.exists() and not folder.is_dir()):
-        raise AdlabError(f"{folder}: exists and is not a folder")
-    if folder.is_dir() and any(folder.iterdir()):
-        found = marker_kind(folder)
-        if found is None and legacy_files and all((folder / f).exists() for f in legacy_files):
-            write_marker(folder, kind, adopted=True)
-            return True
-        if found is None:
-            raise AdlabError(f"{folder}: folder is not empty and was not made by adlab; refusing to write into it "
-                             "(choose another output folder)")
-        if found != kind:
-            raise AdlabError(f"{folder}: holds {ARTICLE.get(found, found)}, not {ARTICLE.get(kind, kind)}; "
-                             "choose another output folder")
-        return True
-    folder.mkdir(parents=True, exist_ok=True)
-    write_marker(folder, kind)
-    return False
+    existed = _holds(folder, kind, legacy_files)
+    if not existed or marker_kind(folder) is None:
+        folder.mkdir(parents=True, exist_ok=True)
+        write_marker(folder, kind, **({"adopted": True} if existed else {}))
+    return existed

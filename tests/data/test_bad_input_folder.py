@@ -18,6 +18,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from conftest import grey_png, image_tree
+
 from adlab.data.folder import decode_images, index_folder, load_folder
 from adlab.data.stream import DiskImages
 from adlab.errors import DataError
@@ -27,18 +29,6 @@ TRAIN = ["train", "cfg.yaml", "--out", "run", "--set", "train.epochs=1", "--set"
          "--set", "data.name=folder", "--set", "data.root=images"]
 BOMB_PIXELS = 20000 * 10000
 IMAGES = Path("images")  # data.root, relative to the working folder: errors name paths as given
-
-
-def grey_png(path, value=0, size=(8, 8)):
-    path.parent.mkdir(parents=True, exist_ok=True)
-    arr = (np.arange(size[0] * size[1]).reshape(size[1], size[0]) + value) % 256
-    Image.fromarray(arr.astype(np.uint8), mode="L").save(path)
-
-
-def image_tree(root, classes=("a", "b"), per_class=12):
-    for c, name in enumerate(classes):
-        for i in range(per_class):
-            grey_png(root / name / f"{i:02d}.png", 40 * c + i)
 
 
 def png_chunk(kind: bytes, data: bytes) -> bytes:
@@ -74,7 +64,7 @@ def metrics(cli) -> dict:
 
 def test_a_link_to_the_data_folder_in_a_class_counts_each_image_once(cli, cfg):
     root = cli.root / "images"
-    image_tree(root)
+    image_tree(root, digits=2)
     os.symlink("..", root / "a" / "up")  # torchvision's os.walk(followlinks=True) counted each image 41 times
     names, samples = index_folder(root)
     assert len(samples) == 24 and len({p for p, _ in samples}) == 24
@@ -86,7 +76,7 @@ def test_a_link_to_the_data_folder_in_a_class_counts_each_image_once(cli, cfg):
 @pytest.mark.timeout(60)
 def test_the_same_loop_link_in_two_classes_does_not_hang(cli, cfg):
     root = cli.root / "images"
-    image_tree(root)
+    image_tree(root, digits=2)
     os.symlink("..", root / "a" / "up")
     os.symlink("..", root / "b" / "up")
     os.symlink(os.path.abspath(root), root / "b" / "absolute")  # the same loop, written absolute
@@ -99,7 +89,7 @@ def test_the_same_loop_link_in_two_classes_does_not_hang(cli, cfg):
 
 def test_links_inside_a_class_count_each_real_file_once_by_its_own_path(tmp_path):
     root = tmp_path / "data"
-    image_tree(root)
+    image_tree(root, digits=2)
     grey_png(root / "a" / "sub" / "s.png")
     os.symlink("sub", root / "a" / "0again")  # the same folder twice
     os.symlink("00.png", root / "a" / "0copy.png")  # the same file twice
@@ -115,29 +105,29 @@ def test_links_inside_a_class_count_each_real_file_once_by_its_own_path(tmp_path
 
 def test_a_link_from_one_class_into_another_is_refused(cli, cfg):
     root = cli.root / "images"
-    image_tree(root)
+    image_tree(root, digits=2)
     os.symlink("../b", root / "a" / "from_b")
     cli.refused(*TRAIN, names=(IMAGES / "a" / "from_b" / "00.png", IMAGES / "b" / "00.png", "'a'", "'b'"))
 
 
 def test_a_class_folder_linked_to_another_class_is_refused(cli, cfg):
     root = cli.root / "images"
-    image_tree(root)
+    image_tree(root, digits=2)
     os.symlink("a", root / "c")
     cli.refused(*TRAIN, names=(IMAGES / "a" / "00.png", IMAGES / "c" / "00.png"))
 
 
 def test_a_test_tree_linked_into_the_train_tree_is_refused(cli, cfg):
     root = cli.root / "images"
-    image_tree(root / "train")
-    image_tree(root / "test", per_class=2)
+    image_tree(root / "train", digits=2)
+    image_tree(root / "test", per_class=2, digits=2)
     os.symlink("../../train/a/05.png", root / "test" / "a" / "leak.png")  # a test image also trained on
     line = cli.refused(*TRAIN, names=(IMAGES / "train" / "a" / "05.png", IMAGES / "test" / "a" / "leak.png"))
     assert "both trained on and tested" in line
 
 
 def test_a_fifo_named_like_an_image_is_refused_not_read(tmp_path):
-    image_tree(tmp_path)
+    image_tree(tmp_path, digits=2)
     os.mkfifo(tmp_path / "a" / "pipe.png")  # opening it would wait forever
     with pytest.raises(DataError, match="pipe.png: not a regular file"):
         index_folder(tmp_path)
@@ -147,7 +137,7 @@ def test_a_fifo_named_like_an_image_is_refused_not_read(tmp_path):
 
 def test_a_decompression_bomb_in_training_is_one_line(cli, cfg, bomb_bytes):
     root = cli.root / "images"
-    image_tree(root)
+    image_tree(root, digits=2)
     (root / "b" / "bomb.png").write_bytes(bomb_bytes)
     line = cli.refused(*TRAIN, names=(IMAGES / "b" / "bomb.png", f"{BOMB_PIXELS:,} pixels", "data.on_corrupt"))
     assert "too large" in line
@@ -155,7 +145,7 @@ def test_a_decompression_bomb_in_training_is_one_line(cli, cfg, bomb_bytes):
 
 def test_a_decompression_bomb_is_skipped_and_counted_with_on_corrupt_skip(cli, cfg, bomb_bytes):
     root = cli.root / "images"
-    image_tree(root)
+    image_tree(root, digits=2)
     (root / "b" / "bomb.png").write_bytes(bomb_bytes)
     out = cli.succeeds(*TRAIN, "--set", "data.on_corrupt=skip", outputs=("run",))
     assert "1 unreadable image skipped" in out and "bomb.png" in out
@@ -164,7 +154,7 @@ def test_a_decompression_bomb_is_skipped_and_counted_with_on_corrupt_skip(cli, c
 
 
 def test_decode_images_skips_a_bomb_and_names_it(tmp_path, bomb_bytes):
-    image_tree(tmp_path)
+    image_tree(tmp_path, digits=2)
     (tmp_path / "a" / "bomb.png").write_bytes(bomb_bytes)
     images, labels, _, skipped = load_folder(tmp_path, None, on_corrupt="skip")
     assert skipped == [str(tmp_path / "a" / "bomb.png")] and len(images) == len(labels) == 24
@@ -174,14 +164,14 @@ def test_decode_images_skips_a_bomb_and_names_it(tmp_path, bomb_bytes):
 
 def test_a_decompression_bomb_first_in_a_streamed_folder_is_one_line(cli, cfg, bomb_bytes):
     root = cli.root / "images"
-    image_tree(root)
+    image_tree(root, digits=2)
     (root / "a" / "0.png").write_bytes(bomb_bytes)  # the first file: opened when the data is indexed
     line = cli.refused(*TRAIN, "--set", "data.storage=disk", names=(IMAGES / "a" / "0.png", f"{BOMB_PIXELS:,} pixels"))
     assert "--resume" not in line  # there is no run to resume
 
 
 def test_a_decompression_bomb_met_while_streaming_is_named(tmp_path, bomb_bytes):
-    image_tree(tmp_path)
+    image_tree(tmp_path, digits=2)
     bomb = tmp_path / "b" / "bomb.png"
     bomb.write_bytes(bomb_bytes)
     _, samples = index_folder(tmp_path)
@@ -195,7 +185,7 @@ def test_a_decompression_bomb_met_while_streaming_is_named(tmp_path, bomb_bytes)
 
 def test_a_decompression_bomb_met_by_a_loader_worker_is_one_line(cli, cfg, bomb_bytes):
     root = cli.root / "images"
-    image_tree(root)
+    image_tree(root, digits=2)
     (root / "b" / "bomb.png").write_bytes(bomb_bytes)
     # without normalisation nothing is decoded before training: the bomb is met by a DataLoader worker
     code, out, err = cli.run(*TRAIN, "--set", "data.storage=disk", "--set", "data.normalize=false")
@@ -225,7 +215,7 @@ def test_predict_on_a_folder_is_one_line(cli, digits_run):
 
 def test_a_class_folder_name_that_is_not_utf8_is_refused_before_anything_is_written(cli, cfg):
     root = cli.root / "images"
-    image_tree(root)
+    image_tree(root, digits=2)
     bad = os.fsencode(root) + b"/\xff\xfe"
     os.mkdir(bad)
     for i in range(3):
@@ -238,7 +228,7 @@ def test_a_class_folder_name_that_is_not_utf8_is_refused_before_anything_is_writ
                                          ("two\nlines", "'two\\nlines'"), ("x" * 130, "too long")])
 def test_a_class_folder_name_that_cannot_be_a_name_is_refused(cli, cfg, name, shown):
     root = cli.root / "images"
-    image_tree(root)
+    image_tree(root, digits=2)
     grey_png(root / name / "0.png")
     cli.refused(*TRAIN, names=(IMAGES, shown, "rename"))
 
@@ -248,15 +238,15 @@ def test_a_class_folder_name_that_cannot_be_a_name_is_refused(cli, cfg, name, sh
 @pytest.mark.parametrize("held_out", ["test", "val"])
 def test_a_class_only_in_the_held_out_tree_is_refused(cli, cfg, held_out):
     root = cli.root / "images"
-    image_tree(root / "train")
-    image_tree(root / held_out, classes=("a", "b", "c", "d"), per_class=2)
+    image_tree(root / "train", digits=2)
+    image_tree(root / held_out, classes=("a", "b", "c", "d"), per_class=2, digits=2)
     cli.refused(*TRAIN, names=(IMAGES / held_out, "'c', 'd'", IMAGES / "train"))
 
 
 def test_a_class_missing_from_the_test_tree_is_fine(cli, cfg):
     root = cli.root / "images"
-    image_tree(root / "train", classes=("a", "b", "c"))
-    image_tree(root / "test", classes=("a", "c"), per_class=3)
+    image_tree(root / "train", classes=("a", "b", "c"), digits=2)
+    image_tree(root / "test", classes=("a", "c"), per_class=3, digits=2)
     cli.succeeds(*TRAIN, outputs=("run",))
     m = metrics(cli)
     assert m["num_test"] == 6 and m["num_train"] + m["num_val"] == 36

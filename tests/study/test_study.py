@@ -2,6 +2,11 @@
 
 import csv
 import json
+import shlex
+import signal
+import subprocess
+import sys
+import time
 
 import pytest
 
@@ -103,13 +108,21 @@ def test_html_report_escapes_user_strings(base, tmp_path):
     assert "<script>" not in html and "&lt;script&gt;" in html and "x&amp;y" in html and "t&lt;i&gt;tle" in html
 
 
+CLI = [sys.executable, "-c", "import sys; from adlab.cli import main; sys.exit(main())"]
+
+
+def study_process_after_epochs(path, out, run: str, epochs: int, **popen) -> subprocess.Popen:
+    """`adlab study PATH --out OUT` in its own process, returned once run `run` has finished `epochs` epochs."""
+    process = subprocess.Popen(CLI + ["study", str(path), "--out", str(out)], stdout=subprocess.DEVNULL, **popen)
+    history = out / "runs" / run / "history.csv"
+    deadline = time.monotonic() + 300
+    while (not history.is_file() or len(history.read_text().splitlines()) <= epochs) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    return process
+
+
 @pytest.mark.slow
 def test_a_killed_study_continues_the_interrupted_run_from_its_checkpoint(base, tmp_path):
-    import signal
-    import subprocess
-    import sys
-    import time
-
     path = write(tmp_path, """
 name: killed
 base: base.yaml
@@ -118,24 +131,18 @@ variants:
   long: {train.epochs: 30, train.scheduler: cosine}
 """)
     out = tmp_path / "out"
-    cli = [sys.executable, "-c", "import sys; from adlab.cli import main; sys.exit(main())"]
-    process = subprocess.Popen(cli + ["study", str(path), "--out", str(out)], stdout=subprocess.DEVNULL,
-                               stderr=subprocess.DEVNULL)
-    history = out / "runs" / "long" / "history.csv"
-    deadline = time.monotonic() + 300
-    while (not history.is_file() or len(history.read_text().splitlines()) < 4) and time.monotonic() < deadline:
-        time.sleep(0.02)
+    process = study_process_after_epochs(path, out, "long", 3, stderr=subprocess.DEVNULL)
     process.send_signal(signal.SIGKILL)  # three epochs into the second run
     process.wait()
     assert (out / "runs" / "short" / "metrics.json").is_file()
     assert not (out / "runs" / "long" / "metrics.json").exists()
 
     # the rest in fresh processes too: the same threads as the killed one, no state from other tests
-    printed = subprocess.run(cli + ["study", str(path), "--out", str(out), "--resume"], capture_output=True,
+    printed = subprocess.run(CLI + ["study", str(path), "--out", str(out), "--resume"], capture_output=True,
                              text=True, check=True).stdout
     assert "short: finished earlier, kept" in printed and "long: resuming from its last checkpoint" in printed
     resumed = json.loads((out / "runs" / "long" / "metrics.json").read_text())
-    subprocess.run(cli + ["train", str(out / "runs" / "long" / "config.yaml"), "--out", str(tmp_path / "fresh")],
+    subprocess.run(CLI + ["train", str(out / "runs" / "long" / "config.yaml"), "--out", str(tmp_path / "fresh")],
                    capture_output=True, check=True)
     fresh = json.loads((tmp_path / "fresh" / "metrics.json").read_text())
     assert {k: v for k, v in resumed.items() if k != "train_seconds"} == \
@@ -144,12 +151,6 @@ variants:
 
 @pytest.mark.slow
 def test_sigterm_during_a_study_advises_the_study_command_which_finishes_it(base, tmp_path):
-    import shlex
-    import signal
-    import subprocess
-    import sys
-    import time
-
     path = write(tmp_path, """
 name: stopped
 base: base.yaml
@@ -160,13 +161,7 @@ fusion:
   - {name: both, runs: [short, long]}
 """)
     out = tmp_path / "out"
-    cli = [sys.executable, "-c", "import sys; from adlab.cli import main; sys.exit(main())"]
-    process = subprocess.Popen(cli + ["study", str(path), "--out", str(out)], stdout=subprocess.DEVNULL,
-                               stderr=subprocess.PIPE, text=True)
-    history = out / "runs" / "long" / "history.csv"
-    deadline = time.monotonic() + 300
-    while (not history.is_file() or len(history.read_text().splitlines()) < 3) and time.monotonic() < deadline:
-        time.sleep(0.02)
+    process = study_process_after_epochs(path, out, "long", 2, stderr=subprocess.PIPE, text=True)
     process.send_signal(signal.SIGTERM)
     err = process.communicate(timeout=120)[1]
     assert process.returncode == 143
@@ -175,5 +170,5 @@ fusion:
     assert "adlab train --resume" not in err
     advised = shlex.split(lines[0].split("continue the study with: ", 1)[1])
     assert advised[:2] == ["adlab", "study"] and "--resume" in advised
-    subprocess.run(cli + advised[1:], capture_output=True, text=True, check=True)
+    subprocess.run(CLI + advised[1:], capture_output=True, text=True, check=True)
     assert (out / "runs" / "both" / "metrics.json").is_file() and (out / "report.md").is_file()
