@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from adlab.errors import ConfigError
 from adlab.io import load_yaml_text, read_yaml_mapping
 from adlab.names import name_field
+from adlab.tasks import TASKS
 
 # Seeds reach numpy and Lightning's seed_everything, which take 0 .. 2**32 - 1.
 Seed = Annotated[int, Field(ge=0, le=2**32 - 1)]
@@ -30,35 +31,55 @@ class _Section(BaseModel):
 
 
 class AugmentConfig(_Section):
-    """Batched training-time augmentation (applied to whole batches, never per sample)."""
+    """Batched training-time augmentation (applied to whole batches, never per sample). `data.augment: true`
+    turns it on with these defaults; a mapping without `enabled` turns it on too."""
 
-    enabled: bool = False
-    crop_padding: int = Field(2, ge=0, description="random translation by up to this many pixels")
+    enabled: bool = Field(False, description="augment the training batches (val and test images never are)")
+    crop_padding: int = Field(2, ge=0, description="random crop: translate by up to this many pixels (padded)")
     flip: bool = Field(False, description="random horizontal flip (good for clothes, bad for digits)")
     cutout: int = Field(0, ge=0, description="zero a random square of this many pixels per image (0: off)")
 
 
 class DataConfig(_Section):
-    name: Literal["digits", "fashion_mnist", "mnist", "cifar10", "eurosat", "folder", "yolo"] = "digits"
-    root: Optional[str] = None
-    val_fraction: float = Field(0.1, ge=0.0, lt=1.0)
-    test_fraction: float = Field(0.2, gt=0.0, lt=1.0, description="for data sets without a test split")
-    split_seed: Seed = Field(0, description="seed of the test/val splits (fixed across training seeds)")
-    cv_folds: Optional[int] = Field(None, ge=2, description="k-fold cross-validation: val is fold cv_fold of k")
-    cv_fold: int = Field(0, ge=0)
-    image_size: Optional[int] = Field(None, ge=4)
-    channels: Optional[Literal[1, 3]] = None
-    classes: Optional[list[Union[int, str]]] = None
-    train_per_class: Optional[int] = Field(None, ge=1)
-    augment: AugmentConfig = AugmentConfig()
-    normalize: bool = True
-    download: bool = True
+    """The data set, its splits and how its images are fed to the model."""
+
+    name: Literal["digits", "fashion_mnist", "mnist", "cifar10", "eurosat", "folder", "yolo"] = Field(
+        "digits", description="the data set (docs/data.md describes each); yolo: a YOLO detection data set, "
+                              "for task detect only")
+    root: Optional[str] = Field(
+        None, description="data folder; folder: class subfolders, or train/ and test/ (or val/) trees; "
+                          "yolo: the data.yaml file")
+    val_fraction: float = Field(0.1, ge=0.0, lt=1.0,
+                                description="validation share carved from the training split, stratified and seeded")
+    test_fraction: float = Field(0.2, gt=0.0, lt=1.0, description="test share for data sets without a test split "
+                                 "(digits, eurosat, a single folder tree)")
+    split_seed: Seed = Field(0, description="seed of the test/val splits, independent of train.seed (the same "
+                             "split across training seeds)")
+    cv_folds: Optional[int] = Field(None, ge=2, description="k-fold cross-validation: val is fold cv_fold of the "
+                                    "k folds of the training split (null: a single val_fraction split)")
+    cv_fold: int = Field(0, ge=0, description="cv_folds: which fold (0 .. cv_folds - 1) is the validation set")
+    image_size: Optional[int] = Field(None, ge=4, description="resize to this square size in pixels (null: the "
+                                      "data's own; detect: ultralytics imgsz, default 640)")
+    channels: Optional[Literal[1, 3]] = Field(None, description="1 (grey) or 3 (RGB); null: the data's own "
+                                              "(3 for ImageNet weights)")
+    classes: Optional[list[Union[int, str]]] = Field(
+        None, description="keep only these classes (names or ids), relabelled 0..k-1 in this order (null: all)")
+    train_per_class: Optional[int] = Field(None, ge=1, description="cap on training images per class (few-shot "
+                                           "transfer studies); val is carved first (null: no cap)")
+    augment: AugmentConfig = Field(AugmentConfig(), description="training augmentation: true, false, or a mapping "
+                                   "of the data.augment keys below")
+    normalize: bool = Field(True, description="per-channel mean/std of the training split (or those imposed by "
+                            "pretrained weights)")
+    download: bool = Field(True, description="let torchvision download mnist, fashion_mnist, cifar10 or eurosat "
+                           "when the files are missing")
     on_corrupt: Literal["fail", "skip"] = Field(
-        "fail", description="folder data: an unreadable image file is an error, or is skipped and counted")
+        "fail", description="image-file data (folder, eurosat): an unreadable image is an error (fail), or is left "
+                            "out and counted in the data description, env.json and reports (skip)")
     storage: Literal["auto", "memory", "disk"] = Field(
-        "auto", description="folder data: decode all images into memory, or stream them from disk a batch at a "
-                            "time; auto streams when the decoded images would pass memory_budget_gb")
-    memory_budget_gb: float = Field(4.0, gt=0.0, description="storage auto: largest decoded data set kept in memory")
+        "auto", description="image-file data: memory decodes all images once; disk decodes a batch at a time in two "
+                            "loader workers; auto: disk when the decoded images would pass memory_budget_gb")
+    memory_budget_gb: float = Field(4.0, gt=0.0, description="storage auto: largest decoded data set, in GiB, "
+                                    "kept in memory")
 
     @model_validator(mode="after")
     def _fold_in_range(self) -> "DataConfig":
@@ -80,32 +101,47 @@ AUTOENCODERS = ("ae", "vae", "dae")
 
 
 class ModelConfig(_Section):
-    name: str = "cnn"
-    weights: Optional[str] = None
-    freeze: bool = False
-    load_head: bool = False
+    """The network. Architecture keys set to null take the model's own default; the `cnn` and autoencoder
+    keys are ignored by torchvision and ultralytics models."""
+
+    name: str = Field("cnn", description="classify: cnn, encoder, or a torchvision classifier (resnet18, "
+                      "mobilenet_v2, alexnet, ...); autoencode: ae, vae or dae; detect: an ultralytics model (yolov8n, "
+                      "yolo11n, yolov5nu, ...)")
+    weights: Optional[str] = Field(None, description="null (from scratch), imagenet, or the path of an adlab "
+                                   "checkpoint or run folder, or of a .pth state dict")
+    freeze: bool = Field(False, description="train only the new head (feature extraction)")
+    load_head: bool = Field(False, description="also load the classifier head from the checkpoint (same classes)")
     # `cnn` and autoencoder settings (ignored by torchvision nets); null means the model's default
-    conv_channels: Optional[list[int]] = Field(None, description="cnn: [32, 64, 128]; autoencoders: [32, 64]")
+    conv_channels: Optional[list[int]] = Field(
+        None, description="cnn: [32, 64, 128], one block each of convs_per_block x (conv3x3, batch norm, "
+                          "activation) and a max-pool; autoencoders: [32, 64], one stride-2 block each, mirrored "
+                          "in the decoder")
     convs_per_block: Union[int, list[Annotated[int, Field(ge=1)]]] = Field(
         2, description="cnn: convolutions per block, one number or one per block ([1, 2, 2])")
-    activation: Literal["relu", "leaky_relu", "gelu", "silu", "elu", "tanh"] = "relu"
-    batch_norm: bool = True
-    conv_dropout: float = Field(0.0, ge=0.0, lt=1.0)
-    hidden: Optional[list[int]] = Field(None, description="cnn: [128]; encoder head: []")
-    dropout: Optional[float] = Field(None, ge=0.0, lt=1.0, description="cnn: 0.3; autoencoders: 0.0")
-    global_pool: bool = False
+    activation: Literal["relu", "leaky_relu", "gelu", "silu", "elu", "tanh"] = Field(
+        "relu", description="activation function of the cnn and the autoencoders")
+    batch_norm: bool = Field(True, description="batch norm after each convolution (cnn, autoencoders)")
+    conv_dropout: float = Field(0.0, ge=0.0, lt=1.0, description="Dropout2d after each convolution block")
+    hidden: Optional[list[int]] = Field(None, description="widths of the fully connected hidden layers "
+                                        "(cnn: [128]; encoder head: [])")
+    dropout: Optional[float] = Field(None, ge=0.0, lt=1.0, description="dropout before each fully connected layer "
+                                     "(cnn: 0.3; encoder head and autoencoders: 0.0)")
+    global_pool: bool = Field(False, description="cnn: global average pooling instead of flattening")
     pool_early: bool = Field(False, description="cnn: max-pool before each block's last batch norm and "
                              "activation (airbench); cheaper on a CPU")
-    whiten: bool = Field(False, description="classify: half the first convolution's filters start as the "
-                         "whitening filters of the training images' patches (airbench); not with pretrained weights")
+    whiten: bool = Field(False, description="classify, from scratch: half the first convolution's filters start as "
+                         "the whitening filters of the training images' patches (airbench); not with weights")
     # autoencoders (task: autoencode) and their encoders (model.name: encoder)
-    latent_dim: int = Field(10, ge=1)
-    reconstruction_loss: Literal["bce", "mse"] = "bce"
+    latent_dim: int = Field(10, ge=1, description="autoencoders and encoder: size of the code")
+    reconstruction_loss: Literal["bce", "mse"] = Field(
+        "bce", description="autoencoders: reconstruction loss, summed over pixels and averaged over images")
     beta: float = Field(1.0, ge=0.0, description="vae: weight of the KL term")
-    kl_warmup_epochs: int = Field(0, ge=0, description="vae: epochs over which beta ramps up from 0")
-    noise: Literal["gaussian", "salt_pepper", "mask"] = "gaussian"
-    noise_strength: float = Field(0.3, ge=0.0, le=1.0, description="dae: noise std or corrupted fraction")
-    tsne_points: int = Field(3000, ge=10, description="autoencoders: test codes in the t-SNE map")
+    kl_warmup_epochs: int = Field(0, ge=0, description="vae: epochs over which beta ramps up linearly from 0")
+    noise: Literal["gaussian", "salt_pepper", "mask"] = Field(
+        "gaussian", description="dae: how the input images are corrupted")
+    noise_strength: float = Field(0.3, ge=0.0, le=1.0, description="dae: gaussian noise std, or the fraction of "
+                                  "corrupted pixels (salt_pepper, mask)")
+    tsne_points: int = Field(3000, ge=10, description="autoencoders: test codes drawn in the t-SNE map")
 
     @field_validator("convs_per_block")
     @classmethod
@@ -121,44 +157,58 @@ class ModelConfig(_Section):
 
 
 class SchedulerConfig(_Section):
-    name: Literal["step", "cosine", "onecycle"]
+    """Learning-rate schedule: `train.scheduler: step` (a name alone takes these defaults), or a mapping such as
+    {name: cosine, min_lr: 0.0}. cosine and onecycle step every batch, step every epoch."""
+
+    name: Literal["step", "cosine", "onecycle"] = Field(
+        description="step: multiply the rate by gamma every step_size epochs; cosine: cosine decay to min_lr; "
+                    "onecycle: rise to lr over pct_start of the steps, then anneal")
     step_size: int = Field(5, ge=1, description="step: epochs between decays")
     gamma: float = Field(0.1, gt=0.0, description="step: decay factor")
     min_lr: float = Field(0.0, ge=0.0, description="cosine: final learning rate")
-    pct_start: float = Field(0.25, gt=0.0, lt=1.0, description="onecycle: warm-up fraction")
+    pct_start: float = Field(0.25, gt=0.0, lt=1.0, description="onecycle: warm-up fraction of the steps")
 
 
 class TrainConfig(_Section):
-    epochs: int = Field(10, ge=1, le=100_000)
-    batch_size: int = Field(128, ge=1, le=2**20)
+    """Optimisation, evaluation-time averaging and the Lightning trainer."""
+
+    epochs: int = Field(10, ge=1, le=100_000, description="passes over the training split (fewer with early stopping)")
+    batch_size: int = Field(128, ge=1, le=2**20, description="images per training batch (per device)")
     optimizer: Literal["adam", "adamw", "sgd", "muon"] = Field(
-        "adam", description="muon: Muon for the filters and weight matrices between the input and output layers "
-        "(at muon_lr, no weight decay), SGD with Nesterov momentum for the rest (at lr); detect: ultralytics' "
-        "MuSGD, which sets its own Muon rate and momentum")
-    lr: float = Field(1e-3, gt=0.0)
-    momentum: float = Field(0.9, ge=0.0, lt=1.0)
+        "adam", description="sgd: Nesterov momentum; muon: Muon for the filters and weight matrices between the input "
+        "and output layers (at muon_lr, no weight decay), SGD with Nesterov momentum for the rest (at lr); detect: "
+        "ultralytics' MuSGD, which sets its own Muon rate and momentum")
+    lr: float = Field(1e-3, gt=0.0, description="learning rate (muon: of the SGD part)")
+    momentum: float = Field(0.9, ge=0.0, lt=1.0, description="momentum (Nesterov) of sgd and of muon's SGD "
+                            "part; detect: ultralytics' momentum")
     muon_lr: float = Field(0.05, gt=0.0, description="optimizer muon: learning rate of the Muon layers (not detect)")
     muon_momentum: float = Field(0.6, ge=0.0, lt=1.0,
                                  description="optimizer muon: Nesterov momentum of the Muon layers (not detect)")
-    weight_decay: float = Field(0.0, ge=0.0)
-    backbone_lr_scale: float = Field(1.0, gt=0.0, description="learning rate of all but the head, relative to lr")
-    scheduler: Optional[SchedulerConfig] = None
-    label_smoothing: float = Field(0.0, ge=0.0, lt=1.0)
+    weight_decay: float = Field(0.0, ge=0.0, description="L2 penalty (adam, sgd) or decoupled decay (adamw); "
+                                "muon: on the SGD part only")
+    backbone_lr_scale: float = Field(1.0, gt=0.0, description="learning rate of all but the head, relative to lr "
+                                     "(discriminative fine-tuning)")
+    scheduler: Optional[SchedulerConfig] = Field(None, description="null (constant rate), a name (step, cosine, "
+                                                 "onecycle), or a mapping of the train.scheduler keys below")
+    label_smoothing: float = Field(0.0, ge=0.0, lt=1.0, description="classify: cross-entropy label smoothing")
     tta_flip: bool = Field(False, description="test predictions averaged over each image and its mirror image")
     tta_shift: int = Field(0, ge=0, le=4, description="test predictions also averaged over copies moved this many "
                            "pixels diagonally (pays after training with crop_padding)")
-    early_stopping_patience: Optional[int] = Field(None, ge=1)
-    monitor: Literal["val_loss", "val_accuracy", "val_mse"] = "val_loss"
-    seed: Seed = 0
-    deterministic: bool = True
-    precision: str = "32-true"
-    accelerator: str = "auto"
-    devices: Union[int, str] = 1
-    strategy: str = "auto"
+    early_stopping_patience: Optional[int] = Field(None, ge=1, description="epochs without improvement of monitor "
+                                                   "before stopping (null: never stop early)")
+    monitor: Literal["val_loss", "val_accuracy", "val_mse"] = Field(
+        "val_loss", description="validation metric that picks best.ckpt and drives early stopping (val_accuracy: "
+                                "classify; val_mse: autoencode)")
+    seed: Seed = Field(0, description="seed of initialisation, batch order and augmentation")
+    deterministic: bool = Field(True, description="deterministic algorithms (exact repeatability on the CPU)")
+    precision: str = Field("32-true", description="any Lightning precision, e.g. bf16-mixed")
+    accelerator: str = Field("auto", description="Lightning accelerator: cpu, gpu or auto")
+    devices: Union[int, str] = Field(1, description="Lightning devices: a count, or a list or 'auto' as a string")
+    strategy: str = Field("auto", description="Lightning strategy, e.g. ddp")
     num_nodes: int = Field(1, ge=1, description="machines taking part in DDP (torchrun or SLURM)")
-    num_threads: Optional[int] = Field(None, ge=1, le=1024)
+    num_threads: Optional[int] = Field(None, ge=1, le=1024, description="torch CPU threads (null: PyTorch's choice)")
     channels_last: bool = Field(True, description="NHWC memory layout: faster convolutions on CPUs")
-    progress_bar: bool = True
+    progress_bar: bool = Field(True, description="a progress bar on a terminal; one line per epoch otherwise")
 
     @field_validator("scheduler", mode="before")
     @classmethod
@@ -167,30 +217,22 @@ class TrainConfig(_Section):
 
 
 class Config(_Section):
-    task: Literal["classify", "autoencode", "detect"] = "classify"
-    name: Optional[str] = None
-    data: DataConfig = DataConfig()
-    model: ModelConfig = ModelConfig()
-    train: TrainConfig = TrainConfig()
+    """A run: what it does and its name; the data, model and train sections follow."""
+
+    task: Literal[tuple(TASKS)] = Field(  # type: ignore[valid-type]
+        "classify", description="classify images, train an autoencoder (autoencode), or detect objects (detect)")
+    name: Optional[str] = Field(None, description="run name, and the name of its run folder (null: the config "
+                                "file's name)")
+    data: DataConfig = Field(DataConfig(), description="the data set and its splits")
+    model: ModelConfig = Field(ModelConfig(), description="the network")
+    train: TrainConfig = Field(TrainConfig(), description="optimisation and the trainer")
 
     @model_validator(mode="after")
-    def _model_fits_task(self) -> "Config":
-        if self.task == "autoencode" and self.model.name not in AUTOENCODERS:
-            raise ValueError(f"model.name: task autoencode takes ae, vae or dae, not {self.model.name!r}")
-        if self.task == "detect":
-            if self.data.name != "yolo":
-                raise ValueError("data.name: task detect reads a YOLO data set (data.name: yolo, data.root: data.yaml)")
-            if self.model.name in (*AUTOENCODERS, "cnn", "encoder"):
-                raise ValueError(f"model.name: task detect takes an ultralytics model (yolov8n, yolo11n, yolov5nu, "
-                                 f"...), not {self.model.name!r}")
-        elif self.data.name == "yolo":
-            raise ValueError("data.name: yolo data sets are for task detect")
-        if self.model.whiten and (self.task != "classify" or self.model.weights):
-            raise ValueError("model.whiten: initialises the first convolution of a classifier trained from scratch "
-                             "(task classify, no model.weights)")
-        if self.task == "classify" and self.model.name in AUTOENCODERS:
-            raise ValueError(f"model.name: {self.model.name!r} is an autoencoder; use task: autoencode "
-                             "(or model.name: encoder to classify with its encoder)")
+    def _task_rules(self) -> "Config":
+        """Rules that tie the task to the other settings live with the task (adlab.tasks)."""
+        from adlab.tasks import get_task
+
+        get_task(self.task).check_config(self)
         return self
 
     _safe_name = field_validator("name")(name_field)  # the run folder is named after it
