@@ -23,10 +23,10 @@ from common import ROOT, record  # noqa: E402
 
 from adlab.config import load_config  # noqa: E402
 from adlab.data.datamodule import ImageDataModule  # noqa: E402
-from adlab.run.recipes import recipe_for  # noqa: E402
-from adlab.run.rundir import HistoryWriter  # noqa: E402
-from adlab.run.train import input_requirements, make_trainer, prepare_process  # noqa: E402
-from adlab.tasks.classify import build_optimization  # noqa: E402
+from adlab.optim import build_optimization  # noqa: E402
+from adlab.tasks import get_task  # noqa: E402
+from adlab.tasks.lightning import make_trainer, prepare_process  # noqa: E402
+from adlab.tasks.lightning.callbacks import HistoryWriter  # noqa: E402
 
 
 class BatchGaps(L.Callback):
@@ -52,12 +52,12 @@ class BatchGaps(L.Callback):
 
 def setup(config_path: str, overrides: list[str]):
     config = load_config(ROOT / config_path, overrides)
-    channels, normalization = input_requirements(config)  # as train() does (autoencoders: images in [0, 1])
+    recipe = get_task(config.task)
+    channels, normalization = recipe.input_requirements(config)  # as train() does (autoencoders: images in [0, 1])
     data = ImageDataModule(config.data, config.train.batch_size, channels=channels, normalization=normalization,
                            channels_last=config.train.channels_last)
     info = data.prepare()
     torch.manual_seed(0)
-    recipe = recipe_for(config)
     built = recipe.build(config, info)
     meta = {"config": config.to_dict(), "data": info.to_dict(), "head": built.head, "task": config.task}
     return config, data, built, recipe.module(built, config, meta)

@@ -73,7 +73,7 @@ def plain_loop(root: Path, workers: int, epochs: int = 2) -> float:
 
 
 def adlab_rate(precision: str, out: Path) -> float:
-    from adlab.run.rundir import read_history
+    from adlab.rundir import read_history
     from adlab.run.train import train
 
     config = {"data": {"name": "fashion_mnist", "val_fraction": 0.0}, "model": MODEL,

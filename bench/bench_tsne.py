@@ -1,5 +1,5 @@
 """t-SNE of 10,000 latent codes (goal <= 30 s): scikit-learn's Barnes-Hut against openTSNE's FFT,
-both as adlab calls them (adlab.run.latent.tsne_2d; openTSNE needs `pip install openTSNE`).
+both as adlab calls them (adlab.tasks.autoencode.latent.tsne_2d; openTSNE needs `pip install openTSNE`).
 
 The codes are the 10,000 Fashion-MNIST test images encoded by a trained autoencoder when
 bench_recipes.py left one (bench/results/fmnist_ae_latents.npz), else their 10 leading principal
@@ -42,7 +42,7 @@ def map_quality(xy: np.ndarray, y: np.ndarray) -> float:
 
 
 def main() -> None:
-    from adlab.run.latent import tsne_2d
+    from adlab.tasks.autoencode.latent import tsne_2d
 
     z, y, what = codes()
     rows = []

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 
 import pytest
+from checks import snapshot
 
 os.environ.setdefault("MPLBACKEND", "Agg")
 
@@ -13,23 +14,6 @@ FAST = {
     "model": {"name": "cnn", "conv_channels": [16, 32], "convs_per_block": 1, "hidden": [64]},
     "train": {"epochs": 3, "batch_size": 64, "lr": 0.003, "progress_bar": False},
 }
-
-
-def grey_png(path, value=0, size=(8, 8)):
-    """A small grey PNG whose pixels depend on `value` (distinct images per class)."""
-    import numpy as np
-    from PIL import Image
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    arr = (np.arange(size[0] * size[1]).reshape(size[1], size[0]) + value) % 256
-    Image.fromarray(arr.astype(np.uint8), mode="L").save(path)
-
-
-def image_tree(root, classes=("a", "b"), per_class=12, digits=1):
-    """An ImageFolder tree of grey PNGs: root/<class>/<i>.png (i zero-padded to `digits`)."""
-    for c, name in enumerate(classes):
-        for i in range(per_class):
-            grey_png(root / name / f"{i:0{digits}d}.png", 40 * c + i)
 
 
 def assert_matches_scikit_learn(m: dict, y, p) -> None:
@@ -75,25 +59,6 @@ def digits_run_b(tmp_path_factory):
 
 
 # --- the bad-input contract, checked through the real CLI -----------------------------------------
-
-def snapshot(root) -> dict:
-    """Every entry under `root`: files by content hash and mode, links by target, folders by name."""
-    import hashlib
-
-    entries = {}
-    for folder, dirs, files in os.walk(root):
-        for name in dirs + files:
-            path = os.path.join(folder, name)
-            rel = os.path.relpath(path, root)
-            if os.path.islink(path):
-                entries[rel] = ("link", os.readlink(path))
-            elif os.path.isdir(path):
-                entries[rel] = ("dir",)
-            else:
-                with open(path, "rb") as f:
-                    entries[rel] = ("file", hashlib.sha256(f.read()).hexdigest(), os.stat(path).st_mode)
-    return entries
-
 
 class Cli:
     """`adlab` run in-process in a scratch working folder, with the bad-input contract as assertions."""

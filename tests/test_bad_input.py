@@ -13,7 +13,7 @@ import pytest
 import torch
 from PIL import Image
 
-from conftest import grey_png, image_tree
+from checks import grey_png, image_tree
 
 from adlab.cli import EXIT_BAD_INPUT, main
 
@@ -30,7 +30,7 @@ def config(tmp_path):
 
 def run_bad(capsys, tmp_path, config, *args: str) -> str:
     """Run `adlab train`, check the bad-input contract, return the one error line."""
-    from conftest import snapshot
+    from checks import snapshot
 
     out_dir = tmp_path / "run"
     before = snapshot(tmp_path)

@@ -6,7 +6,7 @@ import torch
 from adlab.config import ModelConfig, TrainConfig
 from adlab.models.factory import build_model
 from adlab.optim import MuonSGD, muon_parameters
-from adlab.tasks.classify import build_optimization
+from adlab.optim import build_optimization
 
 
 def trained(make, shape=(8, 12), steps=5):

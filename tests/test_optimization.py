@@ -3,7 +3,7 @@ import torch
 
 from adlab.config import ModelConfig, TrainConfig
 from adlab.models.factory import build_model
-from adlab.tasks.classify import build_optimization, parameter_groups
+from adlab.optim import build_optimization, parameter_groups
 
 
 def _net():

@@ -17,16 +17,16 @@ def __getattr__(name):
         from adlab.run.train import train
         return train
     if name == "evaluate":
-        from adlab.run.evaluate import evaluate
+        from adlab.tasks.classify.evaluate import evaluate
         return evaluate
     if name == "predict":
-        from adlab.run.predict import predict
+        from adlab.tasks.classify.predict import predict
         return predict
     if name == "fuse":
-        from adlab.run.fuse import fuse
+        from adlab.tasks.classify.fuse import fuse
         return fuse
     if name == "generate":
-        from adlab.run.generate import generate
+        from adlab.tasks.autoencode.generate import generate
         return generate
     if name == "run_study":
         from adlab.study.runner import run_study

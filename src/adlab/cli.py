@@ -85,9 +85,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_data_commands(sub)
 
-    p = sub.add_parser("config", help="print the fully resolved config (defaults + file + overrides)")
+    p = sub.add_parser("config", help="print the fully resolved config (defaults + file + overrides), or with "
+                       "--describe the annotated reference of every key")
     p.add_argument("config", nargs="?", help="YAML config file (omit for the defaults)")
     _add_overrides(p)
+    p.add_argument("--describe", action="store_true",
+                   help="print every key with its type or choices, default and meaning (with a FILE or --set: "
+                   "also its resolved value)")
+    p.add_argument("--markdown", action="store_true",
+                   help="with --describe: print the reference as Markdown (without FILE or --set: docs/config.md)")
     p.set_defaults(func=cmd_config)
 
     p = sub.add_parser("table", help="Markdown table of metrics from finished runs")
@@ -239,26 +245,26 @@ def cmd_train(args) -> None:
 
 
 def cmd_evaluate(args) -> None:
-    from adlab.run.evaluate import evaluate
+    from adlab.tasks.classify.evaluate import evaluate
 
     evaluate(args.run, overrides=args.overrides, out=args.out, overwrite=args.overwrite)
 
 
 def cmd_predict(args) -> None:
-    from adlab.run.predict import predict
+    from adlab.tasks.classify.predict import predict
 
     for path, ranked in predict(args.run, args.images, top=args.top):
         print(f"{path}: " + ", ".join(f"{name} {p:.3f}" for name, p in ranked))
 
 
 def cmd_fuse(args) -> None:
-    from adlab.run.fuse import fuse
+    from adlab.tasks.classify.fuse import fuse
 
     fuse(args.runs, out=args.out, method=args.method, overwrite=args.overwrite)
 
 
 def cmd_generate(args) -> None:
-    from adlab.run.generate import generate
+    from adlab.tasks.autoencode.generate import generate
 
     generate(args.run, n=args.n, out=args.out, seed=args.seed, overwrite=args.overwrite)
 
@@ -267,8 +273,18 @@ def cmd_config(args) -> None:
     import yaml
 
     from adlab.config import load_config
+    from adlab.errors import ConfigError
 
-    print(yaml.safe_dump(load_config(args.config, args.overrides).to_dict(), sort_keys=False), end="")
+    if args.markdown and not args.describe:
+        raise ConfigError("config: --markdown goes with --describe (adlab config --describe --markdown)")
+    config = load_config(args.config, args.overrides)
+    if not args.describe:
+        print(yaml.safe_dump(config.to_dict(), sort_keys=False), end="")
+        return
+    from adlab.config_reference import render_markdown, render_text
+
+    resolved = config if args.config or args.overrides else None
+    print((render_markdown if args.markdown else render_text)(resolved), end="")
 
 
 def cmd_table(args) -> None:

@@ -94,7 +94,7 @@ def plan(source: str, quick: bool, out: Path) -> list[tuple]:
 
 def run_demo(out: str | Path = "runs/demo", quick: bool = False, verbose: bool = True) -> Path:
     from adlab.detection.synth import synth_scenes
-    from adlab.run.fuse import fuse
+    from adlab.tasks.classify.fuse import fuse
     from adlab.run.train import train
     from adlab.study.report import write_report
     from adlab.study.spec import PlannedRun, Study, StudySpec

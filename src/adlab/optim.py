@@ -1,4 +1,5 @@
-"""Muon for the hidden filters and SGD for the rest, as one optimizer.
+"""Optimizers and schedulers of every Lightning task (`build_optimization`), and Muon for the hidden
+filters with SGD for the rest, as one optimizer (`MuonSGD`).
 
 Muon (Keller Jordan, 2024; `torch.optim.Muon`) replaces each weight matrix's momentum update by the
 nearest orthogonal matrix, so every direction of a layer moves at the same rate. Two things keep
@@ -12,10 +13,17 @@ The update rules themselves are torch's own functional `muon` and `sgd`.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 from torch import nn
 from torch.optim._muon import muon as muon_update  # torch.optim.Muon's step on 2D tensors
 from torch.optim.sgd import sgd as sgd_update
+
+if TYPE_CHECKING:
+    import lightning as L
+
+    from adlab.config import TrainConfig
 
 # torch.optim.Muon's defaults
 NS_COEFFICIENTS = (3.4445, -4.7750, 2.0315)
@@ -97,3 +105,59 @@ class MuonSGD(torch.optim.Optimizer):
         if group["momentum"] > 0:  # the functional creates the buffers on the first step
             for p, buffer in zip(params, buffers):
                 self.state[p]["momentum_buffer"] = buffer
+
+
+def parameter_groups(module: nn.Module, cfg: TrainConfig, head: str | None) -> list[dict]:
+    """Trainable parameters only; with `backbone_lr_scale` != 1 the body gets a smaller rate than the
+    new head (discriminative fine-tuning: pretrained features move gently, the head learns fast)."""
+    named = [(n, p) for n, p in module.named_parameters() if p.requires_grad]
+    if head is None or cfg.backbone_lr_scale == 1.0:
+        return [{"params": [p for _, p in named]}]
+    is_head = lambda name: name == head or name.startswith(head + ".")  # noqa: E731
+    groups = [{"params": [p for n, p in named if is_head(n)], "lr": cfg.lr},
+              {"params": [p for n, p in named if not is_head(n)], "lr": cfg.lr * cfg.backbone_lr_scale}]
+    return [g for g in groups if g["params"]]
+
+
+def muon_groups(module: nn.Module, groups: list[dict], cfg: TrainConfig) -> list[dict]:
+    """Each group split in two: its hidden filters and matrices take Muon steps at muon_lr (scaled
+    as the group's lr is: backbone_lr_scale) with no weight decay, the rest SGD steps."""
+    hidden = {id(p) for p in muon_parameters(module)[0]}
+    out = []
+    for group in groups:
+        scale = group.get("lr", cfg.lr) / cfg.lr
+        out += [{**group, "params": [p for p in group["params"] if id(p) not in hidden], "muon": False},
+                {"params": [p for p in group["params"] if id(p) in hidden], "muon": True,
+                 "lr": cfg.muon_lr * scale, "weight_decay": 0.0}]
+    return [g for g in out if g["params"]]
+
+
+def build_optimization(module: nn.Module, cfg: TrainConfig, head: str | None = None,
+                       trainer: L.Trainer | None = None) -> dict:
+    """Optimizer over the trainable parameters only, and the scheduler with its stepping interval."""
+    params = parameter_groups(module, cfg, head)
+    if cfg.optimizer == "muon":
+        optimizer = MuonSGD(muon_groups(module, params, cfg), lr=cfg.lr, momentum=cfg.momentum,
+                            weight_decay=cfg.weight_decay, muon_momentum=cfg.muon_momentum)
+    elif cfg.optimizer == "sgd":
+        optimizer = torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay,
+                                    nesterov=cfg.momentum > 0)
+    elif cfg.optimizer == "adamw":
+        optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    else:
+        optimizer = torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    sched = cfg.scheduler
+    if sched is None:
+        return {"optimizer": optimizer}
+    if sched.name == "step":
+        scheduler, interval = torch.optim.lr_scheduler.StepLR(optimizer, sched.step_size, sched.gamma), "epoch"
+    else:
+        total = max(1, int(trainer.estimated_stepping_batches))
+        if sched.name == "cosine":
+            scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=total, eta_min=sched.min_lr)
+        else:
+            scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=[g["lr"] for g in optimizer.param_groups],
+                                                            total_steps=total,
+                                                            pct_start=sched.pct_start)
+        interval = "step"
+    return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": interval}}

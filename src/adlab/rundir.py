@@ -13,11 +13,8 @@ import platform
 import socket
 import subprocess
 import sys
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
-
-import lightning as L
 
 from adlab import io, ownership
 from adlab.config import Config
@@ -55,6 +52,7 @@ def prepare_run_dir(path: Path, overwrite: bool, kind: str = "run", config: dict
 
 
 def environment(seed: int, extra: dict | None = None) -> dict:
+    import lightning as L
     import numpy
     import torch
     import torchmetrics
@@ -92,39 +90,6 @@ def git_revision() -> str | None:
         return None
 
 
-class HistoryWriter(L.Callback):
-    """One row per epoch in history.csv, rewritten atomically after every epoch."""
-
-    def __init__(self, path: Path, val_columns: list[str]):
-        self.path = Path(path)
-        self.columns = ["epoch", "train_loss", "val_loss", *val_columns, "lr", "seconds"]
-        self.rows: list[dict] = []
-        self._start = 0.0
-        self._lr = None
-
-    def state_dict(self) -> dict:  # saved in each checkpoint: a resumed run continues the same table
-        return {"rows": self.rows}
-
-    def load_state_dict(self, state: dict) -> None:
-        self.rows = [dict(row) for row in state["rows"]]
-
-    def on_train_epoch_start(self, trainer, pl_module):
-        self._start = time.perf_counter()
-        self._lr = trainer.optimizers[0].param_groups[0]["lr"] if trainer.optimizers else None
-
-    def on_train_epoch_end(self, trainer, pl_module):
-        metrics = trainer.callback_metrics
-        row = {"epoch": trainer.current_epoch + 1}
-        for key in self.columns[1:-2]:
-            row[key] = float(metrics[key]) if key in metrics else None
-        row["lr"] = self._lr
-        row["seconds"] = round(time.perf_counter() - self._start, 3)
-        self.rows.append(row)
-        if trainer.is_global_zero:
-            io.write_csv(self.path, self.columns,
-                         ([r[c] if r[c] is not None else "" for c in self.columns] for r in self.rows))
-
-
 def read_history(path: Path) -> list[dict]:
     import csv
 
@@ -141,19 +106,3 @@ def read_history(path: Path) -> list[dict]:
     if any(row.get("epoch") is None for row in rows):
         raise DataError(f"{path}: malformed history (a row without its epoch)")
     return rows
-
-
-class EpochPrinter(L.Callback):
-    """One line per epoch where a progress bar would flood a log file (CI, pipes, nohup)."""
-
-    def __init__(self, keys: list[str]):
-        self.keys = keys
-
-    def on_train_epoch_end(self, trainer, pl_module):
-        m = trainer.callback_metrics
-        parts = [f"epoch {trainer.current_epoch + 1}/{trainer.max_epochs}"]
-        for key in self.keys:
-            if key in m:
-                parts.append(f"{key} {float(m[key]):.4f}")
-        if trainer.is_global_zero:
-            print("  ".join(parts), flush=True)

@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import grey_png, image_tree
+from checks import grey_png, image_tree
 
 from adlab.data.folder import decode_images, index_folder, load_folder
 from adlab.data.stream import DiskImages

@@ -8,7 +8,7 @@ import json
 import pytest
 
 import adlab
-from adlab.detection.train import check_dataset
+from adlab.tasks.detect.train import check_dataset
 from adlab.detection.yolo_format import read_data_yaml
 from adlab.errors import ConfigError, DataError
 
@@ -88,7 +88,7 @@ def test_optimizer_muon_trains_a_detector_with_ultralytics_musgd(rectangles, tmp
 def test_an_interrupted_detection_run_resumes_after_its_last_checkpoint(rectangles, tmp_path, monkeypatch):
     from ultralytics.engine.trainer import BaseTrainer
 
-    from adlab.detection import train as detect_train
+    from adlab.tasks.detect import train as detect_train
     from adlab.run.train import resume
 
     save, saved = BaseTrainer.save_model, []
@@ -153,7 +153,7 @@ def saved_checkpoint(run_dir, content, record: bool = True, final: bool = False)
     run writes right after (`on_model_save`)."""
     import torch
 
-    from adlab.detection.train import record_checkpoint
+    from adlab.tasks.detect.train import record_checkpoint
 
     weights = run_dir / "ultralytics" / "weights"
     weights.mkdir(parents=True, exist_ok=True)
@@ -171,7 +171,7 @@ def saved_checkpoint(run_dir, content, record: bool = True, final: bool = False)
     (["not", "a", "checkpoint"], False),
 ])
 def test_only_a_recorded_checkpoint_with_epochs_left_and_its_optimizer_is_resumed(tmp_path, saved, usable):
-    from adlab.detection.train import interrupted_checkpoint
+    from adlab.tasks.detect.train import interrupted_checkpoint
 
     assert interrupted_checkpoint(tmp_path) is None  # no last.pt yet
     path = saved_checkpoint(tmp_path, saved)
@@ -179,7 +179,7 @@ def test_only_a_recorded_checkpoint_with_epochs_left_and_its_optimizer_is_resume
 
 
 def test_a_checkpoint_the_run_did_not_save_is_refused_before_it_is_loaded(tmp_path):
-    from adlab.detection.train import CHECKPOINT_RECORD, interrupted_checkpoint
+    from adlab.tasks.detect.train import CHECKPOINT_RECORD, interrupted_checkpoint
     from adlab.errors import CheckpointError
 
     marker = tmp_path / "marker-created-on-unpickle"
@@ -204,7 +204,7 @@ def test_a_checkpoint_the_run_did_not_save_is_refused_before_it_is_loaded(tmp_pa
 
 
 def test_a_checkpoint_cut_short_by_a_kill_starts_the_run_again(tmp_path):
-    from adlab.detection.train import interrupted_checkpoint
+    from adlab.tasks.detect.train import interrupted_checkpoint
 
     path = saved_checkpoint(tmp_path, {"epoch": 0, "optimizer": {"state": {}}, "train_args": {"epochs": 3}})
     whole = path.read_bytes()
@@ -219,7 +219,7 @@ def test_a_checkpoint_cut_short_by_a_kill_starts_the_run_again(tmp_path):
 def test_a_checkpoint_saved_as_training_ended_is_never_loaded(tmp_path):
     """Stopped while ultralytics scored the finished training (it rewrites last.pt without the
     optimizer then): nothing to continue, and the file is not even opened."""
-    from adlab.detection.train import interrupted_checkpoint
+    from adlab.tasks.detect.train import interrupted_checkpoint
 
     marker = tmp_path / "marker-created-on-unpickle"
     path = saved_checkpoint(tmp_path, {"epoch": 2, "x": MarkerOnLoad(marker)}, final=True)

@@ -60,11 +60,11 @@ def test_whiten_is_for_classifiers_trained_from_scratch():
 
 
 def test_a_whitened_run_starts_from_whitened_filters_and_learns(tmp_path, monkeypatch):
-    from adlab.run import train as train_module
+    import adlab.models.whiten as whiten_module
 
     whitened = []
-    real = train_module.whiten_first_conv
-    monkeypatch.setattr(train_module, "whiten_first_conv", lambda net, batches: whitened.append(real(net, batches)))
+    real = whiten_module.whiten_first_conv
+    monkeypatch.setattr(whiten_module, "whiten_first_conv", lambda net, batches: whitened.append(real(net, batches)))
     run = adlab.train(fast_config(model={"whiten": True}), out=tmp_path / "w", verbose=False)
     assert whitened == [8]  # half of the 16 filters (digits: 1 channel, 3x3 patches: 9 directions)
     assert json.loads((run.path / "metrics.json").read_text())["accuracy"] > 0.8

@@ -60,7 +60,7 @@ def test_latent_knn_accuracy_agrees_with_scikit_learn(ae_run):
 
 
 def test_test_mse_agrees_with_a_direct_computation(ae_run):
-    from adlab.run.generate import load_autoencoder
+    from adlab.tasks.autoencode.generate import load_autoencoder
 
     model, info, _ = load_autoencoder(ae_run.path)
     from sklearn.datasets import load_digits

@@ -6,7 +6,7 @@ import torch
 
 import adlab
 from adlab.errors import AdlabError
-from adlab.run.fuse import combine
+from adlab.tasks.classify.fuse import combine
 
 
 def test_combine_methods_by_hand():

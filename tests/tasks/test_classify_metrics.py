@@ -3,7 +3,7 @@ import pytest
 import torch
 from sklearn import metrics as skm
 
-from adlab.metrics import classification_metrics
+from adlab.tasks.classify.metrics import classification_metrics
 from tests.conftest import assert_matches_scikit_learn
 
 

@@ -4,7 +4,7 @@ from torch import nn
 
 from adlab.config import ModelConfig
 from adlab.models.factory import build_model
-from adlab.run.outputs import predict_probs
+from adlab.tasks.classify.outputs import predict_probs
 
 
 @pytest.fixture

@@ -85,10 +85,12 @@ class AutoEncoder(nn.Module):
     variational = False
 
     def __init__(self, in_channels: int, image_hw: tuple[int, int], latent_dim: int = 10, channels=(32, 64),
-                 activation: str = "relu", batch_norm: bool = True, dropout: float = 0.0):
-        """`dropout`: Dropout2d after each convolution block (model.conv_dropout)."""
+                 activation: str = "relu", batch_norm: bool = True, dropout: float = 0.0, denoising: bool = False):
+        """`dropout`: Dropout2d after each convolution block (model.conv_dropout). `denoising`: trained
+        on corrupted inputs (a DAE); the network is the same, the task reads this to corrupt them."""
         super().__init__()
         self.latent_dim = latent_dim
+        self.denoising = denoising
         self.encoder = ConvEncoder(in_channels, image_hw, latent_dim, channels, activation, batch_norm, dropout,
                                    variational=self.variational)
         self.decoder = ConvDecoder(self.encoder, in_channels, latent_dim, channels, activation, batch_norm, dropout)

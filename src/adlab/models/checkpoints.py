@@ -12,7 +12,7 @@ from torch import nn
 
 from adlab.errors import CheckpointError
 
-MODEL_PREFIX = "model."  # ClassifyTask keeps its network in `self.model`
+MODEL_PREFIX = "model."  # the Lightning modules keep its network in `self.model`
 
 
 def resolve_checkpoint(path: str | Path) -> Path:

@@ -129,8 +129,9 @@ def build_autoencoder(cfg: ModelConfig, input_shape: tuple[int, int, int]) -> nn
 
     in_channels, h, w = input_shape
     cls = VariationalAutoEncoder if cfg.name == "vae" else AutoEncoder
-    return cls(in_channels, (h, w), cfg.latent_dim, cfg.setting("conv_channels", AE_CHANNELS), cfg.activation,
-               cfg.batch_norm, cfg.conv_dropout)
+    return cls(in_channels, (h, w), latent_dim=cfg.latent_dim, channels=cfg.setting("conv_channels", AE_CHANNELS),
+               activation=cfg.activation, batch_norm=cfg.batch_norm, dropout=cfg.conv_dropout,
+               denoising=cfg.name == "dae")
 
 
 def resolve_encoder_architecture(cfg: ModelConfig) -> ModelConfig:

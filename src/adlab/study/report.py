@@ -16,7 +16,7 @@ import numpy as np
 
 from adlab import io
 from adlab.errors import DataError
-from adlab.run.rundir import read_history
+from adlab.rundir import read_history
 from adlab.study import stats
 
 # (key, better): the columns of each task's table, and which direction wins

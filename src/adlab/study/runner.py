@@ -44,7 +44,7 @@ def claim_study_folder(out: Path, resume: bool) -> None:
 
 
 def _make_runs(study, out: Path, resume: bool, verbose: bool) -> None:
-    from adlab.run.fuse import fuse
+    from adlab.tasks.classify.fuse import fuse
     from adlab.run.train import resumable, train
     from adlab.study.report import write_report
 

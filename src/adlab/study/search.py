@@ -108,7 +108,7 @@ def _suggest(trial, key: str, param: Param):
 
 
 def _best_of_run(history_path: Path, metric: str, direction: str) -> float:
-    from adlab.run.rundir import read_history
+    from adlab.rundir import read_history
 
     values = [row[metric] for row in read_history(history_path) if row.get(metric) is not None]
     if not values:

@@ -12,7 +12,7 @@ from adlab.config import Config, validate_config
 from adlab.data.datamodule import DataInfo
 from adlab.errors import AdlabError, CheckpointError
 from adlab.models.checkpoints import read_checkpoint, resolve_checkpoint
-from adlab.run.loading import data_info
+from adlab.tasks.classify.loading import data_info
 
 
 def load_autoencoder(run: str | Path) -> tuple[torch.nn.Module, DataInfo, Config]:
@@ -41,8 +41,8 @@ def generate(run: str | Path, n: int = 64, out: str | Path = "samples.png", seed
              verbose: bool = True, overwrite: bool = False) -> Path:
     """`n` samples as one PNG grid at `out`; an existing file is replaced only with `overwrite`
     and only if it is an image adlab wrote."""
-    from adlab.figures_autoencoder import image_grid
-    from adlab.run.autoencode import sample_images
+    from adlab.tasks.autoencode.figures import image_grid
+    from adlab.tasks.autoencode.outputs import sample_images
 
     if not 1 <= n <= MAX_SAMPLES:
         raise AdlabError(f"--n: need 1 to {MAX_SAMPLES} images, not {n}")
@@ -58,7 +58,7 @@ def generate(run: str | Path, n: int = 64, out: str | Path = "samples.png", seed
             raise AdlabError(f"{out}: not an image adlab made; refusing to replace it (choose another --out)")
     model, _, config = load_autoencoder(run)
     latents = Path(run) / "latents.npz" if Path(run).is_dir() else resolve_checkpoint(run).parent.parent / "latents.npz"
-    if config.model.name == "vae":
+    if model.variational:
         train_z = np.zeros((2, config.model.latent_dim), dtype=np.float32)  # only its width is used
     elif latents.is_file():
         try:

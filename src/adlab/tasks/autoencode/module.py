@@ -9,7 +9,7 @@ from torch import nn
 
 from adlab.config import ModelConfig, TrainConfig
 from adlab.models.autoencoders import corrupt, kl_divergence
-from adlab.tasks.classify import build_optimization
+from adlab.optim import build_optimization
 
 
 def reconstruction_loss(recon: torch.Tensor, target: torch.Tensor, kind: str) -> torch.Tensor:
@@ -20,7 +20,7 @@ def reconstruction_loss(recon: torch.Tensor, target: torch.Tensor, kind: str) ->
     return per_pixel.flatten(1).sum(1).mean()
 
 
-class AutoencodeTask(L.LightningModule):
+class AutoencodeModule(L.LightningModule):
     def __init__(self, model: nn.Module, model_cfg: ModelConfig, train_cfg: TrainConfig, meta: dict | None = None):
         super().__init__()
         self.model = model
@@ -47,7 +47,7 @@ class AutoencodeTask(L.LightningModule):
 
     def training_step(self, batch, batch_idx):
         x = batch[0]
-        parts = self.losses(x, noisy=self.model_cfg.name == "dae")
+        parts = self.losses(x, noisy=self.model.denoising)
         self.log("train_loss", parts["loss"], on_step=False, on_epoch=True, batch_size=len(x), sync_dist=True)
         return parts["loss"]
 

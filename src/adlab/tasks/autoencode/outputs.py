@@ -9,10 +9,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from adlab import figures_autoencoder as figs
+from adlab.tasks.autoencode import figures as figs
 from adlab import io
 from adlab.models.autoencoders import corrupt, kl_divergence
-from adlab.run.latent import knn_accuracy, linear_probe_accuracy, pca_2d, subsample, tsne_2d
+from adlab.tasks.autoencode.latent import knn_accuracy, linear_probe_accuracy, pca_2d, subsample, tsne_2d
 
 CORRUPTION_SEED = 1234  # the same corrupted test set every time
 
@@ -46,15 +46,15 @@ def reconstruction_metrics(model: nn.Module, model_cfg, transform: nn.Module, im
         n_pixels += x.numel()
         if "mu" in out:
             sums["kl"] += kl_divergence(out["mu"], out["logvar"]).sum().item()
-        if model_cfg.name == "dae":
+        if model.denoising:
             noisy = corrupt(x, model_cfg.noise, model_cfg.noise_strength, generator)
             sums["mse_corrupted"] += F.mse_loss(model(noisy)["recon"], x, reduction="sum").item()
     n = len(images)
     metrics = {"test_mse": sums["mse"] / n_pixels, "test_bce": sums["bce"] / n_pixels}
-    if model_cfg.name == "vae":
+    if model.variational:
         metrics["test_kl"] = sums["kl"] / n
         metrics["test_elbo"] = -(sums["bce"] + sums["kl"]) / n
-    if model_cfg.name == "dae":
+    if model.denoising:
         metrics["test_mse_corrupted"] = sums["mse_corrupted"] / n_pixels
     return metrics
 
@@ -90,7 +90,7 @@ def write_figures(fig_dir: Path, model, model_cfg, transform, test_x, test_y, tr
     picks = [int(np.flatnonzero(test_y_np == k)[0]) for k in range(len(names)) if (test_y_np == k).any()]
     picks = (picks + [i for i in range(len(test_y_np)) if i not in picks])[:10]
     x = transform(test_x[picks])
-    if model_cfg.name == "dae":
+    if model.denoising:
         noisy = corrupt(x, model_cfg.noise, model_cfg.noise_strength, torch.Generator().manual_seed(CORRUPTION_SEED))
         rows = [("corrupted", noisy), ("output", model(noisy)["recon"]), ("clean", x)]
     else:
@@ -118,7 +118,7 @@ def sample_images(model, model_cfg, train_z: np.ndarray, n: int, seed: int = 0) 
     model.eval()
     g = torch.Generator().manual_seed(seed)
     dim = train_z.shape[1]
-    if model_cfg.name == "vae":
+    if model.variational:
         z = torch.randn(n, dim, generator=g)
     else:
         mean = torch.from_numpy(train_z.mean(0)).float()
@@ -149,7 +149,7 @@ def interpolations(model, transform, test_x, test_y: np.ndarray, class_names: li
 def manifold(model, model_cfg, train_z: np.ndarray, size: int = 15) -> torch.Tensor:
     """Decoded grid over a 2-D latent space (VAE: Gaussian quantiles; AE: the codes' 5-95% range)."""
     model.eval()
-    if model_cfg.name == "vae":
+    if model.variational:
         from scipy.stats import norm
 
         axes = [torch.from_numpy(norm.ppf(np.linspace(0.05, 0.95, size))).float()] * 2

@@ -8,8 +8,8 @@ from adlab import io, ownership
 from adlab.config import load_config
 from adlab.data.datamodule import ImageDataModule
 from adlab.errors import ConfigError, DataError
-from adlab.run.loading import load_trained
-from adlab.run.outputs import predict_probs, summary_line, tta_settings, write_classification_result
+from adlab.tasks.classify.loading import load_trained
+from adlab.tasks.classify.outputs import predict_probs, summary_line, tta_settings, write_classification_result
 
 
 def evaluate(run: str | Path, overrides: list[str] | None = None, out: str | Path | None = None,

@@ -16,8 +16,8 @@ from adlab import io
 from adlab.config import validate_config
 from adlab.data.datamodule import ImageDataModule
 from adlab.errors import AdlabError
-from adlab.run.outputs import read_predictions, summary_line, write_classification_result
-from adlab.run.rundir import check_run_dir, environment, prepare_run_dir
+from adlab.tasks.classify.outputs import read_predictions, summary_line, write_classification_result
+from adlab.rundir import check_run_dir, environment, prepare_run_dir
 
 METHODS = ("mean_prob", "sum_logits", "vote")
 

@@ -10,9 +10,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from adlab import figures, io
+from adlab import io
+from adlab.tasks.classify import CLASSIFICATION_SCORES
+from adlab.tasks.classify import figures
+from adlab.tasks.curves import loss_curves
 from adlab.errors import AdlabError
-from adlab.metrics import classification_metrics
+from adlab.tasks.classify.metrics import classification_metrics
 
 
 # Lightning precisions that autocast, and the dtype they compute in
@@ -107,7 +110,7 @@ def write_classification_result(path: Path, probs: torch.Tensor, target: torch.T
     write_predictions(path / "predictions.csv", probs, target)
     fig_dir = path / "figures"
     if history:
-        figures.loss_curves(history, fig_dir / "loss_curves.png", title)
+        loss_curves(history, fig_dir / "loss_curves.png", title, CLASSIFICATION_SCORES)
     figures.confusion_matrix(metrics["confusion_matrix"], class_names, fig_dir / "confusion_matrix.png",
                              f"Confusion matrix (test){' - ' + title if title else ''}")
     if images is not None:

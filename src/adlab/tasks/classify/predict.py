@@ -7,8 +7,8 @@ from pathlib import Path
 import torch
 
 from adlab.errors import DataError
-from adlab.run.loading import load_trained
-from adlab.run.outputs import predict_probs, tta_settings
+from adlab.tasks.classify.loading import load_trained
+from adlab.tasks.classify.outputs import predict_probs, tta_settings
 
 
 def predict(run: str | Path, images: list[str | Path], top: int = 3) -> list[tuple[str, list[tuple[str, float]]]]:

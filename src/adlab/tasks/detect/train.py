@@ -1,4 +1,4 @@
-"""`task: detect`: YOLO training through ultralytics, leaving adlab's usual run directory.
+"""`task: detect`'s training: YOLO through ultralytics, leaving adlab's usual run directory.
 
 ultralytics (AGPL-3.0) is an optional extra, `adlab[detect]`, imported only here. It trains and
 validates; adlab checks the data first (clear errors for malformed labels), converts its outputs
@@ -17,13 +17,14 @@ import os
 import shutil
 import time
 import zipfile
+from dataclasses import dataclass
 from pathlib import Path
 
 from adlab import io
 from adlab.config import Config
 from adlab.detection.yolo_format import YoloDataset, read_data_yaml, read_labels, yolo_to_pixels
 from adlab.errors import CheckpointError, ConfigError, DataError
-from adlab.run.rundir import Run, check_run_dir, default_run_dir, environment, prepare_run_dir
+from adlab.tasks.base import Job, Say
 
 OPTIMIZERS = {"adam": "Adam", "adamw": "AdamW", "sgd": "SGD", "muon": "MuSGD"}  # MuSGD: ultralytics' own Muon + SGD
 HISTORY = ["epoch", "train_loss", "val_loss", "val_map50", "val_map50_95", "val_precision", "val_recall", "lr",
@@ -98,11 +99,17 @@ def resolve_weights(weights: str | None) -> str | None:
     return str(path)
 
 
-def train_detector(config: Config, out: str | Path | None = None, overwrite: bool = False,
-                   source: str | None = None, verbose: bool = True, resume: bool = False) -> Run:
-    """`resume`: `out` is an interrupted run of this config; continue from ultralytics' last.pt
-    (weights, EMA, optimizer and epoch), or start it again if it never finished an epoch."""
-    say = print if verbose else (lambda *a, **k: None)
+@dataclass
+class DetectState:
+    ds: YoloDataset
+    counts: dict
+    weights: str | None
+    model: object  # the YOLO model a new run trains
+    verbose: bool
+
+
+def prepare(config: Config, say: Say) -> Job:
+    """The data set checked, ultralytics set up and the model built: every bad input fails here."""
     if config.data.name != "yolo" or not config.data.root:
         raise ConfigError("data: task detect reads a YOLO data set: data.name: yolo, data.root: path/to/data.yaml")
     ds = read_data_yaml(config.data.root)
@@ -113,41 +120,46 @@ def train_detector(config: Config, out: str | Path | None = None, overwrite: boo
     if config.train.optimizer == "muon" and importlib.util.find_spec("ultralytics.optim") is None:
         raise ConfigError(f"train.optimizer: muon needs ultralytics' MuSGD (8.4 or later); "
                           f"ultralytics {ultralytics.__version__} is installed")
-    from ultralytics import YOLO
     from ultralytics.utils import LOGGER
 
+    verbose = say is print
     if not verbose:
         LOGGER.setLevel(logging.WARNING)
-
     weights = resolve_weights(config.model.weights)
-    run_dir = Path(out) if out else default_run_dir(config, source)
-    restart_from = interrupted_checkpoint(run_dir) if resume else None
-    try:
-        model = YOLO(str(restart_from or weights or f"{config.model.name}.yaml"))
-    except (FileNotFoundError, KeyError, AttributeError) as exc:
-        raise ConfigError(f"model.name: {config.model.name!r} is not an ultralytics model "
-                          f"(e.g. yolov8n, yolo11n, yolov5nu) ({str(exc).splitlines()[0]})") from None
+    model = _yolo(weights or f"{config.model.name}.yaml", config)
     say(f"data: {ds.yaml_path}; classes {len(ds.names)} ({', '.join(ds.names)}); "
         + "; ".join(f"{s} {c['images']} images, {c['instances']} objects" for s, c in counts.items()))
     say(f"model: {config.model.name}" + (f" from {weights}" if weights else " from scratch"))
+    environment = {"ultralytics": ultralytics.__version__, "data": str(ds.yaml_path), "counts": counts,
+                   "weights": weights}
+    return Job(config, environment, DetectState(ds, counts, weights, model, verbose))
 
-    if restart_from is None:  # a new run (or an interrupted one that never finished an epoch)
-        check_run_dir(run_dir, overwrite or resume)
-        prepare_run_dir(run_dir, overwrite or resume, config=config.to_dict())
-        io.write_yaml(run_dir / "config.yaml", config.to_dict())
-        io.write_json(run_dir / "env.json", environment(config.train.seed, {
-            "ultralytics": ultralytics.__version__, "data": str(ds.yaml_path), "counts": counts, "weights": weights}))
-    else:
-        say(f"resuming {run_dir} from {restart_from}")
+
+def _yolo(source: str, config: Config):
+    from ultralytics import YOLO
+
+    try:
+        return YOLO(source)
+    except (FileNotFoundError, KeyError, AttributeError) as exc:
+        raise ConfigError(f"model.name: {config.model.name!r} is not an ultralytics model "
+                          f"(e.g. yolov8n, yolo11n, yolov5nu) ({str(exc).splitlines()[0]})") from None
+
+
+def fit(job: Job, run_dir: Path, restart_from: Path | None, say: Say) -> dict:
+    """Train with ultralytics (from its `last.pt` when resuming: it takes every other setting from
+    that checkpoint), then the run-folder contract: checkpoints, history.csv, figures, metrics.json."""
+    config, s = job.config, job.state
+    ds, counts = s.ds, s.counts
+    model = _yolo(str(restart_from), config) if restart_from is not None else s.model
     data_yaml = _resolved_data_yaml(ds, run_dir).resolve()
     model.add_callback("on_model_save", _record_saved_checkpoint)
 
     tc = config.train
     imgsz = config.data.image_size or 640
     started = time.perf_counter()
-    if restart_from is not None:  # ultralytics takes every other setting from the checkpoint
+    if restart_from is not None:
         metrics_obj = model.train(resume=True, data=str(data_yaml), device=_device(tc), workers=0, plots=True,
-                                  verbose=verbose)
+                                  verbose=s.verbose)
     else:
         metrics_obj = model.train(
             data=str(data_yaml), epochs=tc.epochs, imgsz=imgsz, batch=tc.batch_size, device=_device(tc),
@@ -155,9 +167,9 @@ def train_detector(config: Config, out: str | Path | None = None, overwrite: boo
             optimizer=OPTIMIZERS[tc.optimizer],
             lr0=tc.lr, weight_decay=tc.weight_decay, momentum=tc.momentum, seed=tc.seed,
             deterministic=tc.deterministic, cos_lr=tc.scheduler is not None and tc.scheduler.name == "cosine",
-            patience=tc.early_stopping_patience or 100, plots=True, verbose=verbose, amp=False,
+            patience=tc.early_stopping_patience or 100, plots=True, verbose=s.verbose, amp=False,
             warmup_epochs=min(3.0, tc.epochs / 4),  # ultralytics' 3 warm-up epochs would be all of a short run
-            pretrained=weights is not None)
+            pretrained=s.weights is not None)
     train_seconds = time.perf_counter() - started
     yolo_dir = run_dir / "ultralytics"
     for name in ("best.pt", "last.pt"):
@@ -186,8 +198,7 @@ def train_detector(config: Config, out: str | Path | None = None, overwrite: boo
     say(f"val: map50={metrics['map50']:.4f}  map50_95={metrics['map50_95']:.4f}  precision={precision:.4f}  "
         f"recall={recall:.4f}  (torchmetrics map50={metrics['map50_torchmetrics']:.4f})  "
         f"({train_seconds:.1f} s training)")
-    say(f"run: {run_dir}")
-    return Run(run_dir, config, metrics)
+    return metrics
 
 
 def _record_saved_checkpoint(trainer) -> None:
@@ -350,14 +361,14 @@ def torchmetrics_map(weights: Path, ds: YoloDataset, imgsz: int, device: str) ->
 
 def _write_figures(run_dir: Path, yolo_dir: Path, ds: YoloDataset, history: list[dict], imgsz: int, device: str,
                    title: str) -> None:
-    from adlab import figures
-    from adlab.detection.figures import predictions_over_truth
+    from adlab.tasks.curves import loss_curves
+    from adlab.tasks.detect.figures import predictions_over_truth
 
     fig_dir = run_dir / "figures"
     for source, name in (("BoxPR_curve.png", "pr_curve.png"), ("confusion_matrix.png", "confusion_matrix.png")):
         if (yolo_dir / source).is_file():
             shutil.copyfile(yolo_dir / source, fig_dir / name)
-    figures.loss_curves(history, fig_dir / "loss_curves.png", title,
+    loss_curves(history, fig_dir / "loss_curves.png", title,
                         scores=[("val_map50", "mAP50"), ("val_map50_95", "mAP50-95")],
                         score_label="validation mAP", loss_label="loss (box + cls + dfl)")
     samples = []

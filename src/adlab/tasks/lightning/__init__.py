@@ -1,82 +1,261 @@
-"""What differs between tasks, behind one small interface that `train()` drives.
-
-A recipe builds the network and its LightningModule, names the validation columns of
-history.csv, and writes the task's results after training (metrics.json last).
+"""What the Lightning tasks (classify, autoencode) share: data in memory as tensors, a network,
+a LightningModule, Lightning's Trainer with adlab's callbacks, the best checkpoint scored on the
+test set. A task fills in the hooks (`build`, `module`, `evaluate`, `summary`, ...); this class
+holds the phases `run/` calls (see tasks/base.py).
 """
 
 from __future__ import annotations
 
+import os
+import shutil
+import sys
+import time
+from dataclasses import dataclass
 from pathlib import Path
 
-import lightning as L
-
 from adlab.config import Config
-from adlab.data.datamodule import DataInfo, ImageDataModule
-from adlab.errors import ConfigError
-from adlab.models.factory import BuiltModel, build_autoencoder, build_model
+from adlab.errors import CheckpointError, ConfigError, Interrupted
+from adlab.tasks.base import Job, Say
 
 
-class ClassifyRecipe:
-    val_columns = ["val_accuracy", "val_mean_class_accuracy"]
-    monitors = {"val_loss": "min", "val_accuracy": "max"}
-
-    def build(self, config: Config, info: DataInfo) -> BuiltModel:
-        return build_model(config.model, info.input_shape, len(info.class_names))
-
-    def module(self, built: BuiltModel, config: Config, meta: dict) -> L.LightningModule:
-        from adlab.tasks.classify import ClassifyTask
-
-        return ClassifyTask(built.net, len(meta["data"]["class_names"]), config.train, meta)
-
-    def evaluate(self, run_dir: Path, built: BuiltModel, data: ImageDataModule, config: Config, extra: dict,
-                 history: list[dict]) -> dict:
-        from adlab.run.outputs import predict_probs, tta_settings, write_classification_result
-
-        probs = predict_probs(built.net, data.transform, data.test_x, **tta_settings(config.train))
-        return write_classification_result(run_dir, probs, data.test_y, data.test_x, data.info.class_names, extra,
-                                           history, config.name or "")
-
-    def summary(self, metrics: dict) -> str:
-        from adlab.run.outputs import summary_line
-
-        return summary_line(metrics)
+@dataclass
+class LightningState:
+    data: object  # ImageDataModule
+    built: object  # BuiltModel
+    module: object  # the task's LightningModule
+    trainer: object
+    history: object  # HistoryWriter
+    checkpoint: object  # ModelCheckpoint
+    has_val: bool
 
 
-class AutoencodeRecipe:
-    val_columns = ["val_mse", "val_kl"]
-    monitors = {"val_loss": "min", "val_mse": "min"}
+class LightningTask:
+    name = ""
+    val_columns: list[str] = []
+    monitors: dict[str, str] = {}  # train.monitor choices -> "min" | "max"
 
-    def build(self, config: Config, info: DataInfo) -> BuiltModel:
-        net = build_autoencoder(config.model, info.input_shape)
-        return BuiltModel(net, head="", load_report=None)
+    # --- hooks of each task ----------------------------------------------------------------------
 
-    def module(self, built: BuiltModel, config: Config, meta: dict) -> L.LightningModule:
-        from adlab.tasks.autoencode import AutoencodeTask
+    def check_config(self, config: Config) -> None:
+        pass
 
-        return AutoencodeTask(built.net, config.model, config.train, meta)
+    def input_requirements(self, config: Config) -> tuple[int | None, tuple | None]:
+        """Channels and normalisation the task or the weights impose (None: take them from the data)."""
+        from adlab.models.factory import weights_input
 
-    def evaluate(self, run_dir: Path, built: BuiltModel, data: ImageDataModule, config: Config, extra: dict,
-                 history: list[dict]) -> dict:
-        from adlab import figures
-        from adlab.run.autoencode import write_autoencoder_result
+        return weights_input(config.model)
 
-        figures.loss_curves(history, run_dir / "figures" / "loss_curves.png", config.name or config.model.name,
-                            scores=[("val_mse", "MSE per pixel")], score_label="validation MSE",
-                            loss_label="loss (per image)")
-        return write_autoencoder_result(run_dir, built.net, config.model, data, extra, config.train.seed)
+    def build(self, config: Config, info):
+        raise NotImplementedError
+
+    def module(self, built, config: Config, meta: dict):
+        raise NotImplementedError
+
+    def evaluate(self, run_dir: Path, built, data, config: Config, extra: dict, history: list[dict]) -> dict:
+        raise NotImplementedError
 
     def summary(self, metrics: dict) -> str:
-        keys = ("test_mse", "test_bce", "test_kl", "test_mse_corrupted", "latent_knn_accuracy",
-                "latent_linear_accuracy")
-        return "  ".join(f"{k}={metrics[k]:.4f}" for k in keys if k in metrics)
+        raise NotImplementedError
+
+    # --- the phases run/ calls -------------------------------------------------------------------
+
+    def resolve(self, config: Config) -> Config:
+        if config.train.monitor not in self.monitors:
+            raise ConfigError(f"train.monitor: {config.train.monitor!r} is not measured by task {self.name} "
+                              f"(valid: {', '.join(self.monitors)})")
+        return config
+
+    def resume_point(self, run_dir: Path) -> Path | None:
+        from adlab.models.checkpoints import load_untrusted
+        from adlab.tasks.lightning.callbacks import last_checkpoint
+
+        path = last_checkpoint(run_dir)
+        if path is not None:
+            load_untrusted(path)  # weights_only, and one clear line if it is damaged or not ours
+        return path
+
+    def prepare(self, config: Config, run_dir: Path, say: Say, callbacks: list) -> Job:
+        import lightning as L
+        import torch
+
+        from adlab.data.datamodule import ImageDataModule
+        from adlab.tasks.lightning.callbacks import EpochPrinter, HistoryWriter, RandomState
+
+        prepare_process()
+        tc = config.train
+        if tc.num_threads:
+            torch.set_num_threads(tc.num_threads)
+        L.seed_everything(tc.seed, workers=True, verbose=False)
+        channels, normalization = self.input_requirements(config)
+        data = ImageDataModule(config.data, tc.batch_size, channels=channels, normalization=normalization,
+                               channels_last=tc.channels_last)
+        info = data.prepare()
+        if tc.early_stopping_patience and not info.counts["val"]:
+            raise ConfigError("train.early_stopping_patience needs a validation split (data.val_fraction > 0)")
+        L.seed_everything(tc.seed, workers=True, verbose=False)  # same init whatever the data loading consumed
+        built = self.build(config, info)
+        say(f"data: {info.description}; classes {len(info.class_names)}; "
+            f"train {info.counts['train']}, val {info.counts['val']}, test {info.counts['test']}; "
+            f"input {'x'.join(map(str, info.input_shape))}")
+        if built.load_report is not None:
+            say(built.load_report.summary())
+        trainable = sum(p.numel() for p in built.net.parameters() if p.requires_grad)
+        total = sum(p.numel() for p in built.net.parameters())
+        say(f"model: {config.model.name}, {total:,} parameters, {trainable:,} trainable")
+
+        meta = {"config": config.to_dict(), "data": info.to_dict(), "head": built.head, "task": self.name}
+        module = self.module(built, config, meta)
+        has_val = info.counts["val"] > 0
+        history = HistoryWriter(run_dir / "history.csv", self.val_columns)
+        mode = self.monitors[tc.monitor]
+        checkpoint = L.pytorch.callbacks.ModelCheckpoint(
+            dirpath=run_dir / "checkpoints", filename="best", monitor=tc.monitor if has_val else None, mode=mode,
+            save_last=True, save_top_k=1, enable_version_counter=False)
+        callbacks = [history, checkpoint, RandomState(), *callbacks]
+        show_bar = tc.progress_bar and say is print and sys.stdout.isatty()
+        if say is print and not show_bar:
+            callbacks.append(EpochPrinter(["train_loss", "val_loss", *self.val_columns[:1]]))
+        if tc.early_stopping_patience:
+            callbacks.append(L.pytorch.callbacks.EarlyStopping(tc.monitor, patience=tc.early_stopping_patience,
+                                                               mode=mode))
+        trainer = make_trainer(tc, callbacks, show_bar, run_dir, has_val)  # Lightning checks devices here
+        environment = {"data": info.description, "counts": info.counts,
+                       "weights": built.load_report.to_dict() if built.load_report else config.model.weights}
+        return Job(config, environment, LightningState(data, built, module, trainer, history, checkpoint, has_val))
+
+    def fit(self, job: Job, run_dir: Path, restart_from: Path | None, say: Say) -> dict:
+        from adlab.models.whiten import whiten_first_conv
+        from adlab.tasks.lightning.callbacks import remove_partial_files
+
+        config, s = job.config, job.state
+        tc = config.train
+        if config.model.whiten and restart_from is None:  # a resumed run takes its filters from the checkpoint
+            whiten_first_conv(s.built.net, whitening_batches(s.data))
+        if restart_from is not None and s.trainer.is_global_zero:
+            remove_partial_files(run_dir)
+        started = time.perf_counter()
+        try:
+            s.trainer.fit(s.module, datamodule=s.data, ckpt_path=restart_from, weights_only=True)
+        except SystemExit as exc:  # Lightning's graceful stop on Ctrl-C (exit 1) or SIGTERM
+            from lightning.pytorch.utilities.exceptions import SIGTERMException
+
+            sigterm = isinstance(exc, SIGTERMException)
+            raise Interrupted(f"{'SIGTERM' if sigterm else 'interrupted'} after {len(s.history.rows)} of "
+                              f"{tc.epochs} epochs; continue with: adlab train --resume {run_dir}",
+                              143 if sigterm else 130) from None
+        except (RuntimeError, KeyError, ValueError) as exc:
+            if restart_from is None or "state_dict" not in str(exc) and not isinstance(exc, KeyError):
+                raise
+            raise CheckpointError(f"{restart_from}: does not fit the run's config.yaml (was it edited?): "
+                                  f"{str(exc).strip().splitlines()[0]}") from None
+        train_seconds = time.perf_counter() - started
+        if not s.trainer.is_global_zero:
+            return {}
+        return self._score(job, run_dir, train_seconds, say)
+
+    def _score(self, job: Job, run_dir: Path, train_seconds: float, say: Say) -> dict:
+        """The test set scored with the best checkpoint (the last one without a validation split)."""
+        from adlab import io
+        from adlab.models.checkpoints import read_checkpoint
+
+        config, s = job.config, job.state
+        best = run_dir / "checkpoints" / "best.ckpt"
+        if not s.has_val or not s.checkpoint.best_model_path:  # keep the contract: best.ckpt always exists
+            with io.atomic_path(best) as tmp:
+                shutil.copyfile(run_dir / "checkpoints" / "last.ckpt", tmp)
+        state, _ = read_checkpoint(best)
+        s.built.net.load_state_dict(state)
+        net = s.built.net
+        info = s.data.info
+        extra = {
+            "train_seconds": round(train_seconds, 2),
+            "epochs_trained": s.trainer.current_epoch,
+            "best_epoch": (_best_epoch(s.history.rows, config.train.monitor, self.monitors[config.train.monitor])
+                           if s.has_val else s.trainer.current_epoch),
+            "num_train": info.counts["train"], "num_val": info.counts["val"],
+            "trainable_parameters": sum(p.numel() for p in net.parameters() if p.requires_grad),
+            "parameters": sum(p.numel() for p in net.parameters()),
+        }
+        metrics = self.evaluate(run_dir, s.built, s.data, config, extra, s.history.rows)
+        say(f"test: {self.summary(metrics)}  ({train_seconds:.1f} s training)")
+        return metrics
 
 
-RECIPES = {"classify": ClassifyRecipe(), "autoencode": AutoencodeRecipe()}
+def refuse_yolo_data(config: Config) -> None:
+    if config.data.name == "yolo":
+        raise ValueError("data.name: yolo data sets are for task detect")
 
 
-def recipe_for(config: Config):
-    recipe = RECIPES[config.task]
-    if config.train.monitor not in recipe.monitors:
-        raise ConfigError(f"train.monitor: {config.train.monitor!r} is not measured by task {config.task} "
-                          f"(valid: {', '.join(recipe.monitors)})")
-    return recipe
+def refuse_whitening(config: Config) -> None:
+    if config.model.whiten:
+        raise ValueError("model.whiten: initialises the first convolution of a classifier trained from scratch "
+                         "(task classify, no model.weights)")
+
+
+def prepare_process() -> None:
+    """Quiet logs and warnings that do not apply to adlab; CPU speed settings."""
+    import logging
+    import warnings
+
+    import torch
+
+    logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
+    logging.getLogger("lightning.fabric").setLevel(logging.WARNING)
+    # In-memory tensor loaders need no worker processes; these hints do not apply.
+    warnings.filterwarnings("ignore", message=".*does not have many workers.*")
+    warnings.filterwarnings("ignore", message=".*smaller than the logging interval.*")
+    warnings.filterwarnings("ignore", message=".*LeafSpec.*")
+    # Lightning makes torch count GPUs through NVML (so CUDA stays uninitialised before forking).
+    # Without a GPU that count is never cached and every optimizer step loads NVML again
+    # (~0.3 ms a step); with no GPU to protect, the ordinary check is the cheap one.
+    if os.environ.get("PYTORCH_NVML_BASED_CUDA_CHECK") == "1" and torch.cuda.device_count() == 0:
+        del os.environ["PYTORCH_NVML_BASED_CUDA_CHECK"]
+    # A resumed run continues in its own checkpoint folder on purpose.
+    warnings.filterwarnings("ignore", message=r".*Checkpoint directory .* exists and is not empty.*")
+
+
+def make_trainer(tc, callbacks, show_bar: bool, run_dir: Path, has_val: bool):
+    """Lightning's Trainer from train.* settings; its own complaints become config errors."""
+    import lightning as L
+    from lightning.fabric.utilities.exceptions import MisconfigurationException
+
+    from adlab.tasks.lightning.callbacks import AtomicCheckpointIO
+
+    try:
+        return L.Trainer(
+            max_epochs=tc.epochs, accelerator=tc.accelerator, devices=tc.devices, strategy=tc.strategy,
+            num_nodes=tc.num_nodes,
+            precision=tc.precision, deterministic=_deterministic(tc), logger=False, callbacks=callbacks,
+            enable_progress_bar=show_bar, enable_model_summary=False, default_root_dir=run_dir,
+            num_sanity_val_steps=0, log_every_n_steps=1, limit_val_batches=None if has_val else 0,
+            plugins=[AtomicCheckpointIO()])
+    except (MisconfigurationException, ValueError, RuntimeError, TypeError, ImportError) as exc:
+        raise ConfigError(f"train.accelerator/devices/strategy/precision: {str(exc).strip().splitlines()[0]}") from None
+
+
+def whitening_batches(data, images: int = 10_000, batch_size: int = 100):
+    """Up to `images` training images spread evenly over the training split (folder data sets
+    list their images class by class), normalised as the model sees them (no augmentation)."""
+    import torch
+
+    n = len(data.train_y)
+    picked = torch.linspace(0, n - 1, min(n, images)).long()
+    for start in range(0, len(picked), batch_size):
+        yield data.transform(data.train_x[picked[start:start + batch_size]], train=False)  # decodes disk images
+
+
+def _deterministic(tc) -> bool | str:
+    import torch
+
+    # Some CUDA kernels have no deterministic version; on the CPU everything does.
+    if tc.accelerator in ("gpu", "cuda") or (tc.accelerator == "auto" and torch.cuda.is_available()):
+        return "warn" if tc.deterministic else False
+    return tc.deterministic
+
+
+def _best_epoch(rows: list[dict], monitor: str, mode: str) -> int | None:
+    scored = [r for r in rows if r.get(monitor) is not None]
+    if not scored:
+        return None
+    pick = min if mode == "min" else max
+    return int(pick(scored, key=lambda r: r[monitor])["epoch"])

@@ -1,0 +1,52 @@
+"""Autoencoders (AE, VAE, DAE): reconstruction training, then the test reconstructions, the latent
+space (PCA / t-SNE maps, how well it separates the classes), new samples (`generate`) and the
+encoder re-used for classification (model.name: encoder)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from adlab.config import AUTOENCODERS, Config
+from adlab.tasks.lightning import LightningTask, refuse_whitening, refuse_yolo_data
+
+
+class Autoencode(LightningTask):
+    name = "autoencode"
+    val_columns = ["val_mse", "val_kl"]
+    monitors = {"val_loss": "min", "val_mse": "min"}
+
+    def check_config(self, config: Config) -> None:
+        if config.model.name not in AUTOENCODERS:
+            raise ValueError(f"model.name: task autoencode takes ae, vae or dae, not {config.model.name!r}")
+        refuse_yolo_data(config)
+        refuse_whitening(config)
+
+    def input_requirements(self, config: Config) -> tuple[int | None, tuple | None]:
+        return None, ([0.0, 0.0, 0.0], [1.0, 1.0, 1.0])  # reconstructions compare images in [0, 1]
+
+    def build(self, config: Config, info):
+        from adlab.models.factory import BuiltModel, build_autoencoder
+
+        return BuiltModel(build_autoencoder(config.model, info.input_shape), head="", load_report=None)
+
+    def module(self, built, config: Config, meta: dict):
+        from adlab.tasks.autoencode.module import AutoencodeModule
+
+        return AutoencodeModule(built.net, config.model, config.train, meta)
+
+    def evaluate(self, run_dir: Path, built, data, config: Config, extra: dict, history: list[dict]) -> dict:
+        from adlab.tasks.autoencode.outputs import write_autoencoder_result
+        from adlab.tasks.curves import loss_curves
+
+        loss_curves(history, run_dir / "figures" / "loss_curves.png", config.name or config.model.name,
+                    scores=[("val_mse", "MSE per pixel")], score_label="validation MSE",
+                    loss_label="loss (per image)")
+        return write_autoencoder_result(run_dir, built.net, config.model, data, extra, config.train.seed)
+
+    def summary(self, metrics: dict) -> str:
+        keys = ("test_mse", "test_bce", "test_kl", "test_mse_corrupted", "latent_knn_accuracy",
+                "latent_linear_accuracy")
+        return "  ".join(f"{k}={metrics[k]:.4f}" for k in keys if k in metrics)
+
+
+TASK = Autoencode()

@@ -1,0 +1,40 @@
+"""The interface between `run/` (task-blind: the run folder, its phases, resume) and a task."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Protocol
+
+from adlab.config import Config
+
+Say = Callable[..., None]
+
+
+@dataclass
+class Job:
+    """A run ready to start: every input checked, nothing written yet."""
+
+    config: Config  # as the run records it in config.yaml
+    environment: dict = field(default_factory=dict)  # the task's entries of env.json (data, counts, weights)
+    state: Any = None  # the task's own: data, model, trainer
+
+
+class Task(Protocol):
+    name: str
+
+    def check_config(self, config: Config) -> None:
+        """Rules that tie this task to other settings (raise ValueError naming the key)."""
+
+    def resolve(self, config: Config) -> Config:
+        """The config as a run of this task records it (task defaults made explicit); ConfigError if unusable."""
+
+    def prepare(self, config: Config, run_dir: Path, say: Say, callbacks: list) -> Job:
+        """Data, model and trainer built: every bad input fails here, before the run folder exists."""
+
+    def resume_point(self, run_dir: Path) -> Path | None:
+        """The checkpoint an interrupted run continues from (None: it starts again)."""
+
+    def fit(self, job: Job, run_dir: Path, restart_from: Path | None, say: Say) -> dict:
+        """Train (from `restart_from` if given), then evaluate; the run's files, metrics.json last.
+        Returns the metrics ({} in a DDP process that is not rank zero)."""

@@ -1,0 +1,58 @@
+"""Image classification: a CNN or a torchvision net adapted to the data, trained with cross-entropy,
+scored on the test set (accuracy, mean class accuracy, macro F1/precision/recall, per class,
+confusion matrix), then re-used by `evaluate`, `predict` and late fusion (`fuse`)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from adlab.config import AUTOENCODERS, Config
+from adlab.tasks.lightning import LightningTask, refuse_whitening, refuse_yolo_data
+
+CLASSIFICATION_SCORES = [("val_accuracy", "accuracy"), ("val_mean_class_accuracy", "mean class accuracy")]
+
+
+class Classify(LightningTask):
+    name = "classify"
+    val_columns = ["val_accuracy", "val_mean_class_accuracy"]
+    monitors = {"val_loss": "min", "val_accuracy": "max"}
+
+    def check_config(self, config: Config) -> None:
+        refuse_yolo_data(config)
+        if config.model.whiten and config.model.weights:
+            raise ValueError("model.whiten: initialises the first convolution of a classifier trained from scratch "
+                             "(task classify, no model.weights)")
+        if config.model.name in AUTOENCODERS:
+            raise ValueError(f"model.name: {config.model.name!r} is an autoencoder; use task: autoencode "
+                             "(or model.name: encoder to classify with its encoder)")
+
+    def resolve(self, config: Config) -> Config:
+        from adlab.models.factory import resolve_encoder_architecture
+
+        config = super().resolve(config)
+        return config.model_copy(update={"model": resolve_encoder_architecture(config.model)})
+
+    def build(self, config: Config, info):
+        from adlab.models.factory import build_model
+
+        return build_model(config.model, info.input_shape, len(info.class_names))
+
+    def module(self, built, config: Config, meta: dict):
+        from adlab.tasks.classify.module import ClassifyModule
+
+        return ClassifyModule(built.net, len(meta["data"]["class_names"]), config.train, meta)
+
+    def evaluate(self, run_dir: Path, built, data, config: Config, extra: dict, history: list[dict]) -> dict:
+        from adlab.tasks.classify.outputs import predict_probs, tta_settings, write_classification_result
+
+        probs = predict_probs(built.net, data.transform, data.test_x, **tta_settings(config.train))
+        return write_classification_result(run_dir, probs, data.test_y, data.test_x, data.info.class_names, extra,
+                                           history, config.name or "")
+
+    def summary(self, metrics: dict) -> str:
+        from adlab.tasks.classify.outputs import summary_line
+
+        return summary_line(metrics)
+
+
+TASK = Classify()

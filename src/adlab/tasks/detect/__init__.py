@@ -1,0 +1,44 @@
+"""Object detection: YOLO from scratch or from a checkpoint, trained by ultralytics on a YOLO-format
+data set (`adlab data kitti-to-yolo` makes one from KITTI), scored by mAP50, mAP50-95, precision
+and recall (and once more by torchmetrics). ultralytics is imported only when this task runs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from adlab.config import AUTOENCODERS, Config
+from adlab.tasks.base import Job, Say
+from adlab.tasks.lightning import refuse_whitening
+
+
+class Detect:
+    name = "detect"
+
+    def check_config(self, config: Config) -> None:
+        if config.data.name != "yolo":
+            raise ValueError("data.name: task detect reads a YOLO data set (data.name: yolo, data.root: data.yaml)")
+        if config.model.name in (*AUTOENCODERS, "cnn", "encoder"):
+            raise ValueError(f"model.name: task detect takes an ultralytics model (yolov8n, yolo11n, yolov5nu, "
+                             f"...), not {config.model.name!r}")
+        refuse_whitening(config)
+
+    def resolve(self, config: Config) -> Config:
+        return config
+
+    def prepare(self, config: Config, run_dir: Path, say: Say, callbacks: list) -> Job:
+        from adlab.tasks.detect.train import prepare
+
+        return prepare(config, say)
+
+    def resume_point(self, run_dir: Path) -> Path | None:
+        from adlab.tasks.detect.train import interrupted_checkpoint
+
+        return interrupted_checkpoint(run_dir)
+
+    def fit(self, job: Job, run_dir: Path, restart_from: Path | None, say: Say) -> dict:
+        from adlab.tasks.detect.train import fit
+
+        return fit(job, run_dir, restart_from, say)
+
+
+TASK = Detect()
