@@ -28,9 +28,46 @@ def uses_imagenet(cfg: ModelConfig) -> bool:
     return cfg.weights is not None and cfg.weights.lower() == "imagenet"
 
 
-CNN_CHANNELS = [32, 64, 128]
-AE_CHANNELS = [32, 64]
 ENCODER_ARCH = ("latent_dim", "conv_channels", "activation", "batch_norm", "conv_dropout")
+# model.* settings each adlab network takes, by its own parameter name (a null setting: the
+# network's own default, stated once, in its signature)
+CNN_SETTINGS = {"conv_channels": "conv_channels", "convs_per_block": "convs_per_block", "activation": "activation",
+                "batch_norm": "batch_norm", "conv_dropout": "conv_dropout", "hidden": "hidden", "dropout": "dropout",
+                "global_pool": "global_pool", "pool_early": "pool_early"}
+AE_SETTINGS = {"latent_dim": "latent_dim", "conv_channels": "channels", "activation": "activation",
+               "batch_norm": "batch_norm", "conv_dropout": "dropout"}
+HEAD_SETTINGS = {"hidden": "hidden", "dropout": "dropout"}
+
+
+def settings(cfg: ModelConfig, names: dict[str, str]) -> dict:
+    """Keyword arguments from model.* settings; null ones are left to the network's defaults."""
+    return {param: getattr(cfg, key) for key, param in names.items() if getattr(cfg, key) is not None}
+
+
+def default(cls: type, param: str):
+    """A network's own default for one of its parameters."""
+    import inspect
+
+    return inspect.signature(cls).parameters[param].default
+
+
+def _cnn(cfg: ModelConfig, input_shape: tuple[int, int, int], num_classes: int) -> tuple[nn.Module, str]:
+    from adlab.models.cnn import VGGNet
+
+    c, h, w = input_shape
+    return VGGNet(in_channels=c, num_classes=num_classes, image_hw=(h, w), **settings(cfg, CNN_SETTINGS)), "classifier"
+
+
+def _encoder(cfg: ModelConfig, input_shape: tuple[int, int, int], num_classes: int) -> tuple[nn.Module, str]:
+    from adlab.models.autoencoders import EncoderClassifier
+
+    encoder = build_autoencoder(cfg, input_shape).encoder
+    return EncoderClassifier(encoder=encoder, latent_dim=cfg.latent_dim, num_classes=num_classes,
+                             **settings(cfg, HEAD_SETTINGS)), "classifier"
+
+
+# adlab's own classifiers by model.name; any other name is a torchvision net (models/zoo.py)
+CLASSIFIERS = {"cnn": _cnn, "encoder": _encoder}
 
 
 def check_model_config(cfg: ModelConfig) -> None:
@@ -43,7 +80,9 @@ def check_model_config(cfg: ModelConfig) -> None:
         if uses_imagenet(cfg):
             raise ConfigError("model.weights: there are no ImageNet weights for 'cnn'; use a torchvision net "
                               "(resnet18, mobilenet_v2, ...) or a checkpoint path")
-        blocks = len(cfg.setting("conv_channels", CNN_CHANNELS))
+        from adlab.models.cnn import VGGNet
+
+        blocks = len(cfg.setting("conv_channels", default(VGGNet, "conv_channels")))
         if isinstance(cfg.convs_per_block, list) and len(cfg.convs_per_block) != blocks:
             raise ConfigError(f"model.convs_per_block: {len(cfg.convs_per_block)} counts for {blocks} blocks "
                               f"(model.conv_channels)")
@@ -70,23 +109,10 @@ def weights_input(cfg: ModelConfig) -> tuple[int | None, tuple[list[float], list
 
 
 def build_model(cfg: ModelConfig, input_shape: tuple[int, int, int], num_classes: int) -> BuiltModel:
-    in_channels, h, w = input_shape
+    in_channels = input_shape[0]
     check_model_config(cfg)
-    if cfg.name == "cnn":
-        from adlab.models.cnn import VGGNet
-
-        net = VGGNet(in_channels, num_classes, (h, w), cfg.setting("conv_channels", CNN_CHANNELS),
-                     cfg.convs_per_block, cfg.activation, cfg.batch_norm, cfg.conv_dropout,
-                     cfg.setting("hidden", [128]), cfg.setting("dropout", 0.3), cfg.global_pool,
-                     cfg.pool_early)
-        head = "classifier"
-    elif cfg.name == "encoder":
-        from adlab.models.autoencoders import EncoderClassifier
-
-        encoder = build_autoencoder(cfg, input_shape).encoder
-        net = EncoderClassifier(encoder, cfg.latent_dim, num_classes, cfg.setting("hidden", []),
-                                cfg.setting("dropout", 0.0))
-        head = "classifier"
+    if cfg.name in CLASSIFIERS:
+        net, head = CLASSIFIERS[cfg.name](cfg, input_shape, num_classes)
     else:
         from adlab.models.zoo import build_torchvision
 
@@ -129,9 +155,7 @@ def build_autoencoder(cfg: ModelConfig, input_shape: tuple[int, int, int]) -> nn
 
     in_channels, h, w = input_shape
     cls = VariationalAutoEncoder if cfg.name == "vae" else AutoEncoder
-    return cls(in_channels, (h, w), latent_dim=cfg.latent_dim, channels=cfg.setting("conv_channels", AE_CHANNELS),
-               activation=cfg.activation, batch_norm=cfg.batch_norm, dropout=cfg.conv_dropout,
-               denoising=cfg.name == "dae")
+    return cls(in_channels=in_channels, image_hw=(h, w), denoising=cfg.name == "dae", **settings(cfg, AE_SETTINGS))
 
 
 def resolve_encoder_architecture(cfg: ModelConfig) -> ModelConfig:
@@ -145,5 +169,7 @@ def resolve_encoder_architecture(cfg: ModelConfig) -> ModelConfig:
                           "(model.name: encoder re-uses an autoencoder's encoder)")
     source = meta["config"]["model"]
     arch = {key: source[key] for key in ENCODER_ARCH}
-    arch["conv_channels"] = arch["conv_channels"] or AE_CHANNELS
+    from adlab.models.autoencoders import AutoEncoder
+
+    arch["conv_channels"] = arch["conv_channels"] or list(default(AutoEncoder, "channels"))
     return cfg.model_copy(update=arch)

@@ -18,22 +18,8 @@ from adlab import io
 from adlab.errors import DataError
 from adlab.rundir import read_history
 from adlab.study import stats
+from adlab.tasks import TASKS, get_task
 
-# (key, better): the columns of each task's table, and which direction wins
-COLUMNS = {
-    "classify": [("accuracy", "max"), ("mean_class_accuracy", "max"), ("macro_f1", "max"),
-                 ("macro_precision", "max"), ("macro_recall", "max"), ("train_seconds", "min")],
-    "autoencode": [("test_mse", "min"), ("test_bce", "min"), ("latent_knn_accuracy", "max"),
-                   ("latent_linear_accuracy", "max"), ("test_mse_corrupted", "min"), ("train_seconds", "min")],
-    "detect": [("map50", "max"), ("map50_95", "max"), ("precision", "max"), ("recall", "max"),
-               ("map50_torchmetrics", "max"), ("train_seconds", "min")],
-}
-FIGURES = {
-    "classify": ["confusion_matrix.png"],
-    "autoencode": ["reconstructions.png", "latent_tsne.png", "samples.png"],
-    "detect": ["predictions.png", "pr_curve.png"],
-}
-CURVES = {"classify": "val_accuracy", "autoencode": "val_mse", "detect": "val_map50"}
 SIGNIFICANCE_LEVEL = 0.05
 
 
@@ -59,8 +45,8 @@ def collect(out: Path, study) -> list[RunResult]:
         if not (path / "metrics.json").is_file():
             continue
         config = io.read_yaml_mapping(path / "config.yaml", "run config", DataError)
-        task = "classify" if config.get("task") == "fuse" else config.get("task", "classify")
-        if task not in COLUMNS:
+        task = "classify" if config.get("task") == "fuse" else config.get("task", "classify")  # a fused run
+        if task not in TASKS:
             raise DataError(f"{path / 'config.yaml'}: unknown task {str(task)[:40]!r}")
         results.append(RunResult(name, group, seed, task, path, io.read_json_mapping(path / "metrics.json",
                                                                                       "metrics file")))
@@ -105,17 +91,17 @@ def build_blocks(out: Path, study, results: list[RunResult],
         chosen = [r for r in results if r.name in names]
         if title:
             blocks.append(("h2", title))
-        for task in [t for t in COLUMNS if any(r.task == t for r in chosen)]:
+        for task in [t for t in TASKS if any(r.task == t for r in chosen)]:
             blocks += _task_blocks(out, task, [r for r in chosen if r.task == task], study, title)
     return blocks
 
 
 def _task_blocks(out: Path, task: str, results: list[RunResult], study, section: str = "") -> list[tuple]:
     tag = _slug(section) + "_" if section else ""
-    columns = [(k, better) for k, better in COLUMNS[task] if any(k in r.metrics for r in results)]
+    spec = get_task(task).report
+    columns = [(k, better) for k, better in spec.columns if any(k in r.metrics for r in results)]
     level = "h3" if section else "h2"
-    blocks: list[tuple] = [(level, {"classify": "Classification", "autoencode": "Autoencoders",
-                                    "detect": "Detection"}[task])]
+    blocks: list[tuple] = [(level, spec.title)]
     header = ["run", *[k for k, _ in columns]]
     rows = [[r.name, *[r.metrics.get(k) for k, _ in columns]] for r in results]
     blocks.append(("table", header, rows, _best_mask(rows, [None, *[b for _, b in columns]])))
@@ -133,16 +119,16 @@ def _task_blocks(out: Path, task: str, results: list[RunResult], study, section:
                        _best_mask(srows, [None, None, columns[0][1], None, None])))
         blocks.append(("img", _bar_chart(out, f"{tag}{task}", main, groups, columns[0][1]),
                        f"{main} by variant (error bars: std)"))
-    if task == "classify" and len(groups) > 1:
+    if spec.paired_test and len(groups) > 1:
         blocks += _significance_blocks(groups)
     curve = _curves(out, task, results, tag)
     if curve:
-        blocks.append(("img", curve, f"validation {CURVES[task]} per epoch"))
+        blocks.append(("img", curve, f"validation {spec.curve} per epoch"))
     blocks.append(("h3", "Figures"))
     for r in results:
         if r.seed not in (None, (study.spec.seeds or [None])[0]):
             continue
-        for name in FIGURES[task]:
+        for name in spec.figures:
             figure = r.path / "figures" / name
             if figure.is_file():
                 blocks.append(("img", figure.relative_to(out), f"{r.name}: {name.removesuffix('.png')}"))
@@ -276,7 +262,7 @@ def _curves(out: Path, task: str, results: list[RunResult], tag: str = "") -> Pa
 
     from adlab.io import save_figure
 
-    key = CURVES[task]
+    key = get_task(task).report.curve
     fig, ax = plt.subplots(figsize=(7, 4))
     drawn = 0
     for r in results:

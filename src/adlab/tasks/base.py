@@ -20,8 +20,20 @@ class Job:
     state: Any = None  # the task's own: data, model, trainer
 
 
+@dataclass
+class ReportSpec:
+    """How a study report shows this task's runs."""
+
+    title: str  # the section heading
+    columns: list[tuple[str, str]]  # (metrics.json key, "max" | "min": which is better)
+    figures: list[str]  # figures/ files shown per run
+    curve: str  # the history.csv column drawn per epoch for all runs
+    paired_test: bool = False  # predictions.csv allows a paired test between variants
+
+
 class Task(Protocol):
     name: str
+    report: ReportSpec
 
     def check_config(self, config: Config) -> None:
         """Rules that tie this task to other settings (raise ValueError naming the key)."""

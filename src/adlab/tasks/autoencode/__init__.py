@@ -7,6 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from adlab.config import AUTOENCODERS, Config
+from adlab.tasks.base import ReportSpec
 from adlab.tasks.lightning import LightningTask, refuse_whitening, refuse_yolo_data
 
 
@@ -14,6 +15,11 @@ class Autoencode(LightningTask):
     name = "autoencode"
     val_columns = ["val_mse", "val_kl"]
     monitors = {"val_loss": "min", "val_mse": "min"}
+    report = ReportSpec(
+        "Autoencoders",
+        [("test_mse", "min"), ("test_bce", "min"), ("latent_knn_accuracy", "max"), ("latent_linear_accuracy", "max"),
+         ("test_mse_corrupted", "min"), ("train_seconds", "min")],
+        ["reconstructions.png", "latent_tsne.png", "samples.png"], "val_mse")
 
     def check_config(self, config: Config) -> None:
         if config.model.name not in AUTOENCODERS:

@@ -7,6 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from adlab.config import AUTOENCODERS, Config
+from adlab.tasks.base import ReportSpec
 from adlab.tasks.lightning import LightningTask, refuse_whitening, refuse_yolo_data
 
 CLASSIFICATION_SCORES = [("val_accuracy", "accuracy"), ("val_mean_class_accuracy", "mean class accuracy")]
@@ -16,6 +17,11 @@ class Classify(LightningTask):
     name = "classify"
     val_columns = ["val_accuracy", "val_mean_class_accuracy"]
     monitors = {"val_loss": "min", "val_accuracy": "max"}
+    report = ReportSpec(
+        "Classification",
+        [("accuracy", "max"), ("mean_class_accuracy", "max"), ("macro_f1", "max"), ("macro_precision", "max"),
+         ("macro_recall", "max"), ("train_seconds", "min")],
+        ["confusion_matrix.png"], "val_accuracy", paired_test=True)
 
     def check_config(self, config: Config) -> None:
         refuse_yolo_data(config)

@@ -7,12 +7,17 @@ from __future__ import annotations
 from pathlib import Path
 
 from adlab.config import AUTOENCODERS, Config
-from adlab.tasks.base import Job, Say
+from adlab.tasks.base import Job, ReportSpec, Say
 from adlab.tasks.lightning import refuse_whitening
 
 
 class Detect:
     name = "detect"
+    report = ReportSpec(
+        "Detection",
+        [("map50", "max"), ("map50_95", "max"), ("precision", "max"), ("recall", "max"), ("map50_torchmetrics", "max"),
+         ("train_seconds", "min")],
+        ["predictions.png", "pr_curve.png"], "val_map50")
 
     def check_config(self, config: Config) -> None:
         if config.data.name != "yolo":
