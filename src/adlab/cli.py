@@ -51,7 +51,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("fuse", help="late fusion of runs evaluated on the same test set")
     p.add_argument("runs", nargs="+", help="two or more run directories")
     p.add_argument("--out", required=True, help="output folder")
-    p.add_argument("--method", choices=["mean_prob", "sum_logits", "vote"], default="mean_prob")
+    p.add_argument("--method", default="mean_prob", metavar="METHOD",
+                   help="mean_prob (default), sum_logits or vote")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
     p.set_defaults(func=cmd_fuse)
 

@@ -99,7 +99,7 @@ def run_demo(out: str | Path = "runs/demo", quick: bool = False, verbose: bool =
     from adlab.study.report import write_report
     from adlab.study.spec import PlannedRun, Study, StudySpec
 
-    say = print if verbose else (lambda *a, **k: None)
+    say = io.printer(verbose)
     out = Path(out)
     ownership.prepare_output(out, "demo", overwrite=True)  # an earlier demo is replaced, nothing else
     source = "fashion_mnist" if _fashion_mnist_available() else "digits"

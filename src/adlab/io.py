@@ -13,9 +13,18 @@ import re
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Sequence
+from typing import Any, Callable, Iterable, Iterator, Sequence
 
 import yaml
+
+
+def printer(verbose: bool) -> Callable[..., None]:
+    """`print` for a command's progress lines, or a function that prints nothing."""
+    return print if verbose else _quiet
+
+
+def _quiet(*args, **kwargs) -> None:
+    pass
 
 
 def _current_umask() -> int:

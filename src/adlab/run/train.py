@@ -29,7 +29,7 @@ def train(config: Config | dict | str | Path, out: str | Path | None = None, ove
     config = _as_config(config, overrides)
     task = get_task(config.task)
     config = task.resolve(config)
-    say = print if verbose else _silent
+    say = io.printer(verbose)
     rank_zero = not launched_worker()
     run_dir = _run_dir(config, out, source, rank_zero)
     if rank_zero and not resume:
@@ -103,7 +103,3 @@ def _run_dir(config: Config, out: str | Path | None, source: str | None, rank_ze
     if not rank_zero and RUN_DIR_ENV in os.environ:  # a DDP process: the folder is rank zero's
         return Path(os.environ[RUN_DIR_ENV])
     return Path(out) if out else default_run_dir(config, source)
-
-
-def _silent(*args, **kwargs) -> None:
-    pass

@@ -49,7 +49,7 @@ def _make_runs(study, out: Path, resume: bool, verbose: bool) -> None:
     from adlab.study.report import write_report
 
     runs_dir = out / "runs"
-    say = print if verbose else (lambda *a, **k: None)
+    say = io.printer(verbose)
 
     total = len(study.runs)
     started = time.perf_counter()

@@ -140,7 +140,7 @@ def run_search(path: str | Path, out: str | Path | None = None, verbose: bool = 
     name = spec.name or path.stem
     out = Path(out) if out else Path("runs") / "searches" / name
     ownership.adopt_or_create(out, "search", legacy_files=("search.db",))  # a search continues in its folder
-    say = print if verbose else (lambda *a, **k: None)
+    say = io.printer(verbose)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     from optuna.storages import RDBStorage, RetryFailedTrialCallback
 

@@ -29,6 +29,7 @@ from adlab.config import Config, Seed, load_config, set_dotted
 from adlab.errors import ConfigError
 from adlab.io import read_yaml_mapping
 from adlab.names import generated_name, name_field
+from adlab.tasks.classify import FUSION_METHODS
 
 MAX_RUNS = 10_000  # a study larger than this is a typo (or a YAML bomb), not a plan
 
@@ -43,7 +44,7 @@ class FusionStep(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
     name: str
     runs: list[str]
-    method: Literal["mean_prob", "sum_logits", "vote"] = "mean_prob"
+    method: Literal[FUSION_METHODS] = "mean_prob"  # type: ignore[valid-type]
 
     _safe_name = field_validator("name")(name_field)
 

@@ -8,30 +8,19 @@ import numpy as np
 import torch
 
 from adlab import io
-from adlab.config import Config, validate_config
+from adlab.config import Config
 from adlab.data.datamodule import DataInfo
-from adlab.errors import AdlabError, CheckpointError
-from adlab.models.checkpoints import read_checkpoint, resolve_checkpoint
-from adlab.tasks.classify.loading import data_info
+from adlab.errors import AdlabError
+from adlab.models.checkpoints import resolve_checkpoint
+from adlab.tasks.lightning.loading import load_network
 
 
 def load_autoencoder(run: str | Path) -> tuple[torch.nn.Module, DataInfo, Config]:
     from adlab.models.factory import build_autoencoder
 
-    path = resolve_checkpoint(run)
-    state, meta = read_checkpoint(path)
-    if meta.get("task") != "autoencode":
-        raise CheckpointError(f"{path}: not an adlab autoencoder checkpoint")
-    if not isinstance(meta.get("config"), dict):
-        raise CheckpointError(f"{path}: damaged adlab metadata (config is not a mapping)")
-    config = validate_config(meta["config"], str(path))
-    info = data_info(meta.get("data"), path)
-    try:
-        model = build_autoencoder(config.model, info.input_shape)
-        model.load_state_dict(state)
-    except (RuntimeError, ValueError, TypeError) as exc:
-        raise CheckpointError(f"{path}: weights do not fit {config.model.name} ({str(exc).splitlines()[0]})") from None
-    return model.eval(), info, config
+    model, info, config, _ = load_network(run, "autoencode", "autoencoder",
+                                          lambda config, info: build_autoencoder(config.model, info.input_shape))
+    return model, info, config
 
 
 MAX_SAMPLES = 4096

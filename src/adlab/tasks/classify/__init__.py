@@ -10,6 +10,7 @@ from adlab.config import AUTOENCODERS, Config
 from adlab.tasks.base import ReportSpec
 from adlab.tasks.lightning import LightningTask, refuse_whitening, refuse_yolo_data
 
+FUSION_METHODS = ("mean_prob", "sum_logits", "vote")  # late fusion (fuse.py)
 CLASSIFICATION_SCORES = [("val_accuracy", "accuracy"), ("val_mean_class_accuracy", "mean class accuracy")]
 
 

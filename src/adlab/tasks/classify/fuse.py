@@ -16,10 +16,11 @@ from adlab import io
 from adlab.config import validate_config
 from adlab.data.datamodule import ImageDataModule
 from adlab.errors import AdlabError
+from adlab.tasks.classify import FUSION_METHODS
 from adlab.tasks.classify.outputs import read_predictions, summary_line, write_classification_result
 from adlab.rundir import check_run_dir, environment, prepare_run_dir
 
-METHODS = ("mean_prob", "sum_logits", "vote")
+METHODS = FUSION_METHODS
 
 
 def combine(probs: list[torch.Tensor], method: str) -> torch.Tensor:

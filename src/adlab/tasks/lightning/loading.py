@@ -1,0 +1,51 @@
+"""A trained network re-created from its checkpoint alone: the checkpoint holds the config, the
+data description and the weights (read as untrusted input)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable
+
+from torch import nn
+
+from adlab.config import Config, validate_config
+from adlab.data.datamodule import DataInfo
+from adlab.errors import CheckpointError
+from adlab.models.checkpoints import read_checkpoint, resolve_checkpoint
+
+
+def load_network(run: str | Path, task: str, noun: str,
+                 build: Callable[[Config, DataInfo], nn.Module]) -> tuple[nn.Module, DataInfo, Config, Path]:
+    """(network in eval mode, data description, config, checkpoint path) of a run or checkpoint of
+    `task`; `build` makes the untrained network from the saved config and data description."""
+    path = resolve_checkpoint(run)
+    state, meta = read_checkpoint(path)
+    if meta.get("task") != task or "config" not in meta or "data" not in meta:
+        raise CheckpointError(f"{path}: not an adlab {noun} checkpoint (no adlab metadata for task {task})")
+    if not isinstance(meta["config"], dict):
+        raise CheckpointError(f"{path}: damaged adlab metadata (config is not a mapping)")
+    config = validate_config(meta["config"], str(path))
+    info = data_info(meta["data"], path)
+    try:
+        net = build(config, info)
+        net.load_state_dict(state)
+    except (RuntimeError, ValueError, TypeError) as exc:
+        raise CheckpointError(f"{path}: weights do not fit {config.model.name} ({str(exc).splitlines()[0]})") from None
+    return net.eval(), info, config, path
+
+
+def data_info(record: object, path: Path) -> DataInfo:
+    """The data description saved in a checkpoint, checked: it sizes the network and names classes."""
+    try:
+        info = DataInfo(**record)  # type: ignore[arg-type]
+        shape = [int(v) for v in info.input_shape]
+        names = [str(n) for n in info.class_names]
+        ok = (len(shape) == 3 and all(1 <= v <= 8192 for v in shape) and len(names) >= 2
+              and info.channels in (1, 3) and info.native_channels in (1, 3) and len(info.native_size) == 2
+              and len(info.mean) == len(info.std) >= 1)
+    except (TypeError, ValueError, AttributeError):
+        ok = False
+    if not ok:
+        raise CheckpointError(f"{path}: damaged adlab metadata (the data description 'adlab.data' does not "
+                              "describe a data set)")
+    return info
