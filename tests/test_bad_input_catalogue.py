@@ -278,9 +278,9 @@ def test_damaged_run_files_in_report(cli):
 
 
 def test_report_markdown_links_are_escaped():
-    from adlab.study.report import render_markdown
+    from adlab.study.report import Figure, render_markdown
 
-    text = render_markdown([("img", Path("runs/<img src=x onerror=alert(1)>/figures/c m.png"), "<b>cap</b>")])
+    text = render_markdown([Figure(Path("runs/<img src=x onerror=alert(1)>/figures/c m.png"), "<b>cap</b>")])
     assert "<img" not in text and "<b>" not in text
     assert "%3Cimg%20src%3Dx" in text or "%3Cimg%20src=x" in text
     assert "c%20m.png" in text

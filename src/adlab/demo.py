@@ -12,6 +12,7 @@ finish in about three minutes on a 2-core CPU; the full demo in about twenty.
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from adlab import io, ownership
@@ -27,8 +28,31 @@ def _fashion_mnist_available() -> bool:
                (DEBIAN_FASHION_MNIST, default_root() / "FashionMNIST" / "raw"))
 
 
-def plan(source: str, quick: bool, out: Path) -> list[tuple]:
-    """Steps: ("synth", name, kwargs) | ("train", name, section, config) | ("fuse", name, section, members, method)."""
+@dataclass
+class Synth:
+    """Make a synthetic scene data set (adlab data synth-scenes) for later runs."""
+
+    name: str
+    arguments: dict
+
+
+@dataclass
+class Train:
+    name: str
+    section: str
+    config: dict
+
+
+@dataclass
+class Fuse:
+    name: str
+    section: str
+    members: list[str]
+    method: str
+
+
+def plan(source: str, quick: bool, out: Path) -> list[Synth | Train | Fuse]:
+    """The demo's steps, in order."""
     fm = source == "fashion_mnist"
     runs = out / "runs"
     small_cnn = {"name": "cnn", "conv_channels": [16, 32] if quick else [32, 64, 128],
@@ -37,14 +61,14 @@ def plan(source: str, quick: bool, out: Path) -> list[tuple]:
     cap = (200 if quick else 1000) if fm else None
     data = {"name": source, "val_fraction": 0.05 if fm else 0.1}
     quiet = {"progress_bar": False}
-    steps: list[tuple] = []
+    steps: list[Synth | Train | Fuse] = []
 
     section = "1. CNN learning-rate study"
     schedulers = [None] if quick else [None, {"name": "step", "step_size": 3, "gamma": 0.5}]
     for lr in (0.01, 0.001, 0.0001):
         for sched in schedulers:
             name = f"cnn-lr={lr:g}" + ("" if quick else f"-{'steplr' if sched else 'constant'}")
-            steps.append(("train", name, section, {
+            steps.append(Train(name, section, {
                 "data": {**data, "train_per_class": cap}, "model": small_cnn,
                 "train": {"epochs": 3 if quick else 8, "batch_size": 128 if fm else 64, "lr": lr,
                           "scheduler": sched, **quiet}}))
@@ -53,39 +77,39 @@ def plan(source: str, quick: bool, out: Path) -> list[tuple]:
     first, second = ([0, 1, 2, 3, 4], [5, 6, 7, 8, 9])
     pre_cap = (500 if quick else 2000) if fm else None
     shots = 50 if fm else 20
-    steps.append(("train", "pretrain-cnn", section, {
+    steps.append(Train("pretrain-cnn", section, {
         "data": {**data, "classes": first, "train_per_class": pre_cap}, "model": small_cnn,
         "train": {"epochs": 3 if quick else 5, "batch_size": 128, "lr": 0.002, "scheduler": "cosine", **quiet}}))
     few = {**data, "classes": second, "train_per_class": shots, "val_fraction": 0.02 if fm else 0.1}
     regimes = {"scratch": {"weights": None}, "finetune": {"weights": str(runs / "pretrain-cnn")},
                "frozen": {"weights": str(runs / "pretrain-cnn"), "freeze": True}}
     for regime, model in regimes.items():
-        steps.append(("train", f"cnn-{regime}", section, {
+        steps.append(Train(f"cnn-{regime}", section, {
             "data": few, "model": {**small_cnn, **model},
             "train": {"epochs": 15 if quick else 40, "batch_size": 50, "lr": 0.001, "scheduler": "cosine", **quiet}}))
-    steps.append(("fuse", "fusion-finetune+frozen", section, ["cnn-finetune", "cnn-frozen"], "mean_prob"))
+    steps.append(Fuse("fusion-finetune+frozen", section, ["cnn-finetune", "cnn-frozen"], "mean_prob"))
 
     section = "3. Autoencoders: AE vs VAE vs DAE"
     ae_cap = (300 if quick else 2000) if fm else None
     for model in ("ae", "vae", "dae"):
-        steps.append(("train", model, section, {
+        steps.append(Train(model, section, {
             "task": "autoencode", "data": {**data, "train_per_class": ae_cap},
             "model": {"name": model, "latent_dim": 10, "kl_warmup_epochs": 1, "tsne_points": 500 if quick else 2000},
             "train": {"epochs": 3 if quick else 8, "batch_size": 128, "lr": 0.002, **quiet}}))
 
     section = "4. Detection: YOLO from scratch vs transfer"
     scenes = out / "data"
-    steps.append(("synth", "scenes_pretrain", {"out": scenes / "pretrain", "images": 80 if quick else 300,
+    steps.append(Synth("scenes_pretrain", {"out": scenes / "pretrain", "images": 80 if quick else 300,
                                                "seed": 0, "val_fraction": 0.1}))
-    steps.append(("synth", "scenes_target", {"out": scenes / "target", "images": 40 if quick else 200,
+    steps.append(Synth("scenes_target", {"out": scenes / "target", "images": 40 if quick else 200,
                                              "seed": 1, "val_fraction": 0.5}))
     detect = {"task": "detect", "model": {"name": "yolov8n"}}
     imgsz = 128 if quick else 192
-    steps.append(("train", "yolo-pretrain", section, {
+    steps.append(Train("yolo-pretrain", section, {
         **detect, "data": {"name": "yolo", "root": str(scenes / "pretrain" / "data.yaml"), "image_size": imgsz},
         "train": {"epochs": 3 if quick else 8, "batch_size": 16, "optimizer": "adamw", "lr": 0.002}}))
     for regime, weights in (("scratch", None), ("transfer", str(runs / "yolo-pretrain"))):
-        steps.append(("train", f"yolo-{regime}", section, {
+        steps.append(Train(f"yolo-{regime}", section, {
             **{**detect, "model": {"name": "yolov8n", "weights": weights}},
             "data": {"name": "yolo", "root": str(scenes / "target" / "data.yaml"), "image_size": imgsz},
             "train": {"epochs": 4 if quick else 20, "batch_size": 16, "optimizer": "adamw", "lr": 0.002}}))
@@ -107,27 +131,23 @@ def run_demo(out: str | Path = "runs/demo", quick: bool = False, verbose: bool =
         f"; {'quick' if quick else 'full'} demo")
     io.write_json(out / MARKER, {"source": source, "quick": quick})
     steps = plan(source, quick, out)
-    trainable = [s for s in steps if s[0] in ("train", "fuse")]
+    runs = [s for s in steps if not isinstance(s, Synth)]
     started = time.perf_counter()
     sections: dict[str, list[str]] = {}
-    for i, step in enumerate(steps, start=1):
+    for step in steps:
         t0 = time.perf_counter()
-        if step[0] == "synth":
-            synth_scenes(source="auto", **step[2])
+        if isinstance(step, Synth):
+            synth_scenes(source="auto", **step.arguments)
             continue
-        kind, name, section = step[0], step[1], step[2]
-        sections.setdefault(section, []).append(name)
-        if kind == "train":
-            run = train(step[3], out=out / "runs" / name, verbose=False)
-            summary = _headline(run.metrics)
+        sections.setdefault(step.section, []).append(step.name)
+        if isinstance(step, Train):
+            metrics = train(step.config, out=out / "runs" / step.name, verbose=False).metrics
         else:
-            metrics = fuse([out / "runs" / m for m in step[3]], out=out / "runs" / name, method=step[4],
-                           verbose=False)
-            summary = _headline(metrics)
-        done = trainable.index(step) + 1
-        say(f"[{done}/{len(trainable)}] {name}: {summary} ({time.perf_counter() - t0:.0f} s; "
-            f"elapsed {time.perf_counter() - started:.0f} s)")
-    names = [s[1] for s in trainable]
+            metrics = fuse([out / "runs" / m for m in step.members], out=out / "runs" / step.name,
+                           method=step.method, verbose=False)
+        say(f"[{runs.index(step) + 1}/{len(runs)}] {step.name}: {_headline(metrics)} "
+            f"({time.perf_counter() - t0:.0f} s; elapsed {time.perf_counter() - started:.0f} s)")
+    names = [s.name for s in runs]
     study = Study(out / MARKER, StudySpec(name=f"adlab demo ({'quick' if quick else 'full'}, {source})"),
                   [PlannedRun(n, n, None) for n in names])
     report = write_report(out, study, sections=list(sections.items()))

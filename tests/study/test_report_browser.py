@@ -6,7 +6,7 @@ import subprocess
 
 import pytest
 
-from adlab.study.report import render_html
+from adlab.study.report import Figure, Heading, Table, render_html
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -49,7 +49,7 @@ def test_report_tables_and_figures_are_shown(tmp_path):
         ax.plot([0, 1], [1, 0])
         fig.savefig(tmp_path / name)
         plt.close(fig)
-    blocks = [("h1", "Study <x>"), ("table", ["run", "accuracy"], [["a", 0.9], ["b", 0.8]], [[False, True], [False, False]]),
-              ("img", "a.png", "first"), ("table", ["k"], [["v"]], [[False]]), ("img", "b.png", "second <b>")]
+    blocks = [Heading(1, "Study <x>"), Table(["run", "accuracy"], [["a", 0.9], ["b", 0.8]], [[False, True], [False, False]]),
+              Figure("a.png", "first"), Table(["k"], [["v"]], [[False]]), Figure("b.png", "second <b>")]
     probe = rendered(render_html(blocks, "t", tmp_path), tmp_path)
     assert probe == "images=2 of 2 tables=2 cells=5"

@@ -101,9 +101,9 @@ fusion: [{name: both, runs: [adam, sgd], method: mean_prob}]
 
 
 def test_html_report_escapes_user_strings(base, tmp_path):
-    from adlab.study.report import render_html
+    from adlab.study.report import Heading, Table, render_html
 
-    html = render_html([("h1", "<script>alert(1)</script>"), ("table", ["a<b"], [["x&y"]], [[False]])],
+    html = render_html([Heading(1, "<script>alert(1)</script>"), Table(["a<b"], [["x&y"]], [[False]])],
                        "t<i>tle", tmp_path)
     assert "<script>" not in html and "&lt;script&gt;" in html and "x&amp;y" in html and "t&lt;i&gt;tle" in html
 

@@ -24,6 +24,33 @@ SIGNIFICANCE_LEVEL = 0.05
 
 
 @dataclass
+class Heading:
+    level: int  # 1, 2, 3
+    text: str
+
+
+@dataclass
+class Paragraph:
+    text: str
+
+
+@dataclass
+class Table:
+    header: list[str]
+    rows: list[list]
+    bold: list[list[bool]]  # which cells hold their column's best value
+
+
+@dataclass
+class Figure:
+    path: Path  # relative to the study folder
+    caption: str
+
+
+Block = Heading | Paragraph | Table | Figure
+
+
+@dataclass
 class RunResult:
     name: str
     group: str
@@ -81,33 +108,33 @@ def _write_summary_csv(path: Path, results: list[RunResult]) -> None:
 # --- content ---------------------------------------------------------------------------------------
 
 def build_blocks(out: Path, study, results: list[RunResult],
-                 sections: list[tuple[str, list[str]]] | None = None) -> list[tuple]:
-    blocks: list[tuple] = [("h1", f"Study: {study.name}")]
-    blocks.append(("p", f"{len(results)} finished runs in {out.name}/runs. Study file: {study.path.name}. "
+                 sections: list[tuple[str, list[str]]] | None = None) -> list[Block]:
+    blocks: list[Block] = [Heading(1, f"Study: {study.name}")]
+    blocks.append(Paragraph(f"{len(results)} finished runs in {out.name}/runs. Study file: {study.path.name}. "
                         f"Best value per column in bold."))
     if not results:
-        return blocks + [("p", "No finished runs yet.")]
+        return blocks + [Paragraph("No finished runs yet.")]
     for title, names in sections or [("", [r.name for r in results])]:
         chosen = [r for r in results if r.name in names]
         if title:
-            blocks.append(("h2", title))
+            blocks.append(Heading(2, title))
         for task in [t for t in TASKS if any(r.task == t for r in chosen)]:
             blocks += _task_blocks(out, task, [r for r in chosen if r.task == task], study, title)
     return blocks
 
 
-def _task_blocks(out: Path, task: str, results: list[RunResult], study, section: str = "") -> list[tuple]:
+def _task_blocks(out: Path, task: str, results: list[RunResult], study, section: str = "") -> list[Block]:
     tag = _slug(section) + "_" if section else ""
     spec = get_task(task).report
     columns = [(k, better) for k, better in spec.columns if any(k in r.metrics for r in results)]
-    level = "h3" if section else "h2"
-    blocks: list[tuple] = [(level, spec.title)]
+    level = 3 if section else 2
+    blocks: list[Block] = [Heading(level, spec.title)]
     header = ["run", *[k for k, _ in columns]]
     rows = [[r.name, *[r.metrics.get(k) for k, _ in columns]] for r in results]
-    blocks.append(("table", header, rows, _best_mask(rows, [None, *[b for _, b in columns]])))
+    blocks.append(Table(header, rows, _best_mask(rows, [None, *[b for _, b in columns]])))
     groups = _groups(results)
     if any(len(members) > 1 for members in groups.values()):
-        blocks.append(("h3", "Across seeds (mean ± std, 95% interval of the mean)"))
+        blocks.append(Heading(3, "Across seeds (mean ± std, 95% interval of the mean)"))
         main = columns[0][0]
         srows = []
         for group, members in groups.items():
@@ -115,23 +142,23 @@ def _task_blocks(out: Path, task: str, results: list[RunResult], study, section:
             if values:
                 s = stats.summarize(values)
                 srows.append([group, s.n, s.mean, s.std, f"[{s.ci_low:.4f}, {s.ci_high:.4f}]"])
-        blocks.append(("table", ["variant", "seeds", f"{main} mean", "std", "95% interval"], srows,
+        blocks.append(Table(["variant", "seeds", f"{main} mean", "std", "95% interval"], srows,
                        _best_mask(srows, [None, None, columns[0][1], None, None])))
-        blocks.append(("img", _bar_chart(out, f"{tag}{task}", main, groups, columns[0][1]),
+        blocks.append(Figure(_bar_chart(out, f"{tag}{task}", main, groups, columns[0][1]),
                        f"{main} by variant (error bars: std)"))
     if spec.paired_test and len(groups) > 1:
         blocks += _significance_blocks(groups)
     curve = _curves(out, task, results, tag)
     if curve:
-        blocks.append(("img", curve, f"validation {spec.curve} per epoch"))
-    blocks.append(("h3", "Figures"))
+        blocks.append(Figure(curve, f"validation {spec.curve} per epoch"))
+    blocks.append(Heading(3, "Figures"))
     for r in results:
         if r.seed not in (None, (study.spec.seeds or [None])[0]):
             continue
         for name in spec.figures:
             figure = r.path / "figures" / name
             if figure.is_file():
-                blocks.append(("img", figure.relative_to(out), f"{r.name}: {name.removesuffix('.png')}"))
+                blocks.append(Figure(figure.relative_to(out), f"{r.name}: {name.removesuffix('.png')}"))
     return blocks
 
 
@@ -168,7 +195,7 @@ def _predictions(run: RunResult) -> np.ndarray | None:
         raise DataError(f"{path}: malformed predictions (expected numeric columns index, y_true, y_pred, ...)") from None
 
 
-def _significance_blocks(groups: dict[str, list[RunResult]]) -> list[tuple]:
+def _significance_blocks(groups: dict[str, list[RunResult]]) -> list[Block]:
     """For each set of variants scored on the same test images: the best against each other one,
     paired by seed."""
     preds = {m.name: _predictions(m) for members in groups.values() for m in members}
@@ -177,14 +204,14 @@ def _significance_blocks(groups: dict[str, list[RunResult]]) -> list[tuple]:
         p = preds[members[0].name]
         if p is not None:
             clusters.setdefault(p[:, 0].tobytes(), []).append(group)
-    blocks: list[tuple] = []
+    blocks: list[Block] = []
     for names in clusters.values():
         if len(names) > 1:
             blocks += _compare_with_best({g: groups[g] for g in names}, preds)
     return blocks
 
 
-def _compare_with_best(groups: dict[str, list[RunResult]], preds: dict) -> list[tuple]:
+def _compare_with_best(groups: dict[str, list[RunResult]], preds: dict) -> list[Block]:
     def mean_accuracy(members):
         return float(np.mean([m.metrics["accuracy"] for m in members]))
 
@@ -214,11 +241,11 @@ def _compare_with_best(groups: dict[str, list[RunResult]], preds: dict) -> list[
                      "yes" if significant else "no"])
     if not rows:
         return []
-    return [("h3", f"Is the best variant ({best}) really better?"),
-            ("p", "Accuracy difference best - variant on the same test images (paired by seed), its 95% paired "
+    return [Heading(3, f"Is the best variant ({best}) really better?"),
+            Paragraph("Accuracy difference best - variant on the same test images (paired by seed), its 95% paired "
                   "bootstrap interval, the discordant pairs (only best right / only variant right) and McNemar's "
                   f"exact p-value. Significant: p < {SIGNIFICANCE_LEVEL} and an interval excluding 0."),
-            ("table", ["variant", "difference", "95% interval", "discordant", "p (McNemar)", "significant"], rows,
+            Table(["variant", "difference", "95% interval", "discordant", "p (McNemar)", "significant"], rows,
              [[False] * 6 for _ in rows])]
 
 
@@ -294,25 +321,23 @@ def _cell(value, column: str = "") -> str:
     return str(value)
 
 
-def render_markdown(blocks: list[tuple]) -> str:
+def render_markdown(blocks: list[Block]) -> str:
     lines: list[str] = []
     for block in blocks:
-        kind = block[0]
-        if kind in ("h1", "h2", "h3"):
-            lines += ["#" * int(kind[1]) + " " + _md_escape(block[1]), ""]
-        elif kind == "p":
-            lines += [_md_escape(block[1]), ""]
-        elif kind == "table":
-            _, header, rows, mask = block
-            lines.append("| " + " | ".join(_md_escape(h) for h in header) + " |")
-            lines.append("|" + "|".join("---" if i == 0 else "---:" for i in range(len(header))) + "|")
-            for row, bold in zip(rows, mask):
+        if isinstance(block, Heading):
+            lines += ["#" * block.level + " " + _md_escape(block.text), ""]
+        elif isinstance(block, Paragraph):
+            lines += [_md_escape(block.text), ""]
+        elif isinstance(block, Table):
+            lines.append("| " + " | ".join(_md_escape(h) for h in block.header) + " |")
+            lines.append("|" + "|".join("---" if i == 0 else "---:" for i in range(len(block.header))) + "|")
+            for row, bold in zip(block.rows, block.bold):
                 cells = [(f"**{_md_escape(_cell(v, h))}**" if b else _md_escape(_cell(v, h)))
-                         for v, b, h in zip(row, bold, header)]
+                         for v, b, h in zip(row, bold, block.header)]
                 lines.append("| " + " | ".join(cells) + " |")
             lines.append("")
-        elif kind == "img":
-            lines += [f"![{_md_escape(block[2])}]({quote(Path(block[1]).as_posix(), safe='/=,+')})", ""]
+        elif isinstance(block, Figure):
+            lines += [f"![{_md_escape(block.caption)}]({quote(Path(block.path).as_posix(), safe='/=,+')})", ""]
     return "\n".join(lines)
 
 
@@ -320,28 +345,26 @@ def _md_escape(text) -> str:
     return str(text).replace("|", "\\|").replace("<", "&lt;").replace(">", "&gt;")
 
 
-def render_html(blocks: list[tuple], title: str, root: Path) -> str:
+def render_html(blocks: list[Block], title: str, root: Path) -> str:
     e = html.escape
     body: list[str] = []
     for block in blocks:
-        kind = block[0]
-        if kind in ("h1", "h2", "h3"):
-            body.append(f"<{kind}>{e(str(block[1]))}</{kind}>")
-        elif kind == "p":
-            body.append(f"<p>{e(str(block[1]))}</p>")
-        elif kind == "table":
-            _, header, rows, mask = block
-            head = "".join(f"<th>{e(str(h))}</th>" for h in header)
+        if isinstance(block, Heading):
+            body.append(f"<h{block.level}>{e(str(block.text))}</h{block.level}>")
+        elif isinstance(block, Paragraph):
+            body.append(f"<p>{e(str(block.text))}</p>")
+        elif isinstance(block, Table):
+            head = "".join(f"<th>{e(str(h))}</th>" for h in block.header)
             trs = []
-            for row, bold in zip(rows, mask):
+            for row, bold in zip(block.rows, block.bold):
                 cells = "".join(f"<td>{'<strong>' if b else ''}{e(_cell(v, h))}{'</strong>' if b else ''}</td>"
-                                for v, b, h in zip(row, bold, header))
+                                for v, b, h in zip(row, bold, block.header))
                 trs.append(f"<tr>{cells}</tr>")
             body.append(f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(trs)}</tbody></table>")
-        elif kind == "img":
-            data = base64.b64encode((root / block[1]).read_bytes()).decode("ascii")
-            body.append(f'<figure><img alt="{e(str(block[2]))}" src="data:image/png;base64,{data}">'
-                        f"<figcaption>{e(str(block[2]))}</figcaption></figure>")
+        elif isinstance(block, Figure):
+            data = base64.b64encode((root / block.path).read_bytes()).decode("ascii")
+            body.append(f'<figure><img alt="{e(str(block.caption))}" src="data:image/png;base64,{data}">'
+                        f"<figcaption>{e(str(block.caption))}</figcaption></figure>")
     style = ("body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}"
              "table{border-collapse:collapse;margin:1em 0;font-size:14px}"
              "th,td{border:1px solid #ccc;padding:4px 8px;text-align:right}"
