@@ -177,8 +177,9 @@ def _bad_image(path: Path, exc: BaseException, skip: SkipCounter | None) -> None
     from PIL import Image
 
     if skip is None:
-        detail = " ".join(str(exc).split()) or type(exc).__name__
-        raise DataError(f"{path}: cannot read image ({detail})") from None
+        from adlab.data.folder import unreadable
+
+        raise DataError(unreadable(path, exc)) from None  # the same words as for training images
     skip.add("image too large to decode safely" if isinstance(exc, Image.DecompressionBombError)
              else "unreadable image")
     return None
