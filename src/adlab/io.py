@@ -9,6 +9,7 @@ import csv
 import io
 import json
 import os
+import sys
 import re
 import tempfile
 from contextlib import contextmanager
@@ -25,6 +26,16 @@ def printer(verbose: bool) -> Callable[..., None]:
 
 def _quiet(*args, **kwargs) -> None:
     pass
+
+
+_NOTICED: set[str] = set()
+
+
+def notice(text: str) -> None:
+    """A one-line notice on stderr (a key that moved, a path read the old way), once per process."""
+    if text not in _NOTICED:
+        _NOTICED.add(text)
+        print(f"notice: {text}", file=sys.stderr)
 
 
 def _current_umask() -> int:
