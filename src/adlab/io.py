@@ -9,8 +9,8 @@ import csv
 import io
 import json
 import os
-import sys
 import re
+import sys
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
