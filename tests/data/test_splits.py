@@ -1,4 +1,4 @@
-"""Seeded stratified splits, per-class caps, class selection and relabelling."""
+"""Seeded stratified splits, per-class caps and relabelling (class selection: tests/test_classes.py)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from adlab.data.splits import cap_per_class, relabel, resolve_classes, stratified_split
+from adlab.data.splits import cap_per_class, relabel, stratified_split
 from adlab.errors import DataError
 
 # 3 classes of 40, 100 and 60 samples, interleaved so that order says nothing about class
@@ -81,42 +81,6 @@ def test_cap_per_class_is_seeded():
 def test_cap_per_class_above_every_count_keeps_everything():
     keep = cap_per_class(LABELS, 1000, seed=0)
     assert keep.tolist() == list(range(len(LABELS)))
-
-
-NAMES = ["cat", "dog", "bird"]
-
-
-def test_resolve_classes_by_name_and_id_in_the_given_order():
-    assert resolve_classes(["bird", "cat"], NAMES) == [2, 0]
-    assert resolve_classes([1, "bird"], NAMES) == [1, 2]
-    assert resolve_classes(["2"], NAMES) == [2]  # a digit string that is not a name is an id
-
-
-def test_resolve_classes_digit_names_are_names():
-    names = [str(i) for i in range(10)]
-    assert resolve_classes([3, "5"], names) == [3, 5]
-    shuffled = ["7", "3", "1"]
-    assert resolve_classes(["3"], shuffled) == [1]  # the name '3', not id 3
-
-
-def test_resolve_classes_unknown_name_lists_valid_names():
-    with pytest.raises(DataError) as info:
-        resolve_classes(["cat", "fish"], NAMES)
-    message = str(info.value)
-    assert "data.classes" in message
-    assert "'fish'" in message
-    assert "cat, dog, bird" in message
-
-
-@pytest.mark.parametrize("bad", [3, -1, "7"])
-def test_resolve_classes_id_out_of_range(bad):
-    with pytest.raises(DataError, match="out of range"):
-        resolve_classes([bad], NAMES)
-
-
-def test_resolve_classes_rejects_duplicates():
-    with pytest.raises(DataError, match="twice"):
-        resolve_classes(["dog", 1], NAMES)
 
 
 def test_relabel_maps_in_the_given_order():

@@ -101,9 +101,15 @@ def test_filter_nothing_left_for_training(three_classes, tmp_path):
 
 
 def test_filter_unknown_name_lists_valid_ones(three_classes, tmp_path):
-    with pytest.raises(DataError, match="unknown class name.*'truck'.*valid names: person, car, bike"):
+    with pytest.raises(DataError, match=r"data\.yaml: keep: unknown class 'truck' \(valid: person, car, bike\)"):
         filter_classes(three_classes, ["car", "truck"], tmp_path / "out")
     assert not (tmp_path / "out").exists()
+
+
+def test_filter_keeps_by_id_too(three_classes, tmp_path):
+    out = tmp_path / "ids"
+    filter_classes(three_classes, ["2", "person"], out)  # the one rule of data.classes: names or ids
+    assert read_data_yaml(out / "data.yaml").names == ["bike", "person"]
 
 
 def test_filter_train_only_data_set_is_not_doubled(tmp_path):

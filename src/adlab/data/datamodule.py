@@ -10,10 +10,11 @@ import lightning as L
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
+from adlab.classes import resolve_classes
 from adlab.config import DataConfig
 from adlab.data.sources import load_source
 from adlab.data.stream import DiskImages, take
-from adlab.data.splits import cap_per_class, kfold_split, relabel, resolve_classes, stratified_split
+from adlab.data.splits import cap_per_class, kfold_split, relabel, stratified_split
 from adlab.data.transforms import BatchTransform, channel_stats
 from adlab.errors import DataError
 
@@ -72,7 +73,7 @@ class ImageDataModule(L.LightningDataModule):
         if len(train_x) == 0:
             raise DataError(f"{src.description}: no training images")
         if cfg.classes is not None:
-            ids = resolve_classes(cfg.classes, names)
+            ids = resolve_classes(cfg.classes, names, "data.classes")
             keep, train_y = relabel(train_y, ids)
             train_x = take(train_x, keep)
             if test_x is not None:

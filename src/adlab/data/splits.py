@@ -46,24 +46,6 @@ def cap_per_class(labels: torch.Tensor, cap: int, seed: int) -> torch.Tensor:
     return torch.from_numpy(np.sort(np.concatenate(keep)))
 
 
-def resolve_classes(wanted: list, class_names: list[str]) -> list[int]:
-    """Class ids for a list of names or ids, in the order given."""
-    ids = []
-    for item in wanted:
-        if isinstance(item, int) or (isinstance(item, str) and item.isdigit() and item not in class_names):
-            idx = int(item)
-            if not 0 <= idx < len(class_names):
-                raise DataError(f"data.classes: class id {idx} out of range 0..{len(class_names) - 1}")
-        elif item in class_names:
-            idx = class_names.index(item)
-        else:
-            raise DataError(f"data.classes: unknown class {item!r} (valid: {', '.join(class_names)})")
-        if idx in ids:
-            raise DataError(f"data.classes: class {item!r} listed twice")
-        ids.append(idx)
-    return ids
-
-
 def relabel(labels: torch.Tensor, class_ids: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
     """(mask of kept samples, new labels 0..k-1 following the order of class_ids)."""
     lookup = torch.full((int(labels.max()) + 1 if len(labels) else 1,), -1, dtype=torch.long)

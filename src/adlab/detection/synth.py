@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from adlab.classes import resolve_classes
 from adlab.detection.tools import building_output, check_output_folder, check_seed
 from adlab.detection.yolo_format import format_label, pixels_to_yolo, write_data_yaml
 from adlab.errors import DataError
@@ -73,8 +74,9 @@ def load_pool(source: str = "auto", classes: list[str] | None = None) -> ObjectP
         train_x, train_y, names = _load_train(source, True)
     else:
         raise DataError(f"unknown object source {source!r} (valid: auto, {', '.join(SOURCES)})")
-    chosen = _resolve_classes(classes if classes is not None else DEFAULT_CLASSES[source], names, source)
-    source_ids = [names.index(c) for c in chosen]
+    wanted = classes if classes is not None else DEFAULT_CLASSES[source]
+    source_ids = resolve_classes(wanted, names, f"classes (of {source})")
+    chosen = [names[i] for i in source_ids]
     keep = np.isin(train_y, source_ids)
     remap = np.full(len(names), -1, dtype=np.int64)
     remap[source_ids] = np.arange(len(source_ids))
@@ -89,21 +91,6 @@ def _load_train(source: str, download: bool) -> tuple[np.ndarray, np.ndarray, li
 
     data = load_source(source, None, download=download)
     return data.train_x[:, 0].numpy(), data.train_y.numpy(), list(data.class_names)
-
-
-def _resolve_classes(wanted: list[str], names: list[str], source: str) -> list[str]:
-    if not wanted:
-        raise DataError("classes: give at least one class name")
-    by_lower = {n.lower(): n for n in names}
-    chosen = []
-    for name in wanted:
-        canonical = by_lower.get(str(name).strip().lower())
-        if canonical is None:
-            raise DataError(f"unknown class {name!r} for {source} (valid: {', '.join(names)})")
-        if canonical in chosen:
-            raise DataError(f"class {canonical!r} given twice")
-        chosen.append(canonical)
-    return chosen
 
 
 def parse_size(text: str) -> tuple[int, int]:
@@ -266,7 +253,8 @@ def synth_scenes(out: str | Path, images: int, classes: list[str] | None = None,
                  overwrite: bool = False) -> dict:
     """Write a YOLO data set of `images` synthetic wide scenes to `out` (see the module docstring).
 
-    classes: class names of the source (default DEFAULT_CLASSES[source]); label ids follow their order.
+    classes: class names (or ids) of the source, matched by adlab.classes.resolve_classes (default
+    DEFAULT_CLASSES[source]); label ids follow their order.
     size: (width, height) or 'WxH'. source: 'auto' (Fashion-MNIST, else digits), 'fashion_mnist', 'digits'.
     val_fraction: share of images in images/val (0: train only; data.yaml then validates on train).
     objects: (min, max) objects tried per image (some may be dropped: too small, outside, hidden).

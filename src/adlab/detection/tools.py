@@ -25,6 +25,7 @@ from typing import Iterable, Iterator
 import numpy as np
 
 from adlab import io, ownership
+from adlab.classes import resolve_classes
 from adlab.detection.yolo_format import (
     SkipCounter,
     YoloDataset,
@@ -213,34 +214,10 @@ def _protected(ds: YoloDataset) -> list[Path]:
 
 # --- filter --------------------------------------------------------------------------------------
 
-def resolve_class_names(names: list[str], wanted: list[str]) -> list[int]:
-    """Ids of `wanted` in `names`: an exact match first, else a case-insensitive one; an unknown,
-    ambiguous or repeated name is an error listing the valid names."""
-    if not wanted:
-        raise DataError(f"no classes to keep; valid names: {', '.join(names)}")
-    ids, unknown = [], []
-    for name in wanted:
-        exact = [i for i, n in enumerate(names) if n == name]
-        folded = [i for i, n in enumerate(names) if n.casefold() == name.casefold()]
-        found = exact or folded
-        if not found:
-            unknown.append(name)
-        elif len(found) > 1:
-            raise DataError(f"class name {name!r} is ambiguous (matches {', '.join(names[i] for i in found)})")
-        else:
-            ids.append(found[0])
-    if unknown:
-        raise DataError(f"unknown class name(s) {', '.join(repr(u) for u in unknown)}; "
-                        f"valid names: {', '.join(names)}")
-    repeated = sorted({names[i] for i in ids if ids.count(i) > 1})
-    if repeated:
-        raise DataError(f"class(es) {', '.join(repeated)} named more than once")
-    return ids
-
-
 def filter_classes(data_yaml: Path, keep: list[str], out: Path, drop_empty: bool = False,
                    overwrite: bool = False) -> dict:
-    """Copy a YOLO data set keeping only the classes `keep` (ids become 0..k-1 in the order of `keep`).
+    """Copy a YOLO data set keeping only the classes `keep`, names or ids matched by
+    adlab.classes.resolve_classes (new ids are 0..k-1 in the order of `keep`).
     Every image's header is read (an unreadable image is an error naming it), its pixels are not.
     `overwrite`: replace an earlier data-tool output in `out` (see the module docstring).
 
@@ -248,7 +225,7 @@ def filter_classes(data_yaml: Path, keep: list[str], out: Path, drop_empty: bool
     "dropped_images", "data_yaml", "out"}.
     """
     ds = read_data_yaml(data_yaml)
-    old_ids = resolve_class_names(ds.names, list(keep))
+    old_ids = resolve_classes(list(keep), ds.names, f"{ds.yaml_path}: keep")
     new_names = [ds.names[i] for i in old_ids]
     remap = {old: new for new, old in enumerate(old_ids)}
     splits = dataset_splits(ds)
