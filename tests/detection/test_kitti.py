@@ -147,6 +147,19 @@ def test_label_without_image_is_an_error(kitti, tmp_path):
         kitti_to_yolo(images, labels, tmp_path / "yolo", CLASSES)
 
 
+def test_every_image_format_ultralytics_reads_is_converted(tmp_path):
+    # KITTI images become a YOLO data set, so they follow ultralytics' list (a .bmp was skipped once)
+    images, labels = tmp_path / "img", tmp_path / "lab"
+    png(images / "a.bmp")
+    png(images / "b.webp")
+    write(labels / "a.txt", [kline("Car", 10, 5, 30, 25)])
+    (images / "notes.gif").write_bytes(b"GIF89a")  # not an image format of ultralytics: ignored
+    summary = kitti_to_yolo(images, labels, tmp_path / "yolo", CLASSES, val_fraction=0)
+    assert summary["images"] == {"train": 2}
+    assert sorted(p.name for p in read_data_yaml(tmp_path / "yolo" / "data.yaml").images("train")) == ["a.bmp",
+                                                                                                         "b.webp"]
+
+
 def test_seeded_split_is_reproducible(tmp_path):
     images, labels = tmp_path / "img", tmp_path / "lab"
     for i in range(10):

@@ -13,9 +13,8 @@ import numpy as np
 import torch
 
 from adlab.errors import DataError
+from adlab.image_formats import CLASS_FOLDER_SUFFIXES
 from adlab.names import name_problem
-
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
 
 
 def index_folder(
@@ -54,7 +53,7 @@ def index_folder(
         if len(samples) == count:
             empty.append(name)
     if empty and not allow_empty:
-        raise DataError(f"{root}: class folder {empty[0]!r} has no images ({', '.join(IMAGE_EXTENSIONS)})")
+        raise DataError(f"{root}: class folder {empty[0]!r} has no images ({', '.join(CLASS_FOLDER_SUFFIXES)})")
     return list(class_names), samples
 
 
@@ -140,7 +139,7 @@ def _class_images(root: Path, name: str) -> list[tuple[str, str]]:
                         elif prefix + entry.name not in visited:
                             visited.add(prefix + entry.name)
                             pending.append((entry.path, prefix + entry.name, linked))
-                    elif entry.name.lower().endswith(IMAGE_EXTENSIONS):
+                    elif entry.name.lower().endswith(CLASS_FOLDER_SUFFIXES):
                         if not entry.is_file() and (not entry.is_symlink() or os.path.exists(entry.path)):
                             # a FIFO or a device would block or never end when read (a broken link is
                             # kept: decoding names it)

@@ -14,8 +14,8 @@ import numpy as np
 from adlab.detection.tools import building_output, check_output_folder, check_seed, image_size, link_or_copy
 from adlab.detection.yolo_format import SkipCounter, format_label, pixels_to_yolo, write_data_yaml
 from adlab.errors import DataError
+from adlab.image_formats import YOLO_IMAGE_SUFFIXES
 
-KITTI_IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 DEGENERATE_PX = 1.0  # boxes this narrow or low (or less) after clipping are dropped
 
 
@@ -104,7 +104,7 @@ def kitti_to_yolo(images: Path, labels: Path, out: Path, classes: list[str], ren
     skip = SkipCounter() if skip_bad else None
 
     image_files: dict[str, Path] = {}
-    for path in sorted(p for p in images.iterdir() if p.is_file() and p.suffix.lower() in KITTI_IMAGE_SUFFIXES):
+    for path in sorted(p for p in images.iterdir() if p.is_file() and p.suffix.lower() in YOLO_IMAGE_SUFFIXES):
         if path.stem in image_files:
             raise DataError(f"{path}: same name as {image_files[path.stem]} (one label file cannot serve both)")
         image_files[path.stem] = path
@@ -112,7 +112,7 @@ def kitti_to_yolo(images: Path, labels: Path, out: Path, classes: list[str], ren
     for stem, path in label_files.items():
         if stem not in image_files:
             if skip is None:
-                raise DataError(f"{path}: label file without an image ({stem}.png or .jpg in {images})")
+                raise DataError(f"{path}: label file without an image (no {stem}.png, .jpg, ... in {images})")
             skip.add("label file without image")
 
     objects = {name: 0 for name in names}
@@ -151,7 +151,7 @@ def kitti_to_yolo(images: Path, labels: Path, out: Path, classes: list[str], ren
             objects[names[cls]] += 1
         converted.append((image_path, lines))
     if not converted:
-        raise DataError(f"{images}: no images ({', '.join(KITTI_IMAGE_SUFFIXES)}) to convert")
+        raise DataError(f"{images}: no images ({', '.join(YOLO_IMAGE_SUFFIXES)}) to convert")
 
     is_val = _split(len(converted), val_fraction, seed)
     splits = ["train", "val"] if is_val.any() else ["train"]

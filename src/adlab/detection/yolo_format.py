@@ -14,9 +14,8 @@ from pathlib import Path
 import numpy as np
 
 from adlab.errors import DataError
+from adlab.image_formats import YOLO_IMAGE_SUFFIXES
 from adlab.io import read_yaml_mapping
-
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff")
 
 
 def yolo_to_pixels(box: np.ndarray, width: int, height: int) -> np.ndarray:
@@ -102,7 +101,7 @@ class YoloDataset:
 
     def images(self, split: str) -> list[Path]:
         folder = self.splits[split]
-        return sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+        return sorted(p for p in folder.rglob("*") if p.suffix.lower() in YOLO_IMAGE_SUFFIXES)
 
     def label_path(self, image: Path) -> Path:
         return label_path_for(image)
