@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from adlab.errors import AdlabError
+from adlab.formatting import format_number
 from adlab.io import read_json_mapping
 
 
@@ -15,14 +16,7 @@ def metrics_table(runs: list[str | Path], keys: list[str]) -> str:
         if not path.is_file():
             raise AdlabError(f"{path}: not found (unfinished run?)")
         metrics = read_json_mapping(path, "metrics file")
-        cells = [_format(metrics.get(k)) for k in keys]
+        cells = [format_number(metrics.get(k), k) for k in keys]
         lines.append(f"| {Path(run).name} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
-
-def _format(value) -> str:
-    if value is None:
-        return "-"
-    if isinstance(value, float):
-        return f"{value:.4f}" if abs(value) < 10 else f"{value:.1f}"
-    return str(value)

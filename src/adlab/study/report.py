@@ -312,13 +312,9 @@ def _curves(out: Path, task: str, results: list[RunResult], tag: str = "") -> Pa
 # --- rendering -------------------------------------------------------------------------------------
 
 def _cell(value, column: str = "") -> str:
-    if value is None:
-        return "-"
-    if isinstance(value, float) and column.endswith("seconds"):
-        return f"{value:.1f}"
-    if isinstance(value, float):
-        return f"{value:.4f}" if abs(value) < 100 else f"{value:.1f}"
-    return str(value)
+    from adlab.formatting import format_number  # the one number format (also adlab table, run summaries)
+
+    return format_number(value, column)
 
 
 def render_markdown(blocks: list[Block]) -> str:

@@ -15,6 +15,7 @@ from adlab.tasks.classify import CLASSIFICATION_SCORES
 from adlab.tasks.classify import figures
 from adlab.tasks.curves import loss_curves
 from adlab.errors import AdlabError
+from adlab.formatting import format_number
 from adlab.tasks.classify.metrics import classification_metrics
 
 
@@ -121,4 +122,4 @@ def write_classification_result(path: Path, probs: torch.Tensor, target: torch.T
 
 def summary_line(metrics: dict) -> str:
     keys = ("accuracy", "mean_class_accuracy", "macro_f1", "macro_precision", "macro_recall")
-    return "  ".join(f"{k}={metrics[k]:.4f}" for k in keys if metrics.get(k) is not None)
+    return "  ".join(f"{k}={format_number(metrics[k], k)}" for k in keys if metrics.get(k) is not None)
