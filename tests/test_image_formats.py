@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import importlib.util
+import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -14,8 +19,14 @@ from adlab.image_formats import CLASS_FOLDER_SUFFIXES, YOLO_IMAGE_SUFFIXES
 
 
 def test_yolo_list_is_ultralytics_list():
-    utils = pytest.importorskip("ultralytics.data.utils")
-    assert {s.removeprefix(".") for s in YOLO_IMAGE_SUFFIXES} == set(utils.IMG_FORMATS)
+    if importlib.util.find_spec("ultralytics") is None:
+        pytest.skip("ultralytics not installed")
+    # in a child process: importing ultralytics replaces PIL.Image.open for the whole process
+    code = "import json; from ultralytics.data.utils import IMG_FORMATS; print(json.dumps(sorted(IMG_FORMATS)))"
+    env = {**os.environ, "YOLO_OFFLINE": "1", "YOLO_AUTOINSTALL": "false"}
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
+    ultralytics_formats = json.loads(result.stdout.strip().splitlines()[-1])
+    assert sorted(s.removeprefix(".") for s in YOLO_IMAGE_SUFFIXES) == ultralytics_formats
 
 
 def test_class_folder_list_is_torchvision_list_plus_gif():
