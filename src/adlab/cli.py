@@ -68,11 +68,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("study", help="study YAML file")
     p.add_argument("--out", help="study folder (default: runs/studies/<name>)")
     p.add_argument("--resume", action="store_true", help="keep finished runs, make the others")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config key in every run, after the study's own settings "
+                        "(repeatable), e.g. --set train.epochs=1")
     p.set_defaults(func=cmd_study)
 
-    p = sub.add_parser("demo", help="the whole curriculum on offline data, ending in a report")
+    p = sub.add_parser("demo", help="the whole curriculum on offline data, ending in a report (a study file)")
     p.add_argument("--out", default="runs/demo", help="demo folder (default runs/demo; replaced each time)")
     p.add_argument("--quick", action="store_true", help="about 3 minutes on a 2-core CPU (the full demo: about 20)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config key in every run of the demo (repeatable)")
     p.set_defaults(func=cmd_demo)
 
     p = sub.add_parser("search", help="hyperparameter search with Optuna (grid / random / TPE, k-fold CV)")
@@ -209,13 +214,13 @@ def cmd_synth_scenes(args) -> None:
 def cmd_study(args) -> None:
     from adlab.study.runner import run_study
 
-    run_study(args.study, out=args.out, resume=args.resume)
+    run_study(args.study, out=args.out, resume=args.resume, overrides=args.overrides)
 
 
 def cmd_demo(args) -> None:
     from adlab.demo import run_demo
 
-    run_demo(args.out, quick=args.quick)
+    run_demo(args.out, quick=args.quick, overrides=args.overrides)
 
 
 def cmd_search(args) -> None:

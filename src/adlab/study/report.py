@@ -373,12 +373,12 @@ def render_html(blocks: list[Block], title: str, root: Path) -> str:
 def rerender(out: str | Path) -> Path:
     """`adlab report DIR`: the report again from a study folder's runs (e.g. after more finished)."""
     from adlab.errors import AdlabError
-    from adlab.study.spec import load_study
+    from adlab.study.spec import load_study, section_runs
 
     from adlab import ownership
 
     out = Path(out)
-    if not (out / "study.yaml").is_file() or ownership.marker_kind(out) not in ("study", None):
+    if not (out / "study.yaml").is_file() or ownership.marker_kind(out) not in ("study", "demo", None):
         raise AdlabError(f"{out}: not a study folder (no study.yaml)")
     study = load_study(out / "study.yaml", check_configs=False)
-    return write_report(out, study)
+    return write_report(out, study, sections=section_runs(study))

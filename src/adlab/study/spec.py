@@ -14,6 +14,13 @@ and late-fusion steps, expanded into the list of runs to make.
     seeds: [0, 1, 2]
     fusion:
       - {name: fused, runs: [a, b], method: mean_prob}
+    prepare:                          # data tools run once before the runs (adlab.study.prepare)
+      - synth-scenes: {out: "{out}/data/scenes", images: 200}
+    sections:                         # the report in parts: a title and its runs (and fusions)
+      "Learning rate": [lr=0.01, lr=0.001]
+
+Paths in the study file (data.root, model.weights) are relative to it, those of the base config to
+the base config, and `--set` values to the working directory; `{out}` is the study folder.
 """
 
 from __future__ import annotations
@@ -25,10 +32,11 @@ from typing import Any, Literal, Optional
 
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 
-from adlab.config import Config, Seed, load_config, set_dotted
+from adlab.config import Config, Seed, load_config, parse_override, set_dotted
 from adlab.errors import ConfigError
 from adlab.io import read_yaml_mapping
 from adlab.names import generated_name, name_field
+from adlab.paths import resolve_paths
 from adlab.tasks.classify import FUSION_METHODS
 
 MAX_RUNS = 10_000  # a study larger than this is a typo (or a YAML bomb), not a plan
@@ -59,6 +67,8 @@ class StudySpec(BaseModel):
     variants: dict[str, dict[str, Any]] = {}
     seeds: Optional[list[Seed]] = None
     fusion: list[FusionStep] = []
+    prepare: list[Any] = []  # checked by adlab.study.prepare.parse_steps
+    sections: dict[str, list[str]] = {}
 
     _safe_name = field_validator("name")(name_field)
     _safe_keys = field_validator("regimes", "variants")(_check_keys)
@@ -78,6 +88,7 @@ class Study:
     path: Path
     spec: StudySpec
     runs: list[PlannedRun]
+    prepare: list = field(default_factory=list)  # (tool, step) pairs, see adlab.study.prepare
 
     @property
     def name(self) -> str:
@@ -97,10 +108,15 @@ def read_spec_file(path: Path, model: type[BaseModel], kind: str):
         raise ConfigError(f"{path}: {key}: {err['msg'].removeprefix('Value error, ')}") from None
 
 
-def load_study(path: str | Path, check_configs: bool = True) -> Study:
-    """Parse and expand a study file; with `check_configs`, every run's config is validated too."""
+def load_study(path: str | Path, check_configs: bool = True, overrides: list[str] | None = None) -> Study:
+    """Parse and expand a study file; with `check_configs`, every run's config is validated too.
+    overrides: `key=value` items (`adlab study --set`) applied to every run, after its own settings."""
+    from adlab.study.prepare import parse_steps
+
     path = Path(path)
     spec = read_spec_file(path, StudySpec, "study file")
+    steps = parse_steps(path, spec.prepare)
+    extra = [parse_override(item) for item in overrides or []]
     planned = (max(1, len(spec.regimes)) * _product(len(v) for v in spec.grid.values())
                * (1 if spec.grid or spec.regimes else 0) + len(spec.variants) or 1) * len(spec.seeds or [None])
     if planned > MAX_RUNS:
@@ -109,9 +125,10 @@ def load_study(path: str | Path, check_configs: bool = True) -> Study:
     if check_configs:
         base = _base_config(path, spec)
         for run in runs:
-            run.config = _validated(path, base, run)
+            run.config = _validated(path, base, run, extra)
     _check_fusion(path, spec, runs)
-    return Study(path, spec, runs)
+    _check_sections(path, spec, runs)
+    return Study(path, spec, runs, steps)
 
 
 def _base_config(path: Path, spec: StudySpec) -> dict:
@@ -120,7 +137,7 @@ def _base_config(path: Path, spec: StudySpec) -> dict:
         base_path = (path.parent / spec.base) if not Path(spec.base).is_absolute() else Path(spec.base)
         if not base_path.is_file():
             raise ConfigError(f"{path}: base config {base_path} not found")
-        raw = load_config(base_path).to_dict()
+        raw = resolve_paths(load_config(base_path).to_dict(), base_path.parent, str(base_path))
     return merge_dicts(raw, spec.config)
 
 
@@ -183,13 +200,17 @@ def _text(value: Any) -> str:
     return str(value)
 
 
-def _validated(path: Path, base: dict, run: PlannedRun) -> Config:
+def _validated(path: Path, base: dict, run: PlannedRun, extra: list[tuple[str, Any]]) -> Config:
     import copy
 
     raw = copy.deepcopy(base)
     try:
         for key, value in run.overrides.items():
             set_dotted(raw, key, value)
+        resolve_paths(raw, path.parent, str(path))
+        for key, value in extra:
+            set_dotted(raw, key, value)
+        resolve_paths(raw, Path.cwd(), "--set")
         return load_config(raw)
     except ConfigError as exc:
         message = str(exc).removeprefix("config: ")
@@ -209,3 +230,22 @@ def _check_fusion(path: Path, spec: StudySpec, runs: list[PlannedRun]) -> None:
                               f"(runs: {', '.join(sorted(groups))})")
         if len(step.runs) < 2:
             raise ConfigError(f"{path}: fusion '{step.name}' needs at least two runs")
+
+
+def _check_sections(path: Path, spec: StudySpec, runs: list[PlannedRun]) -> None:
+    known = [r.group for r in runs] + [step.name for step in spec.fusion]
+    for title, names in spec.sections.items():
+        missing = [name for name in names if name not in known]
+        if missing:
+            raise ConfigError(f"{path}: sections.{title}: unknown run {missing[0]!r} (runs: {', '.join(known)})")
+
+
+def section_runs(study: Study) -> list[tuple[str, list[str]]] | None:
+    """The report's sections as (title, run folder names), seeds and fusions included; None: one section."""
+    if not study.spec.sections:
+        return None
+    seeds = study.spec.seeds or [None]
+    folder = {r.group: [x.name for x in study.runs if x.group == r.group] for r in study.runs}
+    for step in study.spec.fusion:
+        folder[step.name] = [step.name + ("" if s is None else f"-seed={s}") for s in seeds]
+    return [(title, [f for name in names for f in folder[name]]) for title, names in study.spec.sections.items()]

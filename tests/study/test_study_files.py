@@ -1,0 +1,112 @@
+"""Study files beyond the grid: data preparation steps, report sections, `--set` on every run,
+paths relative to the file, inputs checked before anything is written."""
+
+import json
+
+import pytest
+from checks import snapshot
+
+from adlab.errors import AdlabError, ConfigError
+from adlab.study.spec import load_study, section_runs
+
+TINY = "config: {data: {name: digits}, train: {epochs: 1, batch_size: 256, progress_bar: false}}\n"
+
+
+def write(folder, text, name="study.yaml"):
+    path = folder / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    return path
+
+
+def test_set_applies_to_every_run_after_its_own_settings(tmp_path):
+    study = load_study(write(tmp_path, TINY + "variants: {a: {train.epochs: 5}, b: {train.lr: 0.01}}\n"),
+                       overrides=["train.epochs=2", "train.seed=7"])
+    assert [(r.name, r.config.train.epochs, r.config.train.seed) for r in study.runs] == [("a", 2, 7), ("b", 2, 7)]
+    assert study.runs[1].config.train.lr == 0.01
+    with pytest.raises(ConfigError, match="run 'a'.*train.epochs"):
+        load_study(write(tmp_path, "variants: {a: {}}\n"), overrides=["train.epochs=0"])
+    with pytest.raises(ConfigError, match="expected dotted.key=value"):
+        load_study(write(tmp_path, "variants: {a: {}}\n"), overrides=["train.epochs"])
+
+
+def test_paths_are_relative_to_the_file_that_holds_them(tmp_path, monkeypatch):
+    (tmp_path / "studies" / "imgs").mkdir(parents=True)
+    (tmp_path / "configs" / "data").mkdir(parents=True)
+    write(tmp_path / "configs", "data: {name: folder, root: data}\n", "base.yaml")
+    study_path = write(tmp_path / "studies", "base: ../configs/base.yaml\n"
+                                            "variants: {mine: {data.root: imgs}, theirs: {}, weights: {model.weights: w.pth}}\n")
+    monkeypatch.chdir(tmp_path)
+    study = load_study(study_path, check_configs=True, overrides=["train.epochs=1"])
+    roots = {r.name: r.config.data.root for r in study.runs}
+    assert roots["mine"] == str(tmp_path / "studies" / "imgs")
+    assert roots["theirs"] == str(tmp_path / "configs" / "data")
+    assert study.runs[2].config.model.weights == "w.pth"  # a bare name with no such file: the loader's (ultralytics)
+    cli_set = load_study(study_path, overrides=["data.root=here"]).runs[0].config.data.root
+    assert cli_set == str(tmp_path / "here")  # --set: the working directory
+
+
+def test_a_missing_input_is_refused_naming_the_run_before_the_study_folder_exists(tmp_path):
+    from adlab.study.runner import run_study
+
+    study_path = write(tmp_path, "config: {data: {name: folder, root: nowhere}}\nvariants: {first: {}}\n")
+    out = tmp_path / "out"
+    with pytest.raises(AdlabError, match=r"run 'first': data.root: .*nowhere not found"):
+        run_study(study_path, out=out, verbose=False)
+    assert not out.exists()
+
+
+def test_sections_name_runs_and_fusions(tmp_path):
+    study = load_study(write(tmp_path, f"config: {{data: {{name: digits}}}}\n"
+                                       "grid: {train.lr: [0.1, 0.01]}\nseeds: [0, 1]\n"
+                                       "fusion: [{name: both, runs: [lr=0.1, lr=0.01]}]\n"
+                                       "sections: {Fast: [lr=0.1, both], Slow: [lr=0.01]}\n"))
+    assert section_runs(study) == [("Fast", ["lr=0.1-seed=0", "lr=0.1-seed=1", "both-seed=0", "both-seed=1"]),
+                                   ("Slow", ["lr=0.01-seed=0", "lr=0.01-seed=1"])]
+    with pytest.raises(ConfigError, match=r"sections.Fast: unknown run 'lr=1'"):
+        load_study(write(tmp_path, "grid: {train.lr: [0.1]}\nsections: {Fast: [lr=1]}\n"))
+
+
+def test_prepare_steps_are_checked_as_one_line(tmp_path):
+    for text, message in [("prepare: {filter: {}}\n", "prepare: .*valid list"),
+                          ("prepare: [{copy: {out: x}}]\n", r"prepare\[0\]: unknown tool 'copy'"),
+                          ("prepare: [{synth-scenes: {out: x, images: 0}}]\n", r"synth-scenes.images: .*greater"),
+                          ("prepare: [{filter: {data: d, out: o, keep: [a], extra: 1}}]\n", "unknown key 'extra'"),
+                          ("prepare: [{filter: {data: d, out: o}, crops: {}}]\n", "need one tool")]:
+        with pytest.raises(ConfigError, match=message):
+            load_study(write(tmp_path, text))
+
+
+def test_prepare_runs_once_and_keeps_only_its_own_output(tmp_path):
+    from adlab.study.prepare import STEP_FILE, run_steps
+
+    text = ("config: {task: detect, model: {name: yolov8n}, data: {name: yolo, root: '{out}/scenes/data.yaml'}}\n"
+            "variants: {}\n"
+            "prepare:\n  - synth-scenes: {out: '{out}/scenes', images: 6, size: [96, 64], seed: 3, source: digits}\n")
+    study = load_study(write(tmp_path, text))
+    assert [tool for tool, _ in study.prepare] == ["synth-scenes"]
+
+    lines = []
+    run_steps(study.prepare, study.path, tmp_path / "s", lines.append)
+    data = tmp_path / "s" / "scenes"
+    assert (data / "data.yaml").is_file() and json.loads((data / STEP_FILE).read_text())["images"] == 6
+    before = snapshot(data)
+    run_steps(study.prepare, study.path, tmp_path / "s", lines.append)  # the same step: kept as it is
+    assert snapshot(data) == before and "kept" in lines[-1]
+    other = load_study(write(tmp_path, text.replace("images: 6", "images: 7"), "other.yaml"))
+    with pytest.raises(AdlabError, match="made by another step"):
+        run_steps(other.prepare, other.path, tmp_path / "s", lines.append)
+    assert snapshot(data) == before
+
+
+def test_resume_needs_the_same_set_items(tmp_path):
+    from adlab.study.runner import run_study
+
+    study_path = write(tmp_path, TINY + "variants: {a: {}}\n")
+    out = run_study(study_path, out=tmp_path / "out", verbose=False, overrides=["train.batch_size=512"])
+    assert json.loads((out / "study.json").read_text())["set"] == ["train.batch_size=512"]
+    before = snapshot(out)
+    with pytest.raises(AdlabError, match="started with --set train.batch_size=512"):
+        run_study(study_path, out=out, resume=True, verbose=False)
+    assert snapshot(out) == before
+    run_study(study_path, out=out, resume=True, verbose=False, overrides=["train.batch_size=512"])  # kept
