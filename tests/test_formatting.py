@@ -49,6 +49,10 @@ def test_run_summary_line_uses_it():
 def test_metrics_table_uses_it(tmp_path):
     run = tmp_path / "r1"
     run.mkdir()
-    (run / "metrics.json").write_text(json.dumps({"accuracy": 0.87654, "train_seconds": 8.26, "loss": 12.5}))
-    table = metrics_table([run], ["accuracy", "train_seconds", "loss", "missing"])
-    assert table.splitlines()[-1] == "| r1 | 0.8765 | 8.3 | 12.5000 | - |"
+    (run / "metrics.json").write_text(json.dumps({"accuracy": 0.87654, "train_seconds": 8.26, "missing": None}))
+    other = tmp_path / "r2"
+    other.mkdir()
+    (other / "metrics.json").write_text(json.dumps({"loss": 12.5}))
+    table = metrics_table([run, other], ["accuracy", "train_seconds", "loss", "missing"])
+    assert table.splitlines()[-2] == "| r1 | 0.8765 | 8.3 | - | - |"
+    assert table.splitlines()[-1] == "| r2 | - | - | 12.5000 | - |"

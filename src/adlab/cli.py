@@ -105,7 +105,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("table", help="Markdown table of metrics from finished runs")
     p.add_argument("runs", nargs="+", help="run directories")
     p.add_argument("--metrics", default="accuracy,mean_class_accuracy,macro_f1,train_seconds",
-                   help="comma-separated metrics.json keys")
+                   help="comma-separated metrics.json keys; per_class_accuracy gives a column per class "
+                        "(or per_class_accuracy.Car for one)")
     p.set_defaults(func=cmd_table)
     return parser
 

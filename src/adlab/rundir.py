@@ -106,3 +106,19 @@ def read_history(path: Path) -> list[dict]:
     if any(row.get("epoch") is None for row in rows):
         raise DataError(f"{path}: malformed history (a row without its epoch)")
     return rows
+
+
+def flat_metrics(metrics: dict) -> dict[str, float | None]:
+    """metrics.json as one level of named numbers: a per-class mapping becomes one key per class,
+    `per_class_accuracy.Car`; lists (confusion matrix) and names are left out."""
+    flat: dict[str, float | None] = {}
+    for key, value in metrics.items():
+        if isinstance(value, bool):
+            continue
+        if isinstance(value, (int, float)) or (value is None and not key.endswith("names")):
+            flat[key] = value
+        elif isinstance(value, dict):
+            for name, inner in value.items():
+                if inner is None or (isinstance(inner, (int, float)) and not isinstance(inner, bool)):
+                    flat[f"{key}.{name}"] = inner
+    return flat
