@@ -110,3 +110,48 @@ def test_resume_needs_the_same_set_items(tmp_path):
         run_study(study_path, out=out, resume=True, verbose=False)
     assert snapshot(out) == before
     run_study(study_path, out=out, resume=True, verbose=False, overrides=["train.batch_size=512"])  # kept
+
+
+def _result(name, group, seed, **metrics):
+    from pathlib import Path
+
+    from adlab.study.report import RunResult
+
+    return RunResult(name, group, seed, "classify", Path(name), metrics)
+
+
+def test_reference_figures_are_set_beside_adlabs_with_the_seed_spread():
+    from adlab.study.report import Table, _reference_blocks
+    from adlab.study.spec import Reference
+
+    reference = Reference(source="Coimbra A", runs={"lr": {"mean_class_accuracy": 79.95, "per_class_accuracy.cat": 60.0},
+                                                    "alone": {"accuracy": 50.0}, "never": {"accuracy": 1.0}})
+    results = [_result(f"lr-seed={s}", "lr", s, mean_class_accuracy=v, per_class_accuracy={"cat": c})
+               for s, v, c in [(0, 0.80, 0.70), (1, 0.81, 0.71), (2, 0.79, 0.69)]]
+    results.append(_result("alone", "alone", None, accuracy=0.6))
+    blocks = _reference_blocks(reference, results)
+    rows = {(r[0], r[1]): r for r in next(b for b in blocks if isinstance(b, Table)).rows}
+    assert rows[("lr", "mean_class_accuracy")][2:] == ["79.95", "80.00 (n=3)", "+0.05", "[75.03, 84.97]", "inside"]  # t(0.975, 2) · 1.0 · √(4/3) = 4.97
+    assert rows[("lr", "per_class_accuracy.cat")][-1] == "outside"  # 70 ± 4.97 does not reach 60
+    assert rows[("alone", "accuracy")][-1] == "one seed: unknown" and rows[("never", "accuracy")][3] == "not measured"
+    assert "add `seeds: [0, 1, 2]`" in blocks[1].text
+
+
+def test_per_class_table_has_a_column_per_class_and_marks_the_best():
+    from adlab.study.report import _per_class_blocks
+
+    blocks = _per_class_blocks("per_class_accuracy", [
+        _result("a", "a", None, per_class_accuracy={"Car": 0.96, "Cyclist": 0.32}),
+        _result("b", "b", None, per_class_accuracy={"Car": 0.99, "Cyclist": None})])
+    table = blocks[1]
+    assert table.header == ["run", "Car", "Cyclist"] and table.rows == [["a", 0.96, 0.32], ["b", 0.99, None]]
+    assert table.bold == [[False, False, True], [False, True, False]]
+
+
+def test_reference_runs_must_be_runs_of_the_study(tmp_path):
+    with pytest.raises(ConfigError, match=r"reference.runs: unknown run 'lr=0.5'"):
+        load_study(write(tmp_path, "grid: {train.lr: [0.1]}\n"
+                                   "reference: {source: x, runs: {lr=0.5: {accuracy: 90}}}\n"))
+    with pytest.raises(ConfigError, match=r"reference.scale"):
+        load_study(write(tmp_path, "grid: {train.lr: [0.1]}\n"
+                                   "reference: {source: x, scale: percents, runs: {lr=0.1: {accuracy: 90}}}\n"))

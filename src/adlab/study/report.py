@@ -16,7 +16,7 @@ import numpy as np
 
 from adlab import io
 from adlab.errors import DataError
-from adlab.rundir import read_history
+from adlab.rundir import flat_metrics, read_history
 from adlab.study import stats
 from adlab.tasks import TASKS, get_task
 
@@ -120,6 +120,45 @@ def build_blocks(out: Path, study, results: list[RunResult],
             blocks.append(Heading(2, title))
         for task in [t for t in TASKS if any(r.task == t for r in chosen)]:
             blocks += _task_blocks(out, task, [r for r in chosen if r.task == task], study, title)
+    if getattr(study.spec, "reference", None):
+        blocks += _reference_blocks(study.spec.reference, results)
+    return blocks
+
+
+def _reference_blocks(reference, results: list[RunResult]) -> list[Block]:
+    """The published figures beside adlab's, and whether each lies outside adlab's own seed-to-seed spread."""
+    scale = 100.0 if reference.scale == "percent" else 1.0
+    unit = " (percent)" if reference.scale == "percent" else ""
+    groups = _groups(results)
+    rows, unknown_spread = [], False
+    for group, figures in reference.runs.items():
+        for key, published in figures.items():
+            values = [flat_metrics(m.metrics).get(key) for m in groups.get(group, [])]
+            values = [v * scale for v in values if isinstance(v, (int, float))]
+            if not values:
+                rows.append([group, key, f"{published:.2f}", "not measured", "", "", ""])
+                continue
+            mean = float(np.mean(values))
+            spread = stats.single_run_range(values)
+            if spread is None:
+                unknown_spread = True
+                verdict, shown = "one seed: unknown", ""
+            else:
+                verdict = "outside" if not spread[0] <= published <= spread[1] else "inside"
+                shown = f"[{spread[0]:.2f}, {spread[1]:.2f}]"
+            rows.append([group, key, f"{published:.2f}", f"{mean:.2f}" + (f" (n={len(values)})" if len(values) > 1 else ""),
+                         f"{mean - published:+.2f}", shown, verdict])
+    text = (f"Source: {reference.source}. The published figure beside adlab's{unit}: adlab's mean over seeds, "
+            "the difference adlab - published, and the range where one more adlab run would land with 95% "
+            "probability (a t prediction interval from the seeds). 'outside': the published figure is not within "
+            "adlab's own seed-to-seed spread, so the difference is more than chance of the seed.")
+    if unknown_spread:
+        text += " With one seed the spread is unknown: add `seeds: [0, 1, 2]` to the study to judge the differences."
+    blocks: list[Block] = [Heading(2, "Against the published figures"), Paragraph(text),
+                           Table(["run", "metric", "published", "adlab", "difference", "adlab 95% range",
+                                  "published figure vs adlab's spread"], rows, [[False] * 7 for _ in rows])]
+    if reference.note:
+        blocks.append(Paragraph(reference.note))
     return blocks
 
 
@@ -132,6 +171,8 @@ def _task_blocks(out: Path, task: str, results: list[RunResult], study, section:
     header = ["run", *[k for k, _ in columns]]
     rows = [[r.name, *[r.metrics.get(k) for k, _ in columns]] for r in results]
     blocks.append(Table(header, rows, _best_mask(rows, [None, *[b for _, b in columns]])))
+    if spec.per_class:
+        blocks += _per_class_blocks(spec.per_class, results)
     groups = _groups(results)
     if any(len(members) > 1 for members in groups.values()):
         blocks.append(Heading(3, "Across seeds (mean ± std, 95% interval of the mean)"))
@@ -160,6 +201,17 @@ def _task_blocks(out: Path, task: str, results: list[RunResult], study, section:
             if figure.is_file():
                 blocks.append(Figure(figure.relative_to(out), f"{r.name}: {name.removesuffix('.png')}"))
     return blocks
+
+
+def _per_class_blocks(key: str, results: list[RunResult]) -> list[Block]:
+    """One column per class (the seeds' table C): where the headline hides a class the model never gets."""
+    classes = list(dict.fromkeys(name for r in results if isinstance(r.metrics.get(key), dict)
+                                 for name in r.metrics[key]))
+    if not classes or len(classes) > 30:  # a table too wide to read: metrics.json keeps them all
+        return []
+    rows = [[r.name, *[(r.metrics.get(key) or {}).get(name) for name in classes]] for r in results]
+    return [Heading(3, key.replace("_", " ").capitalize()),
+            Table(["run", *classes], rows, _best_mask(rows, [None, *["max"] * len(classes)]))]
 
 
 def _groups(results: list[RunResult]) -> dict[str, list[RunResult]]:

@@ -57,6 +57,16 @@ class FusionStep(BaseModel):
     _safe_name = field_validator("name")(name_field)
 
 
+class Reference(BaseModel):
+    """Published figures to set beside the study's own (a course report, a paper)."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
+    source: str  # where the figures come from, shown in the report
+    scale: Literal["percent", "fraction"] = "percent"  # how the figures are written (metrics.json: fractions)
+    runs: dict[str, dict[str, float]]  # run (variant or fusion) -> {metrics.json key: figure}
+    note: Optional[str] = None  # what differs in the setup, said under the table
+
+
 class StudySpec(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
     name: Optional[str] = None
@@ -69,6 +79,7 @@ class StudySpec(BaseModel):
     fusion: list[FusionStep] = []
     prepare: list[Any] = []  # checked by adlab.study.prepare.parse_steps
     sections: dict[str, list[str]] = {}
+    reference: Optional[Reference] = None
 
     _safe_name = field_validator("name")(name_field)
     _safe_keys = field_validator("regimes", "variants")(_check_keys)
@@ -233,11 +244,14 @@ def _check_fusion(path: Path, spec: StudySpec, runs: list[PlannedRun]) -> None:
 
 
 def _check_sections(path: Path, spec: StudySpec, runs: list[PlannedRun]) -> None:
-    known = [r.group for r in runs] + [step.name for step in spec.fusion]
-    for title, names in spec.sections.items():
+    known = list(dict.fromkeys([r.group for r in runs] + [step.name for step in spec.fusion]))
+    named = [(f"sections.{title}", names) for title, names in spec.sections.items()]
+    if spec.reference:
+        named.append(("reference.runs", list(spec.reference.runs)))
+    for key, names in named:
         missing = [name for name in names if name not in known]
         if missing:
-            raise ConfigError(f"{path}: sections.{title}: unknown run {missing[0]!r} (runs: {', '.join(known)})")
+            raise ConfigError(f"{path}: {key}: unknown run {missing[0]!r} (runs: {', '.join(known)})")
 
 
 def section_runs(study: Study) -> list[tuple[str, list[str]]] | None:

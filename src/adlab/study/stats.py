@@ -38,6 +38,19 @@ def summarize(values, confidence: float = 0.95) -> Summary:
     return Summary(mean, std, mean - half, mean + half, n)
 
 
+def single_run_range(values, confidence: float = 0.95) -> tuple[float, float] | None:
+    """Where one more run of the same variant would land (a t prediction interval: mean ± t·std·√(1 + 1/n)),
+    the seed-to-seed spread a single published figure is compared with; None with fewer than two values."""
+    from scipy import stats
+
+    x = np.asarray(values, dtype=float)
+    n = len(x)
+    if n < 2:
+        return None
+    half = float(stats.t.ppf(0.5 + confidence / 2, n - 1) * x.std(ddof=1) * np.sqrt(1 + 1 / n))
+    return float(x.mean()) - half, float(x.mean()) + half
+
+
 @dataclass
 class McNemar:
     only_a_correct: int  # b: A right, B wrong

@@ -29,6 +29,7 @@ class ReportSpec:
     figures: list[str]  # figures/ files shown per run
     curve: str  # the history.csv column drawn per epoch for all runs
     paired_test: bool = False  # predictions.csv allows a paired test between variants
+    per_class: str | None = None  # a metrics.json mapping class -> value, shown as its own table
 
 
 class Task(Protocol):
