@@ -71,6 +71,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config key in every run, after the study's own settings "
                         "(repeatable), e.g. --set train.epochs=1")
+    p.add_argument("--plan", action="store_true", help="say what the study would do (runs, data, weights, an "
+                   "estimated time) and write nothing")
     p.set_defaults(func=cmd_study)
 
     p = sub.add_parser("demo", help="the whole curriculum on offline data, ending in a report (a study file)")
@@ -215,6 +217,15 @@ def cmd_synth_scenes(args) -> None:
 def cmd_study(args) -> None:
     from adlab.study.runner import run_study
 
+    if args.plan:
+        from pathlib import Path
+
+        from adlab.study.plan import plan_lines
+        from adlab.study.spec import load_study
+
+        study = load_study(args.study, overrides=args.overrides)
+        print("\n".join(plan_lines(study, Path(args.out) if args.out else Path("runs") / "studies" / study.name)))
+        return
     run_study(args.study, out=args.out, resume=args.resume, overrides=args.overrides)
 
 

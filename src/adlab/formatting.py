@@ -16,3 +16,12 @@ def format_number(value, key: str = "") -> str:
             return f"{value:.1f}"
         return f"{value:.4f}"
     return str(value)
+
+
+def clock(seconds: float) -> str:
+    """A duration as people read it on a progress line: 0m09s, 12m30s, 2h05m."""
+    minutes, secs = divmod(int(round(seconds)), 60)
+    if minutes >= 60:
+        hours, minutes = divmod(minutes, 60)
+        return f"{hours}h{minutes:02d}m"
+    return f"{minutes}m{secs:02d}s"

@@ -155,3 +155,41 @@ def test_reference_runs_must_be_runs_of_the_study(tmp_path):
     with pytest.raises(ConfigError, match=r"reference.scale"):
         load_study(write(tmp_path, "grid: {train.lr: [0.1]}\n"
                                    "reference: {source: x, scale: percents, runs: {lr=0.1: {accuracy: 90}}}\n"))
+
+
+def test_plan_says_what_a_study_would_do_and_writes_nothing(tmp_path, monkeypatch, cli):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    monkeypatch.setenv("ADLAB_DATA", str(tmp_path / "datasets"))
+    (tmp_path / "w.pth").write_bytes(b"0" * 2048)
+    study_path = write(tmp_path, "config: {data: {name: digits}, train: {epochs: 2, batch_size: 64}}\n"
+                                 "variants:\n"
+                                 "  small: {}\n"
+                                 "  cifar: {data.name: cifar10, model.name: resnet18, model.weights: imagenet}\n"
+                                 "  mine: {model.weights: w.pth}\n"
+                                 "  later: {model.weights: '{out}/runs/small'}\n"
+                                 "prepare: [{synth-scenes: {out: '{out}/scenes', images: 4}}]\n")
+    before = snapshot(tmp_path)
+    printed = cli.succeeds("study", study_path, "--plan", "--out", tmp_path / "out")
+    assert snapshot(tmp_path) == before and not (tmp_path / "out").exists()
+    assert "study study: 4 runs; study folder" in printed and "(new)" in printed
+    assert f"prepare: synth-scenes -> {tmp_path / 'out' / 'scenes'} (to make)" in printed
+    assert "digits: bundled with scikit-learn" in printed
+    assert f"cifar10: will download cifar-10-python.tar.gz (170.5 MB) to {tmp_path / 'datasets'}" in printed
+    assert "imagenet for resnet18: will download https://download.pytorch.org/models/resnet18-f37072fd.pth" in printed
+    assert f"{tmp_path / 'w.pth'}: present (0.0 MB)" in printed and "{out}/runs/small: made by this study" in printed
+    assert "[1/4] small: classify cnn (scratch), 2 epochs, batch 64, about 1,293 training images, about " in printed
+    assert "nothing was written or downloaded" in printed
+
+
+def test_plan_estimates_from_a_timed_step_times_steps_and_epochs(monkeypatch):
+    from adlab.config import load_config
+    from adlab.study import plan
+
+    monkeypatch.setattr(plan, "_time_step", lambda config, shape, batch: 0.5)
+    config = load_config({"data": {"name": "cifar10", "val_fraction": 0.1, "classes": [0, 1]},
+                          "train": {"epochs": 3, "batch_size": 100}})
+    images = plan.train_images(config)
+    assert images == 9000  # 50,000 x 0.9, two classes of ten
+    assert plan.estimate_seconds(config, images, {}) == 0.5 * 90 * 3
+    capped = load_config({"data": {"name": "digits", "train_per_class": 20}})
+    assert plan.train_images(capped) == 200

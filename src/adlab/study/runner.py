@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 
 from adlab import io, ownership
+from adlab.formatting import clock
 from adlab.errors import AdlabError, Interrupted
 from adlab.study.spec import load_study, section_runs
 
@@ -114,7 +115,7 @@ def _make_runs(study, out: Path, resume: bool, verbose: bool) -> None:
         elapsed = time.perf_counter() - started
         left = elapsed / made * sum(1 for r in study.runs[i:] if not finished(runs_dir / r.name))
         say(f"[{i}/{total}] {run.name}: {headline(config.task, metrics)}done in {time.perf_counter() - t0:.0f} s; "
-            f"elapsed {_clock(elapsed)}, about {_clock(left)} left")
+            f"elapsed {clock(elapsed)}, about {clock(left)} left")
 
     for step in study.spec.fusion:
         for seed in study.spec.seeds or [None]:
@@ -152,8 +153,3 @@ def headline(task: str, metrics: dict) -> str:
         if isinstance(metrics.get(key), (int, float)):
             return f"{key} {metrics[key]:.4f}; "
     return ""
-
-
-def _clock(seconds: float) -> str:
-    minutes, secs = divmod(int(round(seconds)), 60)
-    return f"{minutes}m{secs:02d}s"

@@ -1,0 +1,214 @@
+"""`adlab study FILE --plan`: what a study would do, before it does anything.
+
+Its runs; each data set and weights file with its state (present, made by the study, will
+download, missing) and size; and an estimate of the training time, from one timed training step of
+each distinct network on this machine. Nothing is written and nothing is downloaded.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from pathlib import Path
+
+from adlab.formatting import clock
+
+# Size of the files torchvision downloads, and the images each split holds (public figures).
+DOWNLOADS = {"mnist": ("the four MNIST IDX files", 11.6), "fashion_mnist": ("the four Fashion-MNIST IDX files", 30.9),
+             "cifar10": ("cifar-10-python.tar.gz", 170.5), "eurosat": ("EuroSAT.zip (RGB)", 94.3)}
+TRAIN_IMAGES = {"digits": 1797, "mnist": 60000, "fashion_mnist": 60000, "cifar10": 50000, "eurosat": 27000}
+SHAPES = {"digits": (1, 8, 8), "mnist": (1, 28, 28), "fashion_mnist": (1, 28, 28), "cifar10": (3, 32, 32),
+          "eurosat": (3, 64, 64)}
+WITH_TEST_SPLIT = ("mnist", "fashion_mnist", "cifar10")
+
+
+def plan_lines(study, out: Path, timing: bool = True) -> list[str]:
+    runs = study.runs
+    state = "continues the study there (--resume)" if (out / "study.yaml").is_file() else "new"
+    lines = [f"study {study.name}: {len(runs)} run{'s' * (len(runs) != 1)}"
+             f"{f' and {len(study.spec.fusion)} fusion step(s)' if study.spec.fusion else ''}; "
+             f"study folder {out} ({state})"]
+    from adlab.study.prepare import path_resolver
+
+    paths = path_resolver(study.path, out)
+    for tool, step in study.prepare:
+        target = paths(step.out)
+        lines.append(f"prepare: {tool} -> {target} ({'present' if target.exists() else 'to make'})")
+    lines.append("data:")
+    for text in dict.fromkeys(data_state(r.config) for r in runs):
+        lines.append(f"  {text}")
+    weights = [text for text in dict.fromkeys(weights_state(r.config) for r in runs) if text]
+    if weights:
+        lines.append("weights:")
+        lines += [f"  {text}" for text in weights]
+    lines.append("runs:")
+    total, unknown, cache = 0.0, 0, {}
+    for i, run in enumerate(runs, start=1):
+        config = run.config
+        images = train_images(config)
+        seconds = estimate_seconds(config, images, cache) if timing else None
+        if seconds is None:
+            unknown += 1
+        else:
+            total += seconds
+        weights = config.model.weights or "scratch"
+        lines.append(f"  [{i}/{len(runs)}] {run.name}: {config.task} {config.model.name} ({weights}), "
+                     f"{config.train.epochs} epochs, batch {config.train.batch_size}"
+                     + (f", about {images:,} training images" if images else "")
+                     + (f", about {clock(seconds)}" if seconds is not None else ""))
+    if timing:
+        lines.append(f"time: about {clock(total)} of training steps (one step of each network timed on this machine; "
+                     "evaluation, data loading and figures add to it)"
+                     + (f"; {unknown} run(s) not estimated (detection, or data not here)" if unknown else ""))
+    lines.append("nothing was written or downloaded (--plan)")
+    return lines
+
+
+def data_state(config) -> str:
+    from adlab.data.sources import DEBIAN_FASHION_MNIST, default_root
+
+    data = config.data
+    name = data.name
+    root = Path(data.root) if data.root and "{out}" not in data.root else None
+    if data.root and "{out}" in data.root:
+        return f"{name} {data.root}: made by this study"
+    if name == "digits":
+        return "digits: bundled with scikit-learn"
+    if name in ("folder", "yolo"):
+        if root is None or not root.exists():
+            return f"{name} {root}: MISSING"
+        files, size = _count(root if root.is_dir() else root.parent)
+        return f"{name} {root}: present ({files:,} files, {size / 2**20:,.1f} MB)"
+    base = root or default_root()
+    found = _builtin_files(name, base, DEBIAN_FASHION_MNIST)
+    if found:
+        return f"{name}: present in {found}"
+    what, mb = DOWNLOADS[name]
+    if not data.download:
+        return f"{name}: MISSING in {base} (data.download is false)"
+    return f"{name}: will download {what} ({mb:,.1f} MB) to {base}"
+
+
+def _builtin_files(name: str, base: Path, debian: Path) -> Path | None:
+    from adlab.data.idx import find_idx
+
+    if name in ("mnist", "fashion_mnist"):
+        kind = "MNIST" if name == "mnist" else "FashionMNIST"
+        folders = [base, base / kind / "raw"] + ([debian] if name == "fashion_mnist" else [])
+        folders.append(Path(os.environ.get("ADLAB_DATA", "")) / kind / "raw")
+        return next((f for f in folders if find_idx(f, "train-images-idx3-ubyte")), None)
+    if name == "cifar10":
+        folder = base / "cifar-10-batches-py"
+        return folder if (folder / "data_batch_1").is_file() else None
+    if name == "eurosat":
+        folder = base / "eurosat" / "2750"
+        return folder if folder.is_dir() else None
+    return None
+
+
+def weights_state(config) -> str:
+    weights = config.model.weights
+    if not weights:
+        return ""
+    if "{out}" in weights:
+        return f"{weights}: made by this study"
+    if weights == "imagenet":
+        return _imagenet_state(config.model.name)
+    path = Path(weights)
+    if path.exists():
+        files, size = _count(path) if path.is_dir() else (1, path.stat().st_size)
+        return f"{weights}: present ({size / 2**20:,.1f} MB)"
+    if config.task == "detect" and len(path.parts) == 1:
+        return f"{weights}: an ultralytics checkpoint, downloaded on first use if not cached"
+    return f"{weights}: MISSING"
+
+
+def _imagenet_state(name: str) -> str:
+    import torch
+    import torchvision
+
+    try:
+        weights = torchvision.models.get_model_weights(name).DEFAULT
+    except (ValueError, KeyError):
+        return f"imagenet for {name}: torchvision has no ImageNet weights for it"
+    cached = Path(torch.hub.get_dir()) / "checkpoints" / Path(weights.url).name
+    if cached.is_file():
+        return f"imagenet for {name}: present at {cached} ({cached.stat().st_size / 2**20:,.1f} MB)"
+    mb = weights.meta.get("file_size")
+    return f"imagenet for {name}: will download {weights.url}" + (f" ({mb:,.1f} MB)" if mb else "") + f" to {cached}"
+
+
+def _count(folder: Path) -> tuple[int, int]:
+    files = size = 0
+    for base, _, names in os.walk(folder):
+        for name in names:
+            files += 1
+            try:
+                size += os.stat(os.path.join(base, name)).st_size
+            except OSError:
+                pass
+    return files, size
+
+
+def train_images(config) -> int | None:
+    """About how many images one epoch trains on (after the test and validation splits and caps)."""
+    data = config.data
+    total = TRAIN_IMAGES.get(data.name)
+    classes = 10
+    if total is None:
+        return None
+    if data.name not in WITH_TEST_SPLIT:
+        total = total * (1 - data.test_fraction)
+    total *= 1 - data.val_fraction
+    if data.classes:
+        total *= len(data.classes) / classes
+        classes = len(data.classes)
+    if data.train_per_class:
+        total = min(total, data.train_per_class * classes)
+    return int(total)
+
+
+def estimate_seconds(config, images: int | None, cache: dict) -> float | None:
+    """Epochs x steps x the seconds of one training step of this network, timed here."""
+    if images is None or config.task == "detect" or config.data.name not in SHAPES:
+        return None
+    shape = SHAPES[config.data.name]
+    if config.data.image_size:
+        shape = (shape[0], config.data.image_size, config.data.image_size)
+    if config.model.weights == "imagenet" or config.data.channels:
+        shape = (config.data.channels or 3, *shape[1:])
+    batch = min(config.train.batch_size, images)
+    key = (config.task, config.model.model_dump_json(exclude={"weights", "freeze", "load_head"}), shape, batch)
+    if key not in cache:
+        cache[key] = _time_step(config, shape, batch)
+    steps = math.ceil(images / config.train.batch_size)
+    return None if cache[key] is None else cache[key] * steps * config.train.epochs
+
+
+def _time_step(config, shape: tuple[int, int, int], batch: int) -> float | None:
+    import torch
+
+    from adlab.models.factory import build_autoencoder, build_model
+
+    model = config.model.model_copy(update={"weights": None, "freeze": False})
+    try:
+        if config.task == "autoencode":
+            net = build_autoencoder(model, shape)
+        else:
+            net = build_model(model, shape, 10).net
+    except Exception:  # an estimate, never a reason to stop: the run itself reports a bad model
+        return None
+    net.train()
+    optimizer = torch.optim.Adam(net.parameters(), lr=1e-3)
+    x = torch.rand(batch, *shape)
+    timings = []
+    for _ in range(3):
+        start = time.perf_counter()
+        output = net(x)
+        output = output[0] if isinstance(output, (tuple, list)) else output
+        output.float().mean().backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        timings.append(time.perf_counter() - start)
+    return min(timings[1:])
