@@ -100,19 +100,13 @@ def _mnist_like(kind: str, root: str | None, download: bool, class_names: list[s
                     test.targets.long(), class_names, f"{kind} from torchvision in {target}")
 
 
-def _cifar10(root: str | None, download: bool) -> ImageSet:
-    import torchvision.datasets as tvd
+def _cifar10(root: str | None, download: bool, verify: bool = True) -> ImageSet:
+    from adlab.data.cifar import load_cifar10
 
     target = Path(root) if root is not None else default_root()
-    train, test = _download(lambda: (tvd.CIFAR10(str(target), train=True, download=download),
-                                     tvd.CIFAR10(str(target), train=False, download=download)),
-                            "CIFAR-10", target / "cifar-10-batches-py", "the python batches (cifar-10-python.tar.gz)", download)
-
-    def to_tensor(ds):
-        return torch.from_numpy(ds.data).permute(0, 3, 1, 2).contiguous(), torch.tensor(ds.targets, dtype=torch.long)
-
-    (tx, ty), (vx, vy) = to_tensor(train), to_tensor(test)
-    return ImageSet(tx, ty, vx, vy, list(train.classes), f"CIFAR-10 from {target}")
+    tx, ty, vx, vy, names, folder = load_cifar10(target, download, verify)
+    return ImageSet(tx, ty, vx, vy, names, f"CIFAR-10 python batches from {folder}"
+                    + ("" if verify else " (checksums not verified: data.verify false)"))
 
 
 def _eurosat(root: str | None, download: bool, image_size: int | None, files: dict) -> ImageSet:
