@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import pickle
 import re
 from dataclasses import dataclass, field
@@ -13,6 +14,15 @@ from torch import nn
 from adlab.errors import CheckpointError
 
 MODEL_PREFIX = "model."  # the Lightning modules keep its network in `self.model`
+
+
+def sha256_file(path: str | Path) -> str:
+    """The file's sha256 (hex), read in chunks: what a run records of the weights it started from."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 def resolve_checkpoint(path: str | Path) -> Path:

@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import difflib
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlparse
 
 import torch
 from torch import nn
 
 from adlab.errors import CheckpointError, ConfigError
+from adlab.models.checkpoints import sha256_file
 
 
 def torchvision_names() -> list[str]:
@@ -31,9 +36,7 @@ def build_torchvision(name: str, in_channels: int, num_classes: int, imagenet: b
 
     check_torchvision_name(name)
     if imagenet:
-        weights = torchvision.models.get_model_weights(name).DEFAULT
-        model = torchvision.models.get_model(name)
-        model.load_state_dict(_fetch_imagenet_state(weights, name))
+        model = _imagenet_model(name)
     else:
         kwargs = {"aux_logits": False, "init_weights": True} if name in ("googlenet", "inception_v3") else {}
         model = torchvision.models.get_model(name, weights=None, **kwargs)
@@ -50,17 +53,137 @@ def imagenet_normalization(name: str) -> tuple[list[float], list[float]]:
     return list(transforms.mean), list(transforms.std)
 
 
-def _fetch_imagenet_state(weights, name: str) -> dict:
-    """torch.hub's cache first (drop the file there to work offline), then the download."""
-    from pathlib import Path
+@dataclass(frozen=True)
+class ImagenetWeights:
+    """What `model.weights: imagenet` loaded: said once by the run and kept in its env.json."""
 
-    cached = Path(torch.hub.get_dir()) / "checkpoints" / Path(weights.url).name
+    enum: str  # torchvision's name for them, e.g. ResNet18_Weights.IMAGENET1K_V1
+    url: str
+    file: str
+    sha256: str
+    matches_torchvision: bool  # the sha256 starts with the prefix torchvision puts in the file name
+    downloaded: bool  # by this run (checked against that prefix), not found in torch.hub's cache
+
+    def line(self) -> str:
+        prefix = _hash_prefix(self.url)
+        shown = self.sha256[:max(8, len(prefix))]
+        text = f"weights: ImageNet (torchvision {self.enum}) from {self.file}, sha256 {shown}…"
+        if self.downloaded:
+            text += " (downloaded now)"
+        if not self.matches_torchvision:
+            text += (f"; not torchvision's own file (its sha256 does not start with {prefix} as torchvision's "
+                     f"does): a converted or edited copy?")
+        return text
+
+    def to_dict(self) -> dict:
+        return {"source": "imagenet", "weights": self.enum, "url": self.url, "file": self.file,
+                "sha256": self.sha256, "matches_torchvision": self.matches_torchvision,
+                "downloaded": self.downloaded}
+
+
+# the ImageNet weights last loaded in this process, by model name: the run that built the model says
+# which file it was and records it (tasks/lightning reads it right after building)
+LOADED: dict[str, ImagenetWeights] = {}
+
+
+def loaded_imagenet_weights(name: str) -> ImagenetWeights | None:
+    return LOADED.get(name)
+
+
+def imagenet_cache_path(weights) -> Path:
+    """Where torch.hub keeps (and looks for) this file: <torch.hub.get_dir()>/checkpoints/<its name>."""
+    return Path(torch.hub.get_dir()) / "checkpoints" / Path(urlparse(weights.url).path).name
+
+
+def _hash_prefix(url: str) -> str:
+    # torchvision names its files <name>-<first hex digits of the sha256>.pth (torch.hub's convention)
+    found = re.search(r"-([a-f0-9]{6,})\.", Path(urlparse(url).path).name)
+    return found.group(1) if found else ""
+
+
+def _imagenet_model(name: str) -> nn.Module:
+    """torchvision's network `name` with its DEFAULT ImageNet weights: the file in torch.hub's cache
+    (drop it there to work offline), else downloaded and checked against the sha256 prefix in its
+    name. Either way read with weights_only (tensors, never code); LOADED records what was read."""
+    import torchvision
+
+    weights = torchvision.models.get_model_weights(name).DEFAULT
+    path = imagenet_cache_path(weights)
+    downloaded = not path.is_file()
+    state = _download_imagenet(weights, name, path) if downloaded else _read_imagenet(path, weights)
+    sha256 = sha256_file(path)
+    model = _build_with_state(name, weights, state, path)
+    LOADED[name] = ImagenetWeights(enum=f"{type(weights).__name__}.{weights.name}", url=weights.url, file=str(path),
+                                   sha256=sha256, matches_torchvision=sha256.startswith(_hash_prefix(weights.url)),
+                                   downloaded=downloaded)
+    return model
+
+
+def _corrupt(path: Path, weights, reason: str) -> CheckpointError:
+    return CheckpointError(f"{path}: not a readable state dict ({reason}); delete it and run again online, or replace "
+                           f"it with torchvision's file from {weights.url}")
+
+
+def _download_imagenet(weights, name: str, path: Path) -> dict:
+    """torch.hub's download (into `path`; check_hash: the sha256 must start with the prefix in the file
+    name, else the file is not kept), read with weights_only."""
     try:
-        return weights.get_state_dict(progress=False, check_hash=False)
-    except Exception as exc:  # URLError, HTTPError, OSError: no internet or a broken file
+        return weights.get_state_dict(progress=False, check_hash=True, weights_only=True, map_location="cpu")
+    except Exception as exc:  # URLError, HTTPError, OSError: no internet; RuntimeError: a bad transfer
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        if path.is_file():  # downloaded and kept, then unreadable
+            raise _corrupt(path, weights, reason) from None
+        if "invalid hash value" in reason:  # torch.hub did not keep it
+            raise CheckpointError(f"ImageNet weights for {name}: the file downloaded from {weights.url} does not match "
+                                  f"the sha256 prefix in its name ({reason}); run again, or put torchvision's file "
+                                  f"at {path}") from None
         raise CheckpointError(f"ImageNet weights for {name} could not be downloaded from {weights.url} ({reason}); "
-                              f"without internet, put that file at {cached}") from None
+                              f"without internet, put that file at {path}") from None
+
+
+def _read_imagenet(path: Path, weights) -> dict:
+    """A file found in torch.hub's cache: whatever put it there, it is read as untrusted input."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # truncated, random bytes, or pickled code that weights_only refuses
+        text = re.sub(r"\x1b\[[0-9;]*m", "", str(exc))  # torch colours its messages
+        refused = re.search(r"WeightsUnpickler error:\s*(.+)", text)
+        lines = text.strip().splitlines()
+        reason = (f"refused by weights_only: {refused.group(1).strip().rstrip('.')}" if refused
+                  else f"{type(exc).__name__}: {lines[0].split('. ')[0][:160]}" if lines else type(exc).__name__)
+        raise _corrupt(path, weights, reason) from None
+    if not isinstance(state, dict) or not state or not all(
+            isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items()):
+        raise _corrupt(path, weights, f"a {type(state).__name__}, not a mapping of names to tensors")
+    return state
+
+
+def _build_with_state(name: str, weights, state: dict, path: Path) -> nn.Module:
+    """torchvision's own builder with `weights`, served the state dict read here instead of reading
+    the file itself (it would unpickle with weights_only=False). The builder knows what each set of
+    weights needs: DenseNet's old key names, GoogLeNet's transform_input, ViT-H's 518-pixel input."""
+    import torchvision
+    from torchvision.models import _api
+
+    def serve(url, *args, **kwargs):
+        if url != weights.url:
+            raise CheckpointError(f"torchvision asked for {url} while building {name} from {weights.url}")
+        return state
+
+    original = getattr(_api, "load_state_dict_from_url", None)
+    try:
+        if original is None:  # a torchvision without this hook: the plain network and its state dict
+            model = torchvision.models.get_model(name)
+            model.load_state_dict(state)
+            return model
+        _api.load_state_dict_from_url = serve
+        return torchvision.models.get_model(name, weights=weights)
+    except (RuntimeError, KeyError, ValueError, TypeError) as exc:  # another architecture's tensors
+        reason = " ".join(str(exc).split())
+        raise _corrupt(path, weights, f"not {name}'s tensors: {reason[:160]}") from None
+    finally:
+        if original is not None:
+            _api.load_state_dict_from_url = original
 
 
 def _drop_aux_heads(model: nn.Module) -> None:

@@ -99,6 +99,11 @@ class LightningTask:
             f"input {'x'.join(map(str, info.input_shape))}")
         if built.load_report is not None:
             say(built.load_report.summary())
+        weights = built.load_report.to_dict() if built.load_report else config.model.weights
+        imagenet = imagenet_weights(config)
+        if imagenet is not None:
+            say(imagenet.line())
+            weights = imagenet.to_dict()  # which file, its sha256, and whether it is torchvision's own
         trainable = sum(p.numel() for p in built.net.parameters() if p.requires_grad)
         total = sum(p.numel() for p in built.net.parameters())
         say(f"model: {config.model.name}, {total:,} parameters, {trainable:,} trainable")
@@ -119,8 +124,7 @@ class LightningTask:
             callbacks.append(L.pytorch.callbacks.EarlyStopping(tc.monitor, patience=tc.early_stopping_patience,
                                                                mode=mode))
         trainer = make_trainer(tc, callbacks, show_bar, run_dir, has_val)  # Lightning checks devices here
-        environment = {"data": info.description, "counts": info.counts,
-                       "weights": built.load_report.to_dict() if built.load_report else config.model.weights}
+        environment = {"data": info.description, "counts": info.counts, "weights": weights}
         return Job(config, environment, LightningState(data, built, module, trainer, history, checkpoint, has_val))
 
     def fit(self, job: Job, run_dir: Path, restart_from: Path | None, say: Say) -> dict:
@@ -190,6 +194,14 @@ def refuse_whitening(config: Config) -> None:
     if config.model.whiten:
         raise ValueError("model.whiten: initialises the first convolution of a classifier trained from scratch "
                          "(task classify, no model.weights)")
+
+
+def imagenet_weights(config: Config):
+    """What `model.weights: imagenet` loaded while the network was built (models/zoo.py), else None."""
+    from adlab.models.factory import uses_imagenet
+    from adlab.models.zoo import loaded_imagenet_weights
+
+    return loaded_imagenet_weights(config.model.name) if uses_imagenet(config.model) else None
 
 
 def prepare_process() -> None:
