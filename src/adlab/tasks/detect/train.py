@@ -24,6 +24,7 @@ from adlab import io
 from adlab.config import Config
 from adlab.detection.yolo_format import YoloDataset, read_data_yaml, read_labels, yolo_to_pixels
 from adlab.errors import CheckpointError, ConfigError, DataError
+from adlab.models.checkpoints import sha256_file
 from adlab.tasks.base import Job, Say
 
 OPTIMIZERS = {"adam": "Adam", "adamw": "AdamW", "sgd": "SGD", "muon": "MuSGD"}  # MuSGD: ultralytics' own Muon + SGD
@@ -88,15 +89,100 @@ def check_dataset(ds: YoloDataset) -> dict:
     return counts
 
 
-def resolve_weights(weights: str | None) -> str | None:
+ULTRALYTICS_EXAMPLES = "e.g. yolov8n.pt, yolo11n.pt, yolov5su.pt"
+# ultralytics' release assets that are not detection models (task detect trains boxes only)
+OTHER_TASKS = ("-cls", "-seg", "-pose", "-obb", "-sem", "-depth", "-reid", "-world", "sam", "FastSAM", "yoloe-",
+               "yolo_nas", "rtdetr")
+
+
+@dataclass(frozen=True)
+class DetectWeights:
+    """The checkpoint a detection run starts from: said once and kept in env.json."""
+
+    file: str
+    sha256: str
+    source: str  # "ultralytics" (a release asset asked for by name), "run" (a detection run folder) or "file"
+    name: str | None = None  # the ultralytics asset name, e.g. yolov8n.pt
+    url: str | None = None  # where ultralytics downloads that asset from
+    downloaded: bool = False
+
+    def line(self) -> str:
+        what = {"ultralytics": f"ultralytics {self.name} from {self.file}",
+                "run": f"{self.file} (a detection run's best checkpoint)"}.get(self.source, self.file)
+        return f"weights: {what}, sha256 {self.sha256[:8]}…" + (" (downloaded now)" if self.downloaded else "")
+
+    def to_dict(self) -> dict:
+        record = {"source": self.source, "file": self.file, "sha256": self.sha256}
+        if self.source == "ultralytics":
+            record.update(name=self.name, url=self.url, downloaded=self.downloaded)
+        return record
+
+
+def resolve_weights(weights: str | None, model_name: str) -> DetectWeights | None:
+    """model.weights as a file: a .pt, a detection run folder (its best.pt), or, for a bare name that is
+    no file here (yolov8n.pt), ultralytics' release asset of that name in its weights folder,
+    downloaded there on first use."""
     if weights is None:
         return None
     path = Path(weights)
     if path.is_dir():
         path = path / "checkpoints" / "best.pt"
-    if not path.is_file():
+        if not path.is_file():
+            raise ConfigError(f"model.weights: {path} not found (a .pt checkpoint or a detection run folder)")
+        return DetectWeights(str(path), sha256_file(path), "run")
+    if path.is_file():
+        return DetectWeights(str(path), sha256_file(path), "file")
+    if len(path.parts) != 1 or "/" in weights or "\\" in weights:
         raise ConfigError(f"model.weights: {path} not found (a .pt checkpoint or a detection run folder)")
-    return str(path)
+    return ultralytics_asset(weights, model_name)
+
+
+def ultralytics_weights_dir() -> Path:
+    """Where ultralytics keeps the checkpoints it downloads (`yolo settings`: weights_dir)."""
+    from ultralytics.utils import SETTINGS
+
+    return Path(SETTINGS["weights_dir"]).expanduser().resolve()
+
+
+def ultralytics_asset(name: str, model_name: str) -> DetectWeights:
+    """ultralytics' checkpoint `name` (one of its release assets) from its weights folder, downloaded
+    there if absent. Checked before anything is fetched: a known detection model, the one model.name
+    names (the network is the checkpoint's)."""
+    import difflib
+    import inspect
+
+    from ultralytics.utils import downloads
+
+    known = sorted(n for n in downloads.GITHUB_ASSETS_NAMES if n.endswith(".pt"))
+    if name not in known:
+        close = difflib.get_close_matches(name, [n for n in known if not any(m in n for m in OTHER_TASKS)], n=3)
+        hint = f"; did you mean {', '.join(close)}?" if close else ""
+        raise ConfigError(f"model.weights: unknown ultralytics checkpoint {name!r} ({ULTRALYTICS_EXAMPLES}{hint}) "
+                          f"and no such file {Path(name).absolute()}")
+    stem = Path(name).stem
+    if any(mark in name for mark in OTHER_TASKS):
+        raise ConfigError(f"model.weights: {name} is not an ultralytics detection model; task detect trains "
+                          f"boxes ({ULTRALYTICS_EXAMPLES})")
+    if model_name not in (stem, stem.removesuffix("u")):  # yolov5s and yolov5su: the same network
+        raise ConfigError(f"model.weights: {name} is a {stem} checkpoint but model.name is {model_name}; set "
+                          f"model.name: {stem} (the network is the checkpoint's)")
+    path = ultralytics_weights_dir() / name
+    release = inspect.signature(downloads.attempt_download_asset).parameters["release"].default
+    url = f"https://github.com/{downloads.GITHUB_ASSETS_REPO}/releases/download/{release}/{name}"
+    downloaded = not path.is_file()
+    if downloaded:
+        try:
+            # an absolute path: downloaded into the weights folder, never into the working folder
+            downloads.attempt_download_asset(str(path))
+        except Exception as exc:  # ConnectionError offline, or an HTTP error
+            reason = " ".join(str(exc).split()).lstrip("❌ ").replace(f"Download failure for {url}. ", "").rstrip(".")
+            reason = reason or type(exc).__name__
+            raise CheckpointError(f"model.weights: {name} could not be downloaded from {url} ({reason}); without "
+                                  f"internet, put that file at {path}") from None
+        if not path.is_file():
+            raise CheckpointError(f"model.weights: {name} was not downloaded from {url}; without internet, put that "
+                                  f"file at {path}")
+    return DetectWeights(str(path), sha256_file(path), "ultralytics", name=name, url=url, downloaded=downloaded)
 
 
 @dataclass
@@ -125,14 +211,16 @@ def prepare(config: Config, say: Say) -> Job:
     verbose = say is print
     if not verbose:
         LOGGER.setLevel(logging.WARNING)
-    weights = resolve_weights(config.model.weights)
-    model = _yolo(weights or f"{config.model.name}.yaml", config)
+    weights = resolve_weights(config.model.weights, config.model.name)
+    model = _yolo_weights(weights) if weights else _yolo(f"{config.model.name}.yaml", config)
     say(f"data: {ds.yaml_path}; classes {len(ds.names)} ({', '.join(ds.names)}); "
         + "; ".join(f"{s} {c['images']} images, {c['instances']} objects" for s, c in counts.items()))
-    say(f"model: {config.model.name}" + (f" from {weights}" if weights else " from scratch"))
+    if weights:
+        say(weights.line())
+    say(f"model: {config.model.name}" + (" from its weights" if weights else " from scratch"))
     environment = {"ultralytics": ultralytics.__version__, "data": str(ds.yaml_path), "counts": counts,
-                   "weights": weights}
-    return Job(config, environment, DetectState(ds, counts, weights, model, verbose))
+                   "weights": weights.to_dict() if weights else None}
+    return Job(config, environment, DetectState(ds, counts, weights.file if weights else None, model, verbose))
 
 
 def _yolo(source: str, config: Config):
@@ -143,6 +231,60 @@ def _yolo(source: str, config: Config):
     except (FileNotFoundError, KeyError, AttributeError) as exc:
         raise ConfigError(f"model.name: {config.model.name!r} is not an ultralytics model "
                           f"(e.g. yolov8n, yolo11n, yolov5nu) ({str(exc).splitlines()[0]})") from None
+
+
+def _yolo_weights(weights: DetectWeights):
+    """The YOLO model of a checkpoint file (a path the user gave, or an ultralytics release asset asked
+    for by name), checked first as untrusted input.
+
+    ultralytics' .pt files are pickles of whole modules, not state dicts: adlab's weights_only read of
+    other checkpoints refuses them, and ultralytics loads them with full unpickling (which runs
+    whatever the file holds). So the file is first read with ultralytics' own restricted loader
+    (`torch_safe_load(safe_only=True)`: weights_only plus an allow-list of its model classes); only a
+    file that passes, i.e. references nothing else, is then loaded by YOLO(). ultralytics or torch too
+    old for that loader: the file is trusted as the user named it, as before; its sha256 is recorded
+    either way. (The allow-list, once registered, stays for the process, as ultralytics documents.)"""
+    from ultralytics import YOLO
+
+    path = weights.file
+    fix = "; delete it and run again online" if weights.source == "ultralytics" else ""
+    if not _complete_zip(Path(path).read_bytes()):
+        raise CheckpointError(f"{path}: not a readable ultralytics checkpoint (not a whole torch file: cut short, "
+                              f"or another format){fix}")
+    try:
+        _restricted_load(path)
+    except Exception as exc:
+        text = " ".join(str(exc).split())
+        if "references types outside" in text:
+            raise CheckpointError(f"{path}: refused: it references types outside ultralytics' checkpoint format "
+                                  "(loading it could run code)") from None
+        raise CheckpointError(f"{path}: not a readable ultralytics checkpoint ({_reason(exc, path)}){fix}") from None
+    try:
+        model = YOLO(path)
+    except Exception as exc:  # a dict without a model, a model of another ultralytics version, ...
+        raise CheckpointError(f"{path}: not an ultralytics checkpoint ({_reason(exc, path)}){fix}") from None
+    if model.task != "detect":
+        raise ConfigError(f"model.weights: {weights.file} is an ultralytics {model.task} model; task detect "
+                          f"trains boxes ({ULTRALYTICS_EXAMPLES})")
+    return model
+
+
+def _reason(exc: Exception, path: str) -> str:
+    """ultralytics' message in a few words: its first sentence, without its "ERROR ❌️ <file>" prefix."""
+    text = " ".join(str(exc).split()).replace("ERROR ❌️ ", "").replace(f"{path} ", "")
+    return text.split(". ")[0][:160] or type(exc).__name__
+
+
+def _restricted_load(path: str) -> None:
+    """ultralytics' weights_only read of a checkpoint against its allow-list (8.4 and torch 2.6 on);
+    raises for a file that references anything else."""
+    import inspect
+
+    from ultralytics.nn import tasks
+
+    safe_load = getattr(tasks, "_SafeLoad", None)
+    if "safe_only" in inspect.signature(tasks.torch_safe_load).parameters and getattr(safe_load, "SUPPORTED", False):
+        tasks.torch_safe_load(path, safe_only=True)
 
 
 def fit(job: Job, run_dir: Path, restart_from: Path | None, say: Say) -> dict:
@@ -212,17 +354,9 @@ def record_checkpoint(path: Path, epoch: int, final: bool) -> Path:
     last.pt found later is the one this run saved. `final`: training had ended with this save (what
     follows, ultralytics' final scoring, rewrites last.pt without its optimizer)."""
     record = Path(path).with_name(CHECKPOINT_RECORD)
-    io.write_text(record, json.dumps({"file": Path(path).name, "sha256": _sha256(path), "epoch": epoch,
+    io.write_text(record, json.dumps({"file": Path(path).name, "sha256": sha256_file(path), "epoch": epoch,
                                       "final": final}) + "\n")
     return record
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _read_record(path: Path) -> dict:
