@@ -11,7 +11,7 @@ os.environ.setdefault("MPLBACKEND", "Agg")
 
 FAST = {
     "data": {"name": "digits"},
-    "model": {"name": "cnn", "conv_channels": [16, 32], "convs_per_block": 1, "hidden": [64]},
+    "model": {"name": "cnn", "cnn": {"conv_channels": [16, 32], "convs_per_block": 1, "hidden": [64]}},
     "train": {"epochs": 3, "batch_size": 64, "lr": 0.003, "progress_bar": False},
 }
 

@@ -18,7 +18,8 @@ from checks import grey_png, image_tree
 from adlab.cli import EXIT_BAD_INPUT, main
 
 FAST = ["--set", "train.epochs=1", "--set", "train.progress_bar=false", "--set", "train.batch_size=64",
-        "--set", "model.conv_channels=[8]", "--set", "model.convs_per_block=1", "--set", "model.hidden=[16]"]
+        "--set", "model.cnn.conv_channels=[8]", "--set", "model.cnn.convs_per_block=1",
+        "--set", "model.cnn.hidden=[16]"]
 
 
 @pytest.fixture

@@ -19,7 +19,8 @@ import torch
 from adlab.errors import Interrupted
 
 FAST = ["--set", "train.epochs=1", "--set", "train.progress_bar=false", "--set", "train.batch_size=64",
-        "--set", "model.conv_channels=[8]", "--set", "model.convs_per_block=1", "--set", "model.hidden=[16]"]
+        "--set", "model.cnn.conv_channels=[8]", "--set", "model.cnn.convs_per_block=1",
+        "--set", "model.cnn.hidden=[16]"]
 
 
 class MarkerOnLoad:
@@ -51,7 +52,7 @@ def runs(cli, digits_run, digits_run_b) -> tuple[Path, Path]:
 def study_file(cli, text: str) -> Path:
     path = cli.root / "s.yaml"
     path.write_text("config:\n  data: {name: digits}\n  train: {epochs: 1, progress_bar: false}\n"
-                    "  model: {conv_channels: [8], convs_per_block: 1, hidden: [16]}\n" + text)
+                    "  model: {cnn: {conv_channels: [8], convs_per_block: 1, hidden: [16]}}\n" + text)
     return path
 
 
@@ -159,7 +160,7 @@ def test_a_study_that_expands_to_too_many_runs_is_refused(cli):
     ("data.split_seed=-1", "data.split_seed"), ("train.num_threads=1000000", "train.num_threads"),
     ("train.batch_size=100000000000", "train.batch_size"), ("train.lr=.inf", "train.lr"),
     ("train.lr=.nan", "train.lr"), ("train.epochs=true", "train.epochs"), ("train.epochs=2.5", "train.epochs"),
-    ("model.dropout=.nan", "model.dropout"), ("data.augment.flip=1", "data.augment.flip"),
+    ("model.cnn.dropout=.nan", "model.cnn.dropout"), ("data.augment.flip=1", "data.augment.flip"),
 ])
 def test_values_are_strict_finite_and_in_range(cli, config, override, key):
     cli.refused("train", config, *FAST, "--set", override, "--out", "r", names=(key,))

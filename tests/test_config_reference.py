@@ -8,12 +8,13 @@ import yaml
 from pydantic import BaseModel
 
 from adlab.cli import main
-from adlab.config import AugmentConfig, Config, DataConfig, ModelConfig, SchedulerConfig, TrainConfig, load_config
+from adlab.config import (AugmentConfig, AutoencoderConfig, CnnConfig, Config, DataConfig, ModelConfig, SchedulerConfig,
+                          TrainConfig, load_config)
 from adlab.config_reference import (DOCS_PATH, REGENERATE, format_value, keys, render_markdown, render_text,
                                     sections)
 
 ROOT = Path(__file__).resolve().parents[1]
-SECTIONS = (AugmentConfig, DataConfig, ModelConfig, SchedulerConfig, TrainConfig, Config)
+SECTIONS = (AugmentConfig, DataConfig, ModelConfig, CnnConfig, AutoencoderConfig, SchedulerConfig, TrainConfig, Config)
 
 
 def _all_sections(model=Config, seen=None):
@@ -101,7 +102,9 @@ def test_markdown_rows_carry_key_type_default_and_meaning():
             "| `digits` |") in text
     for key in keys():
         assert f"| `{key.key}` |" in text, key.key
-    assert [s.prefix for s in sections()] == ["", "data", "data.augment", "model", "train", "train.scheduler"]
+    assert [s.prefix for s in sections()] == ["", "data", "data.augment", "model", "model.cnn", "model.autoencoder",
+                                              "train", "train.scheduler"]
+    assert "| `model.autoencoder.latent_dim` | int; `x >= 1` | `10` |" in text
 
 
 def test_defaults_in_the_reference_read_back_as_the_real_defaults():

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from adlab.config import ModelConfig, TrainConfig
+from adlab.config import CnnConfig, ModelConfig, TrainConfig
 from adlab.models.factory import build_model
 from adlab.optim import MuonSGD, muon_parameters
 from adlab.optim import build_optimization
@@ -59,7 +59,7 @@ def test_channels_last_filters_step_as_contiguous_ones():
 
 
 def test_hidden_filters_go_to_muon_input_output_norms_and_biases_to_sgd():
-    net = build_model(ModelConfig(name="cnn", conv_channels=[8, 16], hidden=[32]), (1, 28, 28), 10).net
+    net = build_model(ModelConfig(name="cnn", cnn=CnnConfig(conv_channels=[8, 16], hidden=[32])), (1, 28, 28), 10).net
     hidden, rest = muon_parameters(net)
     weights = [p for p in net.parameters() if p.ndim >= 2]
     assert [p.shape for p in hidden] == [p.shape for p in weights[1:-1]] and len(hidden) == 4  # 3 convs, 1 hidden fc
@@ -112,7 +112,7 @@ def test_muon_config_builds_one_optimizer_whose_muon_momentum_survives_onecycle(
 
 
 def test_optimizer_state_round_trips_through_a_checkpoint():
-    built = build_model(ModelConfig(name="cnn", conv_channels=[8, 16]), (1, 28, 28), 10)
+    built = build_model(ModelConfig(name="cnn", cnn=CnnConfig(conv_channels=[8, 16])), (1, 28, 28), 10)
     optimizer = build_optimization(built.net, TrainConfig(optimizer="muon", lr=0.05))["optimizer"]
     built.net(torch.randn(4, 1, 28, 28)).sum().backward()
     optimizer.step()

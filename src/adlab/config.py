@@ -14,6 +14,7 @@ from typing import Annotated, Any, Literal, Optional, Union, get_args, get_origi
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from adlab import io
 from adlab.errors import ConfigError
 from adlab.io import load_yaml_text, read_yaml_mapping
 from adlab.names import name_field
@@ -99,49 +100,37 @@ class DataConfig(_Section):
 
 AUTOENCODERS = ("ae", "vae", "dae")
 
+Activation = Literal["relu", "leaky_relu", "gelu", "silu", "elu", "tanh"]
 
-class ModelConfig(_Section):
-    """The network. Architecture keys set to null take the model's own default; the `cnn` and autoencoder
-    keys are ignored by torchvision and ultralytics models."""
 
-    name: str = Field("cnn", description="classify: cnn, encoder, or a torchvision classifier (resnet18, "
-                      "mobilenet_v2, alexnet, ...); autoencode: ae, vae or dae; detect: an ultralytics model (yolov8n, "
-                      "yolo11n, yolov5nu, ...)")
-    weights: Optional[str] = Field(None, description="null (from scratch), imagenet, or the path of an adlab "
-                                   "checkpoint or run folder, or of a .pth state dict")
-    freeze: bool = Field(False, description="train only the new head (feature extraction)")
-    load_head: bool = Field(False, description="also load the classifier head from the checkpoint (same classes)")
-    # `cnn` and autoencoder settings (ignored by torchvision nets); null means the model's default
+class _Family(_Section):
+    """A model family's section: the settings of the adlab networks that read it."""
+
+    def setting(self, key: str, default):
+        """A model setting, or the model's own default where the config leaves it null."""
+        value = getattr(self, key)
+        return default if value is None else value
+
+
+class CnnConfig(_Family):
+    """The VGG-style `cnn` classifier (model.name: cnn). Keys set to null take the network's own default; other
+    models ignore this section."""
+
     conv_channels: Optional[list[int]] = Field(
-        None, description="cnn: [32, 64, 128], one block each of convs_per_block x (conv3x3, batch norm, "
-                          "activation) and a max-pool; autoencoders: [32, 64], one stride-2 block each, mirrored "
-                          "in the decoder")
+        None, description="widths of the convolution blocks (null: [32, 64, 128]), one block each of "
+                          "convs_per_block x (conv3x3, batch norm, activation) and a max-pool")
     convs_per_block: Union[int, list[Annotated[int, Field(ge=1)]]] = Field(
-        2, description="cnn: convolutions per block, one number or one per block ([1, 2, 2])")
-    activation: Literal["relu", "leaky_relu", "gelu", "silu", "elu", "tanh"] = Field(
-        "relu", description="activation function of the cnn and the autoencoders")
-    batch_norm: bool = Field(True, description="batch norm after each convolution (cnn, autoencoders)")
+        2, description="convolutions per block, one number or one per block ([1, 2, 2])")
+    activation: Activation = Field("relu", description="activation function")
+    batch_norm: bool = Field(True, description="batch norm after each convolution")
     conv_dropout: float = Field(0.0, ge=0.0, lt=1.0, description="Dropout2d after each convolution block")
-    hidden: Optional[list[int]] = Field(None, description="widths of the fully connected hidden layers "
-                                        "(cnn: [128]; encoder head: [])")
+    hidden: Optional[list[int]] = Field(None, description="widths of the fully connected hidden layers (null: "
+                                        "[128])")
     dropout: Optional[float] = Field(None, ge=0.0, lt=1.0, description="dropout before each fully connected layer "
-                                     "(cnn: 0.3; encoder head and autoencoders: 0.0)")
-    global_pool: bool = Field(False, description="cnn: global average pooling instead of flattening")
-    pool_early: bool = Field(False, description="cnn: max-pool before each block's last batch norm and "
-                             "activation (airbench); cheaper on a CPU")
-    whiten: bool = Field(False, description="classify, from scratch: half the first convolution's filters start as "
-                         "the whitening filters of the training images' patches (airbench); not with weights")
-    # autoencoders (task: autoencode) and their encoders (model.name: encoder)
-    latent_dim: int = Field(10, ge=1, description="autoencoders and encoder: size of the code")
-    reconstruction_loss: Literal["bce", "mse"] = Field(
-        "bce", description="autoencoders: reconstruction loss, summed over pixels and averaged over images")
-    beta: float = Field(1.0, ge=0.0, description="vae: weight of the KL term")
-    kl_warmup_epochs: int = Field(0, ge=0, description="vae: epochs over which beta ramps up linearly from 0")
-    noise: Literal["gaussian", "salt_pepper", "mask"] = Field(
-        "gaussian", description="dae: how the input images are corrupted")
-    noise_strength: float = Field(0.3, ge=0.0, le=1.0, description="dae: gaussian noise std, or the fraction of "
-                                  "corrupted pixels (salt_pepper, mask)")
-    tsne_points: int = Field(3000, ge=10, description="autoencoders: test codes drawn in the t-SNE map")
+                                     "(null: 0.3)")
+    global_pool: bool = Field(False, description="global average pooling instead of flattening")
+    pool_early: bool = Field(False, description="max-pool before each block's last batch norm and activation "
+                             "(airbench); cheaper on a CPU")
 
     @field_validator("convs_per_block")
     @classmethod
@@ -150,10 +139,70 @@ class ModelConfig(_Section):
             raise ValueError("needs at least one convolution per block")
         return value
 
-    def setting(self, key: str, default):
-        """A model setting, or the model's own default where the config leaves it null."""
-        value = getattr(self, key)
-        return default if value is None else value
+
+class AutoencoderConfig(_Family):
+    """The autoencoders (model.name: ae, vae or dae; task autoencode) and the `encoder` classifier (model.name:
+    encoder), which re-uses a trained autoencoder's encoder and takes its architecture from that checkpoint. Keys
+    set to null take the network's own default; other models ignore this section."""
+
+    conv_channels: Optional[list[int]] = Field(
+        None, description="widths of the convolution blocks (null: [32, 64]), one stride-2 block each, mirrored "
+                          "in the decoder")
+    latent_dim: int = Field(10, ge=1, description="size of the code")
+    activation: Activation = Field("relu", description="activation function")
+    batch_norm: bool = Field(True, description="batch norm after each convolution")
+    conv_dropout: float = Field(0.0, ge=0.0, lt=1.0, description="Dropout2d after each convolution block")
+    hidden: Optional[list[int]] = Field(None, description="encoder: widths of the head's fully connected "
+                                        "hidden layers (null: [])")
+    dropout: Optional[float] = Field(None, ge=0.0, lt=1.0, description="encoder: dropout before each of the "
+                                     "head's fully connected layers (null: 0.0)")
+    reconstruction_loss: Literal["bce", "mse"] = Field(
+        "bce", description="reconstruction loss, summed over pixels and averaged over images")
+    beta: float = Field(1.0, ge=0.0, description="vae: weight of the KL term")
+    kl_warmup_epochs: int = Field(0, ge=0, description="vae: epochs over which beta ramps up linearly from 0")
+    noise: Literal["gaussian", "salt_pepper", "mask"] = Field(
+        "gaussian", description="dae: how the input images are corrupted")
+    noise_strength: float = Field(0.3, ge=0.0, le=1.0, description="dae: gaussian noise std, or the fraction of "
+                                  "corrupted pixels (salt_pepper, mask)")
+    tsne_points: int = Field(3000, ge=10, description="test codes drawn in the t-SNE map")
+
+
+class ModelConfig(_Section):
+    """The network, and the settings of each adlab model family (model.cnn, model.autoencoder); torchvision
+    and ultralytics models ignore the family sections. A family key written directly under model, as before
+    the families (model.latent_dim), is still read as the key of model.name's family, with a notice."""
+
+    name: str = Field("cnn", description="classify: cnn, encoder, or a torchvision classifier (resnet18, "
+                      "mobilenet_v2, alexnet, ...); autoencode: ae, vae or dae; detect: an ultralytics model (yolov8n, "
+                      "yolo11n, yolov5nu, ...)")
+    weights: Optional[str] = Field(None, description="null (from scratch), imagenet, or the path of an adlab "
+                                   "checkpoint or run folder, or of a .pth state dict")
+    freeze: bool = Field(False, description="train only the new head (feature extraction)")
+    load_head: bool = Field(False, description="also load the classifier head from the checkpoint (same classes)")
+    whiten: bool = Field(False, description="classify, from scratch: half the first convolution's filters start as "
+                         "the whitening filters of the training images' patches (airbench); not with weights")
+    cnn: CnnConfig = Field(CnnConfig(), description="the VGG-style cnn classifier (model.name: cnn)")
+    autoencoder: AutoencoderConfig = Field(
+        AutoencoderConfig(), description="the autoencoders (ae, vae, dae) and the encoder classifier")
+
+
+# Before model families, every model setting sat directly under `model`; such a key is still read, and
+# moved (before validation) to the family of model.name that has it: `migrate_config`.
+MODEL_FAMILIES: dict[str, type[_Family]] = {"cnn": CnnConfig, "autoencoder": AutoencoderConfig}
+AUTOENCODER_FAMILY = (*AUTOENCODERS, "encoder")
+
+
+def model_family(name: Any) -> str:
+    """The family section a model reads: autoencoder for ae, vae, dae and encoder, cnn otherwise."""
+    return "autoencoder" if name in AUTOENCODER_FAMILY else "cnn"
+
+
+def _family_of_key(key: str, name: Any) -> str | None:
+    """Where an old `model.<key>` goes: model.name's family if it has the key, else the one family that has it."""
+    preferred = model_family(name)
+    if key in MODEL_FAMILIES[preferred].model_fields:
+        return preferred
+    return next((family for family, section in MODEL_FAMILIES.items() if key in section.model_fields), None)
 
 
 class SchedulerConfig(_Section):
@@ -247,8 +296,10 @@ _FLOAT = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")
 _SHORTHAND_KEY = {("train", "scheduler"): "name", ("data", "augment"): "enabled"}
 
 
-def load_config(source: Union[str, Path, dict, None] = None, overrides: list[str] | None = None) -> Config:
-    """Read a YAML file (or take a dict), apply `key=value` overrides, validate."""
+def load_config(source: Union[str, Path, dict, None] = None, overrides: list[str] | None = None,
+                notices: bool = True) -> Config:
+    """Read a YAML file (or take a dict), apply `key=value` overrides, validate. `notices: False` for configs
+    adlab wrote itself (run folders, checkpoints): an old key there is moved without a notice."""
     origin = "config"
     if source is None:
         raw: Any = {}
@@ -260,14 +311,43 @@ def load_config(source: Union[str, Path, dict, None] = None, overrides: list[str
     for item in overrides or []:
         key, value = parse_override(item)
         set_dotted(raw, key, value)
-    return validate_config(raw, origin)
+    return validate_config(raw, origin, notices)
 
 
-def validate_config(raw: dict, origin: str = "config") -> Config:
+def validate_config(raw: dict, origin: str = "config", notices: bool = True) -> Config:
+    raw = migrate_config(raw, origin, notices)
     try:
         return Config.model_validate(raw)
     except ValidationError as exc:
         raise ConfigError(f"{origin}: {describe_validation_error(exc)}") from None
+
+
+def migrate_config(raw: Any, origin: str = "config", notices: bool = True) -> Any:
+    """`raw` (a config mapping, not changed) with each model setting written the old way, directly under
+    `model`, moved to its family section (`model.latent_dim` -> `model.autoencoder.latent_dim`): the family of
+    model.name that has the key, else the one family that has it. A notice names the new key once per process;
+    the old and the new key both given is an error naming both."""
+    model = raw.get("model") if isinstance(raw, dict) else None
+    if not isinstance(model, dict):
+        return raw
+    moved = [key for key in model if key not in ModelConfig.model_fields and _family_of_key(key, None) is not None]
+    if not moved:
+        return raw
+    model = dict(model)
+    for key in moved:
+        family = _family_of_key(key, model.get("name", ModelConfig.model_fields["name"].default))
+        section = model.get(family)
+        if section is None and family not in model:
+            section = {}
+        if not isinstance(section, dict):
+            continue  # validation names model.<family> as not a mapping
+        if key in section:
+            raise ConfigError(f"{origin}: model.{key} and model.{family}.{key} are both given (model.{key} is the "
+                              f"old name of model.{family}.{key}); keep only model.{family}.{key}")
+        model[family] = {**section, key: model.pop(key)}
+        if notices:
+            io.notice(f"model.{key} is now model.{family}.{key} (the old key still works)")
+    return {**raw, "model": model}
 
 
 def parse_override(item: str) -> tuple[str, Any]:
@@ -286,7 +366,10 @@ def parse_override(item: str) -> tuple[str, Any]:
 
 
 def set_dotted(raw: dict, key: str, value: Any) -> None:
+    """Set a dotted key in a config mapping; a model setting given in its other spelling (old or new,
+    migrate_config) is replaced, as any key an override sets."""
     parts = key.split(".")
+    _drop_other_spelling(raw, parts)
     node = raw
     for depth, part in enumerate(parts[:-1]):
         child = node.get(part)
@@ -298,6 +381,22 @@ def set_dotted(raw: dict, key: str, value: Any) -> None:
             node[part] = child
         node = child
     node[parts[-1]] = value
+
+
+def _drop_other_spelling(raw: dict, parts: list[str]) -> None:
+    """Before an override sets model.<key> (old) or model.<family>.<key> (new), remove the same setting in
+    the other spelling, so that the override replaces it instead of being given twice (a study run's
+    old-style `model.latent_dim` over its base config's `model.autoencoder.latent_dim`)."""
+    model = raw.get("model")
+    if parts[0] != "model" or not isinstance(model, dict):
+        return
+    if len(parts) == 2 and parts[1] not in ModelConfig.model_fields and _family_of_key(parts[1], None):
+        for family in MODEL_FAMILIES:  # every family: model.name may still change in a later override
+            if isinstance(model.get(family), dict):
+                model[family].pop(parts[1], None)
+    elif len(parts) == 3 and parts[1] in MODEL_FAMILIES and parts[2] in model:
+        if _family_of_key(parts[2], model.get("name", ModelConfig.model_fields["name"].default)) == parts[1]:
+            del model[parts[2]]
 
 
 def describe_validation_error(exc: ValidationError) -> str:

@@ -25,7 +25,7 @@ from adlab.data.stream import DiskImages
 from adlab.errors import DataError
 
 TRAIN = ["train", "cfg.yaml", "--out", "run", "--set", "train.epochs=1", "--set", "train.progress_bar=false",
-         "--set", "model.conv_channels=[8]", "--set", "model.convs_per_block=1", "--set", "model.hidden=[16]",
+         "--set", "model.cnn.conv_channels=[8]", "--set", "model.cnn.convs_per_block=1", "--set", "model.cnn.hidden=[16]",
          "--set", "data.name=folder", "--set", "data.root=images"]
 BOMB_PIXELS = 20000 * 10000
 IMAGES = Path("images")  # data.root, relative to the working folder: errors name paths as given

@@ -1,13 +1,13 @@
 import pytest
 import torch
 
-from adlab.config import ModelConfig
+from adlab.config import CnnConfig, ModelConfig
 from adlab.errors import CheckpointError, ConfigError
 from adlab.models.factory import build_model, freeze_all_but
 
 
 def test_cnn_shapes_and_pooling_stops_at_one_pixel():
-    built = build_model(ModelConfig(conv_channels=[8, 16, 32, 64, 64]), (1, 8, 8), 10)
+    built = build_model(ModelConfig(cnn=CnnConfig(conv_channels=[8, 16, 32, 64, 64])), (1, 8, 8), 10)
     out = built.net(torch.zeros(4, 1, 8, 8))
     assert out.shape == (4, 10)
     assert built.head == "classifier"
@@ -16,20 +16,22 @@ def test_cnn_shapes_and_pooling_stops_at_one_pixel():
 
 
 def test_pool_early_pools_each_block_before_its_last_norm():
-    cfg = ModelConfig(conv_channels=[8, 16], convs_per_block=[1, 2], pool_early=True, hidden=[])
+    cfg = ModelConfig(cnn=CnnConfig(conv_channels=[8, 16], convs_per_block=[1, 2], pool_early=True, hidden=[]))
     net = build_model(cfg, (1, 8, 8), 3).net
     kinds = [type(m).__name__ for m in net.features]
     assert kinds == ["Conv2d", "MaxPool2d", "BatchNorm2d", "ReLU",
                      "Conv2d", "BatchNorm2d", "ReLU", "Conv2d", "MaxPool2d", "BatchNorm2d", "ReLU"]
     assert net(torch.zeros(2, 1, 8, 8)).shape == (2, 3)
     # the same parameters as the usual order: only where the pooling happens changes
-    usual = build_model(cfg.model_copy(update={"pool_early": False}), (1, 8, 8), 3).net
+    usual = build_model(cfg.model_copy(update={"cnn": cfg.cnn.model_copy(update={"pool_early": False})}), (1, 8, 8),
+                        3).net
     assert [p.shape for p in net.parameters()] == [p.shape for p in usual.parameters()]
 
 
 @pytest.mark.parametrize("activation", ["relu", "gelu", "tanh"])
 def test_cnn_options(activation):
-    cfg = ModelConfig(activation=activation, batch_norm=False, conv_dropout=0.1, hidden=[32, 16], global_pool=True)
+    cfg = ModelConfig(cnn=CnnConfig(activation=activation, batch_norm=False, conv_dropout=0.1, hidden=[32, 16],
+                                    global_pool=True))
     net = build_model(cfg, (3, 16, 16), 5).net
     assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in net.modules())
     assert net(torch.zeros(2, 3, 16, 16)).shape == (2, 5)

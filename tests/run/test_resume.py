@@ -117,9 +117,57 @@ def test_resume_with_an_edited_config_is_a_one_line_error(config_file, tmp_path,
     killed = interrupt(config_file, run, signal.SIGKILL)
     assert killed.returncode == -signal.SIGKILL and (run / "checkpoints" / "last.ckpt").is_file()
     edited = yaml.safe_load((run / "config.yaml").read_text())
-    edited["model"]["hidden"] = [32]  # another shape for the checkpoint's weights
+    edited["model"]["cnn"]["hidden"] = [32]  # another shape for the checkpoint's weights
     (run / "config.yaml").write_text(yaml.safe_dump(edited))
     assert main(["train", "--resume", str(run)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "config.yaml: edited since the run started (model.hidden: [64] -> [32])" in err[-1]
+    assert len(err) == 1 and "config.yaml: edited since the run started (model.cnn.hidden: [64] -> [32])" in err[-1]
     assert not (run / "metrics.json").exists()
+
+
+def flat_model(config: dict) -> dict:
+    """A config as adlab recorded it before the model families: every model setting directly under
+    `model` (a cnn run: the cnn's values for the keys both families have)."""
+    old = dict(config)
+    model = dict(config["model"])
+    cnn, autoencoder = model.pop("cnn"), model.pop("autoencoder")
+    old["model"] = {**model, **autoencoder, **cnn}
+    return old
+
+
+def test_check_config_unchanged_reads_a_config_recorded_before_the_families(tmp_path):
+    from adlab import ownership
+    from adlab.config import load_config
+    from adlab.errors import ConfigError
+    from adlab.run.resume import check_config_unchanged
+
+    config = load_config(CONFIG, notices=False).to_dict()
+    ownership.write_marker(tmp_path, "run", config=flat_model(config))
+    check_config_unchanged(tmp_path, config)  # the same settings, recorded the old way: no error
+    edited = load_config(config, ["model.cnn.dropout=0.5"]).to_dict()
+    with pytest.raises(ConfigError, match=r"edited since the run started \(model\.cnn\.dropout: 0\.2 -> 0\.5\)"):
+        check_config_unchanged(tmp_path, edited)
+
+
+def test_an_interrupted_run_made_before_the_families_resumes(config_file, uninterrupted, tmp_path):
+    """config.yaml, the marker and the checkpoints of an old run folder all hold the flat config."""
+    import torch
+
+    from adlab import ownership
+
+    run = tmp_path / "run"
+    killed = interrupt(config_file, run, signal.SIGKILL)
+    assert killed.returncode == -signal.SIGKILL and not (run / "metrics.json").exists()
+    config = yaml.safe_load((run / "config.yaml").read_text())
+    assert "cnn" in config["model"]
+    (run / "config.yaml").write_text(yaml.safe_dump(flat_model(config), sort_keys=False))
+    record = {k: v for k, v in ownership.read_marker(run).items() if k not in ("kind", "adlab")}
+    ownership.write_marker(run, "run", **{**record, "config": flat_model(record["config"])})
+    for ckpt in (run / "checkpoints").glob("*.ckpt"):
+        saved = torch.load(ckpt, weights_only=False)
+        saved["adlab"]["config"] = flat_model(saved["adlab"]["config"])
+        torch.save(saved, ckpt)
+    resumed = run_cli("train", "--resume", str(run), "--quiet")
+    assert resumed.returncode == 0, resumed.stderr
+    assert "notice" not in resumed.stderr  # a folder adlab wrote: migrated silently
+    assert_same_result(run, uninterrupted)

@@ -142,7 +142,7 @@ def test_classify_with_an_autoencoder_name_is_a_config_error():
 def test_encoder_classifier_reloads_from_its_own_config(ae_for_transfer, tmp_path):
     """The saved config carries the autoencoder's architecture, so evaluate needs nothing else."""
     run = _classify_on_encoder(str(ae_for_transfer.path), False, tmp_path / "ft")
-    assert run.config.model.latent_dim == 8 and run.config.model.conv_channels == [16, 32]
+    assert run.config.model.autoencoder.latent_dim == 8 and run.config.model.autoencoder.conv_channels == [16, 32]
     again = adlab.evaluate(run.path, out=tmp_path / "eval", verbose=False)
     assert again["accuracy"] == pytest.approx(run.metrics["accuracy"], abs=1e-9)
 

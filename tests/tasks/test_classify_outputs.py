@@ -2,7 +2,7 @@ import pytest
 import torch
 from torch import nn
 
-from adlab.config import ModelConfig
+from adlab.config import CnnConfig, ModelConfig
 from adlab.models.factory import build_model
 from adlab.tasks.classify.outputs import predict_probs
 
@@ -10,7 +10,7 @@ from adlab.tasks.classify.outputs import predict_probs
 @pytest.fixture
 def net_and_images():
     torch.manual_seed(0)
-    net = build_model(ModelConfig(conv_channels=[8, 16], hidden=[]), (1, 12, 12), 4).net
+    net = build_model(ModelConfig(cnn=CnnConfig(conv_channels=[8, 16], hidden=[])), (1, 12, 12), 4).net
     return net, torch.randint(0, 256, (50, 1, 12, 12), dtype=torch.uint8)
 
 

@@ -86,7 +86,7 @@ class AutoEncoder(nn.Module):
 
     def __init__(self, in_channels: int, image_hw: tuple[int, int], latent_dim: int = 10, channels=(32, 64),
                  activation: str = "relu", batch_norm: bool = True, dropout: float = 0.0, denoising: bool = False):
-        """`dropout`: Dropout2d after each convolution block (model.conv_dropout). `denoising`: trained
+        """`dropout`: Dropout2d after each convolution block (model.autoencoder.conv_dropout). `denoising`: trained
         on corrupted inputs (a DAE); the network is the same, the task reads this to corrupt them."""
         super().__init__()
         self.latent_dim = latent_dim

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from adlab.config import ModelConfig
+from adlab.config import AutoencoderConfig, CnnConfig, ModelConfig, migrate_config
 from adlab.errors import ConfigError
 from adlab.models.checkpoints import LoadReport, load_matching, read_checkpoint
 
@@ -29,8 +29,8 @@ def uses_imagenet(cfg: ModelConfig) -> bool:
 
 
 ENCODER_ARCH = ("latent_dim", "conv_channels", "activation", "batch_norm", "conv_dropout")
-# model.* settings each adlab network takes, by its own parameter name (a null setting: the
-# network's own default, stated once, in its signature)
+# model.cnn.* / model.autoencoder.* settings each adlab network takes, by its own parameter name (a null
+# setting: the network's own default, stated once, in its signature)
 CNN_SETTINGS = {"conv_channels": "conv_channels", "convs_per_block": "convs_per_block", "activation": "activation",
                 "batch_norm": "batch_norm", "conv_dropout": "conv_dropout", "hidden": "hidden", "dropout": "dropout",
                 "global_pool": "global_pool", "pool_early": "pool_early"}
@@ -39,8 +39,8 @@ AE_SETTINGS = {"latent_dim": "latent_dim", "conv_channels": "channels", "activat
 HEAD_SETTINGS = {"hidden": "hidden", "dropout": "dropout"}
 
 
-def settings(cfg: ModelConfig, names: dict[str, str]) -> dict:
-    """Keyword arguments from model.* settings; null ones are left to the network's defaults."""
+def settings(cfg: CnnConfig | AutoencoderConfig, names: dict[str, str]) -> dict:
+    """Keyword arguments from a model family's settings; null ones are left to the network's defaults."""
     return {param: getattr(cfg, key) for key, param in names.items() if getattr(cfg, key) is not None}
 
 
@@ -55,15 +55,15 @@ def _cnn(cfg: ModelConfig, input_shape: tuple[int, int, int], num_classes: int) 
     from adlab.models.cnn import VGGNet
 
     c, h, w = input_shape
-    return VGGNet(in_channels=c, num_classes=num_classes, image_hw=(h, w), **settings(cfg, CNN_SETTINGS)), "classifier"
+    return VGGNet(in_channels=c, num_classes=num_classes, image_hw=(h, w), **settings(cfg.cnn, CNN_SETTINGS)), "classifier"
 
 
 def _encoder(cfg: ModelConfig, input_shape: tuple[int, int, int], num_classes: int) -> tuple[nn.Module, str]:
     from adlab.models.autoencoders import EncoderClassifier
 
     encoder = build_autoencoder(cfg, input_shape).encoder
-    return EncoderClassifier(encoder=encoder, latent_dim=cfg.latent_dim, num_classes=num_classes,
-                             **settings(cfg, HEAD_SETTINGS)), "classifier"
+    return EncoderClassifier(encoder=encoder, latent_dim=cfg.autoencoder.latent_dim, num_classes=num_classes,
+                             **settings(cfg.autoencoder, HEAD_SETTINGS)), "classifier"
 
 
 # adlab's own classifiers by model.name; any other name is a torchvision net (models/zoo.py)
@@ -82,10 +82,10 @@ def check_model_config(cfg: ModelConfig) -> None:
                               "(resnet18, mobilenet_v2, ...) or a checkpoint path")
         from adlab.models.cnn import VGGNet
 
-        blocks = len(cfg.setting("conv_channels", default(VGGNet, "conv_channels")))
-        if isinstance(cfg.convs_per_block, list) and len(cfg.convs_per_block) != blocks:
-            raise ConfigError(f"model.convs_per_block: {len(cfg.convs_per_block)} counts for {blocks} blocks "
-                              f"(model.conv_channels)")
+        blocks = len(cfg.cnn.setting("conv_channels", default(VGGNet, "conv_channels")))
+        if isinstance(cfg.cnn.convs_per_block, list) and len(cfg.cnn.convs_per_block) != blocks:
+            raise ConfigError(f"model.cnn.convs_per_block: {len(cfg.cnn.convs_per_block)} counts for {blocks} "
+                              f"blocks (model.cnn.conv_channels)")
         return
     from adlab.models.zoo import check_torchvision_name
 
@@ -155,7 +155,8 @@ def build_autoencoder(cfg: ModelConfig, input_shape: tuple[int, int, int]) -> nn
 
     in_channels, h, w = input_shape
     cls = VariationalAutoEncoder if cfg.name == "vae" else AutoEncoder
-    return cls(in_channels=in_channels, image_hw=(h, w), denoising=cfg.name == "dae", **settings(cfg, AE_SETTINGS))
+    return cls(in_channels=in_channels, image_hw=(h, w), denoising=cfg.name == "dae",
+               **settings(cfg.autoencoder, AE_SETTINGS))
 
 
 def resolve_encoder_architecture(cfg: ModelConfig) -> ModelConfig:
@@ -167,9 +168,9 @@ def resolve_encoder_architecture(cfg: ModelConfig) -> ModelConfig:
     if meta.get("task") != "autoencode" or "config" not in meta:
         raise ConfigError(f"model.weights: {cfg.weights} is not an autoencoder run or checkpoint "
                           "(model.name: encoder re-uses an autoencoder's encoder)")
-    source = meta["config"]["model"]
+    source = migrate_config(meta["config"], str(cfg.weights), notices=False)["model"]["autoencoder"]
     arch = {key: source[key] for key in ENCODER_ARCH}
     from adlab.models.autoencoders import AutoEncoder
 
     arch["conv_channels"] = arch["conv_channels"] or list(default(AutoEncoder, "channels"))
-    return cfg.model_copy(update=arch)
+    return cfg.model_copy(update={"autoencoder": cfg.autoencoder.model_copy(update=arch)})

@@ -63,7 +63,7 @@ def resume(run: str | Path, verbose: bool = True) -> Run:
     run_dir = Path(run)
     if ownership.marker_kind(run_dir) != "run" or not (run_dir / "config.yaml").is_file():
         raise AdlabError(f"{run_dir}: not an adlab run folder (no run marker {ownership.MARKER} or no config.yaml)")
-    config = load_config(run_dir / "config.yaml")
+    config = load_config(run_dir / "config.yaml", notices=False)
     check_config_unchanged(run_dir, config.to_dict())
     if (run_dir / "metrics.json").is_file():
         if verbose:
@@ -81,7 +81,7 @@ def resumable(run_dir: Path, config: Config) -> bool:
     try:
         if task.resume_point(run_dir) is None:
             return False
-        saved = load_config(run_dir / "config.yaml")
+        saved = load_config(run_dir / "config.yaml", notices=False)
     except AdlabError:  # a damaged checkpoint or config: the run is made again
         return False
     return saved.to_dict() == task.resolve(config).to_dict()

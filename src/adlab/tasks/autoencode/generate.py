@@ -47,17 +47,18 @@ def generate(run: str | Path, n: int = 64, out: str | Path = "samples.png", seed
             raise AdlabError(f"{out}: not an image adlab made; refusing to replace it (choose another --out)")
     model, _, config = load_autoencoder(run)
     latents = Path(run) / "latents.npz" if Path(run).is_dir() else resolve_checkpoint(run).parent.parent / "latents.npz"
+    latent_dim = config.model.autoencoder.latent_dim
     if model.variational:
-        train_z = np.zeros((2, config.model.latent_dim), dtype=np.float32)  # only its width is used
+        train_z = np.zeros((2, latent_dim), dtype=np.float32)  # only its width is used
     elif latents.is_file():
         try:
             with np.load(latents) as f:  # allow_pickle stays False: arrays only
                 train_z = np.asarray(f["train_z"], dtype=np.float32)
         except (OSError, ValueError, KeyError, EOFError) as exc:
             raise AdlabError(f"{latents}: not readable latent codes ({type(exc).__name__})") from None
-        if train_z.ndim != 2 or train_z.shape[1] != config.model.latent_dim or len(train_z) < 2 \
+        if train_z.ndim != 2 or train_z.shape[1] != latent_dim or len(train_z) < 2 \
                 or not np.isfinite(train_z).all():
-            raise AdlabError(f"{latents}: train_z should be finite codes [N >= 2, {config.model.latent_dim}]")
+            raise AdlabError(f"{latents}: train_z should be finite codes [N >= 2, {latent_dim}]")
     else:
         raise AdlabError(f"{latents}: not found; AE/DAE samples come from a Gaussian fitted to the train codes")
     images = sample_images(model, config.model, train_z, n, seed)

@@ -30,14 +30,15 @@ class AutoencodeModule(L.LightningModule):
 
     def beta(self) -> float:
         """beta x min(1, epoch / warm-up epochs): the KL term fades in so the decoder learns first."""
-        warmup = self.model_cfg.kl_warmup_epochs
+        warmup = self.model_cfg.autoencoder.kl_warmup_epochs
         ramp = 1.0 if not warmup else min(1.0, (self.current_epoch + 1) / (warmup + 1))
-        return self.model_cfg.beta * ramp
+        return self.model_cfg.autoencoder.beta * ramp
 
     def losses(self, x: torch.Tensor, noisy: bool) -> dict:
-        source = corrupt(x, self.model_cfg.noise, self.model_cfg.noise_strength) if noisy else x
+        settings = self.model_cfg.autoencoder
+        source = corrupt(x, settings.noise, settings.noise_strength) if noisy else x
         out = self.model(source)
-        recon = reconstruction_loss(out["recon"], x, self.model_cfg.reconstruction_loss)
+        recon = reconstruction_loss(out["recon"], x, settings.reconstruction_loss)
         result = {"recon": recon, "loss": recon, "mse": F.mse_loss(out["recon"].float(), x)}
         if "mu" in out:
             kl = kl_divergence(out["mu"], out["logvar"]).mean()

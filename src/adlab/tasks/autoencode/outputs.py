@@ -47,7 +47,7 @@ def reconstruction_metrics(model: nn.Module, model_cfg, transform: nn.Module, im
         if "mu" in out:
             sums["kl"] += kl_divergence(out["mu"], out["logvar"]).sum().item()
         if model.denoising:
-            noisy = corrupt(x, model_cfg.noise, model_cfg.noise_strength, generator)
+            noisy = corrupt(x, model_cfg.autoencoder.noise, model_cfg.autoencoder.noise_strength, generator)
             sums["mse_corrupted"] += F.mse_loss(model(noisy)["recon"], x, reduction="sum").item()
     n = len(images)
     metrics = {"test_mse": sums["mse"] / n_pixels, "test_bce": sums["bce"] / n_pixels}
@@ -91,13 +91,14 @@ def write_figures(fig_dir: Path, model, model_cfg, transform, test_x, test_y, tr
     picks = (picks + [i for i in range(len(test_y_np)) if i not in picks])[:10]
     x = transform(test_x[picks])
     if model.denoising:
-        noisy = corrupt(x, model_cfg.noise, model_cfg.noise_strength, torch.Generator().manual_seed(CORRUPTION_SEED))
+        noisy = corrupt(x, model_cfg.autoencoder.noise, model_cfg.autoencoder.noise_strength,
+                        torch.Generator().manual_seed(CORRUPTION_SEED))
         rows = [("corrupted", noisy), ("output", model(noisy)["recon"]), ("clean", x)]
     else:
         rows = [("input", x), ("output", model(x)["recon"])]
     figs.image_rows(rows, fig_dir / "reconstructions.png", f"{model_cfg.name.upper()} reconstructions (test)")
 
-    keep = subsample(len(test_z), model_cfg.tsne_points, seed)
+    keep = subsample(len(test_z), model_cfg.autoencoder.tsne_points, seed)
     points, ratio = pca_2d(test_z)
     figs.latent_scatter(points, test_y_np, names, fig_dir / "latent_pca.png",
                         f"Latent space, PCA ({ratio[:2].sum():.0%} of variance)", ("PC 1", "PC 2"))

@@ -83,7 +83,8 @@ def fuse(runs: list[str | Path], out: str | Path, method: str = "mean_prob", ove
 
 def _test_images(run: Path) -> torch.Tensor:
     """The test images of a run, reloaded from its config (same seeds, same split)."""
-    config = validate_config(io.read_yaml_mapping(run / "config.yaml", error=AdlabError), str(run / "config.yaml"))
+    config = validate_config(io.read_yaml_mapping(run / "config.yaml", error=AdlabError), str(run / "config.yaml"),
+                             notices=False)
     data = ImageDataModule(config.data, config.train.batch_size)
     data.prepare()
     return data.test_x

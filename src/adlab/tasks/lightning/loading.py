@@ -24,7 +24,7 @@ def load_network(run: str | Path, task: str, noun: str,
         raise CheckpointError(f"{path}: not an adlab {noun} checkpoint (no adlab metadata for task {task})")
     if not isinstance(meta["config"], dict):
         raise CheckpointError(f"{path}: damaged adlab metadata (config is not a mapping)")
-    config = validate_config(meta["config"], str(path))
+    config = validate_config(meta["config"], str(path), notices=False)
     info = data_info(meta["data"], path)
     try:
         net = build(config, info)
