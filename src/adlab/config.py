@@ -73,6 +73,8 @@ class DataConfig(_Section):
                             "pretrained weights)")
     download: bool = Field(True, description="let torchvision download mnist, fashion_mnist, cifar10 or eurosat "
                            "when the files are missing")
+    verify: bool = Field(True, description="cifar10: check each file against the original's MD5; false reads a "
+                         "faithful copy as it is (the data description says so)")
     on_corrupt: Literal["fail", "skip"] = Field(
         "fail", description="image-file data (folder, eurosat): an unreadable image is an error (fail), or is left "
                             "out and counted in the data description, env.json and reports (skip)")
@@ -248,6 +250,12 @@ class TrainConfig(_Section):
     monitor: Literal["val_loss", "val_accuracy", "val_mse"] = Field(
         "val_loss", description="validation metric that picks best.ckpt and drives early stopping (val_accuracy: "
                                 "classify; val_mse: autoencode)")
+    test_checkpoint: Literal["best", "last"] = Field(
+        "best", description="the weights the test set is scored with: best (best.ckpt, the epoch with the best "
+                            "monitor) or last (the last epoch trained); metrics.json says which, and its epoch")
+    keep_last: bool = Field(True, description="keep checkpoints/last.ckpt (with the optimizer state, to continue "
+                            "training) when the run finishes; false deletes it, or keeps only its weights when "
+                            "test_checkpoint is last")
     seed: Seed = Field(0, description="seed of initialisation, batch order and augmentation")
     deterministic: bool = Field(True, description="deterministic algorithms (exact repeatability on the CPU)")
     precision: str = Field("32-true", description="any Lightning precision, e.g. bf16-mixed")

@@ -70,3 +70,15 @@ def test_the_tarball_is_extracted_when_the_folder_is_not_there(tmp_path):
         load_cifar10(root, download=False)
     assert load_cifar10(root, download=False, verify=False)[1].shape == (50,)
     assert (root / "cifar-10-batches-py" / "batches.meta").is_file()
+
+
+def test_data_verify_false_reaches_the_reader_and_the_description_says_so(tmp_path):
+    from adlab.config import load_config
+    from adlab.data.sources import load_source
+
+    write_cifar10(tmp_path, per_batch=10)
+    config = load_config({"data": {"name": "cifar10", "root": str(tmp_path), "verify": False, "download": False}})
+    data = load_source("cifar10", config.data.root, download=False, verify=config.data.verify)
+    assert data.train_x.shape == (50, 3, 32, 32) and "checksums not verified" in data.description
+    with pytest.raises(DataError, match="not the original CIFAR-10 file"):
+        load_source("cifar10", str(tmp_path), download=False)

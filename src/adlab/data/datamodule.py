@@ -67,7 +67,7 @@ class ImageDataModule(L.LightningDataModule):
             return self.info
         cfg = self.cfg
         src = load_source(cfg.name, cfg.root, cfg.image_size, cfg.download, cfg.on_corrupt, cfg.storage,
-                          cfg.memory_budget_gb)
+                          cfg.memory_budget_gb, verify=cfg.verify)
         names = src.class_names
         train_x, train_y, test_x, test_y = src.train_x, src.train_y, src.test_x, src.test_y
         if len(train_x) == 0:

@@ -42,14 +42,16 @@ def default_root() -> Path:
 
 
 def load_source(name: str, root: str | None, image_size: int | None = None, download: bool = True,
-                on_corrupt: str = "fail", storage: str = "memory", memory_budget_gb: float = 4.0) -> ImageSet:
-    """`on_corrupt`, `storage` and `memory_budget_gb` apply to image-file data sets (folder, EuroSAT)."""
+                on_corrupt: str = "fail", storage: str = "memory", memory_budget_gb: float = 4.0,
+                verify: bool = True) -> ImageSet:
+    """`on_corrupt`, `storage` and `memory_budget_gb` apply to image-file data sets (folder, EuroSAT);
+    `verify` to files with a known original checksum (CIFAR-10)."""
     files = {"on_corrupt": on_corrupt, "storage": storage, "memory_budget_gb": memory_budget_gb}
     loaders: dict[str, Callable[..., ImageSet]] = {
         "digits": lambda: _digits(),
         "fashion_mnist": lambda: _mnist_like("FashionMNIST", root, download, FASHION_MNIST_CLASSES),
         "mnist": lambda: _mnist_like("MNIST", root, download, MNIST_CLASSES),
-        "cifar10": lambda: _cifar10(root, download),
+        "cifar10": lambda: _cifar10(root, download, verify),
         "eurosat": lambda: _eurosat(root, download, image_size, files),
         "folder": lambda: _folder(root, image_size, files),
     }
