@@ -26,16 +26,44 @@ def sha256_file(path: str | Path) -> str:
 
 
 def resolve_checkpoint(path: str | Path) -> Path:
-    """A checkpoint file, or a run directory (its best checkpoint, else its last)."""
+    """A checkpoint file, or a run directory: the checkpoint its test set was scored with
+    (train.test_checkpoint), else its best, else its last."""
     path = Path(path)
     if path.is_dir():
-        for name in ("best.ckpt", "last.ckpt"):
+        for name in (_scored_name(path), "best.ckpt", "last.ckpt"):
             if (path / "checkpoints" / name).is_file():
                 return path / "checkpoints" / name
         raise CheckpointError(f"{path}: no checkpoints/best.ckpt or checkpoints/last.ckpt in this run directory")
     if not path.is_file():
         raise CheckpointError(f"{path}: checkpoint not found")
     return path
+
+
+def _scored_name(run_dir: Path) -> str:
+    import json
+
+    try:
+        scored = json.loads((run_dir / "metrics.json").read_text(encoding="utf-8")).get("scored_checkpoint")
+    except (OSError, ValueError, AttributeError):
+        scored = None
+    return "last.ckpt" if scored == "last" else "best.ckpt"
+
+
+# What a finished run's best.ckpt keeps: the weights and what adlab and Lightning need to load them.
+WEIGHTS_KEYS = ("state_dict", "adlab", "hyper_parameters", "epoch", "global_step", "pytorch-lightning_version")
+
+
+def weights_only_copy(path: Path) -> None:
+    """Rewrite a Lightning checkpoint without its optimizer, scheduler, loop and callback states."""
+    from adlab import io
+
+    if not Path(path).is_file():
+        return
+    ckpt = load_untrusted(path)
+    if set(ckpt) <= set(WEIGHTS_KEYS):
+        return
+    with io.atomic_path(path) as tmp:
+        torch.save({k: v for k, v in ckpt.items() if k in WEIGHTS_KEYS}, tmp)
 
 
 def load_untrusted(path: Path) -> dict:

@@ -25,7 +25,7 @@ class ReportSpec:
     """How a study report shows this task's runs."""
 
     title: str  # the section heading
-    columns: list[tuple[str, str]]  # (metrics.json key, "max" | "min": which is better)
+    columns: list[tuple[str, str | None]]  # (metrics.json key, "max" | "min": which is better; None: neither)
     figures: list[str]  # figures/ files shown per run
     curve: str  # the history.csv column drawn per epoch for all runs
     paired_test: bool = False  # predictions.csv allows a paired test between variants

@@ -18,7 +18,7 @@ class Autoencode(LightningTask):
     report = ReportSpec(
         "Autoencoders",
         [("test_mse", "min"), ("test_bce", "min"), ("latent_knn_accuracy", "max"), ("latent_linear_accuracy", "max"),
-         ("test_mse_corrupted", "min"), ("train_seconds", "min")],
+         ("test_mse_corrupted", "min"), ("train_seconds", "min"), ("scored_epoch", None)],
         ["reconstructions.png", "latent_tsne.png", "samples.png"], "val_mse")
 
     def check_config(self, config: Config) -> None:

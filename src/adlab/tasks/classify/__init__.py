@@ -21,7 +21,7 @@ class Classify(LightningTask):
     report = ReportSpec(
         "Classification",
         [("accuracy", "max"), ("mean_class_accuracy", "max"), ("macro_f1", "max"), ("macro_precision", "max"),
-         ("macro_recall", "max"), ("train_seconds", "min")],
+         ("macro_recall", "max"), ("train_seconds", "min"), ("scored_epoch", None)],
         ["confusion_matrix.png"], "val_accuracy", paired_test=True, per_class="per_class_accuracy")
 
     def check_config(self, config: Config) -> None:

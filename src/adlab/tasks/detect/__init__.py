@@ -26,6 +26,8 @@ class Detect:
             raise ValueError(f"model.name: task detect takes an ultralytics model (yolov8n, yolo11n, yolov5nu, "
                              f"...), not {config.model.name!r}")
         refuse_whitening(config)
+        if config.train.test_checkpoint != "best":  # ultralytics' final validation is of best.pt
+            raise ValueError("train.test_checkpoint: task detect is scored with ultralytics' best.pt (best)")
 
     def resolve(self, config: Config) -> Config:
         return config

@@ -158,31 +158,54 @@ class LightningTask:
         return self._score(job, run_dir, train_seconds, say)
 
     def _score(self, job: Job, run_dir: Path, train_seconds: float, say: Say) -> dict:
-        """The test set scored with the best checkpoint (the last one without a validation split)."""
+        """The test set scored with the best checkpoint (the last one without a validation split), or with
+        the last epoch's weights (train.test_checkpoint: last); then the checkpoints are trimmed."""
         from adlab import io
         from adlab.models.checkpoints import read_checkpoint
 
         config, s = job.config, job.state
-        best = run_dir / "checkpoints" / "best.ckpt"
+        folder = run_dir / "checkpoints"
+        best, last = folder / "best.ckpt", folder / "last.ckpt"
         if not s.has_val or not s.checkpoint.best_model_path:  # keep the contract: best.ckpt always exists
             with io.atomic_path(best) as tmp:
-                shutil.copyfile(run_dir / "checkpoints" / "last.ckpt", tmp)
-        state, _ = read_checkpoint(best)
+                shutil.copyfile(last, tmp)
+        which = config.train.test_checkpoint
+        state, _ = read_checkpoint(last if which == "last" else best)
         s.built.net.load_state_dict(state)
         net = s.built.net
         info = s.data.info
+        best_epoch = (_best_epoch(s.history.rows, config.train.monitor, self.monitors[config.train.monitor])
+                      if s.has_val else s.trainer.current_epoch)
         extra = {
             "train_seconds": round(train_seconds, 2),
             "epochs_trained": s.trainer.current_epoch,
-            "best_epoch": (_best_epoch(s.history.rows, config.train.monitor, self.monitors[config.train.monitor])
-                           if s.has_val else s.trainer.current_epoch),
+            "best_epoch": best_epoch,
+            "scored_checkpoint": which,
+            "scored_epoch": s.trainer.current_epoch if which == "last" else best_epoch,
             "num_train": info.counts["train"], "num_val": info.counts["val"],
             "trainable_parameters": sum(p.numel() for p in net.parameters() if p.requires_grad),
             "parameters": sum(p.numel() for p in net.parameters()),
         }
         metrics = self.evaluate(run_dir, s.built, s.data, config, extra, s.history.rows)
-        say(f"test: {self.summary(metrics)}  ({train_seconds:.1f} s training)")
+        trim_checkpoints(folder, keep_last=config.train.keep_last, scored=which)
+        say(f"test: {self.summary(metrics)}  (weights of epoch {extra['scored_epoch']}, {which}; "
+            f"{train_seconds:.1f} s training)")
         return metrics
+
+
+def trim_checkpoints(folder: Path, keep_last: bool, scored: str) -> None:
+    """A finished run keeps what is worth keeping: best.ckpt without the optimizer's state (a third of
+    the size with Adam: it is for predicting and fine-tuning, not for continuing), last.ckpt whole
+    (to train on) unless keep_last is false: then it is deleted, or reduced to its weights when the
+    test set was scored with it."""
+    from adlab.models.checkpoints import weights_only_copy
+
+    weights_only_copy(folder / "best.ckpt")
+    if not keep_last:
+        if scored == "last":
+            weights_only_copy(folder / "last.ckpt")
+        else:
+            (folder / "last.ckpt").unlink(missing_ok=True)
 
 
 def refuse_yolo_data(config: Config) -> None:
