@@ -218,3 +218,22 @@ def test_an_old_key_with_a_bad_value_names_its_new_key(fresh_notices):
         load_config({}, ["model.dropout=2"])
     with pytest.raises(ConfigError, match=r"unknown key 'model\.foo' .*cnn, autoencoder"):
         load_config({}, ["model.foo=1"])
+
+
+def test_paths_in_a_config_file_are_relative_to_the_file(tmp_path, monkeypatch, capsys):
+    from adlab.config import load_config
+
+    (tmp_path / "configs" / "imgs").mkdir(parents=True)
+    (tmp_path / "configs" / "run.yaml").write_text("data: {name: folder, root: imgs}\nmodel: {weights: pre/best.ckpt}\n")
+    monkeypatch.chdir(tmp_path)
+    config = load_config("configs/run.yaml")
+    assert config.data.root == str(tmp_path / "configs" / "imgs")
+    assert config.model.weights == str(tmp_path / "configs" / "pre" / "best.ckpt")
+    assert load_config("configs/run.yaml", ["data.root=elsewhere"]).data.root == str(tmp_path / "elsewhere")
+    # a config written for the old rule (relative to the working directory) still finds its folder, with a notice
+    (tmp_path / "configs" / "old.yaml").write_text("data: {name: folder, root: data/imgs}\n")
+    (tmp_path / "data" / "imgs").mkdir(parents=True)
+    capsys.readouterr()
+    assert load_config("configs/old.yaml").data.root == str(tmp_path / "data" / "imgs")
+    assert "notice: configs/old.yaml: data.root: data/imgs read from the working directory" in capsys.readouterr().err
+    assert load_config({"data": {"name": "folder", "root": "rel"}}).data.root == "rel"  # a dict: taken as given

@@ -306,8 +306,12 @@ _SHORTHAND_KEY = {("train", "scheduler"): "name", ("data", "augment"): "enabled"
 
 def load_config(source: Union[str, Path, dict, None] = None, overrides: list[str] | None = None,
                 notices: bool = True) -> Config:
-    """Read a YAML file (or take a dict), apply `key=value` overrides, validate. `notices: False` for configs
-    adlab wrote itself (run folders, checkpoints): an old key there is moved without a notice."""
+    """Read a YAML file (or take a dict), apply `key=value` overrides, validate. A file's relative paths
+    (data.root, model.weights) are relative to the file, those of overrides to the working directory
+    (adlab.paths). `notices: False` for configs adlab wrote itself (run folders, checkpoints): an old key
+    there is moved without a notice, and their paths are taken as written."""
+    from adlab.paths import resolve_paths
+
     origin = "config"
     if source is None:
         raw: Any = {}
@@ -316,9 +320,13 @@ def load_config(source: Union[str, Path, dict, None] = None, overrides: list[str
     else:
         origin = str(source)
         raw = read_yaml_mapping(source)
+        if notices:
+            resolve_paths(raw, Path(source).parent, origin)
     for item in overrides or []:
         key, value = parse_override(item)
         set_dotted(raw, key, value)
+    if overrides and notices:
+        resolve_paths(raw, Path.cwd(), "--set")
     return validate_config(raw, origin, notices)
 
 
