@@ -2,7 +2,7 @@
 
 import pytest
 import torch
-from conftest import fast_config
+from tests.conftest import fast_config
 
 import adlab
 from adlab.models.checkpoints import resolve_checkpoint
