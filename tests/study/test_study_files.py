@@ -193,3 +193,10 @@ def test_plan_estimates_from_a_timed_step_times_steps_and_epochs(monkeypatch):
     assert plan.estimate_seconds(config, images, {}) == 0.5 * 90 * 3
     capped = load_config({"data": {"name": "digits", "train_per_class": 20}})
     assert plan.train_images(capped) == 200
+
+
+def test_old_flat_model_keys_in_a_study_config_replace_the_base_configs(tmp_path):
+    (tmp_path / "base.yaml").write_text("model: {name: cnn, cnn: {hidden: [32], dropout: 0.1}}\n")
+    study = load_study(write(tmp_path, "base: base.yaml\nconfig: {model: {hidden: [64]}}\n"
+                                       "variants: {a: {}, b: {model.cnn.dropout: 0.2}}\n"))
+    assert [(r.config.model.cnn.hidden, r.config.model.cnn.dropout) for r in study.runs] == [([64], 0.1), ([64], 0.2)]

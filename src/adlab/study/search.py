@@ -11,7 +11,7 @@
     seed: 0
     space:
       train.lr: {low: 0.0001, high: 0.01, log: true}
-      model.dropout: {low: 0.0, high: 0.5}
+      model.cnn.dropout: {low: 0.0, high: 0.5}
       train.batch_size: {low: 32, high: 128, step: 32}          # ints when low/high/step are ints
       train.optimizer: {choices: [adam, sgd]}                   # categorical (and grid) values
 

@@ -25,6 +25,7 @@ the base config, and `--set` values to the working directory; `{out}` is the stu
 
 from __future__ import annotations
 
+import copy
 import itertools
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -160,11 +161,22 @@ def _product(values) -> int:
 
 
 def merge_dicts(base: dict, extra: dict) -> dict:
-    """`extra` laid over `base`, recursively for nested sections."""
-    out = dict(base)
-    for key, value in extra.items():
-        out[key] = merge_dicts(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    """`extra` laid over `base`, recursively for nested sections; each value is set as an override
+    is (config.set_dotted), so an old-style key replaces its new spelling in the base and back."""
+    out = copy.deepcopy(base)
+    for key, value in _leaves(out, extra):
+        set_dotted(out, key, value)
     return out
+
+
+def _leaves(base: Any, extra: dict, prefix: str = ""):
+    """(dotted key, value) of `extra`, descending into sections that `base` has too."""
+    for key, value in extra.items():
+        inner = base.get(key) if isinstance(base, dict) else None
+        if isinstance(value, dict) and isinstance(inner, dict):
+            yield from _leaves(inner, value, f"{prefix}{key}.")
+        else:
+            yield f"{prefix}{key}", value
 
 
 def expand(spec: StudySpec) -> list[PlannedRun]:
