@@ -82,10 +82,6 @@ def claim_study_folder(out: Path, resume: bool) -> None:
 
 
 def _make_runs(study, out: Path, resume: bool, verbose: bool) -> None:
-    from adlab.tasks.classify.fuse import fuse
-    from adlab.run.train import resumable, train
-    from adlab.study.report import write_report
-
     from adlab.study.prepare import run_steps
 
     runs_dir = out / "runs"
@@ -96,27 +92,43 @@ def _make_runs(study, out: Path, resume: bool, verbose: bool) -> None:
     started = time.perf_counter()
     made = 0
     for i, run in enumerate(study.runs, start=1):
-        run_dir = runs_dir / run.name
-        if finished(run_dir):
+        if finished(runs_dir / run.name):
             say(f"[{i}/{total}] {run.name}: finished earlier, kept")
             continue
         t0 = time.perf_counter()
-        config = with_study_folder(run.config, out)
-        partial = resume and resumable(run_dir, config)  # interrupted part-way: continue from its checkpoint
-        if partial:
-            say(f"[{i}/{total}] {run.name}: resuming from its last checkpoint")
-        try:
-            metrics = train(config, out=run_dir, overwrite=True, verbose=False, resume=partial).metrics
-        except Interrupted:
-            raise
-        except AdlabError as exc:  # which run of the study, in the same one line
-            raise type(exc)(f"run '{run.name}': {exc}") from None
+        metrics = make_run(run, out, resume, say, f"[{i}/{total}] ")
         made += 1
         elapsed = time.perf_counter() - started
         left = elapsed / made * sum(1 for r in study.runs[i:] if not finished(runs_dir / r.name))
-        say(f"[{i}/{total}] {run.name}: {headline(config.task, metrics)}done in {time.perf_counter() - t0:.0f} s; "
+        say(f"[{i}/{total}] {run.name}: {headline(run.config.task, metrics)}done in {time.perf_counter() - t0:.0f} s; "
             f"elapsed {clock(elapsed)}, about {clock(left)} left")
+    finish(study, out, resume, say)
 
+
+def make_run(run, out: Path, resume: bool, say, label: str = "") -> dict:
+    """One run of the study in OUT/runs/<name>; with `resume`, an interrupted one continues from its
+    last checkpoint. Errors name the run."""
+    from adlab.run.train import resumable, train
+
+    run_dir = out / "runs" / run.name
+    config = with_study_folder(run.config, out)
+    partial = resume and resumable(run_dir, config)  # interrupted part-way: continue from its checkpoint
+    if partial:
+        say(f"{label}{run.name}: resuming from its last checkpoint")
+    try:
+        return train(config, out=run_dir, overwrite=True, verbose=False, resume=partial).metrics
+    except Interrupted:
+        raise
+    except AdlabError as exc:  # which run of the study, in the same one line
+        raise type(exc)(f"run '{run.name}': {exc}") from None
+
+
+def finish(study, out: Path, resume: bool, say) -> None:
+    """The fusion steps (each once its runs are done), then the report."""
+    from adlab.study.report import write_report
+    from adlab.tasks.classify.fuse import fuse
+
+    runs_dir = out / "runs"
     for step in study.spec.fusion:
         for seed in study.spec.seeds or [None]:
             suffix = "" if seed is None else f"-seed={seed}"
