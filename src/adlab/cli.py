@@ -73,6 +73,15 @@ def build_parser() -> argparse.ArgumentParser:
                         "(repeatable), e.g. --set train.epochs=1")
     p.add_argument("--plan", action="store_true", help="say what the study would do (runs, data, weights, an "
                    "estimated time) and write nothing")
+    p.add_argument("--workers", type=int, metavar="N", help="N local worker processes sharing the study's queue, "
+                   "each with its share of the CPU threads (or one GPU)")
+    p.add_argument("--worker", action="store_true", help="be one worker of the study in --out (start as many as "
+                   "you like, on any machine that sees the folder or the --storage)")
+    p.add_argument("--storage", metavar="URL", help="the queue's Optuna storage (default: a journal file in the "
+                   "study folder); a PostgreSQL or MySQL URL for workers without a shared file system")
+    p.add_argument("--status", action="store_true", help="done / running / waiting / failed, per run; writes nothing")
+    p.add_argument("--retry-failed", action="store_true", help="queue the runs that failed again (with --workers "
+                   "or --worker)")
     p.set_defaults(func=cmd_study)
 
     p = sub.add_parser("demo", help="the whole curriculum on offline data, ending in a report (a study file)")
@@ -226,6 +235,24 @@ def cmd_study(args) -> None:
         study = load_study(args.study, overrides=args.overrides)
         print("\n".join(plan_lines(study, Path(args.out) if args.out else Path("runs") / "studies" / study.name)))
         return
+    if args.status:
+        from adlab.study.runner import study_status
+
+        print("\n".join(study_status(args.study, args.out, args.storage)))
+        return
+    if args.workers is not None or args.worker:
+        from adlab.errors import ConfigError
+        from adlab.study.runner import run_workers
+
+        if args.workers is not None and not 1 <= args.workers <= 256:
+            raise ConfigError(f"--workers: need 1 to 256, got {args.workers}")
+        run_workers(args.study, out=args.out, workers=args.workers, worker=args.worker, storage=args.storage,
+                    overrides=args.overrides, retry_failed=args.retry_failed)
+        return
+    if args.retry_failed or args.storage:
+        from adlab.errors import ConfigError
+
+        raise ConfigError("--retry-failed and --storage go with --workers N or --worker")
     run_study(args.study, out=args.out, resume=args.resume, overrides=args.overrides)
 
 

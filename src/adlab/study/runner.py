@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shlex
 import time
 from pathlib import Path
@@ -56,6 +57,106 @@ def check_same_overrides(out: Path, overrides: list[str]) -> None:
         shown = " ".join(f"--set {item}" for item in earlier) or "no --set"
         raise AdlabError(f"{out}: this study was started with {shown}; resume it with the same "
                          "(or start another study folder with --out)")
+
+
+def run_workers(path: str | Path, out: str | Path | None = None, workers: int | None = None, worker: bool = False,
+                storage: str | None = None, overrides: list[str] | None = None, retry_failed: bool = False,
+                verbose: bool = True) -> Path:
+    """`--workers N`: N local worker processes sharing the study's queue, each with its share of the
+    CPU threads (or one GPU); `--worker`: this process is one worker (on any machine) of the study in
+    OUT. Either way each run is made once, fusions and the report after the last run."""
+    from adlab.study import queue as q
+
+    study = load_study(path, overrides=overrides)
+    out = Path(out) if out else Path("runs") / "studies" / study.name
+    check_inputs(study)
+    if not (out / "study.yaml").is_file():
+        claim_study_folder(out, resume=True)
+        (out / "runs").mkdir(parents=True, exist_ok=True)
+        io.write_text(out / "study.yaml", Path(path).read_text(encoding="utf-8"))
+        io.write_json(out / SETTINGS, {"study_file": str(Path(path).absolute()), "set": list(overrides or [])})
+    else:
+        claim_study_folder(out, resume=True)
+        check_same_overrides(out, overrides or [])
+    say = io.printer(verbose)
+    queue = q.open_queue(out, storage)
+    q.enqueue_once(queue, study, out, finished, say)
+    if retry_failed:
+        again = q.retry_failed(queue)
+        say(f"queued again: {', '.join(again)}" if again else "no failed runs to retry")
+    if worker:
+        threads = os.environ.get(q.THREADS_ENV)
+        if threads:
+            import torch
+
+            torch.set_num_threads(int(threads))
+        os.environ[q.WORKER_ENV] = "1"
+        made, failed = q.work(study, out, queue, say)
+        if os.environ.get(PARENT_ENV) is None:  # a worker of its own (any machine): the last one finishes
+            q.finish_once(study, out, say)
+        if failed:
+            raise AdlabError(f"{out}: {failed} run(s) failed (adlab study {path} --out {out} --status; "
+                             "--retry-failed runs them again)")
+        return out
+    _start_workers(path, out, workers or 1, storage, overrides, say)
+    if not q.finish_once(study, out, say):
+        raise AdlabError(f"{out}: some runs did not finish (adlab study {shlex.quote(str(path))} --out "
+                         f"{shlex.quote(str(out))} --status)")
+    return out
+
+
+PARENT_ENV = "ADLAB_WORKERS_PARENT"  # in workers started by --workers: the parent makes fusions and the report
+
+
+def _start_workers(path, out: Path, count: int, storage, overrides, say) -> None:
+    import subprocess
+    import sys
+
+    import torch
+
+    from adlab.study import queue as q
+
+    gpus = torch.cuda.device_count()
+    threads = max(1, (os.cpu_count() or 1) // count)
+    command = [sys.executable, "-m", "adlab", "study", str(path), "--out", str(out), "--worker"]
+    command += ["--storage", storage] if storage else []
+    for item in overrides or []:
+        command += ["--set", item]
+    children = []
+    for index in range(count):
+        env = {**os.environ, q.THREADS_ENV: str(threads), "OMP_NUM_THREADS": str(threads), PARENT_ENV: "1"}
+        if gpus:
+            env["CUDA_VISIBLE_DEVICES"] = str(index % gpus)
+        children.append(subprocess.Popen(command, env=env))
+    say(f"{count} workers, {f'one GPU each of {gpus}' if gpus else f'{threads} CPU thread(s) each'}; "
+        f"queue in {storage or out / q.JOURNAL}")
+    try:
+        codes = [child.wait() for child in children]
+    except KeyboardInterrupt:
+        for child in children:
+            child.terminate()
+        for child in children:
+            child.wait()
+        raise Interrupted(f"workers stopped; continue the study with: adlab study {shlex.quote(str(path))} "
+                          f"--out {shlex.quote(str(out))} --workers {count}", 130) from None
+    for index, code in enumerate(codes):
+        if code != 0:
+            say(f"worker {index + 1} ended with {'signal ' + str(-code) if code < 0 else 'exit code ' + str(code)}; "
+                "its run, if any, was queued again for the others")
+
+
+def study_status(path: str | Path, out: str | Path | None = None, storage: str | None = None) -> list[str]:
+    """`--status`: done / running (where, how long) / waiting / failed, per run; writes nothing."""
+    from adlab.study import queue as q
+
+    study = load_study(path, check_configs=False)
+    out = Path(out) if out else Path("runs") / "studies" / study.name
+    if storage is None and not (out / q.JOURNAL).is_file():
+        done = [run.name for run in study.runs if finished(out / "runs" / run.name)]
+        return [f"study {study.name} in {out}: no worker queue (run one process at a time); "
+                f"{len(done)} of {len(study.runs)} runs done"] + [
+            f"  {run.name}: {'done' if run.name in done else 'not done'}" for run in study.runs]
+    return q.status_lines(study, out, q.open_queue(out, storage, create=False))
 
 
 def check_inputs(study) -> None:
@@ -138,7 +239,7 @@ def finish(study, out: Path, resume: bool, say) -> None:
                 continue
             metrics = fuse(members, out=target, method=step.method, overwrite=True, verbose=False)
             say(f"fusion {step.name}{suffix}: {step.method} of {', '.join(m.name for m in members)}: "
-                f"{headline('classify', metrics)}".rstrip(": "))
+                f"{headline('classify', metrics)}".rstrip("; :"))
     report = write_report(out, study, sections=section_runs(study))
     say(f"report: {report} (and {report.with_suffix('.html')})")
 

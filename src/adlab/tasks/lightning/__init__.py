@@ -263,9 +263,21 @@ def make_trainer(tc, callbacks, show_bar: bool, run_dir: Path, has_val: bool):
             precision=tc.precision, deterministic=_deterministic(tc), logger=False, callbacks=callbacks,
             enable_progress_bar=show_bar, enable_model_summary=False, default_root_dir=run_dir,
             num_sanity_val_steps=0, log_every_n_steps=1, limit_val_batches=None if has_val else 0,
-            plugins=[AtomicCheckpointIO()])
+            plugins=[AtomicCheckpointIO(), *_independent_worker()])
     except (MisconfigurationException, ValueError, RuntimeError, TypeError, ImportError) as exc:
         raise ConfigError(f"train.accelerator/devices/strategy/precision: {str(exc).strip().splitlines()[0]}") from None
+
+
+def _independent_worker() -> list:
+    """In a study worker (adlab.study.queue), the cluster environment is its own: Lightning would read
+    SLURM_NTASKS of `srun --ntasks=8` as a DDP world size and wait for 7 ranks that never come."""
+    from adlab.study.queue import WORKER_ENV
+
+    if not os.environ.get(WORKER_ENV):
+        return []
+    from lightning.fabric.plugins.environments import LightningEnvironment
+
+    return [LightningEnvironment()]
 
 
 def whitening_batches(data, images: int = 10_000, batch_size: int = 100):
