@@ -213,6 +213,7 @@ def work(study, out: Path, queue, say, resume_runs: bool = True) -> tuple[int, i
         index = list(runs).index(claimed.run) + 1
         label = f"[{index}/{total}] "
         started = time.perf_counter()
+        claimed.trial.set_user_attr("continued", _interrupted_before(run, out))
         try:
             with Heartbeat(queue, claimed.trial):
                 metrics = make_run(run, out, resume_runs, say, label)
@@ -229,6 +230,14 @@ def work(study, out: Path, queue, say, resume_runs: bool = True) -> tuple[int, i
         made += 1
         say(f"{label}{claimed.run}: {headline(run.config.task, metrics)}done in "
             f"{time.perf_counter() - started:.0f} s" + (f" (attempt {claimed.attempt})" if claimed.attempt > 1 else ""))
+
+
+def _interrupted_before(run, out: Path) -> bool:
+    """Whether this run continues from a checkpoint an earlier attempt left (recorded in its trial)."""
+    from adlab.run.train import resumable
+    from adlab.study.runner import with_study_folder
+
+    return bool(resumable(out / "runs" / run.name, with_study_folder(run.config, out)))
 
 
 def finish_once(study, out: Path, say) -> bool:
