@@ -167,9 +167,6 @@ def test_the_six_shipped_studies_validate_and_plan_without_writing(cli, tmp_path
     assert not (tmp_path / "datasets").exists() and not (tmp_path / "torch").exists()
 
 
-@pytest.mark.xfail(strict=True, raises=AttributeError,
-                   reason="adlab/study/plan.py _time_step: an autoencoder's forward returns a dict "
-                          "({'recon': ..., 'z': ...}) and `output.float()` fails; remove this mark once fixed")
 @pytest.mark.parametrize("name", ["e_mnist_autoencoders", "f_fmnist_autoencoder_search"])
 def test_the_plan_of_an_autoencoder_study_times_its_networks(name, tmp_path, monkeypatch):
     """--plan's time estimate builds and times each network for real (the test above replaces that)."""

@@ -205,7 +205,9 @@ def _time_step(config, shape: tuple[int, int, int], batch: int) -> float | None:
     timings = []
     for _ in range(3):
         start = time.perf_counter()
-        output = net(x)
+        output = net(x)  # logits; an autoencoder's {"recon": ..., "z": ...}; a VAE encoder's tuple
+        if isinstance(output, dict):
+            output = output.get("recon", next(iter(output.values())))
         output = output[0] if isinstance(output, (tuple, list)) else output
         output.float().mean().backward()
         optimizer.step()
