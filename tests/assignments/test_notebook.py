@@ -137,7 +137,8 @@ def test_with_adlab_installed_nothing_is_installed(monkeypatch, tmp_path, capsys
     namespace, commands = install_namespace(monkeypatch, tmp_path, "", importable=True)
     exec(cell("install"), namespace)
     assert commands == [] and "adlab is already installed: not installing it again" in capsys.readouterr().out
-    assert namespace["STUDY"] == REPO / "studies" / "a_cifar10_lr.yaml"  # this checkout, installed in place
+    installed_from = Path(importlib.util.find_spec("adlab").origin).resolve().parents[2]  # pip install -e: the checkout
+    assert namespace["STUDY"] == installed_from / "studies" / "a_cifar10_lr.yaml" and namespace["STUDY"].is_file()
 
 
 @pytest.mark.slow
