@@ -129,12 +129,18 @@ def test_reference_figures_are_set_beside_adlabs_with_the_seed_spread():
     results = [_result(f"lr-seed={s}", "lr", s, mean_class_accuracy=v, per_class_accuracy={"cat": c})
                for s, v, c in [(0, 0.80, 0.70), (1, 0.81, 0.71), (2, 0.79, 0.69)]]
     results.append(_result("alone", "alone", None, accuracy=0.6))
+    results += [_result(f"same-seed={s}", "same", s, accuracy=1.0) for s in (0, 1)]
+    reference.runs["same"] = {"accuracy": 99.0}
     blocks = _reference_blocks(reference, results)
     rows = {(r[0], r[1]): r for r in next(b for b in blocks if isinstance(b, Table)).rows}
     assert rows[("lr", "mean_class_accuracy")][2:] == ["79.95", "80.00 (n=3)", "+0.05", "[75.03, 84.97]", "inside"]  # t(0.975, 2) · 1.0 · √(4/3) = 4.97
     assert rows[("lr", "per_class_accuracy.cat")][-1] == "outside"  # 70 ± 4.97 does not reach 60
     assert rows[("alone", "accuracy")][-1] == "one seed: unknown" and rows[("never", "accuracy")][3] == "not measured"
+    assert rows[("same", "accuracy")][-1] == "no spread across seeds"  # not "outside" a range of zero width
     assert "add `seeds: [0, 1, 2]`" in blocks[1].text
+    fraction = Reference(source="F", scale="fraction", runs={"alone": {"accuracy": 0.021}})
+    row = next(b for b in _reference_blocks(fraction, results) if isinstance(b, Table)).rows[0]
+    assert row[2:5] == ["0.0210", "0.6000", "+0.5790"]  # fractions keep four decimals
 
 
 def test_per_class_table_has_a_column_per_class_and_marks_the_best():

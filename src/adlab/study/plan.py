@@ -58,11 +58,18 @@ def plan_lines(study, out: Path, timing: bool = True) -> list[str]:
                      + (f", about {images:,} training images" if images else "")
                      + (f", about {clock(seconds)}" if seconds is not None else ""))
     if timing:
-        lines.append(f"time: about {clock(total)} of training steps (one step of each network timed on this machine; "
+        lines.append(f"time: about {clock(total)} of training steps (one step of each network timed on this machine's "
+                     f"{'GPU' if _gpu() else 'CPU'}; "
                      "evaluation, data loading and figures add to it)"
                      + (f"; {unknown} run(s) not estimated (detection, or data not here)" if unknown else ""))
     lines.append("nothing was written or downloaded (--plan)")
     return lines
+
+
+def _gpu() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
 
 
 def data_state(config) -> str:
@@ -199,11 +206,14 @@ def _time_step(config, shape: tuple[int, int, int], batch: int) -> float | None:
             net = build_model(model, shape, 10).net
     except Exception:  # an estimate, never a reason to stop: the run itself reports a bad model
         return None
-    net.train()
+    device = "cuda" if torch.cuda.is_available() else "cpu"  # where the runs will train
+    net.train().to(device)
     optimizer = torch.optim.Adam(net.parameters(), lr=1e-3)
-    x = torch.rand(batch, *shape)
+    x = torch.rand(batch, *shape, device=device)
     timings = []
     for _ in range(3):
+        if device == "cuda":
+            torch.cuda.synchronize()
         start = time.perf_counter()
         output = net(x)  # logits; an autoencoder's {"recon": ..., "z": ...}; a VAE encoder's tuple
         if isinstance(output, dict):
@@ -212,5 +222,7 @@ def _time_step(config, shape: tuple[int, int, int], batch: int) -> float | None:
         output.float().mean().backward()
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
+        if device == "cuda":
+            torch.cuda.synchronize()
         timings.append(time.perf_counter() - start)
     return min(timings[1:])

@@ -128,6 +128,7 @@ def build_blocks(out: Path, study, results: list[RunResult],
 def _reference_blocks(reference, results: list[RunResult]) -> list[Block]:
     """The published figures beside adlab's, and whether each lies outside adlab's own seed-to-seed spread."""
     scale = 100.0 if reference.scale == "percent" else 1.0
+    digits = 2 if reference.scale == "percent" else 4  # an MSE of 0.021 needs its decimals
     unit = " (percent)" if reference.scale == "percent" else ""
     groups = _groups(results)
     rows, unknown_spread = [], False
@@ -136,18 +137,21 @@ def _reference_blocks(reference, results: list[RunResult]) -> list[Block]:
             values = [flat_metrics(m.metrics).get(key) for m in groups.get(group, [])]
             values = [v * scale for v in values if isinstance(v, (int, float))]
             if not values:
-                rows.append([group, key, f"{published:.2f}", "not measured", "", "", ""])
+                rows.append([group, key, f"{published:.{digits}f}", "not measured", "", "", ""])
                 continue
             mean = float(np.mean(values))
             spread = stats.single_run_range(values)
             if spread is None:
                 unknown_spread = True
                 verdict, shown = "one seed: unknown", ""
+            elif spread[0] == spread[1]:  # every seed gave the same figure: no spread to judge by
+                verdict, shown = "no spread across seeds", f"[{spread[0]:.{digits}f}, {spread[1]:.{digits}f}]"
             else:
                 verdict = "outside" if not spread[0] <= published <= spread[1] else "inside"
-                shown = f"[{spread[0]:.2f}, {spread[1]:.2f}]"
-            rows.append([group, key, f"{published:.2f}", f"{mean:.2f}" + (f" (n={len(values)})" if len(values) > 1 else ""),
-                         f"{mean - published:+.2f}", shown, verdict])
+                shown = f"[{spread[0]:.{digits}f}, {spread[1]:.{digits}f}]"
+            rows.append([group, key, f"{published:.{digits}f}",
+                         f"{mean:.{digits}f}" + (f" (n={len(values)})" if len(values) > 1 else ""),
+                         f"{mean - published:+.{digits}f}", shown, verdict])
     text = (f"Source: {reference.source}. The published figure beside adlab's{unit}: adlab's mean over seeds, "
             "the difference adlab - published, and the range where one more adlab run would land with 95% "
             "probability (a t prediction interval from the seeds). 'outside': the published figure is not within "
