@@ -21,34 +21,18 @@ URL = "https://github.com/ultralytics/assets/releases/download/v8.4.0/yolov8n.pt
 
 @pytest.fixture
 def weights_dir(tmp_path, monkeypatch):
-    """ultralytics' weights folder moved under tmp_path (a copy of its settings: the real settings file
-    is never written), and no network: each download attempt is recorded and fails as offline."""
-    from adlab.tasks.detect.train import _import_ultralytics
-
-    _import_ultralytics()  # with adlab's settings (and Pillow's own Image.open kept)
-    import ultralytics.utils
-    from ultralytics.utils import downloads
+    """ultralytics' weights folder moved under tmp_path, and no network (tests/standins)."""
+    from standins.ultralytics_weights import offline_weights_folder
 
     folder = tmp_path / "ultralytics-weights"
-    settings = {**dict(ultralytics.utils.SETTINGS), "weights_dir": str(folder)}
-    monkeypatch.setattr(ultralytics.utils, "SETTINGS", settings)
-    attempts = []
-
-    def offline(url, file=None, *args, **kwargs):
-        attempts.append((url, str(file)))
-        raise ConnectionError(f"❌  Download failure for {url}. Environment may be offline.")
-
-    monkeypatch.setattr(downloads, "safe_download", offline)
-    return SimpleNamespace(path=folder, attempts=attempts)
+    return SimpleNamespace(path=folder, attempts=offline_weights_folder(monkeypatch, folder))
 
 
 def saved_yolov8n(path):
     """A real ultralytics checkpoint (ultralytics' own Model.save of a yolov8n), as the release asset is."""
-    from ultralytics import YOLO
+    from standins.ultralytics_weights import write_ultralytics_checkpoint
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    YOLO("yolov8n.yaml").save(str(path))
-    return hashlib.sha256(path.read_bytes()).hexdigest()
+    return write_ultralytics_checkpoint(path.parent, path.name)[1]
 
 
 def detect_config(data_yaml, weights, name="yolov8n", **train):
