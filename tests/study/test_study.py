@@ -17,7 +17,7 @@ from adlab.study.spec import load_study
 
 BASE = """
 data: {name: digits}
-model: {name: cnn, conv_channels: [8, 16], convs_per_block: 1, hidden: [32]}
+model: {name: cnn, cnn: {conv_channels: [8, 16], convs_per_block: 1, hidden: [32]}}
 train: {epochs: 2, batch_size: 64, lr: 0.003, progress_bar: false}
 """
 
