@@ -26,14 +26,7 @@ def run_study(path: str | Path, out: str | Path | None = None, resume: bool = Fa
     study = study or load_study(path, overrides=overrides)  # every run's config is validated before anything starts
     out = Path(out) if out else Path("runs") / "studies" / study.name
     check_inputs(study)
-    if kind == "demo":
-        ownership.prepare_output(out, "demo", overwrite=True)
-    else:
-        claim_study_folder(out, resume)
-        check_same_overrides(out, overrides or [])
-    (out / "runs").mkdir(parents=True, exist_ok=True)
-    io.write_text(out / "study.yaml", Path(path).read_text(encoding="utf-8"))
-    io.write_json(out / SETTINGS, {"study_file": str(Path(path).absolute()), "set": list(overrides or [])})
+    open_study_folder(path, out, overrides, resume, kind)
     try:
         _make_runs(study, out, resume, verbose)
     except Interrupted as exc:  # the study's own command continues it, fusions and report included
@@ -45,6 +38,19 @@ def run_study(path: str | Path, out: str | Path | None = None, resume: bool = Fa
 
 
 SETTINGS = "study.json"  # the study file and the --set items the study was started with
+
+
+def open_study_folder(path, out: Path, overrides: list[str] | None, resume: bool, kind: str = "study") -> None:
+    """The study folder, new or (with `resume`) begun earlier with the same --set items, holding a copy
+    of the study file and those items; kind "demo": an earlier demo there is replaced."""
+    if kind == "demo":
+        ownership.prepare_output(out, "demo", overwrite=True)
+    else:
+        claim_study_folder(out, resume)
+        check_same_overrides(out, overrides or [])
+    (out / "runs").mkdir(parents=True, exist_ok=True)
+    io.write_text(out / "study.yaml", Path(path).read_text(encoding="utf-8"))
+    io.write_json(out / SETTINGS, {"study_file": str(Path(path).absolute()), "set": list(overrides or [])})
 
 
 def check_same_overrides(out: Path, overrides: list[str]) -> None:
@@ -70,14 +76,7 @@ def run_workers(path: str | Path, out: str | Path | None = None, workers: int | 
     study = load_study(path, overrides=overrides)
     out = Path(out) if out else Path("runs") / "studies" / study.name
     check_inputs(study)
-    if not (out / "study.yaml").is_file():
-        claim_study_folder(out, resume=True)
-        (out / "runs").mkdir(parents=True, exist_ok=True)
-        io.write_text(out / "study.yaml", Path(path).read_text(encoding="utf-8"))
-        io.write_json(out / SETTINGS, {"study_file": str(Path(path).absolute()), "set": list(overrides or [])})
-    else:
-        claim_study_folder(out, resume=True)
-        check_same_overrides(out, overrides or [])
+    open_study_folder(path, out, overrides, resume=True)  # workers join a study folder, new or begun
     say = io.printer(verbose)
     queue = q.open_queue(out, storage)
     q.enqueue_once(queue, study, out, finished, say)
