@@ -30,7 +30,7 @@ JOURNAL = "queue.journal"
 READY = "queue.ready"  # written once every run is enqueued
 HEARTBEAT = float(os.environ.get("ADLAB_QUEUE_HEARTBEAT", 10))  # seconds between a worker's signs of life
 GRACE = float(os.environ.get("ADLAB_QUEUE_GRACE", 60))  # silence after which a running claim is a dead worker's
-POLL = min(5.0, HEARTBEAT)
+POLL = min(1.0, HEARTBEAT)  # a worker with nothing to claim waits for the others' last runs: that is the study's tail
 THREADS_ENV = "ADLAB_WORKER_THREADS"  # torch threads of a worker started by --workers
 WORKER_ENV = "ADLAB_STUDY_WORKER"  # set in workers: Lightning must not take them for DDP ranks
 
@@ -241,7 +241,8 @@ def _interrupted_before(run, out: Path) -> bool:
 
 
 def finish_once(study, out: Path, say) -> bool:
-    """Fusions and the report, by one worker: the first to create OUT/.finishing (removed after)."""
+    """Fusions and the report, once: by the first worker to create OUT/.finishing (removed after) that
+    finds the report older than the runs; True when the report is current."""
     from adlab.study.runner import finish, finished
 
     if not all(finished(out / "runs" / run.name) for run in study.runs):
@@ -252,10 +253,20 @@ def finish_once(study, out: Path, say) -> bool:
     except FileExistsError:
         return False
     try:
-        finish(study, out, True, say)
+        if not _report_current(study, out):  # another worker may have written it while this one waited
+            finish(study, out, True, say)
     finally:
         lock.unlink(missing_ok=True)
     return True
+
+
+def _report_current(study, out: Path) -> bool:
+    """Whether OUT/report.md is newer than every run's results (a retried run makes it stale)."""
+    report = out / "report.md"
+    if not report.is_file():
+        return False
+    newest = max((out / "runs" / run.name / "metrics.json").stat().st_mtime for run in study.runs)
+    return report.stat().st_mtime >= newest
 
 
 def status_lines(study, out: Path, queue) -> list[str]:

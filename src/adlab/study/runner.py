@@ -91,20 +91,16 @@ def run_workers(path: str | Path, out: str | Path | None = None, workers: int | 
             torch.set_num_threads(int(threads))
         os.environ[q.WORKER_ENV] = "1"
         made, failed = q.work(study, out, queue, say)
-        if os.environ.get(PARENT_ENV) is None:  # a worker of its own (any machine): the last one finishes
-            q.finish_once(study, out, say)
+        q.finish_once(study, out, say)  # the last worker: it has everything the report needs imported already
         if failed:
             raise AdlabError(f"{out}: {failed} run(s) failed (adlab study {path} --out {out} --status; "
                              "--retry-failed runs them again)")
         return out
     _start_workers(path, out, workers or 1, storage, overrides, say)
-    if not q.finish_once(study, out, say):
+    if not q.finish_once(study, out, say):  # the last worker wrote the report unless it died after the last run
         raise AdlabError(f"{out}: some runs did not finish (adlab study {shlex.quote(str(path))} --out "
                          f"{shlex.quote(str(out))} --status)")
     return out
-
-
-PARENT_ENV = "ADLAB_WORKERS_PARENT"  # in workers started by --workers: the parent makes fusions and the report
 
 
 def _start_workers(path, out: Path, count: int, storage, overrides, say) -> None:
@@ -123,7 +119,7 @@ def _start_workers(path, out: Path, count: int, storage, overrides, say) -> None
         command += ["--set", item]
     children = []
     for index in range(count):
-        env = {**os.environ, q.THREADS_ENV: str(threads), "OMP_NUM_THREADS": str(threads), PARENT_ENV: "1"}
+        env = {**os.environ, q.THREADS_ENV: str(threads), "OMP_NUM_THREADS": str(threads)}
         if gpus:
             env["CUDA_VISIBLE_DEVICES"] = str(index % gpus)
         children.append(subprocess.Popen(command, env=env))
