@@ -85,10 +85,16 @@ def enqueue_once(queue, study, out: Path, finished, say) -> None:
     os.close(handle)
     run_steps(study.prepare, study.path, out, say)
     known = {t.user_attrs.get("run") for t in queue.get_trials(deepcopy=False)}
-    for run in study.runs:
+    # Longest runs first: the study ends when its last run does, and short runs fill the gaps best.
+    for run in sorted(study.runs, key=_epochs, reverse=True):
         if run.name not in known and not finished(out / "runs" / run.name):
             queue.enqueue_trial({}, user_attrs={"run": run.name, "attempt": 1})
     io.write_text(ready, dt.datetime.now().isoformat(timespec="seconds") + "\n")
+
+
+def _epochs(run) -> int:
+    train = getattr(run.config, "train", None)
+    return int(getattr(train, "epochs", 0) or 0)
 
 
 @dataclass

@@ -107,11 +107,9 @@ def _start_workers(path, out: Path, count: int, storage, overrides, say) -> None
     import subprocess
     import sys
 
-    import torch
-
     from adlab.study import queue as q
 
-    gpus = torch.cuda.device_count()
+    gpus = _visible_gpus()
     threads = max(1, (os.cpu_count() or 1) // count)
     command = [sys.executable, "-m", "adlab", "study", str(path), "--out", str(out), "--worker"]
     command += ["--storage", storage] if storage else []
@@ -121,9 +119,9 @@ def _start_workers(path, out: Path, count: int, storage, overrides, say) -> None
     for index in range(count):
         env = {**os.environ, q.THREADS_ENV: str(threads), "OMP_NUM_THREADS": str(threads)}
         if gpus:
-            env["CUDA_VISIBLE_DEVICES"] = str(index % gpus)
+            env["CUDA_VISIBLE_DEVICES"] = gpus[index % len(gpus)]
         children.append(subprocess.Popen(command, env=env))
-    say(f"{count} workers, {f'one GPU each of {gpus}' if gpus else f'{threads} CPU thread(s) each'}; "
+    say(f"{count} workers, {f'one GPU each of {len(gpus)}' if gpus else f'{threads} CPU thread(s) each'}; "
         f"queue in {storage or out / q.JOURNAL}")
     try:
         codes = [child.wait() for child in children]
@@ -138,6 +136,23 @@ def _start_workers(path, out: Path, count: int, storage, overrides, say) -> None
         if code != 0:
             say(f"worker {index + 1} ended with {'signal ' + str(-code) if code < 0 else 'exit code ' + str(code)}; "
                 "its run, if any, was queued again for the others")
+
+
+def _visible_gpus() -> list[str]:
+    """The NVIDIA GPUs this process may use, as CUDA_VISIBLE_DEVICES entries for the workers. Read from
+    the environment and /dev, not from torch: importing torch here would delay every worker's start by
+    seconds on the study's critical path."""
+    import glob
+
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if visible is not None:
+        devices = []
+        for entry in (e.strip() for e in visible.split(",")):
+            if not entry or entry.startswith("-"):  # CUDA hides this entry and every one after it
+                break
+            devices.append(entry)
+        return devices
+    return [str(i) for i in range(len(glob.glob("/dev/nvidia[0-9]*")))]
 
 
 def study_status(path: str | Path, out: str | Path | None = None, storage: str | None = None) -> list[str]:
