@@ -220,6 +220,11 @@ class SchedulerConfig(_Section):
     pct_start: float = Field(0.25, gt=0.0, lt=1.0, description="onecycle: warm-up fraction of the steps")
 
 
+# Lightning's own loggers (lightning.pytorch.loggers); detect switches on ultralytics' integrations instead
+LOGGERS = ("csv", "tensorboard", "mlflow")
+Logger = Literal[LOGGERS]  # type: ignore[valid-type]
+
+
 class TrainConfig(_Section):
     """Optimisation, evaluation-time averaging and the Lightning trainer."""
 
@@ -266,11 +271,28 @@ class TrainConfig(_Section):
     num_threads: Optional[int] = Field(None, ge=1, le=1024, description="torch CPU threads (null: PyTorch's choice)")
     channels_last: bool = Field(True, description="NHWC memory layout: faster convolutions on CPUs")
     progress_bar: bool = Field(True, description="a progress bar on a terminal; one line per epoch otherwise")
+    loggers: list[Logger] = Field(
+        [], description="trackers the run also logs to, inside the run folder: csv, tensorboard, mlflow (pip install "
+                        "'adlab[track]'); a name alone is a list of one; []: none, only history.csv and metrics.json "
+                        "(docs/tracking.md)")
 
     @field_validator("scheduler", mode="before")
     @classmethod
     def _scheduler_shorthand(cls, value: Any) -> Any:
         return {"name": value} if isinstance(value, str) else value
+
+    @field_validator("loggers", mode="before")
+    @classmethod
+    def _known_loggers(cls, value: Any) -> Any:
+        names = [value] if isinstance(value, str) else value  # `--set train.loggers=mlflow`: a list of one
+        if not isinstance(names, list):
+            return names  # pydantic names the wrong type
+        for name in names:
+            if name not in LOGGERS:
+                raise ValueError(f"unknown logger {name!r} (valid: {', '.join(LOGGERS)})")
+            if names.count(name) > 1:
+                raise ValueError(f"{name} is listed twice")
+        return names
 
 
 class Config(_Section):
