@@ -16,12 +16,14 @@ $(STAMP): pyproject.toml
 	@rm -f $(VENV)/.adlab-installed-*
 	@touch $@
 
-# Debian packages: Fashion-MNIST (real data, offline) and Chromium (the HTML report's browser test).
+# Debian packages: Fashion-MNIST (real data, offline), Chromium (the HTML report's browser test) and
+# pdflatex with booktabs (the test that compiles report.tex).
 # Only root can apt-get; others are told what is missing (the tests that need it are skipped).
 data:
 	@missing=""; \
 	[ -f $(FMNIST) ] || missing="$$missing dataset-fashion-mnist"; \
 	command -v chromium >/dev/null || missing="$$missing chromium"; \
+	command -v pdflatex >/dev/null || missing="$$missing texlive-latex-base texlive-latex-recommended"; \
 	if [ -z "$$missing" ]; then :; \
 	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 		echo "installing Debian packages:$$missing"; \

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from adlab.study.stats import accuracy_difference, mcnemar_exact, paired_bootstrap, summarize
+from adlab.study.stats import mcnemar_exact, paired_accuracy_bootstrap, summarize
 
 
 def test_summarize_matches_the_t_interval():
@@ -26,18 +26,59 @@ def test_mcnemar_exact_against_binomtest_by_hand():
     assert mcnemar_exact(a, a).p_value == 1.0
 
 
+def _by_hand(right_a, right_b, resamples, seed=0):
+    """The bootstrap adlab used before scipy's: resample image indices, the same draw for both variants."""
+    rng = np.random.default_rng(seed)
+    n = len(right_a)
+    draws = [right_a[i].mean() - right_b[i].mean() for i in (rng.integers(0, n, n) for _ in range(resamples))]
+    return np.quantile(draws, [0.025, 0.975])
+
+
+def _pair(rng, n, p_good, p_bad):
+    y = rng.integers(0, 3, n)
+    good = np.where(rng.random(n) < p_good, y, (y + 1) % 3)
+    bad = np.where(rng.random(n) < p_bad, y, (y + 1) % 3)
+    return good == y, bad == y
+
+
 def test_paired_bootstrap_finds_a_real_difference_and_not_a_fake_one():
     rng = np.random.default_rng(0)
-    y = rng.integers(0, 3, 2000)
-    good = np.where(rng.random(2000) < 0.90, y, (y + 1) % 3)
-    bad = np.where(rng.random(2000) < 0.80, y, (y + 1) % 3)
-    real = paired_bootstrap(accuracy_difference(good == y, bad == y), len(y), resamples=500)
-    assert real.difference == pytest.approx((good == y).mean() - (bad == y).mean())
+    right_good, right_bad = _pair(rng, 2000, 0.90, 0.80)
+    real = paired_accuracy_bootstrap(right_good, right_bad, resamples=500)
+    assert real.difference == pytest.approx(right_good.mean() - right_bad.mean())
     assert real.significant and real.ci_low > 0.05
-    same = np.where(rng.random(2000) < 0.90, y, (y + 1) % 3)
-    noise = paired_bootstrap(accuracy_difference(good == y, same == y), len(y), resamples=500)
+    right_same, _ = _pair(np.random.default_rng(1), 2000, 0.90, 0.90)
+    noise = paired_accuracy_bootstrap(right_good, right_same, resamples=500)
     assert noise.ci_low < noise.difference < noise.ci_high
     assert not noise.significant
+
+
+@pytest.mark.parametrize("p_bad", [0.80, 0.88, 0.90])
+def test_scipys_paired_bootstrap_agrees_with_the_one_by_hand(p_bad):
+    right_a, right_b = _pair(np.random.default_rng(2), 1500, 0.90, p_bad)
+    ours = paired_accuracy_bootstrap(right_a, right_b, resamples=4000)
+    low, high = _by_hand(right_a, right_b, resamples=4000)
+    # two independent 4000-draw percentile intervals: their ends agree to Monte Carlo error (~0.002)
+    assert ours.ci_low == pytest.approx(low, abs=0.005) and ours.ci_high == pytest.approx(high, abs=0.005)
+
+
+def test_the_pairing_is_used():
+    """Two variants right on mostly the same images: pairing makes the interval far narrower than
+    two independent samples of those accuracies would give."""
+    rng = np.random.default_rng(3)
+    right_a = rng.random(2000) < 0.9
+    right_b = right_a.copy()
+    flip = rng.choice(2000, 60, replace=False)
+    right_b[flip] = ~right_b[flip]
+    ours = paired_accuracy_bootstrap(right_a, right_b, resamples=2000)
+    unpaired_half = 1.96 * np.sqrt(right_a.var() / len(right_a) + right_b.var() / len(right_b))
+    assert (ours.ci_high - ours.ci_low) / 2 < 0.6 * unpaired_half
+
+
+def test_identical_variants_give_a_zero_interval():
+    right = np.array([True, False, True, True])
+    same = paired_accuracy_bootstrap(right, right)
+    assert (same.difference, same.ci_low, same.ci_high, same.significant) == (0.0, 0.0, 0.0, False)
 
 
 def test_mcnemar_needs_the_same_test_set():

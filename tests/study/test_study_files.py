@@ -121,7 +121,7 @@ def _result(name, group, seed, **metrics):
 
 
 def test_reference_figures_are_set_beside_adlabs_with_the_seed_spread():
-    from adlab.study.report import Table, _reference_blocks
+    from adlab.study.report import Table, reference_blocks
     from adlab.study.spec import Reference
 
     reference = Reference(source="Coimbra A", runs={"lr": {"mean_class_accuracy": 79.95, "per_class_accuracy.cat": 60.0},
@@ -131,7 +131,7 @@ def test_reference_figures_are_set_beside_adlabs_with_the_seed_spread():
     results.append(_result("alone", "alone", None, accuracy=0.6))
     results += [_result(f"same-seed={s}", "same", s, accuracy=1.0) for s in (0, 1)]
     reference.runs["same"] = {"accuracy": 99.0}
-    blocks = _reference_blocks(reference, results)
+    blocks = reference_blocks(reference, results)
     rows = {(r[0], r[1]): r for r in next(b for b in blocks if isinstance(b, Table)).rows}
     assert rows[("lr", "mean_class_accuracy")][2:] == ["79.95", "80.00 (n=3)", "+0.05", "[75.03, 84.97]", "inside"]  # t(0.975, 2) · 1.0 · √(4/3) = 4.97
     assert rows[("lr", "per_class_accuracy.cat")][-1] == "outside"  # 70 ± 4.97 does not reach 60
@@ -139,19 +139,22 @@ def test_reference_figures_are_set_beside_adlabs_with_the_seed_spread():
     assert rows[("same", "accuracy")][-1] == "no spread across seeds"  # not "outside" a range of zero width
     assert "add `seeds: [0, 1, 2]`" in blocks[1].text
     fraction = Reference(source="F", scale="fraction", runs={"alone": {"accuracy": 0.021}})
-    row = next(b for b in _reference_blocks(fraction, results) if isinstance(b, Table)).rows[0]
+    row = next(b for b in reference_blocks(fraction, results) if isinstance(b, Table)).rows[0]
     assert row[2:5] == ["0.0210", "0.6000", "+0.5790"]  # fractions keep four decimals
 
 
 def test_per_class_table_has_a_column_per_class_and_marks_the_best():
-    from adlab.study.report import _per_class_blocks
+    from adlab.study.report import per_class_blocks
 
-    blocks = _per_class_blocks("per_class_accuracy", [
-        _result("a", "a", None, per_class_accuracy={"Car": 0.96, "Cyclist": 0.32}),
-        _result("b", "b", None, per_class_accuracy={"Car": 0.99, "Cyclist": None})])
-    table = blocks[1]
-    assert table.header == ["run", "Car", "Cyclist"] and table.rows == [["a", 0.96, 0.32], ["b", 0.99, None]]
-    assert table.bold == [[False, False, True], [False, True, False]]
+    blocks = per_class_blocks("per_class_accuracy", {
+        "a": [_result("a", "a", None, per_class_accuracy={"Car": 0.96, "Cyclist": 0.32})],
+        "b": [_result("b-seed=0", "b", 0, per_class_accuracy={"Car": 0.99, "Cyclist": None}),
+              _result("b-seed=1", "b", 1, per_class_accuracy={"Car": 0.97, "Cyclist": None})]})
+    heading, table = blocks
+    assert heading.text == "Per class accuracy (mean over seeds)"
+    assert table.header == ["variant", "Car", "Cyclist"]
+    assert table.rows == [["a", 0.96, 0.32], ["b", pytest.approx(0.98), None]]
+    assert table.bold == [[False, False, False], [False, True, False]]  # one Cyclist value: nothing to beat
 
 
 def test_reference_runs_must_be_runs_of_the_study(tmp_path):

@@ -181,14 +181,7 @@ def _leaves(base: Any, extra: dict, prefix: str = ""):
 
 def expand(spec: StudySpec) -> list[PlannedRun]:
     """Every run of the study, in a stable order: regimes x grid, then variants, each x seeds."""
-    keys = list(spec.grid)
-    short = _short_names(keys)
-    points: list[tuple[str, dict]] = []
-    regimes = list(spec.regimes.items()) or [(None, {})]
-    if spec.grid or spec.regimes:
-        for (regime, regime_overrides), values in itertools.product(regimes, itertools.product(*spec.grid.values())):
-            parts = ([regime] if regime else []) + [f"{short[k]}={_text(v)}" for k, v in zip(keys, values)]
-            points.append(("-".join(parts), {**regime_overrides, **dict(zip(keys, values))}))
+    points = [(group, overrides) for group, overrides, _ in _grid_points(spec)]
     points += list(spec.variants.items())
     if not points:
         points = [("base", {})]
@@ -204,6 +197,25 @@ def expand(spec: StudySpec) -> list[PlannedRun]:
     if duplicates:
         raise ConfigError(f"study: run names collide ({', '.join(duplicates)}); rename a variant")
     return runs
+
+
+def _grid_points(spec: StudySpec) -> list[tuple[str, dict, dict[str, str]]]:
+    """(variant name, its overrides, its value on each axis) for regimes x grid."""
+    keys = list(spec.grid)
+    short = _short_names(keys)
+    points = []
+    regimes = list(spec.regimes.items()) or [(None, {})]
+    if spec.grid or spec.regimes:
+        for (regime, regime_overrides), values in itertools.product(regimes, itertools.product(*spec.grid.values())):
+            axes = ({"regime": regime} if regime else {}) | {short[k]: _text(v) for k, v in zip(keys, values)}
+            parts = ([regime] if regime else []) + [f"{short[k]}={_text(v)}" for k, v in zip(keys, values)]
+            points.append(("-".join(parts), {**regime_overrides, **dict(zip(keys, values))}, axes))
+    return points
+
+
+def grid_axes(spec: StudySpec) -> dict[str, dict[str, str]]:
+    """Each grid variant (as its runs' group name) -> its value on each axis of the study, for pivots."""
+    return {generated_name(group): axes for group, _, axes in _grid_points(spec)}
 
 
 def _short_names(keys: list[str]) -> dict[str, str]:

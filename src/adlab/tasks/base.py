@@ -30,6 +30,7 @@ class ReportSpec:
     curve: str  # the history.csv column drawn per epoch for all runs
     paired_test: bool = False  # predictions.csv allows a paired test between variants
     per_class: str | None = None  # a metrics.json mapping class -> value, shown as its own table
+    summary_keys: tuple[str, ...] = ()  # the columns the summary at the top names a best variant for
 
 
 class Task(Protocol):

@@ -19,7 +19,8 @@ class Autoencode(LightningTask):
         "Autoencoders",
         [("test_mse", "min"), ("test_bce", "min"), ("latent_knn_accuracy", "max"), ("latent_linear_accuracy", "max"),
          ("test_mse_corrupted", "min"), ("train_seconds", "min"), ("scored_epoch", None)],
-        ["reconstructions.png", "latent_tsne.png", "samples.png"], "val_mse")
+        ["reconstructions.png", "latent_tsne.png", "samples.png"], "val_mse",
+        summary_keys=("test_mse", "latent_linear_accuracy"))
 
     def check_config(self, config: Config) -> None:
         if config.model.name not in AUTOENCODERS:

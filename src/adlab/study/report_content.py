@@ -1,0 +1,423 @@
+"""What the study report says: per section and task, the runs table, pivots over the study's axes,
+seeds, paired tests, per-class accuracy and figures; and at the top, a summary in sentences (the best
+variant of each section and whether it is significantly better, runs that collapsed or did not finish).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from adlab.errors import DataError
+from adlab.rundir import flat_metrics
+from adlab.study import report_figures as figures
+from adlab.study import stats
+from adlab.study.blocks import Block, Bullets, Figure, Gallery, Heading, Paragraph, Table
+from adlab.study.spec import grid_axes
+from adlab.tasks import TASKS, get_task
+
+SIGNIFICANCE_LEVEL = 0.05
+COLLAPSE_SHARE = 0.9  # a classifier that gives one class to this share of the test images has collapsed
+
+
+def build_blocks(out: Path, study, results: list, sections: list[tuple[str, list[str]]] | None = None,
+                 missing: list[str] | None = None) -> list[Block]:
+    intro = (f"{len(results)} finished runs in {out.name}/runs, from the study file {study.path.name}. "
+             "In the tables, bold marks a column's single best value.")
+    if not results:
+        return [Heading(1, f"Study: {study.name}"), Paragraph(intro), Paragraph("No finished runs yet.")]
+    summary: list[str] = []
+    body: list[Block] = []
+    for title, names in sections or [("", [r.name for r in results])]:
+        chosen = [r for r in results if r.name in names]
+        if title:
+            body.append(Heading(2, title))
+        for task in [t for t in TASKS if any(r.task == t for r in chosen)]:
+            blocks, findings = _task_blocks(out, task, [r for r in chosen if r.task == task], study, title)
+            body += blocks
+            label = title or get_task(task).report.title
+            summary += [f"{label}: {finding}" for finding in findings]
+    if missing:
+        summary.append(f"Not finished: {', '.join(missing)} (no metrics.json; `adlab study --resume` or "
+                       "`--workers` continues the study, `--status` tells why).")
+    head: list[Block] = [Heading(1, f"Study: {study.name}"), Paragraph(intro)]
+    if summary:
+        head += [Heading(2, "Summary"), Bullets(summary)]
+    if getattr(study.spec, "reference", None):
+        body += reference_blocks(study.spec.reference, results)
+    return head + body
+
+
+# --- one task's runs in one section ----------------------------------------------------------------
+
+def _task_blocks(out: Path, task: str, results: list, study, section: str = "") -> tuple[list[Block], list[str]]:
+    tag = _slug(section) + "_" + task if section else task
+    spec = get_task(task).report
+    columns = [(k, better) for k, better in spec.columns if any(k in r.metrics for r in results)]
+    level = 3 if section else 2
+    sub = min(level + 1, 4)
+    blocks: list[Block] = [Heading(level, spec.title)]
+    rows = [[r.name, *[r.metrics.get(k) for k, _ in columns]] for r in results]
+    header = ["run", *[k for k, _ in columns]]
+    blocks.append(Table(header, rows, best_mask(rows, [None, *[b for _, b in columns]], header)))
+    groups = _groups(results)
+    main, better = columns[0] if columns else (None, None)
+    if main:
+        blocks += _pivot_blocks(study, groups, main, better, sub)
+    if main and any(len(members) > 1 for members in groups.values()):
+        blocks += _seed_blocks(out, tag, groups, main, better, sub)
+    comparisons = _paired_comparisons(groups) if spec.paired_test and len(groups) > 1 else []
+    blocks += _comparison_blocks(comparisons, sub)
+    if spec.per_class:
+        blocks += per_class_blocks(spec.per_class, groups, sub)
+    blocks += _figure_blocks(out, tag, task, spec, results, sub)
+    findings = []
+    for key in spec.summary_keys:
+        better_of_key = dict(spec.columns).get(key)
+        if better_of_key and any(isinstance(r.metrics.get(key), (int, float)) for r in results):
+            findings.append(_finding(groups, key, better_of_key, comparisons if key == main else []))
+    findings += [_collapse_finding(r) for r in results if _collapsed(r)]
+    return blocks, findings
+
+
+def _groups(results: list) -> dict[str, list]:
+    groups: dict[str, list] = {}
+    for r in results:
+        groups.setdefault(r.group, []).append(r)
+    return groups
+
+
+def _values(members: list, key: str) -> list[float]:
+    return [float(m.metrics[key]) for m in members if isinstance(m.metrics.get(key), (int, float))]
+
+
+def _mean_std(values: list[float]) -> str:
+    if len(values) == 1:
+        return f"{values[0]:.4f}"
+    return f"{np.mean(values):.4f} ± {np.std(values, ddof=1):.4f}"
+
+
+def _pivot_blocks(study, groups: dict, key: str, better: str | None, level: int) -> list[Block]:
+    """The study's grid as a table: the first axis that varies down, the others across, each cell the
+    variant's mean ± std over seeds (seeds' tables: lr x scheduler, net x regime)."""
+    axes = {g: a for g, a in grid_axes(study.spec).items() if g in groups and _values(groups[g], key)}
+    if len(axes) < 3:
+        return []
+    names = list(next(iter(axes.values())))
+    varying = [a for a in names if len({point[a] for point in axes.values()}) > 1]
+    if len(varying) < 2:
+        return []
+    down, across = varying[0], varying[1:]
+    row_values = list(dict.fromkeys(point[down] for point in axes.values()))
+    col_values = list(dict.fromkeys(tuple(point[a] for a in across) for point in axes.values()))
+    cell_of = {(point[down], tuple(point[a] for a in across)): g for g, point in axes.items()}
+    rows, means = [], []
+    for value in row_values:
+        groups_in_row = [cell_of.get((value, combo)) for combo in col_values]
+        rows.append([f"{down}={value}", *[_mean_std(_values(groups[g], key)) if g else "" for g in groups_in_row]])
+        means.append([None, *[float(np.mean(_values(groups[g], key))) if g else None for g in groups_in_row]])
+    header = [down, *[", ".join(f"{a}={v}" for a, v in zip(across, combo))
+                                                  for combo in col_values]]
+    bold = _single_best([m for row in means for m in row[1:] if m is not None], means, better)
+    seeds = max(len(members) for members in groups.values())
+    return [Heading(level, f"{key} over the study's axes" + (" (mean ± std over seeds)" if seeds > 1 else "")),
+            Table(header, rows, bold)]
+
+
+def _single_best(values: list[float], grid: list[list], better: str | None) -> list[list[bool]]:
+    if not better or not values or len(set(values)) == 1:
+        return [[False] * len(row) for row in grid]
+    best = max(values) if better == "max" else min(values)
+    unique = values.count(best) == 1
+    return [[unique and v is not None and v == best for v in row] for row in grid]
+
+
+def _seed_blocks(out: Path, tag: str, groups: dict, key: str, better: str, level: int) -> list[Block]:
+    rows = []
+    for group, members in groups.items():
+        values = _values(members, key)
+        if values:
+            s = stats.summarize(values)
+            rows.append([group, s.n, s.mean, s.std, f"[{s.ci_low:.4f}, {s.ci_high:.4f}]"])
+    header = ["variant", "seeds", f"{key} mean", "std", "95% interval"]
+    return [Heading(level, "Across seeds (mean ± std, 95% interval of the mean)"),
+            Table(header, rows, best_mask(rows, [None, None, better, None, None], header)),
+            Figure(figures.bar_chart(out, f"{tag}_{key}_bars", key, groups, better),
+                   f"{key} by variant (error bars: std over seeds)")]
+
+
+def per_class_blocks(key: str, groups: dict, level: int = 3) -> list[Block]:
+    """Accuracy of each class per variant (mean over seeds; the seeds' table C): where the headline
+    hides a class the model never gets."""
+    per_run = {g: [m.metrics[key] for m in members if isinstance(m.metrics.get(key), dict)]
+               for g, members in groups.items()}
+    classes = list(dict.fromkeys(c for maps in per_run.values() for m in maps for c in m))
+    if not classes or len(classes) > 30:  # a table too wide to read: metrics.json keeps them all
+        return []
+    rows = []
+    for group, maps in per_run.items():
+        if maps:
+            rows.append([group, *[_mean_or_none([m.get(c) for m in maps]) for c in classes]])
+    seeds = max(len(maps) for maps in per_run.values())
+    return [Heading(level, key.replace("_", " ").capitalize() + (" (mean over seeds)" if seeds > 1 else "")),
+            Table(["variant", *classes], rows, best_mask(rows, [None, *["max"] * len(classes)], ["variant", *classes]))]
+
+
+def _mean_or_none(values: list) -> float | None:
+    numbers = [v for v in values if isinstance(v, (int, float))]
+    return float(np.mean(numbers)) if numbers else None
+
+
+def best_mask(rows: list[list], betters: list[str | None], header: list[str] | None = None) -> list[list[bool]]:
+    """Which cells hold their column's single best value as shown ('max', 'min'; None: no highlight).
+    A tie for the best at the digits shown, or a column where every value reads the same, highlights
+    nothing: bold would claim a winner the table cannot show."""
+    from adlab.study.render import cell
+
+    mask = [[False] * len(row) for row in rows]
+    for j, better in enumerate(betters):
+        column = header[j] if header else ""
+        shown = {i: float(cell(row[j], column)) for i, row in enumerate(rows)
+                 if isinstance(row[j], (int, float)) and not isinstance(row[j], bool) and _numeric(cell(row[j], column))}
+        if better is None or len(set(shown.values())) < 2:
+            continue
+        best = max(shown.values()) if better == "max" else min(shown.values())
+        if list(shown.values()).count(best) == 1:
+            for i, value in shown.items():
+                mask[i][j] = value == best
+    return mask
+
+
+def _numeric(text: str) -> bool:
+    try:
+        float(text)
+        return True
+    except ValueError:
+        return False
+
+
+# --- paired tests ----------------------------------------------------------------------------------
+
+@dataclass
+class Comparison:
+    best: str
+    variant: str
+    difference: float  # accuracy best - variant
+    ci_low: float
+    ci_high: float
+    only_best: int
+    only_variant: int
+    p_value: float
+
+    @property
+    def significant(self) -> bool:
+        return self.p_value < SIGNIFICANCE_LEVEL and (self.ci_low > 0 or self.ci_high < 0)
+
+
+def read_predictions(run) -> np.ndarray | None:
+    """(y_true, y_pred) columns of a run's predictions.csv."""
+    path = run.path / "predictions.csv"
+    if not path.is_file():
+        return None
+    try:
+        return np.loadtxt(path, delimiter=",", skiprows=1, ndmin=2, usecols=(1, 2))
+    except (ValueError, IndexError):
+        raise DataError(f"{path}: malformed predictions (expected numeric columns index, y_true, y_pred, ...)") from None
+
+
+def _paired_comparisons(groups: dict) -> list[Comparison]:
+    """For each set of variants scored on the same test images: the best against each other one,
+    paired by seed (McNemar's exact test and a paired bootstrap interval)."""
+    preds = {m.name: read_predictions(m) for members in groups.values() for m in members}
+    clusters: dict[bytes, list[str]] = {}
+    for group, members in groups.items():
+        p = preds[members[0].name]
+        if p is not None:
+            clusters.setdefault(p[:, 0].tobytes(), []).append(group)
+    comparisons = []
+    for names in clusters.values():
+        if len(names) > 1:
+            comparisons += _compare_with_best({g: groups[g] for g in names}, preds)
+    return comparisons
+
+
+def _compare_with_best(groups: dict, preds: dict) -> list[Comparison]:
+    best = max(groups, key=lambda g: np.mean(_values(groups[g], "accuracy") or [0.0]))
+    comparisons = []
+    for group, members in groups.items():
+        if group == best:
+            continue
+        right_best, right_other = [], []
+        for a in groups[best]:
+            for b in members:
+                pa, pb = preds[a.name], preds[b.name]
+                # paired tests need the same test images: same length and the same true labels in order
+                if a.seed == b.seed and pa is not None and pb is not None and pa.shape == pb.shape \
+                        and np.array_equal(pa[:, 0], pb[:, 0]):
+                    right_best.append(pa[:, 0] == pa[:, 1])
+                    right_other.append(pb[:, 0] == pb[:, 1])
+        if not right_best:
+            continue
+        a, b = np.concatenate(right_best), np.concatenate(right_other)
+        test = stats.mcnemar_exact(a, b)
+        boot = stats.paired_accuracy_bootstrap(a, b, resamples=2000)
+        comparisons.append(Comparison(best, group, boot.difference, boot.ci_low, boot.ci_high,
+                                      test.only_a_correct, test.only_b_correct, test.p_value))
+    return comparisons
+
+
+def _comparison_blocks(comparisons: list[Comparison], level: int) -> list[Block]:
+    blocks: list[Block] = []
+    for best in dict.fromkeys(c.best for c in comparisons):
+        rows = [[c.variant, f"{c.difference:+.4f}", f"[{c.ci_low:+.4f}, {c.ci_high:+.4f}]",
+                 f"{c.only_best} / {c.only_variant}", f"{c.p_value:.3g}", "yes" if c.significant else "no"]
+                for c in comparisons if c.best == best]
+        blocks += [Heading(level, f"Is the best variant ({best}) really better?"),
+                   Paragraph("Accuracy difference best - variant on the same test images (paired by seed), its 95% "
+                             "paired bootstrap interval, the discordant pairs (only best right / only variant right) "
+                             f"and McNemar's exact p-value. Significant: p < {SIGNIFICANCE_LEVEL} and an interval "
+                             "excluding 0."),
+                   Table(["variant", "difference", "95% interval", "discordant", "p (McNemar)", "significant"], rows,
+                         [[False] * 6 for _ in rows])]
+    return blocks
+
+
+# --- the summary's sentences -----------------------------------------------------------------------
+
+def _finding(groups: dict, key: str, better: str, comparisons: list[Comparison]) -> str:
+    """'best KEY: VARIANT (value); significantly better than ... / not significantly better than ...'."""
+    means = {g: float(np.mean(v)) for g, members in groups.items() if (v := _values(members, key))}
+    ranked = sorted(means, key=means.get, reverse=(better == "max"))
+    best = ranked[0]
+    values = _values(groups[best], key)
+    seeds = f", mean of {len(values)} seeds ± {np.std(values, ddof=1):.4f}" if len(values) > 1 else ""
+    text = f"best {key} {means[best]:.4f} by {best}{seeds}"
+    if len(ranked) == 1:
+        return text + "."
+    if comparisons:
+        won = [c for c in comparisons if c.best == best and c.significant]
+        open_ = [c for c in comparisons if c.best == best and not c.significant]
+        if won:
+            text += "; significantly better than " + _listed(won, max(c.p_value for c in won), "largest")
+        if open_:
+            text += "; not significantly better than " + _listed(open_, min(c.p_value for c in open_), "smallest")
+        if won or open_:
+            return text + " (McNemar's exact test on the same test images)."
+    second = ranked[1]
+    text += f"; next {second} {means[second]:.4f}"
+    a, b = _values(groups[best], key), _values(groups[second], key)
+    if len(a) > 1 and len(b) > 1:
+        from scipy.stats import ttest_ind
+
+        p = float(ttest_ind(a, b, equal_var=False).pvalue)
+        if np.isnan(p):
+            return text + " (the seeds agree exactly: no test)."
+        verdict = "significant" if p < SIGNIFICANCE_LEVEL else "not significant"
+        return text + f" ({verdict}: Welch's t-test over seeds, p = {p:.2g})."
+    return text + " (one seed each: not tested; add seeds to the study to test it)."
+
+
+def _listed(comparisons: list[Comparison], p: float, which: str) -> str:
+    """Up to three variants with their difference and p; more as names with the telling p-value."""
+    if len(comparisons) <= 3:
+        return ", ".join(f"{c.variant} ({c.difference:+.4f}, p = {c.p_value:.2g})" for c in comparisons)
+    return f"{len(comparisons)} variants ({', '.join(c.variant for c in comparisons)}; {which} p = {p:.2g})"
+
+
+def _collapsed(run) -> tuple[str, float] | None:
+    """(class, share) when a classifier gives one class to most test images that are not mostly that class."""
+    matrix = run.metrics.get("confusion_matrix")
+    if not isinstance(matrix, list) or not matrix:
+        return None
+    counts = np.asarray(matrix, dtype=float)
+    total = counts.sum()
+    if total == 0 or counts.shape[0] < 2:
+        return None
+    predicted, true = counts.sum(axis=0) / total, counts.sum(axis=1) / total
+    top = int(np.argmax(predicted))
+    if predicted[top] >= COLLAPSE_SHARE and true[top] < COLLAPSE_SHARE:
+        names = run.metrics.get("class_names") or []
+        return (str(names[top]) if top < len(names) else str(top)), float(predicted[top])
+    return None
+
+
+def _collapse_finding(run) -> str:
+    name, share = _collapsed(run)
+    return (f"{run.name} collapsed: it answers '{name}' for {share:.0%} of the test images "
+            "(a learning rate too high, or too few epochs, are the usual causes).")
+
+
+# --- figures ---------------------------------------------------------------------------------------
+
+def _figure_blocks(out: Path, tag: str, task: str, spec, results: list, level: int) -> list[Block]:
+    blocks: list[Block] = []
+    curve = figures.curves(out, f"{tag}_{spec.curve}_curves", spec.curve, results)
+    if curve:
+        blocks.append(Figure(curve, f"validation {spec.curve} per epoch, one colour per variant"))
+    losses = figures.loss_grid(out, f"{tag}_losses", results)
+    if losses:
+        blocks.append(Figure(losses, "training and validation loss per epoch, one panel per variant"))
+    confusion = figures.confusion_grid(out, f"{tag}_confusion", results)
+    if confusion:
+        blocks.append(Figure(confusion, "confusion matrices (first seed of each variant), each row normalised to "
+                                        "its true class: the diagonal is the class's accuracy"))
+    first_seed = [r for r in results if r is next(x for x in results if x.group == r.group)]
+    for name in spec.figures:
+        shown = [Figure((r.path / "figures" / name).relative_to(out), r.group, wide=False)
+                 for r in first_seed if (r.path / "figures" / name).is_file()]
+        if shown:
+            blocks.append(Gallery(shown, name.removesuffix(".png").replace("_", " ") + " (first seed of each variant)"))
+    if blocks:
+        blocks.insert(0, Heading(level, "Figures"))
+    return blocks
+
+
+def _slug(text: str) -> str:
+    import re
+
+    return re.sub(r"[^a-z0-9]+", "_", text.lower()).strip("_")
+
+
+# --- published figures -----------------------------------------------------------------------------
+
+def reference_blocks(reference, results: list) -> list[Block]:
+    """The published figures beside adlab's, and whether each lies outside adlab's own seed-to-seed spread."""
+    scale = 100.0 if reference.scale == "percent" else 1.0
+    digits = 2 if reference.scale == "percent" else 4  # an MSE of 0.021 needs its decimals
+    unit = " (percent)" if reference.scale == "percent" else ""
+    groups = _groups(results)
+    rows, unknown_spread = [], False
+    for group, published_figures in reference.runs.items():
+        for key, published in published_figures.items():
+            values = [flat_metrics(m.metrics).get(key) for m in groups.get(group, [])]
+            values = [v * scale for v in values if isinstance(v, (int, float))]
+            if not values:
+                rows.append([group, key, f"{published:.{digits}f}", "not measured", "", "", ""])
+                continue
+            mean = float(np.mean(values))
+            spread = stats.single_run_range(values)
+            if spread is None:
+                unknown_spread = True
+                verdict, shown = "one seed: unknown", ""
+            elif spread[0] == spread[1]:  # every seed gave the same figure: no spread to judge by
+                verdict, shown = "no spread across seeds", f"[{spread[0]:.{digits}f}, {spread[1]:.{digits}f}]"
+            else:
+                verdict = "outside" if not spread[0] <= published <= spread[1] else "inside"
+                shown = f"[{spread[0]:.{digits}f}, {spread[1]:.{digits}f}]"
+            rows.append([group, key, f"{published:.{digits}f}",
+                         f"{mean:.{digits}f}" + (f" (n={len(values)})" if len(values) > 1 else ""),
+                         f"{mean - published:+.{digits}f}", shown, verdict])
+    text = (f"Source: {reference.source}. The published figure beside adlab's{unit}: adlab's mean over seeds, "
+            "the difference adlab - published, and the range where one more adlab run would land with 95% "
+            "probability (a t prediction interval from the seeds). 'outside': the published figure is not within "
+            "adlab's own seed-to-seed spread, so the difference is more than chance of the seed.")
+    if unknown_spread:
+        text += " With one seed the spread is unknown: add `seeds: [0, 1, 2]` to the study to judge the differences."
+    blocks: list[Block] = [Heading(2, "Against the published figures"), Paragraph(text),
+                           Table(["run", "metric", "published", "adlab", "difference", "adlab 95% range",
+                                  "published figure vs adlab's spread"], rows, [[False] * 7 for _ in rows])]
+    if reference.note:
+        blocks.append(Paragraph(reference.note))
+    return blocks
