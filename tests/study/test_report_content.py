@@ -112,3 +112,44 @@ def test_paragraphs_are_plain_text_in_every_format():
     assert markdown.strip() == text  # nothing GitHub would misread
     tex = render_tex([Paragraph(text)], "t", ".")
     assert r"50\% of runs\_x \& p \textless{} 0.05 \# \{1\} \textasciitilde{}2" in tex
+
+
+def test_autoencoders_are_compared_image_by_image(tmp_path):
+    """AE vs VAE on the same test images: Wilcoxon's signed-rank test on per-image reconstruction errors
+    and McNemar's test on the linear probe's answers, both in the summary."""
+    import json
+
+    import numpy as np
+
+    from adlab.study.report import write_report
+    from adlab.study.spec import load_study
+
+    path = tmp_path / "study.yaml"
+    path.write_text("config: {task: autoencode, data: {name: digits}, train: {epochs: 2}}\n"
+                    "variants: {ae: {model.name: ae}, vae: {model.name: vae}}\n")
+    study = load_study(path)
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 3, 400)
+    errors = {"ae": rng.random(400) * 0.02, "vae": None}
+    errors["vae"] = errors["ae"] * 1.2 + 0.001  # worse on every image
+    answers = {"ae": np.where(rng.random(400) < 0.70, y, (y + 1) % 3),
+               "vae": np.where(rng.random(400) < 0.85, y, (y + 1) % 3)}
+    for name in ("ae", "vae"):
+        folder = tmp_path / "out" / "runs" / name
+        folder.mkdir(parents=True)
+        (folder / "config.yaml").write_text("task: autoencode\ndata: {name: digits}\n")
+        (folder / "metrics.json").write_text(json.dumps({"test_mse": float(errors[name].mean()),
+                                                         "latent_linear_accuracy": float((answers[name] == y).mean())}))
+        (folder / "history.csv").write_text("epoch,train_loss,val_loss,val_mse\n1,1.0,1.1,0.05\n2,0.5,0.6,0.03\n")
+        rows = ["index,y_true,y_pred,mse"] + [f"{i},{t},{p},{e}" for i, (t, p, e) in
+                                               enumerate(zip(y, answers[name], errors[name]))]
+        (folder / "predictions.csv").write_text("\n".join(rows) + "\n")
+    write_report(tmp_path / "out", study)
+    report = (tmp_path / "out" / "report.md").read_text()
+    summary = report.split("## Summary", 1)[1].split("\n## ", 1)[0]
+    assert re.search(r"best test_mse 0\.0\d+ by ae; significantly better than vae \(-0\.00307, p = [0-9.e-]+\) "
+                     r"\(Wilcoxon's signed-rank test on the same test images\)", summary), summary
+    assert re.search(r"best latent_linear_accuracy 0\.8\d+ by vae; significantly better than ae \(\+0\.1\d+, "
+                     r"p = [0-9.e-]+\) \(McNemar's exact test", summary), summary
+    assert "| vae | -0.00307 | [-0.00318, -0.00296] | 400 / 0 |" in report  # ae's error is lower on all 400 images
+    assert "| ae | +0.1725 | [+0.1150, +0.2300] | 109 / 40 |" in report

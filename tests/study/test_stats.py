@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from adlab.study.stats import mcnemar_exact, paired_accuracy_bootstrap, summarize
+from adlab.study.stats import mcnemar_exact, paired_bootstrap, summarize, wilcoxon_paired
 
 
 def test_summarize_matches_the_t_interval():
@@ -44,11 +44,11 @@ def _pair(rng, n, p_good, p_bad):
 def test_paired_bootstrap_finds_a_real_difference_and_not_a_fake_one():
     rng = np.random.default_rng(0)
     right_good, right_bad = _pair(rng, 2000, 0.90, 0.80)
-    real = paired_accuracy_bootstrap(right_good, right_bad, resamples=500)
+    real = paired_bootstrap(right_good, right_bad, resamples=500)
     assert real.difference == pytest.approx(right_good.mean() - right_bad.mean())
     assert real.significant and real.ci_low > 0.05
     right_same, _ = _pair(np.random.default_rng(1), 2000, 0.90, 0.90)
-    noise = paired_accuracy_bootstrap(right_good, right_same, resamples=500)
+    noise = paired_bootstrap(right_good, right_same, resamples=500)
     assert noise.ci_low < noise.difference < noise.ci_high
     assert not noise.significant
 
@@ -56,7 +56,7 @@ def test_paired_bootstrap_finds_a_real_difference_and_not_a_fake_one():
 @pytest.mark.parametrize("p_bad", [0.80, 0.88, 0.90])
 def test_scipys_paired_bootstrap_agrees_with_the_one_by_hand(p_bad):
     right_a, right_b = _pair(np.random.default_rng(2), 1500, 0.90, p_bad)
-    ours = paired_accuracy_bootstrap(right_a, right_b, resamples=4000)
+    ours = paired_bootstrap(right_a, right_b, resamples=4000)
     low, high = _by_hand(right_a, right_b, resamples=4000)
     # two independent 4000-draw percentile intervals: their ends agree to Monte Carlo error (~0.002)
     assert ours.ci_low == pytest.approx(low, abs=0.005) and ours.ci_high == pytest.approx(high, abs=0.005)
@@ -70,17 +70,30 @@ def test_the_pairing_is_used():
     right_b = right_a.copy()
     flip = rng.choice(2000, 60, replace=False)
     right_b[flip] = ~right_b[flip]
-    ours = paired_accuracy_bootstrap(right_a, right_b, resamples=2000)
+    ours = paired_bootstrap(right_a, right_b, resamples=2000)
     unpaired_half = 1.96 * np.sqrt(right_a.var() / len(right_a) + right_b.var() / len(right_b))
     assert (ours.ci_high - ours.ci_low) / 2 < 0.6 * unpaired_half
 
 
 def test_identical_variants_give_a_zero_interval():
     right = np.array([True, False, True, True])
-    same = paired_accuracy_bootstrap(right, right)
+    same = paired_bootstrap(right, right)
     assert (same.difference, same.ci_low, same.ci_high, same.significant) == (0.0, 0.0, 0.0, False)
 
 
 def test_mcnemar_needs_the_same_test_set():
     with pytest.raises(ValueError):
         mcnemar_exact([True, False], [True])
+
+
+def test_wilcoxon_on_per_image_errors():
+    rng = np.random.default_rng(4)
+    base = rng.random(500)
+    better = base * 0.9  # 10% lower error on every image
+    result = wilcoxon_paired(better, base)
+    assert (result.a_better, result.b_better) == (500, 0) and result.p_value < 1e-50
+    noise = wilcoxon_paired(base + rng.normal(0, 0.01, 500), base + rng.normal(0, 0.01, 500))
+    assert noise.p_value > 0.05
+    assert wilcoxon_paired(base, base).p_value == 1.0
+    with pytest.raises(ValueError):
+        wilcoxon_paired([1.0, 2.0], [1.0])

@@ -59,6 +59,20 @@ def test_latent_knn_accuracy_agrees_with_scikit_learn(ae_run):
     assert ae_run.metrics["latent_knn_accuracy"] == pytest.approx(expected, abs=1e-9)
 
 
+def test_per_image_results_add_up_to_the_metrics(ae_run):
+    """predictions.csv: each test image's class, the linear probe's answer and its reconstruction
+    error; the report's paired tests between variants read them."""
+    import csv
+
+    with open(ae_run.path / "predictions.csv") as f:
+        rows = list(csv.DictReader(f))
+    latents = np.load(ae_run.path / "latents.npz")
+    assert len(rows) == 360 and [int(r["y_true"]) for r in rows] == latents["test_y"].tolist()
+    right = np.mean([r["y_true"] == r["y_pred"] for r in rows])
+    assert right == pytest.approx(ae_run.metrics["latent_linear_accuracy"], abs=1e-9)
+    assert np.mean([float(r["mse"]) for r in rows]) == pytest.approx(ae_run.metrics["test_mse"], rel=1e-4)
+
+
 def test_test_mse_agrees_with_a_direct_computation(ae_run):
     from adlab.tasks.autoencode.generate import load_autoencoder
 

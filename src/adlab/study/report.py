@@ -26,6 +26,7 @@ class RunResult:
     task: str
     path: Path
     metrics: dict
+    test_set: str = ""  # the data the run was scored on (name, root, classes): runs compared must share it
 
 
 def planned_runs(study) -> list[tuple[str, str, int | None]]:
@@ -48,8 +49,10 @@ def collect(out: Path, study) -> list[RunResult]:
         task = "classify" if config.get("task") == "fuse" else config.get("task", "classify")  # a fused run
         if task not in TASKS:
             raise DataError(f"{path / 'config.yaml'}: unknown task {str(task)[:40]!r}")
+        data = config.get("data") if isinstance(config.get("data"), dict) else {}
+        test_set = f"{data.get('name')}|{data.get('root')}|{data.get('classes')}"
         results.append(RunResult(name, group, seed, task, path, io.read_json_mapping(path / "metrics.json",
-                                                                                      "metrics file")))
+                                                                                      "metrics file"), test_set))
     return results
 
 

@@ -68,7 +68,7 @@ def _task_blocks(out: Path, task: str, results: list, study, section: str = "") 
         blocks += _pivot_blocks(study, groups, main, better, sub)
     if main and any(len(members) > 1 for members in groups.values()):
         blocks += _seed_blocks(out, tag, groups, main, better, sub)
-    comparisons = _paired_comparisons(groups) if spec.paired_test and len(groups) > 1 else []
+    comparisons = _paired_comparisons(groups, spec.paired, columns) if spec.paired and len(groups) > 1 else []
     blocks += _comparison_blocks(comparisons, sub)
     if spec.per_class:
         blocks += per_class_blocks(spec.per_class, groups, sub)
@@ -77,7 +77,7 @@ def _task_blocks(out: Path, task: str, results: list, study, section: str = "") 
     for key in spec.summary_keys:
         better_of_key = dict(spec.columns).get(key)
         if better_of_key and any(isinstance(r.metrics.get(key), (int, float)) for r in results):
-            findings.append(_finding(groups, key, better_of_key, comparisons if key == main else []))
+            findings += _findings(groups, key, better_of_key, [c for c in comparisons if c.key == key])
     findings += [_collapse_finding(r) for r in results if _collapsed(r)]
     return blocks, findings
 
@@ -202,109 +202,160 @@ def _numeric(text: str) -> bool:
 
 @dataclass
 class Comparison:
+    key: str  # the metric compared
     best: str
     variant: str
-    difference: float  # accuracy best - variant
+    difference: float  # mean per-image measure, best - variant
     ci_low: float
     ci_high: float
-    only_best: int
-    only_variant: int
+    best_wins: int  # images where only the best is right (or where its error is lower)
+    variant_wins: int
     p_value: float
+    test: str
 
     @property
     def significant(self) -> bool:
         return self.p_value < SIGNIFICANCE_LEVEL and (self.ci_low > 0 or self.ci_high < 0)
 
 
-def read_predictions(run) -> np.ndarray | None:
-    """(y_true, y_pred) columns of a run's predictions.csv."""
+def read_predictions(run) -> dict[str, np.ndarray] | None:
+    """The per-image columns of a run's predictions.csv (y_true, y_pred and measures such as mse;
+    not the class probabilities), or None when the run wrote none."""
     path = run.path / "predictions.csv"
     if not path.is_file():
         return None
+    with open(path) as f:
+        header = f.readline().strip().split(",")
+    wanted = [i for i, name in enumerate(header) if i > 0 and not name.startswith("p_")]
+    if header[:3] != ["index", "y_true", "y_pred"]:
+        raise DataError(f"{path}: malformed predictions (expected columns index, y_true, y_pred, ...)")
     try:
-        return np.loadtxt(path, delimiter=",", skiprows=1, ndmin=2, usecols=(1, 2))
+        data = np.loadtxt(path, delimiter=",", skiprows=1, ndmin=2, usecols=wanted)
     except (ValueError, IndexError):
-        raise DataError(f"{path}: malformed predictions (expected numeric columns index, y_true, y_pred, ...)") from None
+        raise DataError(f"{path}: malformed predictions (non-numeric values or rows of different lengths)") from None
+    return {header[i]: data[:, j] for j, i in enumerate(wanted)}
 
 
-def _paired_comparisons(groups: dict) -> list[Comparison]:
-    """For each set of variants scored on the same test images: the best against each other one,
-    paired by seed (McNemar's exact test and a paired bootstrap interval)."""
+def _per_image(columns: dict[str, np.ndarray], measure: str) -> np.ndarray | None:
+    if measure == "correct":
+        return (columns["y_true"] == columns["y_pred"]).astype(float)
+    return columns.get(measure)
+
+
+def _paired_comparisons(groups: dict, paired: tuple[tuple[str, str], ...], columns: list[tuple[str, str]]
+                        ) -> list[Comparison]:
+    """For each paired metric and each set of variants scored on the same test images: the best
+    variant against each other one, paired by seed and image."""
     preds = {m.name: read_predictions(m) for members in groups.values() for m in members}
     clusters: dict[bytes, list[str]] = {}
     for group, members in groups.items():
         p = preds[members[0].name]
         if p is not None:
-            clusters.setdefault(p[:, 0].tobytes(), []).append(group)
+            clusters.setdefault(p["y_true"].tobytes(), []).append(group)
+    better_of = dict(columns)
     comparisons = []
-    for names in clusters.values():
-        if len(names) > 1:
-            comparisons += _compare_with_best({g: groups[g] for g in names}, preds)
+    for key, measure in paired:
+        if better_of.get(key) is None:
+            continue
+        for names in clusters.values():
+            if len(names) > 1:
+                comparisons += _compare_with_best({g: groups[g] for g in names}, preds, key, measure, better_of[key])
     return comparisons
 
 
-def _compare_with_best(groups: dict, preds: dict) -> list[Comparison]:
-    best = max(groups, key=lambda g: np.mean(_values(groups[g], "accuracy") or [0.0]))
+def _compare_with_best(groups: dict, preds: dict, key: str, measure: str, better: str) -> list[Comparison]:
+    means = {g: np.mean(v) for g, members in groups.items() if (v := _values(members, key))}
+    if len(means) < 2:
+        return []
+    best = (max if better == "max" else min)(means, key=means.get)
     comparisons = []
-    for group, members in groups.items():
+    for group in means:
         if group == best:
             continue
-        right_best, right_other = [], []
+        pairs = []
         for a in groups[best]:
-            for b in members:
+            for b in groups[group]:
                 pa, pb = preds[a.name], preds[b.name]
                 # paired tests need the same test images: same length and the same true labels in order
-                if a.seed == b.seed and pa is not None and pb is not None and pa.shape == pb.shape \
-                        and np.array_equal(pa[:, 0], pb[:, 0]):
-                    right_best.append(pa[:, 0] == pa[:, 1])
-                    right_other.append(pb[:, 0] == pb[:, 1])
-        if not right_best:
+                if a.seed == b.seed and pa is not None and pb is not None and len(pa["y_true"]) == len(pb["y_true"]) \
+                        and np.array_equal(pa["y_true"], pb["y_true"]):
+                    x, y = _per_image(pa, measure), _per_image(pb, measure)
+                    if x is not None and y is not None:
+                        pairs.append((x, y))
+        if not pairs:
             continue
-        a, b = np.concatenate(right_best), np.concatenate(right_other)
-        test = stats.mcnemar_exact(a, b)
-        boot = stats.paired_accuracy_bootstrap(a, b, resamples=2000)
-        comparisons.append(Comparison(best, group, boot.difference, boot.ci_low, boot.ci_high,
-                                      test.only_a_correct, test.only_b_correct, test.p_value))
+        x, y = np.concatenate([p for p, _ in pairs]), np.concatenate([q for _, q in pairs])
+        boot = stats.paired_bootstrap(x, y, resamples=2000)
+        if measure == "correct":
+            test = stats.mcnemar_exact(x.astype(bool), y.astype(bool))
+            wins, p, name = (test.only_a_correct, test.only_b_correct), test.p_value, "McNemar's exact test"
+        else:
+            test = stats.wilcoxon_paired(x, y) if better == "min" else stats.wilcoxon_paired(-x, -y)
+            wins, p, name = (test.a_better, test.b_better), test.p_value, "Wilcoxon's signed-rank test"
+        comparisons.append(Comparison(key, best, group, boot.difference, boot.ci_low, boot.ci_high, *wins, p, name))
     return comparisons
 
 
 def _comparison_blocks(comparisons: list[Comparison], level: int) -> list[Block]:
     blocks: list[Block] = []
-    for best in dict.fromkeys(c.best for c in comparisons):
-        rows = [[c.variant, f"{c.difference:+.4f}", f"[{c.ci_low:+.4f}, {c.ci_high:+.4f}]",
-                 f"{c.only_best} / {c.only_variant}", f"{c.p_value:.3g}", "yes" if c.significant else "no"]
-                for c in comparisons if c.best == best]
-        blocks += [Heading(level, f"Is the best variant ({best}) really better?"),
-                   Paragraph("Accuracy difference best - variant on the same test images (paired by seed), its 95% "
-                             "paired bootstrap interval, the discordant pairs (only best right / only variant right) "
-                             f"and McNemar's exact p-value. Significant: p < {SIGNIFICANCE_LEVEL} and an interval "
-                             "excluding 0."),
-                   Table(["variant", "difference", "95% interval", "discordant", "p (McNemar)", "significant"], rows,
+    for key, best in dict.fromkeys((c.key, c.best) for c in comparisons):
+        chosen = [c for c in comparisons if c.key == key and c.best == best]
+        correct = chosen[0].test.startswith("McNemar")
+        form = "+.4f" if correct else "+.3g"  # accuracies in four decimals; errors (0.0031) in three digits
+        rows = [[c.variant, f"{c.difference:{form}}", f"[{c.ci_low:{form}}, {c.ci_high:{form}}]",
+                 f"{c.best_wins} / {c.variant_wins}", f"{c.p_value:.3g}", "yes" if c.significant else "no"]
+                for c in chosen]
+        what = ("the discordant pairs (only best right / only variant right) and McNemar's exact p-value"
+                if correct else "the images where each has the lower error (best / variant) and Wilcoxon's "
+                                "signed-rank p-value")
+        blocks += [Heading(level, f"Is the best variant by {key} ({best}) really better?"),
+                   Paragraph(f"{key} difference best - variant on the same test images (paired by seed), its 95% "
+                             f"paired bootstrap interval, {what}. Significant: p < {SIGNIFICANCE_LEVEL} and an "
+                             "interval excluding 0."),
+                   Table(["variant", "difference", "95% interval", "wins best / variant", "p", "significant"], rows,
                          [[False] * 6 for _ in rows])]
     return blocks
 
 
 # --- the summary's sentences -----------------------------------------------------------------------
 
+def _test_sets(groups: dict) -> list[dict]:
+    """The variants split by the images they were scored on (the same true labels in order, or the same
+    data set in their configs): only variants on the same test images are compared."""
+    sets: dict[object, dict] = {}
+    for group, members in groups.items():
+        preds = read_predictions(members[0])
+        identity = preds["y_true"].tobytes() if preds is not None else members[0].test_set
+        sets.setdefault(identity, {})[group] = members
+    return list(sets.values())
+
+
+def _findings(groups: dict, key: str, better: str, comparisons: list[Comparison]) -> list[str]:
+    sets = [s for s in _test_sets(groups) if len(s) > 1] or [groups]
+    return [_finding(s, key, better, comparisons) for s in sets if any(_values(m, key) for m in s.values())]
+
+
 def _finding(groups: dict, key: str, better: str, comparisons: list[Comparison]) -> str:
-    """'best KEY: VARIANT (value); significantly better than ... / not significantly better than ...'."""
+    """'best KEY VALUE by VARIANT; significantly better than ... / not significantly better than ...'."""
     means = {g: float(np.mean(v)) for g, members in groups.items() if (v := _values(members, key))}
     ranked = sorted(means, key=means.get, reverse=(better == "max"))
     best = ranked[0]
+    if len(ranked) > 1 and len({round(v, 4) for v in means.values()}) == 1:
+        return f"every variant ({', '.join(ranked)}) scores {key} {means[best]:.4f}: no difference to report."
     values = _values(groups[best], key)
     seeds = f", mean of {len(values)} seeds ± {np.std(values, ddof=1):.4f}" if len(values) > 1 else ""
     text = f"best {key} {means[best]:.4f} by {best}{seeds}"
     if len(ranked) == 1:
         return text + "."
-    if comparisons:
-        won = [c for c in comparisons if c.best == best and c.significant]
-        open_ = [c for c in comparisons if c.best == best and not c.significant]
+    mine = [c for c in comparisons if c.best == best and c.variant in groups]
+    if mine:
+        won = [c for c in mine if c.significant]
+        open_ = [c for c in mine if not c.significant]
         if won:
             text += "; significantly better than " + _listed(won, max(c.p_value for c in won), "largest")
         if open_:
             text += "; not significantly better than " + _listed(open_, min(c.p_value for c in open_), "smallest")
-        if won or open_:
-            return text + " (McNemar's exact test on the same test images)."
+        return text + f" ({mine[0].test} on the same test images)."
     second = ranked[1]
     text += f"; next {second} {means[second]:.4f}"
     a, b = _values(groups[best], key), _values(groups[second], key)
@@ -316,13 +367,14 @@ def _finding(groups: dict, key: str, better: str, comparisons: list[Comparison])
             return text + " (the seeds agree exactly: no test)."
         verdict = "significant" if p < SIGNIFICANCE_LEVEL else "not significant"
         return text + f" ({verdict}: Welch's t-test over seeds, p = {p:.2g})."
-    return text + " (one seed each: not tested; add seeds to the study to test it)."
+    return text + " (one seed each and no per-image results: not tested; add seeds to the study to test it)."
 
 
 def _listed(comparisons: list[Comparison], p: float, which: str) -> str:
     """Up to three variants with their difference and p; more as names with the telling p-value."""
     if len(comparisons) <= 3:
-        return ", ".join(f"{c.variant} ({c.difference:+.4f}, p = {c.p_value:.2g})" for c in comparisons)
+        return ", ".join(f"{c.variant} ({c.difference:+.4f}, p = {c.p_value:.2g})" if abs(c.difference) >= 0.01 else
+                         f"{c.variant} ({c.difference:+.3g}, p = {c.p_value:.2g})" for c in comparisons)
     return f"{len(comparisons)} variants ({', '.join(c.variant for c in comparisons)}; {which} p = {p:.2g})"
 
 

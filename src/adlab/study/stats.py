@@ -2,7 +2,8 @@
 
 - Several seeds of one variant: mean, sample standard deviation and a 95% t-interval of the mean.
 - Two variants scored on the same test set: McNemar's exact test on the discordant pairs
-  (classification), and scipy's paired bootstrap interval of the accuracy difference.
+  (classification), Wilcoxon's signed-rank test on per-image errors (reconstruction), and scipy's
+  paired bootstrap interval of the difference of the means.
 """
 
 from __future__ import annotations
@@ -83,14 +84,15 @@ class BootstrapDifference:
         return self.ci_low > 0 or self.ci_high < 0
 
 
-def paired_accuracy_bootstrap(correct_a, correct_b, resamples: int = 2000, confidence: float = 0.95,
-                              seed: int = 0) -> BootstrapDifference:
-    """Percentile interval of accuracy(A) - accuracy(B), from per-image correctness on the same test
-    images: scipy's paired bootstrap resamples images, so both variants see the same draw each time."""
+def paired_bootstrap(per_image_a, per_image_b, resamples: int = 2000, confidence: float = 0.95,
+                     seed: int = 0) -> BootstrapDifference:
+    """Percentile interval of mean(A) - mean(B) over the same test images (per-image correctness gives
+    the accuracy difference, per-image errors the error difference): scipy's paired bootstrap resamples
+    images, so both variants see the same draw each time."""
     from scipy.stats import bootstrap
 
-    right_a = np.asarray(correct_a, dtype=float)
-    right_b = np.asarray(correct_b, dtype=float)
+    right_a = np.asarray(per_image_a, dtype=float)
+    right_b = np.asarray(per_image_b, dtype=float)
     if right_a.shape != right_b.shape:
         raise ValueError("both variants must be scored on the same test images")
     difference = float(right_a.mean() - right_b.mean())
@@ -104,3 +106,25 @@ def paired_accuracy_bootstrap(correct_a, correct_b, resamples: int = 2000, confi
 
 def _mean_difference(a, b, axis=-1):
     return a.mean(axis=axis) - b.mean(axis=axis)
+
+
+@dataclass
+class SignedRank:
+    a_better: int  # images where A's error is lower
+    b_better: int
+    p_value: float
+
+
+def wilcoxon_paired(errors_a, errors_b) -> SignedRank:
+    """Wilcoxon's signed-rank test of per-image errors of two variants on the same images (two-sided)."""
+    from scipy.stats import wilcoxon
+
+    a = np.asarray(errors_a, dtype=float)
+    b = np.asarray(errors_b, dtype=float)
+    if a.shape != b.shape:
+        raise ValueError("both variants must be scored on the same test images")
+    differences = a - b
+    if not np.any(differences):
+        return SignedRank(0, 0, 1.0)
+    return SignedRank(int(np.sum(differences < 0)), int(np.sum(differences > 0)),
+                      float(wilcoxon(differences).pvalue))

@@ -28,7 +28,9 @@ class ReportSpec:
     columns: list[tuple[str, str | None]]  # (metrics.json key, "max" | "min": which is better; None: neither)
     figures: list[str]  # figures/ files shown per run
     curve: str  # the history.csv column drawn per epoch for all runs
-    paired_test: bool = False  # predictions.csv allows a paired test between variants
+    # (metrics.json key, its per-image measure in predictions.csv: "correct" (y_true == y_pred) or a column
+    # such as "mse"): variants scored on the same test images get a paired test on these
+    paired: tuple[tuple[str, str], ...] = ()
     per_class: str | None = None  # a metrics.json mapping class -> value, shown as its own table
     summary_keys: tuple[str, ...] = ()  # the columns the summary at the top names a best variant for
 

@@ -20,6 +20,7 @@ class Autoencode(LightningTask):
         [("test_mse", "min"), ("test_bce", "min"), ("latent_knn_accuracy", "max"), ("latent_linear_accuracy", "max"),
          ("test_mse_corrupted", "min"), ("train_seconds", "min"), ("scored_epoch", None)],
         ["reconstructions.png", "latent_tsne.png", "samples.png"], "val_mse",
+        paired=(("test_mse", "mse"), ("latent_linear_accuracy", "correct")),
         summary_keys=("test_mse", "latent_linear_accuracy"))
 
     def check_config(self, config: Config) -> None:

@@ -14,14 +14,15 @@ def knn_accuracy(train_z: np.ndarray, train_y: np.ndarray, test_z: np.ndarray, t
     return float(KNeighborsClassifier(KNN_NEIGHBOURS).fit(train_z, train_y).score(test_z, test_y))
 
 
-def linear_probe_accuracy(train_z: np.ndarray, train_y: np.ndarray, test_z: np.ndarray, test_y: np.ndarray) -> float:
-    """Logistic regression on standardised codes (the usual linear probe)."""
+def linear_probe_predictions(train_z: np.ndarray, train_y: np.ndarray, test_z: np.ndarray) -> np.ndarray:
+    """The class a logistic regression on standardised codes (the usual linear probe) gives each test code;
+    its accuracy is the latent code's linear separability, and the per-image answers allow paired tests."""
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
     probe = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000))
-    return float(probe.fit(train_z, train_y).score(test_z, test_y))
+    return probe.fit(train_z, train_y).predict(test_z)
 
 
 def pca_2d(z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

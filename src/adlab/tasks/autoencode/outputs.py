@@ -12,7 +12,7 @@ from torch import nn
 from adlab.tasks.autoencode import figures as figs
 from adlab import io
 from adlab.models.autoencoders import corrupt, kl_divergence
-from adlab.tasks.autoencode.latent import knn_accuracy, linear_probe_accuracy, pca_2d, subsample, tsne_2d
+from adlab.tasks.autoencode.latent import knn_accuracy, linear_probe_predictions, pca_2d, subsample, tsne_2d
 
 CORRUPTION_SEED = 1234  # the same corrupted test set every time
 
@@ -29,18 +29,23 @@ def encode(model: nn.Module, transform: nn.Module, images: torch.Tensor) -> torc
 
 
 @torch.inference_mode()
-def reconstruction_metrics(model: nn.Module, model_cfg, transform: nn.Module, images: torch.Tensor) -> dict:
+def reconstruction_metrics(model: nn.Module, model_cfg, transform: nn.Module, images: torch.Tensor
+                           ) -> tuple[dict, np.ndarray]:
     """Per-pixel MSE and BCE on clean inputs; a VAE adds KL and ELBO (nats per image); a DAE adds
-    the MSE of reconstructing clean images from corrupted ones."""
+    the MSE of reconstructing clean images from corrupted ones. Also each image's own MSE (the
+    report's paired test between variants on the same test images)."""
     model.eval()
     sums = {"mse": 0.0, "bce": 0.0, "kl": 0.0, "bce_image": 0.0, "mse_corrupted": 0.0}
     generator = torch.Generator().manual_seed(CORRUPTION_SEED)
     n_pixels = 0
+    per_image = []
     for i in range(0, len(images), 1024):
         x = transform(images[i:i + 1024])
         out = model(x)
         recon = out["recon"]
-        sums["mse"] += F.mse_loss(recon, x, reduction="sum").item()
+        squared = F.mse_loss(recon, x, reduction="none").flatten(1)
+        per_image.append(squared.mean(dim=1))
+        sums["mse"] += squared.sum().item()
         bce = F.binary_cross_entropy(recon, x, reduction="sum").item()
         sums["bce"] += bce
         n_pixels += x.numel()
@@ -56,7 +61,7 @@ def reconstruction_metrics(model: nn.Module, model_cfg, transform: nn.Module, im
         metrics["test_elbo"] = -(sums["bce"] + sums["kl"]) / n
     if model.denoising:
         metrics["test_mse_corrupted"] = sums["mse_corrupted"] / n_pixels
-    return metrics
+    return metrics, torch.cat(per_image).numpy()
 
 
 def write_autoencoder_result(path: Path, model: nn.Module, model_cfg, data, extra: dict | None = None,
@@ -65,14 +70,18 @@ def write_autoencoder_result(path: Path, model: nn.Module, model_cfg, data, extr
     path = Path(path)
     transform = data.transform
     names = data.info.class_names
-    metrics = reconstruction_metrics(model, model_cfg, transform, data.test_x)
+    metrics, image_mse = reconstruction_metrics(model, model_cfg, transform, data.test_x)
     train_z = encode(model, transform, data.train_x).numpy()
     test_z = encode(model, transform, data.test_x).numpy()
     train_y, test_y = data.train_y.numpy(), data.test_y.numpy()
     metrics["latent_knn_accuracy"] = knn_accuracy(train_z, train_y, test_z, test_y)
-    metrics["latent_linear_accuracy"] = linear_probe_accuracy(train_z, train_y, test_z, test_y)
+    probe = linear_probe_predictions(train_z, train_y, test_z)
+    metrics["latent_linear_accuracy"] = float(np.mean(probe == test_y))
     metrics.update({"latent_dim": int(train_z.shape[1]), "class_names": names, "num_test": int(len(test_y))})
     metrics.update(extra or {})
+    # one row per test image: its class, the linear probe's answer and its reconstruction error
+    io.write_csv(path / "predictions.csv", ["index", "y_true", "y_pred", "mse"],
+                 ([i, int(t), int(p), f"{e:.6g}"] for i, (t, p, e) in enumerate(zip(test_y, probe, image_mse))))
     with io.atomic_path(path / "latents.npz") as tmp:
         with open(tmp, "wb") as f:
             np.savez_compressed(f, train_z=train_z, train_y=train_y, test_z=test_z, test_y=test_y)

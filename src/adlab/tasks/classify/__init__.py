@@ -22,7 +22,7 @@ class Classify(LightningTask):
         "Classification",
         [("accuracy", "max"), ("mean_class_accuracy", "max"), ("macro_f1", "max"), ("macro_precision", "max"),
          ("macro_recall", "max"), ("train_seconds", "min"), ("scored_epoch", None)],
-        [], "val_accuracy", paired_test=True, per_class="per_class_accuracy",  # confusion matrices: one grid
+        [], "val_accuracy", paired=(("accuracy", "correct"),), per_class="per_class_accuracy",  # confusion matrices: one grid
         summary_keys=("accuracy",))
 
     def check_config(self, config: Config) -> None:
