@@ -47,12 +47,20 @@ def integer_epochs(ax) -> None:
 
 
 def save(fig, out: Path, stem: str) -> Path:
-    """figures/STEM.pdf and figures/STEM.png in the study folder; the PNG's relative path."""
+    """figures/STEM.pdf and figures/STEM.png in the study folder; the PNG's relative path. The figures
+    are laid out by matplotlib's constrained layout when made, so saving needs no 'tight' bounding
+    box (which draws every figure once more: seconds for a grid of confusion matrices)."""
     path = out / "figures" / f"{stem}.png"
     path.parent.mkdir(parents=True, exist_ok=True)
+    engine = fig.get_layout_engine()
+    if engine is not None:  # lay the figure out once, not once per file
+        engine.execute(fig)
+        fig.set_layout_engine("none")
     with io.atomic_path(path.with_suffix(".pdf")) as tmp:
-        fig.savefig(tmp, bbox_inches="tight", format="pdf")
-    io.save_figure(fig, path)
+        fig.savefig(tmp, format="pdf")
+    with io.atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=110, metadata={"Software": io.FIGURE_SOFTWARE})
+    _pyplot().close(fig)
     return path.relative_to(out)
 
 
@@ -63,7 +71,7 @@ def bar_chart(out: Path, stem: str, key: str, groups: dict, better: str) -> Path
     means = [np.mean(v) if v else np.nan for v in values]
     errs = [np.std(v, ddof=1) if len(v) > 1 else 0.0 for v in values]
     colours = variant_styles(names)
-    fig, ax = plt.subplots(figsize=(max(5, 0.6 * len(names) + 2), 3.4))
+    fig, ax = plt.subplots(figsize=(max(5, 0.6 * len(names) + 2), 3.4), layout="constrained")
     ax.bar(range(len(names)), means, yerr=errs, capsize=3, color=[colours[n][0] for n in names])
     ax.set_xticks(range(len(names)), names, rotation=30, ha="right", fontsize=8)
     low = np.nanmin([m - e for m, e in zip(means, errs)])
@@ -82,7 +90,7 @@ def curves(out: Path, stem: str, key: str, results) -> Path | None:
     plt = _pyplot()
     groups = list(dict.fromkeys(r.group for r in results))
     styles = variant_styles(groups)
-    fig, ax = plt.subplots(figsize=(7, 3.8))
+    fig, ax = plt.subplots(figsize=(7, 3.8), layout="constrained")
     labelled = set()
     for r in results:
         points = [(row["epoch"], row[key]) for row in read_history(r.path / "history.csv") if row.get(key) is not None]
@@ -106,7 +114,8 @@ def curves(out: Path, stem: str, key: str, results) -> Path | None:
 def _grid(plt, count: int, width: float = 2.7, height: float = 2.5):
     columns = min(GRID_COLUMNS, count)
     rows = -(-count // columns)
-    fig, axes = plt.subplots(rows, columns, figsize=(width * columns, height * rows), squeeze=False)
+    fig, axes = plt.subplots(rows, columns, figsize=(width * columns, height * rows), squeeze=False,
+                             layout="constrained")
     for ax in axes.flat[count:]:
         ax.set_visible(False)
     return fig, list(axes.flat[:count])
@@ -129,7 +138,7 @@ def confusion_grid(out: Path, stem: str, results) -> Path | None:
         ticks = range(len(names)) if len(names) <= 12 else []
         ax.set_xticks(ticks, [names[i][:8] for i in ticks], rotation=90, fontsize=6)
         ax.set_yticks(ticks, [names[i][:8] for i in ticks], fontsize=6)
-        if len(names) <= 10:
+        if len(names) <= 10 and len(chosen) <= 6:  # numbers stay legible (and quick to draw) on a few panels
             for (i, j), value in np.ndenumerate(rates):
                 if value >= 0.005:
                     ax.text(j, i, f"{value:.2f}"[1:] if value < 1 else "1", ha="center", va="center", fontsize=5,
@@ -172,7 +181,6 @@ def loss_grid(out: Path, stem: str, results) -> Path | None:
     axes[0].legend(fontsize=7, frameon=False)
     axes[0].set_xlabel("epoch", fontsize=7)
     fig.suptitle("Loss per epoch (lighter lines: other seeds)", fontsize=9)
-    fig.tight_layout()
     return save(fig, out, stem)
 
 
