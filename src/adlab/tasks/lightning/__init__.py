@@ -80,9 +80,11 @@ class LightningTask:
 
         from adlab.data.datamodule import ImageDataModule
         from adlab.tasks.lightning.callbacks import EpochPrinter, HistoryWriter, RandomState
+        from adlab.tasks.lightning.loggers import check_installed
 
         prepare_process()
         tc = config.train
+        check_installed(tc.loggers)
         if tc.num_threads:
             torch.set_num_threads(tc.num_threads)
         L.seed_everything(tc.seed, workers=True, verbose=False)
@@ -128,6 +130,16 @@ class LightningTask:
         return Job(config, environment, LightningState(data, built, module, trainer, history, checkpoint, has_val))
 
     def fit(self, job: Job, run_dir: Path, restart_from: Path | None, say: Say) -> dict:
+        from adlab.tasks.lightning.loggers import attached_loggers, log_outputs
+
+        config, s = job.config, job.state
+        with attached_loggers(config, run_dir, s.trainer, resuming=restart_from is not None) as loggers:
+            metrics = self._fit(job, run_dir, restart_from, say)
+            if metrics:  # rank zero: metrics.json and the figures are written
+                log_outputs(loggers, run_dir, config, metrics, step=s.trainer.global_step)
+        return metrics
+
+    def _fit(self, job: Job, run_dir: Path, restart_from: Path | None, say: Say) -> dict:
         from adlab.models.whiten import whiten_first_conv
         from adlab.tasks.lightning.callbacks import remove_partial_files
 
