@@ -16,7 +16,9 @@ import logging
 import os
 import shutil
 import time
+import warnings
 import zipfile
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,6 +28,8 @@ from adlab.detection.yolo_format import YoloDataset, read_data_yaml, read_labels
 from adlab.errors import CheckpointError, ConfigError, DataError
 from adlab.models.checkpoints import sha256_file
 from adlab.tasks.base import Job, Say
+from adlab.tasks.lightning.loggers import (check_installed, flat_params, log_outputs_to_mlflow, mlflow_process_state,
+                                           mlflow_run_id, mlflow_target)
 
 OPTIMIZERS = {"adam": "Adam", "adamw": "AdamW", "sgd": "SGD", "muon": "MuSGD"}  # MuSGD: ultralytics' own Muon + SGD
 HISTORY = ["epoch", "train_loss", "val_loss", "val_map50", "val_map50_95", "val_precision", "val_recall", "lr",
@@ -202,6 +206,7 @@ def prepare(config: Config, say: Say) -> Job:
     counts = check_dataset(ds)
     if "val" not in ds.splits:
         raise DataError(f"{ds.yaml_path}: task detect needs a val split to score the model")
+    check_installed(config.train.loggers)
     ultralytics = _ultralytics(config.train.num_threads)
     if config.train.optimizer == "muon" and importlib.util.find_spec("ultralytics.optim") is None:
         raise ConfigError(f"train.optimizer: muon needs ultralytics' MuSGD (8.4 or later); "
@@ -289,7 +294,74 @@ def _restricted_load(path: str) -> None:
 
 def fit(job: Job, run_dir: Path, restart_from: Path | None, say: Say) -> dict:
     """Train with ultralytics (from its `last.pt` when resuming: it takes every other setting from
-    that checkpoint), then the run-folder contract: checkpoints, history.csv, figures, metrics.json."""
+    that checkpoint), then the run-folder contract: checkpoints, history.csv, figures, metrics.json.
+    ultralytics' integrations log exactly what train.loggers asks for."""
+    with _integrations(job.config, run_dir, resuming=restart_from is not None) as mlflow_run:
+        metrics = _fit(job, run_dir, restart_from, say)
+        if mlflow_run is not None:
+            from mlflow.tracking import MlflowClient
+
+            client = MlflowClient()  # the run's store, set by _mlflow_run
+            run_id = mlflow_run.info.run_id
+            # ultralytics logged its own arguments; adlab's config adds its dotted keys, except top-level
+            # `task` and `name`, which ultralytics' arguments have too (MLflow refuses to change a parameter)
+            logged = client.get_run(run_id).data.params
+            params = {k: v for k, v in flat_params(job.config).items() if k not in logged}
+            log_outputs_to_mlflow(client, run_id, run_dir, metrics, step=metrics["epochs_trained"], params=params)
+    return metrics
+
+
+# ultralytics' integrations (`yolo settings` keys). Each is on whenever its package imports and the
+# settings file allows it, which it does by default for clearml, comet, dvc, mlflow and raytune.
+INTEGRATIONS = ("clearml", "comet", "dvc", "mlflow", "raytune", "tensorboard", "wandb")
+
+
+@contextmanager
+def _integrations(config: Config, run_dir: Path, resuming: bool):
+    """ultralytics' integrations on for this training exactly as train.loggers says (tensorboard,
+    mlflow), every other one off, whatever is installed or in `yolo settings`. Set in memory on its
+    SETTINGS dict, which each trainer reads: SettingsManager.update (and item assignment) would write
+    the user's settings file. Yields the MLflow run ultralytics logs into (None: no mlflow)."""
+    from ultralytics.utils import SETTINGS
+
+    saved = {key: SETTINGS[key] for key in INTEGRATIONS}
+    dict.update(SETTINGS, {key: key in config.train.loggers for key in INTEGRATIONS})
+    try:
+        with warnings.catch_warnings(), \
+                _mlflow_run(config, run_dir, resuming) if "mlflow" in config.train.loggers else nullcontext() as run:
+            # the TensorBoard callback draws the model's graph with torch.jit.trace, which torch deprecates
+            warnings.filterwarnings("ignore", message=r".*torch\.jit\.trace.*is deprecated")
+            warnings.filterwarnings("ignore", message="The input to trace is already a ScriptModule")
+            yield run
+    finally:
+        dict.update(SETTINGS, saved)
+
+
+@contextmanager
+def _mlflow_run(config: Config, run_dir: Path, resuming: bool):
+    """The MLflow run ultralytics logs into. adlab starts it, where a Lightning run of this config
+    would log (the run folder's store, or MLFLOW_TRACKING_URI; the same run again on resume);
+    ultralytics' callback finds it active, logs its arguments, epochs and plots into it and leaves it
+    open; adlab adds its own results and ends it."""
+    import mlflow
+
+    target = mlflow_target(config, run_dir)
+    with mlflow_process_state():
+        experiment_id, run_id = mlflow_run_id(target, resuming)
+        mlflow.set_tracking_uri(target.uri)
+        os.environ["MLFLOW_EXPERIMENT_NAME"] = target.experiment  # the experiment ultralytics' callback sets
+        run = mlflow.start_run(run_id=run_id, experiment_id=experiment_id, nested=mlflow.active_run() is not None,
+                               run_name=None if run_id else target.run_name, tags=None if run_id else target.tags)
+        status = "FAILED"
+        try:
+            yield run
+            status = "FINISHED"
+        finally:
+            mlflow.end_run(status)
+            mlflow.autolog(disable=True)  # ultralytics' callback turned autologging on for the whole process
+
+
+def _fit(job: Job, run_dir: Path, restart_from: Path | None, say: Say) -> dict:
     config, s = job.config, job.state
     ds, counts = s.ds, s.counts
     model = _yolo(str(restart_from), config) if restart_from is not None else s.model
