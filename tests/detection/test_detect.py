@@ -5,6 +5,7 @@ import hashlib
 import importlib.util
 import json
 
+import numpy as np
 import pytest
 
 import adlab
@@ -74,6 +75,11 @@ def test_tiny_detection_run_trains_and_fills_the_run_directory(rectangles, tmp_p
     with open(run.path / "history.csv") as f:
         rows = list(csv.DictReader(f))
     assert [r["epoch"] for r in rows] == ["1", "2"] and float(rows[0]["train_loss"]) > 0
+    with open(run.path / "predictions.csv") as f:  # per val image: objects, detections shown, share found
+        images = list(csv.DictReader(f))
+    assert len(images) == metrics["num_val_images"]
+    assert sum(int(r["y_true"]) for r in images) == metrics["num_val_instances"]
+    assert all(0 <= float(r["found50"]) <= 1 for r in images)
 
 
 def test_optimizer_muon_trains_a_detector_with_ultralytics_musgd(rectangles, tmp_path):
@@ -241,3 +247,5 @@ def test_torchmetrics_map_agrees_with_ultralytics(tmp_path):
     assert m["map50"] > 0.3, m
     assert m["map50_torchmetrics"] == pytest.approx(m["map50"], abs=0.03)
     assert m["map50_95_torchmetrics"] == pytest.approx(m["map50_95"], abs=0.03)
+    with open(run.path / "predictions.csv") as f:  # a detector this good finds most objects image by image
+        assert np.mean([float(r["found50"]) for r in csv.DictReader(f)]) > 0.3

@@ -153,3 +153,32 @@ def test_autoencoders_are_compared_image_by_image(tmp_path):
                      r"p = [0-9.e-]+\) \(McNemar's exact test", summary), summary
     assert "| vae | -0.00307 | [-0.00318, -0.00296] | 400 / 0 |" in report  # ae's error is lower on all 400 images
     assert "| ae | +0.1725 | [+0.1150, +0.2300] | 109 / 40 |" in report
+
+
+def test_detectors_are_compared_by_the_objects_they_find_image_by_image(tmp_path):
+    """mAP has no per-image value: the summary backs 'transfer beats scratch' with Wilcoxon's test on
+    the share of each validation image's objects found, and says so."""
+    import json
+
+    from adlab.study.report import write_report
+    from adlab.study.spec import load_study
+
+    (tmp_path / "data.yaml").write_text("path: .\ntrain: images/train\nval: images/val\nnames: [car]\n")
+    path = tmp_path / "study.yaml"
+    path.write_text("config: {task: detect, model: {name: yolov8n}, data: {name: yolo, root: data.yaml}}\n"
+                    "variants: {scratch: {}, transfer: {}}\n")
+    study = load_study(path, check_configs=False)
+    found = {"scratch": [0.0, 0.5, 0.0, 0.0, 0.5, 0.0] * 5, "transfer": [1.0, 0.5, 1.0, 0.5, 1.0, 1.0] * 5}
+    for name, shares in found.items():
+        folder = tmp_path / "out" / "runs" / name
+        folder.mkdir(parents=True)
+        (folder / "config.yaml").write_text("task: detect\ndata: {name: yolo, root: data.yaml}\n")
+        (folder / "metrics.json").write_text(json.dumps({"map50": 0.08 if name == "scratch" else 0.61}))
+        (folder / "history.csv").write_text("epoch,train_loss,val_loss,val_map50\n1,3.0,3.1,0.01\n2,2.0,2.2,0.05\n")
+        rows = ["index,y_true,y_pred,found50"] + [f"{i},2,1,{v}" for i, v in enumerate(shares)]
+        (folder / "predictions.csv").write_text("\n".join(rows) + "\n")
+    write_report(tmp_path / "out", study)
+    report = (tmp_path / "out" / "report.md").read_text()
+    assert re.search(r"best map50 0\.6100 by transfer; significantly better than scratch \(\+0\.6667, p = [0-9.e-]+\) "
+                     r"\(Wilcoxon's signed-rank test on the share of each image's objects found", report), report
+    assert "The difference in the share of each image's objects found" in report

@@ -19,6 +19,8 @@ from adlab.study.spec import grid_axes
 from adlab.tasks import TASKS, get_task
 
 SIGNIFICANCE_LEVEL = 0.05
+# per-image measures that are not the metric they stand for (mAP has no per-image value)
+MEASURES = {"found50": "the share of each image's objects found (IoU >= 0.5, confidence >= 0.25)"}
 COLLAPSE_SHARE = 0.9  # a classifier that gives one class to this share of the test images has collapsed
 
 
@@ -212,6 +214,7 @@ class Comparison:
     variant_wins: int
     p_value: float
     test: str
+    measure: str = ""  # what the per-image values are, when they are not the metric itself
 
     @property
     def significant(self) -> bool:
@@ -292,7 +295,8 @@ def _compare_with_best(groups: dict, preds: dict, key: str, measure: str, better
         else:
             test = stats.wilcoxon_paired(x, y) if better == "min" else stats.wilcoxon_paired(-x, -y)
             wins, p, name = (test.a_better, test.b_better), test.p_value, "Wilcoxon's signed-rank test"
-        comparisons.append(Comparison(key, best, group, boot.difference, boot.ci_low, boot.ci_high, *wins, p, name))
+        comparisons.append(Comparison(key, best, group, boot.difference, boot.ci_low, boot.ci_high, *wins, p, name,
+                                      MEASURES.get(measure, "")))
     return comparisons
 
 
@@ -306,10 +310,12 @@ def _comparison_blocks(comparisons: list[Comparison], level: int) -> list[Block]
                  f"{c.best_wins} / {c.variant_wins}", f"{c.p_value:.3g}", "yes" if c.significant else "no"]
                 for c in chosen]
         what = ("the discordant pairs (only best right / only variant right) and McNemar's exact p-value"
-                if correct else "the images where each has the lower error (best / variant) and Wilcoxon's "
-                                "signed-rank p-value")
+                if correct else "the images where each does better (best / variant) and Wilcoxon's signed-rank "
+                                "p-value")
+        measure = chosen[0].measure
         blocks += [Heading(level, f"Is the best variant by {key} ({best}) really better?"),
-                   Paragraph(f"{key} difference best - variant on the same test images (paired by seed), its 95% "
+                   Paragraph(f"{'The difference in ' + measure if measure else key + ' difference'} best - variant on "
+                             "the same test images (paired by seed), its 95% "
                              f"paired bootstrap interval, {what}. Significant: p < {SIGNIFICANCE_LEVEL} and an "
                              "interval excluding 0."),
                    Table(["variant", "difference", "95% interval", "wins best / variant", "p", "significant"], rows,
@@ -355,7 +361,8 @@ def _finding(groups: dict, key: str, better: str, comparisons: list[Comparison])
             text += "; significantly better than " + _listed(won, max(c.p_value for c in won), "largest")
         if open_:
             text += "; not significantly better than " + _listed(open_, min(c.p_value for c in open_), "smallest")
-        return text + f" ({mine[0].test} on the same test images)."
+        on = f" on {mine[0].measure}" if mine[0].measure else " on the same test images"
+        return text + f" ({mine[0].test}{on})."
     second = ranked[1]
     text += f"; next {second} {means[second]:.4f}"
     a, b = _values(groups[best], key), _values(groups[second], key)

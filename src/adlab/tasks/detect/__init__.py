@@ -17,7 +17,8 @@ class Detect:
         "Detection",
         [("map50", "max"), ("map50_95", "max"), ("precision", "max"), ("recall", "max"), ("map50_torchmetrics", "max"),
          ("train_seconds", "min")],
-        ["predictions.png", "pr_curve.png"], "val_map50", summary_keys=("map50",))
+        ["predictions.png", "pr_curve.png"], "val_map50", summary_keys=("map50",),
+        paired=(("map50", "found50"),))  # mAP has no per-image value: the share of objects found stands in
 
     def check_config(self, config: Config) -> None:
         if config.data.name != "yolo":

@@ -28,6 +28,7 @@ from adlab.detection.yolo_format import YoloDataset, read_data_yaml, read_labels
 from adlab.errors import CheckpointError, ConfigError, DataError
 from adlab.models.checkpoints import sha256_file
 from adlab.tasks.base import Job, Say
+from adlab.tasks.detect.per_image import HEADER as PER_IMAGE_HEADER
 from adlab.tasks.lightning.loggers import (check_installed, flat_params, log_outputs_to_mlflow, mlflow_process_state,
                                            mlflow_run_id, mlflow_target)
 
@@ -397,7 +398,7 @@ def _fit(job: Job, run_dir: Path, restart_from: Path | None, say: Say) -> dict:
     for i, c in enumerate(box.ap_class_index):
         per_class50[ds.names[int(c)]] = float(box.ap50[i])
         per_class[ds.names[int(c)]] = float(box.ap[i])
-    independent = torchmetrics_map(run_dir / "checkpoints" / "best.pt", ds, imgsz, _device(tc))
+    independent, per_image = torchmetrics_map(run_dir / "checkpoints" / "best.pt", ds, imgsz, _device(tc))
     metrics = {
         "map50": float(box.map50), "map50_95": float(box.map), "precision": precision, "recall": recall,
         "f1": 2 * precision * recall / (precision + recall) if precision + recall else 0.0,
@@ -408,6 +409,7 @@ def _fit(job: Job, run_dir: Path, restart_from: Path | None, say: Say) -> dict:
         "train_seconds": round(train_seconds, 2), "epochs_trained": len(history),
     }
     _write_figures(run_dir, yolo_dir, ds, history, imgsz, _device(tc), config.name or config.model.name)
+    io.write_csv(run_dir / "predictions.csv", PER_IMAGE_HEADER, per_image)  # the report's paired test
     io.write_json(run_dir / "metrics.json", metrics)
     say(f"val: map50={metrics['map50']:.4f}  map50_95={metrics['map50_95']:.4f}  precision={precision:.4f}  "
         f"recall={recall:.4f}  (torchmetrics map50={metrics['map50_torchmetrics']:.4f})  "
@@ -550,19 +552,23 @@ def predict_val(weights: Path, ds: YoloDataset, imgsz: int, device: str, conf: f
         yield image, prediction, target
 
 
-def torchmetrics_map(weights: Path, ds: YoloDataset, imgsz: int, device: str) -> dict:
-    """mAP@0.5 and mAP@0.5:0.95 of the best checkpoint's val predictions, by torchmetrics (COCO protocol)."""
+def torchmetrics_map(weights: Path, ds: YoloDataset, imgsz: int, device: str) -> tuple[dict, list[list]]:
+    """mAP@0.5 and mAP@0.5:0.95 of the best checkpoint's val predictions, by torchmetrics (COCO protocol),
+    and the per-image rows of predictions.csv (adlab.tasks.detect.per_image) from the same predictions."""
     from torchmetrics.detection import MeanAveragePrecision
 
+    from adlab.tasks.detect.per_image import per_image_row
+
     metric = MeanAveragePrecision(box_format="xyxy", iou_type="bbox")
-    detections = 0
-    for _, prediction, target in predict_val(weights, ds, imgsz, device):
+    detections, rows = 0, []
+    for index, (_, prediction, target) in enumerate(predict_val(weights, ds, imgsz, device)):
         metric.update([prediction], [target])
         detections += len(prediction["scores"])
+        rows.append(per_image_row(index, prediction, target))
     if detections == 0:  # torchmetrics reports -1 (undefined); with objects to find, the AP is 0
-        return {"map50_torchmetrics": 0.0, "map50_95_torchmetrics": 0.0}
+        return {"map50_torchmetrics": 0.0, "map50_95_torchmetrics": 0.0}, rows
     result = metric.compute()
-    return {"map50_torchmetrics": float(result["map_50"]), "map50_95_torchmetrics": float(result["map"])}
+    return {"map50_torchmetrics": float(result["map_50"]), "map50_95_torchmetrics": float(result["map"])}, rows
 
 
 def _write_figures(run_dir: Path, yolo_dir: Path, ds: YoloDataset, history: list[dict], imgsz: int, device: str,
