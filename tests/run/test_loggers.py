@@ -170,6 +170,37 @@ def test_a_study_shares_one_store_and_experiment_through_mlflow_variables(tmp_pa
     assert sorted(p.name for p in tmp_path.iterdir()) == ["study"]
 
 
+OPEN_STORE = """
+import sys, time
+from pathlib import Path
+import mlflow.tracking
+from adlab.config import load_config
+from adlab.tasks.lightning.loggers import mlflow_run_id, mlflow_target
+go, run = Path(sys.argv[1]), Path(sys.argv[2])
+run.with_suffix(".ready").touch()
+while not go.exists():
+    time.sleep(0.005)
+print(mlflow_run_id(mlflow_target(load_config({"name": "shared"}), run), resuming=False)[0])
+"""
+
+
+def test_study_workers_open_a_new_shared_store_at_the_same_moment(tmp_path):
+    """MLflow creates a new SQLite store's tables without a lock; workers starting together must not
+    fail on it (they did: "duplicate column name")."""
+    env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'store' / 'mlflow.db'}"}
+    env.pop("MLFLOW_EXPERIMENT_NAME", None)
+    go = tmp_path / "go"
+    workers = [subprocess.Popen([sys.executable, "-c", OPEN_STORE, str(go), str(tmp_path / f"run{i}")], env=env,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for i in range(3)]
+    deadline = time.monotonic() + 120
+    while len(list(tmp_path.glob("*.ready"))) < len(workers) and time.monotonic() < deadline:
+        time.sleep(0.05)  # until every worker has imported MLflow and waits
+    go.touch()
+    results = [worker.communicate(timeout=120) for worker in workers]
+    assert [w.returncode for w in workers] == [0, 0, 0], [err[-800:] for _, err in results]
+    assert len({out.strip() for out, _ in results}) == 1  # one experiment for all
+
+
 class StopInSecondEpoch(L.Callback):
     """Stops before the second epoch's checkpoint (Lightning runs checkpoint callbacks last)."""
 

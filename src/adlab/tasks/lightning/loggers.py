@@ -86,13 +86,31 @@ def mlflow_target(config: Config, run_dir: Path) -> MlflowTarget:
     return MlflowTarget(uri, experiment, run_dir.name, tags, _artifact_location(uri))
 
 
+def _sqlite_file(uri: str) -> Path | None:
+    return Path(unquote(uri.removeprefix("sqlite:///"))).absolute() if uri.startswith("sqlite:///") else None
+
+
 def _artifact_location(uri: str) -> str | None:
     """Artifacts next to a local SQLite store: MLflow's default for one is ./mlruns in the working
     directory, which would litter wherever adlab happens to be started."""
-    if not uri.startswith("sqlite:///"):
-        return None
-    database = Path(unquote(uri.removeprefix("sqlite:///"))).absolute()
-    return (database.parent / "mlartifacts").as_uri()
+    database = _sqlite_file(uri)
+    return (database.parent / "mlartifacts").as_uri() if database else None
+
+
+@contextmanager
+def _first_use_lock(uri: str):
+    """One process at a time opens a SQLite store: MLflow creates a new store's tables without a lock,
+    and two study workers doing it at once fail ("duplicate column name"). POSIX only (fcntl)."""
+    database = _sqlite_file(uri)
+    if database is None or os.name == "nt":
+        yield
+        return
+    import fcntl
+
+    database.parent.mkdir(parents=True, exist_ok=True)
+    with open(database.with_name(database.name + ".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield  # closing the file releases the lock
 
 
 def mlflow_run_id(target: MlflowTarget, resuming: bool) -> tuple[str, str | None]:
@@ -104,8 +122,9 @@ def mlflow_run_id(target: MlflowTarget, resuming: bool) -> tuple[str, str | None
     # MLflow's chatter ("Creating initial MLflow database tables", "Autologging successfully enabled")
     for name in ("mlflow.store.db.utils", "mlflow.tracking.fluent"):
         logging.getLogger(name).setLevel(logging.WARNING)
-    client = MlflowClient(target.uri)
-    experiment_id = _experiment_id(client, target)
+    with _first_use_lock(target.uri):
+        client = MlflowClient(target.uri)
+        experiment_id = _experiment_id(client, target)
     earlier = [run for run in client.search_runs([experiment_id], order_by=["attributes.start_time DESC"])
                if run.data.tags.get(RUN_TAG) == target.tags[RUN_TAG]]
     if resuming and earlier:
@@ -116,8 +135,8 @@ def mlflow_run_id(target: MlflowTarget, resuming: bool) -> tuple[str, str | None
 
 
 def _experiment_id(client, target: MlflowTarget) -> str:
-    """Get or create the experiment. Study workers sharing one store may race to create it (or the
-    store's tables): a first try that fails is made once more."""
+    """Get or create the experiment. Workers sharing a tracking server may race to create it: a first
+    try that fails is made once more."""
     from mlflow.exceptions import MlflowException
 
     def get_or_create():
