@@ -307,7 +307,8 @@ def _comparison_blocks(comparisons: list[Comparison], level: int) -> list[Block]
         correct = chosen[0].test.startswith("McNemar")
         form = "+.4f" if correct else "+.3g"  # accuracies in four decimals; errors (0.0031) in three digits
         rows = [[c.variant, f"{c.difference:{form}}", f"[{c.ci_low:{form}}, {c.ci_high:{form}}]",
-                 f"{c.best_wins} / {c.variant_wins}", f"{c.p_value:.3g}", "yes" if c.significant else "no"]
+                 f"{c.best_wins} / {c.variant_wins}", "< 1e-16" if c.p_value < 1e-16 else f"{c.p_value:.3g}",
+                 "yes" if c.significant else "no"]
                 for c in chosen]
         what = ("the discordant pairs (only best right / only variant right) and McNemar's exact p-value"
                 if correct else "the images where each does better (best / variant) and Wilcoxon's signed-rank "
@@ -373,16 +374,21 @@ def _finding(groups: dict, key: str, better: str, comparisons: list[Comparison])
         if np.isnan(p):
             return text + " (the seeds agree exactly: no test)."
         verdict = "significant" if p < SIGNIFICANCE_LEVEL else "not significant"
-        return text + f" ({verdict}: Welch's t-test over seeds, p = {p:.2g})."
+        return text + f" ({verdict}: Welch's t-test over seeds, {p_text(p)})."
     return text + " (one seed each and no per-image results: not tested; add seeds to the study to test it)."
 
 
 def _listed(comparisons: list[Comparison], p: float, which: str) -> str:
     """Up to three variants with their difference and p; more as names with the telling p-value."""
     if len(comparisons) <= 3:
-        return ", ".join(f"{c.variant} ({c.difference:+.4f}, p = {c.p_value:.2g})" if abs(c.difference) >= 0.01 else
-                         f"{c.variant} ({c.difference:+.3g}, p = {c.p_value:.2g})" for c in comparisons)
-    return f"{len(comparisons)} variants ({', '.join(c.variant for c in comparisons)}; {which} p = {p:.2g})"
+        return ", ".join(f"{c.variant} ({c.difference:{'+.4f' if c.test.startswith('McNemar') else '+.3g'}}, "
+                         f"{p_text(c.p_value)})" for c in comparisons)
+    return f"{len(comparisons)} variants ({', '.join(c.variant for c in comparisons)}; {which} {p_text(p)})"
+
+
+def p_text(p: float) -> str:
+    """'p = 0.021', or 'p < 1e-16' where the p-value is below what a double tells apart from 0."""
+    return "p < 1e-16" if p < 1e-16 else f"p = {p:.2g}"
 
 
 def _collapsed(run) -> tuple[str, float] | None:
