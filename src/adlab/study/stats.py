@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+
 import numpy as np
 
 
@@ -50,6 +51,14 @@ def single_run_range(values, confidence: float = 0.95) -> tuple[float, float] | 
     return float(x.mean()) - half, float(x.mean()) + half
 
 
+def _same_images(values_a, values_b, dtype) -> tuple[np.ndarray, np.ndarray]:
+    """Two variants' per-image values as arrays; a paired test needs them on the same test images."""
+    a, b = np.asarray(values_a, dtype=dtype), np.asarray(values_b, dtype=dtype)
+    if a.shape != b.shape:
+        raise ValueError("both variants must be scored on the same test images")
+    return a, b
+
+
 @dataclass
 class McNemar:
     only_a_correct: int  # b: A right, B wrong
@@ -61,10 +70,7 @@ def mcnemar_exact(correct_a, correct_b) -> McNemar:
     """Exact (binomial) McNemar test: under H0 the discordant pairs split 50/50."""
     from scipy.stats import binomtest
 
-    a = np.asarray(correct_a, dtype=bool)
-    b = np.asarray(correct_b, dtype=bool)
-    if a.shape != b.shape:
-        raise ValueError("both variants must be scored on the same test images")
+    a, b = _same_images(correct_a, correct_b, bool)
     only_a = int(np.sum(a & ~b))
     only_b = int(np.sum(~a & b))
     n = only_a + only_b
@@ -91,10 +97,7 @@ def paired_bootstrap(per_image_a, per_image_b, resamples: int = 2000, confidence
     images, so both variants see the same draw each time."""
     from scipy.stats import bootstrap
 
-    right_a = np.asarray(per_image_a, dtype=float)
-    right_b = np.asarray(per_image_b, dtype=float)
-    if right_a.shape != right_b.shape:
-        raise ValueError("both variants must be scored on the same test images")
+    right_a, right_b = _same_images(per_image_a, per_image_b, float)
     difference = float(right_a.mean() - right_b.mean())
     if np.array_equal(right_a, right_b):  # nothing differs: every resample gives 0 (scipy warns of a degenerate sample)
         return BootstrapDifference(difference, 0.0, 0.0, resamples)
@@ -119,10 +122,7 @@ def wilcoxon_paired(errors_a, errors_b) -> SignedRank:
     """Wilcoxon's signed-rank test of per-image errors of two variants on the same images (two-sided)."""
     from scipy.stats import wilcoxon
 
-    a = np.asarray(errors_a, dtype=float)
-    b = np.asarray(errors_b, dtype=float)
-    if a.shape != b.shape:
-        raise ValueError("both variants must be scored on the same test images")
+    a, b = _same_images(errors_a, errors_b, float)
     differences = a - b
     if not np.any(differences):
         return SignedRank(0, 0, 1.0)
