@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 from adlab import io
 from adlab.errors import DataError
 from adlab.rundir import read_history
@@ -27,6 +29,7 @@ class RunResult:
     path: Path
     metrics: dict
     test_set: str = ""  # the data the run was scored on (name, root, classes): runs compared must share it
+    per_image: dict[str, np.ndarray] | None = None  # predictions.csv's columns, for paired tests
 
 
 def planned_runs(study) -> list[tuple[str, str, int | None]]:
@@ -52,18 +55,37 @@ def collect(out: Path, study) -> list[RunResult]:
         data = config.get("data") if isinstance(config.get("data"), dict) else {}
         test_set = f"{data.get('name')}|{data.get('root')}|{data.get('classes')}"
         results.append(RunResult(name, group, seed, task, path, io.read_json_mapping(path / "metrics.json",
-                                                                                      "metrics file"), test_set))
+                                                                                      "metrics file"), test_set,
+                                 read_predictions(path)))
     return results
+
+
+def read_predictions(run_dir: Path) -> dict[str, np.ndarray] | None:
+    """The per-image columns of a run's predictions.csv (y_true, y_pred and measures such as mse;
+    not the class probabilities), or None when the run wrote none."""
+    path = run_dir / "predictions.csv"
+    if not path.is_file():
+        return None
+    try:
+        with open(path, encoding="utf-8") as f:
+            header = f.readline().strip().split(",")
+    except UnicodeDecodeError:
+        raise DataError(f"{path}: malformed predictions (not a text file)") from None
+    wanted = [i for i, name in enumerate(header) if i > 0 and not name.startswith("p_")]
+    if header[:3] != ["index", "y_true", "y_pred"]:
+        raise DataError(f"{path}: malformed predictions (expected columns index, y_true, y_pred, ...)")
+    try:
+        data = np.loadtxt(path, delimiter=",", skiprows=1, ndmin=2, usecols=wanted)
+    except (ValueError, IndexError):
+        raise DataError(f"{path}: malformed predictions (non-numeric values or rows of different lengths)") from None
+    return {header[i]: data[:, j] for j, i in enumerate(wanted)}
 
 
 def write_report(out: Path, study, sections: list[tuple[str, list[str]]] | None = None) -> Path:
     """sections: (title, run names) to report separately; default one section with every run."""
-    from adlab.study.report_content import read_predictions
-
     out = Path(out)
-    results = collect(out, study)
-    for r in results:  # every run file is read (and checked) before the first report file is written
-        read_predictions(r)
+    results = collect(out, study)  # every run file is read (and checked) before the first report file is written
+    for r in results:
         read_history(r.path / "history.csv")
     finished = {r.name for r in results}
     missing = [name for name, _, _ in planned_runs(study) if name not in finished]

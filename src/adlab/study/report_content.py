@@ -10,7 +10,6 @@ from pathlib import Path
 
 import numpy as np
 
-from adlab.errors import DataError
 from adlab.rundir import flat_metrics
 from adlab.study import report_figures as figures
 from adlab.study import stats
@@ -221,24 +220,6 @@ class Comparison:
         return self.p_value < SIGNIFICANCE_LEVEL and (self.ci_low > 0 or self.ci_high < 0)
 
 
-def read_predictions(run) -> dict[str, np.ndarray] | None:
-    """The per-image columns of a run's predictions.csv (y_true, y_pred and measures such as mse;
-    not the class probabilities), or None when the run wrote none."""
-    path = run.path / "predictions.csv"
-    if not path.is_file():
-        return None
-    with open(path) as f:
-        header = f.readline().strip().split(",")
-    wanted = [i for i, name in enumerate(header) if i > 0 and not name.startswith("p_")]
-    if header[:3] != ["index", "y_true", "y_pred"]:
-        raise DataError(f"{path}: malformed predictions (expected columns index, y_true, y_pred, ...)")
-    try:
-        data = np.loadtxt(path, delimiter=",", skiprows=1, ndmin=2, usecols=wanted)
-    except (ValueError, IndexError):
-        raise DataError(f"{path}: malformed predictions (non-numeric values or rows of different lengths)") from None
-    return {header[i]: data[:, j] for j, i in enumerate(wanted)}
-
-
 def _per_image(columns: dict[str, np.ndarray], measure: str) -> np.ndarray | None:
     if measure == "correct":
         return (columns["y_true"] == columns["y_pred"]).astype(float)
@@ -249,24 +230,18 @@ def _paired_comparisons(groups: dict, paired: tuple[tuple[str, str], ...], colum
                         ) -> list[Comparison]:
     """For each paired metric and each set of variants scored on the same test images: the best
     variant against each other one, paired by seed and image."""
-    preds = {m.name: read_predictions(m) for members in groups.values() for m in members}
-    clusters: dict[bytes, list[str]] = {}
-    for group, members in groups.items():
-        p = preds[members[0].name]
-        if p is not None:
-            clusters.setdefault(p["y_true"].tobytes(), []).append(group)
     better_of = dict(columns)
     comparisons = []
     for key, measure in paired:
         if better_of.get(key) is None:
             continue
-        for names in clusters.values():
-            if len(names) > 1:
-                comparisons += _compare_with_best({g: groups[g] for g in names}, preds, key, measure, better_of[key])
+        for same_images in _test_sets(groups):
+            if len(same_images) > 1:
+                comparisons += _compare_with_best(same_images, key, measure, better_of[key])
     return comparisons
 
 
-def _compare_with_best(groups: dict, preds: dict, key: str, measure: str, better: str) -> list[Comparison]:
+def _compare_with_best(groups: dict, key: str, measure: str, better: str) -> list[Comparison]:
     means = {g: np.mean(v) for g, members in groups.items() if (v := _values(members, key))}
     if len(means) < 2:
         return []
@@ -278,7 +253,7 @@ def _compare_with_best(groups: dict, preds: dict, key: str, measure: str, better
         pairs = []
         for a in groups[best]:
             for b in groups[group]:
-                pa, pb = preds[a.name], preds[b.name]
+                pa, pb = a.per_image, b.per_image
                 # paired tests need the same test images: same length and the same true labels in order
                 if a.seed == b.seed and pa is not None and pb is not None and len(pa["y_true"]) == len(pb["y_true"]) \
                         and np.array_equal(pa["y_true"], pb["y_true"]):
@@ -331,8 +306,8 @@ def _test_sets(groups: dict) -> list[dict]:
     data set in their configs): only variants on the same test images are compared."""
     sets: dict[object, dict] = {}
     for group, members in groups.items():
-        preds = read_predictions(members[0])
-        identity = preds["y_true"].tobytes() if preds is not None else members[0].test_set
+        first = members[0]
+        identity = first.per_image["y_true"].tobytes() if first.per_image is not None else first.test_set
         sets.setdefault(identity, {})[group] = members
     return list(sets.values())
 
@@ -428,7 +403,7 @@ def _figure_blocks(out: Path, tag: str, task: str, spec, results: list, level: i
     if confusion:
         blocks.append(Figure(confusion, "confusion matrices (first seed of each variant), each row normalised to "
                                         "its true class: the diagonal is the class's accuracy"))
-    first_seed = [r for r in results if r is next(x for x in results if x.group == r.group)]
+    first_seed = figures.first_seed_each(results)
     for name in spec.figures:
         shown = [Figure((r.path / "figures" / name).relative_to(out), r.group, wide=False)
                  for r in first_seed if (r.path / "figures" / name).is_file()]
