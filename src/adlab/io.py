@@ -94,15 +94,17 @@ def write_csv(path: str | os.PathLike, header: Sequence[str], rows: Iterable[Seq
 FIGURE_SOFTWARE = "adlab"  # the PNG 'Software' text of every figure adlab writes: how it knows its own
 
 
-def save_figure(fig, path: str | os.PathLike, dpi: int = 120) -> None:
-    """Save a matplotlib figure atomically and close it."""
+def save_figure(fig, path: str | os.PathLike, dpi: int = 120, tight: bool = True, close: bool = True) -> None:
+    """Save a matplotlib figure atomically and close it. tight=False for a figure laid out when made
+    (a 'tight' bounding box draws it once more); close=False to save it again in another format."""
     import matplotlib.pyplot as plt
 
     fmt = Path(path).suffix.lstrip(".") or "png"
     with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=dpi, bbox_inches="tight", format=fmt,
+        fig.savefig(tmp, dpi=dpi, bbox_inches="tight" if tight else None, format=fmt,
                     metadata={"Software": FIGURE_SOFTWARE} if fmt == "png" else None)
-    plt.close(fig)
+    if close:
+        plt.close(fig)
 
 
 def made_by_adlab(png: str | os.PathLike) -> bool:

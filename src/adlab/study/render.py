@@ -101,17 +101,18 @@ def render_html(blocks: list[Block], title: str, root: Path) -> str:
 
 
 def render_tex(blocks: list[Block], title: str, root: Path) -> str:
+    def figure_file(figure: Figure) -> Path:
+        """The PDF beside the PNG where adlab drew one (its own figures), else the PNG (a run's figures)."""
+        pdf = Path(figure.path).with_suffix(".pdf")
+        return pdf if (Path(root) / pdf).is_file() else Path(figure.path)
+
     def graphic(figure: Figure) -> Raw:
-        png = Path(figure.path)
-        pdf = png.with_suffix(".pdf")
-        chosen = pdf if (Path(root) / pdf).is_file() else png
         # \detokenize keeps '_' and '=' of run folder names literal; the extension is given explicitly
         # because graphicx would otherwise take the first dot of 'lr=0.01' as the start of one
-        return Raw(r"\detokenize{" + chosen.with_suffix("").as_posix() + "}")
+        return Raw(r"\detokenize{" + figure_file(figure).with_suffix("").as_posix() + "}")
 
     def extension(figure: Figure) -> Raw:
-        png = Path(figure.path)
-        return Raw("pdf" if (Path(root) / png.with_suffix(".pdf")).is_file() else "png")
+        return Raw(figure_file(figure).suffix.lstrip("."))
 
     return _environment("tex").get_template("report.tex.j2").render(blocks=blocks, title=title, graphic=graphic,
                                                                     extension=extension)

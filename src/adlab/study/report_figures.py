@@ -56,11 +56,8 @@ def save(fig, out: Path, stem: str) -> Path:
     if engine is not None:  # lay the figure out once, not once per file
         engine.execute(fig)
         fig.set_layout_engine("none")
-    with io.atomic_path(path.with_suffix(".pdf")) as tmp:
-        fig.savefig(tmp, format="pdf")
-    with io.atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=110, metadata={"Software": io.FIGURE_SOFTWARE})
-    _pyplot().close(fig)
+    io.save_figure(fig, path.with_suffix(".pdf"), tight=False, close=False)
+    io.save_figure(fig, path, dpi=110, tight=False)
     return path.relative_to(out)
 
 
@@ -124,7 +121,7 @@ def _grid(plt, count: int, width: float = 2.7, height: float = 2.5):
 def confusion_grid(out: Path, stem: str, results) -> Path | None:
     """One confusion matrix per variant (its first seed), rows normalised to the true class: the
     diagonal is each class's accuracy. Titled by variant, one shared colour scale."""
-    chosen = _first_seed_each(r for r in results if isinstance(r.metrics.get("confusion_matrix"), list))
+    chosen = first_seed_each(r for r in results if isinstance(r.metrics.get("confusion_matrix"), list))
     if not chosen:
         return None
     plt = _pyplot()
@@ -196,7 +193,8 @@ def wrapped(name: str, width: int = 28) -> str:
     return "\n".join(lines + [line])
 
 
-def _first_seed_each(results) -> list:
+def first_seed_each(results) -> list:
+    """The first run (seed) of each variant, in the results' order."""
     seen, chosen = set(), []
     for r in results:
         if r.group not in seen:

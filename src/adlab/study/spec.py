@@ -207,9 +207,10 @@ def _grid_points(spec: StudySpec) -> list[tuple[str, dict, dict[str, str]]]:
     regimes = list(spec.regimes.items()) or [(None, {})]
     if spec.grid or spec.regimes:
         for (regime, regime_overrides), values in itertools.product(regimes, itertools.product(*spec.grid.values())):
-            axes = ({"regime": regime} if regime else {}) | {short[k]: _text(v) for k, v in zip(keys, values)}
-            parts = ([regime] if regime else []) + [f"{short[k]}={_text(v)}" for k, v in zip(keys, values)]
-            points.append(("-".join(parts), {**regime_overrides, **dict(zip(keys, values))}, axes))
+            grid = {short[k]: _text(v) for k, v in zip(keys, values)}
+            name = "-".join(([regime] if regime else []) + [f"{axis}={text}" for axis, text in grid.items()])
+            axes = ({"regime": regime} if regime else {}) | grid
+            points.append((name, {**regime_overrides, **dict(zip(keys, values))}, axes))
     return points
 
 
