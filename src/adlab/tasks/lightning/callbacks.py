@@ -31,23 +31,27 @@ class AtomicCheckpointIO(TorchCheckpointIO):
             try:
                 torch.save(checkpoint, writer)
             except RuntimeError:
+                # torch reports a failed write as "unexpected pos" (its zip writer's exit after the write
+                # raised): what interrupted the write is what the user must see, a Ctrl-C or a full disk
+                if isinstance(writer.error, KeyboardInterrupt):
+                    raise KeyboardInterrupt from None
                 if writer.error is None:
                     raise
-                # torch reports a failed write as "unexpected pos"; a full disk should say so
                 raise OSError(writer.error.errno, writer.error.strerror, str(path)) from None
 
 
 class _ErrorKeepingFile:
-    """A file whose write errors are kept: torch.save replaces them with a RuntimeError of its own."""
+    """A file whose write errors (and a Ctrl-C during a write) are kept: torch.save replaces them with a
+    RuntimeError of its own."""
 
     def __init__(self, file):
         self.file = file
-        self.error: OSError | None = None
+        self.error: OSError | KeyboardInterrupt | None = None
 
     def write(self, data) -> int:
         try:
             return self.file.write(data)
-        except OSError as exc:
+        except (OSError, KeyboardInterrupt) as exc:
             self.error = exc
             raise
 
