@@ -247,6 +247,11 @@ class TrainConfig(_Section):
     scheduler: Optional[SchedulerConfig] = Field(None, description="null (constant rate), a name (step, cosine, "
                                                  "onecycle), or a mapping of the train.scheduler keys below")
     label_smoothing: float = Field(0.0, ge=0.0, lt=1.0, description="classify: cross-entropy label smoothing")
+    mix: Literal["none", "mixup", "cutmix", "both"] = Field(
+        "none", description="classify: mix pairs of training images and their labels in each batch (torchvision's "
+                            "MixUp or CutMix; both: one of the two at random per batch)")
+    mix_alpha: float = Field(1.0, gt=0.0, description="train.mix: the Beta(alpha, alpha) the mixing share is drawn "
+                             "from")
     tta_flip: bool = Field(False, description="test predictions averaged over each image and its mirror image")
     tta_shift: int = Field(0, ge=0, le=4, description="test predictions also averaged over copies moved this many "
                            "pixels diagonally (pays after training with crop_padding)")

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from adlab.config import AUTOENCODERS, Config
 from adlab.tasks.base import ReportSpec
-from adlab.tasks.lightning import LightningTask, refuse_whitening, refuse_yolo_data
+from adlab.tasks.lightning import LightningTask, refuse_label_mixing, refuse_whitening, refuse_yolo_data
 
 
 class Autoencode(LightningTask):
@@ -28,6 +28,7 @@ class Autoencode(LightningTask):
             raise ValueError(f"model.name: task autoencode takes ae, vae or dae, not {config.model.name!r}")
         refuse_yolo_data(config)
         refuse_whitening(config)
+        refuse_label_mixing(config)
 
     def input_requirements(self, config: Config) -> tuple[int | None, tuple | None]:
         return None, ([0.0, 0.0, 0.0], [1.0, 1.0, 1.0])  # reconstructions compare images in [0, 1]

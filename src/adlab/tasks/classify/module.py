@@ -20,6 +20,7 @@ class ClassifyModule(L.LightningModule):
         self.meta = meta or {}  # config, class names, normalisation: makes checkpoints self-describing
         self.val_accuracy = MulticlassAccuracy(num_classes, average="micro")
         self.val_mca = MulticlassRecall(num_classes, average="macro")
+        self.mix = label_mixing(train_cfg.mix, train_cfg.mix_alpha, num_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.model(x)
@@ -38,7 +39,10 @@ class ClassifyModule(L.LightningModule):
 
     def training_step(self, batch, batch_idx):
         x, y = batch
-        loss = F.cross_entropy(self.model(x), y, label_smoothing=self.cfg.label_smoothing)
+        target = y
+        if self.mix is not None:  # soft targets: each image's share of the two mixed labels
+            x, target = self.mix(x, y)
+        loss = F.cross_entropy(self.model(x), target, label_smoothing=self.cfg.label_smoothing)
         self.log("train_loss", loss, on_step=False, on_epoch=True, batch_size=len(y), sync_dist=True)
         return loss
 
@@ -61,3 +65,14 @@ class ClassifyModule(L.LightningModule):
     def configure_optimizers(self):
         head = self.meta.get("head")
         return build_optimization(self.model, self.cfg, head, self.trainer)
+
+
+def label_mixing(kind: str, alpha: float, num_classes: int):
+    """torchvision's batched MixUp / CutMix (None for "none"): (images, labels) -> (mixed images, soft labels).
+    They draw from torch's global generator, which Lightning seeds, so a run stays repeatable."""
+    if kind == "none":
+        return None
+    from torchvision.transforms import v2
+
+    mixup, cutmix = v2.MixUp(alpha=alpha, num_classes=num_classes), v2.CutMix(alpha=alpha, num_classes=num_classes)
+    return {"mixup": mixup, "cutmix": cutmix, "both": v2.RandomChoice([mixup, cutmix])}[kind]

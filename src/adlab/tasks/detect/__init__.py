@@ -8,7 +8,7 @@ from pathlib import Path
 
 from adlab.config import AUTOENCODERS, Config
 from adlab.tasks.base import Job, ReportSpec, Say
-from adlab.tasks.lightning import refuse_whitening
+from adlab.tasks.lightning import refuse_label_mixing, refuse_whitening
 
 
 class Detect:
@@ -27,6 +27,7 @@ class Detect:
             raise ValueError(f"model.name: task detect takes an ultralytics model (yolov8n, yolo11n, yolov5nu, "
                              f"...), not {config.model.name!r}")
         refuse_whitening(config)
+        refuse_label_mixing(config)
         if config.train.test_checkpoint != "best":  # ultralytics' final validation is of best.pt
             raise ValueError("train.test_checkpoint: task detect is scored with ultralytics' best.pt (best)")
 

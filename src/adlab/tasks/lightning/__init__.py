@@ -231,6 +231,12 @@ def refuse_whitening(config: Config) -> None:
                          "(task classify, no model.weights)")
 
 
+def refuse_label_mixing(config: Config) -> None:
+    if config.train.mix != "none":
+        raise ValueError(f"train.mix: mixes the labels of a classifier's training batches (task classify), "
+                         f"not task {config.task}")
+
+
 def imagenet_weights(config: Config):
     """What `model.weights: imagenet` loaded while the network was built (models/zoo.py), else None."""
     from adlab.models.factory import uses_imagenet
