@@ -16,8 +16,7 @@ ROOT = Path(__file__).resolve().parent.parent
 def record(name: str, rows: list[dict]) -> None:
     """rows: {"measure", "value", "unit", "goal", "met"}; printed side by side and saved."""
     RESULTS.mkdir(parents=True, exist_ok=True)
-    payload = {"benchmark": name, "machine": f"{platform.processor() or platform.machine()}, "
-                                           f"{_cores()} cores", "python": sys.version.split()[0],
+    payload = {"benchmark": name, "machine": f"{cpu_model()}, {_cores()} cores", "python": sys.version.split()[0],
                "when": time.strftime("%Y-%m-%d %H:%M:%S"), "rows": rows}
     (RESULTS / f"{name}.json").write_text(json.dumps(payload, indent=2) + "\n")
     for row in rows:
@@ -36,6 +35,17 @@ def timed_command(args: list[str]) -> tuple[float, subprocess.CompletedProcess]:
     start = time.perf_counter()
     result = subprocess.run(args, capture_output=True, text=True, cwd=ROOT)
     return time.perf_counter() - start, result
+
+
+def cpu_model() -> str:
+    """The CPU's model name (a shared VM's timings differ by 1.5x between CPU models: say which one)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
 
 
 def _cores() -> int:
