@@ -15,6 +15,10 @@ out with the same seed every time; test = the 10,000 test images):
         --tta-views                                                               # long recipe's net
     python bench/explore_nets.py --epochs 8 --muon 0.05 --muon-momentum 0.6       # Muon (as train.optimizer: muon)
     python bench/explore_nets.py --epochs 8 --altflip                             # alternating flips
+    python bench/explore_nets.py --arch conv32:2,64:2,128:2 --epochs 12 --crop 2 --cutout 8 --shift 1 \
+        --swa 3                             # weights averaged / snapshots fused over the one-cycle tail
+    python bench/explore_nets.py --arch conv32:2,64:2,128:2 --epochs 12 --crop 2 --cutout 8 --shift 1 \
+        --swa 3 --swa-lr 0.01               # SWA: one cycle over 9 epochs, then 3 at a constant rate
     python bench/explore_nets.py --bench --arch ...                               # ms a step only
 
 `--arch`: blocks of WIDTH:CONVS, the first prefixed by `conv` (a full-resolution first block) or
@@ -70,6 +74,11 @@ def options() -> argparse.Namespace:
     p.add_argument("--altflip", action="store_true",
                    help="airbench's alternating flip: a fixed random half mirrored, then all swap every epoch")
     p.add_argument("--tta-views", action="store_true", help="also compare test-time view sets")
+    p.add_argument("--swa", type=int, default=0, metavar="K",
+                   help="also score the average of the weights at the end of the last K epochs (batch-norm "
+                        "statistics recomputed on the training images) and the fusion of those K snapshots")
+    p.add_argument("--swa-lr", type=float, default=None, help="with --swa: the one cycle covers the epochs before "
+                   "the last K, which run at this constant rate (SWA); without it, the cycle covers every epoch")
     p.add_argument("--val", type=int, default=6000, help="training images held out for validation")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--bench", action="store_true", help="only time training steps")
@@ -211,11 +220,14 @@ def view_probs(net: nn.Module, x: torch.Tensor, dy: int = 0, dx: int = 0, flip: 
     return torch.cat(out)
 
 
-def accuracy(net: nn.Module, x: torch.Tensor, y: torch.Tensor, shift: int) -> float:
+def tta_probs(net: nn.Module, x: torch.Tensor, shift: int) -> torch.Tensor:
     """Flip TTA, and with `shift` the recipe's two diagonal shifts (each with a quarter of the weight)."""
     views = {(0, 0): 0.5, (shift, shift): 0.25, (-shift, -shift): 0.25} if shift else {(0, 0): 1.0}
-    probs = sum(w / 2 * view_probs(net, x, dy, dx, flip) for (dy, dx), w in views.items() for flip in (False, True))
-    return (probs.argmax(1) == y).float().mean().item()
+    return sum(w / 2 * view_probs(net, x, dy, dx, flip) for (dy, dx), w in views.items() for flip in (False, True))
+
+
+def accuracy(net: nn.Module, x: torch.Tensor, y: torch.Tensor, shift: int) -> float:
+    return (tta_probs(net, x, shift).argmax(1) == y).float().mean().item()
 
 
 def view_sets(net: nn.Module, x: torch.Tensor, y: torch.Tensor) -> dict[str, float]:
@@ -260,7 +272,12 @@ def main() -> None:
         renorm(matrices)
     if a.bench:
         return time_steps(net, opt, a, muon, matrices)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=a.lr, total_steps=a.epochs * steps, pct_start=a.pct)
+    if a.swa_lr and a.muon:
+        raise SystemExit("--swa-lr: SGD only")
+    cycle_epochs = a.epochs - a.swa if a.swa_lr else a.epochs
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=a.lr, total_steps=cycle_epochs * steps, pct_start=a.pct)
+    averaged = torch.optim.swa_utils.AveragedModel(net) if a.swa else None
+    snapshots: list[tuple[torch.Tensor, torch.Tensor]] = []  # (val, test) probabilities at each tail epoch's end
     muon_sched = torch.optim.lr_scheduler.LambdaLR(muon, onecycle_factor(a.epochs * steps, a.pct)) if muon else None
     mirrored = torch.rand(len(xtr)) < 0.5  # --altflip: which images start mirrored
     lookahead = Lookahead(net, a.la_every) if a.lookahead else None
@@ -283,7 +300,11 @@ def main() -> None:
             net.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
-            sched.step()
+            if epoch < cycle_epochs:
+                sched.step()
+            elif s == 0:
+                for group in opt.param_groups:
+                    group["lr"] = a.swa_lr
             if muon:
                 muon.step()
                 muon_sched.step()
@@ -291,6 +312,10 @@ def main() -> None:
                     renorm(matrices)
             if lookahead:
                 lookahead.step(epoch * steps + s + 1, a.epochs * steps)
+        if a.swa and epoch >= a.epochs - a.swa:
+            averaged.update_parameters(net)
+            net.eval()
+            snapshots.append((tta_probs(net, normalise(xva), a.shift), tta_probs(net, normalise(xte), a.shift)))
     if lookahead:
         lookahead.update(1.0)  # end on the average itself
     train_s = time.perf_counter() - start
@@ -299,6 +324,15 @@ def main() -> None:
     result = {"tag": a.tag, "argv": " ".join(sys.argv[1:]), "val": round(accuracy(net, xva, yva, a.shift), 4),
               "test": round(accuracy(net, xte, yte, a.shift), 4), "train_s": round(train_s, 1),
               "params": sum(p.numel() for p in net.parameters())}
+    if a.swa:
+        train_batches = (normalise(xtr[i:i + 1000]).contiguous(memory_format=torch.channels_last)
+                         for i in range(0, len(xtr), 1000))
+        torch.optim.swa_utils.update_bn(train_batches, averaged)
+        averaged.eval()
+        result["swa_val"] = round(accuracy(averaged, xva, yva, a.shift), 4)
+        result["swa_test"] = round(accuracy(averaged, xte, yte, a.shift), 4)
+        result["snapshots_val"] = round((sum(v for v, _ in snapshots).argmax(1) == yva).float().mean().item(), 4)
+        result["snapshots_test"] = round((sum(t for _, t in snapshots).argmax(1) == yte).float().mean().item(), 4)
     if a.tta_views:
         result["views_val"], result["views_test"] = view_sets(net, xva, yva), view_sets(net, xte, yte)
     print(json.dumps(result), flush=True)
