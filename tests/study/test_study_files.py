@@ -190,6 +190,27 @@ def test_plan_says_what_a_study_would_do_and_writes_nothing(tmp_path, monkeypatc
     assert "nothing was written or downloaded" in printed
 
 
+@pytest.mark.parametrize("precision, dtype", [("bf16-mixed", "torch.bfloat16"), ("32-true", None)])
+def test_plan_times_the_step_in_the_runs_precision(monkeypatch, precision, dtype):
+    """bf16 with channels-last trains twice as fast as fp32 on a CPU: an fp32 step doubled the estimate."""
+    import torch
+
+    from adlab.config import load_config
+    from adlab.study import plan
+
+    seen, real = [], torch.autocast
+
+    def recording_autocast(device, dtype=None, enabled=True):
+        seen.append((str(dtype) if enabled else None))
+        return real(device, dtype=dtype, enabled=enabled)
+
+    monkeypatch.setattr(torch, "autocast", recording_autocast)
+    config = load_config({"model": {"name": "cnn", "cnn": {"conv_channels": [8]}},
+                          "train": {"precision": precision, "channels_last": True}})
+    assert plan._time_step(config, (1, 8, 8), 4) > 0
+    assert seen and set(seen) == {dtype}
+
+
 def test_plan_estimates_from_a_timed_step_times_steps_and_epochs(monkeypatch):
     from adlab.config import load_config
     from adlab.study import plan

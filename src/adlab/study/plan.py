@@ -197,6 +197,7 @@ def _time_step(config, shape: tuple[int, int, int], batch: int) -> float | None:
     import torch
 
     from adlab.models.factory import build_autoencoder, build_model
+    from adlab.tasks.classify.outputs import AUTOCAST_DTYPES
 
     model = config.model.model_copy(update={"weights": None, "freeze": False})
     try:
@@ -207,15 +208,19 @@ def _time_step(config, shape: tuple[int, int, int], batch: int) -> float | None:
     except Exception:  # an estimate, never a reason to stop: the run itself reports a bad model
         return None
     device = "cuda" if torch.cuda.is_available() else "cpu"  # where the runs will train
-    net.train().to(device)
+    # in the run's precision and memory layout: bf16 with channels-last is twice fp32's speed on a CPU
+    dtype = AUTOCAST_DTYPES.get(str(config.train.precision))
+    layout = torch.channels_last if config.train.channels_last else torch.contiguous_format
+    net.train().to(device, memory_format=layout)
     optimizer = torch.optim.Adam(net.parameters(), lr=1e-3)
-    x = torch.rand(batch, *shape, device=device)
+    x = torch.rand(batch, *shape, device=device).contiguous(memory_format=layout)
     timings = []
     for _ in range(3):
         if device == "cuda":
             torch.cuda.synchronize()
         start = time.perf_counter()
-        output = net(x)  # logits; an autoencoder's {"recon": ..., "z": ...}; a VAE encoder's tuple
+        with torch.autocast(device, dtype=dtype, enabled=dtype is not None):
+            output = net(x)  # logits; an autoencoder's {"recon": ..., "z": ...}; a VAE encoder's tuple
         if isinstance(output, dict):
             output = output.get("recon", next(iter(output.values())))
         output = output[0] if isinstance(output, (tuple, list)) else output
