@@ -256,6 +256,7 @@ def main() -> None:
     unit = xtr.float() / 255
     mean, std = unit.mean().item(), unit.std().item()
     normalise = lambda x: (x.float() / 255 - mean) / std  # noqa: E731
+    val_in, test_in = normalise(xva), normalise(xte)  # what the net is scored on
 
     net = build(a.arch, a.res, ACTIVATIONS[a.act])
     if a.whiten:
@@ -315,26 +316,25 @@ def main() -> None:
         if a.swa and epoch >= a.epochs - a.swa:
             averaged.update_parameters(net)
             net.eval()
-            snapshots.append((tta_probs(net, normalise(xva), a.shift), tta_probs(net, normalise(xte), a.shift)))
+            snapshots.append((tta_probs(net, val_in, a.shift), tta_probs(net, test_in, a.shift)))
     if lookahead:
         lookahead.update(1.0)  # end on the average itself
     train_s = time.perf_counter() - start
     net.eval()
-    xva, xte = normalise(xva), normalise(xte)
-    result = {"tag": a.tag, "argv": " ".join(sys.argv[1:]), "val": round(accuracy(net, xva, yva, a.shift), 4),
-              "test": round(accuracy(net, xte, yte, a.shift), 4), "train_s": round(train_s, 1),
+    result = {"tag": a.tag, "argv": " ".join(sys.argv[1:]), "val": round(accuracy(net, val_in, yva, a.shift), 4),
+              "test": round(accuracy(net, test_in, yte, a.shift), 4), "train_s": round(train_s, 1),
               "params": sum(p.numel() for p in net.parameters())}
     if a.swa:
         train_batches = (normalise(xtr[i:i + 1000]).contiguous(memory_format=torch.channels_last)
                          for i in range(0, len(xtr), 1000))
         torch.optim.swa_utils.update_bn(train_batches, averaged)
         averaged.eval()
-        result["swa_val"] = round(accuracy(averaged, xva, yva, a.shift), 4)
-        result["swa_test"] = round(accuracy(averaged, xte, yte, a.shift), 4)
+        result["swa_val"] = round(accuracy(averaged, val_in, yva, a.shift), 4)
+        result["swa_test"] = round(accuracy(averaged, test_in, yte, a.shift), 4)
         result["snapshots_val"] = round((sum(v for v, _ in snapshots).argmax(1) == yva).float().mean().item(), 4)
         result["snapshots_test"] = round((sum(t for _, t in snapshots).argmax(1) == yte).float().mean().item(), 4)
     if a.tta_views:
-        result["views_val"], result["views_test"] = view_sets(net, xva, yva), view_sets(net, xte, yte)
+        result["views_val"], result["views_test"] = view_sets(net, val_in, yva), view_sets(net, test_in, yte)
     print(json.dumps(result), flush=True)
     OUT.parent.mkdir(parents=True, exist_ok=True)
     with OUT.open("a") as f:

@@ -20,6 +20,7 @@ from pathlib import Path
 import torch
 
 from adlab.data.datamodule import ImageDataModule
+from adlab.tasks.classify.fuse import combine
 from adlab.tasks.classify.loading import load_trained
 from adlab.tasks.classify.outputs import predict_probs, read_predictions, tta_settings
 
@@ -52,8 +53,8 @@ def main() -> None:
     for count in range(1, len(members) + 1):
         chosen = members[:count]
         val_y, test_y = chosen[0][1], chosen[0][3]
-        val_acc = (torch.stack([m[0] for m in chosen]).mean(0).argmax(1) == val_y).float().mean().item()
-        test_acc = (torch.stack([m[2] for m in chosen]).mean(0).argmax(1) == test_y).float().mean().item()
+        val_acc = (combine([m[0] for m in chosen], "mean_prob").argmax(1) == val_y).float().mean().item()
+        test_acc = (combine([m[2] for m in chosen], "mean_prob").argmax(1) == test_y).float().mean().item()
         print(f"{args.tag}: {count} member(s) fused: val {val_acc:.4f}  test {test_acc:.4f}")
         if args.log:
             with args.log.open("a") as f:
