@@ -9,6 +9,7 @@ it is empty. The working directory and its parents are never an output folder.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -51,6 +52,21 @@ def write_marker(folder: Path, kind: str, **record) -> None:
     io.write_json(Path(folder) / MARKER, {"kind": kind, "adlab": __version__, **record})
 
 
+def canonical(folder: str | Path) -> Path:
+    """The folder that writing to `folder` will really reach, decided before anything is made.
+
+    `missing/../userdir` does not resolve while `missing` is absent, yet once `mkdir -p` has made it
+    the same path reaches `userdir`: judged as written, a user's folder would pass as new. realpath
+    follows the symlinks of the parts that exist and takes `..` after a missing part as `mkdir -p`
+    will make it. The result is relative to the working directory when inside it (short messages)."""
+    real = Path(os.path.realpath(os.path.expanduser(os.fspath(folder))))
+    cwd = Path(os.path.realpath(os.getcwd()))
+    try:
+        return real.relative_to(cwd) if real != cwd else real
+    except ValueError:
+        return real
+
+
 def refuse_protected(folder: Path) -> None:
     """The working directory, its parents and the home folder are never output folders."""
     resolved = Path(folder).expanduser().resolve()
@@ -65,8 +81,11 @@ def refuse_protected(folder: Path) -> None:
 def _holds(folder: Path, kind: str, legacy_files: tuple[str, ...] = ()) -> bool:
     """Whether `folder` already holds adlab's output of this kind (False: absent or empty); an
     error naming the folder if it is not adlab's or holds another kind. Writes nothing."""
+    if Path(folder).expanduser().is_symlink():
+        raise AdlabError(f"{folder}: exists and is not a folder (a symbolic link)")
+    folder = canonical(folder)
     refuse_protected(folder)
-    if folder.is_symlink() or (folder.exists() and not folder.is_dir()):
+    if folder.exists() and not folder.is_dir():
         raise AdlabError(f"{folder}: exists and is not a folder")
     if not folder.is_dir() or not any(folder.iterdir()):
         return False
@@ -94,9 +113,11 @@ def check_output(folder: Path, kind: str, overwrite: bool, flag: str = "--overwr
 
 
 def prepare_output(folder: Path, kind: str, overwrite: bool, flag: str = "--overwrite", **record) -> Path:
-    """Create `folder` with its marker, replacing an earlier output of the same kind if allowed."""
-    folder = Path(folder)
-    if check_output(folder, kind, overwrite, flag):
+    """Create `folder` with its marker, replacing an earlier output of the same kind if allowed;
+    returns the folder as `canonical` reaches it (write there, not through the path as given)."""
+    replace = check_output(folder, kind, overwrite, flag)
+    folder = canonical(folder)
+    if replace:
         shutil.rmtree(folder)
     folder.mkdir(parents=True, exist_ok=True)
     write_marker(folder, kind, **record)
@@ -107,8 +128,8 @@ def adopt_or_create(folder: Path, kind: str, legacy_files: tuple[str, ...] = ())
     """A folder adlab keeps adding to (a study, a search): create it with its marker, or continue
     one with that marker (or an earlier adlab's, recognised by `legacy_files`). Returns whether
     the folder already held that kind. Never deletes anything."""
-    folder = Path(folder)
     existed = _holds(folder, kind, legacy_files)
+    folder = canonical(folder)
     if not existed or marker_kind(folder) is None:
         folder.mkdir(parents=True, exist_ok=True)
         write_marker(folder, kind, **({"adopted": True} if existed else {}))

@@ -102,4 +102,4 @@ def _as_config(config: Config | dict | str | Path, overrides: list[str] | None) 
 def _run_dir(config: Config, out: str | Path | None, source: str | None, rank_zero: bool) -> Path:
     if not rank_zero and RUN_DIR_ENV in os.environ:  # a DDP process: the folder is rank zero's
         return Path(os.environ[RUN_DIR_ENV])
-    return Path(out) if out else default_run_dir(config, source)
+    return ownership.canonical(out or default_run_dir(config, source))

@@ -13,6 +13,7 @@ made by the very same step and refuses one made otherwise, so nothing is rebuilt
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any, Callable, Optional
 
@@ -114,16 +115,29 @@ def parse_steps(origin: Path, raw: Any) -> list[tuple[str, _Step]]:
                 raise ConfigError(f"{where}: {tool}: unknown key '{key}' (valid: "
                                   f"{', '.join(TOOLS[tool].model_fields)})") from None
             raise ConfigError(f"{where}: {tool}.{key}: {err['msg'].removeprefix('Value error, ')}") from None
+        _check_inside_study(where, tool, steps[-1][1].out)
     return steps
+
+
+def _check_inside_study(where: str, tool: str, out: str) -> None:
+    """A step's output under `{out}` stays in the study folder: `{out}/data/../../x` would be a
+    folder outside it, perhaps the user's. Judged on the text, before any folder exists."""
+    if "{out}" not in out:
+        return
+    if not out.startswith("{out}") or out.count("{out}") > 1:
+        raise ConfigError(f"{where}: {tool}.out: {out[:80]!r}: {{out}} may only start the path")
+    inside = os.path.normpath("/study" + out[len("{out}"):])
+    if inside != "/study" and not inside.startswith("/study/"):
+        raise ConfigError(f"{where}: {tool}.out: {out[:80]!r} leaves the study folder; keep '..' out of it")
 
 
 def path_resolver(study_file: Path, out: Path) -> Callable[[str], Path]:
     """`{out}` is the study folder; any other relative path is relative to the study file."""
     def resolve(text: str) -> Path:
         if "{out}" in text:
-            return Path(text.replace("{out}", str(out)))
+            return ownership.canonical(text.replace("{out}", str(out)))
         path = Path(text).expanduser()
-        return path if path.is_absolute() else study_file.parent / path
+        return ownership.canonical(path if path.is_absolute() else study_file.parent / path)
     return resolve
 
 

@@ -115,8 +115,11 @@ def rerender(out: str | Path) -> Path:
 
     from adlab import ownership
 
-    out = Path(out)
-    if not (out / "study.yaml").is_file() or ownership.marker_kind(out) not in ("study", "demo", None):
-        raise AdlabError(f"{out}: not a study folder (no study.yaml)")
+    out = ownership.canonical(out)
+    kind = ownership.marker_kind(out)
+    legacy = kind is None and (out / "runs").is_dir()  # a study folder of an adlab before the marker
+    if out.is_symlink() or not (out / "study.yaml").is_file() or not (kind in ("study", "demo") or legacy):
+        raise AdlabError(f"{out}: not a study folder adlab made (no study marker, or no study.yaml); "
+                         "refusing to write a report into it")
     study = load_study(out / "study.yaml", check_configs=False)
     return write_report(out, study, sections=section_runs(study))

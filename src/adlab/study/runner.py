@@ -24,7 +24,7 @@ def run_study(path: str | Path, out: str | Path | None = None, resume: bool = Fa
     run and are recorded: a resumed study takes the same ones. `study`: the study already loaded
     from `path` (the demo adapts it to its data); kind "demo": an earlier demo in OUT is replaced."""
     study = study or load_study(path, overrides=overrides)  # every run's config is validated before anything starts
-    out = Path(out) if out else Path("runs") / "studies" / study.name
+    out = ownership.canonical(out or Path("runs") / "studies" / study.name)
     check_inputs(study)
     open_study_folder(path, out, overrides, resume, kind)
     try:
@@ -74,7 +74,7 @@ def run_workers(path: str | Path, out: str | Path | None = None, workers: int | 
     from adlab.study import queue as q
 
     study = load_study(path, overrides=overrides)
-    out = Path(out) if out else Path("runs") / "studies" / study.name
+    out = ownership.canonical(out or Path("runs") / "studies" / study.name)
     check_inputs(study)
     open_study_folder(path, out, overrides, resume=True)  # workers join a study folder, new or begun
     say = io.printer(verbose)
@@ -160,7 +160,7 @@ def study_status(path: str | Path, out: str | Path | None = None, storage: str |
     from adlab.study import queue as q
 
     study = load_study(path, check_configs=False)
-    out = Path(out) if out else Path("runs") / "studies" / study.name
+    out = ownership.canonical(out or Path("runs") / "studies" / study.name)
     if storage is None and not (out / q.JOURNAL).is_file():
         done = [run.name for run in study.runs if finished(out / "runs" / run.name)]
         return [f"study {study.name} in {out}: no worker queue (run one process at a time); "

@@ -138,7 +138,7 @@ def run_search(path: str | Path, out: str | Path | None = None, verbose: bool = 
     path = Path(path)
     spec, base = load_search(path)
     name = spec.name or path.stem
-    out = Path(out) if out else Path("runs") / "searches" / name
+    out = ownership.canonical(out or Path("runs") / "searches" / name)
     ownership.adopt_or_create(out, "search", legacy_files=("search.db",))  # a search continues in its folder
     say = io.printer(verbose)
     optuna.logging.set_verbosity(optuna.logging.WARNING)

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from adlab import io
+from adlab import io, ownership
 from adlab.config import Config
 from adlab.data.datamodule import DataInfo
 from adlab.errors import AdlabError
@@ -37,7 +37,7 @@ def generate(run: str | Path, n: int = 64, out: str | Path = "samples.png", seed
         raise AdlabError(f"--n: need 1 to {MAX_SAMPLES} images, not {n}")
     if not 0 <= seed <= 2**32 - 1:
         raise AdlabError(f"--seed: need 0 to {2**32 - 1}, not {seed}")
-    out = Path(out)
+    out = ownership.canonical(out)  # `missing/../user.png` is the user's file once `missing` is made
     if out.suffix.lower() != ".png":
         raise AdlabError(f"{out}: --out must name a .png file")
     if out.exists() or out.is_symlink():

@@ -31,7 +31,7 @@ def evaluate(run: str | Path, overrides: list[str] | None = None, out: str | Pat
         raise DataError(f"evaluation images are {'x'.join(map(str, new_info.input_shape))} but the model takes "
                         f"{'x'.join(map(str, info.input_shape))}; set data.image_size")
     run_dir = Path(run) if Path(run).is_dir() else trained.checkpoint.parent.parent
-    out_dir = Path(out) if out else run_dir / "evaluation"
+    out_dir = ownership.canonical(out or run_dir / "evaluation")
     ownership.check_output(out_dir, "evaluation", overwrite)
     probs = predict_probs(trained.net, data.transform, data.test_x, **tta_settings(config.train))
     ownership.prepare_output(out_dir, "evaluation", overwrite)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import torch
 
-from adlab import io
+from adlab import io, ownership
 from adlab.config import validate_config
 from adlab.data.datamodule import ImageDataModule
 from adlab.errors import AdlabError
@@ -64,7 +64,8 @@ def fuse(runs: list[str | Path], out: str | Path, method: str = "mean_prob", ove
             raise AdlabError(f"{path}: test set differs from {first_path} (not the same images in the same order)")
     if method not in METHODS:
         raise AdlabError(f"unknown fusion method {method!r} (valid: {', '.join(METHODS)})")
-    check_run_dir(Path(out), overwrite, kind="fused-run")  # before the slow part, and before any file is written
+    out = ownership.canonical(out)
+    check_run_dir(out, overwrite, kind="fused-run")  # before the slow part, and before any file is written
     fused = combine([m[2] for m in members], method)
     images = _test_images(first_path)
     out_dir = prepare_run_dir(Path(out), overwrite, kind="fused-run")
