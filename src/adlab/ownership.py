@@ -58,13 +58,14 @@ def canonical(folder: str | Path) -> Path:
     `missing/../userdir` does not resolve while `missing` is absent, yet once `mkdir -p` has made it
     the same path reaches `userdir`: judged as written, a user's folder would pass as new. realpath
     follows the symlinks of the parts that exist and takes `..` after a missing part as `mkdir -p`
-    will make it. The result is relative to the working directory when inside it (short messages)."""
-    real = Path(os.path.realpath(os.path.expanduser(os.fspath(folder))))
+    will make it. A relative path stays relative to the working directory when it lands inside it,
+    so messages name the folder as the user would."""
+    given = os.path.expanduser(os.fspath(folder))
+    real = Path(os.path.realpath(given))
     cwd = Path(os.path.realpath(os.getcwd()))
-    try:
-        return real.relative_to(cwd) if real != cwd else real
-    except ValueError:
+    if os.path.isabs(given) or real == cwd or cwd not in real.parents:
         return real
+    return real.relative_to(cwd)
 
 
 def refuse_protected(folder: Path) -> None:
