@@ -367,6 +367,18 @@ def _os_error_line(exc: OSError) -> str:
     return f"{where}: {exc.strerror or type(exc).__name__}{hint}"
 
 
+def _out_of_memory(exc: BaseException, config: object) -> str | None:
+    """A network, image or batch too large for this machine is the user's to fix: one line, not a
+    traceback (torch reports a failed allocation as a RuntimeError)."""
+    text = str(exc)
+    if not isinstance(exc, MemoryError) and not re.search(r"can't allocate memory|out of memory", text, re.I):
+        return None
+    asked = re.search(r"allocate (\d+) bytes", text)
+    size = f" ({int(asked.group(1)) / 2**30:,.1f} GiB asked for at once)" if asked else ""
+    return (f"{config + ': ' if isinstance(config, str) else ''}out of memory{size}; "
+            "make the network, the images (data.image_size) or train.batch_size smaller")
+
+
 class _PipeSafeStdout:
     """stdout that outlives its reader: with `adlab ... | head` the job goes on, its output dropped."""
 
@@ -422,6 +434,12 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("adlab: interrupted", file=sys.stderr)
         return 130
+    except (MemoryError, RuntimeError) as exc:
+        line = _out_of_memory(exc, getattr(args, "config", None))
+        if line is None:
+            raise
+        print(f"adlab: error: {line}", file=sys.stderr)
+        return EXIT_BAD_INPUT
     finally:
         sys.stdout.flush()
         sys.stdout = stdout

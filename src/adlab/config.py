@@ -59,7 +59,7 @@ class DataConfig(_Section):
     cv_folds: Optional[int] = Field(None, ge=2, description="k-fold cross-validation: val is fold cv_fold of the "
                                     "k folds of the training split (null: a single val_fraction split)")
     cv_fold: int = Field(0, ge=0, description="cv_folds: which fold (0 .. cv_folds - 1) is the validation set")
-    image_size: Optional[int] = Field(None, ge=4, description="resize to this square size in pixels (null: the "
+    image_size: Optional[int] = Field(None, ge=4, le=4096, description="resize to this square size in pixels (null: the "
                                       "data's own; detect: ultralytics imgsz, default 640)")
     channels: Optional[Literal[1, 3]] = Field(None, description="1 (grey) or 3 (RGB); null: the data's own "
                                               "(3 for ImageNet weights)")
