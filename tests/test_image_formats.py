@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import subprocess
@@ -18,9 +17,8 @@ from adlab.detection.yolo_format import read_data_yaml, write_data_yaml
 from adlab.image_formats import CLASS_FOLDER_SUFFIXES, YOLO_IMAGE_SUFFIXES
 
 
+@pytest.mark.requires("detect")
 def test_yolo_list_is_ultralytics_list():
-    if importlib.util.find_spec("ultralytics") is None:
-        pytest.skip("ultralytics not installed")
     # in a child process: importing ultralytics replaces PIL.Image.open for the whole process
     code = "import json; from ultralytics.data.utils import IMG_FORMATS; print(json.dumps(sorted(IMG_FORMATS)))"
     env = {**os.environ, "YOLO_OFFLINE": "1", "YOLO_AUTOINSTALL": "false"}

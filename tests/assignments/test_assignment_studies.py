@@ -274,8 +274,8 @@ def test_c_kitti_crops_in_three_regimes(tmp_path, monkeypatch):
 
 
 @pytest.mark.slow
+@pytest.mark.requires("detect")
 def test_d_kitti_yolo_scratch_and_coco_pretrained(tmp_path, monkeypatch):
-    pytest.importorskip("ultralytics")
     from standins.kitti import write_kitti
     from standins.ultralytics_weights import offline_weights_folder, write_ultralytics_checkpoint
 

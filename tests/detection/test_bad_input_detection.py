@@ -7,7 +7,6 @@ Output folders: every data tool builds its output in a temporary sibling and swa
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import struct
 import zlib
@@ -18,8 +17,7 @@ import pytest
 import yaml
 from PIL import Image
 
-needs_ultralytics = pytest.mark.skipif(importlib.util.find_spec("ultralytics") is None,
-                                       reason="needs adlab[detect]")
+needs_ultralytics = pytest.mark.requires("detect")
 
 BOX = "0.500000 0.500000 0.400000 0.400000"  # 40 x 20 px in a 100 x 50 image
 KITTI_REST = "1.50 1.60 3.90 1.00 1.50 20.00 -1.55"

@@ -2,7 +2,6 @@
 
 import csv
 import hashlib
-import importlib.util
 import json
 
 import numpy as np
@@ -14,7 +13,7 @@ from adlab.detection.yolo_format import read_data_yaml
 from adlab.errors import ConfigError, DataError
 
 # find_spec, not importorskip: importing ultralytics at collection would patch PIL for every test
-pytestmark = pytest.mark.skipif(importlib.util.find_spec("ultralytics") is None, reason="needs adlab[detect]")
+pytestmark = pytest.mark.requires("detect")
 
 
 def detect_config(data_yaml, **train):

@@ -4,7 +4,6 @@ recorded with its sha256. No test downloads: the weights folder holds a checkpoi
 itself from a test's model, and every download attempt fails as offline."""
 
 import hashlib
-import importlib.util
 import json
 from types import SimpleNamespace
 
@@ -14,7 +13,7 @@ import yaml
 import adlab
 from adlab.errors import CheckpointError, ConfigError
 
-pytestmark = pytest.mark.skipif(importlib.util.find_spec("ultralytics") is None, reason="needs adlab[detect]")
+pytestmark = pytest.mark.requires("detect")
 
 URL = "https://github.com/ultralytics/assets/releases/download/v8.4.0/yolov8n.pt"
 

@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from adlab.data.sources import DEBIAN_FASHION_MNIST
 from adlab.detection.synth import load_pool, make_background, parse_size, render_scene, synth_scenes
 from adlab.detection.yolo_format import read_data_yaml, read_labels, yolo_to_pixels
 from adlab.errors import DataError
@@ -216,7 +215,7 @@ def test_parse_size():
         parse_size("384")
 
 
-@pytest.mark.skipif(not DEBIAN_FASHION_MNIST.is_dir(), reason="Fashion-MNIST not installed")
+@pytest.mark.requires("fashion-mnist")
 def test_fashion_mnist_is_the_default_source(tmp_path):
     summary = synth_scenes(tmp_path / "f", 12, seed=0)
     assert summary["source"] == "fashion_mnist"

@@ -26,8 +26,7 @@ import yaml
 import adlab
 from tests.conftest import fast_config
 
-MISSING = [name for name in ("mlflow", "tensorboard") if importlib.util.find_spec(name) is None]
-pytestmark = pytest.mark.skipif(bool(MISSING), reason=f"needs adlab[track] ({', '.join(MISSING)} missing)")
+pytestmark = pytest.mark.requires("track")  # skipped without adlab[track]; fails with CI=true (tests/conftest.py)
 MLFLOW_ENV = ("MLFLOW_TRACKING_URI", "MLFLOW_EXPERIMENT_NAME", "MLFLOW_EXPERIMENT_ID")
 
 
@@ -274,7 +273,7 @@ def detect_run(tmp_path: Path, loggers: list[str]) -> Path:
     return tmp_path / "run"
 
 
-detection = pytest.mark.skipif(importlib.util.find_spec("ultralytics") is None, reason="needs adlab[detect]")
+detection = pytest.mark.requires("detect")
 
 
 @detection
@@ -345,8 +344,7 @@ def page_text(dom: str) -> str:
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(CHROMIUM is None, reason="needs Debian's chromium (make setup installs it as root)")
-@pytest.mark.skipif(shutil.which("mlflow", path=str(Path(sys.executable).parent)) is None, reason="needs mlflow's CLI")
+@pytest.mark.requires("chromium", "mlflow-cli")
 def test_the_mlflow_ui_shows_the_run_and_its_metric(tracked, tmp_path):
     """`mlflow ui --backend-store-uri` on the run's store, as docs/tracking.md says, opened in a real
     headless Chromium: the run's page names the run and shows its test accuracy."""

@@ -38,7 +38,7 @@ def rendered(html_text: str, tmp_path) -> str:
     return match.group(1)
 
 
-@pytest.mark.skipif(CHROMIUM is None, reason="needs Debian's chromium (make setup installs it as root)")
+@pytest.mark.requires("chromium")
 def test_report_tables_and_figures_are_shown(tmp_path):
     import matplotlib
 
@@ -81,7 +81,7 @@ window.addEventListener('load', () => {
 </script>"""
 
 
-@pytest.mark.skipif(CHROMIUM is None, reason="needs Debian's chromium (make setup installs it as root)")
+@pytest.mark.requires("chromium")
 @pytest.mark.parametrize("width", [1280, 760])
 def test_report_layout_in_a_browser(tmp_path, width):
     """A real study report at a laptop's and at a narrow window's width: the summary comes first,

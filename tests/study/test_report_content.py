@@ -92,7 +92,7 @@ def test_html_is_autoescaped_and_holds_the_summary_first(study_folder):
     assert html.count('class="table-wrap"') >= 4
 
 
-@pytest.mark.skipif(PDFLATEX is None, reason="needs pdflatex (make setup installs Debian's texlive as root)")
+@pytest.mark.requires("pdflatex")  # with booktabs
 def test_report_tex_compiles_with_booktabs_and_pdf_figures(study_folder):
     tex = (study_folder / "report.tex").read_text()
     assert r"\toprule" in tex and r"\bottomrule" in tex and r"\usepackage{booktabs}" in tex
