@@ -93,3 +93,39 @@ def test_a_network_too_large_for_memory_is_one_line(cli, config):
 def test_an_image_size_no_machine_holds_is_refused_by_the_schema(cli, config):
     cli.refused("train", config, "--out", "big", *FAST, "--set", "data.image_size=100000",
                 names=("c.yaml", "data.image_size", "4096"))
+
+
+# --- search ------------------------------------------------------------------------------------------
+
+def test_a_search_objective_that_no_run_logs_is_refused_before_any_trial(cli):
+    search = cli.root / "se.yaml"
+    search.write_text("name: s\nconfig:\n  data: {name: digits}\nobjective: {metric: no_such, direction: maximize}\n"
+                      "space:\n  train.lr: {low: 0.001, high: 0.01}\ntrials: 1\n")
+    line = cli.refused("search", search, "--out", "s", names=("se.yaml", "objective.metric", "'no_such'"))
+    assert "val_accuracy" in line
+
+
+def test_every_task_names_the_validation_columns_its_history_has():
+    from adlab.tasks import TASKS, get_task
+    from adlab.tasks.detect.train import HISTORY
+
+    assert get_task("detect").val_columns == [c for c in HISTORY if c.startswith("val_") and c != "val_loss"]
+    for name in TASKS:
+        assert all(c.startswith("val_") for c in get_task(name).val_columns), name
+
+
+def test_an_interrupted_search_names_the_search_command_that_continues_it(cli, monkeypatch):
+    import adlab.run.train
+    from adlab.errors import Interrupted
+
+    def cut_short(*args, out, **kwargs):
+        raise Interrupted(f"SIGTERM after 1 of 2 epochs; continue with: adlab train --resume {out}", 143)
+
+    monkeypatch.setattr(adlab.run.train, "train", cut_short)
+    search = cli.root / "se.yaml"
+    search.write_text("name: s\nconfig:\n  data: {name: digits}\nspace:\n  train.lr: {low: 0.001, high: 0.01}\n"
+                      "trials: 1\npruning: false\n")
+    code, out, err = cli.run("search", search, "--out", "s")
+    assert code == 143
+    assert err.splitlines() == [f"adlab: SIGTERM after 1 of 2 epochs; continue the search with: "
+                                f"adlab search {search} --out s"]

@@ -21,6 +21,7 @@ At the end the best settings are trained again on train + val and scored once on
 from __future__ import annotations
 
 import copy
+import shlex
 import time
 from pathlib import Path
 from typing import Any, Literal, Optional, Union
@@ -30,7 +31,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from adlab import io, ownership
 from adlab.config import Seed, load_config, set_dotted
-from adlab.errors import AdlabError, ConfigError
+from adlab.errors import AdlabError, ConfigError, Interrupted
 from adlab.names import name_field
 from adlab.study.spec import merge_dicts, read_spec_file
 
@@ -87,6 +88,7 @@ def load_search(path: Path) -> tuple[SearchSpec, dict]:
     if spec.sampler == "grid" and any(p.choices is None for p in spec.space.values()):
         bad = next(k for k, p in spec.space.items() if p.choices is None)
         raise ConfigError(f"{path}: space.{bad}: the grid sampler needs choices: [...] for every parameter")
+    _check_objective(path, spec.objective.metric, load_config(base).task)
     # every parameter must be a real config key: try the extremes of each before searching
     for key, param in spec.space.items():
         for value in (param.choices or [param.low, param.high]):
@@ -97,6 +99,17 @@ def load_search(path: Path) -> tuple[SearchSpec, dict]:
             except ConfigError as exc:
                 raise ConfigError(f"{path}: space.{key}: {str(exc).removeprefix('config: ')}") from None
     return spec, base
+
+
+def _check_objective(path: Path, metric: str, task_name: str) -> None:
+    """The objective is a column of the runs' history.csv: refused before the first trial, not
+    after it (Optuna's pruning callback only warns about an unknown metric)."""
+    from adlab.tasks import get_task
+
+    columns = ["train_loss", "val_loss", *get_task(task_name).val_columns]
+    if metric not in columns:
+        raise ConfigError(f"{path}: objective.metric: {metric[:60]!r} is not a column of a {task_name} run's "
+                          f"history (valid: {', '.join(columns)})")
 
 
 def _suggest(trial, key: str, param: Param):
@@ -141,7 +154,8 @@ def run_search(path: str | Path, out: str | Path | None = None, verbose: bool = 
     out = ownership.canonical(out or Path("runs") / "searches" / name)
     ownership.adopt_or_create(out, "search", legacy_files=("search.db",))  # a search continues in its folder
     say = io.printer(verbose)
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    # ERROR: an interrupted trial would print Optuna's traceback; adlab says what happened in one line
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
     from optuna.storages import RDBStorage, RetryFailedTrialCallback
 
     url = spec.storage or f"sqlite:///{(out / 'search.db').resolve()}"
@@ -202,8 +216,13 @@ def run_search(path: str | Path, out: str | Path | None = None, verbose: bool = 
 
     finished = len(study.get_trials(deepcopy=False, states=counted))
     if finished < spec.trials:
-        study.optimize(objective, n_trials=spec.trials - finished, callbacks=[progress],
-                       catch=(), gc_after_trial=True)
+        try:
+            study.optimize(objective, n_trials=spec.trials - finished, callbacks=[progress],
+                           catch=(), gc_after_trial=True)
+        except Interrupted as exc:  # the search's own command continues it (the cut trial is tried again)
+            what = str(exc).split("; continue with:")[0]
+            raise Interrupted(f"{what}; continue the search with: adlab search {shlex.quote(str(path))} "
+                              f"--out {shlex.quote(str(out))}", exc.exit_code) from None
     complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
     if not complete:
         raise AdlabError(f"{out}: no trial completed")

@@ -38,6 +38,7 @@ class ReportSpec:
 class Task(Protocol):
     name: str
     report: ReportSpec
+    val_columns: list[str]  # history.csv's validation columns beside train_loss and val_loss (search objectives)
 
     def check_config(self, config: Config) -> None:
         """Rules that tie this task to other settings (raise ValueError naming the key)."""

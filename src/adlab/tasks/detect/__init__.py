@@ -19,6 +19,7 @@ class Detect:
          ("train_seconds", "min")],
         ["predictions.png", "pr_curve.png"], "val_map50", summary_keys=("map50",),
         paired=(("map50", "found50"),))  # mAP has no per-image value: the share of objects found stands in
+    val_columns = ["val_map50", "val_map50_95", "val_precision", "val_recall"]  # history.csv beside the losses
 
     def check_config(self, config: Config) -> None:
         if config.data.name != "yolo":
