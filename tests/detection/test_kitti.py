@@ -225,3 +225,56 @@ def test_bad_arguments(kitti, tmp_path):
         kitti_to_yolo(images, tmp_path / "missing", tmp_path / "o", CLASSES)
     with pytest.raises(DataError, match="overlaps the input"):
         kitti_to_yolo(images, labels, images / "yolo", CLASSES)
+
+
+# --- the one-pixel rule at its boundary ---------------------------------------------------------------------
+
+@pytest.mark.parametrize("corners, kept", [
+    ((10, 5, 11, 25), False),          # exactly 1 px wide: dropped (<= DEGENERATE_PX)
+    ((10, 5, 30, 6), False),           # exactly 1 px high
+    ((10, 5, 10, 25), False),          # 0 px: in order, but degenerate
+    ((10, 5, 11.01, 25), True),        # just over 1 px
+    ((10, 5, 30, 6.01), True),
+    ((-5, 5, 1, 25), False),           # 1 px wide once clipped at the left edge
+    ((99, 5, 120, 25), False),         # 1 px wide once clipped at the right edge (image 100 px)
+    ((-5, 5, 1.5, 25), True),          # 1.5 px once clipped
+    ((5, 49, 20, 70), False),          # 1 px high once clipped at the bottom (image 50 px)
+])
+def test_one_pixel_boxes_at_the_boundary(tmp_path, corners, kept):
+    images, labels = tmp_path / "image_2", tmp_path / "label_2"
+    png(images / "a.png")  # 100 x 50
+    write(labels / "a.txt", [kline("Car", *corners)])
+    summary = kitti_to_yolo(images, labels, tmp_path / "yolo", CLASSES, val_fraction=0)
+    assert summary["degenerate"] == (0 if kept else 1)
+    assert summary["objects"]["Car"] == (1 if kept else 0)
+    assert len(label_lines(tmp_path / "yolo", "train", "a")) == (1 if kept else 0)
+    assert kitti_module.DEGENERATE_PX == 1.0
+
+
+def test_a_box_on_the_image_edges_is_not_clipped(tmp_path):
+    images, labels = tmp_path / "image_2", tmp_path / "label_2"
+    png(images / "a.png")
+    write(labels / "a.txt", [kline("Car", 0, 0, 100, 50), kline("Car", 0, 0, 100.5, 50)])
+    summary = kitti_to_yolo(images, labels, tmp_path / "yolo", CLASSES, val_fraction=0)
+    assert summary["clipped"] == 1 and summary["degenerate"] == 0
+    assert label_lines(tmp_path / "yolo", "train", "a") == ["0 0.500000 0.500000 1.000000 1.000000"] * 2
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "-inf"])
+def test_non_finite_values_are_refused(tmp_path, value):
+    images, labels = tmp_path / "image_2", tmp_path / "label_2"
+    png(images / "a.png")
+    write(labels / "a.txt", [kline("Car", 10, 5, value, 25)])
+    with pytest.raises(DataError, match=r"a.txt:1: non-finite value"):
+        kitti_to_yolo(images, labels, tmp_path / "yolo", CLASSES, val_fraction=0)
+
+
+def test_corners_equal_are_in_order_and_y_out_of_order_is_refused(tmp_path):
+    from adlab.detection.kitti import parse_kitti_line
+
+    problem, parsed = parse_kitti_line(kline("Car", 10, 5, 10, 5))
+    assert problem is None and parsed[0] == "Car" and parsed[1].tolist() == [10, 5, 10, 5]
+    problem, parsed = parse_kitti_line(kline("Car", 10, 25, 30, 5))
+    assert parsed is None and problem.startswith("box corners out of order (x2 < x1 or y2 < y1: x1 y1 x2 y2 = 10 25 30 5)")
+    problem, parsed = parse_kitti_line(kline("Car", 1, 2, 3, 4, 0.5))
+    assert problem is None and parsed[1].tolist() == [1, 2, 3, 4]

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from adlab.detection.tools import filter_classes, make_crops
+from adlab.detection.tools import crop_box, filter_classes, make_crops
 from adlab.detection.yolo_format import read_data_yaml, read_labels, write_data_yaml
 from adlab.errors import DataError
 
@@ -237,3 +237,34 @@ def test_crops_every_label_read_with_read_labels(crop_data, tmp_path):
     ds = read_data_yaml(crop_data)
     total = sum(len(read_labels(ds.label_path(p), 2)) for s in ("train", "val") for p in ds.images(s))
     assert total == 4
+
+
+# --- crop_box: the crop geometry, by hand -------------------------------------------------------------------
+
+def _yolo(x1, y1, x2, y2, width=100, height=50):
+    return np.array([(x1 + x2) / 2 / width, (y1 + y2) / 2 / height, (x2 - x1) / width, (y2 - y1) / height])
+
+
+@pytest.mark.parametrize("corners, pad, region, own", [
+    ((10, 5, 30, 25), 0.0, (10, 5, 30, 25), (20, 20)),                 # on pixel edges: exactly the box
+    ((10.4, 5.6, 20.6, 24.2), 0.0, (10, 5, 21, 25), (10.2, 18.6)),     # rounded outwards
+    ((-5, -10, 15, 20), 0.0, (0, 0, 15, 20), (15, 20)),                # clipped: own size is the part inside
+    ((90, 40, 110, 60), 0.0, (90, 40, 100, 50), (10, 10)),
+    ((10, 5, 30, 25), 0.5, (0, 0, 40, 35), (20, 20)),                  # pad: half the box each side, clipped
+    ((40, 20, 60, 30), 0.25, (35, 17, 65, 33), (20, 10)),              # y 17.5 and 32.5 rounded outwards
+    ((40, 20, 60, 30), 1.0, (20, 10, 80, 40), (20, 10)),
+    ((0, 0, 100, 50), 0.0, (0, 0, 100, 50), (100, 50)),
+])
+def test_crop_box_by_hand(corners, pad, region, own):
+    got, own_w, own_h = crop_box(_yolo(*corners), 100, 50, pad)
+    assert got == region and all(type(v) is int for v in got)
+    assert (own_w, own_h) == pytest.approx(own, abs=1e-9)
+
+
+def test_crop_box_absorbs_label_rounding_but_not_more():
+    # 1e-6 of the larger side (100 px: 1e-4 px) is rounding of the 6-decimal label text, not a pixel
+    assert crop_box(_yolo(10 - 7e-5, 5 - 7e-5, 30 + 7e-5, 25 + 7e-5), 100, 50, 0.0)[0] == (10, 5, 30, 25)
+    assert crop_box(_yolo(10 - 3e-4, 5 - 3e-4, 30 + 3e-4, 25 + 3e-4), 100, 50, 0.0)[0] == (9, 4, 31, 26)
+    # the larger side sets the tolerance: 7e-5 is inside 1e-6 * 100 but outside 1e-6 * 50
+    assert crop_box(_yolo(10, 5, 30, 25 + 7e-5, 50, 100), 50, 100, 0.0)[0] == (10, 5, 30, 25)
+    assert crop_box(_yolo(10, 5, 30 + 7e-5, 25, 100, 50), 100, 50, 0.0)[0] == (10, 5, 30, 25)
