@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.adlab-installed-$(shell sha256sum pyproject.toml | cut -c1-16)
 FMNIST := /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
 
-.PHONY: setup data test test-slow test-all demo bench clean
+.PHONY: setup data test test-slow test-all demo bench mutation clean
 
 setup: $(STAMP) data
 
@@ -43,6 +43,21 @@ test-slow: setup
 test-all: setup
 	$(PY) -m pytest -q -m 'slow or not slow'
 
+# Mutation testing of the modules that guard users (docs/testing.md): mutmut changes one thing at a time
+# (<= into <, a rule dropped, ...) and runs the fast tests that call the changed function; a mutant no test
+# kills is a hole. One module: make mutation MUTANTS='adlab.names.*'. Results are kept in mutants/.
+MUTANTS ?= 'adlab.ownership.*' 'adlab.names.*' 'adlab.study.stats.*' 'adlab.detection.kitti.*' \
+	'adlab.detection.tools.x_crop_box*' 'adlab.data.cifar.x*_BatchUnpickler*' 'adlab.data.cifar.x__unpickle*' \
+	'adlab.data.cifar.x__read_batch*' 'adlab.study.queue.x_claim*' 'adlab.study.queue.x_requeue_stale*'
+
+mutation: setup
+	$(VENV)/bin/mutmut run $(MUTANTS)
+	@$(VENV)/bin/mutmut results --all true | awk -F': ' '{ n = $$1; gsub(/^ +/, "", n); m = n; sub(/\.x[^.]*$$/, "", m); \
+		t[m]++; if ($$2 == "killed" || $$2 == "timeout") k[m]++; if ($$2 == "not checked") u[m]++ } \
+		END { for (m in t) if (t[m] > u[m]) printf "%-24s %4d of %4d mutants killed (%.1f%%)\n", m, k[m], t[m] - u[m], \
+		100 * k[m] / (t[m] - u[m]) }'
+	@echo "survivors: $(VENV)/bin/mutmut results; one of them: $(VENV)/bin/mutmut show NAME"
+
 demo: setup
 	$(VENV)/bin/adlab demo --quick --out runs/demo
 
@@ -50,4 +65,4 @@ bench: setup
 	$(PY) bench/run_all.py
 
 clean:
-	rm -rf runs .pytest_cache
+	rm -rf runs .pytest_cache mutants
