@@ -82,3 +82,147 @@ def test_data_verify_false_reaches_the_reader_and_the_description_says_so(tmp_pa
     assert data.train_x.shape == (50, 3, 32, 32) and "checksums not verified" in data.description
     with pytest.raises(DataError, match="not the original CIFAR-10 file"):
         load_source("cifar10", str(tmp_path), download=False)
+
+
+# --- crafted batches (issue 28): each one line naming the file, nothing allocated from a stated size ---
+
+RECONSTRUCT = np.zeros(1).__reduce__()[0]  # numpy's _reconstruct, under this NumPy's module name
+
+
+class Reduced:
+    """Pickles as `function(*args)`, then `state` given to its __setstate__: any array header a file may state."""
+
+    def __init__(self, function, args, state=None):
+        self.function, self.args, self.state = function, args, state
+
+    def __reduce__(self):
+        return (self.function, self.args) if self.state is None else (self.function, self.args, self.state)
+
+
+def craft(folder, name, record, protocol=2):
+    (folder / name).write_bytes(pickle.dumps(record, protocol=protocol))
+    return folder / name
+
+
+def peak_rss_mb() -> float:
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+CRAFTED = {
+    # a 150-byte file whose array header asks NumPy for 1.5 GB (untouched memory: RSS alone would not show it)
+    "an array shape larger than the file": (
+        {"data": Reduced(RECONSTRUCT, (np.ndarray, (1_500_000_000,), b"B")), "labels": []},
+        r"an array of shape \(1500000000,\) and dtype uint8 \(1,500,000,000 bytes\) in a file of \d+ bytes"),
+    "an array state larger than its bytes": (
+        {"data": Reduced(RECONSTRUCT, (np.ndarray, (0,), b"B"),
+                         (1, (1_500_000_000, 3072), np.dtype(np.uint8), False, b"x" * 10)), "labels": []},
+        r"an array of shape \(1500000000, 3072\)"),
+    # an object array of 200 million Nones would fill 1.6 GB before any check: refused unbuilt
+    "an object array": (
+        {"data": Reduced(RECONSTRUCT, (np.ndarray, (0,), b"B"),
+                         (1, (200_000_000,), np.dtype(object), False, [1, 2])), "labels": []},
+        r"an object array"),
+    "an object array made at once": (
+        {"data": Reduced(RECONSTRUCT, (np.ndarray, (200_000_000,), "O")), "labels": []}, r"an object array"),
+    "a scalar larger than the file": ({"data": Reduced(np.float64(1).__reduce__()[0],
+                                                       (np.dtype("V2000000000"), b"")), "labels": []}, r"V2000000000"),
+    "a bytearray of a stated size": ({"data": Reduced(bytearray, (1_500_000_000,)), "labels": []},
+                                     r"a bytearray that is not made from bytes"),
+    "a negative shape": ({"data": Reduced(RECONSTRUCT, (np.ndarray, (-1,), b"B")), "labels": []},
+                         r"an array of shape \(-1,\)"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(CRAFTED))
+def test_crafted_array_headers_are_refused_before_numpy_allocates(tmp_path, case):
+    record, reason = CRAFTED[case]
+    folder = write_cifar10(tmp_path, per_batch=10)
+    path = craft(folder, "data_batch_2", record, protocol=4)  # bytes and bytearray as themselves
+    assert path.stat().st_size < 400
+    before = peak_rss_mb()
+    with pytest.raises(DataError, match=rf"data_batch_2: not a CIFAR python batch \(.*({reason})"):
+        load_cifar10(tmp_path, download=False, verify=False)
+    assert peak_rss_mb() - before < 200
+
+
+BAD_CONTENT = {
+    "float data": ({"data": np.zeros((2, 3072), np.float32), "labels": [0, 1]},
+                   r"'data' is float32 \(2, 3072\), expected uint8"),
+    "labels out of range": ({"data": np.zeros((2, 3072), np.uint8), "labels": [0, 10]},
+                            r"data_batch_\*: labels outside 0..9"),
+    "negative labels": ({"data": np.zeros((2, 3072), np.uint8), "labels": [0, -1]}, r"labels outside 0..9"),
+    "more labels than images": ({"data": np.zeros((2, 3072), np.uint8), "labels": [0, 1, 2]},
+                                r"2 images but 3 labels"),
+    "float labels": ({"data": np.zeros((2, 3072), np.uint8), "labels": [0.0, 1.5]},
+                     r"'labels' holds something else than integer class ids"),
+    "bool labels": ({"data": np.zeros((2, 3072), np.uint8), "labels": np.array([True, False])},
+                    r"'labels' is bool, not integer class ids"),
+    "huge int labels": ({"data": np.zeros((2, 3072), np.uint8), "labels": [0, 10 ** 30]},
+                        r"labels outside|not integer class ids|something else"),
+    "labels as a mapping": ({"data": np.zeros((2, 3072), np.uint8), "labels": {0: 1, 1: 2}},
+                            r"'labels' is not a list of class ids"),
+    "no data": ({"labels": [0]}, r"needs 'data' \(an array\) and 'labels'"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_CONTENT))
+def test_batches_with_wrong_content_are_one_line_naming_the_file(tmp_path, case):
+    record, reason = BAD_CONTENT[case]
+    folder = write_cifar10(tmp_path, per_batch=10)
+    craft(folder, "data_batch_4", record)
+    with pytest.raises(DataError, match=rf"cifar-10-batches-py/(data_batch_4)?.*{reason}"):
+        load_cifar10(tmp_path, download=False, verify=False)
+
+
+@pytest.mark.parametrize("names, reason", [
+    (["a", "a"] + [f"c{i}" for i in range(8)], r"class name 'a' given twice"),
+    (["a\nb"] + [f"c{i}" for i in range(9)], r"control characters"),
+    (["  "] + [f"c{i}" for i in range(9)], r"is empty"),
+    (["x" * 500] + [f"c{i}" for i in range(9)], r"longer than 100"),
+])
+def test_bad_class_names_in_batches_meta_are_refused(tmp_path, names, reason):
+    folder = write_cifar10(tmp_path, per_batch=10)
+    craft(folder, "batches.meta", {b"label_names": [n.encode("latin1") for n in names]})
+    with pytest.raises(DataError, match=rf"batches.meta: .*{reason}"):
+        load_cifar10(tmp_path, download=False, verify=False)
+
+
+def test_a_mathtext_class_name_is_kept_as_written(tmp_path):
+    folder = write_cifar10(tmp_path, per_batch=10)
+    names = ["f$^$", r"$\frac{$"] + [f"c{i}" for i in range(8)]
+    craft(folder, "batches.meta", {b"label_names": [n.encode() for n in names]})
+    assert load_cifar10(tmp_path, download=False, verify=False)[4] == names
+
+
+def test_a_huge_sparse_file_is_refused_by_its_size_without_reading_it(tmp_path):
+    folder = write_cifar10(tmp_path, per_batch=10)
+    with open(folder / "data_batch_1", "r+b") as handle:
+        handle.truncate(6 << 30)  # 6 GB, sparse: nothing written
+    with pytest.raises(DataError, match=r"data_batch_1: 6,442,450,944 bytes, larger than any CIFAR python batch"):
+        load_cifar10(tmp_path, download=False, verify=False)
+
+
+def test_a_fifo_or_folder_in_place_of_a_batch_is_named_without_blocking(tmp_path):
+    import os
+
+    folder = write_cifar10(tmp_path, per_batch=10)
+    (folder / "data_batch_5").unlink()
+    os.mkfifo(folder / "data_batch_5")
+    with pytest.raises(DataError, match=r"data_batch_5"):
+        load_cifar10(tmp_path, download=False, verify=False)
+    with pytest.raises(DataError, match=r"data_batch_5: not a regular file"):
+        from adlab.data.cifar import _unpickle
+
+        _unpickle(folder / "data_batch_5")
+
+
+def test_real_numpy_pickles_of_every_protocol_still_read(tmp_path):
+    """The checks refuse only what a real batch never holds: arrays as NumPy pickles them, in-band."""
+    for protocol in range(2, pickle.HIGHEST_PROTOCOL + 1):
+        write_cifar10(tmp_path / str(protocol), per_batch=10, protocol=protocol)
+        assert load_cifar10(tmp_path / str(protocol), download=False, verify=False)[0].shape == (50, 3, 32, 32)
+    folder = write_cifar10(tmp_path / "arr", per_batch=10)
+    craft(folder, "data_batch_1", {"data": np.zeros((10, 3072), np.uint8), "labels": np.arange(10, dtype=np.int64)})
+    assert load_cifar10(tmp_path / "arr", download=False, verify=False)[1].shape == (50,)
