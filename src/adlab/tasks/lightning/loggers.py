@@ -14,9 +14,11 @@ study into one store and one experiment (docs/tracking.md).
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import logging
 import os
+import re
 import time
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
@@ -33,12 +35,215 @@ RUN_TAG = "adlab.run_dir"  # the run folder an MLflow run belongs to: a resumed 
 
 def check_installed(loggers: list[str]) -> None:
     """Checked when a run starts, not when a config is read: a finished run's config.yaml must still
-    load (evaluate, table, reports) where the tracker is not installed."""
+    load (evaluate, table, reports) where the tracker is not installed. With mlflow, the store that
+    MLFLOW_TRACKING_URI names is checked too, before the run folder exists (check_tracking_store)."""
     for name in loggers:
         package = PACKAGES.get(name)
         if package and importlib.util.find_spec(package) is None:
             raise ConfigError(f"train.loggers: {name} needs the {package} package, which is not installed: "
                               "pip install 'adlab[track]'")
+    if "mlflow" in loggers:
+        check_tracking_store(os.environ.get("MLFLOW_TRACKING_URI"))
+
+
+# --- MLflow: the store MLFLOW_TRACKING_URI names, checked before a run starts ---------------------
+
+URI_VARIABLE = "MLFLOW_TRACKING_URI"
+CONNECT_SECONDS = 5.0  # a store that does not take a connection in this time is not there
+PROBE_SECONDS = 10  # MLflow's own default: 7 retries with backoff (minutes) and 120 s a request
+SQLITE_HEADER = b"SQLite format 3\x00"
+MLFLOW_TABLES = {"experiments", "runs", "alembic_version"}  # what makes a SQLite file an MLflow store
+DATABASE_PORTS = {"postgresql": 5432, "mysql": 3306, "mssql": 1433}
+STORE_KINDS = "a SQLite file (sqlite:////abs/path/mlflow.db), a server (http(s)://host:port) or a database server"
+
+
+def check_tracking_store(uri: str | None) -> None:
+    """MLFLOW_TRACKING_URI, judged before anything is written: MLflow would otherwise hang for minutes on
+    a server that is not there (7 retries with backoff), add its tables to (or fail with a traceback
+    on) any file it is pointed at, or fill a user's folder with its own. Accepted: a store MLflow made
+    or a place that does not exist yet (MLflow makes it); a server that answers MLflow's API."""
+    if not uri:
+        return  # the run folder's own store
+    from urllib.parse import urlparse
+
+    if uri != uri.strip() or any(ord(c) < 32 for c in uri):
+        raise ConfigError(f"{URI_VARIABLE}: {uri!r} has spaces or control characters around or in it")
+    scheme = urlparse(uri).scheme.lower()
+    engine = scheme.split("+")[0]
+    if engine == "sqlite":
+        _check_sqlite_store(uri)
+    elif scheme in ("http", "https"):
+        _check_server(uri)
+    elif engine in DATABASE_PORTS:
+        _check_database_server(uri, engine)
+    elif scheme in ("", "file") or (len(scheme) == 1 and os.name == "nt"):
+        _check_file_store(uri)
+    elif scheme in ("databricks", "databricks-uc", "uc"):
+        pass  # needs the workspace's credentials; MLflow checks them itself
+    else:
+        raise ConfigError(f"{URI_VARIABLE}: {uri!r}: MLflow has no tracking store for '{scheme}:' URIs; "
+                          f"use {STORE_KINDS}")
+
+
+def _refuse(uri: str, problem: str, hint: str = f"unset {URI_VARIABLE} to log into the run folder") -> ConfigError:
+    return ConfigError(f"{URI_VARIABLE}: {uri}: {problem}; {hint}")
+
+
+def _check_sqlite_store(uri: str) -> None:
+    import stat
+    import sqlite3
+
+    database = _sqlite_file(uri)
+    if database is None:
+        raise _refuse(uri, "not a SQLite file (an in-memory store keeps nothing); sqlite:/// then the file's path "
+                           "(four slashes for an absolute one)")
+    try:
+        info = database.stat()
+    except FileNotFoundError:
+        info = None
+    except OSError as exc:  # a symlink loop, a path through a file, no permission
+        raise _refuse(uri, f"cannot be read ({exc.strerror or type(exc).__name__})") from None
+    if info is None:
+        if not os.path.isdir(_deepest_existing(database.parent)):
+            raise _refuse(uri, f"{_deepest_existing(database.parent)} is not a folder")
+        return  # MLflow makes a new store here
+    if not stat.S_ISREG(info.st_mode):
+        raise _refuse(uri, f"{database} is {_kind(info.st_mode)}, not a SQLite file")
+    if info.st_size == 0:
+        return  # an empty file is an empty database: MLflow makes its tables
+    try:
+        with open(database, "rb") as handle:
+            header = handle.read(len(SQLITE_HEADER))
+    except OSError as exc:
+        raise _refuse(uri, f"cannot be read ({exc.strerror or type(exc).__name__})") from None
+    if header != SQLITE_HEADER:
+        raise _refuse(uri, f"{database} is not a SQLite database (MLflow would fail on it, adlab leaves it as it is)",
+                      "point it at an MLflow store, or at a file that does not exist yet")
+    try:  # read-only and immutable: not even a journal file appears beside it
+        with contextlib.closing(sqlite3.connect(f"{database.as_uri()}?mode=ro&immutable=1", uri=True)) as db:
+            tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    except sqlite3.Error as exc:
+        raise _refuse(uri, f"{database} is a damaged SQLite database ({exc})") from None
+    if tables and not MLFLOW_TABLES <= tables:
+        raise _refuse(uri, f"{database} is a SQLite database but not an MLflow store (tables: "
+                           f"{', '.join(sorted(tables)[:5])}); MLflow would add its tables to it",
+                      "point it at an MLflow store, or at a file that does not exist yet")
+
+
+def _check_file_store(uri: str) -> None:
+    """MLflow 3 refuses its old folder store unless MLFLOW_ALLOW_FILE_STORE is true; with it, a folder
+    is accepted only if it is an MLflow store already, empty, or not there yet."""
+    from mlflow.utils.file_utils import local_file_uri_to_path
+
+    if os.environ.get("MLFLOW_ALLOW_FILE_STORE", "").lower() not in ("true", "1"):
+        raise _refuse(uri, "a folder store, which MLflow 3 no longer takes (MLFLOW_ALLOW_FILE_STORE is not set)",
+                      "use a SQLite file such as sqlite:////abs/path/mlflow.db, or unset it to log into the run "
+                      "folder")
+    try:
+        folder = Path(local_file_uri_to_path(uri))
+    except Exception as exc:  # a file: URI with a host, ...
+        raise _refuse(uri, f"not a local folder ({_first_line(exc)})") from None
+    if not os.path.lexists(folder):
+        if not os.path.isdir(_deepest_existing(folder.parent)):
+            raise _refuse(uri, f"{_deepest_existing(folder.parent)} is not a folder")
+        return
+    if not folder.is_dir():
+        raise _refuse(uri, f"{folder} is not a folder")
+    try:
+        entries = list(folder.iterdir())
+    except OSError as exc:
+        raise _refuse(uri, f"cannot be read ({exc.strerror or type(exc).__name__})") from None
+    if entries and not ((folder / ".trash").is_dir() or (folder / "0" / "meta.yaml").is_file()):
+        raise _refuse(uri, f"{folder} is a folder with other files, not an MLflow store (MLflow would write its "
+                           "experiments among them)", "point it at an MLflow store or a new folder")
+
+
+def _deepest_existing(path: Path) -> Path:
+    path = Path(os.path.abspath(path))
+    while not os.path.lexists(path) and path != path.parent:
+        path = path.parent
+    return path
+
+
+def _kind(mode: int) -> str:
+    import stat
+
+    return ("a folder" if stat.S_ISDIR(mode) else "a named pipe" if stat.S_ISFIFO(mode) else
+            "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) else "a socket" if stat.S_ISSOCK(mode)
+            else "not a regular file")
+
+
+def _reach(uri: str, host: str | None, port: int | None) -> None:
+    """A TCP connection within CONNECT_SECONDS, or one line: a server that is not there fails now."""
+    import socket
+
+    if not host or port is None:
+        raise _refuse(uri, "names no host to connect to")
+    try:
+        socket.create_connection((host, port), timeout=CONNECT_SECONDS).close()
+    except socket.gaierror:
+        raise _refuse(uri, f"host {host} is not known", "check the name, or unset it to log into the run folder") \
+            from None
+    except TimeoutError:
+        raise _refuse(uri, f"{host}:{port} does not answer (no connection within {CONNECT_SECONDS:.0f} s)",
+                      "start the server, or unset it to log into the run folder") from None
+    except OSError as exc:
+        raise _refuse(uri, f"nothing answers at {host}:{port} ({exc.strerror or type(exc).__name__})",
+                      "start the server (mlflow server ...), or unset it to log into the run folder") from None
+
+
+def _port(uri: str, default: int) -> tuple[str | None, int | None]:
+    from urllib.parse import urlparse
+
+    parsed = urlparse(uri)
+    try:
+        return parsed.hostname, parsed.port or default
+    except ValueError:  # a port that is not a number, or out of range
+        raise _refuse(uri, "its port is not a number from 1 to 65535") from None
+
+
+def _check_server(uri: str) -> None:
+    """Connect, then one request through MLflow's own client with one short try (MLflow's default
+    retries for minutes): a server that is not MLflow's, or that refuses the credentials, fails here."""
+    from mlflow.exceptions import MlflowException
+    from mlflow.tracking import MlflowClient
+
+    host, port = _port(uri, 443 if uri.lower().startswith("https") else 80)
+    _reach(uri, host, port)
+    quick = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0", "MLFLOW_HTTP_REQUEST_TIMEOUT": str(PROBE_SECONDS)}
+    saved = {name: os.environ.get(name) for name in quick}
+    os.environ.update({name: value for name, value in quick.items() if saved[name] is None})
+    try:
+        MlflowClient(uri).search_experiments(max_results=1)
+    except MlflowException as exc:
+        raise _refuse(uri, f"not an MLflow server that takes this client ({_first_line(exc)})",
+                      "check the address and credentials (MLFLOW_TRACKING_TOKEN, ...), or unset it") from None
+    except Exception as exc:  # requests' errors: a timeout, TLS, a dropped connection
+        raise _refuse(uri, f"no answer from an MLflow server ({_first_line(exc)})",
+                      "check the address, or unset it to log into the run folder") from None
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+
+
+def _check_database_server(uri: str, engine: str) -> None:
+    """A database server MLflow's SQLAlchemy store would use: its driver is installed and it is there."""
+    try:
+        from sqlalchemy import create_engine
+        from sqlalchemy.engine import make_url
+
+        url = make_url(uri)
+        create_engine(url).dispose()  # imports the driver; connects to nothing yet
+    except Exception as exc:
+        raise _refuse(uri, f"cannot use this database URI ({_first_line(exc)})",
+                      "install its driver, fix the URI, or unset it to log into the run folder") from None
+    _reach(uri, url.host, url.port or DATABASE_PORTS[engine])
+
+
+def _first_line(exc: BaseException) -> str:
+    text = re.sub(r"\s+", " ", str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__)
+    return text[:200]
 
 
 def flat_params(config: Config) -> dict[str, Any]:
@@ -87,7 +292,11 @@ def mlflow_target(config: Config, run_dir: Path) -> MlflowTarget:
 
 
 def _sqlite_file(uri: str) -> Path | None:
-    return Path(unquote(uri.removeprefix("sqlite:///"))).absolute() if uri.startswith("sqlite:///") else None
+    """The file of a sqlite:/// URI (SQLAlchemy's form: three slashes, then the path; options after '?'),
+    None for any other store and for an in-memory one."""
+    found = re.fullmatch(r"sqlite(\+\w+)?:///([^?]*)(\?.*)?", uri, flags=re.IGNORECASE | re.DOTALL)
+    path = unquote(found.group(2)) if found else ""
+    return Path(path).absolute() if path and path != ":memory:" else None
 
 
 def _artifact_location(uri: str) -> str | None:
@@ -122,11 +331,16 @@ def mlflow_run_id(target: MlflowTarget, resuming: bool) -> tuple[str, str | None
     # MLflow's chatter ("Creating initial MLflow database tables", "Autologging successfully enabled")
     for name in ("mlflow.store.db.utils", "mlflow.tracking.fluent"):
         logging.getLogger(name).setLevel(logging.WARNING)
-    with _first_use_lock(target.uri):
-        client = MlflowClient(target.uri)
-        experiment_id = _experiment_id(client, target)
-    earlier = [run for run in client.search_runs([experiment_id], order_by=["attributes.start_time DESC"])
-               if run.data.tags.get(RUN_TAG) == target.tags[RUN_TAG]]
+    from mlflow.exceptions import MlflowException
+
+    try:
+        with _first_use_lock(target.uri):
+            client = MlflowClient(target.uri)
+            experiment_id = _experiment_id(client, target)
+        earlier = [run for run in client.search_runs([experiment_id], order_by=["attributes.start_time DESC"])
+                   if run.data.tags.get(RUN_TAG) == target.tags[RUN_TAG]]
+    except (MlflowException, OSError) as exc:  # a store that passed check_tracking_store and failed since
+        raise ConfigError(f"train.loggers: mlflow: cannot use the store {target.uri} ({_first_line(exc)})") from None
     if resuming and earlier:
         return experiment_id, earlier[0].info.run_id
     for run in earlier:
