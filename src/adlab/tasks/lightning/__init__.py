@@ -281,20 +281,31 @@ def make_trainer(tc, callbacks, show_bar: bool, run_dir: Path, has_val: bool):
             precision=tc.precision, deterministic=_deterministic(tc), logger=False, callbacks=callbacks,
             enable_progress_bar=show_bar, enable_model_summary=False, default_root_dir=run_dir,
             num_sanity_val_steps=0, log_every_n_steps=1, limit_val_batches=None if has_val else 0,
-            plugins=[AtomicCheckpointIO(), *_independent_worker()])
+            plugins=[AtomicCheckpointIO(), *_cluster_environment()])
     except (MisconfigurationException, ValueError, RuntimeError, TypeError, ImportError) as exc:
         raise ConfigError(f"train.accelerator/devices/strategy/precision: {str(exc).strip().splitlines()[0]}") from None
 
 
-def _independent_worker() -> list:
-    """In a study worker (adlab.study.queue), the cluster environment is its own: Lightning would read
-    SLURM_NTASKS of `srun --ntasks=8` as a DDP world size and wait for 7 ranks that never come."""
+def _cluster_environment() -> list:
+    """The cluster environment chosen here rather than left to Lightning's detection, which (with `srun`
+    on the PATH but not used) prints a SLURM hint on every run. Lightning's own detection stays in
+    charge only where a launcher really started this process: srun (SLURM_NTASKS set, not an
+    interactive job, as Lightning judges it), torchrun, LSF or MPI. In a study worker
+    (adlab.study.queue) the environment is always its own: Lightning would read SLURM_NTASKS of
+    `srun --ntasks=8` as a DDP world size and wait for 7 ranks that never come."""
+    import warnings
+
+    from lightning.fabric.plugins.environments import (LightningEnvironment, LSFEnvironment, MPIEnvironment,
+                                                       TorchElasticEnvironment)
+
     from adlab.study.queue import WORKER_ENV
 
     if not os.environ.get(WORKER_ENV):
-        return []
-    from lightning.fabric.plugins.environments import LightningEnvironment
-
+        under_srun = "SLURM_NTASKS" in os.environ and os.environ.get("SLURM_JOB_NAME") not in ("bash", "interactive")
+        if under_srun or TorchElasticEnvironment.detect() or LSFEnvironment.detect() or MPIEnvironment.detect():
+            return []
+    # the Trainer asks SLURMEnvironment.detect() again when fit starts, whatever environment it was given
+    warnings.filterwarnings("ignore", message=r"The `srun` command is available on your system but is not used")
     return [LightningEnvironment()]
 
 
