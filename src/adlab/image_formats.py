@@ -17,3 +17,25 @@ CLASS_FOLDER_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff
 # (.heic without pillow-heif, say) is then an error naming the file, never a silent omission.
 YOLO_IMAGE_SUFFIXES = (".avif", ".bmp", ".dng", ".heic", ".heif", ".jp2", ".jpeg", ".jpg", ".mpo", ".png", ".tif",
                        ".tiff", ".webp")
+
+
+def check_image_file(path) -> None:
+    """An image file given by name (adlab predict) must be a regular file, judged by os.stat before it is
+    opened: a FIFO named x.png would block the open for ever, /dev/zero never ends, a folder or a
+    symlink loop is no image. One DataError naming the file."""
+    import os
+    import stat
+
+    from adlab.errors import DataError
+
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        raise DataError(f"{path}: image not found") from None
+    except OSError as exc:  # a symlink loop, a path through a file, no permission
+        raise DataError(f"{path}: cannot be read ({exc.strerror or type(exc).__name__})") from None
+    if not stat.S_ISREG(mode):
+        kind = ("a folder" if stat.S_ISDIR(mode) else "a named pipe (FIFO)" if stat.S_ISFIFO(mode) else
+                "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) else "a socket" if stat.S_ISSOCK(mode)
+                else "not a regular file")
+        raise DataError(f"{path}: {kind}, not an image file")

@@ -5,6 +5,8 @@ from __future__ import annotations
 import hashlib
 import pickle
 import re
+import stat
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -27,15 +29,22 @@ def sha256_file(path: str | Path) -> str:
 
 def resolve_checkpoint(path: str | Path) -> Path:
     """A checkpoint file, or a run directory: the checkpoint its test set was scored with
-    (train.test_checkpoint), else its best, else its last."""
+    (train.test_checkpoint), else its best, else its last. Only a regular file is opened (os.stat
+    first): a FIFO would block the open for ever, a device never ends."""
     path = Path(path)
     if path.is_dir():
         for name in (_scored_name(path), "best.ckpt", "last.ckpt"):
             if (path / "checkpoints" / name).is_file():
                 return path / "checkpoints" / name
         raise CheckpointError(f"{path}: no checkpoints/best.ckpt or checkpoints/last.ckpt in this run directory")
-    if not path.is_file():
-        raise CheckpointError(f"{path}: checkpoint not found")
+    try:
+        mode = path.stat().st_mode
+    except FileNotFoundError:
+        raise CheckpointError(f"{path}: checkpoint not found") from None
+    except OSError as exc:  # a symlink loop, a path through a file
+        raise CheckpointError(f"{path}: cannot be read ({exc.strerror or type(exc).__name__})") from None
+    if not stat.S_ISREG(mode):
+        raise CheckpointError(f"{path}: not a regular file (a FIFO, device or socket), not a checkpoint")
     return path
 
 
@@ -69,28 +78,87 @@ def weights_only_copy(path: Path) -> None:
 def load_untrusted(path: Path) -> dict:
     """A checkpoint file's top-level dict, loaded `weights_only=True`: a checkpoint from elsewhere
     can hold tensors and plain data, never code that runs on load. Anything else is one error."""
-    path = Path(path)
+    return _load_untrusted(Path(path), None)
+
+
+def load_untrusted_with_sha256(path: Path) -> tuple[dict, str]:
+    """`load_untrusted`, and the sha256 of the very file it read (one open file: loaded, then hashed)."""
+    digest = hashlib.sha256()
+    return _load_untrusted(Path(path), digest), digest.hexdigest()
+
+
+def _load_untrusted(path: Path, digest) -> dict:
     try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+        with open(path, "rb") as handle, warnings.catch_warnings(record=True) as said:
+            warnings.simplefilter("always")  # torch's warnings are collected, never printed as they are
+            ckpt = torch.load(handle, map_location="cpu", weights_only=True)
+            if digest is not None:  # the file just loaded (same open file), hashed once it has passed
+                handle.seek(0)
+                for chunk in iter(lambda: handle.read(1 << 20), b""):
+                    digest.update(chunk)
     except pickle.UnpicklingError as exc:
         text = re.sub(r"\x1b\[[0-9;]*m", "", str(exc))  # torch colours its message
         refused = re.search(r"WeightsUnpickler error:\s*(.+)", text)
         if refused:
-            reason = refused.group(1).strip().rstrip(".")
+            # torch's advice to allow-list the global would run the file's code: not repeated
+            reason = re.split(r"\.?\s+Please use `torch\.serialization", refused.group(1).strip())[0].rstrip(".")
+            if reason.startswith("Unsupported operand"):
+                if not _starts_like_a_pickle(path):
+                    raise CheckpointError(f"{path}: not a checkpoint (neither torch.save's zip file nor a pickle)") \
+                        from None
+                reason = f"a plain pickle, not a file torch.save wrote ({reason[0].lower()}{reason[1:]})"
             raise CheckpointError(f"{path}: refused: {reason[0].lower()}{reason[1:]} (checkpoints load with "
                                   "weights_only: tensors and plain data, never code)") from None
         raise CheckpointError(f"{path}: not a checkpoint (cannot be unpickled)") from None
+    except IsADirectoryError:
+        raise CheckpointError(f"{path}: a folder, not a checkpoint file") from None
+    except OSError as exc:
+        raise CheckpointError(f"{path}: cannot be read ({exc.strerror or type(exc).__name__})") from None
     except Exception as exc:  # truncated zip, random bytes, ...
         raise CheckpointError(f"{path}: not a readable checkpoint ({type(exc).__name__}; damaged or cut short?)") from None
     if not isinstance(ckpt, dict):
         raise CheckpointError(f"{path}: not a checkpoint (expected a dict of tensors)")
+    for warning in said:  # a checkpoint that loads: what torch had to say, as one line each
+        from adlab import io
+
+        first = str(warning.message).strip().splitlines()[0] if str(warning.message).strip() else ""
+        if first:
+            io.notice(f"{path}: torch: {first[:200]}")
     return ckpt
+
+
+def _starts_like_a_pickle(path: Path) -> bool:
+    """A pickle of protocol 2 or later starts with its PROTO opcode."""
+    try:
+        with open(path, "rb") as handle:
+            return handle.read(1) == pickle.PROTO
+    except OSError:
+        return False
 
 
 def read_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], dict]:
     """(state dict without the task prefix, adlab metadata or {}), read with `load_untrusted`."""
+    state, meta, _ = read_weights(path)
+    return state, meta
+
+
+@dataclass(frozen=True)
+class WeightsFile:
+    """Which file a run's weights came from: the checkpoint itself (a run folder resolved to it) and
+    the sha256 of the bytes that were loaded."""
+
+    file: str
+    sha256: str
+
+
+def read_weights(path: str | Path, with_sha256: bool = False) -> tuple[dict[str, torch.Tensor], dict, WeightsFile | None]:
+    """`read_checkpoint`, and with `with_sha256` which file it read and that file's sha256."""
     path = resolve_checkpoint(path)
-    ckpt = load_untrusted(path)
+    if with_sha256:
+        ckpt, sha256 = load_untrusted_with_sha256(path)
+        source = WeightsFile(str(path.resolve()), sha256)
+    else:
+        ckpt, source = load_untrusted(path), None
     state = ckpt.get("state_dict", ckpt)
     if not isinstance(state, dict):
         raise CheckpointError(f"{path}: not a checkpoint (its state_dict is a {type(state).__name__}, "
@@ -101,7 +169,7 @@ def read_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], dict]:
     if all(k.startswith(MODEL_PREFIX) for k in state):
         state = {k[len(MODEL_PREFIX):]: v for k, v in state.items()}
     meta = ckpt.get("adlab", {}) if isinstance(ckpt.get("adlab", {}), dict) else {}
-    return state, meta
+    return state, meta, source
 
 
 @dataclass
@@ -111,9 +179,15 @@ class LoadReport:
     new: list[str] = field(default_factory=list)
     shape_mismatch: list[str] = field(default_factory=list)
     unused: list[str] = field(default_factory=list)
+    file: WeightsFile | None = None  # the checkpoint file read, and its sha256
 
     def summary(self) -> str:
-        lines = [f"weights: loaded {len(self.loaded)} of {len(self.loaded) + len(self.new)} tensors from {self.source}"]
+        where = self.source
+        if self.file is not None:
+            if Path(self.file.file) != Path(self.source).resolve():
+                where += f" ({self.file.file})"
+            where += f", sha256 {self.file.sha256[:12]}…"
+        lines = [f"weights: loaded {len(self.loaded)} of {len(self.loaded) + len(self.new)} tensors from {where}"]
         if self.new:
             lines.append(f"weights: left new ({len(self.new)}): {_short(self.new)}")
         if self.shape_mismatch:
@@ -123,8 +197,11 @@ class LoadReport:
         return "\n".join(lines)
 
     def to_dict(self) -> dict:
-        return {"source": self.source, "loaded": len(self.loaded), "new": self.new,
-                "shape_mismatch": self.shape_mismatch, "unused": len(self.unused)}
+        record = {"source": self.source, "loaded": len(self.loaded), "new": self.new,
+                  "shape_mismatch": self.shape_mismatch, "unused": len(self.unused)}
+        if self.file is not None:
+            record.update(file=self.file.file, sha256=self.file.sha256)
+        return record
 
 
 def _short(names: list[str], limit: int = 8) -> str:
@@ -150,6 +227,10 @@ def load_matching(model: nn.Module, state: dict[str, torch.Tensor], source: str,
     report.unused = [k for k in state if k not in own]
     learnable = [n for n, _ in model.named_parameters()]
     if not any(n in matched for n in learnable):
+        if report.shape_mismatch:  # the same names: the same network with other settings
+            raise CheckpointError(f"{source}: no tensor of the checkpoint fits this model: the same layers with "
+                                  f"other shapes (e.g. {report.shape_mismatch[0]}, checkpoint->model); the "
+                                  "checkpoint's network was built with other model.* settings")
         raise CheckpointError(f"{source}: no tensor of the checkpoint fits this model "
                               f"(another architecture? e.g. model has {learnable[0]}, checkpoint has "
                               f"{next(iter(state))})")

@@ -14,7 +14,7 @@ from torch import nn
 
 from adlab.config import AutoencoderConfig, CnnConfig, ModelConfig, migrate_config
 from adlab.errors import ConfigError
-from adlab.models.checkpoints import LoadReport, load_matching, read_checkpoint
+from adlab.models.checkpoints import LoadReport, load_matching, read_checkpoint, read_weights
 
 
 @dataclass
@@ -119,8 +119,9 @@ def build_model(cfg: ModelConfig, input_shape: tuple[int, int, int], num_classes
         net, head = build_torchvision(cfg.name, in_channels, num_classes, imagenet=uses_imagenet(cfg))
     report = None
     if cfg.weights is not None and not uses_imagenet(cfg):
-        state, _ = read_checkpoint(cfg.weights)
+        state, _, source = read_weights(cfg.weights, with_sha256=True)  # provenance: the file and its sha256
         report = load_matching(net, state, cfg.weights, skip_prefixes=() if cfg.load_head else (head,))
+        report.file = source
     check_input(net, cfg.name, input_shape)
     if cfg.freeze:
         freeze_all_but(net, head)

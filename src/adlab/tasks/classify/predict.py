@@ -7,12 +7,15 @@ from pathlib import Path
 import torch
 
 from adlab.errors import DataError
+from adlab.image_formats import check_image_file
 from adlab.tasks.classify.loading import load_trained
 from adlab.tasks.classify.outputs import predict_probs, tta_settings
 
 
 def predict(run: str | Path, images: list[str | Path], top: int = 3) -> list[tuple[str, list[tuple[str, float]]]]:
     """For each image: the `top` most likely classes with their probabilities."""
+    for path in images:  # before anything is opened: a FIFO named x.png would block for ever
+        check_image_file(path)
     trained = load_trained(run)
     info = trained.info
     batch = torch.stack([_read_like_training(Path(p), info.native_channels, info.native_size) for p in images])
