@@ -15,6 +15,7 @@ import json
 import logging
 import os
 import shutil
+import sys
 import time
 import warnings
 import zipfile
@@ -42,9 +43,45 @@ VAL_CONF, VAL_IOU, MAX_DET = 0.001, 0.7, 100
 CHECKPOINT_RECORD = "last.pt.sha256"
 
 
+# ultralytics' log lines that say nothing to an adlab user: the banner of a settings file it makes, a
+# storage speed hint that small data sets on a busy machine trigger, the fallback from an unwritable
+# settings folder (to a private one in /tmp)
+ULTRALYTICS_NOISE = ("Creating new Ultralytics Settings", "Slow image access detected", "is not writable, using")
+
+
+def _quiet_ultralytics_noise(record: logging.LogRecord) -> bool:
+    return not any(text in str(record.msg) for text in ULTRALYTICS_NOISE)
+
+
+def ultralytics_settings_file() -> Path:
+    """The settings.json ultralytics would read on import (its get_user_config_dir, on Linux and macOS:
+    YOLO_CONFIG_DIR, else the platform's config folder)."""
+    if os.environ.get("YOLO_CONFIG_DIR"):
+        folder = Path(os.environ["YOLO_CONFIG_DIR"]).expanduser()
+    elif sys.platform == "darwin":
+        folder = Path.home() / "Library" / "Application Support"
+    elif os.name == "nt":
+        folder = Path.home() / "AppData" / "Roaming"
+    else:
+        folder = Path(os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config")
+    return folder / "Ultralytics" / "settings.json"
+
+
+def adlab_ultralytics_config_dir() -> Path:
+    """adlab's own place for ultralytics' settings, used where the user has none: importing ultralytics
+    writes a settings file (and prints a banner) wherever it finds none."""
+    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    return cache / "adlab" / "ultralytics"
+
+
 def _import_ultralytics():
     os.environ.setdefault("YOLO_OFFLINE", "1")  # no update checks or telemetry from a training job
     os.environ.setdefault("YOLO_AUTOINSTALL", "false")  # never pip-install packages at run time
+    if "ultralytics" not in sys.modules and not ultralytics_settings_file().is_file():
+        # the user's own settings (weights_dir, ...) are read where they exist; none: adlab's place, not
+        # a new file in the user's config folder (nor in a fresh YOLO_CONFIG_DIR)
+        os.environ["YOLO_CONFIG_DIR"] = str(adlab_ultralytics_config_dir())
+    logging.getLogger("ultralytics").addFilter(_quiet_ultralytics_noise)  # ultralytics' logger keeps its filters
     try:
         import ultralytics
         from ultralytics.utils import patches
