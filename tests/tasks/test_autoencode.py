@@ -74,17 +74,30 @@ def test_per_image_results_add_up_to_the_metrics(ae_run):
 
 
 def test_test_mse_agrees_with_a_direct_computation(ae_run):
-    from adlab.tasks.autoencode.generate import load_autoencoder
-
-    model, info, _ = load_autoencoder(ae_run.path)
+    """metrics.json's test_mse is the mean squared error per pixel of the saved model on the run's
+    own test images (clean inputs), recomputed here in one batch."""
     from sklearn.datasets import load_digits
 
+    from adlab.data.datamodule import ImageDataModule
+    from adlab.tasks.autoencode.generate import load_autoencoder
+
+    model, info, config = load_autoencoder(ae_run.path)
     assert info.class_names == [str(i) for i in range(10)]
-    images = torch.from_numpy(load_digits().images[:50].astype(np.float32) / 16.0).unsqueeze(1)
+    data = ImageDataModule(config.data, config.train.batch_size, channels=info.channels,
+                           normalization=(info.mean, info.std))
+    data.prepare()
+    model.eval()
     with torch.inference_mode():
-        recon = model(images)["recon"]
-    assert recon.shape == images.shape and 0 <= recon.min() and recon.max() <= 1
-    assert float(((recon - images) ** 2).mean()) < 0.2
+        x = data.transform(data.test_x)
+        recon = model(x)["recon"]
+    assert len(x) == 360 and recon.shape == x.shape and 0 <= recon.min() and recon.max() <= 1
+    direct = float(((recon.double() - x.double()) ** 2).mean())
+    assert ae_run.metrics["test_mse"] == pytest.approx(direct, rel=1e-5)
+    assert json.loads((ae_run.path / "metrics.json").read_text())["test_mse"] == pytest.approx(direct, rel=1e-5)
+    # and the inputs are digits' own pixels in [0, 1]: each test image is one of load_digits' images / 16
+    digits = torch.from_numpy(load_digits().images.astype(np.float32) / 16.0).flatten(1)
+    distances = torch.cdist(x.flatten(1).float(), digits)
+    assert float(distances.min(dim=1).values.max()) < 1e-5
 
 
 def test_generate_writes_a_grid(ae_run, tmp_path):
