@@ -259,8 +259,10 @@ def test_prepare_output_makes_the_folder_and_its_marker(work):
 def test_prepare_output_replaces_only_its_own_kind_with_the_flag(work):
     adlab_folder(work / "r", "run")
     (work / "r" / "old.txt").write_text("old")
-    with pytest.raises(AdlabError, match="already exists"):
+    with pytest.raises(AdlabError, match=r"^r: a run already exists here \(use --overwrite to replace it"):
         prepare_output(Path("r"), "run", overwrite=False)
+    with pytest.raises(AdlabError, match=r"\(use --force to replace it"):
+        prepare_output(Path("r"), "run", overwrite=False, flag="--force")
     assert (work / "r" / "old.txt").is_file()
     prepare_output(Path("r"), "run", overwrite=True)
     assert sorted(p.name for p in (work / "r").iterdir()) == [MARKER]
@@ -306,6 +308,8 @@ LEGACY_STUDY = ("study.yaml", "runs")
 
 
 def test_adopt_or_create_makes_a_new_folder_with_its_marker(work):
+    assert adopt_or_create(Path("runs/studies/s"), "study", LEGACY_STUDY) is False  # parents made too
+    assert marker_kind(work / "runs/studies/s") == "study"
     assert adopt_or_create(Path("s"), "study", LEGACY_STUDY) is False
     assert json.loads((work / "s" / MARKER).read_text())["kind"] == "study"
     assert "adopted" not in json.loads((work / "s" / MARKER).read_text())

@@ -278,3 +278,18 @@ def test_corners_equal_are_in_order_and_y_out_of_order_is_refused(tmp_path):
     assert parsed is None and problem.startswith("box corners out of order (x2 < x1 or y2 < y1: x1 y1 x2 y2 = 10 25 30 5)")
     problem, parsed = parse_kitti_line(kline("Car", 1, 2, 3, 4, 0.5))
     assert problem is None and parsed[1].tolist() == [1, 2, 3, 4]
+
+
+@pytest.mark.parametrize("count, fraction, n_val", [
+    (10, 0.2, 2), (10, 0.0, 0), (1, 0.5, 0), (2, 0.1, 1),   # a fraction > 0 gives at least one val image ...
+    (3, 0.1, 1), (3, 0.5, 2), (3, 0.99, 2), (4, 1.0, 3),    # ... and never an empty train split
+    (5, 0.3, 2), (0, 0.5, 0),
+])
+def test_split_sizes(count, fraction, n_val):
+    mask = kitti_module._split(count, fraction, seed=0)
+    assert mask.dtype == bool and mask.shape == (count,) and int(mask.sum()) == n_val
+
+
+def test_split_is_seeded():
+    a, b = kitti_module._split(50, 0.3, 1), kitti_module._split(50, 0.3, 1)
+    assert (a == b).all() and not (a == kitti_module._split(50, 0.3, 2)).all()

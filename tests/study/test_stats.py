@@ -197,7 +197,7 @@ def test_summarize_against_scipy(values, confidence):
 
 
 def test_summarize_edge_cases():
-    with pytest.raises(ValueError, match="no values to summarize"):
+    with pytest.raises(ValueError, match="^no values to summarize$"):
         summarize([])
     one = summarize([0.25])
     assert (one.mean, one.std, one.ci_low, one.ci_high, one.n) == (0.25, 0.0, 0.25, 0.25, 1)
@@ -249,3 +249,17 @@ def test_paired_bootstrap_defaults_and_errors():
                                                     (-0.2, 0.0, False), (-0.1, 0.1, False)])
 def test_significant_means_the_interval_leaves_out_zero(low, high, significant):
     assert BootstrapDifference(0.05, low, high, 10).significant is significant
+
+
+def test_statistics_are_computed_in_double_precision():
+    """float32 inputs (a metric read from a tensor) are summarised as float64: float32 sums of these
+    values are off in the last digits."""
+    values = np.array([1e7 + 1, 1e7 + 2, 1e7 + 4], dtype=np.float32)
+    exact = values.astype(np.float64)
+    s = summarize(values)
+    assert s.mean == pytest.approx(exact.mean(), rel=0, abs=1e-9)
+    assert s.std == pytest.approx(exact.std(ddof=1), rel=1e-12)
+    low, high = single_run_range(values)
+    half = stats.t.ppf(0.975, 2) * exact.std(ddof=1) * np.sqrt(1 + 1 / 3)
+    assert (low, high) == (pytest.approx(exact.mean() - half, rel=0, abs=1e-6),
+                           pytest.approx(exact.mean() + half, rel=0, abs=1e-6))
