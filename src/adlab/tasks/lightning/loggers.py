@@ -68,7 +68,7 @@ def check_tracking_store(uri: str | None) -> None:
 
     if uri != uri.strip() or any(ord(c) < 32 for c in uri):
         raise ConfigError(f"{URI_VARIABLE}: {uri!r} has spaces or control characters around or in it")
-    scheme = urlparse(uri).scheme.lower()
+    scheme = uri.lower() if uri.lower() in ("databricks", "databricks-uc", "uc") else urlparse(uri).scheme.lower()
     engine = scheme.split("+")[0]
     if engine == "sqlite":
         _check_sqlite_store(uri)
@@ -79,7 +79,7 @@ def check_tracking_store(uri: str | None) -> None:
     elif scheme in ("", "file") or (len(scheme) == 1 and os.name == "nt"):
         _check_file_store(uri)
     elif scheme in ("databricks", "databricks-uc", "uc"):
-        pass  # needs the workspace's credentials; MLflow checks them itself
+        _probe(uri)  # the workspace's credentials and host: MLflow reads them from its own config
     else:
         raise ConfigError(f"{URI_VARIABLE}: {uri!r}: MLflow has no tracking store for '{scheme}:' URIs; "
                           f"use {STORE_KINDS}")
@@ -97,12 +97,17 @@ def _check_sqlite_store(uri: str) -> None:
     if database is None:
         raise _refuse(uri, "not a SQLite file (an in-memory store keeps nothing); sqlite:/// then the file's path "
                            "(four slashes for an absolute one)")
+    written = uri.split(":///", 1)[1]
+    if written.startswith("~"):  # neither MLflow nor SQLite expands it: a folder named '~' would appear
+        raise _refuse(uri, "'~' is not expanded in a URI (MLflow would make a folder named '~' here)",
+                      "give the absolute path: sqlite:////home/you/mlflow.db")
     try:
         info = database.stat()
     except FileNotFoundError:
         info = None
-    except OSError as exc:  # a symlink loop, a path through a file, no permission
-        raise _refuse(uri, f"cannot be read ({exc.strerror or type(exc).__name__})") from None
+    except (OSError, ValueError) as exc:  # a symlink loop, a path through a file, a NUL (%00) in it
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc) or type(exc).__name__
+        raise _refuse(uri, f"cannot be read ({reason})") from None
     if info is None:
         if not os.path.isdir(_deepest_existing(database.parent)):
             raise _refuse(uri, f"{_deepest_existing(database.parent)} is not a folder")
@@ -139,6 +144,13 @@ def _check_file_store(uri: str) -> None:
         raise _refuse(uri, "a folder store, which MLflow 3 no longer takes (MLFLOW_ALLOW_FILE_STORE is not set)",
                       "use a SQLite file such as sqlite:////abs/path/mlflow.db, or unset it to log into the run "
                       "folder")
+    from urllib.parse import urlparse
+
+    if uri.startswith("~"):
+        raise _refuse(uri, "'~' is not expanded by MLflow (it would make a folder named '~' here)",
+                      "give the absolute path")
+    if urlparse(uri).netloc not in ("", "localhost"):
+        raise _refuse(uri, f"not a local folder (a file: URI naming host {urlparse(uri).netloc})")
     try:
         folder = Path(local_file_uri_to_path(uri))
     except Exception as exc:  # a file: URI with a host, ...
@@ -205,23 +217,38 @@ def _port(uri: str, default: int) -> tuple[str | None, int | None]:
 def _check_server(uri: str) -> None:
     """Connect, then one request through MLflow's own client with one short try (MLflow's default
     retries for minutes): a server that is not MLflow's, or that refuses the credentials, fails here."""
+    host, port = _port(uri, 443 if uri.lower().startswith("https") else 80)
+    _reach(uri, host, port)
+    _probe(uri)
+
+
+def _probe(uri: str) -> None:
+    """One request (list one experiment) with no retries and a short timeout, unless the user set
+    MLflow's own MLFLOW_HTTP_REQUEST_* variables: MLflow's defaults retry for minutes."""
     from mlflow.exceptions import MlflowException
     from mlflow.tracking import MlflowClient
 
-    host, port = _port(uri, 443 if uri.lower().startswith("https") else 80)
-    _reach(uri, host, port)
     quick = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0", "MLFLOW_HTTP_REQUEST_TIMEOUT": str(PROBE_SECONDS)}
     saved = {name: os.environ.get(name) for name in quick}
     os.environ.update({name: value for name, value in quick.items() if saved[name] is None})
+    chatty = logging.getLogger("mlflow.utils.databricks_utils")  # its credential fallback, said as a warning
+    level = chatty.level
+    chatty.setLevel(logging.ERROR)
     try:
         MlflowClient(uri).search_experiments(max_results=1)
     except MlflowException as exc:
+        text = str(exc)
+        if "timed out" in text or "Max retries exceeded" in text:  # requests' error, wrapped by MLflow
+            why = f"within {PROBE_SECONDS} s" if "timed out" in text else "(the connection failed)"
+            raise _refuse(uri, f"no answer from an MLflow server {why}",
+                          "check the address, or unset it to log into the run folder") from None
         raise _refuse(uri, f"not an MLflow server that takes this client ({_first_line(exc)})",
                       "check the address and credentials (MLFLOW_TRACKING_TOKEN, ...), or unset it") from None
     except Exception as exc:  # requests' errors: a timeout, TLS, a dropped connection
         raise _refuse(uri, f"no answer from an MLflow server ({_first_line(exc)})",
                       "check the address, or unset it to log into the run folder") from None
     finally:
+        chatty.setLevel(level)
         for name, value in saved.items():
             if value is None:
                 os.environ.pop(name, None)
