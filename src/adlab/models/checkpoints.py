@@ -87,11 +87,26 @@ def load_untrusted_with_sha256(path: Path) -> tuple[dict, str]:
     return _load_untrusted(Path(path), digest), digest.hexdigest()
 
 
+def torch_load_quietly(source, path: Path):
+    """torch.load(weights_only=True) of `source` (a path or an open file) with torch's own warnings held
+    back: a file that loads has each said as a one-line notice naming `path`; a file that fails to
+    load has only its error (the caller's one line), never torch's lines on top."""
+    with warnings.catch_warnings(record=True) as said:
+        warnings.simplefilter("always")
+        loaded = torch.load(source, map_location="cpu", weights_only=True)
+    for warning in said:
+        from adlab import io
+
+        text = str(warning.message).strip()
+        if text:
+            io.notice(f"{path}: torch: {text.splitlines()[0][:200]}")
+    return loaded
+
+
 def _load_untrusted(path: Path, digest) -> dict:
     try:
-        with open(path, "rb") as handle, warnings.catch_warnings(record=True) as said:
-            warnings.simplefilter("always")  # torch's warnings are collected, never printed as they are
-            ckpt = torch.load(handle, map_location="cpu", weights_only=True)
+        with open(path, "rb") as handle:
+            ckpt = torch_load_quietly(handle, path)
             if digest is not None:  # the file just loaded (same open file), hashed once it has passed
                 handle.seek(0)
                 for chunk in iter(lambda: handle.read(1 << 20), b""):
@@ -118,12 +133,6 @@ def _load_untrusted(path: Path, digest) -> dict:
         raise CheckpointError(f"{path}: not a readable checkpoint ({type(exc).__name__}; damaged or cut short?)") from None
     if not isinstance(ckpt, dict):
         raise CheckpointError(f"{path}: not a checkpoint (expected a dict of tensors)")
-    for warning in said:  # a checkpoint that loads: what torch had to say, as one line each
-        from adlab import io
-
-        first = str(warning.message).strip().splitlines()[0] if str(warning.message).strip() else ""
-        if first:
-            io.notice(f"{path}: torch: {first[:200]}")
     return ckpt
 
 
@@ -151,7 +160,8 @@ class WeightsFile:
     sha256: str
 
 
-def read_weights(path: str | Path, with_sha256: bool = False) -> tuple[dict[str, torch.Tensor], dict, WeightsFile | None]:
+def read_weights(path: str | Path, with_sha256: bool = False) -> tuple[dict[str, torch.Tensor], dict,
+                                                                     WeightsFile | None]:
     """`read_checkpoint`, and with `with_sha256` which file it read and that file's sha256."""
     path = resolve_checkpoint(path)
     if with_sha256:

@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from adlab.errors import CheckpointError, ConfigError
-from adlab.models.checkpoints import sha256_file
+from adlab.models.checkpoints import sha256_file, torch_load_quietly
 
 
 def torchvision_names() -> list[str]:
@@ -144,12 +144,15 @@ def _download_imagenet(weights, name: str, path: Path) -> dict:
 def _read_imagenet(path: Path, weights) -> dict:
     """A file found in torch.hub's cache: whatever put it there, it is read as untrusted input."""
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        state = torch_load_quietly(path, path)  # torch's warnings: one-line notices, or none on failure
     except Exception as exc:  # truncated, random bytes, or pickled code that weights_only refuses
         text = re.sub(r"\x1b\[[0-9;]*m", "", str(exc))  # torch colours its messages
         refused = re.search(r"WeightsUnpickler error:\s*(.+)", text)
         lines = text.strip().splitlines()
-        reason = (f"refused by weights_only: {refused.group(1).strip().rstrip('.')}" if refused
+        # torch's advice to allow-list a global would run the file's code: not repeated
+        refused_text = (re.split(r"\.?\s+Please use `torch\.serialization", refused.group(1).strip())[0]
+                        if refused else "")
+        reason = (f"refused by weights_only: {refused_text.rstrip('.')}" if refused
                   else f"{type(exc).__name__}: {lines[0].split('. ')[0][:160]}" if lines else type(exc).__name__)
         raise _corrupt(path, weights, reason) from None
     if not isinstance(state, dict) or not state or not all(
