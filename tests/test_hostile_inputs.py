@@ -99,6 +99,23 @@ def test_a_web_server_that_is_not_mlflow_is_one_line_at_once(cli, config, no_mlf
         server.shutdown()
 
 
+@needs_mlflow
+def test_a_server_that_takes_the_connection_but_never_answers_fails_in_seconds(cli, config, no_mlflow_env):
+    import socket
+
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(8)  # connections are taken (the kernel's backlog) and never answered
+    try:
+        uri = f"http://127.0.0.1:{silent.getsockname()[1]}"
+        no_mlflow_env.setenv("MLFLOW_TRACKING_URI", uri)
+        started = time.monotonic()
+        line = cli.refused("train", config, "--out", "r", *MLFLOW, *FAST, names=(uri,))
+        assert time.monotonic() - started < 60 and "no answer" in line, line
+    finally:
+        silent.close()
+
+
 def user_files(root: Path) -> dict[str, Path]:
     """A user's files a tracking URI may be pointed at (their bytes are in the cli fixture's listing)."""
     (root / "thesis").mkdir()
@@ -131,6 +148,11 @@ ODD_URIS = {
     "an unknown host": (lambda f: "http://no-such-host.invalid:5000", None, "not known"),
     "spaces around it": (lambda f: " sqlite:///m.db", None, "spaces or control characters"),
     "a newline in it": (lambda f: "sqlite:///m.db\nx", None, "spaces or control characters"),
+    "a home folder that is never expanded": (lambda f: "sqlite:///~/mlflow.db", None, "'~' is not expanded"),
+    "a home folder store": (lambda f: "~/mlruns", "true", "'~' is not expanded"),
+    "a NUL byte in the path": (lambda f: "sqlite:///m%00.db", None, "cannot be read"),
+    "databricks without its credentials": (lambda f: "databricks", None, "credential"),
+    "a host in a file: URI": (lambda f: "file://otherhost/share/mlruns", "true", "not a local folder"),
     "a database server without its driver": (lambda f: "mssql+nosuchdriver://u@127.0.0.1:1/db", None,
                                              "cannot use this database URI"),
 }
@@ -143,6 +165,10 @@ def test_odd_tracking_uris_are_one_line_and_touch_no_file(cli, config, no_mlflow
     files = user_files(cli.root)
     before = {name: sha256(p) for name, p in files.items() if p.is_file()}
     no_mlflow_env.setenv("MLFLOW_TRACKING_URI", uri(files))
+    if case.startswith("databricks"):  # no credentials of the developer's in the way
+        no_mlflow_env.setenv("HOME", str(cli.root.parent))
+        for name in [k for k in os.environ if k.startswith("DATABRICKS_")]:
+            no_mlflow_env.delenv(name)
     if allow:
         no_mlflow_env.setenv("MLFLOW_ALLOW_FILE_STORE", allow)
     line = cli.refused("train", config, "--out", "r", *MLFLOW, *FAST, names=("MLFLOW_TRACKING_URI",))
@@ -274,8 +300,9 @@ CRAFTED_WEIGHTS = {
     "a dict without tensors": (lambda: _torch_bytes({"state_dict": {"a": 1}}), "holds no tensors"),
     "tensors of another network": (lambda: _torch_bytes({"state_dict": {"x.weight": torch.zeros(3, 3)}}),
                                    "no tensor of the checkpoint fits"),
-    "the same network, other shapes": (lambda: _torch_bytes({"state_dict": {"features.0.weight": torch.zeros(3, 1, 3, 3)}}),
-                                       "the same layers with other shapes"),
+    "the same network, other shapes": (
+        lambda: _torch_bytes({"state_dict": {"features.0.weight": torch.zeros(3, 1, 3, 3)}}),
+        "the same layers with other shapes"),
 }
 
 
