@@ -213,23 +213,113 @@ def read_yaml_mapping(path: str | os.PathLike, what: str = "config file", error:
     return raw
 
 
+# --- bounded reads of run files -------------------------------------------------------------------
+# Run files are read whole, so each kind has a size cap well above what a real run writes: a file
+# past it (a damaged or crafted one, a sparse 6 GB file) is refused before a byte is read.
+
+MAX_JSON_BYTES = 64 * 2**20
+"""metrics.json, env.json and other JSON adlab writes: a few kB. The largest real one is a
+classification metrics.json of many classes: a 1000-class confusion matrix is 10^6 counts of at most
+~6 characters with their separators, about 6 MB, plus per-class accuracies (~40 kB); 64 MiB is ten
+times that."""
+
+MAX_PREDICTIONS_BYTES = 2 * 2**30
+"""predictions.csv: index, y_true, y_pred and one probability per class, each written with 6
+significant digits ('1.23456e-05', 11 characters and a comma: 12 bytes at most). 100,000 test images
+x 1,000 classes is 10^8 probabilities, at most 1.2 GB (about 1.0 GB in practice); 2 GiB leaves room
+for that and refuses the 6 GB of a crafted file."""
+
+MAX_HISTORY_BYTES = 64 * 2**20
+"""history.csv: one row per epoch of about ten numbers (~200 bytes): 10,000 epochs are 2 MB."""
+
+MAX_CSV_COLUMNS = 100_000
+"""history.csv has about ten columns, predictions.csv 3 + one per class."""
+
+
+def bounded_read(path: str | os.PathLike, limit: int, what: str = "file", error: type | None = None) -> bytes:
+    """The bytes of a regular file of at most `limit` bytes, or one error naming the file: missing,
+    not a regular file (a FIFO or /dev/zero, even through a symlink, would block or never end), or
+    larger than `limit` (checked before reading, and at most limit + 1 bytes are ever read)."""
+    import stat
+
+    from adlab.errors import DataError
+
+    error = error or DataError
+    path = Path(path)
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    except FileNotFoundError:
+        raise error(f"{path}: {what} not found") from None
+    except IsADirectoryError:
+        raise error(f"{path}: {what} is a folder, not a file") from None
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise error(f"{path}: {what} is not a regular file")
+        if info.st_size > limit:
+            raise error(f"{path}: {what} of {info.st_size:,} bytes is too large (at most {limit:,}; damaged?)")
+        chunks, size = [], 0
+        while size <= limit:
+            chunk = os.read(fd, min(limit + 1 - size, 2**24))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            size += len(chunk)
+    finally:
+        os.close(fd)
+    if size > limit:  # it grew while read
+        raise error(f"{path}: {what} is too large (more than {limit:,} bytes; damaged?)")
+    return b"".join(chunks)
+
+
+def bounded_text(path: str | os.PathLike, limit: int, what: str = "file", error: type | None = None) -> str:
+    """A UTF-8 text file read with bounded_read; binary content (NUL bytes, not UTF-8) is one error."""
+    from adlab.errors import DataError
+
+    error = error or DataError
+    data = bounded_read(path, limit, what, error)
+    if b"\x00" in data:
+        raise error(f"{path}: {what} is not a text file (it holds NUL bytes)")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise error(f"{path}: {what} is not UTF-8 text (a binary or damaged file? byte {exc.start:,})") from None
+
+
+def bounded_csv(path: str | os.PathLike, limit: int, what: str = "file", error: type | None = None,
+                max_columns: int = MAX_CSV_COLUMNS) -> list[list[str]]:
+    """The rows of a CSV text file read with bounded_text; a row wider than `max_columns`, or text
+    the csv module cannot parse, is one error naming the file."""
+    from adlab.errors import DataError
+
+    error = error or DataError
+    text = bounded_text(path, limit, what, error)
+    rows = []
+    try:
+        for row in csv.reader(io.StringIO(text, newline="")):
+            if len(row) > max_columns:
+                raise error(f"{path}: {what} has a row of {len(row):,} columns (at most {max_columns:,}; damaged?)")
+            rows.append(row)
+    except csv.Error as exc:
+        raise error(f"{path}: {what} is not valid CSV: {exc}") from None
+    return rows
+
+
 def read_json(path: str | os.PathLike) -> Any:
-    with open(path, encoding="utf-8") as f:
-        return json.load(f)
+    """A JSON file of at most MAX_JSON_BYTES (see read_json_mapping for files to check)."""
+    return json.loads(bounded_text(path, MAX_JSON_BYTES, "JSON file"))
 
 
-def read_json_mapping(path: str | os.PathLike, what: str = "file") -> dict:
+def read_json_mapping(path: str | os.PathLike, what: str = "file", limit: int = MAX_JSON_BYTES) -> dict:
     """A JSON file adlab wrote earlier (metrics.json, env.json), read as untrusted input: a missing,
-    cut-short or edited file is one DataError naming it."""
+    cut-short, oversized, binary or edited file is one DataError naming it."""
     from adlab.errors import DataError
 
     path = Path(path)
+    text = bounded_text(path, limit, what)
     try:
-        with open(path, encoding="utf-8") as f:
-            data = json.load(f)
-    except FileNotFoundError:
-        raise DataError(f"{path}: {what} not found") from None
-    except (ValueError, UnicodeDecodeError) as exc:  # JSONDecodeError is a ValueError
+        data = json.loads(text)
+    except ValueError as exc:  # JSONDecodeError is a ValueError
         raise DataError(f"{path}: {what} is not valid JSON (cut short or edited?): {str(exc).splitlines()[0]}") from None
     except RecursionError:
         raise DataError(f"{path}: {what} is nested too deeply") from None

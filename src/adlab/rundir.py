@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import math
 import os
 import platform
 import socket
@@ -90,20 +91,28 @@ def git_revision() -> str | None:
         return None
 
 
-def read_history(path: Path) -> list[dict]:
-    import csv
+MAX_HISTORY_COLUMNS = 1000  # a history has epoch, losses, a few validation metrics, lr and seconds
 
+
+def read_history(path: Path) -> list[dict]:
+    """history.csv as one dict per epoch ({} of none when the run wrote no history), read as untrusted
+    input: bounded in size and columns, numbers only (inf and nan stay: a diverged run has them)."""
     from adlab.errors import DataError
 
-    if not path.is_file():
+    path = Path(path)
+    if not os.path.lexists(path):
         return []
+    table = io.bounded_csv(path, io.MAX_HISTORY_BYTES, "history", max_columns=MAX_HISTORY_COLUMNS)
+    if not table:
+        return []
+    header, body = table[0], [row for row in table[1:] if row]
+    if len(set(header)) != len(header) or any(len(row) != len(header) for row in body):
+        raise DataError(f"{path}: malformed history (repeated column names, or rows of different lengths)")
     try:
-        with open(path, newline="", encoding="utf-8") as f:
-            rows = [{k: (float(v) if v not in ("", None) else None) for k, v in row.items()}
-                    for row in csv.DictReader(f)]
-    except (ValueError, TypeError, UnicodeDecodeError, csv.Error):
+        rows = [{k: (float(v) if v != "" else None) for k, v in zip(header, row)} for row in body]
+    except ValueError:
         raise DataError(f"{path}: malformed history (expected a header and numeric columns)") from None
-    if any(row.get("epoch") is None for row in rows):
+    if any(row.get("epoch") is None or not math.isfinite(row["epoch"]) for row in rows):
         raise DataError(f"{path}: malformed history (a row without its epoch)")
     return rows
 
