@@ -10,46 +10,18 @@ Markup for HTML).
 from __future__ import annotations
 
 import base64
-import re
 from functools import lru_cache
 from pathlib import Path
 from urllib.parse import quote
 
+from adlab.formatting import Raw, md_escape, tex_escape  # noqa: F401 (the one escaper of each format)
 from adlab.study.blocks import Block, Bullets, Figure, Gallery, Heading, Paragraph, Table
-
-
-class Raw(str):
-    """A template value printed as it is (already in the output's syntax)."""
 
 
 def cell(value, column: str = "") -> str:
     from adlab.formatting import format_number  # the one number format (also adlab table, run summaries)
 
     return format_number(value, column)
-
-
-# --- escaping --------------------------------------------------------------------------------------
-
-def md_escape(value) -> str:
-    """Text that GitHub's Markdown shows as written: table pipes, emphasis stars, backticks and
-    backslashes escaped, '](' that would make a link, and '<' only where it would open an HTML tag
-    ('p < 0.05' and '[0.91, 0.95]' stay as they are)."""
-    if isinstance(value, Raw):
-        return str(value)
-    text = re.sub(r"([\\|*`])", r"\\\1", str(value)).replace("](", "]\\(")
-    return re.sub(r"<(?=[A-Za-z/!?])", r"\\<", text)
-
-
-TEX_SPECIALS = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
-                "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}",
-                "<": r"\textless{}", ">": r"\textgreater{}", "±": r"$\pm$", "×": r"$\times$", "≥": r"$\geq$",
-                "≤": r"$\leq$", "→": r"$\rightarrow$", "–": "--", "—": "---", "'": "'"}
-
-
-def tex_escape(value) -> str:
-    if isinstance(value, Raw):
-        return str(value)
-    return "".join(TEX_SPECIALS.get(ch, ch) for ch in str(value))
 
 
 # --- environments ----------------------------------------------------------------------------------
@@ -69,6 +41,7 @@ def _environment(kind: str):
                           variable_start_string="(((", variable_end_string=")))", comment_start_string="((=",
                           comment_end_string="=))", line_comment_prefix="%#", **options)
     env.filters["cell"] = cell
+    env.filters["raw"] = Raw  # the template's own syntax (a heading's #), not a value to escape
     env.filters["breakable"] = _breakable
     env.tests.update(heading=lambda b: isinstance(b, Heading), paragraph=lambda b: isinstance(b, Paragraph),
                      bullets=lambda b: isinstance(b, Bullets), table=lambda b: isinstance(b, Table),
@@ -107,12 +80,34 @@ def render_tex(blocks: list[Block], title: str, root: Path) -> str:
         return pdf if (Path(root) / pdf).is_file() else Path(figure.path)
 
     def graphic(figure: Figure) -> Raw:
-        # \detokenize keeps '_' and '=' of run folder names literal; the extension is given explicitly
-        # because graphicx would otherwise take the first dot of 'lr=0.01' as the start of one
-        return Raw(r"\detokenize{" + figure_file(figure).with_suffix("").as_posix() + "}")
+        # the extension is given explicitly because graphicx would otherwise take the first dot of
+        # 'lr=0.01' as the start of one
+        return Raw(tex_path(figure_file(figure).with_suffix("").as_posix()))
 
     def extension(figure: Figure) -> Raw:
         return Raw(figure_file(figure).suffix.lstrip("."))
 
     return _environment("tex").get_template("report.tex.j2").render(blocks=blocks, title=title, graphic=graphic,
                                                                     extension=extension)
+
+
+_TEX_PATH_SAFE = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._=+,/-")
+
+
+def tex_path(path: str) -> str:
+    """A file name for \\includegraphics, read by pdflatex as the very characters of `path`: letters,
+    digits and non-ASCII text inside \\detokenize, every other character as \\adlabchar\\<c> (the
+    template's expandable 'this character, as a character'). So a run folder named 'p%q', 'c{d' or
+    'x}^^5cinput...' is a file name, never a comment, a group or a command (no \\input, no ^^ escape)."""
+    parts, chunk = [], ""
+    for ch in path:
+        if ch in _TEX_PATH_SAFE or ord(ch) > 127:
+            chunk += ch
+            continue
+        if chunk:
+            parts.append(r"\detokenize{" + chunk + "}")
+            chunk = ""
+        parts.append("\\adlabchar\\" + (ch if " " <= ch <= "~" else " "))
+    if chunk:
+        parts.append(r"\detokenize{" + chunk + "}")
+    return "".join(parts)

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from adlab import io
+from adlab.formatting import figure_text as _t  # every name drawn: 'f$^$' as written, never mathtext
 from adlab.rundir import read_history
 
 GRID_COLUMNS = 4  # small multiples per row: four stay readable on a page and on a screen
@@ -64,19 +65,19 @@ def save(fig, out: Path, stem: str) -> Path:
 def bar_chart(out: Path, stem: str, key: str, groups: dict, better: str) -> Path:
     plt = _pyplot()
     names = list(groups)
-    values = [[m.metrics[key] for m in groups[g] if m.metrics.get(key) is not None] for g in names]
+    values = [[float(m.metrics[key]) for m in groups[g] if _finite(m.metrics.get(key))] for g in names]
     means = [np.mean(v) if v else np.nan for v in values]
     errs = [np.std(v, ddof=1) if len(v) > 1 else 0.0 for v in values]
     colours = variant_styles(names)
     fig, ax = plt.subplots(figsize=(max(5, 0.6 * len(names) + 2), 3.4), layout="constrained")
     ax.bar(range(len(names)), means, yerr=errs, capsize=3, color=[colours[n][0] for n in names])
-    ax.set_xticks(range(len(names)), names, rotation=30, ha="right", fontsize=8)
+    ax.set_xticks(range(len(names)), [_t(n) for n in names], rotation=30, ha="right", fontsize=8)
     low = np.nanmin([m - e for m, e in zip(means, errs)])
     high = np.nanmax([m + e for m, e in zip(means, errs)])
     pad = (high - low) * 0.5 + 1e-3
     ax.set_ylim(max(0.0, low - pad) if better == "max" else 0.0, high + pad)
-    ax.set(ylabel=key, title=f"{key} by variant, mean ± std over seeds ({'higher' if better == 'max' else 'lower'} "
-                             "is better)")
+    ax.set(ylabel=_t(key), title=_t(f"{key} by variant, mean ± std over seeds "
+                                     f"({'higher' if better == 'max' else 'lower'} is better)"))
     ax.title.set_fontsize(10)
     ax.grid(axis="y", alpha=0.3)
     return save(fig, out, stem)
@@ -90,18 +91,18 @@ def curves(out: Path, stem: str, key: str, results) -> Path | None:
     fig, ax = plt.subplots(figsize=(7, 3.8), layout="constrained")
     labelled = set()
     for r in results:
-        points = [(row["epoch"], row[key]) for row in read_history(r.path / "history.csv") if row.get(key) is not None]
+        points = [(row["epoch"], row[key]) for row in read_history(r.path / "history.csv") if _finite(row.get(key))]
         if not points:
             continue
         colour, style = styles[r.group]
         ax.plot(*zip(*points), color=colour, ls=style, lw=1.3, marker="o", ms=2,
-                label=None if r.group in labelled else r.group)
+                label=None if r.group in labelled else _t(r.group))
         labelled.add(r.group)
     if not labelled:
         plt.close(fig)
         return None
     integer_epochs(ax)
-    ax.set(xlabel="epoch", ylabel=key, title=f"Validation {key} per epoch")
+    ax.set(xlabel="epoch", ylabel=_t(key), title=_t(f"Validation {key} per epoch"))
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.0, 0.5), frameon=False,
               ncol=1 if len(labelled) <= 16 else 2)
@@ -133,15 +134,15 @@ def confusion_grid(out: Path, stem: str, results) -> Path | None:
         image = ax.imshow(rates, vmin=0, vmax=1, cmap="Blues")
         names = [str(n) for n in r.metrics.get("class_names") or range(len(rates))]
         ticks = range(len(names)) if len(names) <= 12 else []
-        ax.set_xticks(ticks, [names[i][:8] for i in ticks], rotation=90, fontsize=6)
-        ax.set_yticks(ticks, [names[i][:8] for i in ticks], fontsize=6)
+        ax.set_xticks(ticks, [_t(names[i][:8]) for i in ticks], rotation=90, fontsize=6)
+        ax.set_yticks(ticks, [_t(names[i][:8]) for i in ticks], fontsize=6)
         if len(names) <= 10 and len(chosen) <= 6:  # numbers stay legible (and quick to draw) on a few panels
             for (i, j), value in np.ndenumerate(rates):
                 if value >= 0.005:
                     ax.text(j, i, f"{value:.2f}"[1:] if value < 1 else "1", ha="center", va="center", fontsize=5,
                             color="white" if value > 0.6 else "black")
         accuracy = r.metrics.get("accuracy")
-        ax.set_title(wrapped(r.group) + (f"\naccuracy {accuracy:.3f}" if isinstance(accuracy, (int, float)) else ""),
+        ax.set_title(_t(wrapped(r.group)) + (f"\naccuracy {accuracy:.3f}" if _finite(accuracy) else ""),
                      fontsize=7)
     fig.supylabel("true class", fontsize=8)
     fig.supxlabel("predicted class", fontsize=8)
@@ -154,7 +155,7 @@ def loss_grid(out: Path, stem: str, results) -> Path | None:
     groups: dict[str, list] = {}
     for r in results:
         rows = read_history(r.path / "history.csv")
-        if any(row.get("train_loss") is not None for row in rows):
+        if any(_finite(row.get("train_loss")) for row in rows):
             groups.setdefault(r.group, []).append(rows)
     if not groups:
         return None
@@ -164,13 +165,13 @@ def loss_grid(out: Path, stem: str, results) -> Path | None:
     for ax, (group, histories) in zip(axes, groups.items()):
         for i, rows in enumerate(histories):
             for key, colour in (("train_loss", "#1f77b4"), ("val_loss", "#d62728")):
-                points = [(row["epoch"], row[key]) for row in rows if row.get(key) is not None]
+                points = [(row["epoch"], row[key]) for row in rows if _finite(row.get(key))]
                 if points:
                     ax.plot(*zip(*points), color=colour, lw=1.1, alpha=0.9 if i == 0 else 0.45,
                             label=key.replace("_", " ") if i == 0 else None)
                     top = max(top, float(np.nanpercentile([p[1] for p in points], 95)))
         integer_epochs(ax)
-        ax.set_title(wrapped(group), fontsize=7)
+        ax.set_title(_t(wrapped(group)), fontsize=7)
         ax.tick_params(labelsize=7)
         ax.grid(alpha=0.3)
     for ax in axes:
@@ -179,6 +180,11 @@ def loss_grid(out: Path, stem: str, results) -> Path | None:
     axes[0].set_xlabel("epoch", fontsize=7)
     fig.suptitle("Loss per epoch (lighter lines: other seeds)", fontsize=9)
     return save(fig, out, stem)
+
+
+def _finite(value) -> bool:
+    """A value to draw: a number, neither NaN nor infinite (a diverged epoch's loss is left out)."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and bool(np.isfinite(float(value)))
 
 
 def wrapped(name: str, width: int = 28) -> str:
