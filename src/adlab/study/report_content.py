@@ -5,6 +5,7 @@ variant of each section and whether it is significantly better, runs that collap
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,18 +26,20 @@ COLLAPSE_SHARE = 0.9  # a classifier that gives one class to this share of the t
 
 def build_blocks(out: Path, study, results: list, sections: list[tuple[str, list[str]]] | None = None,
                  missing: list[str] | None = None) -> list[Block]:
-    intro = (f"{len(results)} finished runs in {out.name}/runs, from the study file {study.path.name}. "
+    intro = (f"{plural(len(results), 'finished run')} in {out.name}/runs, from the study file {study.path.name}. "
              "In the tables, bold marks a column's single best value.")
     if not results:
         return [Heading(1, f"Study: {study.name}"), Paragraph(intro), Paragraph("No finished runs yet.")]
-    summary: list[str] = []
+    summary: list[str] = not_a_number(out, results)
     body: list[Block] = []
+    tags: set[str] = set()
     for title, names in sections or [("", [r.name for r in results])]:
         chosen = [r for r in results if r.name in names]
         if title:
             body.append(Heading(2, title))
+        tag = _unique(_slug(title)[:40] or "section", tags) if title else ""
         for task in [t for t in TASKS if any(r.task == t for r in chosen)]:
-            blocks, findings = _task_blocks(out, task, [r for r in chosen if r.task == task], study, title)
+            blocks, findings = _task_blocks(out, task, [r for r in chosen if r.task == task], study, title, tag)
             body += blocks
             label = title or get_task(task).report.title
             summary += [f"{label}: {finding}" for finding in findings]
@@ -53,8 +56,48 @@ def build_blocks(out: Path, study, results: list, sections: list[tuple[str, list
 
 # --- one task's runs in one section ----------------------------------------------------------------
 
-def _task_blocks(out: Path, task: str, results: list, study, section: str = "") -> tuple[list[Block], list[str]]:
-    tag = _slug(section) + "_" + task if section else task
+def plural(count: int, noun: str) -> str:
+    """'1 finished run', '2 finished runs'."""
+    return f"{count} {noun}{'' if count == 1 else 's'}"
+
+
+def not_a_number(out: Path, results: list) -> list[str]:
+    """The summary's first sentences: each run whose metrics.json holds NaN or infinity in a column
+    of the report (adlab writes a missing value as null: a damaged file or a diverged run), or no
+    value for its headline metric. Such values are shown as they are and left out of every mean,
+    best value and test, and the report says so before anything else."""
+    said = []
+    for r in results:
+        spec = get_task(r.task).report
+        odd = [k for k, _ in spec.columns if isinstance(r.metrics.get(k), float) and not math.isfinite(r.metrics[k])]
+        absent = [k for k in spec.summary_keys if r.metrics.get(k) is None]
+        where = (r.path / "metrics.json").relative_to(out) if r.path.is_relative_to(out) else r.path / "metrics.json"
+        if odd:
+            values = ", ".join(f"{k} is {_nan_text(r.metrics[k])}" for k in odd)
+            said.append(f"{r.name}: {values} in {where} (not a number: a damaged file or a diverged run); left out "
+                        "of the means, best values and tests.")
+        if absent:
+            said.append(f"{r.name}: no {', '.join(absent)} in {where}; left out of the means, best values and tests.")
+    return said
+
+
+def _nan_text(value: float) -> str:
+    return "NaN" if math.isnan(value) else ("infinite" if value > 0 else "minus infinite")
+
+
+def _unique(tag: str, taken: set[str]) -> str:
+    """`tag`, or `tag` with a number when an earlier section took it (two titles with the same slug)."""
+    name, n = tag, 1
+    while name in taken:
+        n += 1
+        name = f"{tag}_{n}"
+    taken.add(name)
+    return name
+
+
+def _task_blocks(out: Path, task: str, results: list, study, section: str = "",
+                 section_tag: str = "") -> tuple[list[Block], list[str]]:
+    tag = (section_tag or _slug(section)[:40]) + "_" + task if section else task
     spec = get_task(task).report
     columns = [(k, better) for k, better in spec.columns if any(k in r.metrics for r in results)]
     level = 3 if section else 2
@@ -77,7 +120,7 @@ def _task_blocks(out: Path, task: str, results: list, study, section: str = "") 
     findings = []
     for key in spec.summary_keys:
         better_of_key = dict(spec.columns).get(key)
-        if better_of_key and any(isinstance(r.metrics.get(key), (int, float)) for r in results):
+        if better_of_key and any(_finite(r.metrics.get(key)) for r in results):
             findings += _findings(groups, key, better_of_key, [c for c in comparisons if c.key == key])
     findings += [_collapse_finding(r) for r in results if _collapsed(r)]
     return blocks, findings
@@ -90,8 +133,13 @@ def _groups(results: list) -> dict[str, list]:
     return groups
 
 
+def _finite(value) -> bool:
+    """A number to compute with: not None, text or a bool, and neither NaN nor infinite."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(float(value))
+
+
 def _values(members: list, key: str) -> list[float]:
-    return [float(m.metrics[key]) for m in members if isinstance(m.metrics.get(key), (int, float))]
+    return [float(m.metrics[key]) for m in members if _finite(m.metrics.get(key))]
 
 
 def _mean_std(values: list[float]) -> str:
@@ -142,6 +190,8 @@ def _seed_blocks(out: Path, tag: str, groups: dict, key: str, better: str, level
         if values:
             s = stats.summarize(values)
             rows.append([group, s.n, s.mean, s.std, f"[{s.ci_low:.4f}, {s.ci_high:.4f}]"])
+    if not rows:  # no variant has a finite value to show
+        return []
     header = ["variant", "seeds", f"{key} mean", "std", "95% interval"]
     return [Heading(level, "Across seeds (mean ± std, 95% interval of the mean)"),
             Table(header, rows, best_mask(rows, [None, None, better, None, None], header)),
@@ -167,7 +217,7 @@ def per_class_blocks(key: str, groups: dict, level: int = 3) -> list[Block]:
 
 
 def _mean_or_none(values: list) -> float | None:
-    numbers = [v for v in values if isinstance(v, (int, float))]
+    numbers = [v for v in values if _finite(v)]
     return float(np.mean(numbers)) if numbers else None
 
 
@@ -181,7 +231,7 @@ def best_mask(rows: list[list], betters: list[str | None], header: list[str] | N
     for j, better in enumerate(betters):
         column = header[j] if header else ""
         shown = {i: float(cell(row[j], column)) for i, row in enumerate(rows)
-                 if isinstance(row[j], (int, float)) and not isinstance(row[j], bool) and _numeric(cell(row[j], column))}
+                 if _finite(row[j]) and _numeric(cell(row[j], column))}
         if better is None or len(set(shown.values())) < 2:
             continue
         best = max(shown.values()) if better == "max" else min(shown.values())
@@ -193,8 +243,7 @@ def best_mask(rows: list[list], betters: list[str | None], header: list[str] | N
 
 def _numeric(text: str) -> bool:
     try:
-        float(text)
-        return True
+        return math.isfinite(float(text))
     except ValueError:
         return False
 
@@ -432,7 +481,7 @@ def reference_blocks(reference, results: list) -> list[Block]:
     for group, published_figures in reference.runs.items():
         for key, published in published_figures.items():
             values = [flat_metrics(m.metrics).get(key) for m in groups.get(group, [])]
-            values = [v * scale for v in values if isinstance(v, (int, float))]
+            values = [v * scale for v in values if _finite(v)]
             if not values:
                 rows.append([group, key, f"{published:.{digits}f}", "not measured", "", "", ""])
                 continue
