@@ -8,6 +8,7 @@ vote       : majority of the predicted classes, ties broken by the mean probabil
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import torch
@@ -17,7 +18,7 @@ from adlab.config import validate_config
 from adlab.data.datamodule import ImageDataModule
 from adlab.errors import AdlabError
 from adlab.tasks.classify import FUSION_METHODS
-from adlab.tasks.classify.outputs import read_predictions, summary_line, write_classification_result
+from adlab.tasks.classify.outputs import check_metrics, read_predictions, summary_line, write_classification_result
 from adlab.rundir import check_run_dir, environment, prepare_run_dir
 
 METHODS = FUSION_METHODS
@@ -46,20 +47,21 @@ def fuse(runs: list[str | Path], out: str | Path, method: str = "mean_prob", ove
     members = []
     for run in runs:
         path = Path(run)
-        if not (path / "metrics.json").is_file():
+        if not os.path.lexists(path / "metrics.json"):  # a metrics.json that is not a file is refused as read
             raise AdlabError(f"{path}: not a finished run (no metrics.json)")
         metrics = io.read_json_mapping(path / "metrics.json", "metrics file")
         probs, target = read_predictions(path / "predictions.csv")
-        names = metrics.get("class_names")
-        if not (isinstance(names, list) and all(isinstance(n, str) for n in names) and len(names) == probs.shape[1]):
-            raise AdlabError(f"{path / 'metrics.json'}: class_names do not match the {probs.shape[1]} probability "
-                             "columns of predictions.csv")
+        check_metrics(path / "metrics.json", metrics, probs.shape[1])
         members.append((path, metrics, probs, target))
     first_path, first_metrics, _, first_target = members[0]
     for path, metrics, probs, target in members[1:]:
-        if metrics.get("class_names") != first_metrics.get("class_names"):
-            raise AdlabError(f"{path}: classes differ from {first_path} ({metrics.get('class_names')} vs "
-                             f"{first_metrics.get('class_names')})")
+        if metrics["class_names"] != first_metrics["class_names"]:
+            mine, theirs = metrics["class_names"], first_metrics["class_names"]
+            if len(mine) != len(theirs):
+                raise AdlabError(f"{path}: classes differ from {first_path} ({len(mine)} classes vs {len(theirs)})")
+            i = next(i for i, (a, b) in enumerate(zip(mine, theirs)) if a != b)
+            raise AdlabError(f"{path}: classes differ from {first_path} (class {i}: {mine[i][:40]!r} vs "
+                             f"{theirs[i][:40]!r})")
         if len(target) != len(first_target) or not torch.equal(target, first_target):
             raise AdlabError(f"{path}: test set differs from {first_path} (not the same images in the same order)")
     if method not in METHODS:

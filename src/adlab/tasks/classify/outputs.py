@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import csv
+import os
 from pathlib import Path
 
 import numpy as np
@@ -15,7 +15,7 @@ from adlab.tasks.classify import CLASSIFICATION_SCORES
 from adlab.tasks.classify import figures
 from adlab.tasks.curves import loss_curves
 from adlab.errors import AdlabError
-from adlab.formatting import format_number
+from adlab.formatting import figure_text, format_number
 from adlab.tasks.classify.metrics import classification_metrics
 
 
@@ -79,26 +79,52 @@ def write_predictions(path: Path, probs: torch.Tensor, target: torch.Tensor) -> 
 
 
 def read_predictions(path: Path) -> tuple[torch.Tensor, torch.Tensor]:
-    """(probabilities [N, K], y_true [N]) from a predictions.csv."""
-    if not path.is_file():
+    """(probabilities [N, K], y_true [N]) from a predictions.csv, read as untrusted input: bounded in
+    size (io.MAX_PREDICTIONS_BYTES), text, numbers, class ids in range."""
+    if not os.path.lexists(path):  # one that is there but no file is refused as read
         raise AdlabError(f"{path}: predictions.csv not found (is this a finished classification run?)")
-    with open(path, newline="") as f:
-        reader = csv.reader(f)
-        header = next(reader, None)
-        rows = list(reader)
-    if not header or header[:3] != ["index", "y_true", "y_pred"] or not rows:
+    text = io.bounded_text(path, io.MAX_PREDICTIONS_BYTES, "predictions file", AdlabError)
+    lines = text.splitlines()
+    header = lines[0].strip().split(",") if lines else []
+    if header[:3] != ["index", "y_true", "y_pred"] or len(lines) < 2:
         raise AdlabError(f"{path}: not an adlab predictions file")
+    if len(header) > io.MAX_CSV_COLUMNS:
+        raise AdlabError(f"{path}: malformed predictions ({len(header):,} columns)")
     try:
-        data = np.asarray(rows, dtype=np.float64)
-    except ValueError:
+        data = np.loadtxt(lines[1:], delimiter=",", ndmin=2, dtype=np.float64)
+    except (ValueError, IndexError):
         raise AdlabError(f"{path}: malformed predictions (non-numeric values or rows of different lengths)") from None
     k = data.shape[1] - 3
-    if k < 2 or not np.isfinite(data).all():
+    if data.shape[1] != len(header) or k < 2 or not np.isfinite(data).all():
         raise AdlabError(f"{path}: malformed predictions (no class probabilities, or non-finite values)")
     y_true = data[:, 1]
     if not (np.all(y_true == np.round(y_true)) and y_true.min() >= 0 and y_true.max() < k):
         raise AdlabError(f"{path}: malformed predictions (y_true must be class ids 0..{k - 1})")
     return torch.from_numpy(data[:, 3:]).float(), torch.from_numpy(y_true).long()
+
+
+def check_metrics(path: Path, metrics: dict, classes: int) -> list[str]:
+    """A classification metrics.json as adlab writes it, for a run with `classes` probability
+    columns: accuracy a number in [0, 1] (NaN never: adlab writes a missing value as null),
+    class_names one text name per class, the confusion matrix classes x classes counts. Returns the
+    class names; else one AdlabError naming the file and the key."""
+    def bad(key: str, problem: str):
+        return AdlabError(f"{path}: {key}: {problem} (damaged or edited?)")
+
+    accuracy = metrics.get("accuracy")
+    if not isinstance(accuracy, (int, float)) or isinstance(accuracy, bool) or not 0 <= accuracy <= 1:
+        raise bad("accuracy", f"expected a number from 0 to 1, got {accuracy!r}"[:120])
+    names = metrics.get("class_names")
+    if not (isinstance(names, list) and all(isinstance(n, str) for n in names)):
+        raise bad("class_names", "expected a list of class names (text)")
+    if len(names) != classes:
+        raise AdlabError(f"{path}: class_names do not match the {classes} probability columns of predictions.csv")
+    matrix = metrics.get("confusion_matrix")
+    if matrix is not None and not (isinstance(matrix, list) and len(matrix) == classes and all(
+            isinstance(row, list) and len(row) == classes
+            and all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in row) for row in matrix)):
+        raise bad("confusion_matrix", f"expected {classes} x {classes} counts, one row and column per class")
+    return names
 
 
 def write_classification_result(path: Path, probs: torch.Tensor, target: torch.Tensor, images: torch.Tensor | None,
@@ -110,12 +136,13 @@ def write_classification_result(path: Path, probs: torch.Tensor, target: torch.T
     metrics.update(extra or {})
     write_predictions(path / "predictions.csv", probs, target)
     fig_dir = path / "figures"
+    drawn = [figure_text(name) for name in class_names]  # names and titles as written, never mathtext
     if history:
-        loss_curves(history, fig_dir / "loss_curves.png", title, CLASSIFICATION_SCORES)
-    figures.confusion_matrix(metrics["confusion_matrix"], class_names, fig_dir / "confusion_matrix.png",
-                             f"Confusion matrix (test){' - ' + title if title else ''}")
+        loss_curves(history, fig_dir / "loss_curves.png", figure_text(title), CLASSIFICATION_SCORES)
+    figures.confusion_matrix(metrics["confusion_matrix"], drawn, fig_dir / "confusion_matrix.png",
+                             figure_text(f"Confusion matrix (test){' - ' + title if title else ''}"))
     if images is not None:
-        figures.misclassified(images, target, probs, class_names, fig_dir / "misclassified.png")
+        figures.misclassified(images, target, probs, drawn, fig_dir / "misclassified.png")
     io.write_json(path / "metrics.json", metrics)
     return metrics
 
