@@ -181,13 +181,14 @@ def _leaves(base: Any, extra: dict, prefix: str = ""):
 
 def expand(spec: StudySpec) -> list[PlannedRun]:
     """Every run of the study, in a stable order: regimes x grid, then variants, each x seeds."""
-    points = [(group, overrides) for group, overrides, _ in _grid_points(spec)]
+    # a grid point's name is made from its values (made safe by generated_name); a variant's is the
+    # user's own, checked by names.name_field when the file is read and kept exactly as written
+    points = [(generated_name(group), overrides) for group, overrides, _ in _grid_points(spec)]
     points += list(spec.variants.items())
     if not points:
         points = [("base", {})]
     runs = []
     for group, overrides in points:
-        group = generated_name(group)
         for seed in spec.seeds or [None]:
             name = group if seed is None else f"{group}-seed={seed}"
             extra = {} if seed is None else {"train.seed": seed}
