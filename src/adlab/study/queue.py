@@ -10,86 +10,421 @@ older than the grace period belongs to a worker that died: another worker marks 
 enqueues its run again, and the run continues from its last checkpoint. A run that fails by itself
 (bad input) stays failed until `--retry-failed`. The worker that finds the queue empty and nothing
 running makes the fusions and the report; `adlab report` can always redo the report.
+
+A run's truth is its folder: a run whose trial says done but whose metrics.json is gone is queued
+again by the next worker. Every lock file (the journal's, the one taken to fill the queue, the one
+taken to write the report) records its owner; a lock whose owner died on this machine is taken over
+at once, any other after Optuna's grace period without a change (the holders of the long-held locks
+touch theirs every heartbeat), each with a one-line notice.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import json
+import logging
+import math
 import os
 import socket
 import threading
 import time
+import uuid
+from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
 
 from adlab import io
-from adlab.errors import AdlabError, Interrupted
+from adlab.errors import AdlabError, ConfigError, DataError, Interrupted
+
+
+def _seconds(name: str, default: float) -> float:
+    """A timing from the environment (a test hook); a bad value is refused by check_timing, not here."""
+    try:
+        return float(os.environ.get(name, default))
+    except ValueError:
+        return math.nan
+
 
 QUEUE_NAME = "adlab-study"
 JOURNAL = "queue.journal"
 READY = "queue.ready"  # written once every run is enqueued
-HEARTBEAT = float(os.environ.get("ADLAB_QUEUE_HEARTBEAT", 10))  # seconds between a worker's signs of life
-GRACE = float(os.environ.get("ADLAB_QUEUE_GRACE", 60))  # silence after which a running claim is a dead worker's
-POLL = min(1.0, HEARTBEAT)  # a worker with nothing to claim waits for the others' last runs: that is the study's tail
+FILL_LOCK = ".enqueue"  # OUT/.enqueue.lock: held while the prepare steps run and the runs are enqueued
+FINISH_LOCK = ".finishing"  # OUT/.finishing.lock: held while the fusions and the report are made
+HEARTBEAT = _seconds("ADLAB_QUEUE_HEARTBEAT", 10)  # seconds between a worker's signs of life
+GRACE = _seconds("ADLAB_QUEUE_GRACE", 60)  # silence after which a running claim is a dead worker's
+JOURNAL_LOCK_GRACE = 30.0  # an append holds the journal's lock for milliseconds: one unchanged this long is stale
+MAX_RECORD = 1 << 20  # the longest journal line adlab reads (its records are a few hundred bytes)
 THREADS_ENV = "ADLAB_WORKER_THREADS"  # torch threads of a worker started by --workers
 WORKER_ENV = "ADLAB_STUDY_WORKER"  # set in workers: Lightning must not take them for DDP ranks
 
 
-def open_queue(out: Path, storage: str | None = None, create: bool = True):
-    """The study's queue (an Optuna study) in `storage`, by default the journal file in OUT; loading an
-    existing queue writes nothing to it (`--status`)."""
+def poll() -> float:
+    """A worker with nothing to claim waits this long for the others' last runs: that is the study's tail."""
+    return min(1.0, HEARTBEAT)
+
+
+def check_timing() -> None:
+    """The heartbeat and grace (ADLAB_QUEUE_HEARTBEAT, ADLAB_QUEUE_GRACE) must make sense before any
+    worker starts: a grace shorter than the heartbeat would take every live worker for a dead one."""
+    for name, value in (("ADLAB_QUEUE_HEARTBEAT", HEARTBEAT), ("ADLAB_QUEUE_GRACE", GRACE)):
+        if not (math.isfinite(value) and 0 < value <= 86400):
+            raise ConfigError(f"{name}={os.environ.get(name, f'{value:g}')}: need a number of seconds above 0 "
+                              "(at most a day)")
+    if GRACE <= HEARTBEAT:
+        raise ConfigError(f"ADLAB_QUEUE_GRACE={GRACE:g} must be longer than ADLAB_QUEUE_HEARTBEAT={HEARTBEAT:g}: "
+                          "a live worker would be taken for a dead one")
+
+
+# --- lock files with owners --------------------------------------------------------------------------
+
+def _pid_namespace() -> str:
+    try:
+        return os.readlink("/proc/self/ns/pid")
+    except OSError:
+        return ""
+
+
+HOST, PIDNS = socket.gethostname(), _pid_namespace()
+_local = threading.local()  # the lock this thread waits for in Optuna's loop (named in its notices)
+
+
+class OwnedLock:
+    """Optuna's lock file (an exclusive create: JournalFileOpenLock, for NFSv3 and later) holding its
+    owner (pid, host, time). A lock whose owner is no longer running on this machine is taken over at
+    once; any other waits in Optuna's own loop, whose grace_period takes over a lock file unchanged for
+    that long. Holders of a long-held lock touch it (see `held`), so only a dead one's goes stale.
+    (Optuna's lock is used inside, not inherited: importing Optuna is left to the processes that queue.)"""
+
+    def __init__(self, target: Path, grace: float):
+        self.target = str(Path(target).absolute())  # absolute: a relative one would depend on the working directory
+        self.grace_period = max(3.0, grace)  # under 3 s Optuna warns
+        self.path = Path(self.target + ".lock")
+        self.shown = Path(f"{target}.lock")  # in messages: as the command named it
+
+    def _optuna(self):
+        from optuna.storages.journal import JournalFileOpenLock
+
+        return JournalFileOpenLock(self.target, grace_period=self.grace_period)
+
+    def release(self) -> None:
+        self._optuna().release()  # RuntimeError where the lock is gone
+
+    def acquire(self) -> bool:
+        while True:
+            if self._create():
+                return True
+            seen = self._read(self.path)
+            if seen is None:  # released meanwhile
+                continue
+            if self.path.is_dir() and not self.path.is_symlink():
+                raise DataError(f"{self.shown}: is a folder, not a lock file adlab made; remove it")
+            why = self._dead_owner(seen) or self._too_old()
+            if why:
+                self._take_over(seen, why)
+                continue
+            if self.path.is_symlink():  # a symlink lock of an older adlab: Optuna's wait cannot stat it
+                time.sleep(0.05)
+                continue
+            break
+        _local.lock = self
+        try:
+            self._optuna().acquire()  # Optuna's wait, with its grace period; it creates an empty lock file
+        finally:
+            _local.lock = None
+        self._write_owner(os.open(self.path, os.O_WRONLY | getattr(os, "O_NOFOLLOW", 0)))
+        return True
+
+    def _create(self) -> bool:
+        try:
+            handle = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+        except FileExistsError:
+            return False
+        self._write_owner(handle)
+        return True
+
+    @staticmethod
+    def _write_owner(handle: int) -> None:
+        record = {"pid": os.getpid(), "host": HOST, "pidns": PIDNS, "token": uuid.uuid4().hex,
+                  "time": dt.datetime.now().isoformat(timespec="seconds")}
+        try:
+            os.write(handle, json.dumps(record).encode())
+        finally:
+            os.close(handle)
+
+    @staticmethod
+    def _read(path: Path) -> bytes | None:
+        """A lock file's bytes (b"" for a symlink, a FIFO or one still being written); None when it is gone."""
+        try:
+            handle = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0))
+        except FileNotFoundError:
+            return None
+        except OSError:  # a symlink (O_NOFOLLOW) or something else that is not a plain file
+            return b""
+        try:
+            return os.read(handle, 4096)
+        except OSError:
+            return b""
+        finally:
+            os.close(handle)
+
+    @staticmethod
+    def owner(seen: bytes) -> dict:
+        try:
+            record = json.loads(seen)
+        except ValueError:
+            return {}
+        return record if isinstance(record, dict) else {}
+
+    def _dead_owner(self, seen: bytes) -> str:
+        """Why the lock's owner is known to be gone ('' when it may be alive: another host, no record)."""
+        owner = self.owner(seen)
+        pid = owner.get("pid")
+        if owner.get("host") != HOST or owner.get("pidns") != PIDNS or not isinstance(pid, int) or pid <= 0:
+            return ""
+        if pid == os.getpid():
+            return ""
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return f"left by process {pid} on {HOST} (no longer running) since {owner.get('time', '?')}"
+        except OSError:  # alive, another user's
+            return ""
+        return ""
+
+    def _too_old(self) -> str:
+        """Why the lock is stale by its age: unchanged for longer than the grace period (its holder,
+        on any host, touches it more often than that while alive)."""
+        try:
+            age = time.time() - self.path.lstat().st_mtime
+        except OSError:
+            return ""
+        if age <= self.grace_period:
+            return ""
+        owner = self.owner(self._read(self.path) or b"")
+        who = f"by process {owner.get('pid')} on {owner.get('host')} " if owner else ""
+        return f"left {who}unchanged for {age:.0f} s (over {self.grace_period:.0f} s)"
+
+    def _take_over(self, seen: bytes, why: str) -> None:
+        """Remove the lock seen, and only that one: moved aside, compared, put back if it changed hands."""
+        aside = self.path.with_name(f"{self.path.name}.{uuid.uuid4().hex}.stale")
+        try:
+            os.rename(self.path, aside)
+        except FileNotFoundError:
+            return
+        now = self._read(aside)
+        if now != seen:  # another worker took it over and holds it now: give it back
+            try:
+                os.link(aside, self.path, follow_symlinks=False)
+            except OSError:
+                pass
+        else:
+            io.notice(f"{self.shown}: lock {why}; taken over")
+        os.unlink(aside)
+
+    def touch(self) -> None:
+        try:
+            os.utime(self.path, follow_symlinks=False)
+        except OSError:
+            pass
+
+
+class _OptunaLockNotices(logging.Filter):
+    """Optuna's lock messages as adlab's one-line notices, naming the lock and its owner."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        lock = getattr(_local, "lock", None)
+        text = record.getMessage()
+        if lock is not None and "Forcibly releasing" in text:
+            io.notice(f"{lock.shown}: lock unchanged for {lock.grace_period:.0f} s; taken over")
+        elif lock is not None and "taking longer" in text:
+            owner = OwnedLock.owner(lock._read(lock.path) or b"")
+            who = f"process {owner.get('pid')} on {owner.get('host')}" if owner else "another process"
+            io.notice(f"{lock.shown}: waiting for {who} to release it (taken over after "
+                      f"{lock.grace_period:.0f} s unchanged)")
+        return False
+
+
+logging.getLogger("optuna.storages.journal._file").addFilter(_OptunaLockNotices())
+
+
+@contextmanager
+def held(target: Path, grace: float | None = None):
+    """The lock TARGET.lock held, touched every HEARTBEAT seconds so that waiting workers see it alive."""
+    lock = OwnedLock(target, GRACE if grace is None else grace)
+    lock.acquire()
+    stop = threading.Event()
+
+    def beat():
+        while not stop.wait(HEARTBEAT):
+            lock.touch()
+
+    thread = threading.Thread(target=beat, daemon=True)
+    thread.start()
+    try:
+        yield lock
+    finally:
+        stop.set()
+        thread.join()
+        try:
+            lock.release()
+        except RuntimeError:  # taken over by another worker (this one was silent too long)
+            pass
+
+
+# --- the journal ------------------------------------------------------------------------------------
+
+@cache
+def _journal_class():
+    from optuna.storages.journal import JournalFileBackend
+
+    class Journal(JournalFileBackend):
+        """Optuna's journal file with adlab's lock; a record that cannot be read is one line naming the file."""
+
+        def __init__(self, path: Path):
+            self.path = path
+            super().__init__(str(Path(path).absolute()), lock_obj=OwnedLock(path, JOURNAL_LOCK_GRACE))
+
+        def read_logs(self, log_number_from: int):
+            try:
+                yield from super().read_logs(log_number_from)
+            except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError, Optuna's "Invalid log format"
+                raise DataError(f"{self.path}: the worker queue cannot be read (written over or edited?): "
+                                f"{str(exc).splitlines()[0][:200]}") from None
+
+    return Journal
+
+
+def check_journal(path: Path) -> None:
+    """The journal file as untrusted input, read without writing: adlab's own plain file, every line a
+    complete record. A worker writes a record in one go; a line cut short is waited for a moment."""
+    import stat
+
+    hint = "; move it away to start the queue again (finished runs are kept)"
+    if path.is_symlink():
+        raise DataError(f"{path}: is a symbolic link; the worker queue is written only into a file of its own{hint}")
+    info = path.stat()
+    if not stat.S_ISREG(info.st_mode):
+        raise DataError(f"{path}: is not a file{hint}")
+    if info.st_nlink > 1:
+        raise DataError(f"{path}: has other hard links; writing the worker queue would change them too{hint}")
+    for _ in range(5):
+        problem = _journal_problem(path)
+        if not problem.endswith("cut short"):
+            break
+        time.sleep(0.4)  # a record being written right now
+    if problem:
+        raise DataError(f"{path}: {problem}{hint}")
+
+
+def _journal_problem(path: Path) -> str:
+    with open(path, "rb") as f:
+        number = 0
+        while True:
+            line = f.readline(MAX_RECORD + 1)
+            if not line:
+                return ""
+            number += 1
+            if not line.endswith(b"\n"):
+                if len(line) > MAX_RECORD:
+                    return f"line {number} is over {MAX_RECORD // 1024} KiB long: not a worker queue"
+                if not line.startswith(b'{"'):
+                    return f"line {number} is not a queue record (damaged or edited?)"
+                return f"line {number}, the last, is cut short"
+            try:
+                record = json.loads(line)
+            except ValueError:
+                return f"line {number} is not a queue record (damaged or edited?)"
+            if not isinstance(record, dict) or not isinstance(record.get("op_code"), int):
+                return f"line {number} is not a queue record (damaged or edited?)"
+
+
+def storage_for(out: Path, storage: str | None, make: bool = True):
+    """The queue's Optuna storage, checked; for the journal file, None when there is none yet and not
+    `make`. Opens nothing in OUT that is not there (a refused storage leaves no folder behind)."""
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     if storage is None:
         from optuna.storages import JournalStorage
-        from optuna.storages.journal import JournalFileBackend
 
-        backend = JournalFileBackend(str(out / JOURNAL))
-        store = JournalStorage(backend)
-    elif storage.startswith("sqlite"):
-        raise AdlabError(f"--storage {storage}: SQLite can hand one run to two workers (optuna issue 4002); "
-                         "use the default journal file, or a PostgreSQL / MySQL URL")
-    else:
+        path = Path(out) / JOURNAL
+        if os.path.lexists(path):
+            check_journal(path)
+        elif not make:
+            return None
         try:
-            store = optuna.storages.RDBStorage(storage)
-        except Exception as exc:  # ImportError of a driver, a wrong URL, a server that does not answer
-            raise AdlabError(f"--storage {storage}: cannot open ({str(exc).splitlines()[0][:200]})") from None
+            return JournalStorage(_journal_class()(path))  # replays the records
+        except AdlabError:
+            raise
+        except Exception as exc:  # records that parse but do not replay (edited by hand)
+            raise DataError(f"{path}: the worker queue cannot be read (written over or edited?): {type(exc).__name__}"
+                            f"{': ' + str(exc).splitlines()[0][:200] if str(exc) else ''}") from None
+    if storage.startswith("sqlite"):
+        raise ConfigError(f"--storage {storage}: SQLite can hand one run to two workers (optuna issue 4002); "
+                          "use the default journal file, or a PostgreSQL / MySQL URL")
     try:
+        return optuna.storages.RDBStorage(storage)
+    except Exception as exc:  # ImportError of a driver, a wrong URL, a server that does not answer
+        raise ConfigError(f"--storage {storage}: cannot open ({str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__})") from None
+
+
+def open_queue(out: Path, storage: str | None = None, create: bool = True, store=None):
+    """The study's queue (an Optuna study) in `storage`, by default the journal file in OUT; loading an
+    existing queue writes nothing to it (`--status`). `store`: the storage from `storage_for`."""
+    import optuna
+
+    where = storage or Path(out) / JOURNAL
+    store = store or storage_for(out, storage)
+    try:
+        names = [s.study_name for s in store.get_all_studies()]
+    except AdlabError:
+        raise
+    except Exception as exc:  # records that parse but do not replay (edited by hand)
+        raise DataError(f"{where}: the worker queue cannot be read (written over or edited?): "
+                        f"{type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}") from None
+    if QUEUE_NAME in names:
         return optuna.load_study(study_name=QUEUE_NAME, storage=store)
-    except KeyError:  # no queue yet
-        if not create:
-            raise AdlabError(f"{out}: no worker queue in {storage or out / JOURNAL}") from None
-        return optuna.create_study(study_name=QUEUE_NAME, storage=store, load_if_exists=True)
+    if not create:
+        raise AdlabError(f"{out}: no worker queue in {where}")
+    return optuna.create_study(study_name=QUEUE_NAME, storage=store, load_if_exists=True)
+
+
+# --- filling the queue ------------------------------------------------------------------------------
+
+def unqueued(queue, study, out: Path, finished) -> list:
+    """Runs that need a trial: never enqueued, or done by their trial but with no metrics.json in
+    their folder (removed since: the folder is the run's truth). Longest first."""
+    latest = latest_attempts(queue)
+    wanted = [run for run in study.runs if not finished(out / "runs" / run.name)
+              and (run.name not in latest or latest[run.name].state.name == "COMPLETE")]
+    # Longest runs first: the study ends when its last run does, and short runs fill the gaps best.
+    return sorted(wanted, key=_epochs, reverse=True)
 
 
 def enqueue_once(queue, study, out: Path, finished, say) -> None:
     """The study's data preparation steps run and every unfinished run enqueued, once, by whichever
-    process gets there first (an exclusive file create, atomic on local and network file systems);
-    the others wait until it is done."""
+    process takes the lock first (its owner recorded, taken over when its owner died); the others
+    wait for it, then find nothing left to do. A run whose folder lost its results is queued again."""
     from adlab.study.prepare import run_steps
 
     ready = out / READY
-    if ready.is_file():
+    if ready.is_file() and not unqueued(queue, study, out, finished):
         return
-    try:
-        handle = os.open(out / ".queue.lock", os.O_CREAT | os.O_EXCL | os.O_WRONLY)
-    except FileExistsError:
-        deadline = time.monotonic() + 300
-        while not ready.is_file():
-            if time.monotonic() > deadline:
-                raise AdlabError(f"{out}: another worker started filling the queue and never finished; "
-                                 f"remove {out / '.queue.lock'} and start again") from None
-            time.sleep(0.5)
-        return
-    os.close(handle)
-    run_steps(study.prepare, study.path, out, say)
-    known = {t.user_attrs.get("run") for t in queue.get_trials(deepcopy=False)}
-    # Longest runs first: the study ends when its last run does, and short runs fill the gaps best.
-    for run in sorted(study.runs, key=_epochs, reverse=True):
-        if run.name not in known and not finished(out / "runs" / run.name):
-            queue.enqueue_trial({}, user_attrs={"run": run.name, "attempt": 1})
-    io.write_text(ready, dt.datetime.now().isoformat(timespec="seconds") + "\n")
+    with held(out / FILL_LOCK):
+        first = not ready.is_file()
+        if first:
+            run_steps(study.prepare, study.path, out, say)
+        latest = latest_attempts(queue)
+        for run in unqueued(queue, study, out, finished):
+            earlier = latest.get(run.name)
+            attempt = _attempt(earlier) + 1 if earlier is not None else 1
+            if earlier is not None:
+                say(f"{run.name}: done earlier, but {out / 'runs' / run.name / 'metrics.json'} is gone; "
+                    "queued to be made again")
+            queue.enqueue_trial({}, user_attrs={"run": run.name, "attempt": attempt})
+        if first:
+            io.write_text(ready, dt.datetime.now().isoformat(timespec="seconds") + "\n")
 
 
 def _epochs(run) -> int:
@@ -116,9 +451,9 @@ def claim(queue) -> Claim | None:
             trial.set_user_attr("idle", True)  # an empty trial, not a run: status and retries skip it
             queue.tell(trial, state=TrialState.FAIL)
             continue
-        trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")
+        trial.set_user_attr("worker", f"{HOST}:{os.getpid()}")
         trial.set_user_attr("heartbeat", time.time())
-        return Claim(trial, name, int(trial.user_attrs.get("attempt", 1)))
+        return Claim(trial, name, _attempt(trial))
     return None
 
 
@@ -168,7 +503,7 @@ def requeue_stale(queue) -> list[str]:
             continue  # another worker got there first
         name = trial.user_attrs.get("run")
         if name:
-            queue.enqueue_trial({}, user_attrs={"run": name, "attempt": int(trial.user_attrs.get("attempt", 1)) + 1})
+            queue.enqueue_trial({}, user_attrs={"run": name, "attempt": _attempt(trial) + 1})
             requeued.append(name)
     return requeued
 
@@ -179,8 +514,14 @@ def retry_failed(queue) -> list[str]:
     names = [name for name, trial in latest.items()
              if trial.state.name == "FAIL" and not trial.user_attrs.get("stale")]
     for name in names:
-        queue.enqueue_trial({}, user_attrs={"run": name, "attempt": int(latest[name].user_attrs.get("attempt", 1)) + 1})
+        queue.enqueue_trial({}, user_attrs={"run": name, "attempt": _attempt(latest[name]) + 1})
     return names
+
+
+def _attempt(trial) -> int:
+    """The trial's attempt number (1 where the record holds none, or not a number)."""
+    value = trial.user_attrs.get("attempt", 1)
+    return value if isinstance(value, int) and not isinstance(value, bool) and 0 < value < 10**6 else 1
 
 
 def latest_attempts(queue) -> dict:
@@ -188,7 +529,7 @@ def latest_attempts(queue) -> dict:
     latest: dict = {}
     for trial in queue.get_trials(deepcopy=False):
         name = trial.user_attrs.get("run")
-        if name and (name not in latest or trial.number > latest[name].number):
+        if isinstance(name, str) and (name not in latest or trial.number > latest[name].number):
             latest[name] = trial
     return latest
 
@@ -197,7 +538,7 @@ def work(study, out: Path, queue, say, resume_runs: bool = True) -> tuple[int, i
     """Claim and make runs until none waits and none runs; returns (runs made, runs failed)."""
     from optuna.trial import TrialState
 
-    from adlab.study.runner import headline, make_run
+    from adlab.study.runner import finished, headline, make_run
 
     made = failed = 0
     runs = {run.name: run for run in study.runs}
@@ -208,7 +549,7 @@ def work(study, out: Path, queue, say, resume_runs: bool = True) -> tuple[int, i
         claimed = claim(queue)
         if claimed is None:
             if queue.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-                time.sleep(POLL)  # others are still working: one of their runs may come back to the queue
+                time.sleep(poll())  # others are still working: one of their runs may come back to the queue
                 continue
             return made, failed
         run = runs.get(claimed.run)
@@ -218,6 +559,11 @@ def work(study, out: Path, queue, say, resume_runs: bool = True) -> tuple[int, i
             continue
         index = list(runs).index(claimed.run) + 1
         label = f"[{index}/{total}] "
+        if finished(out / "runs" / run.name):  # made meanwhile (adlab study --resume): kept, not made twice
+            claimed.trial.set_user_attr("kept", True)
+            queue.tell(claimed.trial, 0.0)
+            say(f"{label}{claimed.run}: finished earlier, kept")
+            continue
         started = time.perf_counter()
         claimed.trial.set_user_attr("continued", _interrupted_before(run, out))
         try:
@@ -247,22 +593,16 @@ def _interrupted_before(run, out: Path) -> bool:
 
 
 def finish_once(study, out: Path, say) -> bool:
-    """Fusions and the report, once: by the first worker to create OUT/.finishing (removed after) that
-    finds the report older than the runs; True when the report is current."""
+    """Fusions and the report, once: the workers take OUT/.finishing.lock in turn (a dead holder's is
+    taken over) and the first to find the report older than the runs writes it; True when the report
+    is current."""
     from adlab.study.runner import finish, finished
 
     if not all(finished(out / "runs" / run.name) for run in study.runs):
         return False
-    lock = out / ".finishing"
-    try:
-        os.close(os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
-    except FileExistsError:
-        return False
-    try:
+    with held(out / FINISH_LOCK):
         if not _report_current(study, out):  # another worker may have written it while this one waited
             finish(study, out, True, say)
-    finally:
-        lock.unlink(missing_ok=True)
     return True
 
 
@@ -280,7 +620,7 @@ def status_lines(study, out: Path, queue) -> list[str]:
 
     latest = latest_attempts(queue)  # the queue was opened with create=False: reading writes nothing
     now = time.time()
-    counts = {"done": 0, "running": 0, "waiting": 0, "failed": 0, "not queued": 0}
+    counts = {"done": 0, "running": 0, "waiting": 0, "failed": 0, "missing": 0, "not queued": 0}
     lines = []
     for run in study.runs:
         trial = latest.get(run.name)
@@ -291,6 +631,7 @@ def status_lines(study, out: Path, queue) -> list[str]:
         elif trial.state.name == "RUNNING":
             since = trial.datetime_start.timestamp() if trial.datetime_start else now
             beat = trial.user_attrs.get("heartbeat", since)
+            beat = beat if isinstance(beat, (int, float)) else since
             state = "running"
             detail = (f" on {trial.user_attrs.get('worker', '?')} for {int(now - since)} s"
                       f" (last heartbeat {int(now - beat)} s ago)")
@@ -298,11 +639,13 @@ def status_lines(study, out: Path, queue) -> list[str]:
             state, detail = "waiting", ""
         elif trial.state.name == "FAIL":
             state = "failed"
-            detail = ": " + (trial.user_attrs.get("error") or "its worker died; queued again by the next worker")
-        else:
-            state, detail = "done", ""
+            detail = ": " + str(trial.user_attrs.get("error") or "its worker died; queued again by the next worker")
+        else:  # done by its trial, yet its folder has no metrics.json: removed since
+            state = "missing"
+            detail = (f": done earlier, but {out / 'runs' / run.name / 'metrics.json'} is gone; "
+                      "the next worker makes it again")
         counts[state] += 1
-        attempt = int(trial.user_attrs.get("attempt", 1)) if trial is not None else 1
+        attempt = _attempt(trial) if trial is not None else 1
         lines.append(f"  {run.name}: {state}{detail}" + (f" (attempt {attempt})" if attempt > 1 else ""))
     head = ", ".join(f"{n} {state}" for state, n in counts.items() if n)
     return [f"study {study.name} in {out}: {head}"] + lines

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from adlab import io, ownership
 from adlab.formatting import clock
-from adlab.errors import AdlabError, Interrupted
+from adlab.errors import AdlabError, ConfigError, Interrupted
 from adlab.study.spec import load_study, section_runs
 
 
@@ -26,6 +26,9 @@ def run_study(path: str | Path, out: str | Path | None = None, resume: bool = Fa
     study = study or load_study(path, overrides=overrides)  # every run's config is validated before anything starts
     out = ownership.canonical(out or Path("runs") / "studies" / study.name)
     check_inputs(study)
+    if resume and kind != "demo":
+        check_same_overrides(out, overrides or [])  # the --set items first: they explain every run's difference
+        check_kept_runs(study, out)
     open_study_folder(path, out, overrides, resume, kind)
     try:
         _make_runs(study, out, resume, verbose)
@@ -49,8 +52,79 @@ def open_study_folder(path, out: Path, overrides: list[str] | None, resume: bool
         claim_study_folder(out, resume)
         check_same_overrides(out, overrides or [])
     (out / "runs").mkdir(parents=True, exist_ok=True)
-    io.write_text(out / "study.yaml", Path(path).read_text(encoding="utf-8"))
+    copy, text = out / "study.yaml", Path(path).read_bytes()
+    if (out / SETTINGS).is_file() and copy.is_file() and not copy.is_symlink() and copy.read_bytes() == text:
+        return  # the same study again (a joining worker, a resume): its record stays as it began
+    io.write_text(copy, text.decode("utf-8"))
     io.write_json(out / SETTINGS, {"study_file": str(Path(path).absolute()), "set": list(overrides or [])})
+
+
+def check_joining(path, out: Path, overrides: list[str]) -> None:
+    """A worker joins a study folder only with the study it holds: the same study file content (its
+    copy OUT/study.yaml) and the same --set items (OUT/study.json). Another study's runs would be
+    failed as unknown by this worker, and its own never queued. Writes nothing."""
+    if check_same_study(path, out):
+        check_same_overrides(out, overrides)
+
+
+def check_same_study(path, out: Path) -> bool:
+    """Refused: a study file whose content differs from the copy OUT/study.yaml of the study begun
+    there, naming both; False where OUT holds no study settings to compare with."""
+    recorded = out / SETTINGS
+    if not recorded.is_file() or ownership.marker_kind(out) not in ("study", None):
+        return False
+    settings = io.read_json_mapping(recorded, "study settings")
+    copy = out / "study.yaml"
+    if copy.is_file() and not copy.is_symlink():
+        try:
+            same = copy.read_bytes() == Path(path).read_bytes()
+        except OSError:
+            same = False
+        if not same:
+            started = settings.get("study_file")
+            raise AdlabError(f"{path}: not the study file of {out} (it was started with "
+                             f"{started if isinstance(started, str) else copy}, copied in {copy}, which differs); "
+                             "a worker joins with the same file: give that one, or another --out")
+    return True
+
+
+def check_kept_runs(study, out: Path) -> None:
+    """A finished run is kept only when it was made with the settings the study asks for now: a
+    variant edited since is refused, naming the run and the keys (remove its folder to make it
+    again). Writes nothing."""
+    from adlab.config import load_config
+    from adlab.run.resume import changed_keys
+    from adlab.tasks import get_task
+
+    for run in study.runs:
+        run_dir = out / "runs" / run.name
+        if not finished(run_dir) or not (run_dir / "config.yaml").is_file():
+            continue
+        config = with_study_folder(run.config, out)
+        now = get_task(config.task).resolve(config).to_dict()
+        try:
+            saved = load_config(run_dir / "config.yaml", notices=False).to_dict()
+        except AdlabError as exc:
+            raise AdlabError(f"run '{run.name}': {exc}") from None
+        asked = run.config.to_dict()
+        differ = [(key, a, b) for key, a, b in changed_keys(saved, now)
+                  if not _same_study_path(key, a, b, asked)]
+        if differ:
+            shown = "; ".join(f"{key}: {a!r} -> {b!r}"[:120] for key, a, b in differ[:3])
+            more = f" and {len(differ) - 3} more" if len(differ) > 3 else ""
+            raise AdlabError(f"{run_dir}: run '{run.name}' was finished with other settings than the study asks "
+                             f"for now ({shown}{more}); remove that run folder to make it again, or undo the edit")
+
+
+def _same_study_path(key: str, saved, now, asked: dict) -> bool:
+    """A `{out}` path recorded from another working directory or --out spelling, the same file in the
+    study folder (`{out}` is the study folder, wherever it was reached from)."""
+    section, _, name = key.partition(".")
+    template = (asked.get(section) or {}).get(name) if (section, name) in (("data", "root"), ("model", "weights")) else None
+    if not (isinstance(template, str) and "{out}" in template and isinstance(saved, str) and isinstance(now, str)):
+        return False
+    tail = template.split("{out}", 1)[1]
+    return saved.endswith(tail) and now.endswith(tail)
 
 
 def check_same_overrides(out: Path, overrides: list[str]) -> None:
@@ -73,12 +147,18 @@ def run_workers(path: str | Path, out: str | Path | None = None, workers: int | 
     OUT. Either way each run is made once, fusions and the report after the last run."""
     from adlab.study import queue as q
 
+    check_worker_count(workers, worker)
+    q.check_timing()
     study = load_study(path, overrides=overrides)
     out = ownership.canonical(out or Path("runs") / "studies" / study.name)
     check_inputs(study)
+    store = q.storage_for(out, storage, make=False)  # checked before the study folder is made or changed
+    if out.is_dir():
+        check_joining(path, out, overrides or [])
+        check_kept_runs(study, out)
     open_study_folder(path, out, overrides, resume=True)  # workers join a study folder, new or begun
     say = io.printer(verbose)
-    queue = q.open_queue(out, storage)
+    queue = q.open_queue(out, storage, store=store)
     q.enqueue_once(queue, study, out, finished, say)
     if retry_failed:
         again = q.retry_failed(queue)
@@ -96,11 +176,35 @@ def run_workers(path: str | Path, out: str | Path | None = None, workers: int | 
             raise AdlabError(f"{out}: {failed} run(s) failed (adlab study {path} --out {out} --status; "
                              "--retry-failed runs them again)")
         return out
-    _start_workers(path, out, workers or 1, storage, overrides, say)
+    count = min(workers or 1, len(study.runs))
+    if count < (workers or 1):
+        say(f"{count} workers, not {workers}: the study has {len(study.runs)} run(s)")
+    _start_workers(path, out, count, storage, overrides, say)
     if not q.finish_once(study, out, say):  # the last worker wrote the report unless it died after the last run
         raise AdlabError(f"{out}: some runs did not finish (adlab study {shlex.quote(str(path))} --out "
                          f"{shlex.quote(str(out))} --status)")
     return out
+
+
+MAX_WORKERS = 256
+
+
+def check_worker_count(workers, worker: bool) -> None:
+    """--workers N: 1 to twice the machine's CPU cores (or GPUs, where it has more; each worker is a
+    process with its own copy of torch and the data: hundreds on a laptop would exhaust its memory),
+    not with --worker."""
+    if workers is None:
+        return
+    if worker:
+        raise ConfigError("--workers N starts N workers, --worker makes this process one: give one of them")
+    if isinstance(workers, bool) or not isinstance(workers, int) or not 1 <= workers <= MAX_WORKERS:
+        raise ConfigError(f"--workers: need 1 to {MAX_WORKERS}, got {workers}")
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    gpus = len(_visible_gpus())
+    if workers > 2 * max(cores, gpus):
+        raise ConfigError(f"--workers {workers}: this machine gives adlab {cores} CPU core(s)"
+                          f"{f' and {gpus} GPU(s)' if gpus else ' and no GPU'}, so at most {2 * max(cores, gpus)} "
+                          "workers here; start more with --worker on other machines that see the study folder")
 
 
 def _start_workers(path, out: Path, count: int, storage, overrides, say) -> None:
@@ -161,7 +265,8 @@ def study_status(path: str | Path, out: str | Path | None = None, storage: str |
 
     study = load_study(path, check_configs=False)
     out = ownership.canonical(out or Path("runs") / "studies" / study.name)
-    if storage is None and not (out / q.JOURNAL).is_file():
+    check_same_study(path, out)  # another study's file would show its own runs as never queued
+    if storage is None and not os.path.lexists(out / q.JOURNAL):  # anything else there is checked, and refused
         done = [run.name for run in study.runs if finished(out / "runs" / run.name)]
         return [f"study {study.name} in {out}: no worker queue (run one process at a time); "
                 f"{len(done)} of {len(study.runs)} runs done"] + [
