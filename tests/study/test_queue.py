@@ -44,11 +44,14 @@ def test_each_run_is_enqueued_once_and_claimed_once(tmp_path, study):
 
 
 def test_a_silent_workers_run_is_queued_again_once(tmp_path, study, monkeypatch):
+    """Deterministic on a loaded machine: the heartbeat is set back in time instead of waited for."""
     out, queue = _queue(tmp_path, study)
     claimed = q.claim(queue)
-    monkeypatch.setattr(q, "GRACE", 0.2)
+    monkeypatch.setattr(q, "GRACE", 60.0)
     assert q.requeue_stale(queue) == []  # its heartbeat is fresh
-    time.sleep(0.3)
+    queue._storage.set_trial_user_attr(claimed.trial._trial_id, "heartbeat", time.time() - 59)
+    assert q.requeue_stale(queue) == []  # silent, but not yet for the grace period
+    queue._storage.set_trial_user_attr(claimed.trial._trial_id, "heartbeat", time.time() - 61)
     assert q.requeue_stale(q.open_queue(out)) == [claimed.run]
     assert q.requeue_stale(queue) == []  # the second worker to look finds it handled
     again = [t for t in queue.get_trials() if t.user_attrs.get("run") == claimed.run]
@@ -72,6 +75,17 @@ def test_failed_runs_come_back_only_on_request_and_status_says_so(tmp_path, stud
     assert any(line.startswith(f"  {running.run}: running on ") and "last heartbeat" in line for line in lines)
     assert q.retry_failed(queue) == [claimed.run]
     assert q.latest_attempts(queue)[claimed.run].state.name == "WAITING"
+
+
+def test_a_claim_without_any_heartbeat_is_judged_by_its_start(tmp_path, study, monkeypatch):
+    """A worker killed between claiming and its first heartbeat: the claim's start time counts."""
+    out, queue = _queue(tmp_path, study)
+    claimed = q.claim(queue)
+    queue._storage.set_trial_user_attr(claimed.trial._trial_id, "heartbeat", None)
+    monkeypatch.setattr(q, "GRACE", 60.0)
+    assert q.requeue_stale(queue) == []
+    monkeypatch.setattr(q, "time", type("FakeTime", (), {"time": staticmethod(lambda: time.time() + 61)}))
+    assert q.requeue_stale(queue) == [claimed.run]
 
 
 def test_sqlite_is_refused_for_workers(tmp_path):
