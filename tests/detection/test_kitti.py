@@ -293,3 +293,24 @@ def test_split_sizes(count, fraction, n_val):
 def test_split_is_seeded():
     a, b = kitti_module._split(50, 0.3, 1), kitti_module._split(50, 0.3, 1)
     assert (a == b).all() and not (a == kitti_module._split(50, 0.3, 2)).all()
+
+
+def test_class_map_names_ids_and_spelling():
+    names, type_to_id, spelled = kitti_module._class_map([" Car ", "Van", "Pedestrian"], {"van": " Car", "PEDESTRIAN": "Person"})
+    assert names == ["Car", "Person"]
+    assert type_to_id == {"car": 0, "van": 0, "pedestrian": 1}
+    assert spelled == {"car": "Car", "van": "Van", "pedestrian": "Pedestrian"}
+
+
+@pytest.mark.parametrize("classes, rename, message", [
+    ([], None, "classes: name at least one KITTI type to keep (e.g. Car,Pedestrian,Cyclist)"),
+    (["Car", " "], None, "classes: name at least one KITTI type to keep (e.g. Car,Pedestrian,Cyclist)"),
+    (["Car", "car"], None, "classes: Car, car named more than once"),
+    (["Car", "Van", "CAR", "van", "Cyclist"], None, "classes: CAR, Car, Van, van named more than once"),
+    (["Car"], {"Truck": "Car"}, "rename: 'Truck' is not one of the classes (Car)"),
+    (["Car", "Van"], {"Van": "  "}, "rename: empty new name for 'Van'"),
+])
+def test_class_map_refusals(classes, rename, message):
+    with pytest.raises(DataError) as info:
+        kitti_module._class_map(classes, rename)
+    assert str(info.value) == message
