@@ -339,6 +339,56 @@ def test_a_huge_sparse_weights_file_is_refused_without_reading_it_whole(cli, con
     assert time.monotonic() - started < 120
 
 
+def test_a_crafted_pickle_in_torch_hubs_cache_is_one_line_without_torch_noise(cli, config, tmp_path, monkeypatch):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    cached = tmp_path / "torch" / "hub" / "checkpoints" / "resnet18-f37072fd.pth"
+    cached.parent.mkdir(parents=True)
+    cached.write_bytes(pickle.dumps({"x": RunsCode()}, protocol=4))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        line = cli.refused("train", config, "--out", "r", "--set", "model.name=resnet18", "--set",
+                           "model.weights=imagenet", "--set", "data.image_size=32", *FAST[:6], names=(str(cached),))
+    assert not caught, [str(w.message)[:200] for w in caught]
+    assert "add_safe_globals" not in line
+
+
+# --- CIFAR batches through the CLI (the reader's own cases: tests/data/test_cifar.py) ---------------
+
+def cifar_config(cli) -> Path:
+    from standins.cifar import write_cifar10
+
+    write_cifar10(cli.root / "cifar", per_batch=10)
+    path = cli.root / "cifar.yaml"
+    path.write_text("data: {name: cifar10, root: cifar, verify: false, download: false}\n"
+                    "train: {epochs: 1, progress_bar: false, batch_size: 32}\n"
+                    "model: {cnn: {conv_channels: [8], convs_per_block: 1, hidden: [16]}}\n")
+    return path
+
+
+def test_a_cifar_batch_asking_for_gigabytes_is_one_line_through_the_cli(cli):
+    config = cifar_config(cli)
+    reconstruct = __import__("numpy").zeros(1).__reduce__()[0]
+
+    class Bomb:
+        def __reduce__(self):
+            return (reconstruct, (__import__("numpy").ndarray, (1_500_000_000,), b"B"))
+
+    batch = cli.root / "cifar" / "cifar-10-batches-py" / "data_batch_3"
+    batch.write_bytes(pickle.dumps({"data": Bomb(), "labels": []}, protocol=4))
+    line = cli.refused("train", config, "--out", "r", names=("data_batch_3",))
+    assert "1,500,000,000 bytes" in line
+
+
+def test_a_mathtext_class_name_in_batches_meta_trains_and_is_drawn_as_written(cli):
+    config = cifar_config(cli)
+    names = ["f$^$"] + [f"c{i}" for i in range(9)]
+    (cli.root / "cifar" / "cifar-10-batches-py" / "batches.meta").write_bytes(
+        pickle.dumps({b"label_names": [n.encode() for n in names]}, protocol=2))
+    cli.succeeds("train", config, "--out", "r", "--quiet", outputs=("r",))
+    assert json.loads((cli.root / "r" / "metrics.json").read_text())["class_names"][0] == "f$^$"
+    assert (cli.root / "r" / "figures" / "confusion_matrix.png").is_file()
+
+
 # --- third-party noise ----------------------------------------------------------------------------
 
 def adlab_process(args: list[str], cwd: Path, **env: str) -> subprocess.CompletedProcess:
