@@ -230,3 +230,16 @@ def test_old_flat_model_keys_in_a_study_config_replace_the_base_configs(tmp_path
     study = load_study(write(tmp_path, "base: base.yaml\nconfig: {model: {hidden: [64]}}\n"
                                        "variants: {a: {}, b: {model.cnn.dropout: 0.2}}\n"))
     assert [(r.config.model.cnn.hidden, r.config.model.cnn.dropout) for r in study.runs] == [([64], 0.1), ([64], 0.2)]
+
+
+def test_an_old_flat_model_key_in_a_base_follows_each_runs_own_model(tmp_path):
+    """model.conv_channels (the spelling before model families) in an autoencoder base: a cnn variant
+    reads it as model.cnn.conv_channels, the autoencoder runs as model.autoencoder.conv_channels
+    (e3ec244 moved it once, to the base's family, and the cnn variant silently built its defaults)."""
+    (tmp_path / "base.yaml").write_text("data: {name: digits}\nmodel: {name: ae, conv_channels: [4, 8]}\n"
+                                        "task: autoencode\n")
+    study = load_study(write(tmp_path, "base: base.yaml\nvariants:\n  ae: {}\n"
+                                       "  cnn: {task: classify, model.name: cnn}\n"))
+    configs = {run.name: run.config for run in study.runs}
+    assert configs["ae"].model.autoencoder.conv_channels == [4, 8]
+    assert configs["cnn"].model.cnn.conv_channels == [4, 8]
