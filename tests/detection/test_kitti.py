@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import pytest
@@ -314,3 +315,69 @@ def test_class_map_refusals(classes, rename, message):
     with pytest.raises(DataError) as info:
         kitti_module._class_map(classes, rename)
     assert str(info.value) == message
+
+
+@pytest.mark.parametrize("missing", ["images", "labels"])
+def test_a_missing_folder_is_named_with_its_role(tmp_path, missing):
+    images, labels = tmp_path / "image_2", tmp_path / "label_2"
+    png(images / "a.png")
+    write(labels / "a.txt", [])
+    gone = images if missing == "images" else labels
+    shutil.rmtree(gone)
+    with pytest.raises(DataError) as info:
+        kitti_to_yolo(images, labels, tmp_path / "yolo", CLASSES)
+    assert str(info.value) == f"{gone}: KITTI {missing} folder not found"
+
+
+def test_two_images_with_one_stem_are_refused(tmp_path):
+    images, labels = tmp_path / "image_2", tmp_path / "label_2"
+    png(images / "a.jpg")
+    png(images / "a.png")
+    write(labels / "a.txt", [])
+    with pytest.raises(DataError) as info:
+        kitti_to_yolo(images, labels, tmp_path / "yolo", CLASSES)
+    assert str(info.value) == f"{images / 'a.png'}: same name as {images / 'a.jpg'} (one label file cannot serve both)"
+
+
+def test_only_txt_files_in_the_label_folder_are_labels(tmp_path):
+    images, labels = tmp_path / "image_2", tmp_path / "label_2"
+    png(images / "a.png")
+    write(labels / "a.txt", [kline("Car", 10, 5, 30, 25)])
+    write(labels / "README.md", ["notes"])
+    (labels / "extra.txt").mkdir()
+    summary = kitti_to_yolo(images, labels, tmp_path / "yolo", CLASSES, val_fraction=0)
+    assert summary["images"] == {"train": 1} and summary["skipped"] == 0
+
+
+def test_unreadable_images_are_counted_with_skip_bad_and_the_rest_converted(tmp_path):
+    images, labels = tmp_path / "image_2", tmp_path / "label_2"
+    (images).mkdir(parents=True)
+    (images / "a.png").write_bytes(b"not a png")  # first in name order
+    png(images / "b.png")
+    png(images / "c.png")
+    write(labels / "b.txt", [kline("Car", 10, 5, 30, 25)])
+    summary = kitti_to_yolo(images, labels, tmp_path / "yolo", CLASSES, val_fraction=0, skip_bad=True)
+    assert summary["images"] == {"train": 2} and summary["skipped"] == 1 and summary["objects"] == {
+        "Car": 1, "Pedestrian": 0, "Cyclist": 0}
+
+
+def test_undecodable_bytes_in_a_label_file_are_replaced_not_fatal(tmp_path):
+    images, labels = tmp_path / "image_2", tmp_path / "label_2"
+    png(images / "a.png")
+    labels.mkdir()
+    (labels / "a.txt").write_bytes(kline("Car", 10, 5, 30, 25).encode() + b"\n" +
+                                   kline("Tr\xffck", 10, 5, 30, 25).encode("latin-1") + b"\n")
+    summary = kitti_to_yolo(images, labels, tmp_path / "yolo", CLASSES, val_fraction=0)
+    assert summary["objects"]["Car"] == 1 and summary["dropped"] == {"Tr\ufffdck": 1}
+
+
+def test_the_default_split_is_seed_0(tmp_path):
+    images, labels = tmp_path / "image_2", tmp_path / "label_2"
+    for i in range(10):
+        png(images / f"{i}.png")
+    labels.mkdir()
+    kitti_to_yolo(images, labels, tmp_path / "default", CLASSES)
+    expected = kitti_module._split(10, 0.2, 0)
+    val = sorted(p.name for p in (tmp_path / "default" / "images" / "val").iterdir())
+    assert val == [f"{i}.png" for i in range(10) if expected[i]]
+    assert not (expected == kitti_module._split(10, 0.2, 1)).all()
