@@ -129,3 +129,30 @@ def test_an_interrupted_search_names_the_search_command_that_continues_it(cli, m
     assert code == 143
     assert err.splitlines() == [f"adlab: SIGTERM after 1 of 2 epochs; continue the search with: "
                                 f"adlab search {search} --out s"]
+
+
+# --- names that matplotlib would read as mathtext -------------------------------------------------
+
+def test_an_autoencoder_named_like_mathtext_draws_its_figures_as_written(cli, tmp_path):
+    import adlab
+
+    config = {"name": "f$^$", "task": "autoencode", "data": {"name": "digits"},
+              "model": {"name": "ae", "autoencoder": {"latent_dim": 2, "conv_channels": [4]}},
+              "train": {"epochs": 1, "progress_bar": False}}
+    run = adlab.train(config, out=tmp_path / "ae", verbose=False)
+    assert (run.path / "figures" / "loss_curves.png").stat().st_size > 0
+    assert (run.path / "figures" / "latent_pca.png").stat().st_size > 0
+
+
+def test_detection_figures_draw_class_and_file_names_as_written(tmp_path):
+    import torch
+
+    from adlab.tasks.detect.figures import predictions_over_truth
+    from checks import grey_png
+
+    grey_png(tmp_path / "a$^$.png", size=(32, 32))
+    boxes = torch.tensor([[2.0, 2.0, 20.0, 20.0]])
+    sample = (tmp_path / "a$^$.png", {"boxes": boxes, "scores": torch.tensor([0.9]), "labels": torch.tensor([0])},
+              {"boxes": boxes, "labels": torch.tensor([0])})
+    predictions_over_truth([sample], ["c$^$"], tmp_path / "p.png")
+    assert (tmp_path / "p.png").stat().st_size > 0

@@ -7,6 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from adlab.config import AUTOENCODERS, Config
+from adlab.formatting import figure_text
 from adlab.tasks.base import ReportSpec
 from adlab.tasks.lightning import LightningTask, refuse_label_mixing, refuse_whitening, refuse_yolo_data
 
@@ -47,7 +48,7 @@ class Autoencode(LightningTask):
         from adlab.tasks.autoencode.outputs import write_autoencoder_result
         from adlab.tasks.curves import loss_curves
 
-        loss_curves(history, run_dir / "figures" / "loss_curves.png", config.name or config.model.name,
+        loss_curves(history, run_dir / "figures" / "loss_curves.png", figure_text(config.name or config.model.name),
                     scores=[("val_mse", "MSE per pixel")], score_label="validation MSE",
                     loss_label="loss (per image)")
         return write_autoencoder_result(run_dir, built.net, config.model, data, extra, config.train.seed)

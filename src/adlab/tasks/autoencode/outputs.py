@@ -11,6 +11,7 @@ from torch import nn
 
 from adlab.tasks.autoencode import figures as figs
 from adlab import io
+from adlab.formatting import figure_text
 from adlab.models.autoencoders import corrupt, kl_divergence
 from adlab.tasks.autoencode.latent import knn_accuracy, linear_probe_predictions, pca_2d, subsample, tsne_2d
 
@@ -93,6 +94,7 @@ def write_autoencoder_result(path: Path, model: nn.Module, model_cfg, data, extr
 
 @torch.inference_mode()
 def write_figures(fig_dir: Path, model, model_cfg, transform, test_x, test_y, train_z, test_z, names, seed=0) -> None:
+    names = [figure_text(name) for name in names]  # drawn as written, never mathtext ('f$^$')
     model.eval()
     test_y_np = test_y.numpy()
     # one test image per class (then more) so every class shows up

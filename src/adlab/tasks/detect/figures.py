@@ -12,6 +12,7 @@ import matplotlib.patches as patches  # noqa: E402
 import matplotlib.pyplot as plt  # noqa: E402
 from PIL import Image  # noqa: E402
 
+from adlab.formatting import figure_text  # noqa: E402
 from adlab.io import save_figure  # noqa: E402
 
 
@@ -30,8 +31,8 @@ def predictions_over_truth(samples: list, names: list[str], path: Path) -> None:
         for (x1, y1, x2, y2), score, label in zip(prediction["boxes"].tolist(), prediction["scores"].tolist(),
                                                   prediction["labels"].tolist()):
             ax.add_patch(patches.Rectangle((x1, y1), x2 - x1, y2 - y1, fill=False, ec="red", lw=1.2))
-            ax.text(x1, y1 - 1, f"{names[label]} {score:.2f}", color="white", fontsize=6,
+            ax.text(x1, y1 - 1, f"{figure_text(names[label])} {score:.2f}", color="white", fontsize=6,
                     bbox={"facecolor": "red", "alpha": 0.7, "pad": 0.5, "lw": 0})
-        ax.set_title(Path(image).name, fontsize=8)
+        ax.set_title(figure_text(Path(image).name), fontsize=8)
     fig.suptitle("Validation: predictions (red, conf >= 0.25) over ground truth (dashed green)", fontsize=10)
     save_figure(fig, path)

@@ -610,6 +610,7 @@ def torchmetrics_map(weights: Path, ds: YoloDataset, imgsz: int, device: str) ->
 
 def _write_figures(run_dir: Path, yolo_dir: Path, ds: YoloDataset, history: list[dict], imgsz: int, device: str,
                    title: str) -> None:
+    from adlab.formatting import figure_text
     from adlab.tasks.curves import loss_curves
     from adlab.tasks.detect.figures import predictions_over_truth
 
@@ -617,7 +618,7 @@ def _write_figures(run_dir: Path, yolo_dir: Path, ds: YoloDataset, history: list
     for source, name in (("BoxPR_curve.png", "pr_curve.png"), ("confusion_matrix.png", "confusion_matrix.png")):
         if (yolo_dir / source).is_file():
             shutil.copyfile(yolo_dir / source, fig_dir / name)
-    loss_curves(history, fig_dir / "loss_curves.png", title,
+    loss_curves(history, fig_dir / "loss_curves.png", figure_text(title),
                         scores=[("val_map50", "mAP50"), ("val_map50_95", "mAP50-95")],
                         score_label="validation mAP", loss_label="loss (box + cls + dfl)")
     samples = []
