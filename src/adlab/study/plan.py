@@ -54,7 +54,7 @@ def plan_lines(study, out: Path, timing: bool = True) -> list[str]:
             total += seconds
         weights = config.model.weights or "scratch"
         lines.append(f"  [{i}/{len(runs)}] {run.name}: {config.task} {config.model.name} ({weights}), "
-                     f"{config.train.epochs} epochs, batch {config.train.batch_size}"
+                     f"{config.train.epochs} epoch{'s' * (config.train.epochs != 1)}, batch {config.train.batch_size}"
                      + (f", about {images:,} training images" if images else "")
                      + (f", about {clock(seconds)}" if seconds is not None else ""))
     if timing:
