@@ -8,7 +8,6 @@ import stat
 
 def snapshot(root) -> dict:
     """Every entry under `root`: files by content hash and mode, links by target, folders by name."""
-
     entries = {}
     for folder, dirs, files in os.walk(root):
         for name in dirs + files:
