@@ -6,6 +6,8 @@ tests/test_hostile_inputs.py, tests/test_ownership.py."""
 
 from __future__ import annotations
 
+import shutil
+
 import pytest
 
 from adlab import ownership
@@ -156,3 +158,22 @@ def test_detection_figures_draw_class_and_file_names_as_written(tmp_path):
               {"boxes": boxes, "labels": torch.tensor([0])})
     predictions_over_truth([sample], ["c$^$"], tmp_path / "p.png")
     assert (tmp_path / "p.png").stat().st_size > 0
+
+
+# --- a run's checkpoints ------------------------------------------------------------------------------
+
+def test_evaluate_never_scores_another_checkpoint_in_place_of_a_damaged_scored_one(cli, digits_run):
+    shutil.copytree(digits_run.path, cli.root / "run")
+    best = cli.root / "run" / "checkpoints" / "best.ckpt"
+    best.unlink()
+    best.symlink_to("/dev/zero")
+    cli.refused("evaluate", "run", "--out", "ev", names=("best.ckpt", "not a checkpoint file"))
+
+
+def test_a_missing_scored_checkpoint_is_said_when_another_stands_in(cli, digits_run):
+    shutil.copytree(digits_run.path, cli.root / "run")
+    (cli.root / "run" / "checkpoints" / "best.ckpt").unlink()
+    code, out, err = cli.run("evaluate", "run", "--out", "ev")
+    assert code == 0, err
+    assert "best.ckpt: missing; using run/checkpoints/last.ckpt" in err
+    assert "last.ckpt" in (cli.root / "ev" / "evaluation.yaml").read_text()

@@ -13,6 +13,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from adlab import io
 from adlab.errors import CheckpointError
 
 MODEL_PREFIX = "model."  # the Lightning modules keep its network in `self.model`
@@ -33,9 +34,17 @@ def resolve_checkpoint(path: str | Path) -> Path:
     first): a FIFO would block the open for ever, a device never ends."""
     path = Path(path)
     if path.is_dir():
-        for name in (_scored_name(path), "best.ckpt", "last.ckpt"):
-            if (path / "checkpoints" / name).is_file():
-                return path / "checkpoints" / name
+        scored = path / "checkpoints" / _scored_name(path)
+        if (scored.exists() or scored.is_symlink()) and not scored.is_file():
+            # never another checkpoint in its place: its numbers would not be the run's
+            raise CheckpointError(f"{scored}: not a checkpoint file (a link, folder or device); "
+                                  "the run's test set was scored with it")
+        for name in (scored.name, "best.ckpt", "last.ckpt"):
+            candidate = path / "checkpoints" / name
+            if candidate.is_file():
+                if candidate != scored:
+                    io.notice(f"{scored}: missing; using {candidate} (not the weights the run's test set was scored with)")
+                return candidate
         raise CheckpointError(f"{path}: no checkpoints/best.ckpt or checkpoints/last.ckpt in this run directory")
     try:
         mode = path.stat().st_mode
@@ -64,8 +73,6 @@ WEIGHTS_KEYS = ("state_dict", "adlab", "hyper_parameters", "epoch", "global_step
 
 def weights_only_copy(path: Path) -> None:
     """Rewrite a Lightning checkpoint without its optimizer, scheduler, loop and callback states."""
-    from adlab import io
-
     if not Path(path).is_file():
         return
     ckpt = load_untrusted(path)
@@ -95,8 +102,6 @@ def torch_load_quietly(source, path: Path):
         warnings.simplefilter("always")
         loaded = torch.load(source, map_location="cpu", weights_only=True)
     for warning in said:
-        from adlab import io
-
         text = str(warning.message).strip()
         if text:
             io.notice(f"{path}: torch: {text.splitlines()[0][:200]}")
