@@ -177,3 +177,15 @@ def test_a_missing_scored_checkpoint_is_said_when_another_stands_in(cli, digits_
     assert code == 0, err
     assert "best.ckpt: missing; using run/checkpoints/last.ckpt" in err
     assert "last.ckpt" in (cli.root / "ev" / "evaluation.yaml").read_text()
+
+
+def test_an_evaluation_records_the_sha256_of_the_checkpoint_it_scored(cli, digits_run):
+    import hashlib
+
+    import yaml
+
+    shutil.copytree(digits_run.path, cli.root / "run")
+    cli.succeeds("evaluate", "run", "--out", "ev", outputs=("ev",))
+    record = yaml.safe_load((cli.root / "ev" / "evaluation.yaml").read_text())
+    checkpoint = cli.root / "run" / "checkpoints" / "best.ckpt"
+    assert record["checkpoint_sha256"] == hashlib.sha256(checkpoint.read_bytes()).hexdigest()
