@@ -118,6 +118,7 @@ def test_name_field_passes_none_and_raises_value_error():
     ("..", "_"),
     ("résumé", "r_sum_"),
     ("A-Z+a_z", "A-Z+a_z"),
+    ("Xray.X", "Xray.X"),  # only leading dots go
 ])
 def test_generated_names(text, name):
     assert generated_name(text) == name

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -12,6 +13,7 @@ from adlab.detection import kitti as kitti_module
 from adlab.detection.kitti import kitti_to_yolo
 from adlab.detection.yolo_format import read_data_yaml, read_labels
 from adlab.errors import DataError
+from adlab.image_formats import YOLO_IMAGE_SUFFIXES
 
 CLASSES = ["Car", "Pedestrian", "Cyclist"]
 REST = "1.50 1.60 3.90 1.00 1.50 20.00 -1.55"  # h w l x y z ry
@@ -381,3 +383,27 @@ def test_the_default_split_is_seed_0(tmp_path):
     val = sorted(p.name for p in (tmp_path / "default" / "images" / "val").iterdir())
     assert val == [f"{i}.png" for i in range(10) if expected[i]]
     assert not (expected == kitti_module._split(10, 0.2, 1)).all()
+
+
+def test_counts_add_up_over_several_objects_and_bad_lines(tmp_path):
+    images, labels = tmp_path / "image_2", tmp_path / "label_2"
+    png(images / "a.png")
+    write(labels / "a.txt", ["Car 1 2 3", kline("Van", 1, 2, 30, 40), kline("Van", 1, 2, 30, 40),
+                             kline("Car", -5, 5, 30, 25), kline("Car", 10, 5, 30, 60), kline("Car", 10, 5, 30, 25)])
+    out = tmp_path / "yolo"
+    summary = kitti_to_yolo(images, labels, out, CLASSES, val_fraction=0, skip_bad=True)
+    assert summary["skipped"] == 1 and summary["dropped"] == {"Van": 2}  # a bad line first: the rest still read
+    assert summary["clipped"] == 2 and summary["objects"]["Car"] == 3
+    assert summary["out"] == str(out.resolve())
+    marker = json.loads((out / ".adlab.json").read_text())
+    assert (marker["kind"], marker["tool"]) == ("data", "kitti-to-yolo")
+
+
+def test_no_images_to_convert(tmp_path):
+    images, labels = tmp_path / "image_2", tmp_path / "label_2"
+    images.mkdir()
+    (images / "notes.txt").write_text("x")
+    labels.mkdir()
+    with pytest.raises(DataError) as info:
+        kitti_to_yolo(images, labels, tmp_path / "yolo", CLASSES)
+    assert str(info.value) == f"{images}: no images ({', '.join(YOLO_IMAGE_SUFFIXES)}) to convert"
