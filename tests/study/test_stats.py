@@ -263,3 +263,19 @@ def test_statistics_are_computed_in_double_precision():
     half = stats.t.ppf(0.975, 2) * exact.std(ddof=1) * np.sqrt(1 + 1 / 3)
     assert (low, high) == (pytest.approx(exact.mean() - half, rel=0, abs=1e-6),
                            pytest.approx(exact.mean() + half, rel=0, abs=1e-6))
+
+
+def test_paired_tests_take_float32_errors_and_booleans_as_float64():
+    """Per-image errors straight from a float32 tensor, or per-image correctness as booleans, give the
+    same numbers as the same values in float64."""
+    rng = np.random.default_rng(11)
+    a32 = (rng.random(300) * 1e3 + 1e7).astype(np.float32)
+    b32 = (a32 - rng.integers(0, 3, 300)).astype(np.float32)
+    a64, b64 = a32.astype(np.float64), b32.astype(np.float64)
+    ours, exact = paired_bootstrap(a32, b32, resamples=200), paired_bootstrap(a64, b64, resamples=200)
+    assert (ours.difference, ours.ci_low, ours.ci_high) == pytest.approx((exact.difference, exact.ci_low, exact.ci_high),
+                                                                         rel=0, abs=1e-9)
+    right_a, right_b = _pair(np.random.default_rng(12), 200, 0.9, 0.7)
+    assert wilcoxon_paired(right_a, right_b) == wilcoxon_paired(right_a.astype(float), right_b.astype(float))
+    assert wilcoxon_paired(list(right_a), list(right_b)).p_value == pytest.approx(
+        stats.wilcoxon(right_a.astype(float) - right_b.astype(float)).pvalue, rel=1e-12)
