@@ -209,8 +209,10 @@ def test_an_absent_or_empty_folder_holds_nothing(work):
 def test_a_user_folder_is_refused_even_with_overwrite(work):
     user_folder(work / "u")
     for overwrite in (False, True):
-        with pytest.raises(AdlabError, match="u: folder is not empty and was not made by adlab"):
-            check_output(work / "u", "run", overwrite)
+        with pytest.raises(AdlabError) as info:
+            check_output(Path("u"), "run", overwrite)
+        assert str(info.value) == ("u: folder is not empty and was not made by adlab; refusing to write into it "
+                                   "(choose another output folder)")
 
 
 def test_a_file_and_a_symlink_are_not_folders(work, tmp_path):
@@ -245,6 +247,10 @@ def test_another_kind_is_never_replaced(work):
     adlab_folder(work / "odd", "future-kind")
     with pytest.raises(AdlabError, match="odd: holds future-kind, not a fused run"):
         check_output(Path("odd"), "fused-run", overwrite=True)
+    with pytest.raises(AdlabError, match="^e: holds an evaluation, not mystery; choose another output folder$"):
+        check_output(Path("e"), "mystery", overwrite=True)  # a kind without an article is named as it is
+    with pytest.raises(AdlabError, match=r"^odd: future-kind already exists here \(use --overwrite"):
+        check_output(Path("odd"), "future-kind", overwrite=False)
 
 
 def test_prepare_output_makes_the_folder_and_its_marker(work):

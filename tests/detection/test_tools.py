@@ -268,3 +268,11 @@ def test_crop_box_absorbs_label_rounding_but_not_more():
     # the larger side sets the tolerance: 7e-5 is inside 1e-6 * 100 but outside 1e-6 * 50
     assert crop_box(_yolo(10, 5, 30, 25 + 7e-5, 50, 100), 50, 100, 0.0)[0] == (10, 5, 30, 25)
     assert crop_box(_yolo(10, 5, 30 + 7e-5, 25, 100, 50), 100, 50, 0.0)[0] == (10, 5, 30, 25)
+
+
+def test_crop_box_computes_in_float64():
+    box = np.array([0.123457, 0.456789, 0.234567, 0.345678], dtype=np.float32)
+    exact = box.astype(np.float64)
+    x1, x2 = (exact[0] - exact[2] / 2) * 1000, (exact[0] + exact[2] / 2) * 1000
+    _, own_w, _ = crop_box(box, 1000, 500, 0.0)
+    assert own_w == pytest.approx(x2 - x1, rel=0, abs=1e-9)
