@@ -189,3 +189,16 @@ def test_an_evaluation_records_the_sha256_of_the_checkpoint_it_scored(cli, digit
     record = yaml.safe_load((cli.root / "ev" / "evaluation.yaml").read_text())
     checkpoint = cli.root / "run" / "checkpoints" / "best.ckpt"
     assert record["checkpoint_sha256"] == hashlib.sha256(checkpoint.read_bytes()).hexdigest()
+
+
+@pytest.mark.parametrize("out_exists", [False, True])
+def test_a_prepare_step_refused_on_its_input_leaves_no_study_folder(cli, out_exists):
+    (cli.root / "bad.yaml").write_text("this: is not a YOLO data.yaml\n")
+    if out_exists:
+        (cli.root / "st").mkdir()  # an empty folder of the user's stays, empty
+    study = cli.root / "s.yaml"
+    study.write_text("config:\n  data: {name: digits}\nprepare:\n"
+                     "  - filter: {data: bad.yaml, keep: [Car], out: '{out}/data/cars'}\nvariants:\n  a: {}\n")
+    cli.refused("study", study, "--out", "st", names=("bad.yaml",))
+    assert (cli.root / "st").exists() == out_exists
+    assert not out_exists or not any((cli.root / "st").iterdir())

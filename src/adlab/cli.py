@@ -241,11 +241,8 @@ def cmd_study(args) -> None:
         print("\n".join(study_status(args.study, args.out, args.storage)))
         return
     if args.workers is not None or args.worker:
-        from adlab.errors import ConfigError
         from adlab.study.runner import run_workers
 
-        if args.workers is not None and not 1 <= args.workers <= 256:
-            raise ConfigError(f"--workers: need 1 to 256, got {args.workers}")
         run_workers(args.study, out=args.out, workers=args.workers, worker=args.worker, storage=args.storage,
                     overrides=args.overrides, retry_failed=args.retry_failed)
         return

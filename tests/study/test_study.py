@@ -91,6 +91,9 @@ fusion: [{name: both, runs: [adam, sgd], method: mean_prob}]
 
     # an interrupted study: one run lost its metrics (killed mid-way), another never started
     (out / "runs" / "sgd-seed=1" / "metrics.json").unlink()
+    fused = out / "runs" / "both-seed=0" / "metrics.json"
+    fused_metrics = json.loads(fused.read_text())
+    fused.write_text(json.dumps({**fused_metrics, "accuracy": 0.0}))  # a fusion of members since remade
     kept = (out / "runs" / "adam-seed=0" / "metrics.json").stat().st_mtime_ns
     with pytest.raises(AdlabError, match="--resume"):
         adlab.run_study(path, out=out, verbose=False)
@@ -99,6 +102,7 @@ fusion: [{name: both, runs: [adam, sgd], method: mean_prob}]
     assert "adam-seed=0: finished earlier, kept" in printed and re.search(r"sgd-seed=1: accuracy [.0-9]+; done", printed)
     assert (out / "runs" / "adam-seed=0" / "metrics.json").stat().st_mtime_ns == kept
     assert (out / "runs" / "sgd-seed=1" / "metrics.json").is_file()
+    assert json.loads(fused.read_text())["accuracy"] == fused_metrics["accuracy"]  # fused again, never kept stale
 
 
 def test_html_report_escapes_user_strings(base, tmp_path):

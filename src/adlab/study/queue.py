@@ -602,7 +602,7 @@ def finish_once(study, out: Path, say) -> bool:
         return False
     with held(out / FINISH_LOCK):
         if not _report_current(study, out):  # another worker may have written it while this one waited
-            finish(study, out, True, say)
+            finish(study, out, say)
     return True
 
 

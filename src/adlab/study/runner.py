@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shlex
+import shutil
 import time
 from pathlib import Path
 
@@ -29,15 +30,37 @@ def run_study(path: str | Path, out: str | Path | None = None, resume: bool = Fa
     if resume and kind != "demo":
         check_same_overrides(out, overrides or [])  # the --set items first: they explain every run's difference
         check_kept_runs(study, out)
+    existed = out.is_dir()
+    fresh = kind != "demo" and (not existed or not any(out.iterdir()))
     open_study_folder(path, out, overrides, resume, kind)
     try:
         _make_runs(study, out, resume, verbose)
+    except AdlabError:
+        if fresh:
+            _forget_new_study(out, existed)
+        raise
     except Interrupted as exc:  # the study's own command continues it, fusions and report included
         what = str(exc).split("; continue with:")[0]
         sets = "".join(f" --set {shlex.quote(item)}" for item in overrides or [])
         raise Interrupted(f"{what}; continue the study with: adlab study {shlex.quote(str(path))} "
                           f"--out {shlex.quote(str(out))}{sets} --resume", exc.exit_code) from None
     return out
+
+
+def _forget_new_study(out: Path, existed: bool) -> None:
+    """A study folder made by this command and refused before its first run began (a prepare step's
+    bad input): nothing of it is left, so the same command can simply be given again."""
+    runs = out / "runs"
+    if runs.is_dir() and any(runs.iterdir()):
+        return  # a run began: its folder is work that --resume continues
+    if not existed:
+        shutil.rmtree(out, ignore_errors=True)
+        return
+    for child in out.iterdir():  # an empty folder of the user's stays, empty again
+        if child.is_dir() and not child.is_symlink():
+            shutil.rmtree(child, ignore_errors=True)
+        else:
+            child.unlink(missing_ok=True)
 
 
 SETTINGS = "study.json"  # the study file and the --set items the study was started with
@@ -318,7 +341,7 @@ def _make_runs(study, out: Path, resume: bool, verbose: bool) -> None:
         left = elapsed / made * sum(1 for r in study.runs[i:] if not finished(runs_dir / r.name))
         say(f"[{i}/{total}] {run.name}: {headline(run.config.task, metrics)}done in {time.perf_counter() - t0:.0f} s; "
             f"elapsed {clock(elapsed)}, about {clock(left)} left")
-    finish(study, out, resume, say)
+    finish(study, out, say)
 
 
 def make_run(run, out: Path, resume: bool, say, label: str = "") -> dict:
@@ -339,8 +362,9 @@ def make_run(run, out: Path, resume: bool, say, label: str = "") -> dict:
         raise type(exc)(f"run '{run.name}': {exc}") from None
 
 
-def finish(study, out: Path, resume: bool, say) -> None:
-    """The fusion steps (each once its runs are done), then the report."""
+def finish(study, out: Path, say) -> None:
+    """The fusion steps, then the report. A fusion is made again each time (it only reads its
+    members' predictions.csv): kept on --resume, it would outlive a member that was remade."""
     from adlab.study.report import write_report
     from adlab.tasks.classify.fuse import fuse
 
@@ -350,8 +374,6 @@ def finish(study, out: Path, resume: bool, say) -> None:
             suffix = "" if seed is None else f"-seed={seed}"
             members = [runs_dir / f"{name}{suffix}" for name in step.runs]
             target = runs_dir / f"{step.name}{suffix}"
-            if finished(target) and resume:
-                continue
             metrics = fuse(members, out=target, method=step.method, overwrite=True, verbose=False)
             say(f"fusion {step.name}{suffix}: {step.method} of {', '.join(m.name for m in members)}: "
                 f"{headline('classify', metrics)}".rstrip("; :"))
