@@ -124,3 +124,36 @@ def test_report_layout_in_a_browser(tmp_path, width):
     assert facts["bold_cells"] >= 3
     assert facts["gallery_images"] == 4
     assert facts["gallery_rows"] == (1 if width >= 1200 else 2)  # four across on a laptop, two by two when narrow
+
+
+HOSTILE_PROBE = """<script>
+window.addEventListener('load', () => {
+  const pre = document.createElement('pre');
+  pre.id = 'probe';
+  pre.textContent = JSON.stringify({ran: window.pwned === 1, scripts: document.scripts.length,
+    imgs: document.images.length, h1: document.querySelector('h1').textContent,
+    cell: [...document.querySelectorAll('td')].pop().textContent});
+  document.body.appendChild(pre);
+});
+</script>"""
+
+
+@pytest.mark.requires("chromium")
+def test_hostile_names_are_shown_as_text_by_chromium_and_run_nothing(tmp_path):
+    """Section titles, reference text and cells are user strings: in a real browser they are text,
+    never markup that runs (issue 28: report.html escaped as rendered by Chromium)."""
+    import json
+
+    attack = '<img src=x onerror="window.pwned=1"><script>window.pwned=1</script>'
+    blocks = [Heading(1, attack), Table(["run", "note"], [["a", attack]], [[False, False]])]
+    page = tmp_path / "page.html"
+    page.write_text(render_html(blocks, attack, tmp_path).replace("</body>", HOSTILE_PROBE + "</body>"))
+    proc = subprocess.run([CHROMIUM, *CHROMIUM_FLAGS, f"--user-data-dir={tmp_path / 'profile'}", page.as_uri()],
+                          capture_output=True, text=True, timeout=120)
+    match = re.search(r'<pre id="probe">([^<]*)</pre>', proc.stdout)
+    assert match, proc.stderr[-1500:]
+    seen = json.loads(match.group(1).replace("&quot;", '"').replace("&lt;", "<").replace("&gt;", ">")
+                      .replace("&amp;", "&"))
+    assert seen["ran"] is False and seen["imgs"] == 0
+    assert seen["scripts"] == 1  # the probe itself
+    assert seen["h1"] == attack and seen["cell"] == attack
