@@ -310,7 +310,7 @@ def test_class_map_names_ids_and_spelling():
     (["Car", " "], None, "classes: name at least one KITTI type to keep (e.g. Car,Pedestrian,Cyclist)"),
     (["Car", "car"], None, "classes: Car, car named more than once"),
     (["Car", "Van", "CAR", "van", "Cyclist"], None, "classes: CAR, Car, Van, van named more than once"),
-    (["Car"], {"Truck": "Car"}, "rename: 'Truck' is not one of the classes (Car)"),
+    (["Car", "Van"], {"Truck": "Car"}, "rename: 'Truck' is not one of the classes (Car, Van)"),
     (["Car", "Van"], {"Van": "  "}, "rename: empty new name for 'Van'"),
 ])
 def test_class_map_refusals(classes, rename, message):
@@ -407,3 +407,11 @@ def test_no_images_to_convert(tmp_path):
     with pytest.raises(DataError) as info:
         kitti_to_yolo(images, labels, tmp_path / "yolo", CLASSES)
     assert str(info.value) == f"{images}: no images ({', '.join(YOLO_IMAGE_SUFFIXES)}) to convert"
+
+
+def test_blank_lines_inside_a_label_file_are_passed_over(tmp_path):
+    images, labels = tmp_path / "image_2", tmp_path / "label_2"
+    png(images / "a.png")
+    write(labels / "a.txt", [kline("Car", 10, 5, 30, 25), "", "   ", kline("Car", 40, 10, 60, 40)])
+    summary = kitti_to_yolo(images, labels, tmp_path / "yolo", CLASSES, val_fraction=0)
+    assert summary["objects"]["Car"] == 2

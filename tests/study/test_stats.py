@@ -239,7 +239,7 @@ def test_paired_bootstrap_defaults_and_errors():
     assert default != paired_bootstrap(right_a, right_b, seed=1)
     same = paired_bootstrap(right_a, right_a, resamples=17)
     assert same == BootstrapDifference(0.0, 0.0, 0.0, 17)
-    with pytest.raises(ValueError, match="both variants must be scored on the same test images"):
+    with pytest.raises(ValueError, match="^both variants must be scored on the same test images$"):
         paired_bootstrap([1.0, 0.0], [1.0])
     with pytest.raises(ValueError, match="same test images"):
         wilcoxon_paired([[1.0, 2.0]], [1.0, 2.0])
