@@ -84,8 +84,8 @@ def _holds(folder: Path, kind: str, legacy_files: tuple[str, ...] = ()) -> bool:
     error naming the folder if it is not adlab's or holds another kind. Writes nothing."""
     if Path(folder).expanduser().is_symlink():
         raise AdlabError(f"{folder}: exists and is not a folder (a symbolic link)")
+    refuse_protected(folder)  # resolves as canonical does; the message names the folder as given
     folder = canonical(folder)
-    refuse_protected(folder)
     if folder.exists() and not folder.is_dir():
         raise AdlabError(f"{folder}: exists and is not a folder")
     if not folder.is_dir() or not any(folder.iterdir()):
