@@ -210,6 +210,25 @@ class Cli:
 
 
 @pytest.fixture
+def cli_config(cli):
+    """c.yaml in the cli's working folder: a 1-epoch digits run."""
+    path = cli.root / "c.yaml"
+    path.write_text("data:\n  name: digits\ntrain:\n  epochs: 1\n  progress_bar: false\n")
+    return path
+
+
+@pytest.fixture
+def cli_runs(cli, digits_run, digits_run_b):
+    """Two finished runs, copied under the cli's working folder so its checksum listing covers them."""
+    import shutil
+
+    a, b = cli.root / "run_a", cli.root / "run_b"
+    shutil.copytree(digits_run.path, a)
+    shutil.copytree(digits_run_b.path, b)
+    return a, b
+
+
+@pytest.fixture
 def cli(tmp_path, capsys, monkeypatch):
     """A Cli whose working folder is tmp_path/work (tmp_path itself stays free for other fixtures)."""
     work = tmp_path / "work"

@@ -11,7 +11,6 @@ from __future__ import annotations
 import errno
 import json
 import re
-import shutil
 from pathlib import Path
 
 import pytest
@@ -35,19 +34,13 @@ class MarkerOnLoad:
 
 
 @pytest.fixture
-def config(cli) -> Path:
-    path = cli.root / "c.yaml"
-    path.write_text("data:\n  name: digits\ntrain:\n  epochs: 1\n  progress_bar: false\n")
-    return path
+def config(cli_config):
+    return cli_config  # tests/conftest.py
 
 
 @pytest.fixture
-def runs(cli, digits_run, digits_run_b) -> tuple[Path, Path]:
-    """Two finished runs, copied under the working folder so the checksum listing covers them."""
-    a, b = cli.root / "run_a", cli.root / "run_b"
-    shutil.copytree(digits_run.path, a)
-    shutil.copytree(digits_run_b.path, b)
-    return a, b
+def runs(cli_runs):
+    return cli_runs  # two finished runs under the working folder (tests/conftest.py)
 
 
 def study_file(cli, text: str) -> Path:

@@ -39,10 +39,8 @@ needs_mlflow = pytest.mark.skipif(importlib.util.find_spec("mlflow") is None, re
 
 
 @pytest.fixture
-def config(cli) -> Path:
-    path = cli.root / "c.yaml"
-    path.write_text("data:\n  name: digits\ntrain:\n  epochs: 1\n  progress_bar: false\n")
-    return path
+def config(cli_config):
+    return cli_config  # tests/conftest.py
 
 
 @pytest.fixture

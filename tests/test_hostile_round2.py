@@ -26,10 +26,8 @@ def user_folder(cli):
 
 
 @pytest.fixture
-def config(cli):
-    path = cli.root / "c.yaml"
-    path.write_text("data:\n  name: digits\ntrain:\n  epochs: 1\n  progress_bar: false\n")
-    return path
+def config(cli_config):
+    return cli_config  # tests/conftest.py
 
 
 def test_canonical_takes_dotdot_after_a_missing_folder_as_mkdir_p_will(cli, user_folder):

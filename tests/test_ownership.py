@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 from pathlib import Path
 
 import pytest
@@ -438,11 +437,8 @@ def test_an_output_in_the_home_folder_itself_is_refused(cli, tmp_path, monkeypat
 
 
 @pytest.fixture
-def trained(cli, digits_run, digits_run_b) -> tuple[Path, Path]:
-    a, b = cli.root / "run_a", cli.root / "run_b"
-    shutil.copytree(digits_run.path, a)
-    shutil.copytree(digits_run_b.path, b)
-    return a, b
+def trained(cli_runs):
+    return cli_runs  # two finished runs under the working folder (tests/conftest.py)
 
 
 def test_fuse_and_evaluate_out_through_missing_dotdot_are_refused_with_trained_runs(cli, userdir, trained):

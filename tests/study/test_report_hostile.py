@@ -40,11 +40,8 @@ def study(cli, digits_run, digits_run_b) -> Path:
 
 
 @pytest.fixture
-def pair(cli, digits_run, digits_run_b) -> tuple[Path, Path]:
-    a, b = cli.root / "run_a", cli.root / "run_b"
-    shutil.copytree(digits_run.path, a)
-    shutil.copytree(digits_run_b.path, b)
-    return a, b
+def pair(cli_runs):
+    return cli_runs  # two finished runs under the working folder (tests/conftest.py)
 
 
 def edit_metrics(run: Path, change) -> None:
