@@ -47,8 +47,13 @@ test-all: setup
 # (<= into <, a rule dropped, ...) and runs the fast tests that call the changed function; a mutant no test
 # kills is a hole. One module: make mutation MUTANTS='adlab.names.*'. Results are kept in mutants/.
 MUTANTS ?= 'adlab.ownership.*' 'adlab.names.*' 'adlab.study.stats.*' 'adlab.detection.kitti.*' \
-	'adlab.detection.tools.x_crop_box*' 'adlab.data.cifar.x*_BatchUnpickler*' 'adlab.data.cifar.x__unpickle*' \
-	'adlab.data.cifar.x__read_batch*' 'adlab.study.queue.x_claim*' 'adlab.study.queue.x_requeue_stale*'
+	'adlab.detection.tools.x_crop_box*' $(CIFAR_MUTANTS) $(QUEUE_MUTANTS)
+# the CIFAR unpickler: its allowed globals, its checked array and size check, _unpickle, _read_batch
+CIFAR_MUTANTS := 'adlab.data.cifar.x*_BatchUnpickler*' 'adlab.data.cifar.x*_CheckedArray*' \
+	'adlab.data.cifar.x__check_size*' 'adlab.data.cifar.x__unpickle*' 'adlab.data.cifar.x__read_batch*'
+# the queue: claiming a run, requeueing a dead worker's, retries, attempts, which runs are finished/missing
+QUEUE_MUTANTS := 'adlab.study.queue.x_claim*' 'adlab.study.queue.x_requeue_stale*' 'adlab.study.queue.x_retry_failed*' \
+	'adlab.study.queue.x__attempt*' 'adlab.study.queue.x_latest_attempts*' 'adlab.study.queue.x_unqueued*'
 
 mutation: setup
 	$(VENV)/bin/mutmut run $(MUTANTS)

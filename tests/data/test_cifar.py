@@ -5,6 +5,7 @@ import pickle
 import tarfile
 
 import numpy as np
+import torch
 import pytest
 from standins.cifar import NAMES, write_cifar10
 
@@ -226,3 +227,186 @@ def test_real_numpy_pickles_of_every_protocol_still_read(tmp_path):
     folder = write_cifar10(tmp_path / "arr", per_batch=10)
     craft(folder, "data_batch_1", {"data": np.zeros((10, 3072), np.uint8), "labels": np.arange(10, dtype=np.int64)})
     assert load_cifar10(tmp_path / "arr", download=False, verify=False)[1].shape == (50,)
+
+
+# --- the unpickler's edges, one test per hole found by mutation testing (docs/testing.md) ------------
+
+def _py2_dumps(record) -> bytes:
+    """A pickle as Python 2's cPickle wrote the real batches: bytes as Python 2 `str` (BINSTRING), which
+    Python 3 decodes with the unpickler's encoding (latin1)."""
+    import io
+    import struct
+
+    class Py2Pickler(pickle._Pickler):
+        dispatch = dict(pickle._Pickler.dispatch)
+
+        def save_py2_str(self, obj):
+            self.write(pickle.SHORT_BINSTRING + bytes([len(obj)]) + obj if len(obj) < 256
+                       else pickle.BINSTRING + struct.pack("<i", len(obj)) + obj)
+            self.memoize(obj)
+
+        dispatch[bytes] = save_py2_str
+
+    buffer = io.BytesIO()
+    Py2Pickler(buffer, protocol=2).dump(record)
+    return buffer.getvalue()
+
+
+def _refused(tmp_path, record, protocol=2) -> str:
+    """The one-line reason _unpickle gives for a file holding `record` (a bytes object: the file itself)."""
+    from adlab.data.cifar import _unpickle
+
+    path = tmp_path / "batch"
+    path.write_bytes(record if isinstance(record, bytes) else pickle.dumps(record, protocol=protocol))
+    with pytest.raises(DataError) as refused:
+        _unpickle(path)
+    return str(refused.value).removeprefix(f"{path}: ")
+
+
+def _read(tmp_path, record, protocol=2):
+    from adlab.data.cifar import _unpickle
+
+    path = tmp_path / "batch"
+    path.write_bytes(record if isinstance(record, bytes) else pickle.dumps(record, protocol=protocol))
+    return _unpickle(path)
+
+
+def test_python2_class_names_are_decoded_as_latin1(tmp_path):
+    """The real batches.meta is a Python 2 pickle: its names are `str` bytes, read as latin1."""
+    folder = write_cifar10(tmp_path, per_batch=10)
+    names = [b"caf\xe9"] + [f"c{i}".encode() for i in range(9)]
+    (folder / "batches.meta").write_bytes(_py2_dumps({b"label_names": names, b"num_vis": 3072}))
+    assert load_cifar10(tmp_path, download=False, verify=False)[4] == ["café"] + [f"c{i}" for i in range(9)]
+
+
+@pytest.mark.xfail(strict=True, reason="adlab refuses a Python 2 array's data (a latin1 str, which NumPy "
+                                       "itself accepts): the real CIFAR-10 batches are such pickles")
+def test_a_python2_pickled_array_reads(tmp_path):
+    data = np.arange(2 * 3072).astype(np.uint8).reshape(2, 3072)
+    raw = _py2_dumps({b"data": data, b"labels": [0, 1]})
+    assert np.array_equal(pickle.loads(raw, encoding="latin1")["data"], data)  # NumPy reads it
+    assert np.array_equal(_read(tmp_path, raw)["data"], data)
+
+
+def test_numpy_scalars_read_as_their_values(tmp_path):
+    for protocol in (2, 4):
+        record = _read(tmp_path, {"n": np.int64(7), "x": np.float32(1.5)}, protocol=protocol)
+        assert record == {"n": 7, "x": 1.5} and type(record["n"]) is np.int64 and type(record["x"]) is np.float32
+
+
+def test_an_array_made_without_state_has_the_stated_shape_and_dtype(tmp_path):
+    """_reconstruct alone (no __setstate__ after it): the array the file states, checked against its size."""
+    from adlab.data.cifar import _BatchUnpickler
+
+    import io
+
+    array = _BatchUnpickler(io.BytesIO(), budget=6)._reconstruct(np.ndarray, (2, 3), np.dtype(np.uint8))
+    assert array.shape == (2, 3) and array.dtype == np.uint8
+    record = _read(tmp_path, {"data": Reduced(RECONSTRUCT, (np.ndarray, (2, 3072), b"B")), "pad": b"x" * 7000})
+    assert record["data"].shape == (2, 3072) and record["data"].dtype == np.uint8
+
+
+def test_an_array_of_another_type_is_refused(tmp_path):
+    assert _refused(tmp_path, {"data": Reduced(RECONSTRUCT, (np.dtype, (1,), b"B"))}) == (
+        "not a CIFAR python batch (an array of another type than numpy.ndarray)")
+
+
+@pytest.mark.parametrize("state, reason", [
+    ((1, (2,), np.dtype(np.uint8)), "an array's state is not NumPy's"),  # 3 items
+    ((1, (2,), np.dtype(np.uint8), False, [1, 2]), "an array whose data is not raw bytes (an object array?)"),
+])
+def test_an_array_state_numpy_would_not_write_is_refused(tmp_path, state, reason):
+    record = {"data": Reduced(RECONSTRUCT, (np.ndarray, (0,), b"B"), state)}
+    assert _refused(tmp_path, record) == f"not a CIFAR python batch ({reason})"
+
+
+def test_an_array_state_without_its_version_reads(tmp_path):
+    """NumPy's __setstate__ takes (shape, dtype, fortran, bytes) as well as the versioned five items."""
+    state = ((2, 3072), np.dtype(np.uint8), False, bytes(range(256)) * 24)
+    record = _read(tmp_path, {"data": Reduced(RECONSTRUCT, (np.ndarray, (0,), b"B"), state)}, protocol=4)
+    assert record["data"].shape == (2, 3072) and record["data"][0, 255] == 255
+
+
+def test_array_headers_are_checked_exactly():
+    """The size is every dimension times the item size, up to the file's own size; at most 32 dimensions."""
+    from adlab.data.cifar import _check_size
+
+    uint8, float64 = np.dtype(np.uint8), np.dtype(np.float64)
+    _check_size((10,), uint8, 10)  # exactly the file's size
+    _check_size((1,) * 32, uint8, 1)
+    with pytest.raises(pickle.UnpicklingError) as refused:
+        _check_size((1,) * 33, uint8, 100)
+    assert str(refused.value) == "an array of shape " + str((1,) * 33)[:40]
+    with pytest.raises(pickle.UnpicklingError, match=r"^an array of shape \(1000, 10\) and dtype uint8 "
+                                                     r"\(10,000 bytes\) in a file of 9,999 bytes$"):
+        _check_size((1000, 10), uint8, 9_999)
+    with pytest.raises(pickle.UnpicklingError, match=r"\(80 bytes\) in a file of 79 bytes$"):
+        _check_size((10,), float64, 79)
+    with pytest.raises(pickle.UnpicklingError, match=r"^an array of dtype b'zz'$"):
+        _check_size((1,), b"zz", 100)
+    with pytest.raises(pickle.UnpicklingError, match=r"^an object array \(a CIFAR batch holds numbers\)$"):
+        _check_size((1,), np.dtype(object), 100)
+
+
+def test_codecs_encode_only_turns_text_into_bytes(tmp_path):
+    """Protocol 2 writes bytes as _codecs.encode(text, 'latin1'): that, and nothing else of it."""
+    import _codecs
+
+    assert _read(tmp_path, {"b": Reduced(_codecs.encode, ("abc",))}) == {"b": b"abc"}  # utf-8 by default
+    assert _read(tmp_path, {"b": Reduced(_codecs.encode, ("\u0100a", "latin1", "replace"))}) == {"b": b"?a"}
+    assert _refused(tmp_path, {"b": Reduced(_codecs.encode, ("\u0100", "latin1"))}).startswith(
+        "not a CIFAR python batch ('latin-1' codec can't encode character")
+    assert _refused(tmp_path, {"b": Reduced(_codecs.encode, ("abc", "rot13"))}) == (
+        "not a CIFAR python batch (refusing to decode with 'rot13')")
+    assert _refused(tmp_path, {"b": Reduced(_codecs.encode, (b"abc", "latin1"))}) == (
+        "not a CIFAR python batch (refusing to decode with 'latin1')")
+    assert _refused(tmp_path, {"b": Reduced(_codecs.encode, ("abc", "x" * 30))}) == (
+        f"not a CIFAR python batch (refusing to decode with {'x' * 20!r})")
+
+
+def test_bytearrays_only_from_bytes(tmp_path):
+    assert _read(tmp_path, {"b": Reduced(bytearray, ())}, protocol=4) == {"b": bytearray()}
+    assert _refused(tmp_path, {"b": Reduced(bytearray, (10,))}, protocol=4) == (
+        "not a CIFAR python batch (a bytearray that is not made from bytes)")
+
+
+def test_a_pickle_of_something_else_than_a_dict_is_named(tmp_path):
+    assert _refused(tmp_path, [1, 2]) == "not a CIFAR python batch (holds a list, not a dict)"
+
+
+def test_a_file_that_cannot_be_read_says_why(tmp_path):
+    from adlab.data.cifar import _unpickle
+
+    with pytest.raises(DataError, match=r"missing: cannot be read \(No such file or directory\)$"):
+        _unpickle(tmp_path / "missing")
+
+    class Unstattable(type(tmp_path)):
+        def stat(self, **kwargs):
+            raise OSError  # no strerror: its type names it
+
+    with pytest.raises(DataError, match=r"batch: cannot be read \(OSError\)$"):
+        _unpickle(Unstattable(tmp_path / "batch"))
+
+
+def test_the_size_limit_is_exact_and_named(tmp_path, monkeypatch):
+    from adlab.data import cifar
+
+    path = craft(tmp_path, "batch", {"labels": [1]})
+    monkeypatch.setattr(cifar, "MAX_FILE_BYTES", path.stat().st_size)  # a file of exactly the limit reads
+    assert cifar._unpickle(path) == {"labels": [1]}
+    monkeypatch.setattr(cifar, "MAX_FILE_BYTES", 5 << 20)
+    with open(path, "r+b") as handle:
+        handle.truncate((5 << 20) + 1)
+    with pytest.raises(DataError, match=r"batch: 5,242,881 bytes, larger than any CIFAR python batch "
+                                        r"\(at most 5 MiB\)$"):
+        cifar._unpickle(path)
+
+
+def test_cifar100_fine_labels_are_read_and_labels_are_int64(tmp_path):
+    from adlab.data.cifar import _read_batch
+
+    path = craft(tmp_path, "batch", {"data": np.zeros((2, 3072), np.uint8), "fine_labels": [3, 4]})
+    images, labels = _read_batch(path)
+    assert images.shape == (2, 3, 32, 32) and labels.tolist() == [3, 4] and labels.dtype == torch.int64
+    assert load_cifar10(write_cifar10(tmp_path / "c", per_batch=10).parent, download=False,
+                        verify=False)[1].dtype == torch.int64
