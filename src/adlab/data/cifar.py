@@ -55,6 +55,9 @@ class _CheckedArray(np.ndarray):
             raise pickle.UnpicklingError("an array's state is not NumPy's")
         shape, dtype, raw = state[-4], state[-3], state[-1]
         _check_size(shape, dtype, self.budget)
+        if isinstance(raw, str):  # a Python 2 pickle (the real CIFAR-10 batches) read as latin1: its bytes
+            raw = raw.encode("latin1")
+            state = (*state[:-1], raw)
         if not isinstance(raw, (bytes, bytearray)):
             raise pickle.UnpicklingError("an array whose data is not raw bytes (an object array?)")
         super().__setstate__(state)
