@@ -33,7 +33,7 @@ from typing import Any, Literal, Optional
 
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 
-from adlab.config import Config, Seed, load_config, parse_override, read_yaml_mapping, set_dotted
+from adlab.config import Config, Seed, load_config, parse_override, set_dotted, validate_config
 from adlab.errors import ConfigError
 from adlab.io import read_yaml_mapping
 from adlab.names import generated_name, name_field
@@ -149,11 +149,11 @@ def _base_config(path: Path, spec: StudySpec) -> dict:
         base_path = (path.parent / spec.base) if not Path(spec.base).is_absolute() else Path(spec.base)
         if not base_path.is_file():
             raise ConfigError(f"{path}: base config {base_path} not found")
-        load_config(base_path)  # a bad base is refused here, naming its file
         # its keys as written, not as validated: an old flat model key (model.conv_channels) must
         # move to the family of each run's own model.name, which a variant may change (e3ec244 moved
         # it to the base's family once, and a cnn variant over an autoencoder base lost it)
         raw = resolve_paths(read_yaml_mapping(base_path), base_path.parent, str(base_path))
+        validate_config(raw, str(base_path))  # a bad base is refused here, naming its file (raw unchanged)
     return merge_dicts(raw, spec.config)
 
 
