@@ -27,6 +27,7 @@ def check_image_file(path) -> None:
     import stat
 
     from adlab.errors import DataError
+    from adlab.io import file_kind
 
     try:
         mode = os.stat(path).st_mode
@@ -35,7 +36,4 @@ def check_image_file(path) -> None:
     except OSError as exc:  # a symlink loop, a path through a file, no permission
         raise DataError(f"{path}: cannot read image ({exc.strerror or type(exc).__name__})") from None
     if not stat.S_ISREG(mode):
-        kind = ("a folder" if stat.S_ISDIR(mode) else "a named pipe (FIFO)" if stat.S_ISFIFO(mode) else
-                "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) else "a socket" if stat.S_ISSOCK(mode)
-                else "not a regular file")
-        raise DataError(f"{path}: cannot read image ({kind}, not an image file)")
+        raise DataError(f"{path}: cannot read image ({file_kind(mode)}, not an image file)")

@@ -236,6 +236,15 @@ MAX_CSV_COLUMNS = 100_000
 """history.csv has about ten columns, predictions.csv 3 + one per class."""
 
 
+def file_kind(mode: int) -> str:
+    """What a path that is not a regular file is, from its st_mode, for one-line refusals."""
+    import stat
+
+    return ("a folder" if stat.S_ISDIR(mode) else "a named pipe (FIFO)" if stat.S_ISFIFO(mode) else
+            "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) else "a socket" if stat.S_ISSOCK(mode)
+            else "not a regular file")
+
+
 def bounded_read(path: str | os.PathLike, limit: int, what: str = "file", error: type | None = None) -> bytes:
     """The bytes of a regular file of at most `limit` bytes, or one error naming the file: missing,
     not a regular file (a FIFO or /dev/zero, even through a symlink, would block or never end), or

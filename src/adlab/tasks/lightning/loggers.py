@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote
 
+from adlab import io
 from adlab.config import Config
 from adlab.errors import ConfigError
 
@@ -113,7 +114,7 @@ def _check_sqlite_store(uri: str) -> None:
             raise _refuse(uri, f"{_deepest_existing(database.parent)} is not a folder")
         return  # MLflow makes a new store here
     if not stat.S_ISREG(info.st_mode):
-        raise _refuse(uri, f"{database} is {_kind(info.st_mode)}, not a SQLite file")
+        raise _refuse(uri, f"{database} is {io.file_kind(info.st_mode)}, not a SQLite file")
     if info.st_size == 0:
         return  # an empty file is an empty database: MLflow makes its tables
     try:
@@ -175,14 +176,6 @@ def _deepest_existing(path: Path) -> Path:
     while not os.path.lexists(path) and path != path.parent:
         path = path.parent
     return path
-
-
-def _kind(mode: int) -> str:
-    import stat
-
-    return ("a folder" if stat.S_ISDIR(mode) else "a named pipe" if stat.S_ISFIFO(mode) else
-            "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) else "a socket" if stat.S_ISSOCK(mode)
-            else "not a regular file")
 
 
 def _reach(uri: str, host: str | None, port: int | None) -> None:
