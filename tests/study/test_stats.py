@@ -279,3 +279,11 @@ def test_paired_tests_take_float32_errors_and_booleans_as_float64():
     assert wilcoxon_paired(right_a, right_b) == wilcoxon_paired(right_a.astype(float), right_b.astype(float))
     assert wilcoxon_paired(list(right_a), list(right_b)).p_value == pytest.approx(
         stats.wilcoxon(right_a.astype(float) - right_b.astype(float)).pvalue, rel=1e-12)
+
+
+def test_finite_number_is_a_real_finite_number_only():
+    from adlab.study.stats import finite_number
+
+    assert finite_number(0) and finite_number(0.5) and finite_number(-3) and finite_number(np.float64(1.5))
+    for value in (None, True, False, "0.5", float("nan"), float("inf"), -float("inf"), [1.0], {"a": 1}):
+        assert not finite_number(value), value

@@ -14,6 +14,7 @@ import numpy as np
 from adlab.rundir import flat_metrics
 from adlab.study import report_figures as figures
 from adlab.study import stats
+from adlab.study.stats import finite_number
 from adlab.study.blocks import Block, Bullets, Figure, Gallery, Heading, Paragraph, Table
 from adlab.study.spec import grid_axes
 from adlab.tasks import TASKS, get_task
@@ -120,7 +121,7 @@ def _task_blocks(out: Path, task: str, results: list, study, section: str = "",
     findings = []
     for key in spec.summary_keys:
         better_of_key = dict(spec.columns).get(key)
-        if better_of_key and any(_finite(r.metrics.get(key)) for r in results):
+        if better_of_key and any(finite_number(r.metrics.get(key)) for r in results):
             findings += _findings(groups, key, better_of_key, [c for c in comparisons if c.key == key])
     findings += [_collapse_finding(r) for r in results if _collapsed(r)]
     return blocks, findings
@@ -133,13 +134,9 @@ def _groups(results: list) -> dict[str, list]:
     return groups
 
 
-def _finite(value) -> bool:
-    """A number to compute with: not None, text or a bool, and neither NaN nor infinite."""
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(float(value))
-
 
 def _values(members: list, key: str) -> list[float]:
-    return [float(m.metrics[key]) for m in members if _finite(m.metrics.get(key))]
+    return [float(m.metrics[key]) for m in members if finite_number(m.metrics.get(key))]
 
 
 def _mean_std(values: list[float]) -> str:
@@ -217,7 +214,7 @@ def per_class_blocks(key: str, groups: dict, level: int = 3) -> list[Block]:
 
 
 def _mean_or_none(values: list) -> float | None:
-    numbers = [v for v in values if _finite(v)]
+    numbers = [v for v in values if finite_number(v)]
     return float(np.mean(numbers)) if numbers else None
 
 
@@ -231,7 +228,7 @@ def best_mask(rows: list[list], betters: list[str | None], header: list[str] | N
     for j, better in enumerate(betters):
         column = header[j] if header else ""
         shown = {i: float(cell(row[j], column)) for i, row in enumerate(rows)
-                 if _finite(row[j]) and _numeric(cell(row[j], column))}
+                 if finite_number(row[j]) and _numeric(cell(row[j], column))}
         if better is None or len(set(shown.values())) < 2:
             continue
         best = max(shown.values()) if better == "max" else min(shown.values())
@@ -481,7 +478,7 @@ def reference_blocks(reference, results: list) -> list[Block]:
     for group, published_figures in reference.runs.items():
         for key, published in published_figures.items():
             values = [flat_metrics(m.metrics).get(key) for m in groups.get(group, [])]
-            values = [v * scale for v in values if _finite(v)]
+            values = [v * scale for v in values if finite_number(v)]
             if not values:
                 rows.append([group, key, f"{published:.{digits}f}", "not measured", "", "", ""])
                 continue

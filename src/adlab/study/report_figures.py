@@ -16,6 +16,7 @@ import numpy as np
 from adlab import io
 from adlab.formatting import figure_text as _t  # every name drawn: 'f$^$' as written, never mathtext
 from adlab.rundir import read_history
+from adlab.study.stats import finite_number
 
 GRID_COLUMNS = 4  # small multiples per row: four stay readable on a page and on a screen
 
@@ -65,7 +66,7 @@ def save(fig, out: Path, stem: str) -> Path:
 def bar_chart(out: Path, stem: str, key: str, groups: dict, better: str) -> Path:
     plt = _pyplot()
     names = list(groups)
-    values = [[float(m.metrics[key]) for m in groups[g] if _finite(m.metrics.get(key))] for g in names]
+    values = [[float(m.metrics[key]) for m in groups[g] if finite_number(m.metrics.get(key))] for g in names]
     means = [np.mean(v) if v else np.nan for v in values]
     errs = [np.std(v, ddof=1) if len(v) > 1 else 0.0 for v in values]
     colours = variant_styles(names)
@@ -91,7 +92,8 @@ def curves(out: Path, stem: str, key: str, results) -> Path | None:
     fig, ax = plt.subplots(figsize=(7, 3.8), layout="constrained")
     labelled = set()
     for r in results:
-        points = [(row["epoch"], row[key]) for row in read_history(r.path / "history.csv") if _finite(row.get(key))]
+        points = [(row["epoch"], row[key]) for row in read_history(r.path / "history.csv")
+                  if finite_number(row.get(key))]
         if not points:
             continue
         colour, style = styles[r.group]
@@ -142,7 +144,7 @@ def confusion_grid(out: Path, stem: str, results) -> Path | None:
                     ax.text(j, i, f"{value:.2f}"[1:] if value < 1 else "1", ha="center", va="center", fontsize=5,
                             color="white" if value > 0.6 else "black")
         accuracy = r.metrics.get("accuracy")
-        ax.set_title(_t(wrapped(r.group)) + (f"\naccuracy {accuracy:.3f}" if _finite(accuracy) else ""),
+        ax.set_title(_t(wrapped(r.group)) + (f"\naccuracy {accuracy:.3f}" if finite_number(accuracy) else ""),
                      fontsize=7)
     fig.supylabel("true class", fontsize=8)
     fig.supxlabel("predicted class", fontsize=8)
@@ -155,7 +157,7 @@ def loss_grid(out: Path, stem: str, results) -> Path | None:
     groups: dict[str, list] = {}
     for r in results:
         rows = read_history(r.path / "history.csv")
-        if any(_finite(row.get("train_loss")) for row in rows):
+        if any(finite_number(row.get("train_loss")) for row in rows):
             groups.setdefault(r.group, []).append(rows)
     if not groups:
         return None
@@ -165,7 +167,7 @@ def loss_grid(out: Path, stem: str, results) -> Path | None:
     for ax, (group, histories) in zip(axes, groups.items()):
         for i, rows in enumerate(histories):
             for key, colour in (("train_loss", "#1f77b4"), ("val_loss", "#d62728")):
-                points = [(row["epoch"], row[key]) for row in rows if _finite(row.get(key))]
+                points = [(row["epoch"], row[key]) for row in rows if finite_number(row.get(key))]
                 if points:
                     ax.plot(*zip(*points), color=colour, lw=1.1, alpha=0.9 if i == 0 else 0.45,
                             label=key.replace("_", " ") if i == 0 else None)
@@ -181,10 +183,6 @@ def loss_grid(out: Path, stem: str, results) -> Path | None:
     fig.suptitle("Loss per epoch (lighter lines: other seeds)", fontsize=9)
     return save(fig, out, stem)
 
-
-def _finite(value) -> bool:
-    """A value to draw: a number, neither NaN nor infinite (a diverged epoch's loss is left out)."""
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and bool(np.isfinite(float(value)))
 
 
 def wrapped(name: str, width: int = 28) -> str:

@@ -13,6 +13,12 @@ from dataclasses import dataclass
 import numpy as np
 
 
+def finite_number(value) -> bool:
+    """A number to compute with or draw: not None, text or a bool, and neither NaN nor infinite (a
+    damaged metrics.json, a diverged epoch's loss)."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and bool(np.isfinite(float(value)))
+
+
 @dataclass
 class Summary:
     mean: float
