@@ -70,7 +70,7 @@ def fuse(runs: list[str | Path], out: str | Path, method: str = "mean_prob", ove
     check_run_dir(out, overwrite, kind="fused-run")  # before the slow part, and before any file is written
     fused = combine([m[2] for m in members], method)
     images = _test_images(first_path)
-    out_dir = prepare_run_dir(Path(out), overwrite, kind="fused-run")
+    out_dir = prepare_run_dir(out, overwrite, kind="fused-run")
     io.write_yaml(out_dir / "config.yaml", {"task": "fuse", "method": method, "runs": [str(m[0]) for m in members]})
     io.write_json(out_dir / "env.json", environment(seed=-1))
     extra = {"fusion_method": method, "members": {str(p): m.get("accuracy") for p, m, _, _ in members}}
