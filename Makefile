@@ -12,18 +12,23 @@ setup: $(STAMP) data
 $(STAMP): pyproject.toml
 	@test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[dev,detect,track]'
+	$(PY) -m pip install --quiet -e '.[dev,detect,track,cluster]'
 	@rm -f $(VENV)/.adlab-installed-*
 	@touch $@
 
-# Debian packages: Fashion-MNIST (real data, offline), Chromium (the HTML report's browser test) and
-# pdflatex with booktabs (the test that compiles report.tex).
+# Debian packages: Fashion-MNIST (real data, offline), Chromium (the HTML report's browser test),
+# pdflatex with booktabs (the test that compiles report.tex), and a one-machine cluster for the
+# cluster tests (tests/cluster: SLURM with munge, a PostgreSQL server; the tests start and stop them).
 # Only root can apt-get; others are told what is missing (the tests that need it are skipped).
 data:
 	@missing=""; \
 	[ -f $(FMNIST) ] || missing="$$missing dataset-fashion-mnist"; \
 	command -v chromium >/dev/null || missing="$$missing chromium"; \
 	command -v pdflatex >/dev/null || missing="$$missing texlive-latex-base texlive-latex-recommended"; \
+	command -v slurmctld >/dev/null && command -v slurmd >/dev/null || missing="$$missing slurm-wlm"; \
+	command -v munged >/dev/null || missing="$$missing munge"; \
+	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || \
+		missing="$$missing postgresql"; \
 	if [ -z "$$missing" ]; then :; \
 	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 		echo "installing Debian packages:$$missing"; \

@@ -66,6 +66,8 @@ COMPONENTS = {
     "detect": lambda: _missing_modules("detect", "ultralytics", "pycocotools"),
     "track": lambda: _missing_modules("track", "mlflow", "tensorboard"),
     "mlflow-cli": _missing_mlflow_cli,
+    "cluster": lambda: _missing_modules("cluster", "psycopg2"),
+    "srun": lambda: None if shutil.which("srun") else "SLURM's srun not found (Debian's slurm-wlm)",
 }
 
 

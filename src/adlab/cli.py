@@ -82,6 +82,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--status", action="store_true", help="done / running / waiting / failed, per run; writes nothing")
     p.add_argument("--retry-failed", action="store_true", help="queue the runs that failed again (with --workers "
                    "or --worker)")
+    slurm = p.add_argument_group("on a SLURM cluster (docs/cluster.md)")
+    slurm.add_argument("--submit", choices=["slurm"], help="submit the workers as a job array (DIR/slurm/worker.sbatch) "
+                       "and return; with --plan, print the script only")
+    slurm.add_argument("--array", type=int, default=1, metavar="N", help="workers: tasks of the job array (default 1)")
+    slurm.add_argument("--partition", help="sbatch --partition")
+    slurm.add_argument("--time", help="sbatch --time, per worker (e.g. 4:00:00)")
+    slurm.add_argument("--cpus-per-task", type=int, metavar="N", help="sbatch --cpus-per-task (torch threads per worker)")
+    slurm.add_argument("--gpus-per-task", metavar="N", help="sbatch --gpus-per-task (e.g. 1 or a100:1)")
+    slurm.add_argument("--mem", help="sbatch --mem, per worker (e.g. 16G)")
+    slurm.add_argument("--signal", metavar="SIG@SECONDS", help="have SLURM send SIG (TERM, USR1, USR2) that long "
+                       "before the time limit: the worker puts its run back in the queue and stops")
+    slurm.add_argument("--requeue", action="store_true", help="sbatch --requeue: a preempted task comes back and joins")
+    slurm.add_argument("--sbatch", action="append", default=[], metavar="OPTION",
+                       help="any other sbatch option, e.g. --sbatch=--qos=long (repeatable)")
+    slurm.add_argument("--cancel", action="store_true", help="scancel the study's SLURM jobs (their runs go back "
+                       "to the queue)")
     p.set_defaults(func=cmd_study)
 
     p = sub.add_parser("demo", help="the whole curriculum on offline data, ending in a report (a study file)")
@@ -226,6 +242,22 @@ def cmd_synth_scenes(args) -> None:
 def cmd_study(args) -> None:
     from adlab.study.runner import run_study
 
+    _check_slurm_flags(args)
+    if args.submit:
+        from adlab.study.runner import submit_workers
+        from adlab.study.slurm import Options
+
+        options = Options(array=args.array, partition=args.partition, time=args.time, cpus_per_task=args.cpus_per_task,
+                          gpus_per_task=args.gpus_per_task, mem=args.mem, signal=args.signal, requeue=args.requeue,
+                          extra=args.sbatch)
+        submit_workers(args.study, options, out=args.out, storage=args.storage, overrides=args.overrides,
+                       plan=args.plan)
+        return
+    if args.cancel:
+        from adlab.study.runner import cancel_study
+
+        cancel_study(args.study, out=args.out)
+        return
     if args.plan:
         from pathlib import Path
 
@@ -251,6 +283,25 @@ def cmd_study(args) -> None:
 
         raise ConfigError("--retry-failed and --storage go with --workers N or --worker")
     run_study(args.study, out=args.out, resume=args.resume, overrides=args.overrides)
+
+
+def _check_slurm_flags(args) -> None:
+    """The job array's flags go with --submit slurm; --submit and --cancel with nothing that runs here."""
+    from adlab.errors import ConfigError
+
+    given = [flag for flag, value in (("--array", args.array != 1), ("--partition", args.partition), ("--time", args.time),
+                                      ("--cpus-per-task", args.cpus_per_task), ("--gpus-per-task", args.gpus_per_task),
+                                      ("--mem", args.mem), ("--signal", args.signal), ("--requeue", args.requeue),
+                                      ("--sbatch", args.sbatch)) if value]
+    if given and not args.submit:
+        raise ConfigError(f"{', '.join(given)}: go with --submit slurm")
+    if args.submit or args.cancel:
+        clash = [flag for flag, value in (("--workers", args.workers is not None), ("--worker", args.worker),
+                                          ("--status", args.status), ("--resume", args.resume),
+                                          ("--retry-failed", args.retry_failed), ("--cancel", args.cancel and args.submit))
+                 if value]
+        if clash:
+            raise ConfigError(f"{'--submit' if args.submit else '--cancel'} does not go with {', '.join(clash)}")
 
 
 def cmd_demo(args) -> None:

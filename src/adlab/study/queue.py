@@ -25,6 +25,8 @@ import json
 import logging
 import math
 import os
+import re
+import signal
 import socket
 import threading
 import time
@@ -366,7 +368,45 @@ def storage_for(out: Path, storage: str | None, make: bool = True):
     try:
         return optuna.storages.RDBStorage(storage)
     except Exception as exc:  # ImportError of a driver, a wrong URL, a server that does not answer
-        raise ConfigError(f"--storage {storage}: cannot open ({str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__})") from None
+        raise ConfigError(f"--storage {masked(storage)}: cannot open ({_first_line(exc, storage)})") from None
+
+
+def masked(url: str) -> str:
+    """A storage URL as it may be shown: its password replaced by ***."""
+    return re.sub(r"(://[^/:@]*:)[^@]*@", r"\1***@", url)
+
+
+def _first_line(exc: BaseException, url: str | None = None) -> str:
+    """The first line of a driver's message, without SQLAlchemy's background link and any password."""
+    text = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
+    text = re.sub(r"\s*\(Background on this error at: [^)]*\)", "", text)
+    if url:
+        password = re.match(r"[^:]+://[^/:@]*:([^@]*)@", url)
+        if password and password.group(1):
+            text = text.replace(password.group(1), "***")
+    return masked(text)
+
+
+def _from_database(exc: BaseException | None) -> bool:
+    """Whether EXC, or what it was raised from, is a database driver's or SQLAlchemy's error (Optuna
+    raises StorageInternalError from them)."""
+    seen = 0
+    while exc is not None and seen < 10:
+        module = type(exc).__module__
+        if module.startswith(("sqlalchemy", "psycopg", "pymysql", "MySQLdb")) or type(exc).__name__ == "StorageInternalError":
+            return True
+        exc, seen = exc.__cause__ or exc.__context__, seen + 1
+    return False
+
+
+def storage_error(exc: BaseException, storage: str | None) -> AdlabError | None:
+    """A database that stopped answering mid-study as one line naming the URL (password masked); None
+    for anything else. SQLAlchemy's errors are recognised by their module, importing nothing."""
+    if storage is None or not _from_database(exc):
+        return None
+    return AdlabError(f"--storage {masked(storage)}: the queue's database stopped answering ({_first_line(exc, storage)}); "
+                      "this worker stopped; a run it held is queued again by the next worker once the database "
+                      "answers, and continues from its last checkpoint")
 
 
 def open_queue(out: Path, storage: str | None = None, create: bool = True, store=None):
@@ -374,13 +414,16 @@ def open_queue(out: Path, storage: str | None = None, create: bool = True, store
     existing queue writes nothing to it (`--status`). `store`: the storage from `storage_for`."""
     import optuna
 
-    where = storage or Path(out) / JOURNAL
+    where = masked(storage) if storage else Path(out) / JOURNAL
     store = store or storage_for(out, storage)
     try:
         names = [s.study_name for s in store.get_all_studies()]
     except AdlabError:
         raise
-    except Exception as exc:  # records that parse but do not replay (edited by hand)
+    except Exception as exc:  # a database that stopped answering; records that do not replay (edited by hand)
+        lost = storage_error(exc, storage)
+        if lost is not None:
+            raise lost from None
         raise DataError(f"{where}: the worker queue cannot be read (written over or edited?): "
                         f"{type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}") from None
     if QUEUE_NAME in names:
@@ -452,25 +495,36 @@ def claim(queue) -> Claim | None:
             queue.tell(trial, state=TrialState.FAIL)
             continue
         trial.set_user_attr("worker", f"{HOST}:{os.getpid()}")
+        from adlab.study.slurm import task_id
+
+        if task_id():
+            trial.set_user_attr("slurm", task_id())  # --status names the job array task that holds the run
         trial.set_user_attr("heartbeat", time.time())
         return Claim(trial, name, _attempt(trial))
     return None
 
 
 class Heartbeat:
-    """Writes the time into the claimed trial every HEARTBEAT seconds, in a thread, while a run trains."""
+    """Writes the time into the claimed trial every HEARTBEAT seconds, in a thread, while a run trains.
+    A worker that cannot write it for most of the grace period stops its run (SIGTERM to itself: the
+    run stops as on scancel), since another worker is about to take that run over."""
 
     def __init__(self, queue, trial):
         self.storage, self.trial_id = queue._storage, trial._trial_id
         self.stop = threading.Event()
         self.thread = threading.Thread(target=self._beat, daemon=True)
+        self.lost: Exception | None = None  # the storage's error, once the worker gave up on it
 
     def _beat(self) -> None:
+        last = time.time()
         while not self.stop.wait(HEARTBEAT):
             try:
                 self.storage.set_trial_user_attr(self.trial_id, "heartbeat", time.time())
-            except Exception:  # a storage hiccup: the next beat tries again; missing many makes the run stale
-                pass
+                last = time.time()
+            except Exception as exc:  # a storage hiccup: the next beat tries again
+                if time.time() - last > max(HEARTBEAT, GRACE - 2 * HEARTBEAT) and self.lost is None:
+                    self.lost = exc
+                    os.kill(os.getpid(), signal.SIGTERM)
 
     def __enter__(self):
         self.thread.start()
@@ -565,12 +619,13 @@ def work(study, out: Path, queue, say, resume_runs: bool = True) -> tuple[int, i
             say(f"{label}{claimed.run}: finished earlier, kept")
             continue
         started = time.perf_counter()
-        claimed.trial.set_user_attr("continued", _interrupted_before(run, out))
+        heartbeat = Heartbeat(queue, claimed.trial)
         try:
-            with Heartbeat(queue, claimed.trial):
+            claimed.trial.set_user_attr("continued", _interrupted_before(run, out))
+            with heartbeat:
                 metrics = make_run(run, out, resume_runs, say, label)
-        except Interrupted:
-            raise  # the claim stays RUNNING; its heartbeat stops and another worker takes it over
+        except Interrupted as exc:  # scancel, preemption, a time limit, Ctrl-C, or the storage lost
+            raise _stopped(queue, claimed, exc, heartbeat.lost, say, label) from None
         except AdlabError as exc:
             claimed.trial.set_user_attr("error", str(exc)[:500])
             queue.tell(claimed.trial, state=TrialState.FAIL)
@@ -582,6 +637,75 @@ def work(study, out: Path, queue, say, resume_runs: bool = True) -> tuple[int, i
         made += 1
         say(f"{label}{claimed.run}: {headline(run.config.task, metrics)}done in "
             f"{time.perf_counter() - started:.0f} s" + (f" (attempt {claimed.attempt})" if claimed.attempt > 1 else ""))
+
+
+def _stopped(queue, claimed: Claim, exc: Interrupted, lost: Exception | None, say, label: str) -> Exception:
+    """A run stopped by a signal: its claim given back at once (not after the grace period), so that
+    another worker continues it from its last checkpoint; the error this worker ends with."""
+    why = str(exc).split(";")[0]
+    if lost is not None:
+        return lost_storage(queue, lost, claimed.run)
+    if give_back(queue, claimed, why):
+        say(f"{label}{claimed.run}: {why}; queued again, to continue from its last checkpoint in another worker")
+        return Interrupted(f"worker stopped ({why}); run '{claimed.run}' is back in the queue for the other workers",
+                           exc.exit_code)
+    return Interrupted(f"worker stopped ({why}); run '{claimed.run}' is queued again by the next worker after "
+                       f"{GRACE:.0f} s", exc.exit_code)
+
+
+def lost_storage(queue, exc: Exception, run: str) -> AdlabError:
+    """The error of a worker that could not reach the queue's storage for most of the grace period."""
+    backend = getattr(queue._storage, "_backend", queue._storage)  # Optuna caches an RDB storage in front of it
+    where = getattr(backend, "url", None)
+    line = storage_error(exc, str(where)) if where else None
+    if line is not None:
+        return line
+    return AdlabError(f"the worker queue could not be written ({_first_line(exc)}); run '{run}' stopped at its last "
+                      f"checkpoint and is queued again by the next worker after {GRACE:.0f} s")
+
+
+def give_back(queue, claimed: Claim, why: str) -> bool:
+    """The claimed run's trial closed (failed, not by itself: retries skip it) and the run enqueued again;
+    False when that was not possible (another worker took it over, or the storage does not answer)."""
+    from optuna.exceptions import UpdateFinishedTrialError
+    from optuna.trial import TrialState
+
+    storage, trial_id = queue._storage, claimed.trial._trial_id
+    try:
+        storage.set_trial_user_attr(trial_id, "stale", True)
+        storage.set_trial_user_attr(trial_id, "error", why)
+        if not storage.set_trial_state_values(trial_id, TrialState.FAIL):
+            return False
+        queue.enqueue_trial({}, user_attrs={"run": claimed.run, "attempt": claimed.attempt + 1})
+    except (UpdateFinishedTrialError, RuntimeError):
+        return False  # another worker took it over meanwhile
+    except Exception:  # the storage does not answer: the grace period brings the run back
+        return False
+    return True
+
+
+@contextmanager
+def stop_on_signals():
+    """SIGTERM (scancel, preemption, a time limit), and USR1/USR2 that a job script may ask for, stop a
+    worker cleanly. During Lightning's fit, Lightning's own handler is the one installed (it calls this
+    one after it): it finishes the step, and the task raises Interrupted; anywhere else, this handler
+    raises Interrupted at once."""
+
+    def handler(signum, frame):
+        if signum != signal.SIGTERM:  # as SIGTERM, so that Lightning's handler sees it during fit
+            os.kill(os.getpid(), signal.SIGTERM)
+            return
+        if signal.getsignal(signal.SIGTERM) is not handler:
+            return  # called by Lightning's handler, which stops the training at the next step
+        raise Interrupted("stopped by SIGTERM", 143)
+
+    wanted = [signal.SIGTERM, signal.SIGUSR1, signal.SIGUSR2]
+    previous = {signum: signal.signal(signum, handler) for signum in wanted}
+    try:
+        yield
+    finally:
+        for signum, old in previous.items():
+            signal.signal(signum, old)
 
 
 def _interrupted_before(run, out: Path) -> bool:
@@ -633,7 +757,9 @@ def status_lines(study, out: Path, queue) -> list[str]:
             beat = trial.user_attrs.get("heartbeat", since)
             beat = beat if isinstance(beat, (int, float)) else since
             state = "running"
-            detail = (f" on {trial.user_attrs.get('worker', '?')} for {int(now - since)} s"
+            slurm = trial.user_attrs.get("slurm")
+            where = f" (SLURM job {slurm})" if isinstance(slurm, str) else ""
+            detail = (f" on {trial.user_attrs.get('worker', '?')}{where} for {int(now - since)} s"
                       f" (last heartbeat {int(now - beat)} s ago)")
         elif trial.state.name == "WAITING":
             state, detail = "waiting", ""

@@ -193,8 +193,22 @@ def run_workers(path: str | Path, out: str | Path | None = None, workers: int | 
 
             torch.set_num_threads(int(threads))
         os.environ[q.WORKER_ENV] = "1"
-        made, failed = q.work(study, out, queue, say)
-        q.finish_once(study, out, say)  # the last worker: it has everything the report needs imported already
+        try:
+            with q.stop_on_signals():
+                made, failed = q.work(study, out, queue, say)
+                q.finish_once(study, out, say)  # the last worker: it has everything the report needs imported
+        except Interrupted as exc:
+            if str(exc).startswith("worker stopped"):
+                raise  # mid-run: work() gave the run back and says so
+            raise Interrupted(f"worker stopped ({exc}) between runs; the others go on with the study",
+                              exc.exit_code) from None
+        except AdlabError:
+            raise
+        except Exception as exc:  # the queue's database stopped answering: one line, the runs are safe
+            lost = q.storage_error(exc, storage)
+            if lost is None:
+                raise
+            raise lost from None
         if failed:
             raise AdlabError(f"{out}: {failed} run(s) failed (adlab study {path} --out {out} --status; "
                              "--retry-failed runs them again)")
@@ -207,6 +221,58 @@ def run_workers(path: str | Path, out: str | Path | None = None, workers: int | 
         raise AdlabError(f"{out}: some runs did not finish (adlab study {shlex.quote(str(path))} --out "
                          f"{shlex.quote(str(out))} --status)")
     return out
+
+
+def submit_workers(path: str | Path, options, out: str | Path | None = None, storage: str | None = None,
+                   overrides: list[str] | None = None, plan: bool = False, verbose: bool = True) -> Path:
+    """`--submit slurm`: the study folder opened as a worker would (every check first), the job array's
+    script written to OUT/slurm/worker.sbatch and submitted with sbatch; returns at once. `plan`: the
+    script is printed, nothing written or submitted."""
+    from adlab.study import queue as q
+    from adlab.study import slurm
+
+    options.check()
+    q.check_timing()
+    study = load_study(path, overrides=overrides)
+    out = ownership.canonical(out or Path("runs") / "studies" / study.name)
+    check_inputs(study)
+    script = out.absolute() / slurm.FOLDER / slurm.SCRIPT  # absolute: read on the compute nodes
+    text = slurm.worker_script(path, out.absolute(), overrides or [], storage, options, study.name)
+    say = io.printer(verbose)
+    if plan:  # the storage is not opened: that would connect to the database and make its tables
+        print(f"# {script} (not written: --plan), then: sbatch {script}\n{text}", end="")
+        return out
+    q.storage_for(out, storage, make=False)  # a refused --storage is said here, not in every array task
+    if out.is_dir():
+        check_joining(path, out, overrides or [])
+        check_kept_runs(study, out)
+    existed = out.is_dir()
+    fresh = not existed or not any(out.iterdir())
+    open_study_folder(path, out, overrides, resume=True)  # the workers join it, new or begun
+    try:
+        (out / slurm.FOLDER).mkdir(exist_ok=True)
+        io.write_text(script, text)
+        os.chmod(script, 0o755)
+        slurm.submit(script, out, options, say)
+    except AdlabError:
+        if fresh:
+            shutil.rmtree(out / slurm.FOLDER, ignore_errors=True)
+            _forget_new_study(out, existed)
+        raise
+    sets = "".join(f" --set {shlex.quote(item)}" for item in overrides or [])
+    follow = f"adlab study {shlex.quote(str(path))} --out {shlex.quote(str(out))}{sets}"
+    say(f"follow it: {follow} --status; stop it: {follow} --cancel")
+    return out
+
+
+def cancel_study(path: str | Path, out: str | Path | None = None, verbose: bool = True) -> list[str]:
+    """`--cancel`: scancel the study's SLURM jobs (their workers give their runs back to the queue)."""
+    from adlab.study import slurm
+
+    study = load_study(path, check_configs=False)
+    out = ownership.canonical(out or Path("runs") / "studies" / study.name)
+    check_same_study(path, out)
+    return slurm.cancel(out, io.printer(verbose))
 
 
 MAX_WORKERS = 256
@@ -286,15 +352,20 @@ def study_status(path: str | Path, out: str | Path | None = None, storage: str |
     """`--status`: done / running (where, how long) / waiting / failed, per run; writes nothing."""
     from adlab.study import queue as q
 
+    from adlab.study import slurm
+
     study = load_study(path, check_configs=False)
     out = ownership.canonical(out or Path("runs") / "studies" / study.name)
     check_same_study(path, out)  # another study's file would show its own runs as never queued
+    jobs = slurm.status_lines(out)  # the SLURM jobs submitted for it, as squeue sees them now
     if storage is None and not os.path.lexists(out / q.JOURNAL):  # anything else there is checked, and refused
         done = [run.name for run in study.runs if finished(out / "runs" / run.name)]
-        return [f"study {study.name} in {out}: no worker queue (run one process at a time); "
-                f"{len(done)} of {len(study.runs)} runs done"] + [
+        how = "submitted, no worker has started yet" if jobs else "run one process at a time"
+        return [f"study {study.name} in {out}: no worker queue ({how}); "
+                f"{len(done)} of {len(study.runs)} runs done"] + jobs + [
             f"  {run.name}: {'done' if run.name in done else 'not done'}" for run in study.runs]
-    return q.status_lines(study, out, q.open_queue(out, storage, create=False))
+    lines = q.status_lines(study, out, q.open_queue(out, storage, create=False))
+    return lines[:1] + jobs + lines[1:]
 
 
 def check_inputs(study) -> None:

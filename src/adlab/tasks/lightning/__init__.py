@@ -302,11 +302,27 @@ def _cluster_environment() -> list:
 
     if not os.environ.get(WORKER_ENV):
         under_srun = "SLURM_NTASKS" in os.environ and os.environ.get("SLURM_JOB_NAME") not in ("bash", "interactive")
+        if under_srun:
+            _tasks_per_node_from_step()
         if under_srun or TorchElasticEnvironment.detect() or LSFEnvironment.detect() or MPIEnvironment.detect():
             return []
     # the Trainer asks SLURMEnvironment.detect() again when fit starts, whatever environment it was given
     warnings.filterwarnings("ignore", message=r"The `srun` command is available on your system but is not used")
     return [LightningEnvironment()]
+
+
+def _tasks_per_node_from_step() -> None:
+    """`srun --ntasks=2` on one node: Lightning insists on SLURM_NTASKS_PER_NODE, which SLURM sets only for
+    --ntasks-per-node. Where the step gives every node the same number of tasks (SLURM_STEP_TASKS_PER_NODE
+    '2', or '4(x2)'), that number is the tasks per node; uneven steps are left to Lightning's own message."""
+    import re
+
+    if int(os.environ.get("SLURM_NTASKS", "1") or 1) <= 1 or "SLURM_NTASKS_PER_NODE" in os.environ:
+        return
+    layout = os.environ.get("SLURM_STEP_TASKS_PER_NODE") or os.environ.get("SLURM_TASKS_PER_NODE", "")
+    uniform = re.fullmatch(r"(\d+)(\(x\d+\))?", layout)
+    if uniform:
+        os.environ["SLURM_NTASKS_PER_NODE"] = uniform.group(1)
 
 
 def whitening_batches(data, images: int = 10_000, batch_size: int = 100):
