@@ -66,7 +66,7 @@ COMPONENTS = {
     "detect": lambda: _missing_modules("detect", "ultralytics", "pycocotools"),
     "track": lambda: _missing_modules("track", "mlflow", "tensorboard"),
     "mlflow-cli": _missing_mlflow_cli,
-    "cluster": lambda: _missing_modules("cluster", "psycopg2"),
+    "cluster": lambda: _missing_modules("cluster", "psycopg"),
     "srun": lambda: None if shutil.which("srun") else "SLURM's srun not found (Debian's slurm-wlm)",
 }
 

@@ -88,7 +88,12 @@ def resumable(run_dir: Path, config: Config) -> bool:
 
 
 def launched_worker() -> bool:
-    """True in a non-zero-rank process (Lightning's DDP launcher, torchrun, SLURM)."""
+    """True in a non-zero-rank process (Lightning's DDP launcher, torchrun, SLURM). Never in a study
+    worker: `srun --ntasks=2 adlab study --worker` starts two independent workers, not two ranks."""
+    from adlab.study.queue import WORKER_ENV
+
+    if os.environ.get(WORKER_ENV):
+        return False
     return any(int(os.environ.get(var, "0") or 0) != 0
                for var in ("LOCAL_RANK", "RANK", "NODE_RANK", "SLURM_PROCID"))
 

@@ -365,10 +365,27 @@ def storage_for(out: Path, storage: str | None, make: bool = True):
     if storage.startswith("sqlite"):
         raise ConfigError(f"--storage {storage}: SQLite can hand one run to two workers (optuna issue 4002); "
                           "use the default journal file, or a PostgreSQL / MySQL URL")
-    try:
-        return optuna.storages.RDBStorage(storage)
-    except Exception as exc:  # ImportError of a driver, a wrong URL, a server that does not answer
-        raise ConfigError(f"--storage {masked(storage)}: cannot open ({_first_line(exc, storage)})") from None
+    for attempt in range(6):
+        try:
+            return optuna.storages.RDBStorage(_with_driver(storage))
+        except Exception as exc:  # ImportError of a driver, a wrong URL, a server that does not answer
+            # Workers started together on a new database all make Optuna's tables; all but one are
+            # refused (a unique key of PostgreSQL's catalogue): by then the tables are there.
+            racing = any(word in str(exc) for word in ("UniqueViolation", "already exists", "IntegrityError"))
+            if not racing or attempt == 5:
+                raise ConfigError(f"--storage {masked(storage)}: cannot open ({_first_line(exc, storage)})") from None
+            time.sleep(0.2 + 0.3 * attempt)
+
+
+def _with_driver(url: str) -> str:
+    """postgresql:// with the driver adlab[cluster] installs (psycopg 3), which SQLAlchemy 2.1 takes by
+    default but 2.0 does not (it takes psycopg2); a URL naming its driver is left as it is."""
+    import importlib.util
+
+    if url.startswith("postgresql://") and importlib.util.find_spec("psycopg2") is None \
+            and importlib.util.find_spec("psycopg") is not None:
+        return "postgresql+psycopg://" + url[len("postgresql://"):]
+    return url
 
 
 def masked(url: str) -> str:
