@@ -298,7 +298,8 @@ def _check_slurm_flags(args) -> None:
     if args.submit or args.cancel:
         clash = [flag for flag, value in (("--workers", args.workers is not None), ("--worker", args.worker),
                                           ("--status", args.status), ("--resume", args.resume),
-                                          ("--retry-failed", args.retry_failed), ("--cancel", args.cancel and args.submit))
+                                          ("--retry-failed", args.retry_failed), ("--cancel", args.cancel and args.submit),
+                                          ("--plan", args.plan and args.cancel))
                  if value]
         if clash:
             raise ConfigError(f"{'--submit' if args.submit else '--cancel'} does not go with {', '.join(clash)}")

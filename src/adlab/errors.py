@@ -23,3 +23,8 @@ class Interrupted(Exception):
     def __init__(self, message: str, exit_code: int):
         super().__init__(message)
         self.exit_code = exit_code
+
+
+class WorkerStopped(Interrupted):
+    """A study worker stopped by a signal (scancel, preemption, a time limit) or a lost queue; the
+    message says what became of the run it held."""

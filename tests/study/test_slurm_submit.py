@@ -43,10 +43,10 @@ def test_plan_prints_the_job_array_script_and_writes_nothing(cli, study):
 
 
 def test_values_with_spaces_are_quoted_in_the_worker_command(tmp_path):
-    text = slurm.worker_script(tmp_path / "my study.yaml", tmp_path / "out dir", ["train.note=a b"], None,
+    text = slurm.worker_script(tmp_path / "my study.yaml", tmp_path / "out", ["train.note=a b; rm -rf ~"], None,
                                slurm.Options(array=2), "x y")
     assert "#SBATCH --job-name=adlab-x_y" in text
-    assert f"'{tmp_path / 'my study.yaml'}' --out '{tmp_path / 'out dir'}' --worker --set 'train.note=a b'" in text
+    assert f"'{tmp_path / 'my study.yaml'}' --out {tmp_path / 'out'} --worker --set 'train.note=a b; rm -rf ~'" in text
 
 
 @pytest.mark.parametrize("flags, named", [
@@ -63,9 +63,20 @@ def test_values_with_spaces_are_quoted_in_the_worker_command(tmp_path):
     (["--sbatch=--output=/elsewhere"], "adlab writes --output itself"),
     (["--sbatch=qos=long"], "one sbatch option"),
     (["--sbatch=--qos=long\n#SBATCH --array=1"], "one sbatch option"),
+    (["--sbatch=--qos=x --array=0-99"], "one sbatch option"),
+    (["--sbatch=-a0-99"], "adlab writes -a itself; give --array N"),
+    (["--sbatch=--arr=0-99"], "adlab writes --array itself"),
+    (["--sbatch=-Jname"], "adlab writes -J itself"),
+    (["--out", "my runs"], "which an #SBATCH line cannot hold"),
+    (["--out", "o%j"], "which an #SBATCH line cannot hold"),
 ])
 def test_bad_job_array_flags_are_one_line_before_anything_is_made(cli, study, flags, named):
     cli.refused("study", study, "--out", "o", "--submit", "slurm", *flags, names=(named,))
+
+
+def test_a_flag_of_its_own_abbreviated_is_still_known():
+    assert slurm._own_flag("--arr=0-3") == "--array" and slurm._own_flag("--qos=long") is None
+    assert slurm._own_flag("--parti=gpu") == "--partition" and slurm._own_flag("--co=x") is None  # too short to tell
 
 
 @pytest.mark.parametrize("flags, named", [
@@ -75,6 +86,7 @@ def test_bad_job_array_flags_are_one_line_before_anything_is_made(cli, study, fl
     (["--submit", "slurm", "--worker"], "--submit does not go with --worker"),
     (["--submit", "slurm", "--status"], "--submit does not go with --status"),
     (["--cancel", "--worker"], "--cancel does not go with --worker"),
+    (["--cancel", "--plan"], "--cancel does not go with --plan"),
 ])
 def test_flags_that_do_not_go_together(cli, study, flags, named):
     cli.refused("study", study, "--out", "o", *flags, names=(named,))
@@ -121,6 +133,8 @@ def test_the_slurm_task_is_read_from_the_environment(monkeypatch):
 def test_a_password_never_shows(monkeypatch):
     assert q.masked("postgresql://me:s3cr/t@db:5432/adlab") == "postgresql://me:***@db:5432/adlab"
     assert q.masked("postgresql://me@db/adlab") == "postgresql://me@db/adlab"
+    assert q.masked("postgresql://db/adlab?user=me&password=s3cr&sslmode=require") == \
+        "postgresql://db/adlab?user=me&password=***&sslmode=require"
     error = RuntimeError('connection to server failed: password "s3cr" for user "me" was refused')
     assert "s3cr" not in q._first_line(error, "postgresql://me:s3cr@db/adlab")
 
@@ -131,3 +145,26 @@ def test_a_refused_connection_is_one_line_and_leaves_no_folder(cli, study):
     line = cli.refused("study", study, "--out", "o", "--worker", "--storage", url,
                        names=("--storage postgresql://student:***@127.0.0.1:9/adlab: cannot open",))
     assert "secret" not in line
+
+
+def test_a_run_whose_worker_died_between_closing_its_claim_and_queueing_it_again_is_queued(monkeypatch, tmp_path):
+    """The two writes of a give-back (claim closed, run enqueued) with a SIGKILL between them: the next
+    worker to fill the queue finds the run stranded (after the grace period) and queues it."""
+    import optuna
+    from optuna.trial import TrialState
+
+    from adlab.study.spec import load_study
+
+    path = tmp_path / "s.yaml"
+    path.write_text(STUDY)
+    study = load_study(path)
+    queue = optuna.create_study(storage=optuna.storages.InMemoryStorage())
+    for run in study.runs:
+        queue.enqueue_trial({}, user_attrs={"run": run.name, "attempt": 1})
+    claimed = q.claim(queue)
+    queue._storage.set_trial_user_attr(claimed.trial._trial_id, "stale", True)
+    queue._storage.set_trial_state_values(claimed.trial._trial_id, TrialState.FAIL)  # ... and killed here
+    never_finished = lambda run_dir: False  # noqa: E731
+    assert q.unqueued(queue, study, tmp_path, never_finished) == []  # within the grace period: its worker may go on
+    monkeypatch.setattr(q, "GRACE", 0.0)
+    assert [run.name for run in q.unqueued(queue, study, tmp_path, never_finished)] == [claimed.run]

@@ -119,7 +119,7 @@ def test_a_signalled_worker_gives_its_run_back_at_once(tmp_path, signum):
     printed, _ = worker.communicate(timeout=300)
     assert worker.returncode == 143, printed[-3000:]
     last = printed.strip().splitlines()[-1]
-    assert re.fullmatch(rf"adlab: worker stopped \(SIGTERM after [0-5] of 6 epochs\); run '{re.escape(victim[0])}' "
+    assert re.fullmatch(rf"adlab: worker stopped \({signum.name} after [0-5] of 6 epochs\); run '{re.escape(victim[0])}' "
                         "is back in the queue for the other workers", last), last
     latest = q.latest_attempts(q.open_queue(out, create=False))[victim[0]]
     assert latest.state.name == "WAITING" and latest.user_attrs["attempt"] == 2  # back at once

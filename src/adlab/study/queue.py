@@ -37,7 +37,7 @@ from functools import cache
 from pathlib import Path
 
 from adlab import io
-from adlab.errors import AdlabError, ConfigError, DataError, Interrupted
+from adlab.errors import AdlabError, ConfigError, DataError, Interrupted, WorkerStopped
 
 
 def _seconds(name: str, default: float) -> float:
@@ -367,7 +367,9 @@ def storage_for(out: Path, storage: str | None, make: bool = True):
                           "use the default journal file, or a PostgreSQL / MySQL URL")
     for attempt in range(6):
         try:
-            return optuna.storages.RDBStorage(_with_driver(storage))
+            # a database host that stops answering: an error after 10 s, not a worker hanging on it
+            timeout = {"connect_args": {"connect_timeout": 10}} if storage.startswith("postgres") else None
+            return optuna.storages.RDBStorage(_with_driver(storage), engine_kwargs=timeout)
         except Exception as exc:  # ImportError of a driver, a wrong URL, a server that does not answer
             # Workers started together on a new database all make Optuna's tables; all but one are
             # refused (a unique key of PostgreSQL's catalogue): by then the tables are there.
@@ -390,7 +392,8 @@ def _with_driver(url: str) -> str:
 
 def masked(url: str) -> str:
     """A storage URL as it may be shown: its password replaced by ***."""
-    return re.sub(r"(://[^/:@]*:)[^@]*@", r"\1***@", url)
+    url = re.sub(r"(://[^/:@]*:)[^@]*@", r"\1***@", url)
+    return re.sub(r"([?&]password=)[^&]*", r"\1***", url)
 
 
 def _first_line(exc: BaseException, url: str | None = None) -> str:
@@ -398,9 +401,9 @@ def _first_line(exc: BaseException, url: str | None = None) -> str:
     text = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
     text = re.sub(r"\s*\(Background on this error at: [^)]*\)", "", text)
     if url:
-        password = re.match(r"[^:]+://[^/:@]*:([^@]*)@", url)
-        if password and password.group(1):
-            text = text.replace(password.group(1), "***")
+        for password in re.findall(r"^[^:]+://[^/:@]*:([^@]*)@|[?&]password=([^&]*)", url):
+            for secret in filter(None, password):
+                text = text.replace(secret, "***")
     return masked(text)
 
 
@@ -457,9 +460,18 @@ def unqueued(queue, study, out: Path, finished) -> list:
     their folder (removed since: the folder is the run's truth). Longest first."""
     latest = latest_attempts(queue)
     wanted = [run for run in study.runs if not finished(out / "runs" / run.name)
-              and (run.name not in latest or latest[run.name].state.name == "COMPLETE")]
+              and (run.name not in latest or latest[run.name].state.name == "COMPLETE" or _stranded(latest[run.name]))]
     # Longest runs first: the study ends when its last run does, and short runs fill the gaps best.
     return sorted(wanted, key=_epochs, reverse=True)
+
+
+def _stranded(trial) -> bool:
+    """A claim closed as a dead or stopped worker's, whose run was never enqueued again (the worker that
+    closed it died between the two writes): after the grace period, the run needs a trial."""
+    if trial.state.name != "FAIL" or not trial.user_attrs.get("stale"):
+        return False
+    closed = trial.datetime_complete.timestamp() if trial.datetime_complete else 0.0
+    return time.time() - closed > GRACE
 
 
 def enqueue_once(queue, study, out: Path, finished, say) -> None:
@@ -523,25 +535,34 @@ def claim(queue) -> Claim | None:
 
 class Heartbeat:
     """Writes the time into the claimed trial every HEARTBEAT seconds, in a thread, while a run trains.
-    A worker that cannot write it for most of the grace period stops its run (SIGTERM to itself: the
-    run stops as on scancel), since another worker is about to take that run over."""
+    The run is stopped (SIGTERM to this worker: it stops as on scancel) when another worker has taken
+    it over (the trial was closed meanwhile: this worker was silent too long), or when the storage
+    could not be written for most of the grace period (another worker is about to take it over)."""
 
     def __init__(self, queue, trial):
         self.storage, self.trial_id = queue._storage, trial._trial_id
         self.stop = threading.Event()
         self.thread = threading.Thread(target=self._beat, daemon=True)
         self.lost: Exception | None = None  # the storage's error, once the worker gave up on it
+        self.taken_over = False
 
     def _beat(self) -> None:
+        from optuna.exceptions import UpdateFinishedTrialError
+
         last = time.time()
         while not self.stop.wait(HEARTBEAT):
             try:
                 self.storage.set_trial_user_attr(self.trial_id, "heartbeat", time.time())
                 last = time.time()
+            except (UpdateFinishedTrialError, RuntimeError):  # closed by the worker that took the run over
+                self.taken_over = True
+                os.kill(os.getpid(), signal.SIGTERM)
+                return
             except Exception as exc:  # a storage hiccup: the next beat tries again
-                if time.time() - last > max(HEARTBEAT, GRACE - 2 * HEARTBEAT) and self.lost is None:
+                if time.time() - last > max(HEARTBEAT, GRACE - 2 * HEARTBEAT):
                     self.lost = exc
                     os.kill(os.getpid(), signal.SIGTERM)
+                    return
 
     def __enter__(self):
         self.thread.start()
@@ -549,7 +570,7 @@ class Heartbeat:
 
     def __exit__(self, *exc):
         self.stop.set()
-        self.thread.join()
+        self.thread.join(timeout=2 * HEARTBEAT + 5)  # a write hanging on a dead connection is left behind
 
 
 def requeue_stale(queue) -> list[str]:
@@ -607,6 +628,7 @@ def latest_attempts(queue) -> dict:
 
 def work(study, out: Path, queue, say, resume_runs: bool = True) -> tuple[int, int]:
     """Claim and make runs until none waits and none runs; returns (runs made, runs failed)."""
+    from optuna.exceptions import UpdateFinishedTrialError
     from optuna.trial import TrialState
 
     from adlab.study.runner import finished, headline, make_run
@@ -615,6 +637,8 @@ def work(study, out: Path, queue, say, resume_runs: bool = True) -> tuple[int, i
     runs = {run.name: run for run in study.runs}
     total = len(study.runs)
     while True:
+        if _received:  # asked to stop while its last run was ending: that run is done, nothing is held
+            raise WorkerStopped(f"worker stopped by {_received[0]} after {made} run(s); it held no run", 143)
         for name in requeue_stale(queue):
             say(f"{name}: its worker went silent for {GRACE:.0f} s; queued again, to continue from its checkpoint")
         claimed = claim(queue)
@@ -641,40 +665,51 @@ def work(study, out: Path, queue, say, resume_runs: bool = True) -> tuple[int, i
             claimed.trial.set_user_attr("continued", _interrupted_before(run, out))
             with heartbeat:
                 metrics = make_run(run, out, resume_runs, say, label)
-        except Interrupted as exc:  # scancel, preemption, a time limit, Ctrl-C, or the storage lost
-            raise _stopped(queue, claimed, exc, heartbeat.lost, say, label) from None
+        except (Interrupted, Signalled) as exc:  # scancel, preemption, a time limit, Ctrl-C, or the storage lost
+            raise _stopped(queue, claimed, exc, heartbeat, say, label) from None
         except AdlabError as exc:
             claimed.trial.set_user_attr("error", str(exc)[:500])
             queue.tell(claimed.trial, state=TrialState.FAIL)
             say(f"{label}{claimed.run}: failed: {exc}")
             failed += 1
             continue
-        claimed.trial.set_user_attr("seconds", round(time.perf_counter() - started, 1))
-        queue.tell(claimed.trial, 0.0)
+        try:
+            claimed.trial.set_user_attr("seconds", round(time.perf_counter() - started, 1))
+            queue.tell(claimed.trial, 0.0)
+        except (UpdateFinishedTrialError, RuntimeError):  # taken over while this worker was silent
+            say(f"{label}{claimed.run}: finished here, but another worker took it over meanwhile (this one was "
+                f"silent for {GRACE:.0f} s); its folder holds the result, the other worker keeps it")
+            continue
         made += 1
         say(f"{label}{claimed.run}: {headline(run.config.task, metrics)}done in "
             f"{time.perf_counter() - started:.0f} s" + (f" (attempt {claimed.attempt})" if claimed.attempt > 1 else ""))
 
 
-def _stopped(queue, claimed: Claim, exc: Interrupted, lost: Exception | None, say, label: str) -> Exception:
-    """A run stopped by a signal: its claim given back at once (not after the grace period), so that
-    another worker continues it from its last checkpoint; the error this worker ends with."""
+def _stopped(queue, claimed: Claim, exc: BaseException, heartbeat: Heartbeat, say, label: str) -> Exception:
+    """The error a worker ends with when its run was stopped: its claim given back at once (not after
+    the grace period), so that another worker continues the run from its last checkpoint."""
     why = str(exc).split(";")[0]
-    if lost is not None:
-        return lost_storage(queue, lost, claimed.run)
+    if _received and _received[0] != "SIGTERM":  # USR1/USR2 reach Lightning as a SIGTERM
+        why = why.replace("SIGTERM", _received[0])
+    if heartbeat.lost is not None:
+        return lost_storage(queue, heartbeat.lost, claimed.run)
+    if heartbeat.taken_over:
+        return WorkerStopped(f"worker stopped: run '{claimed.run}' was taken over by another worker (this one was "
+                             f"silent for over {GRACE:.0f} s); it continues there from its last checkpoint", 143)
+    code = getattr(exc, "exit_code", 143)
     if give_back(queue, claimed, why):
         say(f"{label}{claimed.run}: {why}; queued again, to continue from its last checkpoint in another worker")
-        return Interrupted(f"worker stopped ({why}); run '{claimed.run}' is back in the queue for the other workers",
-                           exc.exit_code)
-    return Interrupted(f"worker stopped ({why}); run '{claimed.run}' is queued again by the next worker after "
-                       f"{GRACE:.0f} s", exc.exit_code)
+        return WorkerStopped(f"worker stopped ({why}); run '{claimed.run}' is back in the queue for the other workers",
+                             code)
+    return WorkerStopped(f"worker stopped ({why}); run '{claimed.run}' could not be given back now: the next "
+                         f"worker queues it again once its heartbeat is {GRACE:.0f} s old", code)
 
 
 def lost_storage(queue, exc: Exception, run: str) -> AdlabError:
     """The error of a worker that could not reach the queue's storage for most of the grace period."""
     backend = getattr(queue._storage, "_backend", queue._storage)  # Optuna caches an RDB storage in front of it
     where = getattr(backend, "url", None)
-    line = storage_error(exc, str(where)) if where else None
+    line = storage_error(exc, str(where).replace("postgresql+psycopg://", "postgresql://", 1)) if where else None
     if line is not None:
         return line
     return AdlabError(f"the worker queue could not be written ({_first_line(exc)}); run '{run}' stopped at its last "
@@ -701,21 +736,34 @@ def give_back(queue, claimed: Claim, why: str) -> bool:
     return True
 
 
+class Signalled(BaseException):
+    """Raised by a worker's signal handler outside Lightning's fit. A BaseException: no `except
+    Exception` on its way (a checkpoint or data reader) may take the stop for a bad file."""
+
+
+_received: list[str] = []  # the signal that asked this worker to stop (one at most)
+
+
 @contextmanager
 def stop_on_signals():
     """SIGTERM (scancel, preemption, a time limit), and USR1/USR2 that a job script may ask for, stop a
-    worker cleanly. During Lightning's fit, Lightning's own handler is the one installed (it calls this
-    one after it): it finishes the step, and the task raises Interrupted; anywhere else, this handler
-    raises Interrupted at once."""
+    worker cleanly; signals after the first are ignored, so that giving the run back is never cut in two.
+    During Lightning's fit, Lightning's own SIGTERM handler is the one installed and calls this one after
+    its own: Lightning finishes the step and stops (the task raises Interrupted). Anywhere else this
+    handler raises Signalled at once. A stop that comes as a run ends is seen by `work` before it claims
+    the next."""
 
     def handler(signum, frame):
-        if signum != signal.SIGTERM:  # as SIGTERM, so that Lightning's handler sees it during fit
-            os.kill(os.getpid(), signal.SIGTERM)
+        if _received:
             return
-        if signal.getsignal(signal.SIGTERM) is not handler:
-            return  # called by Lightning's handler, which stops the training at the next step
-        raise Interrupted("stopped by SIGTERM", 143)
+        _received.append(signal.Signals(signum).name)
+        if signal.getsignal(signal.SIGTERM) is not handler:  # inside fit: Lightning's handler is installed
+            if signum != signal.SIGTERM:
+                os.kill(os.getpid(), signal.SIGTERM)  # only a SIGTERM makes Lightning stop
+            return
+        raise Signalled(f"stopped by {_received[0]}")
 
+    _received.clear()
     wanted = [signal.SIGTERM, signal.SIGUSR1, signal.SIGUSR2]
     previous = {signum: signal.signal(signum, handler) for signum in wanted}
     try:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from adlab import io, ownership
 from adlab.formatting import clock
-from adlab.errors import AdlabError, ConfigError, Interrupted
+from adlab.errors import AdlabError, ConfigError, Interrupted, WorkerStopped
 from adlab.study.spec import load_study, section_runs
 
 
@@ -197,11 +197,9 @@ def run_workers(path: str | Path, out: str | Path | None = None, workers: int | 
             with q.stop_on_signals():
                 made, failed = q.work(study, out, queue, say)
                 q.finish_once(study, out, say)  # the last worker: it has everything the report needs imported
-        except Interrupted as exc:
-            if str(exc).startswith("worker stopped"):
-                raise  # mid-run: work() gave the run back and says so
-            raise Interrupted(f"worker stopped ({exc}) between runs; the others go on with the study",
-                              exc.exit_code) from None
+        except q.Signalled as exc:  # waiting for a run, or writing the report: nothing to give back
+            raise WorkerStopped(f"worker {exc} while it held no run; the study goes on in the other workers, "
+                                "or in the next one started", 143) from None
         except AdlabError:
             raise
         except Exception as exc:  # the queue's database stopped answering: one line, the runs are safe
@@ -252,16 +250,19 @@ def submit_workers(path: str | Path, options, out: str | Path | None = None, sto
     try:
         (out / slurm.FOLDER).mkdir(exist_ok=True)
         io.write_text(script, text)
-        os.chmod(script, 0o755)
+        os.chmod(script, 0o700)  # yours only: it may hold the --storage URL
+        if storage and q.masked(storage) != storage:
+            io.notice(f"the --storage password is written in {script} (readable by you only) and is on the "
+                      "workers' command line; ~/.pgpass keeps it out of both")
         slurm.submit(script, out, options, say)
     except AdlabError:
         if fresh:
             shutil.rmtree(out / slurm.FOLDER, ignore_errors=True)
             _forget_new_study(out, existed)
         raise
-    sets = "".join(f" --set {shlex.quote(item)}" for item in overrides or [])
-    follow = f"adlab study {shlex.quote(str(path))} --out {shlex.quote(str(out))}{sets}"
-    say(f"follow it: {follow} --status; stop it: {follow} --cancel")
+    follow = f"adlab study {shlex.quote(str(path))} --out {shlex.quote(str(out))}"
+    where = f" --storage {shlex.quote(q.masked(storage))}" if storage else ""
+    say(f"follow it: {follow}{where} --status; stop it: {follow} --cancel")
     return out
 
 
@@ -315,7 +316,7 @@ def _start_workers(path, out: Path, count: int, storage, overrides, say) -> None
             env["CUDA_VISIBLE_DEVICES"] = gpus[index % len(gpus)]
         children.append(subprocess.Popen(command, env=env))
     say(f"{count} workers, {f'one GPU each of {len(gpus)}' if gpus else f'{threads} CPU thread(s) each'}; "
-        f"queue in {storage or out / q.JOURNAL}")
+        f"queue in {q.masked(storage) if storage else out / q.JOURNAL}")
     try:
         codes = [child.wait() for child in children]
     except KeyboardInterrupt:

@@ -67,10 +67,14 @@ class Options:
         if self.cpus_per_task is not None and not 1 <= self.cpus_per_task <= 4096:
             raise ConfigError(f"--cpus-per-task: need 1 to 4096, got {self.cpus_per_task}")
         for item in self.extra:
-            flag = item.split("=", 1)[0].split(" ", 1)[0]
-            if not item.startswith("-") or any(c in item for c in "\n\r\0"):
+            try:
+                words = shlex.split(item)
+            except ValueError:
+                words = []
+            if len(words) != 1 or not item.startswith("-") or any(ord(c) < 32 for c in item):
                 raise ConfigError(f"--sbatch {item!r}: need one sbatch option on one line, e.g. --sbatch=--qos=long")
-            if flag in OWN_FLAGS:
+            flag = _own_flag(item)
+            if flag:
                 own = OWN_FLAGS[flag]
                 raise ConfigError(f"--sbatch {item!r}: adlab writes {flag} itself" + (f"; give {own}" if own else ""))
 
@@ -84,6 +88,23 @@ class Options:
         return lines + [f"#SBATCH {item}" for item in self.extra]
 
 
+def _own_flag(item: str) -> str | None:
+    """The flag of adlab's own that an --sbatch item sets: `-a0-9` (a short option with its value joined),
+    `--arr=0-9` (SLURM takes any unambiguous start of a long option)."""
+    if not item.startswith("--"):
+        return item[:2] if item[:2] in OWN_FLAGS else None
+    name = item.split("=", 1)[0]
+    return next((flag for flag in OWN_FLAGS if flag.startswith("--") and len(name) > 3 and flag.startswith(name)), None)
+
+
+def check_path(path: Path, what: str) -> None:
+    """A path written into an #SBATCH line: sbatch splits those at white space and expands % in file
+    names, and a line break would end the line."""
+    if any(c.isspace() or c == "%" or ord(c) < 32 for c in str(path)):
+        raise ConfigError(f"{path}: {what} has a space, a % or a control character, which an #SBATCH line cannot "
+                          "hold; choose a plain path for --submit slurm")
+
+
 def worker_script(path, out: Path, overrides: list[str], storage: str | None, options: Options, name: str) -> str:
     """The batch script: one study worker per array task, in the folder the study was submitted from
     (a study file's relative paths are read from there)."""
@@ -91,6 +112,8 @@ def worker_script(path, out: Path, overrides: list[str], storage: str | None, op
     command += ["--storage", storage] if storage else []
     for item in overrides:
         command += ["--set", item]
+    check_path(out, "the study folder")
+    check_path(Path.cwd(), "the folder the study is submitted from")
     job_name = re.sub(r"[^A-Za-z0-9_.-]", "_", f"adlab-{name}")[:64]
     return "\n".join([
         "#!/bin/bash",
@@ -200,6 +223,12 @@ def cancel(out: Path, say) -> list[str]:
     jobs = [j["job"] for j in recorded_jobs(out)]
     if not jobs:
         raise AdlabError(f"{out}: no SLURM job was submitted for this study ({out / FOLDER / JOBS} is missing)")
+    states = job_states(jobs)
+    if states is not None:  # squeue answered: only the jobs it still holds (scancel refuses finished ones)
+        jobs = [job for job in jobs if any(task == job or task.startswith(f"{job}_") for task in states)]
+        if not jobs:
+            say(f"no SLURM job of this study is in the queue any more ({out / FOLDER / JOBS}); nothing to cancel")
+            return []
     line = ["scancel", *jobs]
     scancel = shutil.which("scancel")
     if scancel is None:

@@ -313,13 +313,14 @@ def _cluster_environment() -> list:
 
 def _tasks_per_node_from_step() -> None:
     """`srun --ntasks=2` on one node: Lightning insists on SLURM_NTASKS_PER_NODE, which SLURM sets only for
-    --ntasks-per-node. Where the step gives every node the same number of tasks (SLURM_STEP_TASKS_PER_NODE
-    '2', or '4(x2)'), that number is the tasks per node; uneven steps are left to Lightning's own message."""
+    --ntasks-per-node. Where the srun step gives every node the same number of tasks (SLURM_STEP_TASKS_PER_NODE
+    '2', or '4(x2)'), that number is the tasks per node; uneven steps, and a batch script without srun (no
+    step variables: nobody starts the other ranks), are left to Lightning's own message."""
     import re
 
     if int(os.environ.get("SLURM_NTASKS", "1") or 1) <= 1 or "SLURM_NTASKS_PER_NODE" in os.environ:
         return
-    layout = os.environ.get("SLURM_STEP_TASKS_PER_NODE") or os.environ.get("SLURM_TASKS_PER_NODE", "")
+    layout = os.environ.get("SLURM_STEP_TASKS_PER_NODE", "")
     uniform = re.fullmatch(r"(\d+)(\(x\d+\))?", layout)
     if uniform:
         os.environ["SLURM_NTASKS_PER_NODE"] = uniform.group(1)
