@@ -15,23 +15,30 @@ __all__ = ["train", "evaluate", "predict", "fuse", "generate", "run_study", "loa
 def __getattr__(name):
     if name == "train":
         from adlab.run.train import train
+
         return train
     if name == "evaluate":
         from adlab.tasks.classify.evaluate import evaluate
+
         return evaluate
     if name == "predict":
         from adlab.tasks.classify.predict import predict
+
         return predict
     if name == "fuse":
         from adlab.tasks.classify.fuse import fuse
+
         return fuse
     if name == "generate":
         from adlab.tasks.autoencode.generate import generate
+
         return generate
     if name == "run_study":
         from adlab.study.runner import run_study
+
         return run_study
     if name == "load_config":
         from adlab.config import load_config
+
         return load_config
     raise AttributeError(f"module 'adlab' has no attribute {name!r}")

@@ -14,13 +14,20 @@ EXIT_BAD_INPUT = 2
 
 
 def _add_overrides(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a config key, e.g. --set train.lr=0.01 (repeatable)")
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config key, e.g. --set train.lr=0.01 (repeatable)",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="adlab", description="Applied Deep Learning lab: one config, one command, a run directory with a report.")
+        prog="adlab", description="Applied Deep Learning lab: one config, one command, a run directory with a report."
+    )
     parser.add_argument("--version", action="version", version=f"adlab {_version()}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -29,15 +36,25 @@ def build_parser() -> argparse.ArgumentParser:
     _add_overrides(p)
     p.add_argument("--out", help="run directory (default: runs/<name>/<timestamp>)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing run directory")
-    p.add_argument("--resume", metavar="RUN", help="continue an interrupted run from its last checkpoint "
-                   "(same config and seed: the same final metrics as an uninterrupted run)")
+    p.add_argument(
+        "--resume",
+        metavar="RUN",
+        help="continue an interrupted run from its last checkpoint "
+        "(same config and seed: the same final metrics as an uninterrupted run)",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress bar or summary lines")
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("evaluate", help="evaluate a trained run on its test set or on other data")
     p.add_argument("run", help="run directory or checkpoint")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="data.KEY=VALUE",
-                   help="change the evaluation data, e.g. --set data.root=other/ (repeatable)")
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="data.KEY=VALUE",
+        help="change the evaluation data, e.g. --set data.root=other/ (repeatable)",
+    )
     p.add_argument("--out", help="folder for metrics, predictions and figures (default: RUN/evaluation)")
     p.add_argument("--overwrite", action="store_true", help="replace an earlier evaluation in that folder")
     p.set_defaults(func=cmd_evaluate)
@@ -51,8 +68,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("fuse", help="late fusion of runs evaluated on the same test set")
     p.add_argument("runs", nargs="+", help="two or more run directories")
     p.add_argument("--out", required=True, help="output folder")
-    p.add_argument("--method", default="mean_prob", metavar="METHOD",
-                   help="mean_prob (default), sum_logits or vote")
+    p.add_argument("--method", default="mean_prob", metavar="METHOD", help="mean_prob (default), sum_logits or vote")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
     p.set_defaults(func=cmd_fuse)
 
@@ -68,43 +84,87 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("study", help="study YAML file")
     p.add_argument("--out", help="study folder (default: runs/studies/<name>)")
     p.add_argument("--resume", action="store_true", help="keep finished runs, make the others")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a config key in every run, after the study's own settings "
-                        "(repeatable), e.g. --set train.epochs=1")
-    p.add_argument("--plan", action="store_true", help="say what the study would do (runs, data, weights, an "
-                   "estimated time) and write nothing")
-    p.add_argument("--workers", type=int, metavar="N", help="N local worker processes sharing the study's queue, "
-                   "each with its share of the CPU threads (or one GPU)")
-    p.add_argument("--worker", action="store_true", help="be one worker of the study in --out (start as many as "
-                   "you like, on any machine that sees the folder or the --storage)")
-    p.add_argument("--storage", metavar="URL", help="the queue's Optuna storage (default: a journal file in the "
-                   "study folder); a PostgreSQL or MySQL URL for workers without a shared file system")
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config key in every run, after the study's own settings "
+        "(repeatable), e.g. --set train.epochs=1",
+    )
+    p.add_argument(
+        "--plan",
+        action="store_true",
+        help="say what the study would do (runs, data, weights, an estimated time) and write nothing",
+    )
+    p.add_argument(
+        "--workers",
+        type=int,
+        metavar="N",
+        help="N local worker processes sharing the study's queue, each with its share of the CPU threads (or one GPU)",
+    )
+    p.add_argument(
+        "--worker",
+        action="store_true",
+        help="be one worker of the study in --out (start as many as "
+        "you like, on any machine that sees the folder or the --storage)",
+    )
+    p.add_argument(
+        "--storage",
+        metavar="URL",
+        help="the queue's Optuna storage (default: a journal file in the "
+        "study folder); a PostgreSQL or MySQL URL for workers without a shared file system",
+    )
     p.add_argument("--status", action="store_true", help="done / running / waiting / failed, per run; writes nothing")
-    p.add_argument("--retry-failed", action="store_true", help="queue the runs that failed again (with --workers "
-                   "or --worker)")
+    p.add_argument(
+        "--retry-failed", action="store_true", help="queue the runs that failed again (with --workers or --worker)"
+    )
     slurm = p.add_argument_group("on a SLURM cluster (docs/cluster.md)")
-    slurm.add_argument("--submit", choices=["slurm"], help="submit the workers as a job array (DIR/slurm/worker.sbatch) "
-                       "and return; with --plan, print the script only")
+    slurm.add_argument(
+        "--submit",
+        choices=["slurm"],
+        help="submit the workers as a job array (DIR/slurm/worker.sbatch) "
+        "and return; with --plan, print the script only",
+    )
     slurm.add_argument("--array", type=int, default=1, metavar="N", help="workers: tasks of the job array (default 1)")
     slurm.add_argument("--partition", help="sbatch --partition")
     slurm.add_argument("--time", help="sbatch --time, per worker (e.g. 4:00:00)")
-    slurm.add_argument("--cpus-per-task", type=int, metavar="N", help="sbatch --cpus-per-task (torch threads per worker)")
+    slurm.add_argument(
+        "--cpus-per-task", type=int, metavar="N", help="sbatch --cpus-per-task (torch threads per worker)"
+    )
     slurm.add_argument("--gpus-per-task", metavar="N", help="sbatch --gpus-per-task (e.g. 1 or a100:1)")
     slurm.add_argument("--mem", help="sbatch --mem, per worker (e.g. 16G)")
-    slurm.add_argument("--signal", metavar="SIG@SECONDS", help="have SLURM send SIG (TERM, USR1, USR2) that long "
-                       "before the time limit: the worker puts its run back in the queue and stops")
+    slurm.add_argument(
+        "--signal",
+        metavar="SIG@SECONDS",
+        help="have SLURM send SIG (TERM, USR1, USR2) that long "
+        "before the time limit: the worker puts its run back in the queue and stops",
+    )
     slurm.add_argument("--requeue", action="store_true", help="sbatch --requeue: a preempted task comes back and joins")
-    slurm.add_argument("--sbatch", action="append", default=[], metavar="OPTION",
-                       help="any other sbatch option, e.g. --sbatch=--qos=long (repeatable)")
-    slurm.add_argument("--cancel", action="store_true", help="scancel the study's SLURM jobs (their runs go back "
-                       "to the queue)")
+    slurm.add_argument(
+        "--sbatch",
+        action="append",
+        default=[],
+        metavar="OPTION",
+        help="any other sbatch option, e.g. --sbatch=--qos=long (repeatable)",
+    )
+    slurm.add_argument(
+        "--cancel", action="store_true", help="scancel the study's SLURM jobs (their runs go back to the queue)"
+    )
     p.set_defaults(func=cmd_study)
 
     p = sub.add_parser("demo", help="the whole curriculum on offline data, ending in a report (a study file)")
     p.add_argument("--out", default="runs/demo", help="demo folder (default runs/demo; replaced each time)")
     p.add_argument("--quick", action="store_true", help="about 3 minutes on a 2-core CPU (the full demo: about 20)")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a config key in every run of the demo (repeatable)")
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config key in every run of the demo (repeatable)",
+    )
     p.set_defaults(func=cmd_demo)
 
     p = sub.add_parser("search", help="hyperparameter search with Optuna (grid / random / TPE, k-fold CV)")
@@ -118,22 +178,34 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_data_commands(sub)
 
-    p = sub.add_parser("config", help="print the fully resolved config (defaults + file + overrides), or with "
-                       "--describe the annotated reference of every key")
+    p = sub.add_parser(
+        "config",
+        help="print the fully resolved config (defaults + file + overrides), or with "
+        "--describe the annotated reference of every key",
+    )
     p.add_argument("config", nargs="?", help="YAML config file (omit for the defaults)")
     _add_overrides(p)
-    p.add_argument("--describe", action="store_true",
-                   help="print every key with its type or choices, default and meaning (with a FILE or --set: "
-                   "also its resolved value)")
-    p.add_argument("--markdown", action="store_true",
-                   help="with --describe: print the reference as Markdown (without FILE or --set: docs/config.md)")
+    p.add_argument(
+        "--describe",
+        action="store_true",
+        help="print every key with its type or choices, default and meaning (with a FILE or --set: "
+        "also its resolved value)",
+    )
+    p.add_argument(
+        "--markdown",
+        action="store_true",
+        help="with --describe: print the reference as Markdown (without FILE or --set: docs/config.md)",
+    )
     p.set_defaults(func=cmd_config)
 
     p = sub.add_parser("table", help="Markdown table of metrics from finished runs")
     p.add_argument("runs", nargs="+", help="run directories")
-    p.add_argument("--metrics", default="accuracy,mean_class_accuracy,macro_f1,train_seconds",
-                   help="comma-separated metrics.json keys; per_class_accuracy gives a column per class "
-                        "(or per_class_accuracy.Car for one)")
+    p.add_argument(
+        "--metrics",
+        default="accuracy,mean_class_accuracy,macro_f1,train_seconds",
+        help="comma-separated metrics.json keys; per_class_accuracy gives a column per class "
+        "(or per_class_accuracy.Car for one)",
+    )
     p.set_defaults(func=cmd_table)
     return parser
 
@@ -147,7 +219,9 @@ def add_data_commands(sub) -> None:
     p.add_argument("--labels", required=True, help="folder of KITTI label .txt files")
     p.add_argument("--out", required=True, help="new YOLO data set folder")
     p.add_argument("--overwrite", action="store_true", help="replace an earlier data-tool output in --out")
-    p.add_argument("--classes", required=True, help="KITTI types to keep, in class-id order, e.g. Car,Pedestrian,Cyclist")
+    p.add_argument(
+        "--classes", required=True, help="KITTI types to keep, in class-id order, e.g. Car,Pedestrian,Cyclist"
+    )
     p.add_argument("--rename", action="append", default=[], metavar="OLD=NEW", help="rename a class (repeatable)")
     p.add_argument("--val-fraction", type=float, default=0.2)
     p.add_argument("--seed", type=int, default=0, help="seed of the train/val split (0 to 4294967295)")
@@ -209,8 +283,19 @@ def cmd_kitti_to_yolo(args) -> None:
         if not sep or not old.strip() or not new.strip():
             raise AdlabError(f"--rename {item!r}: expected OLD=NEW")
         rename[old.strip()] = new.strip()
-    _print_summary(kitti_to_yolo(Path(args.images), Path(args.labels), Path(args.out), _names(args.classes),
-                                 rename, args.val_fraction, args.seed, args.skip_bad, overwrite=args.overwrite))
+    _print_summary(
+        kitti_to_yolo(
+            Path(args.images),
+            Path(args.labels),
+            Path(args.out),
+            _names(args.classes),
+            rename,
+            args.val_fraction,
+            args.seed,
+            args.skip_bad,
+            overwrite=args.overwrite,
+        )
+    )
 
 
 def cmd_filter(args) -> None:
@@ -218,8 +303,9 @@ def cmd_filter(args) -> None:
 
     from adlab.detection.tools import filter_classes
 
-    _print_summary(filter_classes(Path(args.data), _names(args.keep), Path(args.out), args.drop_empty,
-                                  overwrite=args.overwrite))
+    _print_summary(
+        filter_classes(Path(args.data), _names(args.keep), Path(args.out), args.drop_empty, overwrite=args.overwrite)
+    )
 
 
 def cmd_crops(args) -> None:
@@ -227,16 +313,29 @@ def cmd_crops(args) -> None:
 
     from adlab.detection.tools import make_crops
 
-    _print_summary(make_crops(Path(args.data), Path(args.out), args.size, args.pad, args.min_size, args.skip_bad,
-                              overwrite=args.overwrite))
+    _print_summary(
+        make_crops(
+            Path(args.data), Path(args.out), args.size, args.pad, args.min_size, args.skip_bad, overwrite=args.overwrite
+        )
+    )
 
 
 def cmd_synth_scenes(args) -> None:
     from adlab.detection.synth import parse_size, synth_scenes
 
     classes = _names(args.classes) if args.classes else None
-    _print_summary(synth_scenes(args.out, args.images, classes, parse_size(args.size), args.seed, args.source,
-                                args.val_fraction, overwrite=args.overwrite))
+    _print_summary(
+        synth_scenes(
+            args.out,
+            args.images,
+            classes,
+            parse_size(args.size),
+            args.seed,
+            args.source,
+            args.val_fraction,
+            overwrite=args.overwrite,
+        )
+    )
 
 
 def cmd_study(args) -> None:
@@ -247,11 +346,20 @@ def cmd_study(args) -> None:
         from adlab.study.runner import submit_workers
         from adlab.study.slurm import Options
 
-        options = Options(array=args.array, partition=args.partition, time=args.time, cpus_per_task=args.cpus_per_task,
-                          gpus_per_task=args.gpus_per_task, mem=args.mem, signal=args.signal, requeue=args.requeue,
-                          extra=args.sbatch)
-        submit_workers(args.study, options, out=args.out, storage=args.storage, overrides=args.overrides,
-                       plan=args.plan)
+        options = Options(
+            array=args.array,
+            partition=args.partition,
+            time=args.time,
+            cpus_per_task=args.cpus_per_task,
+            gpus_per_task=args.gpus_per_task,
+            mem=args.mem,
+            signal=args.signal,
+            requeue=args.requeue,
+            extra=args.sbatch,
+        )
+        submit_workers(
+            args.study, options, out=args.out, storage=args.storage, overrides=args.overrides, plan=args.plan
+        )
         return
     if args.cancel:
         from adlab.study.runner import cancel_study
@@ -275,8 +383,15 @@ def cmd_study(args) -> None:
     if args.workers is not None or args.worker:
         from adlab.study.runner import run_workers
 
-        run_workers(args.study, out=args.out, workers=args.workers, worker=args.worker, storage=args.storage,
-                    overrides=args.overrides, retry_failed=args.retry_failed)
+        run_workers(
+            args.study,
+            out=args.out,
+            workers=args.workers,
+            worker=args.worker,
+            storage=args.storage,
+            overrides=args.overrides,
+            retry_failed=args.retry_failed,
+        )
         return
     if args.retry_failed or args.storage:
         from adlab.errors import ConfigError
@@ -289,18 +404,37 @@ def _check_slurm_flags(args) -> None:
     """The job array's flags go with --submit slurm; --submit and --cancel with nothing that runs here."""
     from adlab.errors import ConfigError
 
-    given = [flag for flag, value in (("--array", args.array != 1), ("--partition", args.partition), ("--time", args.time),
-                                      ("--cpus-per-task", args.cpus_per_task), ("--gpus-per-task", args.gpus_per_task),
-                                      ("--mem", args.mem), ("--signal", args.signal), ("--requeue", args.requeue),
-                                      ("--sbatch", args.sbatch)) if value]
+    given = [
+        flag
+        for flag, value in (
+            ("--array", args.array != 1),
+            ("--partition", args.partition),
+            ("--time", args.time),
+            ("--cpus-per-task", args.cpus_per_task),
+            ("--gpus-per-task", args.gpus_per_task),
+            ("--mem", args.mem),
+            ("--signal", args.signal),
+            ("--requeue", args.requeue),
+            ("--sbatch", args.sbatch),
+        )
+        if value
+    ]
     if given and not args.submit:
         raise ConfigError(f"{', '.join(given)}: go with --submit slurm")
     if args.submit or args.cancel:
-        clash = [flag for flag, value in (("--workers", args.workers is not None), ("--worker", args.worker),
-                                          ("--status", args.status), ("--resume", args.resume),
-                                          ("--retry-failed", args.retry_failed), ("--cancel", args.cancel and args.submit),
-                                          ("--plan", args.plan and args.cancel))
-                 if value]
+        clash = [
+            flag
+            for flag, value in (
+                ("--workers", args.workers is not None),
+                ("--worker", args.worker),
+                ("--status", args.status),
+                ("--resume", args.resume),
+                ("--retry-failed", args.retry_failed),
+                ("--cancel", args.cancel and args.submit),
+                ("--plan", args.plan and args.cancel),
+            )
+            if value
+        ]
         if clash:
             raise ConfigError(f"{'--submit' if args.submit else '--cancel'} does not go with {', '.join(clash)}")
 
@@ -329,8 +463,9 @@ def cmd_train(args) -> None:
 
     if args.resume:
         if args.config or args.overrides or args.out or args.overwrite:
-            raise ConfigError("--resume RUN continues a run as it was configured: no config file, --set, --out "
-                              "or --overwrite")
+            raise ConfigError(
+                "--resume RUN continues a run as it was configured: no config file, --set, --out or --overwrite"
+            )
         resume(args.resume, verbose=not args.quiet)
     elif not args.config:
         raise ConfigError("train: give a YAML config file (or --resume RUN)")
@@ -393,9 +528,10 @@ def _version() -> str:
     return __version__
 
 
-def _one_line(exc: BaseException) -> str:
-    """The message on one line: also when a DataLoader worker re-raised it with its traceback
-    attached, or a library's message spans several lines or carries terminal colours."""
+def _one_line(exc: BaseException | str) -> str:
+    """The message (of an exception, or a line already written) on one line: also when a DataLoader
+    worker re-raised it with its traceback attached, or a library's message spans several lines or
+    carries terminal colours."""
     text = re.sub(r"\x1b\[[0-9;]*[A-Za-z]", "", str(exc))
     if text.startswith("Caught ") and "Original Traceback" in text:
         last = text.strip().splitlines()[-1]
@@ -405,14 +541,31 @@ def _one_line(exc: BaseException) -> str:
 
 # Operating-system refusals that are the user's to fix (a read-only or full disk, permissions),
 # told in one line like any other bad input.
-USER_OS_ERRORS = {errno.EROFS, errno.ENOSPC, errno.EDQUOT, errno.EACCES, errno.EPERM, errno.ENAMETOOLONG,
-                  errno.ENOTDIR, errno.EISDIR, errno.EEXIST, errno.ENOENT, errno.ELOOP, errno.EMFILE, errno.EXDEV}
+USER_OS_ERRORS = {
+    errno.EROFS,
+    errno.ENOSPC,
+    errno.EDQUOT,
+    errno.EACCES,
+    errno.EPERM,
+    errno.ENAMETOOLONG,
+    errno.ENOTDIR,
+    errno.EISDIR,
+    errno.EEXIST,
+    errno.ENOENT,
+    errno.ELOOP,
+    errno.EMFILE,
+    errno.EXDEV,
+}
 
 
 def _os_error_line(exc: OSError) -> str:
     where = exc.filename if exc.filename is not None else "adlab"
-    hint = {errno.EROFS: " (choose a writable --out)", errno.ENOSPC: " (free some space or choose another --out)",
-            errno.EDQUOT: " (free some space or choose another --out)"}.get(exc.errno, "")
+    hints = {
+        errno.EROFS: " (choose a writable --out)",
+        errno.ENOSPC: " (free some space or choose another --out)",
+        errno.EDQUOT: " (free some space or choose another --out)",
+    }
+    hint = hints.get(exc.errno, "") if exc.errno is not None else ""
     return f"{where}: {exc.strerror or type(exc).__name__}{hint}"
 
 
@@ -424,8 +577,10 @@ def _out_of_memory(exc: BaseException, config: object) -> str | None:
         return None
     asked = re.search(r"allocate (\d+) bytes", text)
     size = f" ({int(asked.group(1)) / 2**30:,.1f} GiB asked for at once)" if asked else ""
-    return (f"{config + ': ' if isinstance(config, str) else ''}out of memory{size}; "
-            "make the network, the images (data.image_size) or train.batch_size smaller")
+    return (
+        f"{config + ': ' if isinstance(config, str) else ''}out of memory{size}; "
+        "make the network, the images (data.image_size) or train.batch_size smaller"
+    )
 
 
 class _PipeSafeStdout:

@@ -44,6 +44,7 @@ class Figure:
 @dataclass
 class Gallery:
     """Figures of the same kind side by side, one per variant."""
+
     figures: list[Figure] = field(default_factory=list)
     caption: str = ""
 

@@ -14,8 +14,9 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -30,21 +31,35 @@ class _Step(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
     out: str = Field(description="the new data folder ({out}: the study folder)")
 
+    def run(self, paths: Callable[[str], Path]) -> dict:
+        """Make the step's output; a summary of what was made (each tool's own)."""
+        raise NotImplementedError
+
 
 class SynthScenes(_Step):
     images: int = Field(ge=1)
-    classes: Optional[list[str]] = None
+    classes: list[str] | None = None
     size: list[int] = Field([384, 128], min_length=2, max_length=2, description="width and height in pixels")
     seed: Seed = 0
     source: str = "auto"
     val_fraction: float = Field(0.2, ge=0.0, lt=1.0)
-    objects: list[int] = Field([1, 6], min_length=2, max_length=2, description="fewest and most objects tried per image")
+    objects: list[int] = Field(
+        [1, 6], min_length=2, max_length=2, description="fewest and most objects tried per image"
+    )
 
     def run(self, paths: Callable[[str], Path]) -> dict:
         from adlab.detection.synth import synth_scenes
 
-        return synth_scenes(paths(self.out), self.images, classes=self.classes, size=tuple(self.size), seed=self.seed,
-                            source=self.source, val_fraction=self.val_fraction, objects=tuple(self.objects))
+        return synth_scenes(
+            paths(self.out),
+            self.images,
+            classes=self.classes,
+            size=(self.size[0], self.size[1]),  # exactly two: the field's min/max_length
+            seed=self.seed,
+            source=self.source,
+            val_fraction=self.val_fraction,
+            objects=(self.objects[0], self.objects[1]),
+        )
 
 
 class KittiToYolo(_Step):
@@ -59,9 +74,16 @@ class KittiToYolo(_Step):
     def run(self, paths: Callable[[str], Path]) -> dict:
         from adlab.detection.kitti import kitti_to_yolo
 
-        return kitti_to_yolo(paths(self.images), paths(self.labels), paths(self.out), self.classes,
-                             rename=self.rename or None, val_fraction=self.val_fraction, seed=self.seed,
-                             skip_bad=self.skip_bad)
+        return kitti_to_yolo(
+            paths(self.images),
+            paths(self.labels),
+            paths(self.out),
+            self.classes,
+            rename=self.rename or None,
+            val_fraction=self.val_fraction,
+            seed=self.seed,
+            skip_bad=self.skip_bad,
+        )
 
 
 class Filter(_Step):
@@ -85,12 +107,22 @@ class Crops(_Step):
     def run(self, paths: Callable[[str], Path]) -> dict:
         from adlab.detection.tools import make_crops
 
-        return make_crops(paths(self.data), paths(self.out), size=self.size, pad=self.pad, min_size=self.min_size,
-                          skip_bad=self.skip_bad)
+        return make_crops(
+            paths(self.data),
+            paths(self.out),
+            size=self.size,
+            pad=self.pad,
+            min_size=self.min_size,
+            skip_bad=self.skip_bad,
+        )
 
 
-TOOLS: dict[str, type[_Step]] = {"synth-scenes": SynthScenes, "kitti-to-yolo": KittiToYolo, "filter": Filter,
-                                 "crops": Crops}
+TOOLS: dict[str, type[_Step]] = {
+    "synth-scenes": SynthScenes,
+    "kitti-to-yolo": KittiToYolo,
+    "filter": Filter,
+    "crops": Crops,
+}
 
 
 def parse_steps(origin: Path, raw: Any) -> list[tuple[str, _Step]]:
@@ -101,9 +133,11 @@ def parse_steps(origin: Path, raw: Any) -> list[tuple[str, _Step]]:
     for index, item in enumerate(raw):
         where = f"{origin}: prepare[{index}]"
         if not isinstance(item, dict) or len(item) != 1:
-            raise ConfigError(f"{where}: need one tool and its arguments, e.g. filter: {{data: ..., keep: [Car], "
-                              f"out: ...}} (tools: {', '.join(TOOLS)})")
-        (tool, arguments), = item.items()
+            raise ConfigError(
+                f"{where}: need one tool and its arguments, e.g. filter: {{data: ..., keep: [Car], "
+                f"out: ...}} (tools: {', '.join(TOOLS)})"
+            )
+        ((tool, arguments),) = item.items()
         if tool not in TOOLS:
             raise ConfigError(f"{where}: unknown tool {str(tool)[:40]!r} (tools: {', '.join(TOOLS)})")
         try:
@@ -112,8 +146,9 @@ def parse_steps(origin: Path, raw: Any) -> list[tuple[str, _Step]]:
             err = exc.errors()[0]
             key = ".".join(str(p) for p in err["loc"]) or "arguments"
             if err["type"] == "extra_forbidden":
-                raise ConfigError(f"{where}: {tool}: unknown key '{key}' (valid: "
-                                  f"{', '.join(TOOLS[tool].model_fields)})") from None
+                raise ConfigError(
+                    f"{where}: {tool}: unknown key '{key}' (valid: {', '.join(TOOLS[tool].model_fields)})"
+                ) from None
             raise ConfigError(f"{where}: {tool}.{key}: {err['msg'].removeprefix('Value error, ')}") from None
         _check_inside_study(where, tool, steps[-1][1].out)
     return steps
@@ -126,18 +161,20 @@ def _check_inside_study(where: str, tool: str, out: str) -> None:
         return
     if not out.startswith("{out}") or out.count("{out}") > 1:
         raise ConfigError(f"{where}: {tool}.out: {out[:80]!r}: {{out}} may only start the path")
-    inside = os.path.normpath("/study" + out[len("{out}"):])
+    inside = os.path.normpath("/study" + out[len("{out}") :])
     if inside != "/study" and not inside.startswith("/study/"):
         raise ConfigError(f"{where}: {tool}.out: {out[:80]!r} leaves the study folder; keep '..' out of it")
 
 
 def path_resolver(study_file: Path, out: Path) -> Callable[[str], Path]:
     """`{out}` is the study folder; any other relative path is relative to the study file."""
+
     def resolve(text: str) -> Path:
         if "{out}" in text:
             return ownership.canonical(text.replace("{out}", str(out)))
         path = Path(text).expanduser()
         return ownership.canonical(path if path.is_absolute() else study_file.parent / path)
+
     return resolve
 
 
@@ -167,8 +204,10 @@ def _made_by(target: Path, record: dict) -> bool:
         earlier = None
     if earlier == record:
         return True
-    raise DataError(f"{target}: holds a data set made {'by another step' if earlier else 'outside this study'}; "
-                    "remove it or give this step another out")
+    raise DataError(
+        f"{target}: holds a data set made {'by another step' if earlier else 'outside this study'}; "
+        "remove it or give this step another out"
+    )
 
 
 def _short(summary: dict) -> str:

@@ -10,12 +10,16 @@ Markup for HTML).
 from __future__ import annotations
 
 import base64
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
+from typing import TYPE_CHECKING, TypedDict
 from urllib.parse import quote
 
 from adlab.formatting import Raw, md_escape, tex_escape  # noqa: F401 (the one escaper of each format)
 from adlab.study.blocks import Block, Bullets, Figure, Gallery, Heading, Paragraph, Table
+
+if TYPE_CHECKING:
+    from jinja2 import BaseLoader, Environment, Undefined
 
 
 def cell(value, column: str = "") -> str:
@@ -26,26 +30,56 @@ def cell(value, column: str = "") -> str:
 
 # --- environments ----------------------------------------------------------------------------------
 
-@lru_cache(maxsize=None)
-def _environment(kind: str):
+
+class _Options(TypedDict):
+    """The keyword arguments every format's jinja2 Environment shares."""
+
+    loader: BaseLoader
+    undefined: type[Undefined]
+    trim_blocks: bool
+    lstrip_blocks: bool
+    keep_trailing_newline: bool
+
+
+@cache
+def _environment(kind: str) -> Environment:
     from jinja2 import Environment, PackageLoader, StrictUndefined
 
-    options = dict(loader=PackageLoader("adlab.study", "templates"), undefined=StrictUndefined,
-                   trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True)
+    options = _Options(
+        loader=PackageLoader("adlab.study", "templates"),
+        undefined=StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+    )
     if kind == "html":
         env = Environment(autoescape=True, **options)
     elif kind == "md":
         env = Environment(autoescape=False, finalize=md_escape, **options)
     else:  # LaTeX: delimiters that do not clash with its braces
-        env = Environment(autoescape=False, finalize=tex_escape, block_start_string="((*", block_end_string="*))",
-                          variable_start_string="(((", variable_end_string=")))", comment_start_string="((=",
-                          comment_end_string="=))", line_comment_prefix="%#", **options)
+        env = Environment(
+            autoescape=False,
+            finalize=tex_escape,
+            block_start_string="((*",
+            block_end_string="*))",
+            variable_start_string="(((",
+            variable_end_string=")))",
+            comment_start_string="((=",
+            comment_end_string="=))",
+            line_comment_prefix="%#",
+            **options,
+        )
     env.filters["cell"] = cell
     env.filters["raw"] = Raw  # the template's own syntax (a heading's #), not a value to escape
     env.filters["breakable"] = _breakable
-    env.tests.update(heading=lambda b: isinstance(b, Heading), paragraph=lambda b: isinstance(b, Paragraph),
-                     bullets=lambda b: isinstance(b, Bullets), table=lambda b: isinstance(b, Table),
-                     figure=lambda b: isinstance(b, Figure), gallery=lambda b: isinstance(b, Gallery))
+    env.tests.update(
+        heading=lambda b: isinstance(b, Heading),
+        paragraph=lambda b: isinstance(b, Paragraph),
+        bullets=lambda b: isinstance(b, Bullets),
+        table=lambda b: isinstance(b, Table),
+        figure=lambda b: isinstance(b, Figure),
+        gallery=lambda b: isinstance(b, Gallery),
+    )
     return env
 
 
@@ -87,8 +121,11 @@ def render_tex(blocks: list[Block], title: str, root: Path) -> str:
     def extension(figure: Figure) -> Raw:
         return Raw(figure_file(figure).suffix.lstrip("."))
 
-    return _environment("tex").get_template("report.tex.j2").render(blocks=blocks, title=title, graphic=graphic,
-                                                                    extension=extension)
+    return (
+        _environment("tex")
+        .get_template("report.tex.j2")
+        .render(blocks=blocks, title=title, graphic=graphic, extension=extension)
+    )
 
 
 _TEX_PATH_SAFE = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._=+,/-")

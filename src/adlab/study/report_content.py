@@ -14,9 +14,9 @@ import numpy as np
 from adlab.rundir import flat_metrics
 from adlab.study import report_figures as figures
 from adlab.study import stats
-from adlab.study.stats import finite_number
 from adlab.study.blocks import Block, Bullets, Figure, Gallery, Heading, Paragraph, Table
 from adlab.study.spec import grid_axes
+from adlab.study.stats import finite_number
 from adlab.tasks import TASKS, get_task
 
 SIGNIFICANCE_LEVEL = 0.05
@@ -25,10 +25,17 @@ MEASURES = {"found50": "the share of each image's objects found (IoU >= 0.5, con
 COLLAPSE_SHARE = 0.9  # a classifier that gives one class to this share of the test images has collapsed
 
 
-def build_blocks(out: Path, study, results: list, sections: list[tuple[str, list[str]]] | None = None,
-                 missing: list[str] | None = None) -> list[Block]:
-    intro = (f"{plural(len(results), 'finished run')} in {out.name}/runs, from the study file {study.path.name}. "
-             "In the tables, bold marks a column's single best value.")
+def build_blocks(
+    out: Path,
+    study,
+    results: list,
+    sections: list[tuple[str, list[str]]] | None = None,
+    missing: list[str] | None = None,
+) -> list[Block]:
+    intro = (
+        f"{plural(len(results), 'finished run')} in {out.name}/runs, from the study file {study.path.name}. "
+        "In the tables, bold marks a column's single best value."
+    )
     if not results:
         return [Heading(1, f"Study: {study.name}"), Paragraph(intro), Paragraph("No finished runs yet.")]
     summary: list[str] = not_a_number(out, results)
@@ -45,8 +52,10 @@ def build_blocks(out: Path, study, results: list, sections: list[tuple[str, list
             label = title or get_task(task).report.title
             summary += [f"{label}: {finding}" for finding in findings]
     if missing:
-        summary.append(f"Not finished: {', '.join(missing)} (no metrics.json; `adlab study --resume` or "
-                       "`--workers` continues the study, `--status` tells why).")
+        summary.append(
+            f"Not finished: {', '.join(missing)} (no metrics.json; `adlab study --resume` or "
+            "`--workers` continues the study, `--status` tells why)."
+        )
     head: list[Block] = [Heading(1, f"Study: {study.name}"), Paragraph(intro)]
     if summary:
         head += [Heading(2, "Summary"), Bullets(summary)]
@@ -56,6 +65,7 @@ def build_blocks(out: Path, study, results: list, sections: list[tuple[str, list
 
 
 # --- one task's runs in one section ----------------------------------------------------------------
+
 
 def plural(count: int, noun: str) -> str:
     """'1 finished run', '2 finished runs'."""
@@ -75,8 +85,10 @@ def not_a_number(out: Path, results: list) -> list[str]:
         where = (r.path / "metrics.json").relative_to(out) if r.path.is_relative_to(out) else r.path / "metrics.json"
         if odd:
             values = ", ".join(f"{k} is {_nan_text(r.metrics[k])}" for k in odd)
-            said.append(f"{r.name}: {values} in {where} (not a number: a damaged file or a diverged run); left out "
-                        "of the means, best values and tests.")
+            said.append(
+                f"{r.name}: {values} in {where} (not a number: a damaged file or a diverged run); left out "
+                "of the means, best values and tests."
+            )
         if absent:
             said.append(f"{r.name}: no {', '.join(absent)} in {where}; left out of the means, best values and tests.")
     return said
@@ -96,8 +108,9 @@ def _unique(tag: str, taken: set[str]) -> str:
     return name
 
 
-def _task_blocks(out: Path, task: str, results: list, study, section: str = "",
-                 section_tag: str = "") -> tuple[list[Block], list[str]]:
+def _task_blocks(
+    out: Path, task: str, results: list, study, section: str = "", section_tag: str = ""
+) -> tuple[list[Block], list[str]]:
     tag = (section_tag or _slug(section)[:40]) + "_" + task if section else task
     spec = get_task(task).report
     columns = [(k, better) for k, better in spec.columns if any(k in r.metrics for r in results)]
@@ -134,7 +147,6 @@ def _groups(results: list) -> dict[str, list]:
     return groups
 
 
-
 def _values(members: list, key: str) -> list[float]:
     return [float(m.metrics[key]) for m in members if finite_number(m.metrics.get(key))]
 
@@ -164,12 +176,13 @@ def _pivot_blocks(study, groups: dict, key: str, better: str | None, level: int)
         groups_in_row = [cell_of.get((value, combo)) for combo in col_values]
         rows.append([f"{down}={value}", *[_mean_std(_values(groups[g], key)) if g else "" for g in groups_in_row]])
         means.append([None, *[float(np.mean(_values(groups[g], key))) if g else None for g in groups_in_row]])
-    header = [down, *[", ".join(f"{a}={v}" for a, v in zip(across, combo))
-                                                  for combo in col_values]]
+    header = [down, *[", ".join(f"{a}={v}" for a, v in zip(across, combo, strict=True)) for combo in col_values]]
     bold = _single_best([m for row in means for m in row[1:] if m is not None], means, better)
     seeds = max(len(members) for members in groups.values())
-    return [Heading(level, f"{key} over the study's axes" + (" (mean ± std over seeds)" if seeds > 1 else "")),
-            Table(header, rows, bold)]
+    return [
+        Heading(level, f"{key} over the study's axes" + (" (mean ± std over seeds)" if seeds > 1 else "")),
+        Table(header, rows, bold),
+    ]
 
 
 def _single_best(values: list[float], grid: list[list], better: str | None) -> list[list[bool]]:
@@ -180,7 +193,7 @@ def _single_best(values: list[float], grid: list[list], better: str | None) -> l
     return [[unique and v is not None and v == best for v in row] for row in grid]
 
 
-def _seed_blocks(out: Path, tag: str, groups: dict, key: str, better: str, level: int) -> list[Block]:
+def _seed_blocks(out: Path, tag: str, groups: dict, key: str, better: str | None, level: int) -> list[Block]:
     rows = []
     for group, members in groups.items():
         values = _values(members, key)
@@ -190,17 +203,22 @@ def _seed_blocks(out: Path, tag: str, groups: dict, key: str, better: str, level
     if not rows:  # no variant has a finite value to show
         return []
     header = ["variant", "seeds", f"{key} mean", "std", "95% interval"]
-    return [Heading(level, "Across seeds (mean ± std, 95% interval of the mean)"),
-            Table(header, rows, best_mask(rows, [None, None, better, None, None], header)),
-            Figure(figures.bar_chart(out, f"{tag}_{key}_bars", key, groups, better),
-                   f"{key} by variant (error bars: std over seeds)")]
+    return [
+        Heading(level, "Across seeds (mean ± std, 95% interval of the mean)"),
+        Table(header, rows, best_mask(rows, [None, None, better, None, None], header)),
+        Figure(
+            figures.bar_chart(out, f"{tag}_{key}_bars", key, groups, better),
+            f"{key} by variant (error bars: std over seeds)",
+        ),
+    ]
 
 
 def per_class_blocks(key: str, groups: dict, level: int = 3) -> list[Block]:
     """Accuracy of each class per variant (mean over seeds; the seeds' table C): where the headline
     hides a class the model never gets."""
-    per_run = {g: [m.metrics[key] for m in members if isinstance(m.metrics.get(key), dict)]
-               for g, members in groups.items()}
+    per_run = {
+        g: [m.metrics[key] for m in members if isinstance(m.metrics.get(key), dict)] for g, members in groups.items()
+    }
     classes = list(dict.fromkeys(c for maps in per_run.values() for m in maps for c in m))
     if not classes or len(classes) > 30:  # a table too wide to read: metrics.json keeps them all
         return []
@@ -209,8 +227,10 @@ def per_class_blocks(key: str, groups: dict, level: int = 3) -> list[Block]:
         if maps:
             rows.append([group, *[_mean_or_none([m.get(c) for m in maps]) for c in classes]])
     seeds = max(len(maps) for maps in per_run.values())
-    return [Heading(level, key.replace("_", " ").capitalize() + (" (mean over seeds)" if seeds > 1 else "")),
-            Table(["variant", *classes], rows, best_mask(rows, [None, *["max"] * len(classes)], ["variant", *classes]))]
+    return [
+        Heading(level, key.replace("_", " ").capitalize() + (" (mean over seeds)" if seeds > 1 else "")),
+        Table(["variant", *classes], rows, best_mask(rows, [None, *["max"] * len(classes)], ["variant", *classes])),
+    ]
 
 
 def _mean_or_none(values: list) -> float | None:
@@ -227,8 +247,11 @@ def best_mask(rows: list[list], betters: list[str | None], header: list[str] | N
     mask = [[False] * len(row) for row in rows]
     for j, better in enumerate(betters):
         column = header[j] if header else ""
-        shown = {i: float(cell(row[j], column)) for i, row in enumerate(rows)
-                 if finite_number(row[j]) and _numeric(cell(row[j], column))}
+        shown = {
+            i: float(cell(row[j], column))
+            for i, row in enumerate(rows)
+            if finite_number(row[j]) and _numeric(cell(row[j], column))
+        }
         if better is None or len(set(shown.values())) < 2:
             continue
         best = max(shown.values()) if better == "max" else min(shown.values())
@@ -246,6 +269,7 @@ def _numeric(text: str) -> bool:
 
 
 # --- paired tests ----------------------------------------------------------------------------------
+
 
 @dataclass
 class Comparison:
@@ -272,8 +296,9 @@ def _per_image(columns: dict[str, np.ndarray], measure: str) -> np.ndarray | Non
     return columns.get(measure)
 
 
-def _paired_comparisons(groups: dict, paired: tuple[tuple[str, str], ...], columns: list[tuple[str, str]]
-                        ) -> list[Comparison]:
+def _paired_comparisons(
+    groups: dict, paired: tuple[tuple[str, str], ...], columns: list[tuple[str, str]]
+) -> list[Comparison]:
     """For each paired metric and each set of variants scored on the same test images: the best
     variant against each other one, paired by seed and image."""
     better_of = dict(columns)
@@ -291,7 +316,7 @@ def _compare_with_best(groups: dict, key: str, measure: str, better: str) -> lis
     means = {g: np.mean(v) for g, members in groups.items() if (v := _values(members, key))}
     if len(means) < 2:
         return []
-    best = (max if better == "max" else min)(means, key=means.get)
+    best = (max if better == "max" else min)(means, key=means.__getitem__)
     comparisons = []
     for group in means:
         if group == best:
@@ -301,8 +326,13 @@ def _compare_with_best(groups: dict, key: str, measure: str, better: str) -> lis
             for b in groups[group]:
                 pa, pb = a.per_image, b.per_image
                 # paired tests need the same test images: same length and the same true labels in order
-                if a.seed == b.seed and pa is not None and pb is not None and len(pa["y_true"]) == len(pb["y_true"]) \
-                        and np.array_equal(pa["y_true"], pb["y_true"]):
+                if (
+                    a.seed == b.seed
+                    and pa is not None
+                    and pb is not None
+                    and len(pa["y_true"]) == len(pb["y_true"])
+                    and np.array_equal(pa["y_true"], pb["y_true"])
+                ):
                     x, y = _per_image(pa, measure), _per_image(pb, measure)
                     if x is not None and y is not None:
                         pairs.append((x, y))
@@ -311,13 +341,16 @@ def _compare_with_best(groups: dict, key: str, measure: str, better: str) -> lis
         x, y = np.concatenate([p for p, _ in pairs]), np.concatenate([q for _, q in pairs])
         boot = stats.paired_bootstrap(x, y, resamples=2000)
         if measure == "correct":
-            test = stats.mcnemar_exact(x.astype(bool), y.astype(bool))
-            wins, p, name = (test.only_a_correct, test.only_b_correct), test.p_value, "McNemar's exact test"
+            mcnemar = stats.mcnemar_exact(x.astype(bool), y.astype(bool))
+            wins, p, name = (mcnemar.only_a_correct, mcnemar.only_b_correct), mcnemar.p_value, "McNemar's exact test"
         else:
-            test = stats.wilcoxon_paired(x, y) if better == "min" else stats.wilcoxon_paired(-x, -y)
-            wins, p, name = (test.a_better, test.b_better), test.p_value, "Wilcoxon's signed-rank test"
-        comparisons.append(Comparison(key, best, group, boot.difference, boot.ci_low, boot.ci_high, *wins, p, name,
-                                      MEASURES.get(measure, "")))
+            ranks = stats.wilcoxon_paired(x, y) if better == "min" else stats.wilcoxon_paired(-x, -y)
+            wins, p, name = (ranks.a_better, ranks.b_better), ranks.p_value, "Wilcoxon's signed-rank test"
+        comparisons.append(
+            Comparison(
+                key, best, group, boot.difference, boot.ci_low, boot.ci_high, *wins, p, name, MEASURES.get(measure, "")
+            )
+        )
     return comparisons
 
 
@@ -327,25 +360,42 @@ def _comparison_blocks(comparisons: list[Comparison], level: int) -> list[Block]
         chosen = [c for c in comparisons if c.key == key and c.best == best]
         correct = chosen[0].test.startswith("McNemar")
         form = "+.4f" if correct else "+.3g"  # accuracies in four decimals; errors (0.0031) in three digits
-        rows = [[c.variant, f"{c.difference:{form}}", f"[{c.ci_low:{form}}, {c.ci_high:{form}}]",
-                 f"{c.best_wins} / {c.variant_wins}", "< 1e-16" if c.p_value < 1e-16 else f"{c.p_value:.3g}",
-                 "yes" if c.significant else "no"]
-                for c in chosen]
-        what = ("the discordant pairs (only best right / only variant right) and McNemar's exact p-value"
-                if correct else "the images where each does better (best / variant) and Wilcoxon's signed-rank "
-                                "p-value")
+        rows = [
+            [
+                c.variant,
+                f"{c.difference:{form}}",
+                f"[{c.ci_low:{form}}, {c.ci_high:{form}}]",
+                f"{c.best_wins} / {c.variant_wins}",
+                "< 1e-16" if c.p_value < 1e-16 else f"{c.p_value:.3g}",
+                "yes" if c.significant else "no",
+            ]
+            for c in chosen
+        ]
+        what = (
+            "the discordant pairs (only best right / only variant right) and McNemar's exact p-value"
+            if correct
+            else "the images where each does better (best / variant) and Wilcoxon's signed-rank p-value"
+        )
         measure = chosen[0].measure
-        blocks += [Heading(level, f"Is the best variant by {key} ({best}) really better?"),
-                   Paragraph(f"{'The difference in ' + measure if measure else key + ' difference'} best - variant on "
-                             "the same test images (paired by seed), its 95% "
-                             f"paired bootstrap interval, {what}. Significant: p < {SIGNIFICANCE_LEVEL} and an "
-                             "interval excluding 0."),
-                   Table(["variant", "difference", "95% interval", "wins best / variant", "p", "significant"], rows,
-                         [[False] * 6 for _ in rows])]
+        blocks += [
+            Heading(level, f"Is the best variant by {key} ({best}) really better?"),
+            Paragraph(
+                f"{'The difference in ' + measure if measure else key + ' difference'} best - variant on "
+                "the same test images (paired by seed), its 95% "
+                f"paired bootstrap interval, {what}. Significant: p < {SIGNIFICANCE_LEVEL} and an "
+                "interval excluding 0."
+            ),
+            Table(
+                ["variant", "difference", "95% interval", "wins best / variant", "p", "significant"],
+                rows,
+                [[False] * 6 for _ in rows],
+            ),
+        ]
     return blocks
 
 
 # --- the summary's sentences -----------------------------------------------------------------------
+
 
 def _test_sets(groups: dict) -> list[dict]:
     """The variants split by the images they were scored on (the same true labels in order, or the same
@@ -366,7 +416,7 @@ def _findings(groups: dict, key: str, better: str, comparisons: list[Comparison]
 def _finding(groups: dict, key: str, better: str, comparisons: list[Comparison]) -> str:
     """'best KEY VALUE by VARIANT; significantly better than ... / not significantly better than ...'."""
     means = {g: float(np.mean(v)) for g, members in groups.items() if (v := _values(members, key))}
-    ranked = sorted(means, key=means.get, reverse=(better == "max"))
+    ranked = sorted(means, key=means.__getitem__, reverse=(better == "max"))
     best = ranked[0]
     if len(ranked) > 1 and len({round(v, 4) for v in means.values()}) == 1:
         return f"every variant ({', '.join(ranked)}) scores {key} {means[best]:.4f}: no difference to report."
@@ -402,8 +452,10 @@ def _finding(groups: dict, key: str, better: str, comparisons: list[Comparison])
 def _listed(comparisons: list[Comparison], p: float, which: str) -> str:
     """Up to three variants with their difference and p; more as names with the telling p-value."""
     if len(comparisons) <= 3:
-        return ", ".join(f"{c.variant} ({c.difference:{'+.4f' if c.test.startswith('McNemar') else '+.3g'}}, "
-                         f"{p_text(c.p_value)})" for c in comparisons)
+        return ", ".join(
+            f"{c.variant} ({c.difference:{'+.4f' if c.test.startswith('McNemar') else '+.3g'}}, {p_text(c.p_value)})"
+            for c in comparisons
+        )
     return f"{len(comparisons)} variants ({', '.join(c.variant for c in comparisons)}; {which} {p_text(p)})"
 
 
@@ -430,12 +482,17 @@ def _collapsed(run) -> tuple[str, float] | None:
 
 
 def _collapse_finding(run) -> str:
-    name, share = _collapsed(run)
-    return (f"{run.name} collapsed: it answers '{name}' for {share:.0%} of the test images "
-            "(a learning rate too high, or too few epochs, are the usual causes).")
+    collapsed = _collapsed(run)
+    assert collapsed is not None  # called only for a run that collapsed
+    name, share = collapsed
+    return (
+        f"{run.name} collapsed: it answers '{name}' for {share:.0%} of the test images "
+        "(a learning rate too high, or too few epochs, are the usual causes)."
+    )
 
 
 # --- figures ---------------------------------------------------------------------------------------
+
 
 def _figure_blocks(out: Path, tag: str, task: str, spec, results: list, level: int) -> list[Block]:
     blocks: list[Block] = []
@@ -447,12 +504,20 @@ def _figure_blocks(out: Path, tag: str, task: str, spec, results: list, level: i
         blocks.append(Figure(losses, "training and validation loss per epoch, one panel per variant"))
     confusion = figures.confusion_grid(out, f"{tag}_confusion", results)
     if confusion:
-        blocks.append(Figure(confusion, "confusion matrices (first seed of each variant), each row normalised to "
-                                        "its true class: the diagonal is the class's accuracy"))
+        blocks.append(
+            Figure(
+                confusion,
+                "confusion matrices (first seed of each variant), each row normalised to "
+                "its true class: the diagonal is the class's accuracy",
+            )
+        )
     first_seed = figures.first_seed_each(results)
     for name in spec.figures:
-        shown = [Figure((r.path / "figures" / name).relative_to(out), r.group, wide=False)
-                 for r in first_seed if (r.path / "figures" / name).is_file()]
+        shown = [
+            Figure((r.path / "figures" / name).relative_to(out), r.group, wide=False)
+            for r in first_seed
+            if (r.path / "figures" / name).is_file()
+        ]
         if shown:
             blocks.append(Gallery(shown, name.removesuffix(".png").replace("_", " ") + " (first seed of each variant)"))
     if blocks:
@@ -468,6 +533,7 @@ def _slug(text: str) -> str:
 
 # --- published figures -----------------------------------------------------------------------------
 
+
 def reference_blocks(reference, results: list) -> list[Block]:
     """The published figures beside adlab's, and whether each lies outside adlab's own seed-to-seed spread."""
     scale = 100.0 if reference.scale == "percent" else 1.0
@@ -477,8 +543,8 @@ def reference_blocks(reference, results: list) -> list[Block]:
     rows, unknown_spread = [], False
     for group, published_figures in reference.runs.items():
         for key, published in published_figures.items():
-            values = [flat_metrics(m.metrics).get(key) for m in groups.get(group, [])]
-            values = [v * scale for v in values if finite_number(v)]
+            measured = [flat_metrics(m.metrics).get(key) for m in groups.get(group, [])]
+            values = [v * scale for v in measured if finite_number(v)]
             if not values:
                 rows.append([group, key, f"{published:.{digits}f}", "not measured", "", "", ""])
                 continue
@@ -492,18 +558,42 @@ def reference_blocks(reference, results: list) -> list[Block]:
             else:
                 verdict = "outside" if not spread[0] <= published <= spread[1] else "inside"
                 shown = f"[{spread[0]:.{digits}f}, {spread[1]:.{digits}f}]"
-            rows.append([group, key, f"{published:.{digits}f}",
-                         f"{mean:.{digits}f}" + (f" (n={len(values)})" if len(values) > 1 else ""),
-                         f"{mean - published:+.{digits}f}", shown, verdict])
-    text = (f"Source: {reference.source}. The published figure beside adlab's{unit}: adlab's mean over seeds, "
-            "the difference adlab - published, and the range where one more adlab run would land with 95% "
-            "probability (a t prediction interval from the seeds). 'outside': the published figure is not within "
-            "adlab's own seed-to-seed spread, so the difference is more than chance of the seed.")
+            rows.append(
+                [
+                    group,
+                    key,
+                    f"{published:.{digits}f}",
+                    f"{mean:.{digits}f}" + (f" (n={len(values)})" if len(values) > 1 else ""),
+                    f"{mean - published:+.{digits}f}",
+                    shown,
+                    verdict,
+                ]
+            )
+    text = (
+        f"Source: {reference.source}. The published figure beside adlab's{unit}: adlab's mean over seeds, "
+        "the difference adlab - published, and the range where one more adlab run would land with 95% "
+        "probability (a t prediction interval from the seeds). 'outside': the published figure is not within "
+        "adlab's own seed-to-seed spread, so the difference is more than chance of the seed."
+    )
     if unknown_spread:
         text += " With one seed the spread is unknown: add `seeds: [0, 1, 2]` to the study to judge the differences."
-    blocks: list[Block] = [Heading(2, "Against the published figures"), Paragraph(text),
-                           Table(["run", "metric", "published", "adlab", "difference", "adlab 95% range",
-                                  "published figure vs adlab's spread"], rows, [[False] * 7 for _ in rows])]
+    blocks: list[Block] = [
+        Heading(2, "Against the published figures"),
+        Paragraph(text),
+        Table(
+            [
+                "run",
+                "metric",
+                "published",
+                "adlab",
+                "difference",
+                "adlab 95% range",
+                "published figure vs adlab's spread",
+            ],
+            rows,
+            [[False] * 7 for _ in rows],
+        ),
+    ]
     if reference.note:
         blocks.append(Paragraph(reference.note))
     return blocks

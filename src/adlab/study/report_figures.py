@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 
@@ -35,10 +36,15 @@ def variant_styles(names: list[str]) -> dict[str, tuple[str, str]]:
     again with other line styles, so no two variants are drawn alike."""
     import matplotlib
 
-    palette = matplotlib.colormaps["tab10" if len(names) <= 10 else "tab20"].colors
+    colormap = matplotlib.colormaps["tab10" if len(names) <= 10 else "tab20"]
+    assert isinstance(colormap, matplotlib.colors.ListedColormap)  # tab10 and tab20 are lists of colours
+    # matplotlib types .colors as any array-like; tab10's and tab20's are tuples of RGB tuples
+    palette = cast("tuple[tuple[float, float, float], ...]", colormap.colors)
     styles = ["-", "--", ":", "-."]
-    return {name: (matplotlib.colors.to_hex(palette[i % len(palette)]), styles[(i // len(palette)) % len(styles)])
-            for i, name in enumerate(names)}
+    return {
+        name: (matplotlib.colors.to_hex(palette[i % len(palette)]), styles[(i // len(palette)) % len(styles)])
+        for i, name in enumerate(names)
+    }
 
 
 def integer_epochs(ax) -> None:
@@ -63,7 +69,7 @@ def save(fig, out: Path, stem: str) -> Path:
     return path.relative_to(out)
 
 
-def bar_chart(out: Path, stem: str, key: str, groups: dict, better: str) -> Path:
+def bar_chart(out: Path, stem: str, key: str, groups: dict, better: str | None) -> Path:
     plt = _pyplot()
     names = list(groups)
     values = [[float(m.metrics[key]) for m in groups[g] if finite_number(m.metrics.get(key))] for g in names]
@@ -73,12 +79,14 @@ def bar_chart(out: Path, stem: str, key: str, groups: dict, better: str) -> Path
     fig, ax = plt.subplots(figsize=(max(5, 0.6 * len(names) + 2), 3.4), layout="constrained")
     ax.bar(range(len(names)), means, yerr=errs, capsize=3, color=[colours[n][0] for n in names])
     ax.set_xticks(range(len(names)), [_t(n) for n in names], rotation=30, ha="right", fontsize=8)
-    low = np.nanmin([m - e for m, e in zip(means, errs)])
-    high = np.nanmax([m + e for m, e in zip(means, errs)])
+    low = np.nanmin([m - e for m, e in zip(means, errs, strict=True)])
+    high = np.nanmax([m + e for m, e in zip(means, errs, strict=True)])
     pad = (high - low) * 0.5 + 1e-3
     ax.set_ylim(max(0.0, low - pad) if better == "max" else 0.0, high + pad)
-    ax.set(ylabel=_t(key), title=_t(f"{key} by variant, mean ± std over seeds "
-                                     f"({'higher' if better == 'max' else 'lower'} is better)"))
+    ax.set(
+        ylabel=_t(key),
+        title=_t(f"{key} by variant, mean ± std over seeds ({'higher' if better == 'max' else 'lower'} is better)"),
+    )
     ax.title.set_fontsize(10)
     ax.grid(axis="y", alpha=0.3)
     return save(fig, out, stem)
@@ -92,13 +100,21 @@ def curves(out: Path, stem: str, key: str, results) -> Path | None:
     fig, ax = plt.subplots(figsize=(7, 3.8), layout="constrained")
     labelled = set()
     for r in results:
-        points = [(row["epoch"], row[key]) for row in read_history(r.path / "history.csv")
-                  if finite_number(row.get(key))]
+        points = [
+            (row["epoch"], row[key]) for row in read_history(r.path / "history.csv") if finite_number(row.get(key))
+        ]
         if not points:
             continue
         colour, style = styles[r.group]
-        ax.plot(*zip(*points), color=colour, ls=style, lw=1.3, marker="o", ms=2,
-                label=None if r.group in labelled else _t(r.group))
+        ax.plot(
+            *zip(*points, strict=True),
+            color=colour,
+            ls=style,
+            lw=1.3,
+            marker="o",
+            ms=2,
+            label=None if r.group in labelled else _t(r.group),
+        )
         labelled.add(r.group)
     if not labelled:
         plt.close(fig)
@@ -106,16 +122,18 @@ def curves(out: Path, stem: str, key: str, results) -> Path | None:
     integer_epochs(ax)
     ax.set(xlabel="epoch", ylabel=_t(key), title=_t(f"Validation {key} per epoch"))
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.0, 0.5), frameon=False,
-              ncol=1 if len(labelled) <= 16 else 2)
+    ax.legend(
+        fontsize=7, loc="center left", bbox_to_anchor=(1.0, 0.5), frameon=False, ncol=1 if len(labelled) <= 16 else 2
+    )
     return save(fig, out, stem)
 
 
 def _grid(plt, count: int, width: float = 2.7, height: float = 2.5):
     columns = min(GRID_COLUMNS, count)
     rows = -(-count // columns)
-    fig, axes = plt.subplots(rows, columns, figsize=(width * columns, height * rows), squeeze=False,
-                             layout="constrained")
+    fig, axes = plt.subplots(
+        rows, columns, figsize=(width * columns, height * rows), squeeze=False, layout="constrained"
+    )
     for ax in axes.flat[count:]:
         ax.set_visible(False)
     return fig, list(axes.flat[:count])
@@ -130,7 +148,7 @@ def confusion_grid(out: Path, stem: str, results) -> Path | None:
     plt = _pyplot()
     fig, axes = _grid(plt, len(chosen), height=2.9)
     image = None
-    for ax, r in zip(axes, chosen):
+    for ax, r in zip(axes, chosen, strict=True):
         counts = np.asarray(r.metrics["confusion_matrix"], dtype=float)
         rates = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1)
         image = ax.imshow(rates, vmin=0, vmax=1, cmap="Blues")
@@ -141,11 +159,19 @@ def confusion_grid(out: Path, stem: str, results) -> Path | None:
         if len(names) <= 10 and len(chosen) <= 6:  # numbers stay legible (and quick to draw) on a few panels
             for (i, j), value in np.ndenumerate(rates):
                 if value >= 0.005:
-                    ax.text(j, i, f"{value:.2f}"[1:] if value < 1 else "1", ha="center", va="center", fontsize=5,
-                            color="white" if value > 0.6 else "black")
+                    ax.text(
+                        j,
+                        i,
+                        f"{value:.2f}"[1:] if value < 1 else "1",
+                        ha="center",
+                        va="center",
+                        fontsize=5,
+                        color="white" if value > 0.6 else "black",
+                    )
         accuracy = r.metrics.get("accuracy")
-        ax.set_title(_t(wrapped(r.group)) + (f"\naccuracy {accuracy:.3f}" if finite_number(accuracy) else ""),
-                     fontsize=7)
+        ax.set_title(
+            _t(wrapped(r.group)) + (f"\naccuracy {accuracy:.3f}" if finite_number(accuracy) else ""), fontsize=7
+        )
     fig.supylabel("true class", fontsize=8)
     fig.supxlabel("predicted class", fontsize=8)
     fig.colorbar(image, ax=axes, shrink=0.6, label="share of the true class")
@@ -164,13 +190,18 @@ def loss_grid(out: Path, stem: str, results) -> Path | None:
     plt = _pyplot()
     fig, axes = _grid(plt, len(groups), height=2.2)
     top = 0.0
-    for ax, (group, histories) in zip(axes, groups.items()):
+    for ax, (group, histories) in zip(axes, groups.items(), strict=True):
         for i, rows in enumerate(histories):
             for key, colour in (("train_loss", "#1f77b4"), ("val_loss", "#d62728")):
                 points = [(row["epoch"], row[key]) for row in rows if finite_number(row.get(key))]
                 if points:
-                    ax.plot(*zip(*points), color=colour, lw=1.1, alpha=0.9 if i == 0 else 0.45,
-                            label=key.replace("_", " ") if i == 0 else None)
+                    ax.plot(
+                        *zip(*points, strict=True),
+                        color=colour,
+                        lw=1.1,
+                        alpha=0.9 if i == 0 else 0.45,
+                        label=key.replace("_", " ") if i == 0 else None,
+                    )
                     top = max(top, float(np.nanpercentile([p[1] for p in points], 95)))
         integer_epochs(ax)
         ax.set_title(_t(wrapped(group)), fontsize=7)
@@ -182,7 +213,6 @@ def loss_grid(out: Path, stem: str, results) -> Path | None:
     axes[0].set_xlabel("epoch", fontsize=7)
     fig.suptitle("Loss per epoch (lighter lines: other seeds)", fontsize=9)
     return save(fig, out, stem)
-
 
 
 def wrapped(name: str, width: int = 28) -> str:

@@ -24,7 +24,7 @@ import copy
 import shlex
 import time
 from pathlib import Path
-from typing import Any, Literal, Optional, Union
+from typing import Any, Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -38,18 +38,19 @@ from adlab.study.spec import merge_dicts, read_spec_file
 
 class Param(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    low: Optional[Union[int, float]] = None
-    high: Optional[Union[int, float]] = None
+    low: int | float | None = None
+    high: int | float | None = None
     log: bool = False
-    step: Optional[Union[int, float]] = None
-    choices: Optional[list[Any]] = None
+    step: int | float | None = None
+    choices: list[Any] | None = None
 
     @model_validator(mode="after")
-    def _range_or_choices(self) -> "Param":
-        if self.choices is None and (self.low is None or self.high is None):
-            raise ValueError("give either choices: [...] or low: and high:")
-        if self.choices is None and self.low >= self.high:
-            raise ValueError(f"low ({self.low}) must be below high ({self.high})")
+    def _range_or_choices(self) -> Param:
+        if self.choices is None:
+            if self.low is None or self.high is None:
+                raise ValueError("give either choices: [...] or low: and high:")
+            if self.low >= self.high:
+                raise ValueError(f"low ({self.low}) must be below high ({self.high})")
         return self
 
 
@@ -61,17 +62,17 @@ class Objective(BaseModel):
 
 class SearchSpec(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    name: Optional[str] = None
+    name: str | None = None
 
     _safe_name = field_validator("name")(name_field)
-    base: Optional[str] = None
+    base: str | None = None
     config: dict[str, Any] = {}
     objective: Objective = Objective()
     sampler: Literal["tpe", "random", "grid"] = "tpe"
     trials: int = Field(20, ge=1, le=100_000)
-    cv_folds: Optional[int] = Field(None, ge=2, le=100)
+    cv_folds: int | None = Field(None, ge=2, le=100)
     pruning: bool = True
-    storage: Optional[str] = None
+    storage: str | None = None
     seed: Seed = 0
     space: dict[str, Param]
 
@@ -91,7 +92,7 @@ def load_search(path: Path) -> tuple[SearchSpec, dict]:
     _check_objective(path, spec.objective.metric, load_config(base).task)
     # every parameter must be a real config key: try the extremes of each before searching
     for key, param in spec.space.items():
-        for value in (param.choices or [param.low, param.high]):
+        for value in param.choices or [param.low, param.high]:
             raw_config = copy.deepcopy(base)
             try:
                 set_dotted(raw_config, key, value)
@@ -108,16 +109,20 @@ def _check_objective(path: Path, metric: str, task_name: str) -> None:
 
     columns = ["train_loss", "val_loss", *get_task(task_name).val_columns]
     if metric not in columns:
-        raise ConfigError(f"{path}: objective.metric: {metric[:60]!r} is not a column of a {task_name} run's "
-                          f"history (valid: {', '.join(columns)})")
+        raise ConfigError(
+            f"{path}: objective.metric: {metric[:60]!r} is not a column of a {task_name} run's "
+            f"history (valid: {', '.join(columns)})"
+        )
 
 
-def _suggest(trial, key: str, param: Param):
+def _suggest(trial, key: str, param: Param) -> Any:
     if param.choices is not None:
         return trial.suggest_categorical(key, param.choices)
-    if all(isinstance(v, int) for v in (param.low, param.high)) and (param.step is None or isinstance(param.step, int)):
-        return trial.suggest_int(key, param.low, param.high, step=param.step or 1, log=param.log)
-    return trial.suggest_float(key, float(param.low), float(param.high), step=param.step, log=param.log)
+    low, high = param.low, param.high
+    assert low is not None and high is not None  # Param's validator: low and high where there are no choices
+    if all(isinstance(v, int) for v in (low, high)) and (param.step is None or isinstance(param.step, int)):
+        return trial.suggest_int(key, low, high, step=param.step or 1, log=param.log)
+    return trial.suggest_float(key, float(low), float(high), step=param.step, log=param.log)
 
 
 def _best_of_run(history_path: Path, metric: str, direction: str) -> float:
@@ -125,8 +130,10 @@ def _best_of_run(history_path: Path, metric: str, direction: str) -> float:
 
     values = [row[metric] for row in read_history(history_path) if row.get(metric) is not None]
     if not values:
-        raise AdlabError(f"{history_path}: no '{metric}' column to optimise (a validation metric such as "
-                         "val_accuracy, val_loss or val_mse)")
+        raise AdlabError(
+            f"{history_path}: no '{metric}' column to optimise (a validation metric such as "
+            "val_accuracy, val_loss or val_mse)"
+        )
     return max(values) if direction == "maximize" else min(values)
 
 
@@ -160,19 +167,33 @@ def run_search(path: str | Path, out: str | Path | None = None, verbose: bool = 
 
     url = spec.storage or f"sqlite:///{(out / 'search.db').resolve()}"
     if spec.storage:  # shared by several workers: a trial whose worker stopped beating is failed and retried
-        storage = RDBStorage(url, heartbeat_interval=30, grace_period=120,
-                             failed_trial_callback=RetryFailedTrialCallback(max_retry=1))
+        storage = RDBStorage(
+            url, heartbeat_interval=30, grace_period=120, failed_trial_callback=RetryFailedTrialCallback(max_retry=1)
+        )
     else:
         storage = RDBStorage(url)
     sampler = {
         "tpe": lambda: optuna.samplers.TPESampler(seed=spec.seed),
         "random": lambda: optuna.samplers.RandomSampler(seed=spec.seed),
-        "grid": lambda: optuna.samplers.GridSampler({k: p.choices for k, p in spec.space.items()}, seed=spec.seed),
+        "grid": lambda: optuna.samplers.GridSampler(
+            # load_search gave every parameter choices for the grid
+            {k: p.choices for k, p in spec.space.items() if p.choices is not None},
+            seed=spec.seed,
+        ),
     }[spec.sampler]()
-    pruner = optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=1) if spec.pruning else \
-        optuna.pruners.NopPruner()
-    study = optuna.create_study(study_name=name, storage=storage, sampler=sampler, pruner=pruner,
-                                direction=spec.objective.direction, load_if_exists=True)
+    pruner = (
+        optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=1)
+        if spec.pruning
+        else optuna.pruners.NopPruner()
+    )
+    study = optuna.create_study(
+        study_name=name,
+        storage=storage,
+        sampler=sampler,
+        pruner=pruner,
+        direction=spec.objective.direction,
+        load_if_exists=True,
+    )
     metric, direction = spec.objective.metric, spec.objective.direction
     counted = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)  # failed trials do not count
     if not spec.storage:
@@ -194,7 +215,8 @@ def run_search(path: str | Path, out: str | Path | None = None, verbose: bool = 
             set_dotted(run_raw, "train.progress_bar", False)
             callbacks = []
             if spec.pruning and fold is None:
-                from optuna_integration import PyTorchLightningPruningCallback
+                # optuna-integration ships no type information (no py.typed)
+                from optuna_integration import PyTorchLightningPruningCallback  # type: ignore[import-untyped]
 
                 callbacks.append(PyTorchLightningPruningCallback(trial, monitor=metric))
             train(run_raw, out=run_dir, overwrite=True, verbose=False, callbacks=callbacks)
@@ -217,12 +239,16 @@ def run_search(path: str | Path, out: str | Path | None = None, verbose: bool = 
     finished = len(study.get_trials(deepcopy=False, states=counted))
     if finished < spec.trials:
         try:
-            study.optimize(objective, n_trials=spec.trials - finished, callbacks=[progress],
-                           catch=(), gc_after_trial=True)
+            study.optimize(
+                objective, n_trials=spec.trials - finished, callbacks=[progress], catch=(), gc_after_trial=True
+            )
         except Interrupted as exc:  # the search's own command continues it (the cut trial is tried again)
             what = str(exc).split("; continue with:")[0]
-            raise Interrupted(f"{what}; continue the search with: adlab search {shlex.quote(str(path))} "
-                              f"--out {shlex.quote(str(out))}", exc.exit_code) from None
+            raise Interrupted(
+                f"{what}; continue the search with: adlab search {shlex.quote(str(path))} "
+                f"--out {shlex.quote(str(out))}",
+                exc.exit_code,
+            ) from None
     complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
     if not complete:
         raise AdlabError(f"{out}: no trial completed")
@@ -237,18 +263,29 @@ def run_search(path: str | Path, out: str | Path | None = None, verbose: bool = 
     set_dotted(final_raw, "train.progress_bar", False)
     started = time.perf_counter()
     final = train(final_raw, out=out / "final", overwrite=True, verbose=False)
+    final_test = {k: v for k, v in final.metrics.items() if isinstance(v, (int, float))}
     result = {
-        "best_trial": best.number, "best_value": best.value, "objective": metric, "direction": direction,
-        "cv_folds": spec.cv_folds, "cv_std": best.user_attrs.get("std"), "fold_scores": best.user_attrs.get("fold_scores"),
-        "best_params": best.params, "trials_complete": len(complete),
+        "best_trial": best.number,
+        "best_value": best.value,
+        "objective": metric,
+        "direction": direction,
+        "cv_folds": spec.cv_folds,
+        "cv_std": best.user_attrs.get("std"),
+        "fold_scores": best.user_attrs.get("fold_scores"),
+        "best_params": best.params,
+        "trials_complete": len(complete),
         "trials_pruned": len([t for t in study.trials if t.state == optuna.trial.TrialState.PRUNED]),
-        "final_test": {k: v for k, v in final.metrics.items() if isinstance(v, (int, float))},
-        "final_seconds": round(time.perf_counter() - started, 1), "storage": url,
+        "final_test": final_test,
+        "final_seconds": round(time.perf_counter() - started, 1),
+        "storage": url,
     }
     _write_outputs(out, study, result, metric)
-    say(f"best trial {best.number}: {metric}={best.value:.4f}"
-        + (f" +- {result['cv_std']:.4f} over {spec.cv_folds} folds" if spec.cv_folds else "") + f" {best.params}")
-    main = "accuracy" if "accuracy" in final.metrics else next(iter(result["final_test"]))
+    say(
+        f"best trial {best.number}: {metric}={best.value:.4f}"
+        + (f" +- {result['cv_std']:.4f} over {spec.cv_folds} folds" if spec.cv_folds else "")
+        + f" {best.params}"
+    )
+    main = "accuracy" if "accuracy" in final.metrics else next(iter(final_test))
     say(f"retrained on train+val, test {main}={final.metrics[main]:.4f}; results in {out}")
     return result
 
@@ -257,22 +294,42 @@ def _write_outputs(out: Path, study, result: dict, metric: str) -> None:
     import optuna
 
     keys = sorted({k for t in study.trials for k in t.params})
-    rows = [[t.number, t.state.name.lower(), "" if t.value is None else t.value, t.user_attrs.get("std", ""),
-             *[t.params.get(k, "") for k in keys]] for t in study.trials]
+    rows = [
+        [
+            t.number,
+            t.state.name.lower(),
+            "" if t.value is None else t.value,
+            t.user_attrs.get("std", ""),
+            *[t.params.get(k, "") for k in keys],
+        ]
+        for t in study.trials
+    ]
     io.write_csv(out / "trials.csv", ["trial", "state", metric, "cv_std", *keys], rows)
     io.write_yaml(out / "best.yaml", result)
     complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
-    lines = [f"# Search: {study.study_name}", "",
-             f"{len(complete)} complete and {result['trials_pruned']} pruned trials; objective {metric} "
-             f"({result['direction']})" + (f", mean over {result['cv_folds']} folds" if result["cv_folds"] else "") + ".",
-             "", "| trial | " + " | ".join([metric, "cv std", *keys]) + " |", "|---|" + "---:|" * (len(keys) + 2)]
+    lines = [
+        f"# Search: {study.study_name}",
+        "",
+        f"{len(complete)} complete and {result['trials_pruned']} pruned trials; objective {metric} "
+        f"({result['direction']})" + (f", mean over {result['cv_folds']} folds" if result["cv_folds"] else "") + ".",
+        "",
+        "| trial | " + " | ".join([metric, "cv std", *keys]) + " |",
+        "|---|" + "---:|" * (len(keys) + 2),
+    ]
     ranked = sorted(complete, key=lambda t: t.value, reverse=result["direction"] == "maximize")
     for t in ranked[:20]:
         cells = [f"{t.value:.4f}", f"{t.user_attrs.get('std', 0):.4f}", *[_fmt(t.params.get(k)) for k in keys]]
         lines.append(f"| {t.number} | " + " | ".join(cells) + " |")
-    lines += ["", "Best settings retrained on train + val, scored once on the test set: "
-              + ", ".join(f"{k} {v:.4f}" for k, v in result["final_test"].items()
-                          if k in ("accuracy", "mean_class_accuracy", "macro_f1", "test_mse")), ""]
+    lines += [
+        "",
+        "Best settings retrained on train + val, scored once on the test set: "
+        + ", ".join(
+            f"{k} {v:.4f}"
+            for k, v in result["final_test"].items()
+            if k in ("accuracy", "mean_class_accuracy", "macro_f1", "test_mse")
+        ),
+        "",
+    ]
     io.write_text(out / "report.md", "\n".join(lines))
 
 

@@ -31,17 +31,38 @@ JOBS = "jobs.json"
 MAX_ARRAY = 1000  # SLURM's default MaxArraySize is 1001 (task ids 0-1000)
 SIGNALS = ("TERM", "USR1", "USR2")  # a worker stops on each the same way (adlab.study.queue.stop_on_signals)
 # flags adlab writes itself: given again with --sbatch they would contradict the script
-OWN_FLAGS = {"--array": "--array N", "-a": "--array N", "--output": None, "-o": None, "--error": None, "-e": None,
-             "--wrap": None, "--parsable": None, "--job-name": None, "-J": None, "--chdir": None, "-D": None,
-             "--ntasks": None, "-n": None, "--signal": "--signal", "--requeue": "--requeue",
-             "--partition": "--partition", "-p": "--partition", "--time": "--time", "-t": "--time",
-             "--cpus-per-task": "--cpus-per-task", "-c": "--cpus-per-task", "--gpus-per-task": "--gpus-per-task",
-             "--mem": "--mem"}
+OWN_FLAGS = {
+    "--array": "--array N",
+    "-a": "--array N",
+    "--output": None,
+    "-o": None,
+    "--error": None,
+    "-e": None,
+    "--wrap": None,
+    "--parsable": None,
+    "--job-name": None,
+    "-J": None,
+    "--chdir": None,
+    "-D": None,
+    "--ntasks": None,
+    "-n": None,
+    "--signal": "--signal",
+    "--requeue": "--requeue",
+    "--partition": "--partition",
+    "-p": "--partition",
+    "--time": "--time",
+    "-t": "--time",
+    "--cpus-per-task": "--cpus-per-task",
+    "-c": "--cpus-per-task",
+    "--gpus-per-task": "--gpus-per-task",
+    "--mem": "--mem",
+}
 
 
 @dataclass
 class Options:
     """What the job array asks of SLURM (the command line's --array, --partition, ...)."""
+
     array: int = 1
     partition: str | None = None
     time: str | None = None
@@ -56,11 +77,13 @@ class Options:
         """Each value as SLURM takes it, and nothing that would break a line of the script."""
         if isinstance(self.array, bool) or not isinstance(self.array, int) or not 1 <= self.array <= MAX_ARRAY:
             raise ConfigError(f"--array: need 1 to {MAX_ARRAY} workers, got {self.array}")
-        rules = [("--partition", self.partition, r"[A-Za-z0-9_.,-]+", "a partition name, e.g. gpu"),
-                 ("--time", self.time, r"(\d+-)?\d+(:\d+){0,2}", "minutes, HH:MM:SS or D-HH:MM:SS"),
-                 ("--gpus-per-task", self.gpus_per_task, r"([A-Za-z0-9_.-]+:)?\d+", "a number, e.g. 1 or a100:1"),
-                 ("--mem", self.mem, r"\d+[KMGT]?", "e.g. 16G or 4000M"),
-                 ("--signal", self.signal, rf"({'|'.join(SIGNALS)})@\d+", "SIG@SECONDS, e.g. TERM@120")]
+        rules = [
+            ("--partition", self.partition, r"[A-Za-z0-9_.,-]+", "a partition name, e.g. gpu"),
+            ("--time", self.time, r"(\d+-)?\d+(:\d+){0,2}", "minutes, HH:MM:SS or D-HH:MM:SS"),
+            ("--gpus-per-task", self.gpus_per_task, r"([A-Za-z0-9_.-]+:)?\d+", "a number, e.g. 1 or a100:1"),
+            ("--mem", self.mem, r"\d+[KMGT]?", "e.g. 16G or 4000M"),
+            ("--signal", self.signal, rf"({'|'.join(SIGNALS)})@\d+", "SIG@SECONDS, e.g. TERM@120"),
+        ]
         for flag, value, pattern, what in rules:
             if value is not None and not re.fullmatch(pattern, value):
                 raise ConfigError(f"{flag} {value!r}: need {what}")
@@ -73,16 +96,23 @@ class Options:
                 words = []
             if len(words) != 1 or not item.startswith("-") or any(ord(c) < 32 for c in item):
                 raise ConfigError(f"--sbatch {item!r}: need one sbatch option on one line, e.g. --sbatch=--qos=long")
-            flag = _own_flag(item)
-            if flag:
-                own = OWN_FLAGS[flag]
-                raise ConfigError(f"--sbatch {item!r}: adlab writes {flag} itself" + (f"; give {own}" if own else ""))
+            own_flag = _own_flag(item)
+            if own_flag:
+                own = OWN_FLAGS[own_flag]
+                raise ConfigError(
+                    f"--sbatch {item!r}: adlab writes {own_flag} itself" + (f"; give {own}" if own else "")
+                )
 
     def lines(self) -> list[str]:
-        values = [("--partition", self.partition), ("--time", self.time), ("--cpus-per-task", self.cpus_per_task),
-                  ("--gpus-per-task", self.gpus_per_task), ("--mem", self.mem),
-                  # B: the batch shell is the worker itself (exec), not a job step
-                  ("--signal", f"B:{self.signal}" if self.signal else None)]
+        values = [
+            ("--partition", self.partition),
+            ("--time", self.time),
+            ("--cpus-per-task", self.cpus_per_task),
+            ("--gpus-per-task", self.gpus_per_task),
+            ("--mem", self.mem),
+            # B: the batch shell is the worker itself (exec), not a job step
+            ("--signal", f"B:{self.signal}" if self.signal else None),
+        ]
         lines = [f"#SBATCH {flag}={value}" for flag, value in values if value is not None]
         lines += ["#SBATCH --requeue"] if self.requeue else []
         return lines + [f"#SBATCH {item}" for item in self.extra]
@@ -101,8 +131,10 @@ def check_path(path: Path, what: str) -> None:
     """A path written into an #SBATCH line: sbatch splits those at white space and expands % in file
     names, and a line break would end the line."""
     if any(c.isspace() or c == "%" or ord(c) < 32 for c in str(path)):
-        raise ConfigError(f"{path}: {what} has a space, a % or a control character, which an #SBATCH line cannot "
-                          "hold; choose a plain path for --submit slurm")
+        raise ConfigError(
+            f"{path}: {what} has a space, a % or a control character, which an #SBATCH line cannot "
+            "hold; choose a plain path for --submit slurm"
+        )
 
 
 def worker_script(path, out: Path, overrides: list[str], storage: str | None, options: Options, name: str) -> str:
@@ -115,31 +147,36 @@ def worker_script(path, out: Path, overrides: list[str], storage: str | None, op
     check_path(out, "the study folder")
     check_path(Path.cwd(), "the folder the study is submitted from")
     job_name = re.sub(r"[^A-Za-z0-9_.-]", "_", f"adlab-{name}")[:64]
-    return "\n".join([
-        "#!/bin/bash",
-        f"# One worker of the adlab study {out} per array task; written by `adlab study --submit slurm`.",
-        "# Every task joins the study's queue: submit this file again (sbatch FILE) to add workers.",
-        f"#SBATCH --job-name={job_name}",
-        f"#SBATCH --array=0-{options.array - 1}",
-        "#SBATCH --ntasks=1",
-        f"#SBATCH --chdir={Path.cwd()}",
-        f"#SBATCH --output={out / FOLDER}/worker-%A_%a.log",
-        *options.lines(),
-        "",
-        "# torch threads per worker: the CPUs SLURM gave this task",
-        "export ADLAB_WORKER_THREADS=${SLURM_CPUS_PER_TASK:-1}",
-        "export OMP_NUM_THREADS=$ADLAB_WORKER_THREADS",
-        "# exec: the worker is the batch shell, so SLURM's signals (scancel, the time limit) reach it",
-        "exec " + shlex.join(command),
-        ""])
+    return "\n".join(
+        [
+            "#!/bin/bash",
+            f"# One worker of the adlab study {out} per array task; written by `adlab study --submit slurm`.",
+            "# Every task joins the study's queue: submit this file again (sbatch FILE) to add workers.",
+            f"#SBATCH --job-name={job_name}",
+            f"#SBATCH --array=0-{options.array - 1}",
+            "#SBATCH --ntasks=1",
+            f"#SBATCH --chdir={Path.cwd()}",
+            f"#SBATCH --output={out / FOLDER}/worker-%A_%a.log",
+            *options.lines(),
+            "",
+            "# torch threads per worker: the CPUs SLURM gave this task",
+            "export ADLAB_WORKER_THREADS=${SLURM_CPUS_PER_TASK:-1}",
+            "export OMP_NUM_THREADS=$ADLAB_WORKER_THREADS",
+            "# exec: the worker is the batch shell, so SLURM's signals (scancel, the time limit) reach it",
+            "exec " + shlex.join(command),
+            "",
+        ]
+    )
 
 
 def submit(script: Path, out: Path, options: Options, say) -> str:
     """`sbatch SCRIPT`; the job id, recorded in OUT/slurm/jobs.json."""
     sbatch = shutil.which("sbatch")
     if sbatch is None:
-        raise ConfigError("--submit slurm: sbatch not found on the PATH (submit from the cluster's login node, "
-                          "or run `sbatch " + str(script) + "` there)")
+        raise ConfigError(
+            "--submit slurm: sbatch not found on the PATH (submit from the cluster's login node, "
+            "or run `sbatch " + str(script) + "` there)"
+        )
     done = subprocess.run([sbatch, "--parsable", str(script)], capture_output=True, text=True)
     if done.returncode != 0:
         why = " ".join((done.stderr or done.stdout).split())[:300] or f"exit code {done.returncode}"
@@ -148,10 +185,18 @@ def submit(script: Path, out: Path, options: Options, say) -> str:
     if not job.isdigit():
         raise AdlabError(f"{script}: sbatch answered {done.stdout.strip()[:100]!r}, not a job id")
     jobs = recorded_jobs(out)
-    jobs.append({"job": job, "array": options.array, "script": str(script),
-                 "submitted": dt.datetime.now().isoformat(timespec="seconds")})
+    jobs.append(
+        {
+            "job": job,
+            "array": options.array,
+            "script": str(script),
+            "submitted": dt.datetime.now().isoformat(timespec="seconds"),
+        }
+    )
     io.write_json(out / FOLDER / JOBS, jobs)
-    say(f"submitted SLURM job {job}: {options.array} worker(s), script {script}, logs {out / FOLDER}/worker-{job}_*.log")
+    say(
+        f"submitted SLURM job {job}: {options.array} worker(s), script {script}, logs {out / FOLDER}/worker-{job}_*.log"
+    )
     return job
 
 
@@ -164,7 +209,9 @@ def recorded_jobs(out: Path) -> list[dict]:
         jobs = json.loads(io.bounded_text(path, 1 << 20, "SLURM job record"))
     except (ValueError, AdlabError):
         return []
-    return [j for j in jobs if isinstance(j, dict) and str(j.get("job", "")).isdigit()] if isinstance(jobs, list) else []
+    return (
+        [j for j in jobs if isinstance(j, dict) and str(j.get("job", "")).isdigit()] if isinstance(jobs, list) else []
+    )
 
 
 def task_id() -> str | None:
@@ -182,8 +229,12 @@ def job_states(jobs: list[str]) -> dict[str, str] | None:
     if squeue is None or not jobs:
         return None
     try:
-        done = subprocess.run([squeue, "--noheader", "--array", "--jobs", ",".join(jobs), "--format=%i %T"],
-                              capture_output=True, text=True, timeout=30)
+        done = subprocess.run(
+            [squeue, "--noheader", "--array", "--jobs", ",".join(jobs), "--format=%i %T"],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
     except (OSError, subprocess.TimeoutExpired):
         return None
     if done.returncode != 0 and "Invalid job id" not in done.stderr:  # jobs long gone: squeue says so
@@ -237,6 +288,8 @@ def cancel(out: Path, say) -> list[str]:
     done = subprocess.run([scancel, *jobs], capture_output=True, text=True)
     if done.returncode != 0:
         raise AdlabError(f"{out}: scancel {' '.join(jobs)} failed: {' '.join(done.stderr.split())[:300]}")
-    say(f"cancelled SLURM job(s) {', '.join(jobs)}: each worker puts its run back in the queue and stops; "
-        "submit again (or start --worker) to continue the study")
+    say(
+        f"cancelled SLURM job(s) {', '.join(jobs)}: each worker puts its run back in the queue and stops; "
+        "submit again (or start --worker) to continue the study"
+    )
     return jobs

@@ -9,11 +9,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TypeGuard
 
 import numpy as np
 
 
-def finite_number(value) -> bool:
+def finite_number(value: object) -> TypeGuard[float]:
     """A number to compute with or draw: not None, text or a bool, and neither NaN nor infinite (a
     damaged metrics.json, a diverged epoch's loss)."""
     return isinstance(value, (int, float)) and not isinstance(value, bool) and bool(np.isfinite(float(value)))
@@ -96,8 +97,9 @@ class BootstrapDifference:
         return self.ci_low > 0 or self.ci_high < 0
 
 
-def paired_bootstrap(per_image_a, per_image_b, resamples: int = 2000, confidence: float = 0.95,
-                     seed: int = 0) -> BootstrapDifference:
+def paired_bootstrap(
+    per_image_a, per_image_b, resamples: int = 2000, confidence: float = 0.95, seed: int = 0
+) -> BootstrapDifference:
     """Percentile interval of mean(A) - mean(B) over the same test images (per-image correctness gives
     the accuracy difference, per-image errors the error difference): scipy's paired bootstrap resamples
     images, so both variants see the same draw each time."""
@@ -107,8 +109,16 @@ def paired_bootstrap(per_image_a, per_image_b, resamples: int = 2000, confidence
     difference = float(right_a.mean() - right_b.mean())
     if np.array_equal(right_a, right_b):  # nothing differs: every resample gives 0 (scipy warns of a degenerate sample)
         return BootstrapDifference(difference, 0.0, 0.0, resamples)
-    result = bootstrap((right_a, right_b), _mean_difference, paired=True, vectorized=True, n_resamples=resamples,
-                       confidence_level=confidence, method="percentile", rng=np.random.default_rng(seed))
+    result = bootstrap(
+        (right_a, right_b),
+        _mean_difference,
+        paired=True,
+        vectorized=True,
+        n_resamples=resamples,
+        confidence_level=confidence,
+        method="percentile",
+        rng=np.random.default_rng(seed),
+    )
     interval = result.confidence_interval
     return BootstrapDifference(difference, float(interval.low), float(interval.high), resamples)
 
@@ -132,5 +142,4 @@ def wilcoxon_paired(errors_a, errors_b) -> SignedRank:
     differences = a - b
     if not np.any(differences):
         return SignedRank(0, 0, 1.0)
-    return SignedRank(int(np.sum(differences < 0)), int(np.sum(differences > 0)),
-                      float(wilcoxon(differences).pvalue))
+    return SignedRank(int(np.sum(differences < 0)), int(np.sum(differences > 0)), float(wilcoxon(differences).pvalue))
