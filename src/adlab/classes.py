@@ -35,7 +35,7 @@ def resolve_classes(wanted: list, names: list[str], key: str) -> list[int]:
             raise DataError(f"{key}: class {text!r} matches {matches} ignoring case; give the exact name")
         elif text is not None and text.casefold() in folded:
             index = folded[text.casefold()][0]
-        elif isinstance(item, int) or text.isdigit():
+        elif text is None or text.isdigit():  # text is None: item is an int
             index = int(item)
             if not 0 <= index < len(names):
                 raise DataError(f"{key}: class id {index} out of range 0..{len(names) - 1}")

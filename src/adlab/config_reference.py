@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import textwrap
 from dataclasses import dataclass
-from typing import Annotated, Any, Literal, Optional, Union, get_args, get_origin
+from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
 from pydantic import BaseModel
 from pydantic.fields import FieldInfo
@@ -35,7 +35,7 @@ class Key:
     bounds: str  # e.g. '0 <= x < 1', or ''
     default: Any  # PydanticUndefined where the key is required
     description: str
-    section: Optional[type[BaseModel]] = None  # the section this key holds (data.augment, train.scheduler)
+    section: type[BaseModel] | None = None  # the section this key holds (data.augment, train.scheduler)
 
 
 @dataclass(frozen=True)
@@ -58,13 +58,19 @@ def keys(model: type[BaseModel] = Config) -> list[Key]:
     return [key for section in sections(model) for key in section.keys]
 
 
+def _shorthand(dotted: str) -> str | None:
+    """The key a scalar stands for when given for the section `dotted` (all shorthands are two deep)."""
+    parts = tuple(dotted.split("."))
+    return _SHORTHAND_KEY.get(parts) if len(parts) == 2 else None
+
+
 def _walk(model: type[BaseModel], prefix: str, title: str) -> list[Section]:
     own: list[Key] = []
     nested: list[Section] = []
     for name, field in model.model_fields.items():
         dotted = f"{prefix}.{name}" if prefix else name
         sub = _section_type(field.annotation)
-        shorthand = _SHORTHAND_KEY.get(tuple(dotted.split(".")))
+        shorthand = _shorthand(dotted)
         if sub is not None and shorthand is None:
             nested.extend(_walk(sub, dotted, f"{dotted}: {field.description}" if field.description else dotted))
             continue
@@ -74,8 +80,9 @@ def _walk(model: type[BaseModel], prefix: str, title: str) -> list[Section]:
             nulls = [alt for alt in alternatives if alt == ("null", True)]
             alternatives = [alt for alt in alternatives if alt != ("null", True)] + nulls[:1]
             nested.extend(_walk(sub, dotted, dotted))
-        own.append(Key(dotted, tuple(alternatives), _bounds(field.metadata), field.default,
-                       field.description or "", sub))
+        own.append(
+            Key(dotted, tuple(alternatives), _bounds(field.metadata), field.default, field.description or "", sub)
+        )
     doc = textwrap.dedent(model.__doc__ or "").strip()
     doc = " ".join(doc.split())
     return [Section(prefix, title, doc, tuple(own)), *nested]
@@ -147,7 +154,7 @@ def format_value(key: Key, value: Any) -> str:
     if value is _MISSING:
         return "unset"
     if isinstance(value, BaseModel):
-        short = _SHORTHAND_KEY.get(tuple(key.key.split(".")))
+        short = _shorthand(key.key)
         if short is not None and value == type(value).model_validate({short: getattr(value, short)}):
             return _scalar(getattr(value, short))
         return _scalar(value.model_dump(mode="json"))
@@ -170,7 +177,7 @@ def resolved(config: Config, dotted: str) -> Any:
     return node
 
 
-def _values(config: Optional[Config]) -> dict[str, tuple[str, bool]]:
+def _values(config: Config | None) -> dict[str, tuple[str, bool]]:
     """Per key: (its value as text, whether it differs from the default); empty without a config."""
     if config is None:
         return {}
@@ -182,18 +189,23 @@ def _values(config: Optional[Config]) -> dict[str, tuple[str, bool]]:
     return out
 
 
-def render_text(config: Optional[Config] = None, width: int = WIDTH) -> str:
+def render_text(config: Config | None = None, width: int = WIDTH) -> str:
     """The reference for the terminal; with `config`, each key shows its value (and the default where it differs)."""
     values = _values(config)
-    lines = ["adlab config reference: every key (dotted, as for --set), its type or choices, default and meaning.",
-             "Every key has a default, so an empty file is a valid config."]
+    lines = [
+        "adlab config reference: every key (dotted, as for --set), its type or choices, default and meaning.",
+        "Every key has a default, so an empty file is a valid config.",
+    ]
     if config is None:
         lines.append("Each key is shown as `key: default`; `adlab config FILE --describe` shows FILE's values.")
     else:
-        lines.append("Each key is shown as `key: value` as resolved (defaults + file + --set), with "
-                     "`# default: ...` where it differs.")
-    wrap = textwrap.TextWrapper(width=width, initial_indent="    ", subsequent_indent="    ",
-                                break_on_hyphens=False, break_long_words=False)
+        lines.append(
+            "Each key is shown as `key: value` as resolved (defaults + file + --set), with "
+            "`# default: ...` where it differs."
+        )
+    wrap = textwrap.TextWrapper(
+        width=width, initial_indent="    ", subsequent_indent="    ", break_on_hyphens=False, break_long_words=False
+    )
     for section in sections():
         lines += ["", f"[{section.title}]"]
         if section.doc:
@@ -230,7 +242,7 @@ def _md_type(key: Key) -> str:
     return f"{text}; {_code(key.bounds)}" if key.bounds else text
 
 
-def render_markdown(config: Optional[Config] = None) -> str:
+def render_markdown(config: Config | None = None) -> str:
     """The reference as Markdown: docs/config.md exactly when `config` is None; with one, a value column."""
     values = _values(config)
     lines = [

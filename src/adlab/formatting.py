@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numbers
 import re
+from typing import cast
 
 
 def format_number(value, key: str = "") -> str:
@@ -14,7 +15,8 @@ def format_number(value, key: str = "") -> str:
     if value is None:
         return "-"
     if isinstance(value, numbers.Real) and not isinstance(value, numbers.Integral):
-        if key.endswith("seconds") or not abs(value) < 100:
+        # typeshed's numbers.Real.__abs__ returns a protocol without comparisons; it is a real number
+        if key.endswith("seconds") or not cast(float, abs(value)) < 100:
             return f"{value:.1f}"
         return f"{value:.4f}"
     return str(value)
@@ -33,6 +35,7 @@ def clock(seconds: float) -> str:
 # Every string a user or a run file chose (run, variant, class and section names, a reference's
 # source) passes through the one escaper of the format it is written in: a name is shown as written,
 # never read as markup, and never breaks the document.
+
 
 class Raw(str):
     """Text already in the output's own syntax (a figure link, a LaTeX graphic path): printed as it is."""
@@ -71,16 +74,57 @@ def md_escape(value) -> str:
 # Latin-1 and Latin Extended-A letters it has glyphs or accents for (checked letter by letter with
 # TeX Live 2023: the others stop the compilation with 'not set up for use with LaTeX' or 'unavailable
 # in encoding OT1'). Any other character is written as a visible box with its code point.
-_TEX_RANGES = [(0x20, 0x7E), (0xA0, 0xAA), (0xAC, 0xBA), (0xBC, 0xCF), (0xD1, 0xDD), (0xDF, 0xEF),
-               (0xF1, 0xFD), (0xFF, 0x103), (0x106, 0x10F), (0x112, 0x117), (0x11A, 0x125), (0x128, 0x12D),
-               (0x130, 0x137), (0x139, 0x13E), (0x141, 0x148), (0x14C, 0x165), (0x168, 0x171),
-               (0x174, 0x17E), (0x2018, 0x2019), (0x201C, 0x201D), (0x2020, 0x2022), (0x2026, 0x2026),
-               (0x2030, 0x2030), (0x20AC, 0x20AC)]
-TEX_SPECIALS = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
-                "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}",
-                "<": r"\textless{}", ">": r"\textgreater{}", "|": r"\textbar{}", "[": "{[}", "]": "{]}",
-                "±": r"$\pm$", "×": r"$\times$", "≥": r"$\geq$", "≤": r"$\leq$", "→": r"$\rightarrow$",
-                "–": "--", "—": "---", "'": "'"}
+_TEX_RANGES = [
+    (0x20, 0x7E),
+    (0xA0, 0xAA),
+    (0xAC, 0xBA),
+    (0xBC, 0xCF),
+    (0xD1, 0xDD),
+    (0xDF, 0xEF),
+    (0xF1, 0xFD),
+    (0xFF, 0x103),
+    (0x106, 0x10F),
+    (0x112, 0x117),
+    (0x11A, 0x125),
+    (0x128, 0x12D),
+    (0x130, 0x137),
+    (0x139, 0x13E),
+    (0x141, 0x148),
+    (0x14C, 0x165),
+    (0x168, 0x171),
+    (0x174, 0x17E),
+    (0x2018, 0x2019),
+    (0x201C, 0x201D),
+    (0x2020, 0x2022),
+    (0x2026, 0x2026),
+    (0x2030, 0x2030),
+    (0x20AC, 0x20AC),
+]
+TEX_SPECIALS = {
+    "\\": r"\textbackslash{}",
+    "&": r"\&",
+    "%": r"\%",
+    "$": r"\$",
+    "#": r"\#",
+    "_": r"\_",
+    "{": r"\{",
+    "}": r"\}",
+    "~": r"\textasciitilde{}",
+    "^": r"\textasciicircum{}",
+    "<": r"\textless{}",
+    ">": r"\textgreater{}",
+    "|": r"\textbar{}",
+    "[": "{[}",
+    "]": "{]}",
+    "±": r"$\pm$",
+    "×": r"$\times$",
+    "≥": r"$\geq$",
+    "≤": r"$\leq$",
+    "→": r"$\rightarrow$",
+    "–": "--",
+    "—": "---",
+    "'": "'",
+}
 
 
 def _tex_char(ch: str) -> str:
@@ -92,7 +136,7 @@ def _tex_char(ch: str) -> str:
         return ch
     if code < 0x20 or code == 0x7F or ch in "\u2028\u2029":
         return " "
-    return r"\fbox{\scriptsize U+%04X}" % code
+    return rf"\fbox{{\scriptsize U+{code:04X}}}"
 
 
 def tex_escape(value) -> str:

@@ -15,8 +15,21 @@ CLASS_FOLDER_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff
 # not imported (importing ultralytics takes seconds and writes its settings file);
 # tests/test_image_formats.py fails when ultralytics' list changes. An image Pillow cannot open
 # (.heic without pillow-heif, say) is then an error naming the file, never a silent omission.
-YOLO_IMAGE_SUFFIXES = (".avif", ".bmp", ".dng", ".heic", ".heif", ".jp2", ".jpeg", ".jpg", ".mpo", ".png", ".tif",
-                       ".tiff", ".webp")
+YOLO_IMAGE_SUFFIXES = (
+    ".avif",
+    ".bmp",
+    ".dng",
+    ".heic",
+    ".heif",
+    ".jp2",
+    ".jpeg",
+    ".jpg",
+    ".mpo",
+    ".png",
+    ".tif",
+    ".tiff",
+    ".webp",
+)
 
 
 def check_image_file(path) -> None:

@@ -12,9 +12,10 @@ import os
 import re
 import sys
 import tempfile
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator, Sequence
+from typing import Any
 
 import yaml
 
@@ -101,8 +102,13 @@ def save_figure(fig, path: str | os.PathLike, dpi: int = 120, tight: bool = True
 
     fmt = Path(path).suffix.lstrip(".") or "png"
     with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=dpi, bbox_inches="tight" if tight else None, format=fmt,
-                    metadata={"Software": FIGURE_SOFTWARE} if fmt == "png" else None)
+        fig.savefig(
+            tmp,
+            dpi=dpi,
+            bbox_inches="tight" if tight else None,
+            format=fmt,
+            metadata={"Software": FIGURE_SOFTWARE} if fmt == "png" else None,
+        )
     if close:
         plt.close(fig)
 
@@ -131,11 +137,12 @@ class StrictYamlLoader(yaml.SafeLoader):
             self._aliases = getattr(self, "_aliases", 0) + 1
             if self._aliases > MAX_YAML_ALIASES:
                 raise yaml.constructor.ConstructorError(
-                    None, None, f"more than {MAX_YAML_ALIASES} alias references (*name)", self.peek_event().start_mark)
+                    None, None, f"more than {MAX_YAML_ALIASES} alias references (*name)", self.peek_event().start_mark
+                )
         return super().compose_node(parent, index)
 
     def construct_mapping(self, node, deep=False):
-        seen = {}
+        seen: dict[Any, int] = {}  # key -> the line it was first given on
         for key_node, _ in node.value:
             if key_node.tag == "tag:yaml.org,2002:merge":
                 continue
@@ -143,7 +150,8 @@ class StrictYamlLoader(yaml.SafeLoader):
             try:
                 if key in seen:
                     raise yaml.constructor.ConstructorError(
-                        None, None, f"key {key!r} given twice (first at line {seen[key] + 1})", key_node.start_mark)
+                        None, None, f"key {key!r} given twice (first at line {seen[key] + 1})", key_node.start_mark
+                    )
                 seen[key] = key_node.start_mark.line
             except TypeError:  # an unhashable key: PyYAML's own error follows
                 break
@@ -163,7 +171,8 @@ def load_yaml_text(text: str):
         loader.dispose()
     if getattr(loader, "_aliases", 0) and _expanded_size(data, {}, MAX_YAML_VALUES) > MAX_YAML_VALUES:
         raise yaml.constructor.ConstructorError(
-            None, None, f"aliases (*name) expand the document past {MAX_YAML_VALUES:,} values", None)
+            None, None, f"aliases (*name) expand the document past {MAX_YAML_VALUES:,} values", None
+        )
     return data
 
 
@@ -240,9 +249,17 @@ def file_kind(mode: int) -> str:
     """What a path that is not a regular file is, from its st_mode, for one-line refusals."""
     import stat
 
-    return ("a folder" if stat.S_ISDIR(mode) else "a named pipe (FIFO)" if stat.S_ISFIFO(mode) else
-            "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) else "a socket" if stat.S_ISSOCK(mode)
-            else "not a regular file")
+    return (
+        "a folder"
+        if stat.S_ISDIR(mode)
+        else "a named pipe (FIFO)"
+        if stat.S_ISFIFO(mode)
+        else "a device"
+        if stat.S_ISCHR(mode) or stat.S_ISBLK(mode)
+        else "a socket"
+        if stat.S_ISSOCK(mode)
+        else "not a regular file"
+    )
 
 
 def bounded_read(path: str | os.PathLike, limit: int, what: str = "file", error: type | None = None) -> bytes:
@@ -295,8 +312,13 @@ def bounded_text(path: str | os.PathLike, limit: int, what: str = "file", error:
         raise error(f"{path}: {what} is not UTF-8 text (a binary or damaged file? byte {exc.start:,})") from None
 
 
-def bounded_csv(path: str | os.PathLike, limit: int, what: str = "file", error: type | None = None,
-                max_columns: int = MAX_CSV_COLUMNS) -> list[list[str]]:
+def bounded_csv(
+    path: str | os.PathLike,
+    limit: int,
+    what: str = "file",
+    error: type | None = None,
+    max_columns: int = MAX_CSV_COLUMNS,
+) -> list[list[str]]:
     """The rows of a CSV text file read with bounded_text; a row wider than `max_columns`, or text
     the csv module cannot parse, is one error naming the file."""
     from adlab.errors import DataError
@@ -329,7 +351,9 @@ def read_json_mapping(path: str | os.PathLike, what: str = "file", limit: int = 
     try:
         data = json.loads(text)
     except ValueError as exc:  # JSONDecodeError is a ValueError
-        raise DataError(f"{path}: {what} is not valid JSON (cut short or edited?): {str(exc).splitlines()[0]}") from None
+        raise DataError(
+            f"{path}: {what} is not valid JSON (cut short or edited?): {str(exc).splitlines()[0]}"
+        ) from None
     except RecursionError:
         raise DataError(f"{path}: {what} is nested too deeply") from None
     if not isinstance(data, dict):

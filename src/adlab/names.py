@@ -28,7 +28,9 @@ def name_problem(value: object) -> str | None:
         return f"{value[:60]!r} contains '..'"
     bad = _FORBIDDEN.search(value)
     if bad:
-        return f"{value[:60]!r} contains {bad.group()!r} (not allowed in names: / \\ < > : \" | ? * or control characters)"
+        return (
+            f'{value[:60]!r} contains {bad.group()!r} (not allowed in names: / \\ < > : " | ? * or control characters)'
+        )
     if value != value.strip():
         return f"{value[:60]!r} starts or ends with a space"
     if value in (".",) or value.startswith("."):
@@ -64,5 +66,5 @@ def generated_name(text: str) -> str:
     safe = re.sub(r"[^A-Za-z0-9._=+,-]+", "_", text).replace("..", "_").lstrip(".") or "run"
     if len(safe) > MAX_NAME_BYTES - 20:
         digest = hashlib.sha256(text.encode("utf-8", "surrogateescape")).hexdigest()[:10]
-        safe = f"{safe[:MAX_NAME_BYTES - 32]}~{digest}"
+        safe = f"{safe[: MAX_NAME_BYTES - 32]}~{digest}"
     return safe

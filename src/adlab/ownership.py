@@ -18,8 +18,15 @@ from adlab.errors import AdlabError
 MARKER = ".adlab.json"
 # markers of earlier adlab versions, still recognised: file name -> kind
 LEGACY_MARKERS = {".adlab-output.json": "data", "demo.json": "demo"}
-ARTICLE = {"run": "a run", "fused-run": "a fused run", "study": "a study", "search": "a search",
-           "evaluation": "an evaluation", "demo": "a demo", "data": "a data-tool output"}
+ARTICLE = {
+    "run": "a run",
+    "fused-run": "a fused run",
+    "study": "a study",
+    "search": "a search",
+    "evaluation": "an evaluation",
+    "demo": "a demo",
+    "data": "a data-tool output",
+}
 
 
 def read_marker(folder: Path) -> dict | None:
@@ -73,8 +80,7 @@ def refuse_protected(folder: Path) -> None:
     resolved = Path(folder).expanduser().resolve()
     cwd = Path.cwd().resolve()
     if resolved == cwd or resolved in cwd.parents:
-        raise AdlabError(f"{folder}: is the working directory or one of its parents; "
-                         "give an output folder of its own")
+        raise AdlabError(f"{folder}: is the working directory or one of its parents; give an output folder of its own")
     if resolved == Path.home().resolve():
         raise AdlabError(f"{folder}: is the home folder; give an output folder of its own")
 
@@ -94,11 +100,14 @@ def _holds(folder: Path, kind: str, legacy_files: tuple[str, ...] = ()) -> bool:
     if found is None and legacy_files and all((folder / f).exists() for f in legacy_files):
         return True  # made by an adlab version before the marker
     if found is None:
-        raise AdlabError(f"{folder}: folder is not empty and was not made by adlab; refusing to write into it "
-                         "(choose another output folder)")
+        raise AdlabError(
+            f"{folder}: folder is not empty and was not made by adlab; refusing to write into it "
+            "(choose another output folder)"
+        )
     if found != kind:
-        raise AdlabError(f"{folder}: holds {ARTICLE.get(found, found)}, not {ARTICLE.get(kind, kind)}; "
-                         "choose another output folder")
+        raise AdlabError(
+            f"{folder}: holds {ARTICLE.get(found, found)}, not {ARTICLE.get(kind, kind)}; choose another output folder"
+        )
     return True
 
 
@@ -108,8 +117,10 @@ def check_output(folder: Path, kind: str, overwrite: bool, flag: str = "--overwr
     if not _holds(Path(folder), kind):
         return False
     if not overwrite:
-        raise AdlabError(f"{folder}: {ARTICLE.get(kind, kind)} already exists here "
-                         f"(use {flag} to replace it, or choose another output folder)")
+        raise AdlabError(
+            f"{folder}: {ARTICLE.get(kind, kind)} already exists here "
+            f"(use {flag} to replace it, or choose another output folder)"
+        )
     return True
 
 

@@ -40,7 +40,9 @@ def resolve(value: str, folder: Path, where: str, is_weights: bool = False) -> s
     if is_weights and len(path.parts) == 1:
         return value  # a name for the model's own loader (an ultralytics checkpoint, downloaded on first use)
     if path.exists() and Path(folder).absolute() != Path.cwd():  # the rule before: the working directory
-        io.notice(f"{where}: {value} read from the working directory; paths in a config file are relative to "
-                  "the file now (write it as seen from the file, or as an absolute path)")
+        io.notice(
+            f"{where}: {value} read from the working directory; paths in a config file are relative to "
+            "the file now (write it as seen from the file, or as an absolute path)"
+        )
         return os.path.normpath(path.absolute())
     return str(beside)

@@ -16,6 +16,7 @@ import subprocess
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from adlab import io, ownership
 from adlab.config import Config
@@ -46,7 +47,8 @@ def prepare_run_dir(path: Path, overwrite: bool, kind: str = "run", config: dict
     """Create the run folder with its ownership marker (which records the run's config, so a
     resume can tell whether config.yaml was edited since); replace an earlier run only if allowed."""
     path = Path(path)
-    ownership.prepare_output(path, kind, overwrite, **({"config": config} if config is not None else {}))
+    record: dict[str, Any] = {"config": config} if config is not None else {}
+    ownership.prepare_output(path, kind, overwrite, **record)
     (path / "checkpoints").mkdir(parents=True, exist_ok=True)
     (path / "figures").mkdir(parents=True, exist_ok=True)
     return path
@@ -84,8 +86,9 @@ def environment(seed: int, extra: dict | None = None) -> dict:
 
 def git_revision() -> str | None:
     try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5,
-                             cwd=Path(__file__).resolve().parent)
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5, cwd=Path(__file__).resolve().parent
+        )
         return out.stdout.strip() or None if out.returncode == 0 else None
     except (OSError, subprocess.SubprocessError):
         return None
@@ -109,10 +112,10 @@ def read_history(path: Path) -> list[dict]:
     if len(set(header)) != len(header) or any(len(row) != len(header) for row in body):
         raise DataError(f"{path}: malformed history (repeated column names, or rows of different lengths)")
     try:
-        rows = [{k: (float(v) if v != "" else None) for k, v in zip(header, row)} for row in body]
+        rows = [{k: (float(v) if v != "" else None) for k, v in zip(header, row, strict=True)} for row in body]
     except ValueError:
         raise DataError(f"{path}: malformed history (expected a header and numeric columns)") from None
-    if any(row.get("epoch") is None or not math.isfinite(row["epoch"]) for row in rows):
+    if any((epoch := row.get("epoch")) is None or not math.isfinite(epoch) for row in rows):
         raise DataError(f"{path}: malformed history (a row without its epoch)")
     return rows
 

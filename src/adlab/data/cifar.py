@@ -26,9 +26,13 @@ FOLDER = "cifar-10-batches-py"
 TARBALL = "cifar-10-python.tar.gz"
 URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
 TARBALL_MD5 = "c58f30108f718f92721af3b95e74349a"
-TRAIN = [("data_batch_1", "c99cafc152244af753f735de768cd75f"), ("data_batch_2", "d4bba439e000b95fd0a9bffe97cbabec"),
-         ("data_batch_3", "54ebc095f3ab1f0389bbae665268c751"), ("data_batch_4", "634d18415352ddfa80567beed471001a"),
-         ("data_batch_5", "482c414d41f54cd18b22e5b47cb7c3cb")]
+TRAIN = [
+    ("data_batch_1", "c99cafc152244af753f735de768cd75f"),
+    ("data_batch_2", "d4bba439e000b95fd0a9bffe97cbabec"),
+    ("data_batch_3", "54ebc095f3ab1f0389bbae665268c751"),
+    ("data_batch_4", "634d18415352ddfa80567beed471001a"),
+    ("data_batch_5", "482c414d41f54cd18b22e5b47cb7c3cb"),
+]
 TEST = [("test_batch", "40351d587109b95175f43aff81a1287e")]
 META = ("batches.meta", "5ff9c542aee3614f3951f8cda6e48888")
 SKIP_HINT = "set data.verify: false to use it as it is"
@@ -36,10 +40,18 @@ SKIP_HINT = "set data.verify: false to use it as it is"
 MAX_FILE_BYTES = 256 << 20  # a CIFAR-10 batch is 31 MB (CIFAR-100's train file 155 MB): anything far larger is not one
 
 # What a CIFAR batch pickle may build: NumPy arrays (any NumPy version's names) and plain containers.
-_ALLOWED = {("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
-            ("numpy", "ndarray"), ("numpy", "dtype"), ("numpy.core.multiarray", "scalar"),
-            ("numpy._core.multiarray", "scalar"), ("numpy.core.numeric", "_frombuffer"),
-            ("numpy._core.numeric", "_frombuffer"), ("_codecs", "encode"), ("builtins", "bytearray")}
+_ALLOWED = {
+    ("numpy.core.multiarray", "_reconstruct"),
+    ("numpy._core.multiarray", "_reconstruct"),
+    ("numpy", "ndarray"),
+    ("numpy", "dtype"),
+    ("numpy.core.multiarray", "scalar"),
+    ("numpy._core.multiarray", "scalar"),
+    ("numpy.core.numeric", "_frombuffer"),
+    ("numpy._core.numeric", "_frombuffer"),
+    ("_codecs", "encode"),
+    ("builtins", "bytearray"),
+}
 _TEXT_CODECS = {"latin1", "latin-1", "iso-8859-1", "iso8859-1", "l1", "utf-8", "utf8", "ascii"}
 
 
@@ -72,15 +84,19 @@ def _check_size(shape, dtype, budget: int) -> None:
             raise pickle.UnpicklingError(f"an array of dtype {dtype!r}") from None
     if dtype.hasobject:
         raise pickle.UnpicklingError("an object array (a CIFAR batch holds numbers)")
-    if not isinstance(shape, tuple) or not all(isinstance(n, int) and not isinstance(n, bool) and n >= 0
-                                               for n in shape) or len(shape) > 32:
+    if (
+        not isinstance(shape, tuple)
+        or not all(isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in shape)
+        or len(shape) > 32
+    ):
         raise pickle.UnpicklingError(f"an array of shape {str(shape)[:40]}")
     nbytes = dtype.itemsize
     for n in shape:
         nbytes *= n
     if nbytes > budget:
-        raise pickle.UnpicklingError(f"an array of shape {shape} and dtype {dtype} ({nbytes:,} bytes) "
-                                     f"in a file of {budget:,} bytes")
+        raise pickle.UnpicklingError(
+            f"an array of shape {shape} and dtype {dtype} ({nbytes:,} bytes) in a file of {budget:,} bytes"
+        )
 
 
 class _BatchUnpickler(pickle.Unpickler):
@@ -127,9 +143,11 @@ def load_cifar10(root: Path, download: bool, verify: bool = True):
         _fetch(Path(root), download, verify)
     missing = [name for name, _ in TRAIN + TEST + [META] if not (folder / name).is_file()]
     if missing:
-        raise DataError(f"{folder}: {', '.join(missing)} missing (a CIFAR-10 python folder holds data_batch_1 .. "
-                        f"data_batch_5, test_batch and batches.meta); put {TARBALL} in {root} or the extracted "
-                        f"{FOLDER}/ there")
+        raise DataError(
+            f"{folder}: {', '.join(missing)} missing (a CIFAR-10 python folder holds data_batch_1 .. "
+            f"data_batch_5, test_batch and batches.meta); put {TARBALL} in {root} or the extracted "
+            f"{FOLDER}/ there"
+        )
     if verify:
         for name, md5 in TRAIN + TEST + [META]:
             _check_md5(folder / name, md5)
@@ -148,16 +166,20 @@ def _fetch(root: Path, download: bool, verify: bool) -> None:
     tarball = root / TARBALL
     if not tarball.is_file():
         if not download:
-            raise DataError(f"CIFAR-10 not found: neither {root / FOLDER}/ nor {tarball}; put one of them there "
-                            "or set data.download: true")
+            raise DataError(
+                f"CIFAR-10 not found: neither {root / FOLDER}/ nor {tarball}; put one of them there "
+                "or set data.download: true"
+            )
         from torchvision.datasets.utils import download_url
 
         try:
             download_url(URL, str(root), TARBALL, TARBALL_MD5)  # checks the MD5 of what it fetched
         except Exception as exc:  # URLError, HTTPError, OSError, a bad checksum
             reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-            raise DataError(f"CIFAR-10 could not be downloaded from {URL} ({reason}); without internet, put "
-                            f"{TARBALL} in {root} (or its extracted {FOLDER}/)") from None
+            raise DataError(
+                f"CIFAR-10 could not be downloaded from {URL} ({reason}); without internet, put "
+                f"{TARBALL} in {root} (or its extracted {FOLDER}/)"
+            ) from None
     if verify:
         _check_md5(tarball, TARBALL_MD5)
     try:
@@ -173,8 +195,10 @@ def _check_md5(path: Path, expected: str) -> None:
         for block in iter(lambda: handle.read(1 << 20), b""):
             digest.update(block)
     if digest.hexdigest() != expected:
-        raise DataError(f"{path}: not the original CIFAR-10 file (MD5 {digest.hexdigest()}, expected {expected}): "
-                        f"damaged, or a copy made another way; download it again, or {SKIP_HINT}")
+        raise DataError(
+            f"{path}: not the original CIFAR-10 file (MD5 {digest.hexdigest()}, expected {expected}): "
+            f"damaged, or a copy made another way; download it again, or {SKIP_HINT}"
+        )
 
 
 def _unpickle(path: Path) -> dict:
@@ -187,8 +211,9 @@ def _unpickle(path: Path) -> dict:
     if not stat.S_ISREG(info.st_mode):
         raise DataError(f"{path}: not a regular file (a CIFAR python batch is one)")
     if info.st_size > MAX_FILE_BYTES:
-        raise DataError(f"{path}: {info.st_size:,} bytes, larger than any CIFAR python batch "
-                        f"(at most {MAX_FILE_BYTES >> 20} MiB)")
+        raise DataError(
+            f"{path}: {info.st_size:,} bytes, larger than any CIFAR python batch (at most {MAX_FILE_BYTES >> 20} MiB)"
+        )
     try:
         with open(path, "rb") as handle:
             raw = handle.read(MAX_FILE_BYTES + 1)
@@ -244,8 +269,10 @@ def _label_names(path: Path) -> list[str]:
     names = [n.decode("latin1") if isinstance(n, bytes) else n for n in names]
     for name in names:
         if not name.strip() or len(name) > MAX_NAME_CHARS or not name.isprintable():
-            raise DataError(f"{path}: class name {name[:MAX_NAME_CHARS]!r} is empty, longer than {MAX_NAME_CHARS} "
-                            "characters or holds control characters")
+            raise DataError(
+                f"{path}: class name {name[:MAX_NAME_CHARS]!r} is empty, longer than {MAX_NAME_CHARS} "
+                "characters or holds control characters"
+            )
     if len(set(names)) != len(names):
         twice = sorted({n for n in names if names.count(n) > 1})
         raise DataError(f"{path}: class name {twice[0]!r} given twice in label_names")

@@ -13,8 +13,8 @@ from torch.utils.data import DataLoader, TensorDataset
 from adlab.classes import resolve_classes
 from adlab.config import DataConfig
 from adlab.data.sources import load_source
-from adlab.data.stream import DiskImages, take
 from adlab.data.splits import cap_per_class, kfold_split, relabel, stratified_split
+from adlab.data.stream import DiskImages, take
 from adlab.data.transforms import BatchTransform, channel_stats
 from adlab.errors import DataError
 
@@ -49,9 +49,15 @@ class ImageDataModule(L.LightningDataModule):
     or those of the checkpoint being fine-tuned); otherwise they come from the data.
     """
 
-    def __init__(self, cfg: DataConfig, batch_size: int, channels: int | None = None,
-                 normalization: tuple[list[float], list[float]] | None = None, eval_batch_size: int = 1024,
-                 channels_last: bool = False):
+    def __init__(
+        self,
+        cfg: DataConfig,
+        batch_size: int,
+        channels: int | None = None,
+        normalization: tuple[list[float], list[float]] | None = None,
+        eval_batch_size: int = 1024,
+        channels_last: bool = False,
+    ):
         super().__init__()
         self.cfg = cfg
         self.batch_size = batch_size
@@ -66,8 +72,16 @@ class ImageDataModule(L.LightningDataModule):
         if self.info is not None:
             return self.info
         cfg = self.cfg
-        src = load_source(cfg.name, cfg.root, cfg.image_size, cfg.download, cfg.on_corrupt, cfg.storage,
-                          cfg.memory_budget_gb, verify=cfg.verify)
+        src = load_source(
+            cfg.name,
+            cfg.root,
+            cfg.image_size,
+            cfg.download,
+            cfg.on_corrupt,
+            cfg.storage,
+            cfg.memory_budget_gb,
+            verify=cfg.verify,
+        )
         names = src.class_names
         train_x, train_y, test_x, test_y = src.train_x, src.train_y, src.test_x, src.test_y
         if len(train_x) == 0:
@@ -77,6 +91,7 @@ class ImageDataModule(L.LightningDataModule):
             keep, train_y = relabel(train_y, ids)
             train_x = take(train_x, keep)
             if test_x is not None:
+                assert test_y is not None  # a source gives test images and labels together
                 keep, test_y = relabel(test_y, ids)
                 test_x = take(test_x, keep)
             names = [names[i] for i in ids]
@@ -87,6 +102,7 @@ class ImageDataModule(L.LightningDataModule):
             rest, test = stratified_split(train_y, cfg.test_fraction, cfg.split_seed)
             test_x, test_y = take(train_x, test), train_y[test]
             train_x, train_y = take(train_x, rest), train_y[rest]
+        assert test_y is not None  # a source gives test images and labels together
         if cfg.cv_folds:
             rest, val = kfold_split(train_y, cfg.cv_folds, cfg.cv_fold, cfg.split_seed + 1)
         else:
@@ -113,12 +129,25 @@ class ImageDataModule(L.LightningDataModule):
         self.val_x, self.val_y = val_x, val_y
         self.test_x, self.test_y = test_x, test_y
         aug = cfg.augment
-        self.transform = BatchTransform(channels, cfg.image_size, mean, std,
-                                        crop_padding=aug.crop_padding, flip=aug.flip, augment=aug.enabled,
-                                        cutout=aug.cutout)
+        self.transform = BatchTransform(
+            channels,
+            cfg.image_size,
+            mean,
+            std,
+            crop_padding=aug.crop_padding,
+            flip=aug.flip,
+            augment=aug.enabled,
+            cutout=aug.cutout,
+        )
         self.info = DataInfo(
-            class_names=list(names), native_channels=native_channels, native_size=list(train_x.shape[2:]),
-            channels=channels, image_size=cfg.image_size, mean=mean, std=std, description=src.description,
+            class_names=list(names),
+            native_channels=native_channels,
+            native_size=list(train_x.shape[2:]),
+            channels=channels,
+            image_size=cfg.image_size,
+            mean=mean,
+            std=std,
+            description=src.description,
             counts={"train": len(train_y), "val": len(val_y), "test": len(test_y)},
         )
         return self.info
@@ -174,8 +203,14 @@ def tensor_loader(x: torch.Tensor, y: torch.Tensor, batch_size: int, shuffle: bo
     # Images streamed from disk are decoded by worker processes while the model trains (started
     # afresh each epoch, so the random streams, and a resumed run, match an in-memory run).
     workers = min(2, os.cpu_count() or 1) if isinstance(x, DiskImages) else 0
-    return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, drop_last=drop_last,
-                      collate_fn=_already_batched, num_workers=workers)
+    return DataLoader(
+        dataset,
+        batch_size=batch_size,
+        shuffle=shuffle,
+        drop_last=drop_last,
+        collate_fn=_already_batched,
+        num_workers=workers,
+    )
 
 
 def _match_channels(values: list[float], channels: int) -> list[float]:

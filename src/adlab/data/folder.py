@@ -60,10 +60,14 @@ def index_folder(
 def _same_file(root: Path, real: str, first: tuple[str, str, str], second: tuple[str, str, str]):
     note = "" if real in (first[2], second[2]) else f" ({real})"
     if first[0] != second[0]:
-        raise DataError(f"{first[0]}: {first[2]} and {second[2]} are the same file{note}, so it would be both "
-                        "trained on and tested; keep it in one tree only")
-    raise DataError(f"{root}: {first[2]} (class {first[1]!r}) and {second[2]} (class {second[1]!r}) are the same "
-                    f"file{note}; an image can belong to one class only")
+        raise DataError(
+            f"{first[0]}: {first[2]} and {second[2]} are the same file{note}, so it would be both "
+            "trained on and tested; keep it in one tree only"
+        )
+    raise DataError(
+        f"{root}: {first[2]} (class {first[1]!r}) and {second[2]} (class {second[1]!r}) are the same "
+        f"file{note}; an image can belong to one class only"
+    )
 
 
 def find_class_folders(root: Path) -> list[str]:
@@ -85,12 +89,13 @@ def _check_class_name(root: Path, name: str) -> None:
     try:
         name.encode("utf-8")
     except UnicodeEncodeError:  # os.scandir decodes undecodable bytes to lone surrogates
-        raise DataError(f"{root}: class folder name {os.fsencode(name)!r} is not valid UTF-8; "
-                        "rename the folder") from None
+        raise DataError(
+            f"{root}: class folder name {os.fsencode(name)!r} is not valid UTF-8; rename the folder"
+        ) from None
     problem = name_problem(name)
     if problem:
         shown = repr(name[:60])
-        problem = problem[len(shown):].lstrip() if problem.startswith(shown) else f"is not a usable name: {problem}"
+        problem = problem[len(shown) :].lstrip() if problem.startswith(shown) else f"is not a usable name: {problem}"
         raise DataError(f"{root}: class folder {shown} {problem}; rename the folder")
 
 
@@ -154,7 +159,8 @@ def _class_images(root: Path, name: str) -> list[tuple[str, str]]:
             folders.append((path, real, linked, images, file_links))
             any_link = any_link or bool(file_links)
     folders.sort(key=lambda folder: folder[0])
-    found, direct = [], {}  # direct: real path -> path shown, for files reached without any link
+    found: list[tuple[str, str]] = []
+    direct: dict[str, str] = {}  # real path -> path shown, for files reached without any link
     for path, real, linked, images, file_links in folders:
         shown, prefix = path + os.sep, real.rstrip(os.sep) + os.sep
         found += [(shown + n, file_links[n] if n in file_links else prefix + n) for n in images]
@@ -227,11 +233,13 @@ def _as_array(img, channels: int, hw: tuple[int, int] | None) -> np.ndarray:
 
     img = img.convert("L" if channels == 1 else "RGB")
     if hw is not None and img.size != (hw[1], hw[0]):
-        img = img.resize((hw[1], hw[0]), Image.BILINEAR)
+        img = img.resize((hw[1], hw[0]), Image.Resampling.BILINEAR)
     return np.asarray(img)
 
 
-def decode_images(paths: list[str], image_size: int | None, on_corrupt: str = "fail") -> tuple[torch.Tensor, str, list[str]]:
+def decode_images(
+    paths: list[str], image_size: int | None, on_corrupt: str = "fail"
+) -> tuple[torch.Tensor, str, list[str]]:
     """Decode image files into a uint8 tensor [N, C, H, W]; C is 1 if every image is grey, else 3.
 
     Without `image_size` all images must share one size; with it they are resized on decode so
@@ -259,15 +267,15 @@ def decode_images(paths: list[str], image_size: int | None, on_corrupt: str = "f
     workers = min(8, (os.cpu_count() or 1) * 2)
     with ThreadPoolExecutor(workers) as pool:
         results = list(pool.map(load, paths))
-    skipped = [p for p, r in zip(paths, results) if r is None]
-    paths = [p for p, r in zip(paths, results) if r is not None]
+    skipped = [p for p, r in zip(paths, results, strict=True) if r is None]
+    paths = [p for p, r in zip(paths, results, strict=True) if r is not None]
     decoded = [r for r in results if r is not None]
     if not decoded:
         raise DataError(f"{os.path.dirname(skipped[0])}: none of the {len(skipped)} images could be read")
     sizes = Counter(arr.shape[:2] for arr, _ in decoded)
     if len(sizes) > 1:
         (common, _), (other, _) = sizes.most_common(2)
-        odd = next(p for p, (arr, _) in zip(paths, decoded) if arr.shape[:2] == other)
+        odd = next(p for p, (arr, _) in zip(paths, decoded, strict=True) if arr.shape[:2] == other)
         raise DataError(
             f"{odd}: image is {other[1]}x{other[0]} but most are {common[1]}x{common[0]}; "
             "set data.image_size to resize them all"
@@ -295,9 +303,15 @@ def _palette_is_grey(img) -> bool:
     return all(r == g == b for r, g, b in triples)
 
 
-def load_folder(root: Path, image_size: int | None, class_names: list[str] | None = None, on_corrupt: str = "fail",
-                storage: str = "memory", memory_budget_gb: float = 4.0,
-                index: tuple[list[str], list[tuple[str, int]]] | None = None):
+def load_folder(
+    root: Path,
+    image_size: int | None,
+    class_names: list[str] | None = None,
+    on_corrupt: str = "fail",
+    storage: str = "memory",
+    memory_budget_gb: float = 4.0,
+    index: tuple[list[str], list[tuple[str, int]]] | None = None,
+):
     """One ImageFolder tree: (images [N,C,H,W], labels int64 [N], class names, skipped paths).
 
     The images are a uint8 tensor, or with storage "disk" (or "auto" when their decoded size is
@@ -317,8 +331,10 @@ def load_folder(root: Path, image_size: int | None, class_names: list[str] | Non
         decoded_bytes = int(np.prod(lazy.shape))
         if storage == "disk" or decoded_bytes > memory_budget_gb * 2**30:
             if on_corrupt == "skip":
-                raise DataError(f"{root}: data.on_corrupt: skip needs the images in memory (data.storage: memory); "
-                                "streamed images are checked as they are read")
+                raise DataError(
+                    f"{root}: data.on_corrupt: skip needs the images in memory (data.storage: memory); "
+                    "streamed images are checked as they are read"
+                )
             return lazy, torch.tensor([c for _, c in samples], dtype=torch.long), class_names, []
     images, _, skipped = decode_images(paths, image_size, on_corrupt)
     dropped = set(skipped)

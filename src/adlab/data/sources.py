@@ -8,21 +8,30 @@ to put them.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import torch
 
 from adlab.data.folder import find_class_folders, index_folder, load_folder
-from adlab.data.stream import to_rgb
 from adlab.data.idx import find_idx, read_idx
+from adlab.data.stream import to_rgb
 from adlab.errors import DataError
 
 DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
 FASHION_MNIST_CLASSES = [
-    "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
+    "T-shirt/top",
+    "Trouser",
+    "Pullover",
+    "Dress",
+    "Coat",
+    "Sandal",
+    "Shirt",
+    "Sneaker",
+    "Bag",
+    "Ankle boot",
 ]
 MNIST_CLASSES = [str(i) for i in range(10)]
 
@@ -41,9 +50,16 @@ def default_root() -> Path:
     return Path(os.environ.get("ADLAB_DATA", Path.home() / ".cache" / "adlab" / "datasets"))
 
 
-def load_source(name: str, root: str | None, image_size: int | None = None, download: bool = True,
-                on_corrupt: str = "fail", storage: str = "memory", memory_budget_gb: float = 4.0,
-                verify: bool = True) -> ImageSet:
+def load_source(
+    name: str,
+    root: str | None,
+    image_size: int | None = None,
+    download: bool = True,
+    on_corrupt: str = "fail",
+    storage: str = "memory",
+    memory_budget_gb: float = 4.0,
+    verify: bool = True,
+) -> ImageSet:
     """`on_corrupt`, `storage` and `memory_budget_gb` apply to image-file data sets (folder, EuroSAT);
     `verify` to files with a known original checksum (CIFAR-10)."""
     files = {"on_corrupt": on_corrupt, "storage": storage, "memory_budget_gb": memory_budget_gb}
@@ -78,28 +94,51 @@ def _mnist_like(kind: str, root: str | None, download: bool, class_names: list[s
         candidates.append(DEBIAN_FASHION_MNIST)
     candidates.append(default_root() / kind / "raw")
     for folder in candidates:
-        files = [find_idx(folder, s) for s in ("train-images-idx3-ubyte", "train-labels-idx1-ubyte",
-                                               "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")]
-        if all(files):
-            arrays = [read_idx(f) for f in files]
+        files = [
+            find_idx(folder, s)
+            for s in (
+                "train-images-idx3-ubyte",
+                "train-labels-idx1-ubyte",
+                "t10k-images-idx3-ubyte",
+                "t10k-labels-idx1-ubyte",
+            )
+        ]
+        present = [f for f in files if f is not None]
+        if len(present) == len(files):
+            arrays = [read_idx(f) for f in present]
             for images, labels, split in ((arrays[0], arrays[1], "train"), (arrays[2], arrays[3], "t10k")):
                 if len(images) != len(labels):
                     raise DataError(f"{folder}: {split} has {len(images)} images but {len(labels)} labels")
             tx, ty, vx, vy = (torch.from_numpy(np.ascontiguousarray(a)) for a in arrays)
-            return ImageSet(tx.unsqueeze(1), ty.long(), vx.unsqueeze(1), vy.long(), class_names,
-                            f"{kind} IDX files from {folder}")
+            return ImageSet(
+                tx.unsqueeze(1), ty.long(), vx.unsqueeze(1), vy.long(), class_names, f"{kind} IDX files from {folder}"
+            )
     target = Path(root) if root is not None else default_root()
     if not download:
-        raise DataError(f"{kind} not found (looked in {', '.join(map(str, candidates))}); "
-                        f"put the four IDX files in {target / kind / 'raw'} or set data.download: true")
+        raise DataError(
+            f"{kind} not found (looked in {', '.join(map(str, candidates))}); "
+            f"put the four IDX files in {target / kind / 'raw'} or set data.download: true"
+        )
     import torchvision.datasets as tvd
 
     dataset_cls = getattr(tvd, kind)
-    train, test = _download(lambda: (dataset_cls(str(target), train=True, download=True),
-                                     dataset_cls(str(target), train=False, download=True)),
-                            kind, target / kind / "raw", "the four IDX files (train/t10k images and labels)")
-    return ImageSet(train.data.unsqueeze(1).contiguous(), train.targets.long(), test.data.unsqueeze(1).contiguous(),
-                    test.targets.long(), class_names, f"{kind} from torchvision in {target}")
+    train, test = _download(
+        lambda: (
+            dataset_cls(str(target), train=True, download=True),
+            dataset_cls(str(target), train=False, download=True),
+        ),
+        kind,
+        target / kind / "raw",
+        "the four IDX files (train/t10k images and labels)",
+    )
+    return ImageSet(
+        train.data.unsqueeze(1).contiguous(),
+        train.targets.long(),
+        test.data.unsqueeze(1).contiguous(),
+        test.targets.long(),
+        class_names,
+        f"{kind} from torchvision in {target}",
+    )
 
 
 def _cifar10(root: str | None, download: bool, verify: bool = True) -> ImageSet:
@@ -107,16 +146,27 @@ def _cifar10(root: str | None, download: bool, verify: bool = True) -> ImageSet:
 
     target = Path(root) if root is not None else default_root()
     tx, ty, vx, vy, names, folder = load_cifar10(target, download, verify)
-    return ImageSet(tx, ty, vx, vy, names, f"CIFAR-10 python batches from {folder}"
-                    + ("" if verify else " (checksums not verified: data.verify false)"))
+    return ImageSet(
+        tx,
+        ty,
+        vx,
+        vy,
+        names,
+        f"CIFAR-10 python batches from {folder}" + ("" if verify else " (checksums not verified: data.verify false)"),
+    )
 
 
 def _eurosat(root: str | None, download: bool, image_size: int | None, files: dict) -> ImageSet:
     import torchvision.datasets as tvd
 
     target = Path(root) if root is not None else default_root()
-    dataset = _download(lambda: tvd.EuroSAT(str(target), download=download), "EuroSAT",
-                        target / "eurosat" / "2750", "the class folders of EuroSAT RGB (AnnualCrop, Forest, ...)", download)
+    dataset = _download(
+        lambda: tvd.EuroSAT(str(target), download=download),
+        "EuroSAT",
+        target / "eurosat" / "2750",
+        "the class folders of EuroSAT RGB (AnnualCrop, Forest, ...)",
+        download,
+    )
     folder = Path(dataset.root) / "eurosat" / "2750"
     images, labels, names, skipped = load_folder(folder, image_size, list(dataset.classes), **files)
     return ImageSet(images, labels, None, None, names, f"EuroSAT RGB from {folder}{_skipped_note(skipped)}")
@@ -149,18 +199,28 @@ def _folder(root: str | None, image_size: int | None, files: dict) -> ImageSet:
             listed = ", ".join(repr(name) for name in extra[:10])
             listed += f" and {len(extra) - 10} more" if len(extra) > 10 else ""
             plural, it = ("s", "them") if len(extra) > 1 else ("", "it")
-            raise DataError(f"{held_out}: class folder{plural} {listed} not in {base / 'train'}; a model trained there "
-                            f"cannot predict {it}: add {it} to train/ or remove {it} from {held_out.name}/")
+            raise DataError(
+                f"{held_out}: class folder{plural} {listed} not in {base / 'train'}; a model trained there "
+                f"cannot predict {it}: add {it} to train/ or remove {it} from {held_out.name}/"
+            )
         test = index_folder(held_out, names, allow_empty=True, owners=owners)
         train_x, train_y, names, skipped = load_folder(base / "train", image_size, index=train, **files)
         test_x, test_y, _, skipped_test = load_folder(held_out, image_size, index=test, **files)
         if train_x.shape[2:] != test_x.shape[2:]:
-            raise DataError(f"{base}: train images are {tuple(train_x.shape[2:])} but test images "
-                            f"{tuple(test_x.shape[2:])}; set data.image_size")
+            raise DataError(
+                f"{base}: train images are {tuple(train_x.shape[2:])} but test images "
+                f"{tuple(test_x.shape[2:])}; set data.image_size"
+            )
         if train_x.shape[1] != test_x.shape[1]:  # one split has colour: promote both to RGB
             train_x, test_x = (to_rgb(t) if t.shape[1] == 1 else t for t in (train_x, test_x))
-        return ImageSet(train_x, train_y, test_x, test_y, names,
-                        f"image folders {base}/train and {held_out} (test){_skipped_note(skipped + skipped_test)}")
+        return ImageSet(
+            train_x,
+            train_y,
+            test_x,
+            test_y,
+            names,
+            f"image folders {base}/train and {held_out} (test){_skipped_note(skipped + skipped_test)}",
+        )
     images, labels, names, skipped = load_folder(base, image_size, **files)
     return ImageSet(images, labels, None, None, names, f"image folder {base}{_skipped_note(skipped)}")
 
@@ -171,7 +231,9 @@ def _download(fetch: Callable, what: str, where: Path, files: str, download: boo
     except Exception as exc:  # torchvision raises URLError, RuntimeError, OSError... depending on the step
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         if not download:
-            raise DataError(f"{what} not found or corrupt in {where} ({reason}); put {files} there "
-                            "or set data.download: true") from None
-        raise DataError(f"{what} is not in {where} and could not be downloaded ({reason}); "
-                        f"without internet, put {files} in {where}") from None
+            raise DataError(
+                f"{what} not found or corrupt in {where} ({reason}); put {files} there or set data.download: true"
+            ) from None
+        raise DataError(
+            f"{what} is not in {where} and could not be downloaded ({reason}); without internet, put {files} in {where}"
+        ) from None

@@ -27,7 +27,7 @@ class DiskImages:
         self.resize = resize  # data.image_size set: every image is resized; else all must be hw
 
     @classmethod
-    def open(cls, paths: list[str], image_size: int | None) -> "DiskImages":
+    def open(cls, paths: list[str], image_size: int | None) -> DiskImages:
         """Channels (and size, without image_size) from the first image; the rest are checked as read."""
         from PIL import Image
 
@@ -50,7 +50,7 @@ class DiskImages:
     def size(self, dim: int | None = None):
         return self.shape if dim is None else self.shape[dim]
 
-    def subset(self, indices) -> "DiskImages":
+    def subset(self, indices) -> DiskImages:
         return DiskImages(self.paths[_as_index(indices)], self.channels, self.hw, self.resize)
 
     def __getitem__(self, indices) -> torch.Tensor:
@@ -66,11 +66,15 @@ class DiskImages:
         try:
             array = read_image(path, self.channels, self.hw if self.resize else None)
         except Exception as exc:  # PIL raises more than OSError for bad files (folder.unreadable)
-            raise DataError(f"{unreadable(path, exc)}; fix or remove the file (a run stopped by it "
-                            "continues with adlab train --resume RUN)") from None
+            raise DataError(
+                f"{unreadable(path, exc)}; fix or remove the file (a run stopped by it "
+                "continues with adlab train --resume RUN)"
+            ) from None
         if array.shape[:2] != self.hw:
-            raise DataError(f"{path}: image is {array.shape[1]}x{array.shape[0]} but the data set's first "
-                            f"image is {self.hw[1]}x{self.hw[0]}; set data.image_size")
+            raise DataError(
+                f"{path}: image is {array.shape[1]}x{array.shape[0]} but the data set's first "
+                f"image is {self.hw[1]}x{self.hw[0]}; set data.image_size"
+            )
         return array
 
 

@@ -11,9 +11,22 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+
 class BatchTransform(nn.Module):
-    def __init__(self, channels: int, image_size: int | None, mean, std,
-                 crop_padding: int = 0, flip: bool = False, augment: bool = False, cutout: int = 0):
+    mean: torch.Tensor  # buffers, registered in __init__
+    std: torch.Tensor
+
+    def __init__(
+        self,
+        channels: int,
+        image_size: int | None,
+        mean,
+        std,
+        crop_padding: int = 0,
+        flip: bool = False,
+        augment: bool = False,
+        cutout: int = 0,
+    ):
         super().__init__()
         self.channels = channels
         self.image_size = image_size
@@ -32,8 +45,9 @@ class BatchTransform(nn.Module):
         elif x.shape[1] == 3 and self.channels == 1:
             x = x.mean(dim=1, keepdim=True)
         if self.image_size is not None and tuple(x.shape[-2:]) != (self.image_size, self.image_size):
-            x = F.interpolate(x, size=(self.image_size, self.image_size), mode="bilinear",
-                              antialias=True, align_corners=False)
+            x = F.interpolate(
+                x, size=(self.image_size, self.image_size), mode="bilinear", antialias=True, align_corners=False
+            )
         return x
 
     def forward(self, x: torch.Tensor, train: bool = False) -> torch.Tensor:

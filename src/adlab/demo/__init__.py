@@ -30,8 +30,10 @@ def fashion_mnist_available() -> bool:
     from adlab.data.idx import find_idx
     from adlab.data.sources import DEBIAN_FASHION_MNIST, default_root
 
-    return any(find_idx(folder, "train-images-idx3-ubyte") for folder in
-               (DEBIAN_FASHION_MNIST, default_root() / "FashionMNIST" / "raw"))
+    return any(
+        find_idx(folder, "train-images-idx3-ubyte")
+        for folder in (DEBIAN_FASHION_MNIST, default_root() / "FashionMNIST" / "raw")
+    )
 
 
 def load_demo(quick: bool, source: str, overrides: list[str] | None = None):
@@ -41,6 +43,7 @@ def load_demo(quick: bool, source: str, overrides: list[str] | None = None):
 
     study = load_study(study_file(quick), overrides=overrides)
     for run in study.runs:
+        assert run.config is not None  # load_study validates every run's config
         if run.config.data.name == "fashion_mnist" and source != "fashion_mnist":
             raw = run.config.to_dict()
             raw["data"]["name"] = source
@@ -48,16 +51,21 @@ def load_demo(quick: bool, source: str, overrides: list[str] | None = None):
     return study
 
 
-def run_demo(out: str | Path = "runs/demo", quick: bool = False, verbose: bool = True,
-             overrides: list[str] | None = None) -> Path:
+def run_demo(
+    out: str | Path = "runs/demo", quick: bool = False, verbose: bool = True, overrides: list[str] | None = None
+) -> Path:
     from adlab.study.runner import run_study
 
     say = io.printer(verbose)
     out = Path(out)
     source = "fashion_mnist" if fashion_mnist_available() else "digits"
     study = load_demo(quick, source, overrides)
-    say(f"demo data: {'Fashion-MNIST (Debian package dataset-fashion-mnist)' if source == 'fashion_mnist' else 'scikit-learn digits (Fashion-MNIST not found)'}"
-        f"; {'quick' if quick else 'full'} demo: {len(study.runs)} runs, study file {study.path}")
+    data_name = (
+        "Fashion-MNIST (Debian package dataset-fashion-mnist)"
+        if source == "fashion_mnist"
+        else "scikit-learn digits (Fashion-MNIST not found)"
+    )
+    say(f"demo data: {data_name}; {'quick' if quick else 'full'} demo: {len(study.runs)} runs, study file {study.path}")
     started = time.perf_counter()
     run_study(study.path, out=out, verbose=verbose, overrides=overrides, study=study, kind="demo")
     io.write_json(out / MARKER, {"source": source, "quick": quick})

@@ -23,8 +23,10 @@ def parse_kitti_line(line: str) -> tuple[str | None, tuple[str, np.ndarray] | No
     """(problem, None) for a malformed line, else (None, (type, [x1, y1, x2, y2]))."""
     fields = line.split()
     if len(fields) not in (15, 16):
-        return (f"expected 15 or 16 fields (type truncated occluded alpha x1 y1 x2 y2 h w l x y z ry [score]), "
-                f"found {len(fields)}"), None
+        return (
+            f"expected 15 or 16 fields (type truncated occluded alpha x1 y1 x2 y2 h w l x y z ry [score]), "
+            f"found {len(fields)}"
+        ), None
     try:
         values = np.array([float(v) for v in fields[1:]], dtype=np.float64)
     except ValueError:
@@ -43,10 +45,10 @@ def _class_map(classes: list[str], rename: dict[str, str] | None) -> tuple[list[
     if not classes or not all(classes):
         raise DataError("classes: name at least one KITTI type to keep (e.g. Car,Pedestrian,Cyclist)")
     folded = [c.casefold() for c in classes]
-    repeated = sorted({c for c, f in zip(classes, folded) if folded.count(f) > 1})
+    repeated = sorted({c for c, f in zip(classes, folded, strict=True) if folded.count(f) > 1})
     if repeated:
         raise DataError(f"classes: {', '.join(repeated)} named more than once")
-    spelled = dict(zip(folded, classes))
+    spelled = dict(zip(folded, classes, strict=True))
     renamed: dict[str, str] = {}
     for source, target in (rename or {}).items():
         key = str(source).strip().casefold()
@@ -78,8 +80,17 @@ def _split(count: int, val_fraction: float, seed: int) -> np.ndarray:
     return is_val
 
 
-def kitti_to_yolo(images: Path, labels: Path, out: Path, classes: list[str], rename: dict[str, str] | None = None,
-                  val_fraction: float = 0.2, seed: int = 0, skip_bad: bool = False, overwrite: bool = False) -> dict:
+def kitti_to_yolo(
+    images: Path,
+    labels: Path,
+    out: Path,
+    classes: list[str],
+    rename: dict[str, str] | None = None,
+    val_fraction: float = 0.2,
+    seed: int = 0,
+    skip_bad: bool = False,
+    overwrite: bool = False,
+) -> dict:
     """Convert a KITTI image folder + label folder into a YOLO data set at `out`.
 
     Types are matched to `classes` case-insensitively; ids follow the order of `classes`, and
@@ -136,6 +147,7 @@ def kitti_to_yolo(images: Path, labels: Path, out: Path, classes: list[str], ren
                     raise DataError(f"{label_path}:{number}: {problem}")
                 skip.add(problem.split(" (")[0])
                 continue
+            assert parsed is not None  # no problem: the line parsed
             kitti_type, box = parsed
             cls = type_to_id.get(kitti_type.casefold())
             if cls is None:
@@ -158,7 +170,7 @@ def kitti_to_yolo(images: Path, labels: Path, out: Path, classes: list[str], ren
     counts = {split: 0 for split in splits}
     final = Path(out).expanduser().resolve()
     with building_output(out, "kitti-to-yolo", protected, overwrite) as tmp:
-        for (image_path, lines), val in zip(converted, is_val):
+        for (image_path, lines), val in zip(converted, is_val, strict=True):
             split = "val" if val else "train"
             link_or_copy(image_path, tmp / "images" / split / image_path.name)
             label = tmp / "labels" / split / f"{image_path.stem}.txt"

@@ -119,7 +119,7 @@ def _check_size(size) -> tuple[int, int]:
 def _smooth_noise(rng: np.random.Generator, cells: tuple[int, int], width: int, height: int) -> np.ndarray:
     """Low-frequency noise [height, width], about unit variance: a small random grid, bilinearly upscaled."""
     grid = rng.standard_normal(cells).astype(np.float32)
-    return np.asarray(Image.fromarray(grid, mode="F").resize((width, height), Image.BILINEAR))
+    return np.asarray(Image.fromarray(grid, mode="F").resize((width, height), Image.Resampling.BILINEAR))
 
 
 def make_background(rng: np.random.Generator, size: tuple[int, int]) -> np.ndarray:
@@ -149,21 +149,23 @@ def make_background(rng: np.random.Generator, size: tuple[int, int]) -> np.ndarr
     return np.clip(np.rint(image), 0, 255).astype(np.uint8)
 
 
-def _scaled(image: np.ndarray, rng: np.random.Generator, size: tuple[int, int],
-            heights: tuple[float, float] | None) -> np.ndarray | None:
+def _scaled(
+    image: np.ndarray, rng: np.random.Generator, size: tuple[int, int], heights: tuple[float, float] | None
+) -> np.ndarray | None:
     """The object cropped to its content and resized to a random height (keeping aspect)."""
     width, height = size
     rows, cols = np.flatnonzero((image > MASK_THRESHOLD).any(1)), np.flatnonzero((image > MASK_THRESHOLD).any(0))
     if len(rows) == 0:
         return None
-    crop = image[rows[0]:rows[-1] + 1, cols[0]:cols[-1] + 1]
+    crop = image[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
     lo, hi = heights if heights is not None else (HEIGHT_FRACTION[0] * height, HEIGHT_FRACTION[1] * height)
     target_h = rng.uniform(max(lo, 6), max(hi, lo, 6))
     target_h = min(target_h, 0.9 * width * crop.shape[0] / crop.shape[1])  # never wider than the image
     target_w = max(1, int(round(target_h * crop.shape[1] / crop.shape[0])))
     target_h = max(1, int(round(target_h)))
     resized = Image.fromarray(np.ascontiguousarray(crop, dtype=np.float32), mode="F").resize(
-        (target_w, target_h), Image.BILINEAR)
+        (target_w, target_h), Image.Resampling.BILINEAR
+    )
     return np.clip(np.asarray(resized, dtype=np.float32), 0, 1)
 
 
@@ -174,9 +176,13 @@ def _tint(rng: np.random.Generator) -> np.ndarray:
     return (40 + 215 * colour).astype(np.float32)
 
 
-def render_scene(rng: np.random.Generator, objects: list[tuple[int, np.ndarray]], size: tuple[int, int],
-                 background: np.ndarray | None = None, heights: tuple[float, float] | None = None,
-                 ) -> tuple[np.ndarray, np.ndarray, list[np.ndarray]]:
+def render_scene(
+    rng: np.random.Generator,
+    objects: list[tuple[int, np.ndarray]],
+    size: tuple[int, int],
+    background: np.ndarray | None = None,
+    heights: tuple[float, float] | None = None,
+) -> tuple[np.ndarray, np.ndarray, list[np.ndarray]]:
     """Composite `objects` ((class id, float [0, 1] intensity image) pairs) onto a wide background.
 
     size is (width, height); background, if given, is [H, W, 3] uint8 (otherwise make_background);
@@ -194,7 +200,9 @@ def render_scene(rng: np.random.Generator, objects: list[tuple[int, np.ndarray]]
     if background.shape != (height, width, 3):
         raise DataError(f"background is {background.shape}, expected {(height, width, 3)}")
     canvas = background.astype(np.float32)
-    boxes, masks, centres = [], [], []
+    boxes: list[tuple] = []
+    masks: list[np.ndarray] = []
+    centres: list[tuple[float, float]] = []
     for cls, source_image in objects:
         obj = _scaled(np.asarray(source_image, dtype=np.float32), rng, (width, height), heights)
         if obj is None:
@@ -215,7 +223,7 @@ def render_scene(rng: np.random.Generator, objects: list[tuple[int, np.ndarray]]
             ix0, iy0, ix1, iy1 = max(x0, 0), max(y0, 0), min(x0 + ow, width), min(y0 + oh, height)
             if ix1 <= ix0 or iy1 <= iy0:
                 continue
-            sub_alpha = alpha[iy0 - y0:iy1 - y0, ix0 - x0:ix1 - x0]
+            sub_alpha = alpha[iy0 - y0 : iy1 - y0, ix0 - x0 : ix1 - x0]
             mask = np.zeros((height, width), dtype=bool)
             mask[iy0:iy1, ix0:ix1] = sub_alpha > 0
             if mask.sum() < MIN_VISIBLE * full_area:
@@ -231,8 +239,8 @@ def render_scene(rng: np.random.Generator, objects: list[tuple[int, np.ndarray]]
         if placed is None:
             continue
         ix0, iy0, ix1, iy1, x0, y0, mask, box = placed
-        a = alpha[iy0 - y0:iy1 - y0, ix0 - x0:ix1 - x0, None]
-        paint = colour * shade[iy0 - y0:iy1 - y0, ix0 - x0:ix1 - x0, None]
+        a = alpha[iy0 - y0 : iy1 - y0, ix0 - x0 : ix1 - x0, None]
+        paint = colour * shade[iy0 - y0 : iy1 - y0, ix0 - x0 : ix1 - x0, None]
         region = canvas[iy0:iy1, ix0:ix1]
         canvas[iy0:iy1, ix0:ix1] = region * (1 - a) + paint * a
         boxes.append((cls, *box))
@@ -248,9 +256,17 @@ def render_scene(rng: np.random.Generator, objects: list[tuple[int, np.ndarray]]
 # ------------------------------------------------------------------------------------------ data set
 
 
-def synth_scenes(out: str | Path, images: int, classes: list[str] | None = None, size: tuple[int, int] = (384, 128),
-                 seed: int = 0, source: str = "auto", val_fraction: float = 0.2, objects: tuple[int, int] = (1, 6),
-                 overwrite: bool = False) -> dict:
+def synth_scenes(
+    out: str | Path,
+    images: int,
+    classes: list[str] | None = None,
+    size: tuple[int, int] = (384, 128),
+    seed: int = 0,
+    source: str = "auto",
+    val_fraction: float = 0.2,
+    objects: tuple[int, int] = (1, 6),
+    overwrite: bool = False,
+) -> dict:
     """Write a YOLO data set of `images` synthetic wide scenes to `out` (see the module docstring).
 
     classes: class names (or ids) of the source, matched by adlab.classes.resolve_classes (default
@@ -303,9 +319,10 @@ def synth_scenes(out: str | Path, images: int, classes: list[str] | None = None,
             stem = f"{index:06d}"
             Image.fromarray(image).save(tmp / "images" / split / f"{stem}.png", format="PNG", compress_level=1)
             yolo = pixels_to_yolo(boxes[:, 1:], width, height)
-            lines = [format_label(int(cls), box) for cls, box in zip(boxes[:, 0], yolo)]
-            (tmp / "labels" / split / f"{stem}.txt").write_text("".join(line + "\n" for line in lines),
-                                                                  encoding="utf-8")
+            lines = [format_label(int(cls), box) for cls, box in zip(boxes[:, 0], yolo, strict=True)]
+            (tmp / "labels" / split / f"{stem}.txt").write_text(
+                "".join(line + "\n" for line in lines), encoding="utf-8"
+            )
             for cls in boxes[:, 0]:
                 counts[pool.classes[int(cls)]] += 1
             per_split[split] += 1

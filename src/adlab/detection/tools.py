@@ -18,9 +18,9 @@ import math
 import os
 import shutil
 import uuid
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterable, Iterator
 
 import numpy as np
 
@@ -49,6 +49,7 @@ MANIFEST_COLUMNS = ("crop", "source_image", "split", "class", "x1", "y1", "x2", 
 
 # --- arguments -----------------------------------------------------------------------------------
 
+
 def check_seed(seed, key: str = "seed") -> int:
     """A random seed: a whole number from 0 to 2**32 - 1 (what every random generator accepts)."""
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 <= seed <= MAX_SEED:
@@ -59,11 +60,12 @@ def check_seed(seed, key: str = "seed") -> int:
 
 # --- output folders ------------------------------------------------------------------------------
 
+
 def _overlaps(a: Path, b: Path) -> bool:
     return a == b or a in b.parents or b in a.parents
 
 
-def check_output_folder(out: Path, protected: Iterable[Path] = (), overwrite: bool = False) -> Path:
+def check_output_folder(out: str | Path, protected: Iterable[Path] = (), overwrite: bool = False) -> Path:
     """The absolute output folder, after refusing one that would destroy the user's files (see the
     module docstring). Writes nothing; an error (DataError) names the folder."""
     given = Path(out).expanduser()
@@ -84,7 +86,9 @@ def check_output_folder(out: Path, protected: Iterable[Path] = (), overwrite: bo
 
 
 @contextmanager
-def building_output(out: Path, kind: str, protected: Iterable[Path] = (), overwrite: bool = False) -> Iterator[Path]:
+def building_output(
+    out: str | Path, kind: str, protected: Iterable[Path] = (), overwrite: bool = False
+) -> Iterator[Path]:
     """Yield a temporary sibling of `out` to build into; on success it gets the data marker
     (recording the tool `kind`) and becomes `out` (replacing an empty folder, or an earlier data-tool
     output when `overwrite`); on any error it is removed, with any parent folders made for it, and
@@ -153,7 +157,8 @@ def image_size(path: Path, skip: SkipCounter | None = None) -> tuple[int, int] |
         with Image.open(path) as opened:
             return opened.size
     except image_errors() as exc:
-        return _bad_image(path, exc, skip)
+        _bad_image(path, exc, skip)
+        return None
 
 
 def load_rgb(path: Path, skip: SkipCounter | None = None):
@@ -164,7 +169,8 @@ def load_rgb(path: Path, skip: SkipCounter | None = None):
         with Image.open(path) as opened:
             return opened.convert("RGB")
     except image_errors() as exc:
-        return _bad_image(path, exc, skip)
+        _bad_image(path, exc, skip)
+        return None
 
 
 def image_errors() -> tuple[type[BaseException], ...]:
@@ -181,8 +187,9 @@ def _bad_image(path: Path, exc: BaseException, skip: SkipCounter | None) -> None
         from adlab.data.folder import unreadable
 
         raise DataError(unreadable(path, exc)) from None  # the same words as for training images
-    skip.add("image too large to decode safely" if isinstance(exc, Image.DecompressionBombError)
-             else "unreadable image")
+    skip.add(
+        "image too large to decode safely" if isinstance(exc, Image.DecompressionBombError) else "unreadable image"
+    )
     return None
 
 
@@ -214,8 +221,10 @@ def _protected(ds: YoloDataset) -> list[Path]:
 
 # --- filter --------------------------------------------------------------------------------------
 
-def filter_classes(data_yaml: Path, keep: list[str], out: Path, drop_empty: bool = False,
-                   overwrite: bool = False) -> dict:
+
+def filter_classes(
+    data_yaml: Path, keep: list[str], out: Path, drop_empty: bool = False, overwrite: bool = False
+) -> dict:
     """Copy a YOLO data set keeping only the classes `keep`, names or ids matched by
     adlab.classes.resolve_classes (new ids are 0..k-1 in the order of `keep`).
     Every image's header is read (an unreadable image is an error naming it), its pixels are not.
@@ -257,11 +266,19 @@ def filter_classes(data_yaml: Path, keep: list[str], out: Path, drop_empty: bool
         # a split left without images is not named in data.yaml (its folder does not exist)
         write_data_yaml(tmp, new_names, [split for split in splits if images[split]])
     final = Path(out).expanduser().resolve()
-    return {"names": new_names, "images": images, "objects": objects, "removed_objects": removed,
-            "dropped_images": dropped, "data_yaml": str(final / "data.yaml"), "out": str(final)}
+    return {
+        "names": new_names,
+        "images": images,
+        "objects": objects,
+        "removed_objects": removed,
+        "dropped_images": dropped,
+        "data_yaml": str(final / "data.yaml"),
+        "out": str(final),
+    }
 
 
 # --- crops ---------------------------------------------------------------------------------------
+
 
 def check_class_folder_names(names: list[str], source: Path) -> None:
     """Class names become folder names: each must pass the one name sanitiser, and none may repeat."""
@@ -296,8 +313,15 @@ def crop_box(box: np.ndarray, width: int, height: int, pad: float) -> tuple[tupl
     return region, own_w, own_h
 
 
-def make_crops(data_yaml: Path, out: Path, size: int = 128, pad: float = 0.0, min_size: int = 8,
-               skip_bad: bool = False, overwrite: bool = False) -> dict:
+def make_crops(
+    data_yaml: Path,
+    out: Path,
+    size: int = 128,
+    pad: float = 0.0,
+    min_size: int = 8,
+    skip_bad: bool = False,
+    overwrite: bool = False,
+) -> dict:
     """Cut every box of every split out of its image into out/<split>/<class>/<stem>_<index>.png
     (an ImageFolder per split), resized to size x size, plus out/manifest.csv. `skip_bad`: a bad
     label line or an unreadable image is skipped and counted instead of stopping. `overwrite`:
@@ -356,8 +380,10 @@ def make_crops(data_yaml: Path, out: Path, size: int = 128, pad: float = 0.0, mi
                     source = Path(os.path.relpath(image_path.resolve(), final))
                     rows_out.append((relative.as_posix(), source.as_posix(), split, name, x1, y1, x2, y2))
         if not rows_out:
-            raise DataError(f"{ds.yaml_path}: no boxes to crop"
-                            + (f" ({skipped_small} smaller than {min_size} px)" if skipped_small else ""))
+            raise DataError(
+                f"{ds.yaml_path}: no boxes to crop"
+                + (f" ({skipped_small} smaller than {min_size} px)" if skipped_small else "")
+            )
         io.write_csv(tmp / "manifest.csv", MANIFEST_COLUMNS, rows_out)
     counts = {split: dict(sorted(c.items())) for split, c in counts.items() if c}
     return {

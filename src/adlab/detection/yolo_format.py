@@ -144,8 +144,9 @@ def read_data_yaml(path: str | Path) -> YoloDataset:
         if value is None or value == "":
             continue
         if not isinstance(value, str):
-            raise DataError(f"{path}: {split}: expected one images folder (relative to path, or absolute), "
-                            f"got {_shown(value)}")
+            raise DataError(
+                f"{path}: {split}: expected one images folder (relative to path, or absolute), got {_shown(value)}"
+            )
         folder = root / value
         try:
             found = folder.is_dir()
@@ -189,8 +190,9 @@ def _class_names(names: object, path: Path) -> list[str]:
         return [_class_name(n, f"names[{i}]", path) for i, n in enumerate(names)]
     if names is None:
         raise DataError(f"{path}: names: no class names")
-    raise DataError(f"{path}: names: expected a list of class names or a mapping 0: name, 1: name, ..., "
-                    f"got {_shown(names)}")
+    raise DataError(
+        f"{path}: names: expected a list of class names or a mapping 0: name, 1: name, ..., got {_shown(names)}"
+    )
 
 
 def write_data_yaml(out: Path, names: list[str], splits: list[str]) -> Path:

@@ -15,11 +15,14 @@ from torch import nn
 from adlab.models.cnn import ACTIVATIONS
 
 
-def _conv_block(c_in: int, c_out: int, act, batch_norm: bool, dropout: float, transpose: bool = False,
-                output_padding: int = 0) -> list[nn.Module]:
+def _conv_block(
+    c_in: int, c_out: int, act, batch_norm: bool, dropout: float, transpose: bool = False, output_padding: int = 0
+) -> list[nn.Module]:
+    conv: nn.Module
     if transpose:
-        conv = nn.ConvTranspose2d(c_in, c_out, 3, stride=2, padding=1, output_padding=output_padding,
-                                  bias=not batch_norm)
+        conv = nn.ConvTranspose2d(
+            c_in, c_out, 3, stride=2, padding=1, output_padding=output_padding, bias=not batch_norm
+        )
     else:
         conv = nn.Conv2d(c_in, c_out, 3, stride=2, padding=1, bias=not batch_norm)
     layers: list[nn.Module] = [conv]
@@ -32,8 +35,17 @@ def _conv_block(c_in: int, c_out: int, act, batch_norm: bool, dropout: float, tr
 class ConvEncoder(nn.Module):
     """Images [B, C, H, W] -> codes [B, latent_dim] (or mean and log-variance for a VAE)."""
 
-    def __init__(self, in_channels: int, image_hw: tuple[int, int], latent_dim: int, channels=(32, 64),
-                 activation: str = "relu", batch_norm: bool = True, dropout: float = 0.0, variational: bool = False):
+    def __init__(
+        self,
+        in_channels: int,
+        image_hw: tuple[int, int],
+        latent_dim: int,
+        channels=(32, 64),
+        activation: str = "relu",
+        batch_norm: bool = True,
+        dropout: float = 0.0,
+        variational: bool = False,
+    ):
         super().__init__()
         act = ACTIVATIONS[activation]
         layers: list[nn.Module] = []
@@ -58,8 +70,16 @@ class ConvEncoder(nn.Module):
 class ConvDecoder(nn.Module):
     """Codes [B, latent_dim] -> images [B, C, H, W] in [0, 1]."""
 
-    def __init__(self, encoder: ConvEncoder, out_channels: int, latent_dim: int, channels=(32, 64),
-                 activation: str = "relu", batch_norm: bool = True, dropout: float = 0.0):
+    def __init__(
+        self,
+        encoder: ConvEncoder,
+        out_channels: int,
+        latent_dim: int,
+        channels=(32, 64),
+        activation: str = "relu",
+        batch_norm: bool = True,
+        dropout: float = 0.0,
+    ):
         super().__init__()
         act = ACTIVATIONS[activation]
         c, h, w = encoder.feature_shape
@@ -68,7 +88,7 @@ class ConvDecoder(nn.Module):
         layers: list[nn.Module] = []
         sizes = encoder.sizes[::-1]  # e.g. [(7,7), (14,14), (28,28)]
         widths = list(channels[::-1][1:]) + [channels[0]]
-        for (small, big), width in zip(zip(sizes[:-1], sizes[1:]), widths):
+        for (small, big), width in zip(zip(sizes[:-1], sizes[1:], strict=True), widths, strict=False):
             pad = big[0] - (2 * small[0] - 1)  # restores odd sizes exactly
             layers += _conv_block(c, width, act, batch_norm, dropout, transpose=True, output_padding=pad)
             c = width
@@ -84,15 +104,25 @@ class AutoEncoder(nn.Module):
 
     variational = False
 
-    def __init__(self, in_channels: int, image_hw: tuple[int, int], latent_dim: int = 10, channels=(32, 64),
-                 activation: str = "relu", batch_norm: bool = True, dropout: float = 0.0, denoising: bool = False):
+    def __init__(
+        self,
+        in_channels: int,
+        image_hw: tuple[int, int],
+        latent_dim: int = 10,
+        channels=(32, 64),
+        activation: str = "relu",
+        batch_norm: bool = True,
+        dropout: float = 0.0,
+        denoising: bool = False,
+    ):
         """`dropout`: Dropout2d after each convolution block (model.autoencoder.conv_dropout). `denoising`: trained
         on corrupted inputs (a DAE); the network is the same, the task reads this to corrupt them."""
         super().__init__()
         self.latent_dim = latent_dim
         self.denoising = denoising
-        self.encoder = ConvEncoder(in_channels, image_hw, latent_dim, channels, activation, batch_norm, dropout,
-                                   variational=self.variational)
+        self.encoder = ConvEncoder(
+            in_channels, image_hw, latent_dim, channels, activation, batch_norm, dropout, variational=self.variational
+        )
         self.decoder = ConvDecoder(self.encoder, in_channels, latent_dim, channels, activation, batch_norm, dropout)
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:

@@ -37,13 +37,16 @@ def resolve_checkpoint(path: str | Path) -> Path:
         scored = path / "checkpoints" / _scored_name(path)
         if (scored.exists() or scored.is_symlink()) and not scored.is_file():
             # never another checkpoint in its place: its numbers would not be the run's
-            raise CheckpointError(f"{scored}: not a checkpoint file (a link, folder or device); "
-                                  "the run's test set was scored with it")
+            raise CheckpointError(
+                f"{scored}: not a checkpoint file (a link, folder or device); the run's test set was scored with it"
+            )
         for name in (scored.name, "best.ckpt", "last.ckpt"):
             candidate = path / "checkpoints" / name
             if candidate.is_file():
                 if candidate != scored:
-                    io.notice(f"{scored}: missing; using {candidate} (not the weights the run's test set was scored with)")
+                    io.notice(
+                        f"{scored}: missing; using {candidate} (not the weights the run's test set was scored with)"
+                    )
                 return candidate
         raise CheckpointError(f"{path}: no checkpoints/best.ckpt or checkpoints/last.ckpt in this run directory")
     try:
@@ -124,18 +127,23 @@ def _load_untrusted(path: Path, digest) -> dict:
             reason = re.split(r"\.?\s+Please use `torch\.serialization", refused.group(1).strip())[0].rstrip(".")
             if reason.startswith("Unsupported operand"):
                 if not _starts_like_a_pickle(path):
-                    raise CheckpointError(f"{path}: not a checkpoint (neither torch.save's zip file nor a pickle)") \
-                        from None
+                    raise CheckpointError(
+                        f"{path}: not a checkpoint (neither torch.save's zip file nor a pickle)"
+                    ) from None
                 reason = f"a plain pickle, not a file torch.save wrote ({reason[0].lower()}{reason[1:]})"
-            raise CheckpointError(f"{path}: refused: {reason[0].lower()}{reason[1:]} (checkpoints load with "
-                                  "weights_only: tensors and plain data, never code)") from None
+            raise CheckpointError(
+                f"{path}: refused: {reason[0].lower()}{reason[1:]} (checkpoints load with "
+                "weights_only: tensors and plain data, never code)"
+            ) from None
         raise CheckpointError(f"{path}: not a checkpoint (cannot be unpickled)") from None
     except IsADirectoryError:
         raise CheckpointError(f"{path}: a folder, not a checkpoint file") from None
     except OSError as exc:
         raise CheckpointError(f"{path}: cannot be read ({exc.strerror or type(exc).__name__})") from None
     except Exception as exc:  # truncated zip, random bytes, ...
-        raise CheckpointError(f"{path}: not a readable checkpoint ({type(exc).__name__}; damaged or cut short?)") from None
+        raise CheckpointError(
+            f"{path}: not a readable checkpoint ({type(exc).__name__}; damaged or cut short?)"
+        ) from None
     if not isinstance(ckpt, dict):
         raise CheckpointError(f"{path}: not a checkpoint (expected a dict of tensors)")
     return ckpt
@@ -165,8 +173,9 @@ class WeightsFile:
     sha256: str
 
 
-def read_weights(path: str | Path, with_sha256: bool = False) -> tuple[dict[str, torch.Tensor], dict,
-                                                                     WeightsFile | None]:
+def read_weights(
+    path: str | Path, with_sha256: bool = False
+) -> tuple[dict[str, torch.Tensor], dict, WeightsFile | None]:
     """`read_checkpoint`, and with `with_sha256` which file it read and that file's sha256."""
     path = resolve_checkpoint(path)
     if with_sha256:
@@ -176,13 +185,14 @@ def read_weights(path: str | Path, with_sha256: bool = False) -> tuple[dict[str,
         ckpt, source = load_untrusted(path), None
     state = ckpt.get("state_dict", ckpt)
     if not isinstance(state, dict):
-        raise CheckpointError(f"{path}: not a checkpoint (its state_dict is a {type(state).__name__}, "
-                              "not a mapping of tensors)")
+        raise CheckpointError(
+            f"{path}: not a checkpoint (its state_dict is a {type(state).__name__}, not a mapping of tensors)"
+        )
     state = {k: v for k, v in state.items() if isinstance(k, str) and isinstance(v, torch.Tensor)}
     if not state:
         raise CheckpointError(f"{path}: checkpoint holds no tensors")
     if all(k.startswith(MODEL_PREFIX) for k in state):
-        state = {k[len(MODEL_PREFIX):]: v for k, v in state.items()}
+        state = {k[len(MODEL_PREFIX) :]: v for k, v in state.items()}
     meta = ckpt.get("adlab", {}) if isinstance(ckpt.get("adlab", {}), dict) else {}
     return state, meta, source
 
@@ -212,8 +222,13 @@ class LoadReport:
         return "\n".join(lines)
 
     def to_dict(self) -> dict:
-        record = {"source": self.source, "loaded": len(self.loaded), "new": self.new,
-                  "shape_mismatch": self.shape_mismatch, "unused": len(self.unused)}
+        record = {
+            "source": self.source,
+            "loaded": len(self.loaded),
+            "new": self.new,
+            "shape_mismatch": self.shape_mismatch,
+            "unused": len(self.unused),
+        }
         if self.file is not None:
             record.update(file=self.file.file, sha256=self.file.sha256)
         return record
@@ -223,8 +238,9 @@ def _short(names: list[str], limit: int = 8) -> str:
     return ", ".join(names[:limit]) + (f", ... ({len(names) - limit} more)" if len(names) > limit else "")
 
 
-def load_matching(model: nn.Module, state: dict[str, torch.Tensor], source: str,
-                  skip_prefixes: tuple[str, ...] = ()) -> LoadReport:
+def load_matching(
+    model: nn.Module, state: dict[str, torch.Tensor], source: str, skip_prefixes: tuple[str, ...] = ()
+) -> LoadReport:
     """Copy every checkpoint tensor whose name and shape match; report the rest."""
     report = LoadReport(source)
     own = model.state_dict()
@@ -243,11 +259,15 @@ def load_matching(model: nn.Module, state: dict[str, torch.Tensor], source: str,
     learnable = [n for n, _ in model.named_parameters()]
     if not any(n in matched for n in learnable):
         if report.shape_mismatch:  # the same names: the same network with other settings
-            raise CheckpointError(f"{source}: no tensor of the checkpoint fits this model: the same layers with "
-                                  f"other shapes (e.g. {report.shape_mismatch[0]}, checkpoint->model); the "
-                                  "checkpoint's network was built with other model.* settings")
-        raise CheckpointError(f"{source}: no tensor of the checkpoint fits this model "
-                              f"(another architecture? e.g. model has {learnable[0]}, checkpoint has "
-                              f"{next(iter(state))})")
+            raise CheckpointError(
+                f"{source}: no tensor of the checkpoint fits this model: the same layers with "
+                f"other shapes (e.g. {report.shape_mismatch[0]}, checkpoint->model); the "
+                "checkpoint's network was built with other model.* settings"
+            )
+        raise CheckpointError(
+            f"{source}: no tensor of the checkpoint fits this model "
+            f"(another architecture? e.g. model has {learnable[0]}, checkpoint has "
+            f"{next(iter(state))})"
+        )
     model.load_state_dict(matched, strict=False)
     return report

@@ -6,7 +6,12 @@ import torch
 from torch import nn
 
 ACTIVATIONS = {
-    "relu": nn.ReLU, "leaky_relu": nn.LeakyReLU, "gelu": nn.GELU, "silu": nn.SiLU, "elu": nn.ELU, "tanh": nn.Tanh,
+    "relu": nn.ReLU,
+    "leaky_relu": nn.LeakyReLU,
+    "gelu": nn.GELU,
+    "silu": nn.SiLU,
+    "elu": nn.ELU,
+    "tanh": nn.Tanh,
 }
 
 
@@ -28,17 +33,28 @@ class VGGNet(nn.Module):
     is most of the cost of the full-resolution block.
     """
 
-    def __init__(self, in_channels: int, num_classes: int, image_hw: tuple[int, int],
-                 conv_channels=(32, 64, 128), convs_per_block: int | list[int] = 2, activation: str = "relu",
-                 batch_norm: bool = True, conv_dropout: float = 0.0, hidden=(128,), dropout: float = 0.3,
-                 global_pool: bool = False, pool_early: bool = False):
+    def __init__(
+        self,
+        in_channels: int,
+        num_classes: int,
+        image_hw: tuple[int, int],
+        conv_channels=(32, 64, 128),
+        convs_per_block: int | list[int] = 2,
+        activation: str = "relu",
+        batch_norm: bool = True,
+        conv_dropout: float = 0.0,
+        hidden=(128,),
+        dropout: float = 0.3,
+        global_pool: bool = False,
+        pool_early: bool = False,
+    ):
         super().__init__()
         act = ACTIVATIONS[activation]
         layers: list[nn.Module] = []
         h, w = image_hw
         channels = in_channels
         repeats = [convs_per_block] * len(conv_channels) if isinstance(convs_per_block, int) else convs_per_block
-        for width, convs in zip(conv_channels, repeats):
+        for width, convs in zip(conv_channels, repeats, strict=False):
             pool = min(h, w) >= 2
             for i in range(convs):
                 layers += [nn.Conv2d(channels, width, 3, padding=1, bias=not batch_norm)]

@@ -14,17 +14,21 @@ EPS = 1e-2  # added to the eigenvalues: the smallest directions of patches are m
 
 
 @torch.no_grad()
-def patch_covariance(batches, kernel_size: tuple[int, int], max_patches: int = 10_000_000,
-                     chunk: int = 4_000_000) -> torch.Tensor:
+def patch_covariance(
+    batches, kernel_size: tuple[int, ...], max_patches: int = 10_000_000, chunk: int = 4_000_000
+) -> torch.Tensor:
     """Covariance of the kernel-sized patches of the (normalised) images, a few images at a time
     (`chunk` values of unfolded patches at most: 16 MB), stopping after `max_patches` patches
     (10,000 28x28 images; a few hundred of 224x224)."""
+
     def chunks():
         for batch in batches:
             places = (batch.shape[-2] - kernel_size[0] + 1) * (batch.shape[-1] - kernel_size[1] + 1)
             yield from batch.split(max(1, chunk // (places * batch.shape[1] * kernel_size[0] * kernel_size[1])))
 
-    total, outer, count = 0.0, 0.0, 0
+    total: torch.Tensor | float = 0.0
+    outer: torch.Tensor | float = 0.0
+    count = 0
     for images in chunks():
         patches = F.unfold(images.float(), kernel_size)  # (images, in x kh x kw, places)
         patches = patches.transpose(1, 2).reshape(-1, patches.shape[1])
@@ -32,6 +36,7 @@ def patch_covariance(batches, kernel_size: tuple[int, int], max_patches: int = 1
         if count >= max_patches:
             break
     mean = total / count
+    assert isinstance(mean, torch.Tensor)  # count > 0: at least one batch was summed
     return outer / count - torch.outer(mean, mean)
 
 
@@ -48,5 +53,5 @@ def whiten_first_conv(net: nn.Module, batches) -> int:
     n = min(conv.out_channels // 2, len(filters))
     shaped = filters[:n].to(conv.weight.dtype).view(n, *conv.weight.shape[1:])  # rows: (in, kh, kw) as unfold
     conv.weight[:n] = shaped
-    conv.weight[n:2 * n] = -shaped
+    conv.weight[n : 2 * n] = -shaped
     return n

@@ -6,6 +6,7 @@ import difflib
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import cast
 from urllib.parse import urlparse
 
 import torch
@@ -26,8 +27,10 @@ def check_torchvision_name(name: str) -> None:
     if name not in names:
         close = difflib.get_close_matches(name, names + ["cnn"], n=3)
         hint = f"did you mean {', '.join(close)}? " if close else ""
-        raise ConfigError(f"model.name: unknown model {name!r} ({hint}valid: cnn or a torchvision classifier "
-                          f"such as resnet18, mobilenet_v2, alexnet, vgg11_bn, efficientnet_b0)")
+        raise ConfigError(
+            f"model.name: unknown model {name!r} ({hint}valid: cnn or a torchvision classifier "
+            f"such as resnet18, mobilenet_v2, alexnet, vgg11_bn, efficientnet_b0)"
+        )
 
 
 def build_torchvision(name: str, in_channels: int, num_classes: int, imagenet: bool) -> tuple[nn.Module, str]:
@@ -66,19 +69,27 @@ class ImagenetWeights:
 
     def line(self) -> str:
         prefix = _hash_prefix(self.url)
-        shown = self.sha256[:max(8, len(prefix))]
+        shown = self.sha256[: max(8, len(prefix))]
         text = f"weights: ImageNet (torchvision {self.enum}) from {self.file}, sha256 {shown}…"
         if self.downloaded:
             text += " (downloaded now)"
         if not self.matches_torchvision:
-            text += (f"; not torchvision's own file (its sha256 does not start with {prefix} as torchvision's "
-                     f"does): a converted or edited copy?")
+            text += (
+                f"; not torchvision's own file (its sha256 does not start with {prefix} as torchvision's "
+                f"does): a converted or edited copy?"
+            )
         return text
 
     def to_dict(self) -> dict:
-        return {"source": "imagenet", "weights": self.enum, "url": self.url, "file": self.file,
-                "sha256": self.sha256, "matches_torchvision": self.matches_torchvision,
-                "downloaded": self.downloaded}
+        return {
+            "source": "imagenet",
+            "weights": self.enum,
+            "url": self.url,
+            "file": self.file,
+            "sha256": self.sha256,
+            "matches_torchvision": self.matches_torchvision,
+            "downloaded": self.downloaded,
+        }
 
 
 # the ImageNet weights last loaded in this process, by model name: the run that built the model says
@@ -113,15 +124,22 @@ def _imagenet_model(name: str) -> nn.Module:
     state = _download_imagenet(weights, name, path) if downloaded else _read_imagenet(path, weights)
     sha256 = sha256_file(path)
     model = _build_with_state(name, weights, state, path)
-    LOADED[name] = ImagenetWeights(enum=f"{type(weights).__name__}.{weights.name}", url=weights.url, file=str(path),
-                                   sha256=sha256, matches_torchvision=sha256.startswith(_hash_prefix(weights.url)),
-                                   downloaded=downloaded)
+    LOADED[name] = ImagenetWeights(
+        enum=f"{type(weights).__name__}.{weights.name}",
+        url=weights.url,
+        file=str(path),
+        sha256=sha256,
+        matches_torchvision=sha256.startswith(_hash_prefix(weights.url)),
+        downloaded=downloaded,
+    )
     return model
 
 
 def _corrupt(path: Path, weights, reason: str) -> CheckpointError:
-    return CheckpointError(f"{path}: not a readable state dict ({reason}); delete it and run again online, or replace "
-                           f"it with torchvision's file from {weights.url}")
+    return CheckpointError(
+        f"{path}: not a readable state dict ({reason}); delete it and run again online, or replace "
+        f"it with torchvision's file from {weights.url}"
+    )
 
 
 def _download_imagenet(weights, name: str, path: Path) -> dict:
@@ -134,11 +152,15 @@ def _download_imagenet(weights, name: str, path: Path) -> dict:
         if path.is_file():  # downloaded and kept, then unreadable
             raise _corrupt(path, weights, reason) from None
         if "invalid hash value" in reason:  # torch.hub did not keep it
-            raise CheckpointError(f"ImageNet weights for {name}: the file downloaded from {weights.url} does not match "
-                                  f"the sha256 prefix in its name ({reason}); run again, or put torchvision's file "
-                                  f"at {path}") from None
-        raise CheckpointError(f"ImageNet weights for {name} could not be downloaded from {weights.url} ({reason}); "
-                              f"without internet, put that file at {path}") from None
+            raise CheckpointError(
+                f"ImageNet weights for {name}: the file downloaded from {weights.url} does not match "
+                f"the sha256 prefix in its name ({reason}); run again, or put torchvision's file "
+                f"at {path}"
+            ) from None
+        raise CheckpointError(
+            f"ImageNet weights for {name} could not be downloaded from {weights.url} ({reason}); "
+            f"without internet, put that file at {path}"
+        ) from None
 
 
 def _read_imagenet(path: Path, weights) -> dict:
@@ -150,13 +172,22 @@ def _read_imagenet(path: Path, weights) -> dict:
         refused = re.search(r"WeightsUnpickler error:\s*(.+)", text)
         lines = text.strip().splitlines()
         # torch's advice to allow-list a global would run the file's code: not repeated
-        refused_text = (re.split(r"\.?\s+Please use `torch\.serialization", refused.group(1).strip())[0]
-                        if refused else "")
-        reason = (f"refused by weights_only: {refused_text.rstrip('.')}" if refused
-                  else f"{type(exc).__name__}: {lines[0].split('. ')[0][:160]}" if lines else type(exc).__name__)
+        refused_text = (
+            re.split(r"\.?\s+Please use `torch\.serialization", refused.group(1).strip())[0] if refused else ""
+        )
+        reason = (
+            f"refused by weights_only: {refused_text.rstrip('.')}"
+            if refused
+            else f"{type(exc).__name__}: {lines[0].split('. ')[0][:160]}"
+            if lines
+            else type(exc).__name__
+        )
         raise _corrupt(path, weights, reason) from None
-    if not isinstance(state, dict) or not state or not all(
-            isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items()):
+    if (
+        not isinstance(state, dict)
+        or not state
+        or not all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items())
+    ):
         raise _corrupt(path, weights, f"a {type(state).__name__}, not a mapping of names to tensors")
     return state
 
@@ -192,7 +223,8 @@ def _build_with_state(name: str, weights, state: dict, path: Path) -> nn.Module:
 def _drop_aux_heads(model: nn.Module) -> None:
     # GoogLeNet / Inception return extra logits in training mode; adlab trains the main head only.
     if hasattr(model, "aux_logits"):
-        model.aux_logits = False
+        # torch types Module.__setattr__ for tensors and modules only; a plain flag is set as any attribute
+        model.aux_logits = False  # type: ignore[assignment]
         for attr in ("aux1", "aux2", "AuxLogits"):
             if hasattr(model, attr):
                 setattr(model, attr, None)
@@ -206,11 +238,22 @@ def _set_submodule(model: nn.Module, name: str, module: nn.Module) -> None:
 def adapt_input_conv(model: nn.Module, in_channels: int) -> None:
     """Give the first convolution `in_channels` inputs; pretrained filters are summed (grey) or
     tiled and rescaled (more channels), as timm does, so their responses keep their scale."""
-    name, conv = next(((n, m) for n, m in model.named_modules() if isinstance(m, nn.Conv2d)), (None, None))
-    if conv is None or conv.in_channels == in_channels:
+    first = next(((n, m) for n, m in model.named_modules() if isinstance(m, nn.Conv2d)), None)
+    if first is None or first[1].in_channels == in_channels:
         return
-    new = nn.Conv2d(in_channels, conv.out_channels, conv.kernel_size, conv.stride, conv.padding,
-                    conv.dilation, conv.groups, conv.bias is not None, conv.padding_mode)
+    name, conv = first
+    # torch types a Conv2d's kernel_size, stride, padding and dilation tuple[int, ...]: they are pairs
+    new = nn.Conv2d(
+        in_channels,
+        conv.out_channels,
+        cast("tuple[int, int]", conv.kernel_size),
+        cast("tuple[int, int]", conv.stride),
+        cast("str | tuple[int, int]", conv.padding),
+        cast("tuple[int, int]", conv.dilation),
+        conv.groups,
+        conv.bias is not None,
+        conv.padding_mode,
+    )
     with torch.no_grad():
         old = conv.weight
         if in_channels == 1:
@@ -218,18 +261,19 @@ def adapt_input_conv(model: nn.Module, in_channels: int) -> None:
         else:
             reps = -(-in_channels // old.shape[1])
             new.weight.copy_(old.repeat(1, reps, 1, 1)[:, :in_channels] * (old.shape[1] / in_channels))
-        if conv.bias is not None:
+        if conv.bias is not None and new.bias is not None:  # new has a bias exactly when conv has one
             new.bias.copy_(conv.bias)
     _set_submodule(model, name, new)
 
 
 def replace_head(model: nn.Module, num_classes: int) -> str:
     """Swap the last Linear layer for a fresh one with `num_classes` outputs; return its name."""
-    name, linear = None, None
+    head: tuple[str, nn.Linear] | None = None
     for n, m in model.named_modules():
         if isinstance(m, nn.Linear):
-            name, linear = n, m
-    if linear is None:
+            head = (n, m)
+    if head is None:
         raise ConfigError(f"model.name: {type(model).__name__} has no linear classifier head to adapt")
+    name, linear = head
     _set_submodule(model, name, nn.Linear(linear.in_features, num_classes, bias=linear.bias is not None))
     return name

@@ -14,8 +14,14 @@ from matplotlib.ticker import MaxNLocator  # noqa: E402
 from adlab.io import save_figure  # noqa: E402
 
 
-def loss_curves(history: list[dict], path: Path, title: str, scores: list[tuple[str, str]],
-                score_label: str = "validation score", loss_label: str = "cross-entropy loss") -> None:
+def loss_curves(
+    history: list[dict],
+    path: Path,
+    title: str,
+    scores: list[tuple[str, str]],
+    score_label: str = "validation score",
+    loss_label: str = "cross-entropy loss",
+) -> None:
     """history.csv rows as two panels: the losses, and each (column, label) of `scores`."""
     epochs = [row["epoch"] for row in history]
     fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 3.6))

@@ -45,7 +45,7 @@ def image_grid(images: torch.Tensor, path: Path, title: str = "") -> None:
     fig, axes = plt.subplots(rows, cols, figsize=(cols * 0.9, rows * 0.9), squeeze=False)
     for ax in axes.flat:
         ax.axis("off")
-    for ax, image in zip(axes.flat, images):
+    for ax, image in zip(axes.flat, images, strict=False):
         _show(ax, image)
         ax.axis("off")
     if title:
@@ -54,8 +54,9 @@ def image_grid(images: torch.Tensor, path: Path, title: str = "") -> None:
     save_figure(fig, path)
 
 
-def latent_scatter(points: np.ndarray, labels: np.ndarray, class_names: list[str], path: Path, title: str,
-                   axis_names: tuple[str, str]) -> None:
+def latent_scatter(
+    points: np.ndarray, labels: np.ndarray, class_names: list[str], path: Path, title: str, axis_names: tuple[str, str]
+) -> None:
     fig, ax = plt.subplots(figsize=(7.5, 6))
     cmap = plt.get_cmap("tab10" if len(class_names) <= 10 else "tab20")
     for k, name in enumerate(class_names):

@@ -18,16 +18,23 @@ from adlab.tasks.lightning.loading import load_network
 def load_autoencoder(run: str | Path) -> tuple[torch.nn.Module, DataInfo, Config]:
     from adlab.models.factory import build_autoencoder
 
-    model, info, config, _ = load_network(run, "autoencode", "autoencoder",
-                                          lambda config, info: build_autoencoder(config.model, info.input_shape))
+    model, info, config, _ = load_network(
+        run, "autoencode", "autoencoder", lambda config, info: build_autoencoder(config.model, info.input_shape)
+    )
     return model, info, config
 
 
 MAX_SAMPLES = 4096
 
 
-def generate(run: str | Path, n: int = 64, out: str | Path = "samples.png", seed: int = 0,
-             verbose: bool = True, overwrite: bool = False) -> Path:
+def generate(
+    run: str | Path,
+    n: int = 64,
+    out: str | Path = "samples.png",
+    seed: int = 0,
+    verbose: bool = True,
+    overwrite: bool = False,
+) -> Path:
     """`n` samples as one PNG grid at `out`; an existing file is replaced only with `overwrite`
     and only if it is an image adlab wrote."""
     from adlab.tasks.autoencode.figures import image_grid
@@ -42,7 +49,9 @@ def generate(run: str | Path, n: int = 64, out: str | Path = "samples.png", seed
         raise AdlabError(f"{out}: --out must name a .png file")
     if out.exists() or out.is_symlink():
         if not overwrite:
-            raise AdlabError(f"{out}: already exists (use --overwrite to replace an image adlab made, or another --out)")
+            raise AdlabError(
+                f"{out}: already exists (use --overwrite to replace an image adlab made, or another --out)"
+            )
         if out.is_symlink() or not out.is_file() or not io.made_by_adlab(out):
             raise AdlabError(f"{out}: not an image adlab made; refusing to replace it (choose another --out)")
     model, _, config = load_autoencoder(run)
@@ -56,8 +65,7 @@ def generate(run: str | Path, n: int = 64, out: str | Path = "samples.png", seed
                 train_z = np.asarray(f["train_z"], dtype=np.float32)
         except (OSError, ValueError, KeyError, EOFError) as exc:
             raise AdlabError(f"{latents}: not readable latent codes ({type(exc).__name__})") from None
-        if train_z.ndim != 2 or train_z.shape[1] != latent_dim or len(train_z) < 2 \
-                or not np.isfinite(train_z).all():
+        if train_z.ndim != 2 or train_z.shape[1] != latent_dim or len(train_z) < 2 or not np.isfinite(train_z).all():
             raise AdlabError(f"{latents}: train_z should be finite codes [N >= 2, {latent_dim}]")
     else:
         raise AdlabError(f"{latents}: not found; AE/DAE samples come from a Gaussian fitted to the train codes")

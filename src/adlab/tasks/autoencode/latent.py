@@ -50,16 +50,25 @@ def tsne_2d(z: np.ndarray, seed: int = 0, engine: str = "sklearn") -> np.ndarray
         return z
     perplexity = min(30.0, max(5.0, (len(z) - 1) / 3))
     if engine == "opentsne":
-        from openTSNE import TSNE as OpenTSNE
+        from openTSNE import TSNE as OpenTSNE  # type: ignore[import-not-found]  # optional (bench only), untyped
 
-        tsne = OpenTSNE(n_components=2, perplexity=perplexity, initialization="pca", random_state=seed,
-                        n_jobs=_cores(), neighbors="annoy", negative_gradient_method="fft",
-                        n_iter=TSNE_ITERATIONS // 2, verbose=False)  # plus 250 early-exaggeration iterations
+        tsne = OpenTSNE(
+            n_components=2,
+            perplexity=perplexity,
+            initialization="pca",
+            random_state=seed,
+            n_jobs=_cores(),
+            neighbors="annoy",
+            negative_gradient_method="fft",
+            n_iter=TSNE_ITERATIONS // 2,
+            verbose=False,
+        )  # plus 250 early-exaggeration iterations
         return np.asarray(tsne.fit(np.ascontiguousarray(z, dtype=np.float64)))
     from sklearn.manifold import TSNE
 
-    return TSNE(n_components=2, perplexity=perplexity, init="pca", random_state=seed, n_jobs=_cores(),
-                max_iter=TSNE_ITERATIONS).fit_transform(z)
+    return TSNE(
+        n_components=2, perplexity=perplexity, init="pca", random_state=seed, n_jobs=_cores(), max_iter=TSNE_ITERATIONS
+    ).fit_transform(z)
 
 
 def _cores() -> int:

@@ -15,8 +15,11 @@ from adlab.optim import build_optimization
 def reconstruction_loss(recon: torch.Tensor, target: torch.Tensor, kind: str) -> torch.Tensor:
     """Summed over the pixels of an image, averaged over images (the VAE's usual scale)."""
     recon = recon.float()  # under bf16 autocast the decoder's output is bf16: sum the loss in fp32
-    per_pixel = (F.binary_cross_entropy(recon, target, reduction="none") if kind == "bce"
-                 else F.mse_loss(recon, target, reduction="none"))
+    per_pixel = (
+        F.binary_cross_entropy(recon, target, reduction="none")
+        if kind == "bce"
+        else F.mse_loss(recon, target, reduction="none")
+    )
     return per_pixel.flatten(1).sum(1).mean()
 
 
@@ -48,7 +51,7 @@ class AutoencodeModule(L.LightningModule):
 
     def training_step(self, batch, batch_idx):
         x = batch[0]
-        parts = self.losses(x, noisy=self.model.denoising)
+        parts = self.losses(x, noisy=bool(self.model.denoising))  # the AutoEncoder's flag, a bool
         self.log("train_loss", parts["loss"], on_step=False, on_epoch=True, batch_size=len(x), sync_dist=True)
         return parts["loss"]
 

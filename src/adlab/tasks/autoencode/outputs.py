@@ -9,10 +9,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from adlab.tasks.autoencode import figures as figs
 from adlab import io
 from adlab.formatting import figure_text
 from adlab.models.autoencoders import corrupt, kl_divergence
+from adlab.tasks.autoencode import figures as figs
 from adlab.tasks.autoencode.latent import knn_accuracy, linear_probe_predictions, pca_2d, subsample, tsne_2d
 
 CORRUPTION_SEED = 1234  # the same corrupted test set every time
@@ -20,7 +20,7 @@ CORRUPTION_SEED = 1234  # the same corrupted test set every time
 
 @torch.inference_mode()
 def _batched(fn, images: torch.Tensor, transform: nn.Module, batch_size: int = 1024) -> list:
-    return [fn(transform(images[i:i + batch_size])) for i in range(0, len(images), batch_size)]
+    return [fn(transform(images[i : i + batch_size])) for i in range(0, len(images), batch_size)]
 
 
 @torch.inference_mode()
@@ -30,8 +30,9 @@ def encode(model: nn.Module, transform: nn.Module, images: torch.Tensor) -> torc
 
 
 @torch.inference_mode()
-def reconstruction_metrics(model: nn.Module, model_cfg, transform: nn.Module, images: torch.Tensor
-                           ) -> tuple[dict, np.ndarray]:
+def reconstruction_metrics(
+    model: nn.Module, model_cfg, transform: nn.Module, images: torch.Tensor
+) -> tuple[dict, np.ndarray]:
     """Per-pixel MSE and BCE on clean inputs; a VAE adds KL and ELBO (nats per image); a DAE adds
     the MSE of reconstructing clean images from corrupted ones. Also each image's own MSE (the
     report's paired test between variants on the same test images)."""
@@ -41,7 +42,7 @@ def reconstruction_metrics(model: nn.Module, model_cfg, transform: nn.Module, im
     n_pixels = 0
     per_image = []
     for i in range(0, len(images), 1024):
-        x = transform(images[i:i + 1024])
+        x = transform(images[i : i + 1024])
         out = model(x)
         recon = out["recon"]
         squared = F.mse_loss(recon, x, reduction="none").flatten(1)
@@ -65,8 +66,9 @@ def reconstruction_metrics(model: nn.Module, model_cfg, transform: nn.Module, im
     return metrics, torch.cat(per_image).numpy()
 
 
-def write_autoencoder_result(path: Path, model: nn.Module, model_cfg, data, extra: dict | None = None,
-                             seed: int = 0) -> dict:
+def write_autoencoder_result(
+    path: Path, model: nn.Module, model_cfg, data, extra: dict | None = None, seed: int = 0
+) -> dict:
     """All result files of an autoencoder run; metrics.json last."""
     path = Path(path)
     transform = data.transform
@@ -81,13 +83,15 @@ def write_autoencoder_result(path: Path, model: nn.Module, model_cfg, data, extr
     metrics.update({"latent_dim": int(train_z.shape[1]), "class_names": names, "num_test": int(len(test_y))})
     metrics.update(extra or {})
     # one row per test image: its class, the linear probe's answer and its reconstruction error
-    io.write_csv(path / "predictions.csv", ["index", "y_true", "y_pred", "mse"],
-                 ([i, int(t), int(p), f"{e:.6g}"] for i, (t, p, e) in enumerate(zip(test_y, probe, image_mse))))
+    io.write_csv(
+        path / "predictions.csv",
+        ["index", "y_true", "y_pred", "mse"],
+        ([i, int(t), int(p), f"{e:.6g}"] for i, (t, p, e) in enumerate(zip(test_y, probe, image_mse, strict=True))),
+    )
     with io.atomic_path(path / "latents.npz") as tmp:
         with open(tmp, "wb") as f:
             np.savez_compressed(f, train_z=train_z, train_y=train_y, test_z=test_z, test_y=test_y)
-    write_figures(path / "figures", model, model_cfg, transform, data.test_x, data.test_y, train_z, test_z,
-                  names, seed)
+    write_figures(path / "figures", model, model_cfg, transform, data.test_x, data.test_y, train_z, test_z, names, seed)
     io.write_json(path / "metrics.json", metrics)
     return metrics
 
@@ -102,8 +106,12 @@ def write_figures(fig_dir: Path, model, model_cfg, transform, test_x, test_y, tr
     picks = (picks + [i for i in range(len(test_y_np)) if i not in picks])[:10]
     x = transform(test_x[picks])
     if model.denoising:
-        noisy = corrupt(x, model_cfg.autoencoder.noise, model_cfg.autoencoder.noise_strength,
-                        torch.Generator().manual_seed(CORRUPTION_SEED))
+        noisy = corrupt(
+            x,
+            model_cfg.autoencoder.noise,
+            model_cfg.autoencoder.noise_strength,
+            torch.Generator().manual_seed(CORRUPTION_SEED),
+        )
         rows = [("corrupted", noisy), ("output", model(noisy)["recon"]), ("clean", x)]
     else:
         rows = [("input", x), ("output", model(x)["recon"])]
@@ -111,15 +119,31 @@ def write_figures(fig_dir: Path, model, model_cfg, transform, test_x, test_y, tr
 
     keep = subsample(len(test_z), model_cfg.autoencoder.tsne_points, seed)
     points, ratio = pca_2d(test_z)
-    figs.latent_scatter(points, test_y_np, names, fig_dir / "latent_pca.png",
-                        f"Latent space, PCA ({ratio[:2].sum():.0%} of variance)", ("PC 1", "PC 2"))
-    figs.latent_scatter(tsne_2d(test_z[keep], seed), test_y_np[keep], names, fig_dir / "latent_tsne.png",
-                        f"Latent space, t-SNE ({len(keep)} test images)", ("t-SNE 1", "t-SNE 2"))
+    figs.latent_scatter(
+        points,
+        test_y_np,
+        names,
+        fig_dir / "latent_pca.png",
+        f"Latent space, PCA ({ratio[:2].sum():.0%} of variance)",
+        ("PC 1", "PC 2"),
+    )
+    figs.latent_scatter(
+        tsne_2d(test_z[keep], seed),
+        test_y_np[keep],
+        names,
+        fig_dir / "latent_tsne.png",
+        f"Latent space, t-SNE ({len(keep)} test images)",
+        ("t-SNE 1", "t-SNE 2"),
+    )
 
-    figs.image_grid(sample_images(model, model_cfg, train_z, 64, seed), fig_dir / "samples.png",
-                    "New samples from the latent space")
-    figs.image_rows(interpolations(model, transform, test_x, test_y_np, names), fig_dir / "interpolation.png",
-                    "Interpolation between test images in the latent space")
+    figs.image_grid(
+        sample_images(model, model_cfg, train_z, 64, seed), fig_dir / "samples.png", "New samples from the latent space"
+    )
+    figs.image_rows(
+        interpolations(model, transform, test_x, test_y_np, names),
+        fig_dir / "interpolation.png",
+        "Interpolation between test images in the latent space",
+    )
     if train_z.shape[1] == 2:
         figs.image_grid(manifold(model, model_cfg, train_z), fig_dir / "manifold.png", "Decoded 2-D latent manifold")
 
@@ -141,8 +165,9 @@ def sample_images(model, model_cfg, train_z: np.ndarray, n: int, seed: int = 0) 
 
 
 @torch.inference_mode()
-def interpolations(model, transform, test_x, test_y: np.ndarray, class_names: list[str], pairs: int = 5,
-                   steps: int = 10) -> list:
+def interpolations(
+    model, transform, test_x, test_y: np.ndarray, class_names: list[str], pairs: int = 5, steps: int = 10
+) -> list:
     """Rows decoding straight lines in latent space between test images of different classes."""
     model.eval()
     classes = np.unique(test_y)

@@ -13,8 +13,13 @@ from adlab.tasks.classify.loading import load_trained
 from adlab.tasks.classify.outputs import predict_probs, summary_line, tta_settings, write_classification_result
 
 
-def evaluate(run: str | Path, overrides: list[str] | None = None, out: str | Path | None = None,
-             verbose: bool = True, overwrite: bool = False) -> dict:
+def evaluate(
+    run: str | Path,
+    overrides: list[str] | None = None,
+    out: str | Path | None = None,
+    verbose: bool = True,
+    overwrite: bool = False,
+) -> dict:
     """Writes to `out` (default RUN/evaluation): a new folder, or an earlier evaluation with `overwrite`."""
     trained = load_trained(run)
     for item in overrides or []:
@@ -22,27 +27,37 @@ def evaluate(run: str | Path, overrides: list[str] | None = None, out: str | Pat
             raise ConfigError(f"--set {item}: evaluate only changes data.* keys")
     config = load_config(trained.config.to_dict(), overrides)
     info = trained.info
-    data = ImageDataModule(config.data, config.train.batch_size, channels=info.channels,
-                           normalization=(info.mean, info.std))
+    data = ImageDataModule(
+        config.data, config.train.batch_size, channels=info.channels, normalization=(info.mean, info.std)
+    )
     new_info = data.prepare()
     if new_info.class_names != info.class_names:
-        raise DataError(f"evaluation data has classes {new_info.class_names} but the model was trained on "
-                        f"{info.class_names}")
+        raise DataError(
+            f"evaluation data has classes {new_info.class_names} but the model was trained on {info.class_names}"
+        )
     if new_info.input_shape != info.input_shape:
-        raise DataError(f"evaluation images are {'x'.join(map(str, new_info.input_shape))} but the model takes "
-                        f"{'x'.join(map(str, info.input_shape))}; set data.image_size")
+        raise DataError(
+            f"evaluation images are {'x'.join(map(str, new_info.input_shape))} but the model takes "
+            f"{'x'.join(map(str, info.input_shape))}; set data.image_size"
+        )
     run_dir = Path(run) if Path(run).is_dir() else trained.checkpoint.parent.parent
     out_dir = ownership.canonical(out or run_dir / "evaluation")
     ownership.check_output(out_dir, "evaluation", overwrite)
     probs = predict_probs(trained.net, data.transform, data.test_x, **tta_settings(config.train))
     ownership.prepare_output(out_dir, "evaluation", overwrite)
     (out_dir / "figures").mkdir(parents=True, exist_ok=True)
-    io.write_yaml(out_dir / "evaluation.yaml", {"checkpoint": str(trained.checkpoint),
-                                                "checkpoint_sha256": sha256_file(trained.checkpoint),
-                                                "data": config.data.model_dump(mode="json"),
-                                                "description": new_info.description})
-    metrics = write_classification_result(out_dir, probs, data.test_y, data.test_x, info.class_names,
-                                          {"checkpoint": str(trained.checkpoint)})
+    io.write_yaml(
+        out_dir / "evaluation.yaml",
+        {
+            "checkpoint": str(trained.checkpoint),
+            "checkpoint_sha256": sha256_file(trained.checkpoint),
+            "data": config.data.model_dump(mode="json"),
+            "description": new_info.description,
+        },
+    )
+    metrics = write_classification_result(
+        out_dir, probs, data.test_y, data.test_x, info.class_names, {"checkpoint": str(trained.checkpoint)}
+    )
     if verbose:
         print(f"test ({new_info.description}): {summary_line(metrics)}")
         print(f"evaluation: {out_dir}")

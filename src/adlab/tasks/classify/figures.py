@@ -30,13 +30,21 @@ def confusion_matrix(matrix: list[list[int]], class_names: list[str], path: Path
     if k <= 20:
         for i in range(k):
             for j in range(k):
-                ax.text(j, i, str(counts[i, j]), ha="center", va="center", fontsize=8,
-                        color="white" if share[i, j] > 0.5 else "black")
+                ax.text(
+                    j,
+                    i,
+                    str(counts[i, j]),
+                    ha="center",
+                    va="center",
+                    fontsize=8,
+                    color="white" if share[i, j] > 0.5 else "black",
+                )
     save_figure(fig, path)
 
 
-def misclassified(images: torch.Tensor, target: torch.Tensor, probs: torch.Tensor, class_names: list[str],
-                  path: Path, limit: int = 24) -> None:
+def misclassified(
+    images: torch.Tensor, target: torch.Tensor, probs: torch.Tensor, class_names: list[str], path: Path, limit: int = 24
+) -> None:
     """The test images the model got most confidently wrong, with true and predicted class."""
     preds = probs.argmax(dim=1)
     wrong = torch.nonzero(preds != target).flatten()
@@ -53,10 +61,11 @@ def misclassified(images: torch.Tensor, target: torch.Tensor, probs: torch.Tenso
     fig, axes = plt.subplots(rows, fig_cols, figsize=(fig_cols * 1.6, rows * 1.9), squeeze=False)
     for ax in axes.flat:
         ax.axis("off")
-    for ax, i in zip(axes.flat, order.tolist()):
+    for ax, i in zip(axes.flat, order.tolist(), strict=False):
         ax.imshow(to_display(images[i]), cmap="gray" if images.shape[1] == 1 else None, vmin=0, vmax=1)
-        ax.set_title(f"true {class_names[target[i]]}\npred {class_names[preds[i]]} {probs[i, preds[i]]:.2f}",
-                     fontsize=7)
+        ax.set_title(
+            f"true {class_names[target[i]]}\npred {class_names[preds[i]]} {probs[i, preds[i]]:.2f}", fontsize=7
+        )
     fig.suptitle("Most confident mistakes (test)", fontsize=10, y=1.0 + 0.12 / rows)
     save_figure(fig, path)
 

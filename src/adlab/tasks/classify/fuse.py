@@ -9,6 +9,7 @@ vote       : majority of the predicted classes, ties broken by the mean probabil
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
 
 import torch
@@ -17,9 +18,9 @@ from adlab import io, ownership
 from adlab.config import validate_config
 from adlab.data.datamodule import ImageDataModule
 from adlab.errors import AdlabError
+from adlab.rundir import check_run_dir, environment, prepare_run_dir
 from adlab.tasks.classify import FUSION_METHODS
 from adlab.tasks.classify.outputs import check_metrics, read_predictions, summary_line, write_classification_result
-from adlab.rundir import check_run_dir, environment, prepare_run_dir
 
 METHODS = FUSION_METHODS
 
@@ -40,8 +41,13 @@ def combine(probs: list[torch.Tensor], method: str) -> torch.Tensor:
     raise AdlabError(f"unknown fusion method {method!r} (valid: {', '.join(METHODS)})")
 
 
-def fuse(runs: list[str | Path], out: str | Path, method: str = "mean_prob", overwrite: bool = False,
-         verbose: bool = True) -> dict:
+def fuse(
+    runs: Sequence[str | Path],
+    out: str | Path,
+    method: str = "mean_prob",
+    overwrite: bool = False,
+    verbose: bool = True,
+) -> dict:
     if len(runs) < 2:
         raise AdlabError("fuse needs at least two runs")
     members = []
@@ -54,14 +60,15 @@ def fuse(runs: list[str | Path], out: str | Path, method: str = "mean_prob", ove
         check_metrics(path / "metrics.json", metrics, probs.shape[1])
         members.append((path, metrics, probs, target))
     first_path, first_metrics, _, first_target = members[0]
-    for path, metrics, probs, target in members[1:]:
+    for path, metrics, _, target in members[1:]:
         if metrics["class_names"] != first_metrics["class_names"]:
             mine, theirs = metrics["class_names"], first_metrics["class_names"]
             if len(mine) != len(theirs):
                 raise AdlabError(f"{path}: classes differ from {first_path} ({len(mine)} classes vs {len(theirs)})")
-            i = next(i for i, (a, b) in enumerate(zip(mine, theirs)) if a != b)
-            raise AdlabError(f"{path}: classes differ from {first_path} (class {i}: {mine[i][:40]!r} vs "
-                             f"{theirs[i][:40]!r})")
+            i = next(i for i, (a, b) in enumerate(zip(mine, theirs, strict=True)) if a != b)
+            raise AdlabError(
+                f"{path}: classes differ from {first_path} (class {i}: {mine[i][:40]!r} vs {theirs[i][:40]!r})"
+            )
         if len(target) != len(first_target) or not torch.equal(target, first_target):
             raise AdlabError(f"{path}: test set differs from {first_path} (not the same images in the same order)")
     if method not in METHODS:
@@ -74,8 +81,9 @@ def fuse(runs: list[str | Path], out: str | Path, method: str = "mean_prob", ove
     io.write_yaml(out_dir / "config.yaml", {"task": "fuse", "method": method, "runs": [str(m[0]) for m in members]})
     io.write_json(out_dir / "env.json", environment(seed=-1))
     extra = {"fusion_method": method, "members": {str(p): m.get("accuracy") for p, m, _, _ in members}}
-    metrics = write_classification_result(out_dir, fused, first_target, images, first_metrics["class_names"], extra,
-                                          title=f"late fusion ({method})")
+    metrics = write_classification_result(
+        out_dir, fused, first_target, images, first_metrics["class_names"], extra, title=f"late fusion ({method})"
+    )
     if verbose:
         for path, m, _, _ in members:
             print(f"member {path}: accuracy={m.get('accuracy', float('nan')):.4f}")
@@ -86,9 +94,9 @@ def fuse(runs: list[str | Path], out: str | Path, method: str = "mean_prob", ove
 
 def _test_images(run: Path) -> torch.Tensor:
     """The test images of a run, reloaded from its config (same seeds, same split)."""
-    config = validate_config(io.read_yaml_mapping(run / "config.yaml", error=AdlabError), str(run / "config.yaml"),
-                             notices=False)
+    config = validate_config(
+        io.read_yaml_mapping(run / "config.yaml", error=AdlabError), str(run / "config.yaml"), notices=False
+    )
     data = ImageDataModule(config.data, config.train.batch_size)
     data.prepare()
     return data.test_x
-

@@ -34,7 +34,11 @@ class ClassifyModule(L.LightningModule):
         # (Lightning restores these modes after each validation, so once per epoch suffices.)
         for module in self.model.modules():
             params = list(module.parameters(recurse=False))
-            if isinstance(module, nn.modules.batchnorm._BatchNorm) and params and not any(p.requires_grad for p in params):
+            if (
+                isinstance(module, nn.modules.batchnorm._BatchNorm)
+                and params
+                and not any(p.requires_grad for p in params)
+            ):
                 module.eval()
 
     def training_step(self, batch, batch_idx):
@@ -51,8 +55,9 @@ class ClassifyModule(L.LightningModule):
         logits = self.model(x)
         self.val_accuracy(logits, y)
         self.val_mca(logits, y)
-        self.log("val_loss", F.cross_entropy(logits, y), on_epoch=True, batch_size=len(y), prog_bar=True,
-                 sync_dist=True)
+        self.log(
+            "val_loss", F.cross_entropy(logits, y), on_epoch=True, batch_size=len(y), prog_bar=True, sync_dist=True
+        )
         self.log("val_accuracy", self.val_accuracy, on_epoch=True, prog_bar=True)
         self.log("val_mean_class_accuracy", self.val_mca, on_epoch=True)
 

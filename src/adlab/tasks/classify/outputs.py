@@ -11,23 +11,27 @@ import torch.nn.functional as F
 from torch import nn
 
 from adlab import io
-from adlab.tasks.classify import CLASSIFICATION_SCORES
-from adlab.tasks.classify import figures
-from adlab.tasks.curves import loss_curves
 from adlab.errors import AdlabError
 from adlab.formatting import figure_text, format_number
+from adlab.tasks.classify import CLASSIFICATION_SCORES, figures
 from adlab.tasks.classify.metrics import classification_metrics
-
+from adlab.tasks.curves import loss_curves
 
 # Lightning precisions that autocast, and the dtype they compute in
-AUTOCAST_DTYPES = {"bf16-mixed": torch.bfloat16, "bf16": torch.bfloat16, "16-mixed": torch.float16,
-                   "16": torch.float16}
+AUTOCAST_DTYPES = {"bf16-mixed": torch.bfloat16, "bf16": torch.bfloat16, "16-mixed": torch.float16, "16": torch.float16}
 
 
 @torch.inference_mode()
-def predict_probs(net: nn.Module, transform: nn.Module, images: torch.Tensor, batch_size: int = 1024,
-                  flip: bool = False, shift: int = 0, precision: str = "32-true",
-                  channels_last: bool = False) -> torch.Tensor:
+def predict_probs(
+    net: nn.Module,
+    transform: nn.Module,
+    images: torch.Tensor,
+    batch_size: int = 1024,
+    flip: bool = False,
+    shift: int = 0,
+    precision: str = "32-true",
+    channels_last: bool = False,
+) -> torch.Tensor:
     """Softmax probabilities for raw images, a batch at a time, in eval mode.
 
     Test-time augmentation: with `flip`, the mean over each image and its mirror image; with
@@ -50,13 +54,15 @@ def predict_probs(net: nn.Module, transform: nn.Module, images: torch.Tensor, ba
     out = []
     with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
         for i in range(0, len(images), batch_size):
-            x = transform(images[i:i + batch_size].to(device)).contiguous(memory_format=layout)
+            x = transform(images[i : i + batch_size].to(device)).contiguous(memory_format=layout)
             probs = views(x)
             if shift:
                 h, w = x.shape[-2:]
                 padded = F.pad(x, (shift,) * 4, mode="reflect")
-                moved = (views(padded[..., :h, :w].contiguous(memory_format=layout))
-                         + views(padded[..., 2 * shift:, 2 * shift:].contiguous(memory_format=layout))) / 2
+                moved = (
+                    views(padded[..., :h, :w].contiguous(memory_format=layout))
+                    + views(padded[..., 2 * shift :, 2 * shift :].contiguous(memory_format=layout))
+                ) / 2
                 probs = (probs + moved) / 2
             out.append(probs.cpu())
     net.train(was_training)
@@ -65,8 +71,12 @@ def predict_probs(net: nn.Module, transform: nn.Module, images: torch.Tensor, ba
 
 def tta_settings(train) -> dict:
     """predict_probs's keyword arguments that come from a run's `train` settings."""
-    return {"flip": train.tta_flip, "shift": train.tta_shift, "precision": train.precision,
-            "channels_last": train.channels_last}
+    return {
+        "flip": train.tta_flip,
+        "shift": train.tta_shift,
+        "precision": train.precision,
+        "channels_last": train.channels_last,
+    }
 
 
 def write_predictions(path: Path, probs: torch.Tensor, target: torch.Tensor) -> None:
@@ -74,7 +84,10 @@ def write_predictions(path: Path, probs: torch.Tensor, target: torch.Tensor) -> 
     preds = probs.argmax(dim=1)
     header = ["index", "y_true", "y_pred"] + [f"p_{i}" for i in range(k)]
     p = probs.numpy()
-    rows = ([i, int(t), int(q)] + [f"{v:.6g}" for v in p[i]] for i, (t, q) in enumerate(zip(target.tolist(), preds.tolist())))
+    rows = (
+        [i, int(t), int(q)] + [f"{v:.6g}" for v in p[i]]
+        for i, (t, q) in enumerate(zip(target.tolist(), preds.tolist(), strict=True))
+    )
     io.write_csv(path, header, rows)
 
 
@@ -108,6 +121,7 @@ def check_metrics(path: Path, metrics: dict, classes: int) -> list[str]:
     columns: accuracy a number in [0, 1] (NaN never: adlab writes a missing value as null),
     class_names one text name per class, the confusion matrix classes x classes counts. Returns the
     class names; else one AdlabError naming the file and the key."""
+
     def bad(key: str, problem: str):
         return AdlabError(f"{path}: {key}: {problem} (damaged or edited?)")
 
@@ -120,16 +134,30 @@ def check_metrics(path: Path, metrics: dict, classes: int) -> list[str]:
     if len(names) != classes:
         raise AdlabError(f"{path}: class_names do not match the {classes} probability columns of predictions.csv")
     matrix = metrics.get("confusion_matrix")
-    if matrix is not None and not (isinstance(matrix, list) and len(matrix) == classes and all(
-            isinstance(row, list) and len(row) == classes
-            and all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in row) for row in matrix)):
+    if matrix is not None and not (
+        isinstance(matrix, list)
+        and len(matrix) == classes
+        and all(
+            isinstance(row, list)
+            and len(row) == classes
+            and all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in row)
+            for row in matrix
+        )
+    ):
         raise bad("confusion_matrix", f"expected {classes} x {classes} counts, one row and column per class")
     return names
 
 
-def write_classification_result(path: Path, probs: torch.Tensor, target: torch.Tensor, images: torch.Tensor | None,
-                                class_names: list[str], extra: dict | None = None,
-                                history: list[dict] | None = None, title: str = "") -> dict:
+def write_classification_result(
+    path: Path,
+    probs: torch.Tensor,
+    target: torch.Tensor,
+    images: torch.Tensor | None,
+    class_names: list[str],
+    extra: dict | None = None,
+    history: list[dict] | None = None,
+    title: str = "",
+) -> dict:
     """All result files of a classification run; metrics.json last, as the mark of a finished run."""
     path = Path(path)
     metrics = classification_metrics(probs, target, class_names)
@@ -139,8 +167,12 @@ def write_classification_result(path: Path, probs: torch.Tensor, target: torch.T
     drawn = [figure_text(name) for name in class_names]  # names and titles as written, never mathtext
     if history:
         loss_curves(history, fig_dir / "loss_curves.png", figure_text(title), CLASSIFICATION_SCORES)
-    figures.confusion_matrix(metrics["confusion_matrix"], drawn, fig_dir / "confusion_matrix.png",
-                             figure_text(f"Confusion matrix (test){' - ' + title if title else ''}"))
+    figures.confusion_matrix(
+        metrics["confusion_matrix"],
+        drawn,
+        fig_dir / "confusion_matrix.png",
+        figure_text(f"Confusion matrix (test){' - ' + title if title else ''}"),
+    )
     if images is not None:
         figures.misclassified(images, target, probs, drawn, fig_dir / "misclassified.png")
     io.write_json(path / "metrics.json", metrics)

@@ -22,8 +22,10 @@ def predict(run: str | Path, images: list[str | Path], top: int = 3) -> list[tup
     probs = predict_probs(trained.net, trained.transform(), batch, **tta_settings(trained.config.train))
     top = max(1, min(top, len(info.class_names)))
     values, indices = probs.topk(top, dim=1)
-    return [(str(path), [(info.class_names[i], float(v)) for v, i in zip(vals.tolist(), idx.tolist())])
-            for path, vals, idx in zip(images, values, indices)]
+    return [
+        (str(path), [(info.class_names[i], float(v)) for v, i in zip(vals.tolist(), idx.tolist(), strict=True)])
+        for path, vals, idx in zip(images, values, indices, strict=True)
+    ]
 
 
 def _read_like_training(path: Path, channels: int, size: list[int]) -> torch.Tensor:

@@ -22,6 +22,7 @@ import zipfile
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, cast
 
 from adlab import io
 from adlab.config import Config
@@ -30,12 +31,30 @@ from adlab.errors import CheckpointError, ConfigError, DataError
 from adlab.models.checkpoints import sha256_file
 from adlab.tasks.base import Job, Say
 from adlab.tasks.detect.per_image import HEADER as PER_IMAGE_HEADER
-from adlab.tasks.lightning.loggers import (check_installed, flat_params, log_outputs_to_mlflow, mlflow_process_state,
-                                           mlflow_run_id, mlflow_target)
+from adlab.tasks.lightning.loggers import (
+    check_installed,
+    flat_params,
+    log_outputs_to_mlflow,
+    mlflow_process_state,
+    mlflow_run_id,
+    mlflow_target,
+)
+
+if TYPE_CHECKING:
+    from ultralytics.engine.results import Results
 
 OPTIMIZERS = {"adam": "Adam", "adamw": "AdamW", "sgd": "SGD", "muon": "MuSGD"}  # MuSGD: ultralytics' own Muon + SGD
-HISTORY = ["epoch", "train_loss", "val_loss", "val_map50", "val_map50_95", "val_precision", "val_recall", "lr",
-           "seconds"]
+HISTORY = [
+    "epoch",
+    "train_loss",
+    "val_loss",
+    "val_map50",
+    "val_map50_95",
+    "val_precision",
+    "val_recall",
+    "lr",
+    "seconds",
+]
 # ultralytics' validation thresholds; detections per image capped at COCO's 100, which both
 # pycocotools' summary (behind torchmetrics) and our scenes of a few objects are built around
 VAL_CONF, VAL_IOU, MAX_DET = 0.001, 0.7, 100
@@ -133,8 +152,21 @@ def check_dataset(ds: YoloDataset) -> dict:
 
 ULTRALYTICS_EXAMPLES = "e.g. yolov8n.pt, yolo11n.pt, yolov5su.pt"
 # ultralytics' release assets that are not detection models (task detect trains boxes only)
-OTHER_TASKS = ("-cls", "-seg", "-pose", "-obb", "-sem", "-depth", "-reid", "-world", "sam", "FastSAM", "yoloe-",
-               "yolo_nas", "rtdetr")
+OTHER_TASKS = (
+    "-cls",
+    "-seg",
+    "-pose",
+    "-obb",
+    "-sem",
+    "-depth",
+    "-reid",
+    "-world",
+    "sam",
+    "FastSAM",
+    "yoloe-",
+    "yolo_nas",
+    "rtdetr",
+)
 
 
 @dataclass(frozen=True)
@@ -149,12 +181,14 @@ class DetectWeights:
     downloaded: bool = False
 
     def line(self) -> str:
-        what = {"ultralytics": f"ultralytics {self.name} from {self.file}",
-                "run": f"{self.file} (a detection run's best checkpoint)"}.get(self.source, self.file)
+        what = {
+            "ultralytics": f"ultralytics {self.name} from {self.file}",
+            "run": f"{self.file} (a detection run's best checkpoint)",
+        }.get(self.source, self.file)
         return f"weights: {what}, sha256 {self.sha256[:8]}…" + (" (downloaded now)" if self.downloaded else "")
 
     def to_dict(self) -> dict:
-        record = {"source": self.source, "file": self.file, "sha256": self.sha256}
+        record: dict[str, str | bool | None] = {"source": self.source, "file": self.file, "sha256": self.sha256}
         if self.source == "ultralytics":
             record.update(name=self.name, url=self.url, downloaded=self.downloaded)
         return record
@@ -199,15 +233,21 @@ def ultralytics_asset(name: str, model_name: str) -> DetectWeights:
     if name not in known:
         close = difflib.get_close_matches(name, [n for n in known if not any(m in n for m in OTHER_TASKS)], n=3)
         hint = f"; did you mean {', '.join(close)}?" if close else ""
-        raise ConfigError(f"model.weights: unknown ultralytics checkpoint {name!r} ({ULTRALYTICS_EXAMPLES}{hint}) "
-                          f"and no such file {Path(name).absolute()}")
+        raise ConfigError(
+            f"model.weights: unknown ultralytics checkpoint {name!r} ({ULTRALYTICS_EXAMPLES}{hint}) "
+            f"and no such file {Path(name).absolute()}"
+        )
     stem = Path(name).stem
     if any(mark in name for mark in OTHER_TASKS):
-        raise ConfigError(f"model.weights: {name} is not an ultralytics detection model; task detect trains "
-                          f"boxes ({ULTRALYTICS_EXAMPLES})")
+        raise ConfigError(
+            f"model.weights: {name} is not an ultralytics detection model; task detect trains "
+            f"boxes ({ULTRALYTICS_EXAMPLES})"
+        )
     if model_name not in (stem, stem.removesuffix("u")):  # yolov5s and yolov5su: the same network
-        raise ConfigError(f"model.weights: {name} is a {stem} checkpoint but model.name is {model_name}; set "
-                          f"model.name: {stem} (the network is the checkpoint's)")
+        raise ConfigError(
+            f"model.weights: {name} is a {stem} checkpoint but model.name is {model_name}; set "
+            f"model.name: {stem} (the network is the checkpoint's)"
+        )
     path = ultralytics_weights_dir() / name
     release = inspect.signature(downloads.attempt_download_asset).parameters["release"].default
     url = f"https://github.com/{downloads.GITHUB_ASSETS_REPO}/releases/download/{release}/{name}"
@@ -219,11 +259,14 @@ def ultralytics_asset(name: str, model_name: str) -> DetectWeights:
         except Exception as exc:  # ConnectionError offline, or an HTTP error
             reason = " ".join(str(exc).split()).lstrip("❌ ").replace(f"Download failure for {url}. ", "").rstrip(".")
             reason = reason or type(exc).__name__
-            raise CheckpointError(f"model.weights: {name} could not be downloaded from {url} ({reason}); without "
-                                  f"internet, put that file at {path}") from None
+            raise CheckpointError(
+                f"model.weights: {name} could not be downloaded from {url} ({reason}); without "
+                f"internet, put that file at {path}"
+            ) from None
         if not path.is_file():
-            raise CheckpointError(f"model.weights: {name} was not downloaded from {url}; without internet, put that "
-                                  f"file at {path}")
+            raise CheckpointError(
+                f"model.weights: {name} was not downloaded from {url}; without internet, put that file at {path}"
+            )
     return DetectWeights(str(path), sha256_file(path), "ultralytics", name=name, url=url, downloaded=downloaded)
 
 
@@ -247,8 +290,10 @@ def prepare(config: Config, say: Say) -> Job:
     check_installed(config.train.loggers)
     ultralytics = _ultralytics(config.train.num_threads)
     if config.train.optimizer == "muon" and importlib.util.find_spec("ultralytics.optim") is None:
-        raise ConfigError(f"train.optimizer: muon needs ultralytics' MuSGD (8.4 or later); "
-                          f"ultralytics {ultralytics.__version__} is installed")
+        raise ConfigError(
+            f"train.optimizer: muon needs ultralytics' MuSGD (8.4 or later); "
+            f"ultralytics {ultralytics.__version__} is installed"
+        )
     from ultralytics.utils import LOGGER
 
     verbose = say is print
@@ -256,13 +301,19 @@ def prepare(config: Config, say: Say) -> Job:
         LOGGER.setLevel(logging.WARNING)
     weights = resolve_weights(config.model.weights, config.model.name)
     model = _yolo_weights(weights) if weights else _yolo(f"{config.model.name}.yaml", config)
-    say(f"data: {ds.yaml_path}; classes {len(ds.names)} ({', '.join(ds.names)}); "
-        + "; ".join(f"{s} {c['images']} images, {c['instances']} objects" for s, c in counts.items()))
+    say(
+        f"data: {ds.yaml_path}; classes {len(ds.names)} ({', '.join(ds.names)}); "
+        + "; ".join(f"{s} {c['images']} images, {c['instances']} objects" for s, c in counts.items())
+    )
     if weights:
         say(weights.line())
     say(f"model: {config.model.name}" + (" from its weights" if weights else " from scratch"))
-    environment = {"ultralytics": ultralytics.__version__, "data": str(ds.yaml_path), "counts": counts,
-                   "weights": weights.to_dict() if weights else None}
+    environment = {
+        "ultralytics": ultralytics.__version__,
+        "data": str(ds.yaml_path),
+        "counts": counts,
+        "weights": weights.to_dict() if weights else None,
+    }
     return Job(config, environment, DetectState(ds, counts, weights.file if weights else None, model, verbose))
 
 
@@ -272,8 +323,10 @@ def _yolo(source: str, config: Config):
     try:
         return YOLO(source)
     except (FileNotFoundError, KeyError, AttributeError) as exc:
-        raise ConfigError(f"model.name: {config.model.name!r} is not an ultralytics model "
-                          f"(e.g. yolov8n, yolo11n, yolov5nu) ({str(exc).splitlines()[0]})") from None
+        raise ConfigError(
+            f"model.name: {config.model.name!r} is not an ultralytics model "
+            f"(e.g. yolov8n, yolo11n, yolov5nu) ({str(exc).splitlines()[0]})"
+        ) from None
 
 
 def _yolo_weights(weights: DetectWeights):
@@ -292,23 +345,28 @@ def _yolo_weights(weights: DetectWeights):
     path = weights.file
     fix = "; delete it and run again online" if weights.source == "ultralytics" else ""
     if not _complete_zip(Path(path).read_bytes()):
-        raise CheckpointError(f"{path}: not a readable ultralytics checkpoint (not a whole torch file: cut short, "
-                              f"or another format){fix}")
+        raise CheckpointError(
+            f"{path}: not a readable ultralytics checkpoint (not a whole torch file: cut short, or another format){fix}"
+        )
     try:
         _restricted_load(path)
     except Exception as exc:
         text = " ".join(str(exc).split())
         if "references types outside" in text:
-            raise CheckpointError(f"{path}: refused: it references types outside ultralytics' checkpoint format "
-                                  "(loading it could run code)") from None
+            raise CheckpointError(
+                f"{path}: refused: it references types outside ultralytics' checkpoint format "
+                "(loading it could run code)"
+            ) from None
         raise CheckpointError(f"{path}: not a readable ultralytics checkpoint ({_reason(exc, path)}){fix}") from None
     try:
         model = YOLO(path)
     except Exception as exc:  # a dict without a model, a model of another ultralytics version, ...
         raise CheckpointError(f"{path}: not an ultralytics checkpoint ({_reason(exc, path)}){fix}") from None
     if model.task != "detect":
-        raise ConfigError(f"model.weights: {weights.file} is an ultralytics {model.task} model; task detect "
-                          f"trains boxes ({ULTRALYTICS_EXAMPLES})")
+        raise ConfigError(
+            f"model.weights: {weights.file} is an ultralytics {model.task} model; task detect "
+            f"trains boxes ({ULTRALYTICS_EXAMPLES})"
+        )
     return model
 
 
@@ -365,8 +423,10 @@ def _integrations(config: Config, run_dir: Path, resuming: bool):
     saved = {key: SETTINGS[key] for key in INTEGRATIONS}
     dict.update(SETTINGS, {key: key in config.train.loggers for key in INTEGRATIONS})
     try:
-        with warnings.catch_warnings(), \
-                _mlflow_run(config, run_dir, resuming) if "mlflow" in config.train.loggers else nullcontext() as run:
+        with (
+            warnings.catch_warnings(),
+            _mlflow_run(config, run_dir, resuming) if "mlflow" in config.train.loggers else nullcontext() as run,
+        ):
             # the TensorBoard callback draws the model's graph with torch.jit.trace, which torch deprecates
             warnings.filterwarnings("ignore", message=r".*torch\.jit\.trace.*is deprecated")
             warnings.filterwarnings("ignore", message="The input to trace is already a ScriptModule")
@@ -388,8 +448,13 @@ def _mlflow_run(config: Config, run_dir: Path, resuming: bool):
         experiment_id, run_id = mlflow_run_id(target, resuming)
         mlflow.set_tracking_uri(target.uri)
         os.environ["MLFLOW_EXPERIMENT_NAME"] = target.experiment  # the experiment ultralytics' callback sets
-        run = mlflow.start_run(run_id=run_id, experiment_id=experiment_id, nested=mlflow.active_run() is not None,
-                               run_name=None if run_id else target.run_name, tags=None if run_id else target.tags)
+        run = mlflow.start_run(
+            run_id=run_id,
+            experiment_id=experiment_id,
+            nested=mlflow.active_run() is not None,
+            run_name=None if run_id else target.run_name,
+            tags=None if run_id else target.tags,
+        )
         status = "FAILED"
         try:
             yield run
@@ -410,18 +475,34 @@ def _fit(job: Job, run_dir: Path, restart_from: Path | None, say: Say) -> dict:
     imgsz = config.data.image_size or 640
     started = time.perf_counter()
     if restart_from is not None:
-        metrics_obj = model.train(resume=True, data=str(data_yaml), device=_device(tc), workers=0, plots=True,
-                                  verbose=s.verbose)
+        metrics_obj = model.train(
+            resume=True, data=str(data_yaml), device=_device(tc), workers=0, plots=True, verbose=s.verbose
+        )
     else:
         metrics_obj = model.train(
-            data=str(data_yaml), epochs=tc.epochs, imgsz=imgsz, batch=tc.batch_size, device=_device(tc),
-            workers=0, project=str(run_dir.resolve()), name="ultralytics", exist_ok=True,  # relative: under ~/runs
+            data=str(data_yaml),
+            epochs=tc.epochs,
+            imgsz=imgsz,
+            batch=tc.batch_size,
+            device=_device(tc),
+            workers=0,
+            project=str(run_dir.resolve()),
+            name="ultralytics",
+            exist_ok=True,  # relative: under ~/runs
             optimizer=OPTIMIZERS[tc.optimizer],
-            lr0=tc.lr, weight_decay=tc.weight_decay, momentum=tc.momentum, seed=tc.seed,
-            deterministic=tc.deterministic, cos_lr=tc.scheduler is not None and tc.scheduler.name == "cosine",
-            patience=tc.early_stopping_patience or 100, plots=True, verbose=s.verbose, amp=False,
+            lr0=tc.lr,
+            weight_decay=tc.weight_decay,
+            momentum=tc.momentum,
+            seed=tc.seed,
+            deterministic=tc.deterministic,
+            cos_lr=tc.scheduler is not None and tc.scheduler.name == "cosine",
+            patience=tc.early_stopping_patience or 100,
+            plots=True,
+            verbose=s.verbose,
+            amp=False,
             warmup_epochs=min(3.0, tc.epochs / 4),  # ultralytics' 3 warm-up epochs would be all of a short run
-            pretrained=s.weights is not None)
+            pretrained=s.weights is not None,
+        )
     train_seconds = time.perf_counter() - started
     yolo_dir = run_dir / "ultralytics"
     for name in ("best.pt", "last.pt"):
@@ -430,27 +511,36 @@ def _fit(job: Job, run_dir: Path, restart_from: Path | None, say: Say) -> dict:
 
     box = metrics_obj.box
     precision, recall = float(box.mp), float(box.mr)
-    per_class50 = {name: None for name in ds.names}
-    per_class = {name: None for name in ds.names}
+    per_class50: dict[str, float | None] = {name: None for name in ds.names}
+    per_class: dict[str, float | None] = {name: None for name in ds.names}
     for i, c in enumerate(box.ap_class_index):
         per_class50[ds.names[int(c)]] = float(box.ap50[i])
         per_class[ds.names[int(c)]] = float(box.ap[i])
     independent, per_image = torchmetrics_map(run_dir / "checkpoints" / "best.pt", ds, imgsz, _device(tc))
     metrics = {
-        "map50": float(box.map50), "map50_95": float(box.map), "precision": precision, "recall": recall,
+        "map50": float(box.map50),
+        "map50_95": float(box.map),
+        "precision": precision,
+        "recall": recall,
         "f1": 2 * precision * recall / (precision + recall) if precision + recall else 0.0,
-        "per_class_ap50": per_class50, "per_class_ap50_95": per_class,
+        "per_class_ap50": per_class50,
+        "per_class_ap50_95": per_class,
         **independent,
-        "class_names": ds.names, "num_val_images": counts["val"]["images"],
-        "num_val_instances": counts["val"]["instances"], "num_train_images": counts["train"]["images"],
-        "train_seconds": round(train_seconds, 2), "epochs_trained": len(history),
+        "class_names": ds.names,
+        "num_val_images": counts["val"]["images"],
+        "num_val_instances": counts["val"]["instances"],
+        "num_train_images": counts["train"]["images"],
+        "train_seconds": round(train_seconds, 2),
+        "epochs_trained": len(history),
     }
     _write_figures(run_dir, yolo_dir, ds, history, imgsz, _device(tc), config.name or config.model.name)
     io.write_csv(run_dir / "predictions.csv", PER_IMAGE_HEADER, per_image)  # the report's paired test
     io.write_json(run_dir / "metrics.json", metrics)
-    say(f"val: map50={metrics['map50']:.4f}  map50_95={metrics['map50_95']:.4f}  precision={precision:.4f}  "
+    say(
+        f"val: map50={metrics['map50']:.4f}  map50_95={metrics['map50_95']:.4f}  precision={precision:.4f}  "
         f"recall={recall:.4f}  (torchmetrics map50={metrics['map50_torchmetrics']:.4f})  "
-        f"({train_seconds:.1f} s training)")
+        f"({train_seconds:.1f} s training)"
+    )
     return metrics
 
 
@@ -465,8 +555,10 @@ def record_checkpoint(path: Path, epoch: int, final: bool) -> Path:
     last.pt found later is the one this run saved. `final`: training had ended with this save (what
     follows, ultralytics' final scoring, rewrites last.pt without its optimizer)."""
     record = Path(path).with_name(CHECKPOINT_RECORD)
-    io.write_text(record, json.dumps({"file": Path(path).name, "sha256": sha256_file(path), "epoch": epoch,
-                                      "final": final}) + "\n")
+    io.write_text(
+        record,
+        json.dumps({"file": Path(path).name, "sha256": sha256_file(path), "epoch": epoch, "final": final}) + "\n",
+    )
     return record
 
 
@@ -516,8 +608,10 @@ def interrupted_checkpoint(run_dir: Path) -> Path | None:
     if record.get("sha256") != hashlib.sha256(data).hexdigest():
         if not _complete_zip(data):
             return None  # cut short by a kill while ultralytics wrote it: the run starts again
-        raise CheckpointError(f"{path}: not the checkpoint this run saved; refusing to load it (it could run "
-                              "code); remove it to start the run again")
+        raise CheckpointError(
+            f"{path}: not the checkpoint this run saved; refusing to load it (it could run "
+            "code); remove it to start the run again"
+        )
     import io as bytes_io
 
     import torch
@@ -556,14 +650,19 @@ def _history_from_results(results: Path, path: Path) -> list[dict]:
     for row in rows:
         num = {k: float(v) for k, v in row.items() if v not in ("", None)}
         elapsed = num.get("time", previous)
-        out.append({
-            "epoch": int(num["epoch"]),
-            "train_loss": sum(num[k] for k in num if k.startswith("train/")),
-            "val_loss": sum(num[k] for k in num if k.startswith("val/")),
-            "val_map50": num.get("metrics/mAP50(B)"), "val_map50_95": num.get("metrics/mAP50-95(B)"),
-            "val_precision": num.get("metrics/precision(B)"), "val_recall": num.get("metrics/recall(B)"),
-            "lr": num.get("lr/pg0"), "seconds": round(elapsed - previous, 3),
-        })
+        out.append(
+            {
+                "epoch": int(num["epoch"]),
+                "train_loss": sum(num[k] for k in num if k.startswith("train/")),
+                "val_loss": sum(num[k] for k in num if k.startswith("val/")),
+                "val_map50": num.get("metrics/mAP50(B)"),
+                "val_map50_95": num.get("metrics/mAP50-95(B)"),
+                "val_precision": num.get("metrics/precision(B)"),
+                "val_recall": num.get("metrics/recall(B)"),
+                "lr": num.get("lr/pg0"),
+                "seconds": round(elapsed - previous, 3),
+            }
+        )
         previous = elapsed
     io.write_csv(path, HISTORY, ([r[c] if r[c] is not None else "" for c in HISTORY] for r in out))
     return out
@@ -580,12 +679,25 @@ def predict_val(weights: Path, ds: YoloDataset, imgsz: int, device: str, conf: f
         with Image.open(image) as img:
             width, height = img.size
         labels = read_labels(ds.label_path(image), len(ds.names))
-        result = model.predict(str(image), imgsz=imgsz, conf=conf, iou=VAL_IOU, max_det=MAX_DET, device=device,
-                               verbose=False)[0]
-        prediction = {"boxes": result.boxes.xyxy.cpu().float(), "scores": result.boxes.conf.cpu().float(),
-                      "labels": result.boxes.cls.cpu().long()}
-        target = {"boxes": torch.from_numpy(yolo_to_pixels(labels[:, 1:], width, height)).float(),
-                  "labels": torch.from_numpy(labels[:, 0]).long()}
+        # not streamed: a list of Results (ultralytics types predict()'s return for every mode at once)
+        results = cast(
+            "list[Results]",
+            model.predict(
+                str(image), imgsz=imgsz, conf=conf, iou=VAL_IOU, max_det=MAX_DET, device=device, verbose=False
+            ),
+        )
+        boxes = results[0].boxes
+        assert boxes is not None  # a detection model's result always has boxes
+        # the boxes of a prediction hold tensors (ultralytics types them tensors or arrays)
+        prediction = {
+            "boxes": cast("torch.Tensor", boxes.xyxy).cpu().float(),
+            "scores": cast("torch.Tensor", boxes.conf).cpu().float(),
+            "labels": cast("torch.Tensor", boxes.cls).cpu().long(),
+        }
+        target = {
+            "boxes": torch.from_numpy(yolo_to_pixels(labels[:, 1:], width, height)).float(),
+            "labels": torch.from_numpy(labels[:, 0]).long(),
+        }
         yield image, prediction, target
 
 
@@ -608,8 +720,9 @@ def torchmetrics_map(weights: Path, ds: YoloDataset, imgsz: int, device: str) ->
     return {"map50_torchmetrics": float(result["map_50"]), "map50_95_torchmetrics": float(result["map"])}, rows
 
 
-def _write_figures(run_dir: Path, yolo_dir: Path, ds: YoloDataset, history: list[dict], imgsz: int, device: str,
-                   title: str) -> None:
+def _write_figures(
+    run_dir: Path, yolo_dir: Path, ds: YoloDataset, history: list[dict], imgsz: int, device: str, title: str
+) -> None:
     from adlab.formatting import figure_text
     from adlab.tasks.curves import loss_curves
     from adlab.tasks.detect.figures import predictions_over_truth
@@ -618,14 +731,17 @@ def _write_figures(run_dir: Path, yolo_dir: Path, ds: YoloDataset, history: list
     for source, name in (("BoxPR_curve.png", "pr_curve.png"), ("confusion_matrix.png", "confusion_matrix.png")):
         if (yolo_dir / source).is_file():
             shutil.copyfile(yolo_dir / source, fig_dir / name)
-    loss_curves(history, fig_dir / "loss_curves.png", figure_text(title),
-                        scores=[("val_map50", "mAP50"), ("val_map50_95", "mAP50-95")],
-                        score_label="validation mAP", loss_label="loss (box + cls + dfl)")
+    loss_curves(
+        history,
+        fig_dir / "loss_curves.png",
+        figure_text(title),
+        scores=[("val_map50", "mAP50"), ("val_map50_95", "mAP50-95")],
+        score_label="validation mAP",
+        loss_label="loss (box + cls + dfl)",
+    )
     samples = []
     for image, prediction, target in predict_val(run_dir / "checkpoints" / "best.pt", ds, imgsz, device, conf=0.25):
         samples.append((image, prediction, target))
         if len(samples) == 6:
             break
     predictions_over_truth(samples, ds.names, fig_dir / "predictions.png")
-
-

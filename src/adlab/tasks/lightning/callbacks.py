@@ -13,6 +13,7 @@ from __future__ import annotations
 import random
 import time
 from pathlib import Path
+from typing import cast
 
 import lightning as L
 import numpy as np
@@ -29,7 +30,7 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         with io.atomic_path(Path(path)) as tmp, open(tmp, "wb") as f:
             writer = _ErrorKeepingFile(f)
             try:
-                torch.save(checkpoint, writer)
+                torch.save(checkpoint, writer)  # type: ignore[arg-type]  # torch writes to any object with write()
             except RuntimeError:
                 # torch reports a failed write as "unexpected pos" (its zip writer's exit after the write
                 # raised): what interrupted the write is what the user must see, a Ctrl-C or a full disk
@@ -70,11 +71,21 @@ class RandomState(L.Callback):
     Stored as tensors and plain numbers, so the checkpoint still loads with weights_only=True."""
 
     def state_dict(self) -> dict:
-        kind, keys, pos, has_gauss, cached = np.random.get_state()
-        return {"torch": torch.get_rng_state(),
-                "numpy": {"kind": kind, "keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
-                          "has_gauss": int(has_gauss), "cached": float(cached)},
-                "python": random.getstate()}
+        # numpy's stub types this call as legacy=False's dict; the default (legacy) state of the global
+        # MT19937 generator is this tuple
+        state = cast("tuple[str, np.ndarray, int, int, float]", np.random.get_state())
+        kind, keys, pos, has_gauss, cached = state
+        return {
+            "torch": torch.get_rng_state(),
+            "numpy": {
+                "kind": kind,
+                "keys": torch.from_numpy(keys.astype(np.int64)),
+                "pos": int(pos),
+                "has_gauss": int(has_gauss),
+                "cached": float(cached),
+            },
+            "python": random.getstate(),
+        }
 
     def load_state_dict(self, state: dict) -> None:
         torch.set_rng_state(state["torch"])
@@ -124,8 +135,9 @@ class HistoryWriter(L.Callback):
         row["seconds"] = round(time.perf_counter() - self._start, 3)
         self.rows.append(row)
         if trainer.is_global_zero:
-            io.write_csv(self.path, self.columns,
-                         ([r[c] if r[c] is not None else "" for c in self.columns] for r in self.rows))
+            io.write_csv(
+                self.path, self.columns, ([r[c] if r[c] is not None else "" for c in self.columns] for r in self.rows)
+            )
 
 
 class EpochPrinter(L.Callback):

@@ -41,8 +41,9 @@ def check_installed(loggers: list[str]) -> None:
     for name in loggers:
         package = PACKAGES.get(name)
         if package and importlib.util.find_spec(package) is None:
-            raise ConfigError(f"train.loggers: {name} needs the {package} package, which is not installed: "
-                              "pip install 'adlab[track]'")
+            raise ConfigError(
+                f"train.loggers: {name} needs the {package} package, which is not installed: pip install 'adlab[track]'"
+            )
     if "mlflow" in loggers:
         check_tracking_store(os.environ.get("MLFLOW_TRACKING_URI"))
 
@@ -82,8 +83,9 @@ def check_tracking_store(uri: str | None) -> None:
     elif scheme in ("databricks", "databricks-uc", "uc"):
         _probe(uri)  # the workspace's credentials and host: MLflow reads them from its own config
     else:
-        raise ConfigError(f"{URI_VARIABLE}: {uri!r}: MLflow has no tracking store for '{scheme}:' URIs; "
-                          f"use {STORE_KINDS}")
+        raise ConfigError(
+            f"{URI_VARIABLE}: {uri!r}: MLflow has no tracking store for '{scheme}:' URIs; use {STORE_KINDS}"
+        )
 
 
 def _refuse(uri: str, problem: str, hint: str = f"unset {URI_VARIABLE} to log into the run folder") -> ConfigError:
@@ -91,17 +93,23 @@ def _refuse(uri: str, problem: str, hint: str = f"unset {URI_VARIABLE} to log in
 
 
 def _check_sqlite_store(uri: str) -> None:
-    import stat
     import sqlite3
+    import stat
 
     database = _sqlite_file(uri)
     if database is None:
-        raise _refuse(uri, "not a SQLite file (an in-memory store keeps nothing); sqlite:/// then the file's path "
-                           "(four slashes for an absolute one)")
+        raise _refuse(
+            uri,
+            "not a SQLite file (an in-memory store keeps nothing); sqlite:/// then the file's path "
+            "(four slashes for an absolute one)",
+        )
     written = uri.split(":///", 1)[1]
     if written.startswith("~"):  # neither MLflow nor SQLite expands it: a folder named '~' would appear
-        raise _refuse(uri, "'~' is not expanded in a URI (MLflow would make a folder named '~' here)",
-                      "give the absolute path: sqlite:////home/you/mlflow.db")
+        raise _refuse(
+            uri,
+            "'~' is not expanded in a URI (MLflow would make a folder named '~' here)",
+            "give the absolute path: sqlite:////home/you/mlflow.db",
+        )
     try:
         info = database.stat()
     except FileNotFoundError:
@@ -123,17 +131,23 @@ def _check_sqlite_store(uri: str) -> None:
     except OSError as exc:
         raise _refuse(uri, f"cannot be read ({exc.strerror or type(exc).__name__})") from None
     if header != SQLITE_HEADER:
-        raise _refuse(uri, f"{database} is not a SQLite database (MLflow would fail on it, adlab leaves it as it is)",
-                      "point it at an MLflow store, or at a file that does not exist yet")
+        raise _refuse(
+            uri,
+            f"{database} is not a SQLite database (MLflow would fail on it, adlab leaves it as it is)",
+            "point it at an MLflow store, or at a file that does not exist yet",
+        )
     try:  # read-only and immutable: not even a journal file appears beside it
         with contextlib.closing(sqlite3.connect(f"{database.as_uri()}?mode=ro&immutable=1", uri=True)) as db:
             tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
     except sqlite3.Error as exc:
         raise _refuse(uri, f"{database} is a damaged SQLite database ({exc})") from None
     if tables and not MLFLOW_TABLES <= tables:
-        raise _refuse(uri, f"{database} is a SQLite database but not an MLflow store (tables: "
-                           f"{', '.join(sorted(tables)[:5])}); MLflow would add its tables to it",
-                      "point it at an MLflow store, or at a file that does not exist yet")
+        raise _refuse(
+            uri,
+            f"{database} is a SQLite database but not an MLflow store (tables: "
+            f"{', '.join(sorted(tables)[:5])}); MLflow would add its tables to it",
+            "point it at an MLflow store, or at a file that does not exist yet",
+        )
 
 
 def _check_file_store(uri: str) -> None:
@@ -142,14 +156,17 @@ def _check_file_store(uri: str) -> None:
     from mlflow.utils.file_utils import local_file_uri_to_path
 
     if os.environ.get("MLFLOW_ALLOW_FILE_STORE", "").lower() not in ("true", "1"):
-        raise _refuse(uri, "a folder store, which MLflow 3 no longer takes (MLFLOW_ALLOW_FILE_STORE is not set)",
-                      "use a SQLite file such as sqlite:////abs/path/mlflow.db, or unset it to log into the run "
-                      "folder")
+        raise _refuse(
+            uri,
+            "a folder store, which MLflow 3 no longer takes (MLFLOW_ALLOW_FILE_STORE is not set)",
+            "use a SQLite file such as sqlite:////abs/path/mlflow.db, or unset it to log into the run folder",
+        )
     from urllib.parse import urlparse
 
     if uri.startswith("~"):
-        raise _refuse(uri, "'~' is not expanded by MLflow (it would make a folder named '~' here)",
-                      "give the absolute path")
+        raise _refuse(
+            uri, "'~' is not expanded by MLflow (it would make a folder named '~' here)", "give the absolute path"
+        )
     if urlparse(uri).netloc not in ("", "localhost"):
         raise _refuse(uri, f"not a local folder (a file: URI naming host {urlparse(uri).netloc})")
     try:
@@ -167,8 +184,12 @@ def _check_file_store(uri: str) -> None:
     except OSError as exc:
         raise _refuse(uri, f"cannot be read ({exc.strerror or type(exc).__name__})") from None
     if entries and not ((folder / ".trash").is_dir() or (folder / "0" / "meta.yaml").is_file()):
-        raise _refuse(uri, f"{folder} is a folder with other files, not an MLflow store (MLflow would write its "
-                           "experiments among them)", "point it at an MLflow store or a new folder")
+        raise _refuse(
+            uri,
+            f"{folder} is a folder with other files, not an MLflow store (MLflow would write its "
+            "experiments among them)",
+            "point it at an MLflow store or a new folder",
+        )
 
 
 def _deepest_existing(path: Path) -> Path:
@@ -187,14 +208,21 @@ def _reach(uri: str, host: str | None, port: int | None) -> None:
     try:
         socket.create_connection((host, port), timeout=CONNECT_SECONDS).close()
     except socket.gaierror:
-        raise _refuse(uri, f"host {host} is not known", "check the name, or unset it to log into the run folder") \
-            from None
+        raise _refuse(
+            uri, f"host {host} is not known", "check the name, or unset it to log into the run folder"
+        ) from None
     except TimeoutError:
-        raise _refuse(uri, f"{host}:{port} does not answer (no connection within {CONNECT_SECONDS:.0f} s)",
-                      "start the server, or unset it to log into the run folder") from None
+        raise _refuse(
+            uri,
+            f"{host}:{port} does not answer (no connection within {CONNECT_SECONDS:.0f} s)",
+            "start the server, or unset it to log into the run folder",
+        ) from None
     except OSError as exc:
-        raise _refuse(uri, f"nothing answers at {host}:{port} ({exc.strerror or type(exc).__name__})",
-                      "start the server (mlflow server ...), or unset it to log into the run folder") from None
+        raise _refuse(
+            uri,
+            f"nothing answers at {host}:{port} ({exc.strerror or type(exc).__name__})",
+            "start the server (mlflow server ...), or unset it to log into the run folder",
+        ) from None
 
 
 def _port(uri: str, default: int) -> tuple[str | None, int | None]:
@@ -233,13 +261,22 @@ def _probe(uri: str) -> None:
         text = str(exc)
         if "timed out" in text or "Max retries exceeded" in text:  # requests' error, wrapped by MLflow
             why = f"within {PROBE_SECONDS} s" if "timed out" in text else "(the connection failed)"
-            raise _refuse(uri, f"no answer from an MLflow server {why}",
-                          "check the address, or unset it to log into the run folder") from None
-        raise _refuse(uri, f"not an MLflow server that takes this client ({_first_line(exc)})",
-                      "check the address and credentials (MLFLOW_TRACKING_TOKEN, ...), or unset it") from None
+            raise _refuse(
+                uri,
+                f"no answer from an MLflow server {why}",
+                "check the address, or unset it to log into the run folder",
+            ) from None
+        raise _refuse(
+            uri,
+            f"not an MLflow server that takes this client ({_first_line(exc)})",
+            "check the address and credentials (MLFLOW_TRACKING_TOKEN, ...), or unset it",
+        ) from None
     except Exception as exc:  # requests' errors: a timeout, TLS, a dropped connection
-        raise _refuse(uri, f"no answer from an MLflow server ({_first_line(exc)})",
-                      "check the address, or unset it to log into the run folder") from None
+        raise _refuse(
+            uri,
+            f"no answer from an MLflow server ({_first_line(exc)})",
+            "check the address, or unset it to log into the run folder",
+        ) from None
     finally:
         chatty.setLevel(level)
         for name, value in saved.items():
@@ -256,8 +293,11 @@ def _check_database_server(uri: str, engine: str) -> None:
         url = make_url(uri)
         create_engine(url).dispose()  # imports the driver; connects to nothing yet
     except Exception as exc:
-        raise _refuse(uri, f"cannot use this database URI ({_first_line(exc)})",
-                      "install its driver, fix the URI, or unset it to log into the run folder") from None
+        raise _refuse(
+            uri,
+            f"cannot use this database URI ({_first_line(exc)})",
+            "install its driver, fix the URI, or unset it to log into the run folder",
+        ) from None
     _reach(uri, url.host, url.port or DATABASE_PORTS[engine])
 
 
@@ -283,11 +323,15 @@ def flat_params(config: Config) -> dict[str, Any]:
 def final_numbers(metrics: dict) -> dict[str, float]:
     """metrics.json's numbers under their own names (accuracy, test_loss, train_seconds, ...);
     mappings and lists (per class, confusion matrix) stay in metrics.json, logged as an artifact."""
-    return {key: float(value) for key, value in metrics.items()
-            if isinstance(value, (int, float)) and not isinstance(value, bool)}
+    return {
+        key: float(value)
+        for key, value in metrics.items()
+        if isinstance(value, (int, float)) and not isinstance(value, bool)
+    }
 
 
 # --- MLflow: where a run goes ---------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class MlflowTarget:
@@ -305,7 +349,9 @@ def mlflow_target(config: Config, run_dir: Path) -> MlflowTarget:
     from mlflow.utils.file_utils import path_to_local_sqlite_uri
 
     run_dir = Path(run_dir).resolve()
-    uri = os.environ.get("MLFLOW_TRACKING_URI") or path_to_local_sqlite_uri(str(run_dir / "logs" / "mlflow" / "mlflow.db"))
+    uri = os.environ.get("MLFLOW_TRACKING_URI") or path_to_local_sqlite_uri(
+        str(run_dir / "logs" / "mlflow" / "mlflow.db")
+    )
     experiment = os.environ.get("MLFLOW_EXPERIMENT_NAME") or config.name or config.task
     tags = {RUN_TAG: str(run_dir), "adlab.task": config.task}
     return MlflowTarget(uri, experiment, run_dir.name, tags, _artifact_location(uri))
@@ -357,8 +403,11 @@ def mlflow_run_id(target: MlflowTarget, resuming: bool) -> tuple[str, str | None
         with _first_use_lock(target.uri):
             client = MlflowClient(target.uri)
             experiment_id = _experiment_id(client, target)
-        earlier = [run for run in client.search_runs([experiment_id], order_by=["attributes.start_time DESC"])
-                   if run.data.tags.get(RUN_TAG) == target.tags[RUN_TAG]]
+        earlier = [
+            run
+            for run in client.search_runs([experiment_id], order_by=["attributes.start_time DESC"])
+            if run.data.tags.get(RUN_TAG) == target.tags[RUN_TAG]
+        ]
     except (MlflowException, OSError) as exc:  # a store that passed check_tracking_store and failed since
         raise ConfigError(f"train.loggers: mlflow: cannot use the store {target.uri} ({_first_line(exc)})") from None
     if resuming and earlier:
@@ -386,11 +435,14 @@ def _experiment_id(client, target: MlflowTarget) -> str:
         except MlflowException:
             found = get_or_create()
     except MlflowException as exc:
-        raise ConfigError(f"train.loggers: mlflow: cannot use the store {target.uri} "
-                          f"({str(exc).strip().splitlines()[0]})") from None
+        raise ConfigError(
+            f"train.loggers: mlflow: cannot use the store {target.uri} ({str(exc).strip().splitlines()[0]})"
+        ) from None
     if found.lifecycle_stage != "active":  # MLflow keeps a deleted experiment's name until it is purged
-        raise ConfigError(f"train.loggers: mlflow: experiment {target.experiment!r} is deleted in {target.uri}; "
-                          "restore it (MLflow UI) or log to another one (MLFLOW_EXPERIMENT_NAME)")
+        raise ConfigError(
+            f"train.loggers: mlflow: experiment {target.experiment!r} is deleted in {target.uri}; "
+            "restore it (MLflow UI) or log to another one (MLFLOW_EXPERIMENT_NAME)"
+        )
     return found.experiment_id
 
 
@@ -400,12 +452,14 @@ def mlflow_process_state():
     MLFLOW_TRACKING_URI for subprocesses): the next run of a study must not log into this run's store."""
     import mlflow
 
-    saved = {name: os.environ.get(name) for name in ("MLFLOW_TRACKING_URI", "MLFLOW_EXPERIMENT_NAME",
-                                                      "MLFLOW_EXPERIMENT_ID")}
+    saved = {
+        name: os.environ.get(name) for name in ("MLFLOW_TRACKING_URI", "MLFLOW_EXPERIMENT_NAME", "MLFLOW_EXPERIMENT_ID")
+    }
     try:
         yield
     finally:
-        mlflow.set_tracking_uri(saved["MLFLOW_TRACKING_URI"])  # None unsets it again
+        # None unsets it again (MLflow's annotation leaves None out; its code unsets the URI for it)
+        mlflow.set_tracking_uri(saved["MLFLOW_TRACKING_URI"])  # type: ignore[arg-type]
         for name, value in saved.items():
             if value is None:
                 os.environ.pop(name, None)
@@ -413,15 +467,19 @@ def mlflow_process_state():
                 os.environ[name] = value
 
 
-def log_outputs_to_mlflow(client, run_id: str, run_dir: Path, metrics: dict, step: int,
-                          params: dict | None = None) -> None:
+def log_outputs_to_mlflow(
+    client, run_id: str, run_dir: Path, metrics: dict, step: int, params: dict | None = None
+) -> None:
     """metrics.json's numbers as metrics (and `params`, if given), and figures/*.png, metrics.json and
     config.yaml as artifacts."""
     from mlflow.entities import Metric, Param
 
     now = int(time.time() * 1000)
-    client.log_batch(run_id, metrics=[Metric(k, v, now, step) for k, v in final_numbers(metrics).items()],
-                     params=[Param(k, str(v)) for k, v in (params or {}).items()])
+    client.log_batch(
+        run_id,
+        metrics=[Metric(k, v, now, step) for k, v in final_numbers(metrics).items()],
+        params=[Param(k, str(v)) for k, v in (params or {}).items()],
+    )
     for figure in sorted((Path(run_dir) / "figures").glob("*.png")):
         client.log_artifact(run_id, str(figure), "figures")
     for name in ("metrics.json", "config.yaml"):
@@ -430,12 +488,13 @@ def log_outputs_to_mlflow(client, run_id: str, run_dir: Path, metrics: dict, ste
 
 # --- the Lightning loggers ------------------------------------------------------------------------
 
+
 def make_loggers(config: Config, run_dir: Path, resuming: bool) -> list:
     """Lightning's loggers for train.loggers, writing under RUN/logs."""
     from lightning.pytorch import loggers as pl_loggers
 
     logs = Path(run_dir) / "logs"
-    made = []
+    made: list[pl_loggers.Logger] = []
     for name in config.train.loggers:
         if name == "csv":
             made.append(pl_loggers.CSVLogger(logs, name="csv"))
@@ -445,9 +504,16 @@ def make_loggers(config: Config, run_dir: Path, resuming: bool) -> list:
         elif name == "mlflow":
             target = mlflow_target(config, run_dir)
             _, run_id = mlflow_run_id(target, resuming)
-            made.append(pl_loggers.MLFlowLogger(experiment_name=target.experiment, run_name=target.run_name,
-                                                tracking_uri=target.uri, tags=target.tags, run_id=run_id,
-                                                artifact_location=target.artifact_location))
+            made.append(
+                pl_loggers.MLFlowLogger(
+                    experiment_name=target.experiment,
+                    run_name=target.run_name,
+                    tracking_uri=target.uri,
+                    tags=target.tags,
+                    run_id=run_id,
+                    artifact_location=target.artifact_location,
+                )
+            )
     return made
 
 
@@ -481,7 +547,10 @@ def log_outputs(loggers: list, run_dir: Path, config: Config, metrics: dict, ste
             for figure in sorted((Path(run_dir) / "figures").glob("*.png")):
                 logger.experiment.add_image(f"figures/{figure.stem}", _rgb(figure), step, dataformats="HWC")
         elif isinstance(logger, MLFlowLogger):
-            log_outputs_to_mlflow(logger.experiment, logger.run_id, run_dir, metrics, step)
+            client = logger.experiment
+            run_id = logger.run_id
+            assert run_id is not None  # the experiment is open: its run has an id
+            log_outputs_to_mlflow(client, run_id, run_dir, metrics, step)
         else:
             logger.log_metrics(numbers, step=step)
         logger.finalize("success")
