@@ -17,8 +17,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from adlab import io
 from adlab.errors import ConfigError
 from adlab.io import load_yaml_text, read_yaml_mapping
+from adlab import taskspec
 from adlab.names import name_field
-from adlab.tasks import TASKS
 
 # Seeds reach numpy and Lightning's seed_everything, which take 0 .. 2**32 - 1.
 Seed = Annotated[int, Field(ge=0, le=2**32 - 1)]
@@ -44,7 +44,7 @@ class AugmentConfig(_Section):
 class DataConfig(_Section):
     """The data set, its splits and how its images are fed to the model."""
 
-    name: Literal["digits", "fashion_mnist", "mnist", "cifar10", "eurosat", "folder", "yolo"] = Field(
+    name: Literal[taskspec.DATA_SETS] = Field(  # type: ignore[valid-type]  # the choices: the task registry's
         "digits", description="the data set (docs/data.md describes each); yolo: a YOLO detection data set, "
                               "for task detect only")
     root: Optional[str] = Field(
@@ -100,7 +100,7 @@ class DataConfig(_Section):
         return value
 
 
-AUTOENCODERS = ("ae", "vae", "dae")
+AUTOENCODERS = taskspec.AUTOENCODER_NAMES
 
 Activation = Literal["relu", "leaky_relu", "gelu", "silu", "elu", "tanh"]
 
@@ -303,8 +303,8 @@ class TrainConfig(_Section):
 class Config(_Section):
     """A run: what it does and its name; the data, model and train sections follow."""
 
-    task: Literal[tuple(TASKS)] = Field(  # type: ignore[valid-type]
-        "classify", description="classify images, train an autoencoder (autoencode), or detect objects (detect)")
+    task: Literal[tuple(taskspec.TASKS)] = Field(  # type: ignore[valid-type]  # the choices: the task registry's
+        taskspec.DEFAULT_TASK, description="; ".join(f"{spec.name}: {spec.summary}" for spec in taskspec.TASKS.values()))
     name: Optional[str] = Field(None, description="run name, and the name of its run folder (null: the config "
                                 "file's name)")
     data: DataConfig = Field(DataConfig(), description="the data set and its splits")
@@ -312,11 +312,12 @@ class Config(_Section):
     train: TrainConfig = Field(TrainConfig(), description="optimisation and the trainer")
 
     @model_validator(mode="after")
-    def _task_rules(self) -> "Config":
-        """Rules that tie the task to the other settings live with the task (adlab.tasks)."""
-        from adlab.tasks import get_task
-
-        get_task(self.task).check_config(self)
+    def _task_rules(self) -> Config:
+        """The data, models and settings the task accepts, as the task registry declares them."""
+        if self.model.whiten and self.model.weights:
+            raise ValueError("model.whiten: initialises the first convolution of a classifier trained from scratch "
+                             "(no model.weights)")
+        taskspec.check(self)
         return self
 
     _safe_name = field_validator("name")(name_field)  # the run folder is named after it
@@ -328,7 +329,7 @@ class Config(_Section):
 _FLOAT = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")
 
 # Shorthands: a scalar standing for a section (`scheduler: step`, `augment: true`).
-_SHORTHAND_KEY = {("train", "scheduler"): "name", ("data", "augment"): "enabled"}
+_SHORTHAND_KEY: dict[tuple[str, ...], str] = {("train", "scheduler"): "name", ("data", "augment"): "enabled"}
 
 
 def load_config(source: Union[str, Path, dict, None] = None, overrides: list[str] | None = None,

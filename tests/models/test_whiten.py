@@ -53,7 +53,7 @@ def test_whitened_filters_decorrelate_the_patches_and_come_in_sign_pairs():
 def test_whiten_is_for_classifiers_trained_from_scratch():
     with pytest.raises(ConfigError, match="model.whiten: initialises"):
         load_config(fast_config(model={"whiten": True, "weights": "imagenet", "name": "resnet18"}))
-    with pytest.raises(ConfigError, match="model.whiten: initialises"):
+    with pytest.raises(ConfigError, match="model.whiten: read by task classify only, not by task autoencode"):
         load_config({"task": "autoencode", "model": {"name": "ae", "whiten": True}})
     with pytest.raises(ConfigError, match="no plain first convolution"):
         whiten_first_conv(nn.Sequential(nn.Flatten(), nn.Linear(4, 2)), [torch.zeros(1, 1, 2, 2)])

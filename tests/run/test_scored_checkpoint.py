@@ -53,6 +53,6 @@ def test_detection_refuses_last_weights():
     from adlab.config import load_config
     from adlab.errors import ConfigError
 
-    with pytest.raises(ConfigError, match="train.test_checkpoint: task detect is scored with ultralytics' best.pt"):
+    with pytest.raises(ConfigError, match=r"train.test_checkpoint: task detect takes only 'best' \(it is scored with ultralytics' best.pt\)"):
         load_config({"task": "detect", "data": {"name": "yolo", "root": "x.yaml"}, "model": {"name": "yolov8n"},
                      "train": {"test_checkpoint": "last"}})

@@ -48,5 +48,5 @@ def test_an_unknown_mix_is_refused_naming_the_choices():
 def test_mixing_is_refused_for_tasks_without_class_labels(task):
     config = {"task": task, "model": {"name": "ae" if task == "autoencode" else "yolov8n"},
               "data": {"name": "digits" if task == "autoencode" else "yolo"}, "train": {"mix": "mixup"}}
-    with pytest.raises(ConfigError, match=f"train.mix: .*not task {task}"):
+    with pytest.raises(ConfigError, match=f"train.mix: .*not by task {task}"):
         adlab.load_config(config)

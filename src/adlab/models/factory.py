@@ -8,6 +8,7 @@ scratch (`weights: null`), fine-tune (`weights` set), frozen feature extractor (
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
@@ -15,6 +16,9 @@ from torch import nn
 from adlab.config import AutoencoderConfig, CnnConfig, ModelConfig, migrate_config
 from adlab.errors import ConfigError
 from adlab.models.checkpoints import LoadReport, load_matching, read_checkpoint, read_weights
+
+if TYPE_CHECKING:
+    from adlab.models.autoencoders import AutoEncoder
 
 
 @dataclass
@@ -149,7 +153,7 @@ def check_input(net: nn.Module, name: str, input_shape: tuple[int, int, int]) ->
         net.train(was_training)
 
 
-def build_autoencoder(cfg: ModelConfig, input_shape: tuple[int, int, int]) -> nn.Module:
+def build_autoencoder(cfg: ModelConfig, input_shape: tuple[int, int, int]) -> AutoEncoder:
     """AE / DAE (same network; the DAE's corruption is part of its training) or VAE.
     `cfg.name: encoder` builds the autoencoder whose encoder it re-uses."""
     from adlab.models.autoencoders import AutoEncoder, VariationalAutoEncoder

@@ -13,6 +13,7 @@ from pathlib import Path
 from adlab import io, ownership
 from adlab.config import Config, load_config
 from adlab.errors import AdlabError
+from adlab.processes import launched_worker
 from adlab.run.resume import check_config_unchanged
 from adlab.rundir import Run, check_run_dir, default_run_dir, environment, prepare_run_dir
 from adlab.tasks import get_task
@@ -26,15 +27,15 @@ def train(config: Config | dict | str | Path, out: str | Path | None = None, ove
     """Train and evaluate one model; every input is checked before any file is written.
     `resume`: `out` is an interrupted run of this config; continue from its last checkpoint."""
     source = str(config) if isinstance(config, (str, Path)) else None
-    config = _as_config(config, overrides)
-    task = get_task(config.task)
-    config = task.resolve(config)
+    loaded = _as_config(config, overrides)
+    task = get_task(loaded.task)
+    resolved: Config = task.resolve(loaded)
     say = io.printer(verbose)
     rank_zero = not launched_worker()
-    run_dir = _run_dir(config, out, source, rank_zero)
+    run_dir = _run_dir(resolved, out, source, rank_zero)
     if rank_zero and not resume:
         check_run_dir(run_dir, overwrite)  # first: loading a large data set to be refused after helps nobody
-    job = task.prepare(config, run_dir, say, callbacks or [])
+    job = task.prepare(resolved, run_dir, say, callbacks or [])
     restart_from = task.resume_point(run_dir) if resume else None
     if rank_zero and restart_from is None:
         start_run_folder(run_dir, job, replace=overwrite or resume)
@@ -85,17 +86,6 @@ def resumable(run_dir: Path, config: Config) -> bool:
     except AdlabError:  # a damaged checkpoint or config: the run is made again
         return False
     return saved.to_dict() == task.resolve(config).to_dict()
-
-
-def launched_worker() -> bool:
-    """True in a non-zero-rank process (Lightning's DDP launcher, torchrun, SLURM). Never in a study
-    worker: `srun --ntasks=2 adlab study --worker` starts two independent workers, not two ranks."""
-    from adlab.study.queue import WORKER_ENV
-
-    if os.environ.get(WORKER_ENV):
-        return False
-    return any(int(os.environ.get(var, "0") or 0) != 0
-               for var in ("LOCAL_RANK", "RANK", "NODE_RANK", "SLURM_PROCID"))
 
 
 def _as_config(config: Config | dict | str | Path, overrides: list[str] | None) -> Config:

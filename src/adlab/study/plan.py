@@ -13,22 +13,34 @@ import time
 from pathlib import Path
 
 from adlab.formatting import clock
+from adlab.taskspec import TASKS
 
 # Size of the files torchvision downloads, and the images each split holds (public figures).
-DOWNLOADS = {"mnist": ("the four MNIST IDX files", 11.6), "fashion_mnist": ("the four Fashion-MNIST IDX files", 30.9),
-             "cifar10": ("cifar-10-python.tar.gz", 170.5), "eurosat": ("EuroSAT.zip (RGB)", 94.3)}
+DOWNLOADS = {
+    "mnist": ("the four MNIST IDX files", 11.6),
+    "fashion_mnist": ("the four Fashion-MNIST IDX files", 30.9),
+    "cifar10": ("cifar-10-python.tar.gz", 170.5),
+    "eurosat": ("EuroSAT.zip (RGB)", 94.3),
+}
 TRAIN_IMAGES = {"digits": 1797, "mnist": 60000, "fashion_mnist": 60000, "cifar10": 50000, "eurosat": 27000}
-SHAPES = {"digits": (1, 8, 8), "mnist": (1, 28, 28), "fashion_mnist": (1, 28, 28), "cifar10": (3, 32, 32),
-          "eurosat": (3, 64, 64)}
+SHAPES = {
+    "digits": (1, 8, 8),
+    "mnist": (1, 28, 28),
+    "fashion_mnist": (1, 28, 28),
+    "cifar10": (3, 32, 32),
+    "eurosat": (3, 64, 64),
+}
 WITH_TEST_SPLIT = ("mnist", "fashion_mnist", "cifar10")
 
 
 def plan_lines(study, out: Path, timing: bool = True) -> list[str]:
     runs = study.runs
     state = "continues the study there (--resume)" if (out / "study.yaml").is_file() else "new"
-    lines = [f"study {study.name}: {len(runs)} run{'s' * (len(runs) != 1)}"
-             f"{f' and {len(study.spec.fusion)} fusion step(s)' if study.spec.fusion else ''}; "
-             f"study folder {out} ({state})"]
+    lines = [
+        f"study {study.name}: {len(runs)} run{'s' * (len(runs) != 1)}"
+        f"{f' and {len(study.spec.fusion)} fusion step(s)' if study.spec.fusion else ''}; "
+        f"study folder {out} ({state})"
+    ]
     from adlab.study.prepare import path_resolver
 
     paths = path_resolver(study.path, out)
@@ -43,7 +55,8 @@ def plan_lines(study, out: Path, timing: bool = True) -> list[str]:
         lines.append("weights:")
         lines += [f"  {text}" for text in weights]
     lines.append("runs:")
-    total, unknown, cache = 0.0, 0, {}
+    total, unknown = 0.0, 0
+    cache: dict[tuple, float | None] = {}
     for i, run in enumerate(runs, start=1):
         config = run.config
         images = train_images(config)
@@ -52,16 +65,20 @@ def plan_lines(study, out: Path, timing: bool = True) -> list[str]:
             unknown += 1
         else:
             total += seconds
-        weights = config.model.weights or "scratch"
-        lines.append(f"  [{i}/{len(runs)}] {run.name}: {config.task} {config.model.name} ({weights}), "
-                     f"{config.train.epochs} epoch{'s' * (config.train.epochs != 1)}, batch {config.train.batch_size}"
-                     + (f", about {images:,} training images" if images else "")
-                     + (f", about {clock(seconds)}" if seconds is not None else ""))
+        start = config.model.weights or "scratch"
+        lines.append(
+            f"  [{i}/{len(runs)}] {run.name}: {config.task} {config.model.name} ({start}), "
+            f"{config.train.epochs} epoch{'s' * (config.train.epochs != 1)}, batch {config.train.batch_size}"
+            + (f", about {images:,} training images" if images else "")
+            + (f", about {clock(seconds)}" if seconds is not None else "")
+        )
     if timing:
-        lines.append(f"time: about {clock(total)} of training steps (one step of each network timed on this machine's "
-                     f"{'GPU' if _gpu() else 'CPU'}; "
-                     "evaluation, data loading and figures add to it)"
-                     + (f"; {unknown} run(s) not estimated (detection, or data not here)" if unknown else ""))
+        lines.append(
+            f"time: about {clock(total)} of training steps (one step of each network timed on this machine's "
+            f"{'GPU' if _gpu() else 'CPU'}; "
+            "evaluation, data loading and figures add to it)"
+            + (f"; {unknown} run(s) not estimated (detection, or data not here)" if unknown else "")
+        )
     lines.append("nothing was written or downloaded (--plan)")
     return lines
 
@@ -126,8 +143,9 @@ def weights_state(config) -> str:
     if path.exists():
         files, size = _count(path) if path.is_dir() else (1, path.stat().st_size)
         return f"{weights}: present ({size / 2**20:,.1f} MB)"
-    if config.task == "detect" and len(path.parts) == 1:
-        return f"{weights}: an ultralytics checkpoint, downloaded on first use if not cached"
+    named = TASKS[config.task].named_weights
+    if named and len(path.parts) == 1:
+        return f"{weights}: {named}"
     return f"{weights}: MISSING"
 
 
@@ -178,7 +196,7 @@ def train_images(config) -> int | None:
 
 def estimate_seconds(config, images: int | None, cache: dict) -> float | None:
     """Epochs x steps x the seconds of one training step of this network, timed here."""
-    if images is None or config.task == "detect" or config.data.name not in SHAPES:
+    if images is None or config.data.name not in SHAPES:
         return None
     shape = SHAPES[config.data.name]
     if config.data.image_size:
@@ -196,20 +214,19 @@ def estimate_seconds(config, images: int | None, cache: dict) -> float | None:
 def _time_step(config, shape: tuple[int, int, int], batch: int) -> float | None:
     import torch
 
-    from adlab.models.factory import build_autoencoder, build_model
-    from adlab.tasks.classify.outputs import AUTOCAST_DTYPES
+    from adlab.tasks import get_task
 
     model = config.model.model_copy(update={"weights": None, "freeze": False})
     try:
-        if config.task == "autoencode":
-            net = build_autoencoder(model, shape)
-        else:
-            net = build_model(model, shape, 10).net
+        net = get_task(config.task).timing_network(config.model_copy(update={"model": model}), shape)
     except Exception:  # an estimate, never a reason to stop: the run itself reports a bad model
+        return None
+    if net is None:
         return None
     device = "cuda" if torch.cuda.is_available() else "cpu"  # where the runs will train
     # in the run's precision and memory layout: bf16 with channels-last is twice fp32's speed on a CPU
-    dtype = AUTOCAST_DTYPES.get(str(config.train.precision))
+    precision = str(config.train.precision)
+    dtype = torch.bfloat16 if precision.startswith("bf16") else torch.float16 if precision.startswith("16") else None
     layout = torch.channels_last if config.train.channels_last else torch.contiguous_format
     net.train().to(device, memory_format=layout)
     optimizer = torch.optim.Adam(net.parameters(), lr=1e-3)

@@ -35,9 +35,15 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
+from typing import TYPE_CHECKING, cast
 
 from adlab import io
 from adlab.errors import AdlabError, ConfigError, DataError, Interrupted, WorkerStopped
+
+
+if TYPE_CHECKING:
+    import optuna
+    from optuna.storages.journal._file import BaseJournalFileLock
 
 
 def _seconds(name: str, default: float) -> float:
@@ -57,8 +63,6 @@ HEARTBEAT = _seconds("ADLAB_QUEUE_HEARTBEAT", 10)  # seconds between a worker's 
 GRACE = _seconds("ADLAB_QUEUE_GRACE", 60)  # silence after which a running claim is a dead worker's
 JOURNAL_LOCK_GRACE = 30.0  # an append holds the journal's lock for milliseconds: one unchanged this long is stale
 MAX_RECORD = 1 << 20  # the longest journal line adlab reads (its records are a few hundred bytes)
-THREADS_ENV = "ADLAB_WORKER_THREADS"  # torch threads of a worker started by --workers
-WORKER_ENV = "ADLAB_STUDY_WORKER"  # set in workers: Lightning must not take them for DDP ranks
 
 
 def poll() -> float:
@@ -71,14 +75,18 @@ def check_timing() -> None:
     worker starts: a grace shorter than the heartbeat would take every live worker for a dead one."""
     for name, value in (("ADLAB_QUEUE_HEARTBEAT", HEARTBEAT), ("ADLAB_QUEUE_GRACE", GRACE)):
         if not (math.isfinite(value) and 0 < value <= 86400):
-            raise ConfigError(f"{name}={os.environ.get(name, f'{value:g}')}: need a number of seconds above 0 "
-                              "(at most a day)")
+            raise ConfigError(
+                f"{name}={os.environ.get(name, f'{value:g}')}: need a number of seconds above 0 (at most a day)"
+            )
     if GRACE <= HEARTBEAT:
-        raise ConfigError(f"ADLAB_QUEUE_GRACE={GRACE:g} must be longer than ADLAB_QUEUE_HEARTBEAT={HEARTBEAT:g}: "
-                          "a live worker would be taken for a dead one")
+        raise ConfigError(
+            f"ADLAB_QUEUE_GRACE={GRACE:g} must be longer than ADLAB_QUEUE_HEARTBEAT={HEARTBEAT:g}: "
+            "a live worker would be taken for a dead one"
+        )
 
 
 # --- lock files with owners --------------------------------------------------------------------------
+
 
 def _pid_namespace() -> str:
     try:
@@ -107,7 +115,7 @@ class OwnedLock:
     def _optuna(self):
         from optuna.storages.journal import JournalFileOpenLock
 
-        return JournalFileOpenLock(self.target, grace_period=self.grace_period)
+        return JournalFileOpenLock(self.target, grace_period=math.ceil(self.grace_period))
 
     def release(self) -> None:
         self._optuna().release()  # RuntimeError where the lock is gone
@@ -147,8 +155,13 @@ class OwnedLock:
 
     @staticmethod
     def _write_owner(handle: int) -> None:
-        record = {"pid": os.getpid(), "host": HOST, "pidns": PIDNS, "token": uuid.uuid4().hex,
-                  "time": dt.datetime.now().isoformat(timespec="seconds")}
+        record = {
+            "pid": os.getpid(),
+            "host": HOST,
+            "pidns": PIDNS,
+            "token": uuid.uuid4().hex,
+            "time": dt.datetime.now().isoformat(timespec="seconds"),
+        }
         try:
             os.write(handle, json.dumps(record).encode())
         finally:
@@ -242,8 +255,9 @@ class _OptunaLockNotices(logging.Filter):
         elif lock is not None and "taking longer" in text:
             owner = OwnedLock.owner(lock._read(lock.path) or b"")
             who = f"process {owner.get('pid')} on {owner.get('host')}" if owner else "another process"
-            io.notice(f"{lock.shown}: waiting for {who} to release it (taken over after "
-                      f"{lock.grace_period:.0f} s unchanged)")
+            io.notice(
+                f"{lock.shown}: waiting for {who} to release it (taken over after {lock.grace_period:.0f} s unchanged)"
+            )
         return False
 
 
@@ -276,6 +290,7 @@ def held(target: Path, grace: float | None = None):
 
 # --- the journal ------------------------------------------------------------------------------------
 
+
 @cache
 def _journal_class():
     from optuna.storages.journal import JournalFileBackend
@@ -285,14 +300,18 @@ def _journal_class():
 
         def __init__(self, path: Path):
             self.path = path
-            super().__init__(str(Path(path).absolute()), lock_obj=OwnedLock(path, JOURNAL_LOCK_GRACE))
+            # OwnedLock is Optuna's lock interface (acquire, release) without inheriting it: see its docstring
+            lock = cast("BaseJournalFileLock", OwnedLock(path, JOURNAL_LOCK_GRACE))
+            super().__init__(str(Path(path).absolute()), lock_obj=lock)
 
         def read_logs(self, log_number_from: int):
             try:
                 yield from super().read_logs(log_number_from)
             except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError, Optuna's "Invalid log format"
-                raise DataError(f"{self.path}: the worker queue cannot be read (written over or edited?): "
-                                f"{str(exc).splitlines()[0][:200]}") from None
+                raise DataError(
+                    f"{self.path}: the worker queue cannot be read (written over or edited?): "
+                    f"{str(exc).splitlines()[0][:200]}"
+                ) from None
 
     return Journal
 
@@ -360,11 +379,15 @@ def storage_for(out: Path, storage: str | None, make: bool = True):
         except AdlabError:
             raise
         except Exception as exc:  # records that parse but do not replay (edited by hand)
-            raise DataError(f"{path}: the worker queue cannot be read (written over or edited?): {type(exc).__name__}"
-                            f"{': ' + str(exc).splitlines()[0][:200] if str(exc) else ''}") from None
+            raise DataError(
+                f"{path}: the worker queue cannot be read (written over or edited?): {type(exc).__name__}"
+                f"{': ' + str(exc).splitlines()[0][:200] if str(exc) else ''}"
+            ) from None
     if storage.startswith("sqlite"):
-        raise ConfigError(f"--storage {storage}: SQLite can hand one run to two workers (optuna issue 4002); "
-                          "use the default journal file, or a PostgreSQL / MySQL URL")
+        raise ConfigError(
+            f"--storage {storage}: SQLite can hand one run to two workers (optuna issue 4002); "
+            "use the default journal file, or a PostgreSQL / MySQL URL"
+        )
     for attempt in range(6):
         try:
             # a database host that stops answering: an error after 10 s, not a worker hanging on it
@@ -384,9 +407,12 @@ def _with_driver(url: str) -> str:
     default but 2.0 does not (it takes psycopg2); a URL naming its driver is left as it is."""
     import importlib.util
 
-    if url.startswith("postgresql://") and importlib.util.find_spec("psycopg2") is None \
-            and importlib.util.find_spec("psycopg") is not None:
-        return "postgresql+psycopg://" + url[len("postgresql://"):]
+    if (
+        url.startswith("postgresql://")
+        and importlib.util.find_spec("psycopg2") is None
+        and importlib.util.find_spec("psycopg") is not None
+    ):
+        return "postgresql+psycopg://" + url[len("postgresql://") :]
     return url
 
 
@@ -413,7 +439,10 @@ def _from_database(exc: BaseException | None) -> bool:
     seen = 0
     while exc is not None and seen < 10:
         module = type(exc).__module__
-        if module.startswith(("sqlalchemy", "psycopg", "pymysql", "MySQLdb")) or type(exc).__name__ == "StorageInternalError":
+        if (
+            module.startswith(("sqlalchemy", "psycopg", "pymysql", "MySQLdb"))
+            or type(exc).__name__ == "StorageInternalError"
+        ):
             return True
         exc, seen = exc.__cause__ or exc.__context__, seen + 1
     return False
@@ -424,9 +453,11 @@ def storage_error(exc: BaseException, storage: str | None) -> AdlabError | None:
     for anything else. SQLAlchemy's errors are recognised by their module, importing nothing."""
     if storage is None or not _from_database(exc):
         return None
-    return AdlabError(f"--storage {masked(storage)}: the queue's database stopped answering ({_first_line(exc, storage)}); "
-                      "this worker stopped; a run it held is queued again by the next worker once the database "
-                      "answers, and continues from its last checkpoint")
+    return AdlabError(
+        f"--storage {masked(storage)}: the queue's database stopped answering ({_first_line(exc, storage)}); "
+        "this worker stopped; a run it held is queued again by the next worker once the database "
+        "answers, and continues from its last checkpoint"
+    )
 
 
 def open_queue(out: Path, storage: str | None = None, create: bool = True, store=None):
@@ -444,8 +475,10 @@ def open_queue(out: Path, storage: str | None = None, create: bool = True, store
         lost = storage_error(exc, storage)
         if lost is not None:
             raise lost from None
-        raise DataError(f"{where}: the worker queue cannot be read (written over or edited?): "
-                        f"{type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}") from None
+        raise DataError(
+            f"{where}: the worker queue cannot be read (written over or edited?): "
+            f"{type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}"
+        ) from None
     if QUEUE_NAME in names:
         return optuna.load_study(study_name=QUEUE_NAME, storage=store)
     if not create:
@@ -455,12 +488,17 @@ def open_queue(out: Path, storage: str | None = None, create: bool = True, store
 
 # --- filling the queue ------------------------------------------------------------------------------
 
+
 def unqueued(queue, study, out: Path, finished) -> list:
     """Runs that need a trial: never enqueued, or done by their trial but with no metrics.json in
     their folder (removed since: the folder is the run's truth). Longest first."""
     latest = latest_attempts(queue)
-    wanted = [run for run in study.runs if not finished(out / "runs" / run.name)
-              and (run.name not in latest or latest[run.name].state.name == "COMPLETE" or _stranded(latest[run.name]))]
+    wanted = [
+        run
+        for run in study.runs
+        if not finished(out / "runs" / run.name)
+        and (run.name not in latest or latest[run.name].state.name == "COMPLETE" or _stranded(latest[run.name]))
+    ]
     # Longest runs first: the study ends when its last run does, and short runs fill the gaps best.
     return sorted(wanted, key=_epochs, reverse=True)
 
@@ -492,8 +530,10 @@ def enqueue_once(queue, study, out: Path, finished, say) -> None:
             earlier = latest.get(run.name)
             attempt = _attempt(earlier) + 1 if earlier is not None else 1
             if earlier is not None:
-                say(f"{run.name}: done earlier, but {out / 'runs' / run.name / 'metrics.json'} is gone; "
-                    "queued to be made again")
+                say(
+                    f"{run.name}: done earlier, but {out / 'runs' / run.name / 'metrics.json'} is gone; "
+                    "queued to be made again"
+                )
             queue.enqueue_trial({}, user_attrs={"run": run.name, "attempt": attempt})
         if first:
             io.write_text(ready, dt.datetime.now().isoformat(timespec="seconds") + "\n")
@@ -506,7 +546,7 @@ def _epochs(run) -> int:
 
 @dataclass
 class Claim:
-    trial: object
+    trial: optuna.trial.Trial
     run: str
     attempt: int
 
@@ -603,8 +643,7 @@ def requeue_stale(queue) -> list[str]:
 def retry_failed(queue) -> list[str]:
     """Runs whose latest attempt failed by itself (not a dead worker's: those come back on their own)."""
     latest = latest_attempts(queue)
-    names = [name for name, trial in latest.items()
-             if trial.state.name == "FAIL" and not trial.user_attrs.get("stale")]
+    names = [name for name, trial in latest.items() if trial.state.name == "FAIL" and not trial.user_attrs.get("stale")]
     for name in names:
         queue.enqueue_trial({}, user_attrs={"run": name, "attempt": _attempt(latest[name]) + 1})
     return names
@@ -631,7 +670,7 @@ def work(study, out: Path, queue, say, resume_runs: bool = True) -> tuple[int, i
     from optuna.exceptions import UpdateFinishedTrialError
     from optuna.trial import TrialState
 
-    from adlab.study.runner import finished, headline, make_run
+    from adlab.study.runs import finished, headline, make_run
 
     made = failed = 0
     runs = {run.name: run for run in study.runs}
@@ -677,12 +716,16 @@ def work(study, out: Path, queue, say, resume_runs: bool = True) -> tuple[int, i
             claimed.trial.set_user_attr("seconds", round(time.perf_counter() - started, 1))
             queue.tell(claimed.trial, 0.0)
         except (UpdateFinishedTrialError, RuntimeError):  # taken over while this worker was silent
-            say(f"{label}{claimed.run}: finished here, but another worker took it over meanwhile (this one was "
-                f"silent for {GRACE:.0f} s); its folder holds the result, the other worker keeps it")
+            say(
+                f"{label}{claimed.run}: finished here, but another worker took it over meanwhile (this one was "
+                f"silent for {GRACE:.0f} s); its folder holds the result, the other worker keeps it"
+            )
             continue
         made += 1
-        say(f"{label}{claimed.run}: {headline(run.config.task, metrics)}done in "
-            f"{time.perf_counter() - started:.0f} s" + (f" (attempt {claimed.attempt})" if claimed.attempt > 1 else ""))
+        say(
+            f"{label}{claimed.run}: {headline(run.config.task, metrics)}done in "
+            f"{time.perf_counter() - started:.0f} s" + (f" (attempt {claimed.attempt})" if claimed.attempt > 1 else "")
+        )
 
 
 def _stopped(queue, claimed: Claim, exc: BaseException, heartbeat: Heartbeat, say, label: str) -> Exception:
@@ -694,15 +737,22 @@ def _stopped(queue, claimed: Claim, exc: BaseException, heartbeat: Heartbeat, sa
     if heartbeat.lost is not None:
         return lost_storage(queue, heartbeat.lost, claimed.run)
     if heartbeat.taken_over:
-        return WorkerStopped(f"worker stopped: run '{claimed.run}' was taken over by another worker (this one was "
-                             f"silent for over {GRACE:.0f} s); it continues there from its last checkpoint", 143)
+        return WorkerStopped(
+            f"worker stopped: run '{claimed.run}' was taken over by another worker (this one was "
+            f"silent for over {GRACE:.0f} s); it continues there from its last checkpoint",
+            143,
+        )
     code = getattr(exc, "exit_code", 143)
     if give_back(queue, claimed, why):
         say(f"{label}{claimed.run}: {why}; queued again, to continue from its last checkpoint in another worker")
-        return WorkerStopped(f"worker stopped ({why}); run '{claimed.run}' is back in the queue for the other workers",
-                             code)
-    return WorkerStopped(f"worker stopped ({why}); run '{claimed.run}' could not be given back now: the next "
-                         f"worker queues it again once its heartbeat is {GRACE:.0f} s old", code)
+        return WorkerStopped(
+            f"worker stopped ({why}); run '{claimed.run}' is back in the queue for the other workers", code
+        )
+    return WorkerStopped(
+        f"worker stopped ({why}); run '{claimed.run}' could not be given back now: the next "
+        f"worker queues it again once its heartbeat is {GRACE:.0f} s old",
+        code,
+    )
 
 
 def lost_storage(queue, exc: Exception, run: str) -> AdlabError:
@@ -712,8 +762,10 @@ def lost_storage(queue, exc: Exception, run: str) -> AdlabError:
     line = storage_error(exc, str(where).replace("postgresql+psycopg://", "postgresql://", 1)) if where else None
     if line is not None:
         return line
-    return AdlabError(f"the worker queue could not be written ({_first_line(exc)}); run '{run}' stopped at its last "
-                      f"checkpoint and is queued again by the next worker after {GRACE:.0f} s")
+    return AdlabError(
+        f"the worker queue could not be written ({_first_line(exc)}); run '{run}' stopped at its last "
+        f"checkpoint and is queued again by the next worker after {GRACE:.0f} s"
+    )
 
 
 def give_back(queue, claimed: Claim, why: str) -> bool:
@@ -776,7 +828,7 @@ def stop_on_signals():
 def _interrupted_before(run, out: Path) -> bool:
     """Whether this run continues from a checkpoint an earlier attempt left (recorded in its trial)."""
     from adlab.run.train import resumable
-    from adlab.study.runner import with_study_folder
+    from adlab.study.runs import with_study_folder
 
     return bool(resumable(out / "runs" / run.name, with_study_folder(run.config, out)))
 
@@ -785,7 +837,7 @@ def finish_once(study, out: Path, say) -> bool:
     """Fusions and the report, once: the workers take OUT/.finishing.lock in turn (a dead holder's is
     taken over) and the first to find the report older than the runs writes it; True when the report
     is current."""
-    from adlab.study.runner import finish, finished
+    from adlab.study.runs import finish, finished
 
     if not all(finished(out / "runs" / run.name) for run in study.runs):
         return False
@@ -805,7 +857,7 @@ def _report_current(study, out: Path) -> bool:
 
 
 def status_lines(study, out: Path, queue) -> list[str]:
-    from adlab.study.runner import finished
+    from adlab.study.runs import finished
 
     latest = latest_attempts(queue)  # the queue was opened with create=False: reading writes nothing
     now = time.time()
@@ -824,8 +876,10 @@ def status_lines(study, out: Path, queue) -> list[str]:
             state = "running"
             slurm = trial.user_attrs.get("slurm")
             where = f" (SLURM job {slurm})" if isinstance(slurm, str) else ""
-            detail = (f" on {trial.user_attrs.get('worker', '?')}{where} for {int(now - since)} s"
-                      f" (last heartbeat {int(now - beat)} s ago)")
+            detail = (
+                f" on {trial.user_attrs.get('worker', '?')}{where} for {int(now - since)} s"
+                f" (last heartbeat {int(now - beat)} s ago)"
+            )
         elif trial.state.name == "WAITING":
             state, detail = "waiting", ""
         elif trial.state.name == "FAIL":
@@ -833,8 +887,10 @@ def status_lines(study, out: Path, queue) -> list[str]:
             detail = ": " + str(trial.user_attrs.get("error") or "its worker died; queued again by the next worker")
         else:  # done by its trial, yet its folder has no metrics.json: removed since
             state = "missing"
-            detail = (f": done earlier, but {out / 'runs' / run.name / 'metrics.json'} is gone; "
-                      "the next worker makes it again")
+            detail = (
+                f": done earlier, but {out / 'runs' / run.name / 'metrics.json'} is gone; "
+                "the next worker makes it again"
+            )
         counts[state] += 1
         attempt = _attempt(trial) if trial is not None else 1
         lines.append(f"  {run.name}: {state}{detail}" + (f" (attempt {attempt})" if attempt > 1 else ""))

@@ -20,6 +20,7 @@ from adlab.study.blocks import Block, Bullets, Figure, Gallery, Heading, Paragra
 from adlab.study.render import cell as _cell, render_html, render_markdown, render_tex  # noqa: F401
 from adlab.study.report_content import build_blocks, per_class_blocks, reference_blocks  # noqa: F401
 from adlab.tasks import TASKS, get_task
+from adlab.taskspec import DEFAULT_TASK, recorded_task
 
 
 @dataclass
@@ -52,10 +53,11 @@ def collect(out: Path, study) -> list[RunResult]:
         if not os.path.lexists(path / "metrics.json"):
             continue
         config = io.read_yaml_mapping(path / "config.yaml", "run config", DataError)
-        task = "classify" if config.get("task") == "fuse" else config.get("task", "classify")  # a fused run
+        task = recorded_task(config.get("task", DEFAULT_TASK))
         if not isinstance(task, str) or task not in TASKS:
             raise DataError(f"{path / 'config.yaml'}: unknown task {str(task)[:40]!r}")
-        data = config.get("data") if isinstance(config.get("data"), dict) else {}
+        data = config.get("data")
+        data = data if isinstance(data, dict) else {}
         test_set = f"{data.get('name')}|{data.get('root')}|{data.get('classes')}"
         metrics = io.read_json_mapping(path / "metrics.json", "metrics file")
         check_metrics(path / "metrics.json", metrics, get_task(task).report)
@@ -79,6 +81,7 @@ def check_metrics(path: Path, metrics: dict, spec) -> None:
     numbers (or null: not measured), the per-class mapping names -> numbers, class_names text, the
     confusion matrix a square table of counts, one row per class. Else one DataError naming the key.
     (A NaN passes: the report says plainly which run has one, see report_content.not_a_number.)"""
+
     def bad(key: str, problem: str):
         return DataError(f"{path}: {key}: {problem} (damaged or edited?)")
 
@@ -146,8 +149,11 @@ def write_report(out: Path, study, sections: list[tuple[str, list[str]]] | None 
     finished = {r.name for r in results}
     missing = [name for name, _, _ in planned_runs(study) if name not in finished]
     blocks = build_blocks(out, study, results, sections, missing)
-    documents = {"report.md": render_markdown(blocks), "report.html": render_html(blocks, study.name, out),
-                 "report.tex": render_tex(blocks, study.name, out)}  # all three made before one is written
+    documents = {
+        "report.md": render_markdown(blocks),
+        "report.html": render_html(blocks, study.name, out),
+        "report.tex": render_tex(blocks, study.name, out),
+    }  # all three made before one is written
     _write_summary_csv(out / "summary.csv", results)
     for name, text in documents.items():
         io.write_text(out / name, text)
@@ -162,8 +168,10 @@ def _check_figures(folder: Path, names: list[str]) -> None:
     for name in names:
         figure = folder / name
         if figure.is_file() and figure.stat().st_size > MAX_FIGURE_BYTES:
-            raise DataError(f"{figure}: figure of {figure.stat().st_size:,} bytes is too large "
-                            f"(at most {MAX_FIGURE_BYTES:,}; damaged?)")
+            raise DataError(
+                f"{figure}: figure of {figure.stat().st_size:,} bytes is too large "
+                f"(at most {MAX_FIGURE_BYTES:,}; damaged?)"
+            )
 
 
 def _write_summary_csv(path: Path, results: list[RunResult]) -> None:
@@ -172,8 +180,10 @@ def _write_summary_csv(path: Path, results: list[RunResult]) -> None:
         for key, value in r.metrics.items():
             if isinstance(value, (int, float)) and not isinstance(value, bool) and key not in keys:
                 keys.append(key)
-    rows = ([r.name, r.group, "" if r.seed is None else r.seed, r.task] + [r.metrics.get(k, "") for k in keys]
-            for r in results)
+    rows = (
+        [r.name, r.group, "" if r.seed is None else r.seed, r.task] + [r.metrics.get(k, "") for k in keys]
+        for r in results
+    )
     io.write_csv(path, ["run", "group", "seed", "task", *keys], rows)
 
 
@@ -188,7 +198,9 @@ def rerender(out: str | Path) -> Path:
     kind = ownership.marker_kind(out)
     legacy = kind is None and (out / "runs").is_dir()  # a study folder of an adlab before the marker
     if out.is_symlink() or not (out / "study.yaml").is_file() or not (kind in ("study", "demo") or legacy):
-        raise AdlabError(f"{out}: not a study folder adlab made (no study marker, or no study.yaml); "
-                         "refusing to write a report into it")
+        raise AdlabError(
+            f"{out}: not a study folder adlab made (no study marker, or no study.yaml); "
+            "refusing to write a report into it"
+        )
     study = load_study(out / "study.yaml", check_configs=False)
     return write_report(out, study, sections=section_runs(study))

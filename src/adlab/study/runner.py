@@ -10,16 +10,21 @@ from pathlib import Path
 
 from adlab import io, ownership
 from adlab.formatting import clock
+from adlab.processes import THREADS_ENV, WORKER_ENV
 from adlab.errors import AdlabError, ConfigError, Interrupted, WorkerStopped
-from adlab.study.spec import load_study, section_runs
+from adlab.study.runs import finish, finished, headline, make_run, with_study_folder
+from adlab.study.spec import load_study
 
 
-def finished(run_dir: Path) -> bool:
-    return (run_dir / "metrics.json").is_file()
-
-
-def run_study(path: str | Path, out: str | Path | None = None, resume: bool = False, verbose: bool = True,
-              overrides: list[str] | None = None, study=None, kind: str = "study") -> Path:
+def run_study(
+    path: str | Path,
+    out: str | Path | None = None,
+    resume: bool = False,
+    verbose: bool = True,
+    overrides: list[str] | None = None,
+    study=None,
+    kind: str = "study",
+) -> Path:
     """Runs go in OUT/runs/<name>/; with `resume`, finished ones are kept, interrupted ones continue
     from their last checkpoint, and the rest are made. `overrides` (`--set key=value`) apply to every
     run and are recorded: a resumed study takes the same ones. `study`: the study already loaded
@@ -42,8 +47,11 @@ def run_study(path: str | Path, out: str | Path | None = None, resume: bool = Fa
     except Interrupted as exc:  # the study's own command continues it, fusions and report included
         what = str(exc).split("; continue with:")[0]
         sets = "".join(f" --set {shlex.quote(item)}" for item in overrides or [])
-        raise Interrupted(f"{what}; continue the study with: adlab study {shlex.quote(str(path))} "
-                          f"--out {shlex.quote(str(out))}{sets} --resume", exc.exit_code) from None
+        raise Interrupted(
+            f"{what}; continue the study with: adlab study {shlex.quote(str(path))} "
+            f"--out {shlex.quote(str(out))}{sets} --resume",
+            exc.exit_code,
+        ) from None
     return out
 
 
@@ -105,9 +113,11 @@ def check_same_study(path, out: Path) -> bool:
             same = False
         if not same:
             started = settings.get("study_file")
-            raise AdlabError(f"{path}: not the study file of {out} (it was started with "
-                             f"{started if isinstance(started, str) else copy}, copied in {copy}, which differs); "
-                             "a worker joins with the same file: give that one, or another --out")
+            raise AdlabError(
+                f"{path}: not the study file of {out} (it was started with "
+                f"{started if isinstance(started, str) else copy}, copied in {copy}, which differs); "
+                "a worker joins with the same file: give that one, or another --out"
+            )
     return True
 
 
@@ -130,20 +140,23 @@ def check_kept_runs(study, out: Path) -> None:
         except AdlabError as exc:
             raise AdlabError(f"run '{run.name}': {exc}") from None
         asked = run.config.to_dict()
-        differ = [(key, a, b) for key, a, b in changed_keys(saved, now)
-                  if not _same_study_path(key, a, b, asked)]
+        differ = [(key, a, b) for key, a, b in changed_keys(saved, now) if not _same_study_path(key, a, b, asked)]
         if differ:
             shown = "; ".join(f"{key}: {a!r} -> {b!r}"[:120] for key, a, b in differ[:3])
             more = f" and {len(differ) - 3} more" if len(differ) > 3 else ""
-            raise AdlabError(f"{run_dir}: run '{run.name}' was finished with other settings than the study asks "
-                             f"for now ({shown}{more}); remove that run folder to make it again, or undo the edit")
+            raise AdlabError(
+                f"{run_dir}: run '{run.name}' was finished with other settings than the study asks "
+                f"for now ({shown}{more}); remove that run folder to make it again, or undo the edit"
+            )
 
 
 def _same_study_path(key: str, saved, now, asked: dict) -> bool:
     """A `{out}` path recorded from another working directory or --out spelling, the same file in the
     study folder (`{out}` is the study folder, wherever it was reached from)."""
     section, _, name = key.partition(".")
-    template = (asked.get(section) or {}).get(name) if (section, name) in (("data", "root"), ("model", "weights")) else None
+    template = (
+        (asked.get(section) or {}).get(name) if (section, name) in (("data", "root"), ("model", "weights")) else None
+    )
     if not (isinstance(template, str) and "{out}" in template and isinstance(saved, str) and isinstance(now, str)):
         return False
     tail = template.split("{out}", 1)[1]
@@ -152,19 +165,28 @@ def _same_study_path(key: str, saved, now, asked: dict) -> bool:
 
 def check_same_overrides(out: Path, overrides: list[str]) -> None:
     """A resumed study keeps the --set items it started with: its finished runs were made with them."""
-    recorded = (out / SETTINGS)
+    recorded = out / SETTINGS
     if not recorded.is_file():
         return
     earlier = io.read_json_mapping(recorded, "study settings").get("set", [])
     if earlier != overrides:
         shown = " ".join(f"--set {item}" for item in earlier) or "no --set"
-        raise AdlabError(f"{out}: this study was started with {shown}; resume it with the same "
-                         "(or start another study folder with --out)")
+        raise AdlabError(
+            f"{out}: this study was started with {shown}; resume it with the same "
+            "(or start another study folder with --out)"
+        )
 
 
-def run_workers(path: str | Path, out: str | Path | None = None, workers: int | None = None, worker: bool = False,
-                storage: str | None = None, overrides: list[str] | None = None, retry_failed: bool = False,
-                verbose: bool = True) -> Path:
+def run_workers(
+    path: str | Path,
+    out: str | Path | None = None,
+    workers: int | None = None,
+    worker: bool = False,
+    storage: str | None = None,
+    overrides: list[str] | None = None,
+    retry_failed: bool = False,
+    verbose: bool = True,
+) -> Path:
     """`--workers N`: N local worker processes sharing the study's queue, each with its share of the
     CPU threads (or one GPU); `--worker`: this process is one worker (on any machine) of the study in
     OUT. Either way each run is made once, fusions and the report after the last run."""
@@ -187,19 +209,22 @@ def run_workers(path: str | Path, out: str | Path | None = None, workers: int | 
         again = q.retry_failed(queue)
         say(f"queued again: {', '.join(again)}" if again else "no failed runs to retry")
     if worker:
-        threads = os.environ.get(q.THREADS_ENV)
+        threads = os.environ.get(THREADS_ENV)
         if threads:
             import torch
 
             torch.set_num_threads(int(threads))
-        os.environ[q.WORKER_ENV] = "1"
+        os.environ[WORKER_ENV] = "1"
         try:
             with q.stop_on_signals():
                 made, failed = q.work(study, out, queue, say)
                 q.finish_once(study, out, say)  # the last worker: it has everything the report needs imported
         except q.Signalled as exc:  # waiting for a run, or writing the report: nothing to give back
-            raise WorkerStopped(f"worker {exc} while it held no run; the study goes on in the other workers, "
-                                "or in the next one started", 143) from None
+            raise WorkerStopped(
+                f"worker {exc} while it held no run; the study goes on in the other workers, "
+                "or in the next one started",
+                143,
+            ) from None
         except AdlabError:
             raise
         except Exception as exc:  # the queue's database stopped answering: one line, the runs are safe
@@ -208,21 +233,32 @@ def run_workers(path: str | Path, out: str | Path | None = None, workers: int | 
                 raise
             raise lost from None
         if failed:
-            raise AdlabError(f"{out}: {failed} run(s) failed (adlab study {path} --out {out} --status; "
-                             "--retry-failed runs them again)")
+            raise AdlabError(
+                f"{out}: {failed} run(s) failed (adlab study {path} --out {out} --status; "
+                "--retry-failed runs them again)"
+            )
         return out
     count = min(workers or 1, len(study.runs))
     if count < (workers or 1):
         say(f"{count} workers, not {workers}: the study has {len(study.runs)} run(s)")
     _start_workers(path, out, count, storage, overrides, say)
     if not q.finish_once(study, out, say):  # the last worker wrote the report unless it died after the last run
-        raise AdlabError(f"{out}: some runs did not finish (adlab study {shlex.quote(str(path))} --out "
-                         f"{shlex.quote(str(out))} --status)")
+        raise AdlabError(
+            f"{out}: some runs did not finish (adlab study {shlex.quote(str(path))} --out "
+            f"{shlex.quote(str(out))} --status)"
+        )
     return out
 
 
-def submit_workers(path: str | Path, options, out: str | Path | None = None, storage: str | None = None,
-                   overrides: list[str] | None = None, plan: bool = False, verbose: bool = True) -> Path:
+def submit_workers(
+    path: str | Path,
+    options,
+    out: str | Path | None = None,
+    storage: str | None = None,
+    overrides: list[str] | None = None,
+    plan: bool = False,
+    verbose: bool = True,
+) -> Path:
     """`--submit slurm`: the study folder opened as a worker would (every check first), the job array's
     script written to OUT/slurm/worker.sbatch and submitted with sbatch; returns at once. `plan`: the
     script is printed, nothing written or submitted."""
@@ -252,8 +288,10 @@ def submit_workers(path: str | Path, options, out: str | Path | None = None, sto
         io.write_text(script, text)
         os.chmod(script, 0o700)  # yours only: it may hold the --storage URL
         if storage and q.masked(storage) != storage:
-            io.notice(f"the --storage password is written in {script} (readable by you only) and is on the "
-                      "workers' command line; ~/.pgpass keeps it out of both")
+            io.notice(
+                f"the --storage password is written in {script} (readable by you only) and is on the "
+                "workers' command line; ~/.pgpass keeps it out of both"
+            )
         slurm.submit(script, out, options, say)
     except AdlabError:
         if fresh:
@@ -292,9 +330,11 @@ def check_worker_count(workers, worker: bool) -> None:
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     gpus = len(_visible_gpus())
     if workers > 2 * max(cores, gpus):
-        raise ConfigError(f"--workers {workers}: this machine gives adlab {cores} CPU core(s)"
-                          f"{f' and {gpus} GPU(s)' if gpus else ' and no GPU'}, so at most {2 * max(cores, gpus)} "
-                          "workers here; start more with --worker on other machines that see the study folder")
+        raise ConfigError(
+            f"--workers {workers}: this machine gives adlab {cores} CPU core(s)"
+            f"{f' and {gpus} GPU(s)' if gpus else ' and no GPU'}, so at most {2 * max(cores, gpus)} "
+            "workers here; start more with --worker on other machines that see the study folder"
+        )
 
 
 def _start_workers(path, out: Path, count: int, storage, overrides, say) -> None:
@@ -311,12 +351,14 @@ def _start_workers(path, out: Path, count: int, storage, overrides, say) -> None
         command += ["--set", item]
     children = []
     for index in range(count):
-        env = {**os.environ, q.THREADS_ENV: str(threads), "OMP_NUM_THREADS": str(threads)}
+        env = {**os.environ, THREADS_ENV: str(threads), "OMP_NUM_THREADS": str(threads)}
         if gpus:
             env["CUDA_VISIBLE_DEVICES"] = gpus[index % len(gpus)]
         children.append(subprocess.Popen(command, env=env))
-    say(f"{count} workers, {f'one GPU each of {len(gpus)}' if gpus else f'{threads} CPU thread(s) each'}; "
-        f"queue in {q.masked(storage) if storage else out / q.JOURNAL}")
+    say(
+        f"{count} workers, {f'one GPU each of {len(gpus)}' if gpus else f'{threads} CPU thread(s) each'}; "
+        f"queue in {q.masked(storage) if storage else out / q.JOURNAL}"
+    )
     try:
         codes = [child.wait() for child in children]
     except KeyboardInterrupt:
@@ -324,12 +366,17 @@ def _start_workers(path, out: Path, count: int, storage, overrides, say) -> None
             child.terminate()
         for child in children:
             child.wait()
-        raise Interrupted(f"workers stopped; continue the study with: adlab study {shlex.quote(str(path))} "
-                          f"--out {shlex.quote(str(out))} --workers {count}", 130) from None
+        raise Interrupted(
+            f"workers stopped; continue the study with: adlab study {shlex.quote(str(path))} "
+            f"--out {shlex.quote(str(out))} --workers {count}",
+            130,
+        ) from None
     for index, code in enumerate(codes):
         if code != 0:
-            say(f"worker {index + 1} ended with {'signal ' + str(-code) if code < 0 else 'exit code ' + str(code)}; "
-                "its run, if any, was queued again for the others")
+            say(
+                f"worker {index + 1} ended with {'signal ' + str(-code) if code < 0 else 'exit code ' + str(code)}; "
+                "its run, if any, was queued again for the others"
+            )
 
 
 def _visible_gpus() -> list[str]:
@@ -362,9 +409,11 @@ def study_status(path: str | Path, out: str | Path | None = None, storage: str |
     if storage is None and not os.path.lexists(out / q.JOURNAL):  # anything else there is checked, and refused
         done = [run.name for run in study.runs if finished(out / "runs" / run.name)]
         how = "submitted, no worker has started yet" if jobs else "run one process at a time"
-        return [f"study {study.name} in {out}: no worker queue ({how}); "
-                f"{len(done)} of {len(study.runs)} runs done"] + jobs + [
-            f"  {run.name}: {'done' if run.name in done else 'not done'}" for run in study.runs]
+        return (
+            [f"study {study.name} in {out}: no worker queue ({how}); {len(done)} of {len(study.runs)} runs done"]
+            + jobs
+            + [f"  {run.name}: {'done' if run.name in done else 'not done'}" for run in study.runs]
+        )
     lines = q.status_lines(study, out, q.open_queue(out, storage, create=False))
     return lines[:1] + jobs + lines[1:]
 
@@ -386,8 +435,12 @@ def claim_study_folder(out: Path, resume: bool) -> None:
     """A new study folder (with its marker), or with `resume` an earlier study's; never a folder
     adlab did not make, and never an earlier study without --resume."""
     legacy = ("study.yaml", "runs")  # study folders of adlab versions before the marker
-    if out.is_dir() and any(out.iterdir()) and not resume and (
-            ownership.marker_kind(out) == "study" or all((out / f).exists() for f in legacy)):
+    if (
+        out.is_dir()
+        and any(out.iterdir())
+        and not resume
+        and (ownership.marker_kind(out) == "study" or all((out / f).exists() for f in legacy))
+    ):
         raise AdlabError(f"{out}: study folder already exists (use --resume to continue it, or another --out)")
     ownership.adopt_or_create(out, "study", legacy_files=legacy)
 
@@ -411,67 +464,8 @@ def _make_runs(study, out: Path, resume: bool, verbose: bool) -> None:
         made += 1
         elapsed = time.perf_counter() - started
         left = elapsed / made * sum(1 for r in study.runs[i:] if not finished(runs_dir / r.name))
-        say(f"[{i}/{total}] {run.name}: {headline(run.config.task, metrics)}done in {time.perf_counter() - t0:.0f} s; "
-            f"elapsed {clock(elapsed)}, about {clock(left)} left")
+        say(
+            f"[{i}/{total}] {run.name}: {headline(run.config.task, metrics)}done in {time.perf_counter() - t0:.0f} s; "
+            f"elapsed {clock(elapsed)}, about {clock(left)} left"
+        )
     finish(study, out, say)
-
-
-def make_run(run, out: Path, resume: bool, say, label: str = "") -> dict:
-    """One run of the study in OUT/runs/<name>; with `resume`, an interrupted one continues from its
-    last checkpoint. Errors name the run."""
-    from adlab.run.train import resumable, train
-
-    run_dir = out / "runs" / run.name
-    config = with_study_folder(run.config, out)
-    partial = resume and resumable(run_dir, config)  # interrupted part-way: continue from its checkpoint
-    if partial:
-        say(f"{label}{run.name}: resuming from its last checkpoint")
-    try:
-        return train(config, out=run_dir, overwrite=True, verbose=False, resume=partial).metrics
-    except Interrupted:
-        raise
-    except AdlabError as exc:  # which run of the study, in the same one line
-        raise type(exc)(f"run '{run.name}': {exc}") from None
-
-
-def finish(study, out: Path, say) -> None:
-    """The fusion steps, then the report. A fusion is made again each time (it only reads its
-    members' predictions.csv): kept on --resume, it would outlive a member that was remade."""
-    from adlab.study.report import write_report
-    from adlab.tasks.classify.fuse import fuse
-
-    runs_dir = out / "runs"
-    for step in study.spec.fusion:
-        for seed in study.spec.seeds or [None]:
-            suffix = "" if seed is None else f"-seed={seed}"
-            members = [runs_dir / f"{name}{suffix}" for name in step.runs]
-            target = runs_dir / f"{step.name}{suffix}"
-            metrics = fuse(members, out=target, method=step.method, overwrite=True, verbose=False)
-            say(f"fusion {step.name}{suffix}: {step.method} of {', '.join(m.name for m in members)}: "
-                f"{headline('classify', metrics)}".rstrip("; :"))
-    report = write_report(out, study, sections=section_runs(study))
-    say(f"report: {report} (and {report.with_suffix('.html')})")
-
-
-def with_study_folder(config, out: Path):
-    """`{out}` in model.weights or data.root is this study's folder (for runs that use earlier runs)."""
-    from adlab.config import load_config
-
-    raw = config.to_dict()
-    changed = False
-    for section, key in (("model", "weights"), ("data", "root")):
-        value = raw[section].get(key)
-        if isinstance(value, str) and "{out}" in value:
-            raw[section][key] = value.replace("{out}", str(out))
-            changed = True
-    return load_config(raw) if changed else config
-
-
-def headline(task: str, metrics: dict) -> str:
-    """The task's first report column, e.g. 'accuracy 0.9444; ' ('' when the run has none)."""
-    from adlab.tasks import get_task
-
-    for key, _ in get_task(task).report.columns:
-        if isinstance(metrics.get(key), (int, float)):
-            return f"{key} {metrics[key]:.4f}; "
-    return ""

@@ -38,7 +38,7 @@ from adlab.errors import ConfigError
 from adlab.io import read_yaml_mapping
 from adlab.names import generated_name, name_field
 from adlab.paths import resolve_paths
-from adlab.tasks.classify import FUSION_METHODS
+from adlab.taskspec import fusing_task
 
 MAX_RUNS = 10_000  # a study larger than this is a typo (or a YAML bomb), not a plan
 
@@ -53,7 +53,7 @@ class FusionStep(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
     name: str
     runs: list[str]
-    method: Literal[FUSION_METHODS] = "mean_prob"  # type: ignore[valid-type]
+    method: Literal[fusing_task().fusion_methods] = "mean_prob"  # type: ignore[valid-type]  # the registry's
 
     _safe_name = field_validator("name")(name_field)
 
@@ -88,8 +88,8 @@ class StudySpec(BaseModel):
 
 @dataclass
 class PlannedRun:
-    name: str            # folder name under runs/
-    group: str           # the variant, the same across seeds
+    name: str  # folder name under runs/
+    group: str  # the variant, the same across seeds
     seed: Optional[int]
     overrides: dict[str, Any] = field(default_factory=dict)
     config: Optional[Config] = None
@@ -129,8 +129,13 @@ def load_study(path: str | Path, check_configs: bool = True, overrides: list[str
     spec = read_spec_file(path, StudySpec, "study file")
     steps = parse_steps(path, spec.prepare)
     extra = [parse_override(item) for item in overrides or []]
-    planned = (max(1, len(spec.regimes)) * _product(len(v) for v in spec.grid.values())
-               * (1 if spec.grid or spec.regimes else 0) + len(spec.variants) or 1) * len(spec.seeds or [None])
+    planned = (
+        max(1, len(spec.regimes))
+        * _product(len(v) for v in spec.grid.values())
+        * (1 if spec.grid or spec.regimes else 0)
+        + len(spec.variants)
+        or 1
+    ) * len(spec.seeds or [None])
     if planned > MAX_RUNS:
         raise ConfigError(f"{path}: the study expands to {planned:,} runs (at most {MAX_RUNS:,}); shorten the grid")
     runs = expand(spec)
@@ -193,7 +198,8 @@ def expand(spec: StudySpec) -> list[PlannedRun]:
         points = [("base", {})]
     runs = []
     for group, overrides in points:
-        for seed in spec.seeds or [None]:
+        seeds: list[int | None] = list(spec.seeds) if spec.seeds else [None]
+        for seed in seeds:
             name = group if seed is None else f"{group}-seed={seed}"
             extra = {} if seed is None else {"train.seed": seed}
             runs.append(PlannedRun(name, group, seed, {**overrides, **extra}))
@@ -209,7 +215,7 @@ def _grid_points(spec: StudySpec) -> list[tuple[str, dict, dict[str, str]]]:
     keys = list(spec.grid)
     short = _short_names(keys)
     points = []
-    regimes = list(spec.regimes.items()) or [(None, {})]
+    regimes: list[tuple[str | None, dict]] = list(spec.regimes.items()) or [(None, {})]
     if spec.grid or spec.regimes:
         for (regime, regime_overrides), values in itertools.product(regimes, itertools.product(*spec.grid.values())):
             grid = {short[k]: _text(v) for k, v in zip(keys, values)}
@@ -263,12 +269,15 @@ def _check_fusion(path: Path, spec: StudySpec, runs: list[PlannedRun]) -> None:
     names = [step.name for step in spec.fusion]
     for step in spec.fusion:
         if step.name in groups or names.count(step.name) > 1:
-            raise ConfigError(f"{path}: fusion '{step.name}': the name is already used by "
-                              f"{'a run' if step.name in groups else 'another fusion'}; give it its own name")
+            raise ConfigError(
+                f"{path}: fusion '{step.name}': the name is already used by "
+                f"{'a run' if step.name in groups else 'another fusion'}; give it its own name"
+            )
         missing = [name for name in step.runs if name not in groups]
         if missing:
-            raise ConfigError(f"{path}: fusion '{step.name}': unknown run {missing[0]!r} "
-                              f"(runs: {', '.join(sorted(groups))})")
+            raise ConfigError(
+                f"{path}: fusion '{step.name}': unknown run {missing[0]!r} (runs: {', '.join(sorted(groups))})"
+            )
         if len(step.runs) < 2:
             raise ConfigError(f"{path}: fusion '{step.name}' needs at least two runs")
 
@@ -288,7 +297,7 @@ def section_runs(study: Study) -> list[tuple[str, list[str]]] | None:
     """The report's sections as (title, run folder names), seeds and fusions included; None: one section."""
     if not study.spec.sections:
         return None
-    seeds = study.spec.seeds or [None]
+    seeds: list[int | None] = list(study.spec.seeds) if study.spec.seeds else [None]
     folder = {r.group: [x.name for x in study.runs if x.group == r.group] for r in study.runs}
     for step in study.spec.fusion:
         folder[step.name] = [step.name + ("" if s is None else f"-seed={s}") for s in seeds]

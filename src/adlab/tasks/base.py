@@ -36,12 +36,15 @@ class ReportSpec:
 
 
 class Task(Protocol):
+    """What run/ and study/ call on a task; the data, models and settings it accepts are its entry in the
+    task registry (adlab.taskspec), which the config schema checks."""
+
     name: str
     report: ReportSpec
     val_columns: list[str]  # history.csv's validation columns beside train_loss and val_loss (search objectives)
 
-    def check_config(self, config: Config) -> None:
-        """Rules that tie this task to other settings (raise ValueError naming the key)."""
+    def timing_network(self, config: Config, shape: tuple[int, int, int]) -> Any:
+        """The network whose training step `--plan` times on random inputs of `shape` (None: not estimated)."""
 
     def resolve(self, config: Config) -> Config:
         """The config as a run of this task records it (task defaults made explicit); ConfigError if unusable."""

@@ -6,33 +6,24 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from adlab.config import AUTOENCODERS, Config
-from adlab.tasks.base import ReportSpec
-from adlab.tasks.lightning import LightningTask, refuse_whitening, refuse_yolo_data
+from adlab.config import Config
+from adlab.taskspec import TASKS
+from adlab.tasks.base import ReportSpec, Task
+from adlab.tasks.lightning import LightningTask
 
-FUSION_METHODS = ("mean_prob", "sum_logits", "vote")  # late fusion (fuse.py)
+FUSION_METHODS = TASKS["classify"].fusion_methods  # late fusion (fuse.py)
 CLASSIFICATION_SCORES = [("val_accuracy", "accuracy"), ("val_mean_class_accuracy", "mean class accuracy")]
 
 
 class Classify(LightningTask):
     name = "classify"
     val_columns = ["val_accuracy", "val_mean_class_accuracy"]
-    monitors = {"val_loss": "min", "val_accuracy": "max"}
     report = ReportSpec(
         "Classification",
         [("accuracy", "max"), ("mean_class_accuracy", "max"), ("macro_f1", "max"), ("macro_precision", "max"),
          ("macro_recall", "max"), ("train_seconds", "min"), ("scored_epoch", None)],
         [], "val_accuracy", paired=(("accuracy", "correct"),), per_class="per_class_accuracy",  # confusion matrices: one grid
         summary_keys=("accuracy",))
-
-    def check_config(self, config: Config) -> None:
-        refuse_yolo_data(config)
-        if config.model.whiten and config.model.weights:
-            raise ValueError("model.whiten: initialises the first convolution of a classifier trained from scratch "
-                             "(task classify, no model.weights)")
-        if config.model.name in AUTOENCODERS:
-            raise ValueError(f"model.name: {config.model.name!r} is an autoencoder; use task: autoencode "
-                             "(or model.name: encoder to classify with its encoder)")
 
     def resolve(self, config: Config) -> Config:
         from adlab.models.factory import resolve_encoder_architecture
@@ -63,4 +54,4 @@ class Classify(LightningTask):
         return summary_line(metrics)
 
 
-TASK = Classify()
+TASK: Task = Classify()  # mypy checks the task against the Task protocol

@@ -6,9 +6,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from adlab.config import AUTOENCODERS, Config
-from adlab.tasks.base import Job, ReportSpec, Say
-from adlab.tasks.lightning import refuse_label_mixing, refuse_whitening
+from adlab.config import Config
+from adlab.tasks.base import Job, ReportSpec, Say, Task
 
 
 class Detect:
@@ -21,19 +20,11 @@ class Detect:
         paired=(("map50", "found50"),))  # mAP has no per-image value: the share of objects found stands in
     val_columns = ["val_map50", "val_map50_95", "val_precision", "val_recall"]  # history.csv beside the losses
 
-    def check_config(self, config: Config) -> None:
-        if config.data.name != "yolo":
-            raise ValueError("data.name: task detect reads a YOLO data set (data.name: yolo, data.root: data.yaml)")
-        if config.model.name in (*AUTOENCODERS, "cnn", "encoder"):
-            raise ValueError(f"model.name: task detect takes an ultralytics model (yolov8n, yolo11n, yolov5nu, "
-                             f"...), not {config.model.name!r}")
-        refuse_whitening(config)
-        refuse_label_mixing(config)
-        if config.train.test_checkpoint != "best":  # ultralytics' final validation is of best.pt
-            raise ValueError("train.test_checkpoint: task detect is scored with ultralytics' best.pt (best)")
-
     def resolve(self, config: Config) -> Config:
         return config
+
+    def timing_network(self, config: Config, shape: tuple[int, int, int]) -> None:
+        return None  # ultralytics builds the network inside its own trainer: --plan does not estimate detection
 
     def prepare(self, config: Config, run_dir: Path, say: Say, callbacks: list) -> Job:
         from adlab.tasks.detect.train import prepare
@@ -51,4 +42,4 @@ class Detect:
         return fit(job, run_dir, restart_from, say)
 
 
-TASK = Detect()
+TASK: Task = Detect()  # mypy checks the task against the Task protocol

@@ -12,10 +12,21 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 from adlab.config import Config
+from adlab.processes import study_worker
+from adlab.taskspec import monitor_mode
 from adlab.errors import CheckpointError, ConfigError, Interrupted
 from adlab.tasks.base import Job, Say
+
+
+@dataclass
+class _ShapeOnly:
+    """What `build` reads of the data, for a network built from a shape alone (--plan's timing)."""
+
+    input_shape: tuple[int, int, int]
+    class_names: tuple[str, ...] = tuple(str(i) for i in range(10))
 
 
 @dataclass
@@ -32,12 +43,8 @@ class LightningState:
 class LightningTask:
     name = ""
     val_columns: list[str] = []
-    monitors: dict[str, str] = {}  # train.monitor choices -> "min" | "max"
 
     # --- hooks of each task ----------------------------------------------------------------------
-
-    def check_config(self, config: Config) -> None:
-        pass
 
     def input_requirements(self, config: Config) -> tuple[int | None, tuple | None]:
         """Channels and normalisation the task or the weights impose (None: take them from the data)."""
@@ -60,10 +67,21 @@ class LightningTask:
     # --- the phases run/ calls -------------------------------------------------------------------
 
     def resolve(self, config: Config) -> Config:
-        if config.train.monitor not in self.monitors:
-            raise ConfigError(f"train.monitor: {config.train.monitor!r} is not measured by task {self.name} "
-                              f"(valid: {', '.join(self.monitors)})")
         return config
+
+    def datamodule(self, config: Config, channels: int | None, normalization: tuple | None):
+        """The task's data, in memory as tensors: images and class labels (ImageDataModule); a task with
+        data of its own (images with masks, ...) gives its own LightningDataModule here."""
+        from adlab.data.datamodule import ImageDataModule
+
+        return ImageDataModule(config.data, config.train.batch_size, channels=channels, normalization=normalization,
+                               channels_last=config.train.channels_last)
+
+    def timing_network(self, config: Config, shape: tuple[int, int, int]):
+        """The network `--plan` times one training step of (data-free: random inputs of `shape`); None when
+        it cannot be built without the run's data."""
+        built = self.build(config, _ShapeOnly(shape))
+        return built.net
 
     def resume_point(self, run_dir: Path) -> Path | None:
         from adlab.models.checkpoints import load_untrusted
@@ -78,7 +96,6 @@ class LightningTask:
         import lightning as L
         import torch
 
-        from adlab.data.datamodule import ImageDataModule
         from adlab.tasks.lightning.callbacks import EpochPrinter, HistoryWriter, RandomState
         from adlab.tasks.lightning.loggers import check_installed
 
@@ -89,8 +106,7 @@ class LightningTask:
             torch.set_num_threads(tc.num_threads)
         L.seed_everything(tc.seed, workers=True, verbose=False)
         channels, normalization = self.input_requirements(config)
-        data = ImageDataModule(config.data, tc.batch_size, channels=channels, normalization=normalization,
-                               channels_last=tc.channels_last)
+        data = self.datamodule(config, channels, normalization)
         info = data.prepare()
         if tc.early_stopping_patience and not info.counts["val"]:
             raise ConfigError("train.early_stopping_patience needs a validation split (data.val_fraction > 0)")
@@ -114,7 +130,7 @@ class LightningTask:
         module = self.module(built, config, meta)
         has_val = info.counts["val"] > 0
         history = HistoryWriter(run_dir / "history.csv", self.val_columns)
-        mode = self.monitors[tc.monitor]
+        mode = monitor_mode(self.name, tc.monitor)
         checkpoint = L.pytorch.callbacks.ModelCheckpoint(
             dirpath=run_dir / "checkpoints", filename="best", monitor=tc.monitor if has_val else None, mode=mode,
             save_last=True, save_top_k=1, enable_version_counter=False)
@@ -186,7 +202,7 @@ class LightningTask:
         s.built.net.load_state_dict(state)
         net = s.built.net
         info = s.data.info
-        best_epoch = (_best_epoch(s.history.rows, config.train.monitor, self.monitors[config.train.monitor])
+        best_epoch = (_best_epoch(s.history.rows, config.train.monitor, monitor_mode(self.name, config.train.monitor))
                       if s.has_val else s.trainer.current_epoch)
         extra = {
             "train_seconds": round(train_seconds, 2),
@@ -218,23 +234,6 @@ def trim_checkpoints(folder: Path, keep_last: bool, scored: str) -> None:
             weights_only_copy(folder / "last.ckpt")
         else:
             (folder / "last.ckpt").unlink(missing_ok=True)
-
-
-def refuse_yolo_data(config: Config) -> None:
-    if config.data.name == "yolo":
-        raise ValueError("data.name: yolo data sets are for task detect")
-
-
-def refuse_whitening(config: Config) -> None:
-    if config.model.whiten:
-        raise ValueError("model.whiten: initialises the first convolution of a classifier trained from scratch "
-                         "(task classify, no model.weights)")
-
-
-def refuse_label_mixing(config: Config) -> None:
-    if config.train.mix != "none":
-        raise ValueError(f"train.mix: mixes the labels of a classifier's training batches (task classify), "
-                         f"not task {config.task}")
 
 
 def imagenet_weights(config: Config):
@@ -298,9 +297,7 @@ def _cluster_environment() -> list:
     from lightning.fabric.plugins.environments import (LightningEnvironment, LSFEnvironment, MPIEnvironment,
                                                        TorchElasticEnvironment)
 
-    from adlab.study.queue import WORKER_ENV
-
-    if not os.environ.get(WORKER_ENV):
+    if not study_worker():
         under_srun = "SLURM_NTASKS" in os.environ and os.environ.get("SLURM_JOB_NAME") not in ("bash", "interactive")
         if under_srun:
             _tasks_per_node_from_step()
@@ -337,7 +334,7 @@ def whitening_batches(data, images: int = 10_000, batch_size: int = 100):
         yield data.transform(data.train_x[picked[start:start + batch_size]], train=False)  # decodes disk images
 
 
-def _deterministic(tc) -> bool | str:
+def _deterministic(tc) -> bool | Literal["warn"]:
     import torch
 
     # Some CUDA kernels have no deterministic version; on the CPU everything does.
