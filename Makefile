@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.adlab-installed-$(shell sha256sum pyproject.toml | cut -c1-16)
 FMNIST := /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
 
-.PHONY: setup data test test-slow test-all demo bench mutation clean
+.PHONY: setup data lint test test-slow test-all demo bench mutation clean
 
 setup: $(STAMP) data
 
@@ -39,7 +39,15 @@ data:
 		echo "note: missing Debian packages:$$missing (sudo apt-get install$$missing)"; \
 	fi
 
-test: setup
+# The code's own rules: ruff (lint and format), mypy (types; every task checked against the Task protocol),
+# import-linter (the layers in pyproject.toml). Part of `make test`.
+lint: setup
+	$(VENV)/bin/ruff check src
+	$(VENV)/bin/ruff format --check src
+	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports --no-cache
+
+test: setup lint
 	$(PY) -m pytest -q
 
 test-slow: setup

@@ -9,15 +9,14 @@ from __future__ import annotations
 import copy
 import re
 from pathlib import Path
-from typing import Annotated, Any, Literal, Optional, Union, get_args, get_origin
+from typing import Annotated, Any, Literal, get_args, get_origin
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from adlab import io
+from adlab import io, taskspec
 from adlab.errors import ConfigError
 from adlab.io import load_yaml_text, read_yaml_mapping
-from adlab import taskspec
 from adlab.names import name_field
 
 # Seeds reach numpy and Lightning's seed_everything, which take 0 .. 2**32 - 1.
@@ -27,8 +26,9 @@ Seed = Annotated[int, Field(ge=0, le=2**32 - 1)]
 class _Section(BaseModel):
     # strict: YAML already gives numbers, booleans and lists their own types; coercing hides
     # mistakes (`epochs: true` would train one epoch). Non-finite floats are never a setting.
-    model_config = ConfigDict(extra="forbid", validate_assignment=True, protected_namespaces=(), strict=True,
-                              allow_inf_nan=False)
+    model_config = ConfigDict(
+        extra="forbid", validate_assignment=True, protected_namespaces=(), strict=True, allow_inf_nan=False
+    )
 
 
 class AugmentConfig(_Section):
@@ -45,47 +45,81 @@ class DataConfig(_Section):
     """The data set, its splits and how its images are fed to the model."""
 
     name: Literal[taskspec.DATA_SETS] = Field(  # type: ignore[valid-type]  # the choices: the task registry's
-        "digits", description="the data set (docs/data.md describes each); yolo: a YOLO detection data set, "
-                              "for task detect only")
-    root: Optional[str] = Field(
-        None, description="data folder; folder: class subfolders, or train/ and test/ (or val/) trees; "
-                          "yolo: the data.yaml file")
-    val_fraction: float = Field(0.1, ge=0.0, lt=1.0,
-                                description="validation share carved from the training split, stratified and seeded")
-    test_fraction: float = Field(0.2, gt=0.0, lt=1.0, description="test share for data sets without a test split "
-                                 "(digits, eurosat, a single folder tree)")
-    split_seed: Seed = Field(0, description="seed of the test/val splits, independent of train.seed (the same "
-                             "split across training seeds)")
-    cv_folds: Optional[int] = Field(None, ge=2, description="k-fold cross-validation: val is fold cv_fold of the "
-                                    "k folds of the training split (null: a single val_fraction split)")
+        "digits",
+        description="the data set (docs/data.md describes each); yolo: a YOLO detection data set, for task detect only",
+    )
+    root: str | None = Field(
+        None,
+        description="data folder; folder: class subfolders, or train/ and test/ (or val/) trees; "
+        "yolo: the data.yaml file",
+    )
+    val_fraction: float = Field(
+        0.1, ge=0.0, lt=1.0, description="validation share carved from the training split, stratified and seeded"
+    )
+    test_fraction: float = Field(
+        0.2,
+        gt=0.0,
+        lt=1.0,
+        description="test share for data sets without a test split (digits, eurosat, a single folder tree)",
+    )
+    split_seed: Seed = Field(
+        0, description="seed of the test/val splits, independent of train.seed (the same split across training seeds)"
+    )
+    cv_folds: int | None = Field(
+        None,
+        ge=2,
+        description="k-fold cross-validation: val is fold cv_fold of the "
+        "k folds of the training split (null: a single val_fraction split)",
+    )
     cv_fold: int = Field(0, ge=0, description="cv_folds: which fold (0 .. cv_folds - 1) is the validation set")
-    image_size: Optional[int] = Field(None, ge=4, le=4096, description="resize to this square size in pixels (null: the "
-                                      "data's own; detect: ultralytics imgsz, default 640)")
-    channels: Optional[Literal[1, 3]] = Field(None, description="1 (grey) or 3 (RGB); null: the data's own "
-                                              "(3 for ImageNet weights)")
-    classes: Optional[list[Union[int, str]]] = Field(
-        None, description="keep only these classes (names or ids), relabelled 0..k-1 in this order (null: all)")
-    train_per_class: Optional[int] = Field(None, ge=1, description="cap on training images per class (few-shot "
-                                           "transfer studies); val is carved first (null: no cap)")
-    augment: AugmentConfig = Field(AugmentConfig(), description="training augmentation: true, false, or a mapping "
-                                   "of the data.augment keys below")
-    normalize: bool = Field(True, description="per-channel mean/std of the training split (or those imposed by "
-                            "pretrained weights)")
-    download: bool = Field(True, description="let torchvision download mnist, fashion_mnist, cifar10 or eurosat "
-                           "when the files are missing")
-    verify: bool = Field(True, description="cifar10: check each file against the original's MD5; false reads a "
-                         "faithful copy as it is (the data description says so)")
+    image_size: int | None = Field(
+        None,
+        ge=4,
+        le=4096,
+        description="resize to this square size in pixels (null: the "
+        "data's own; detect: ultralytics imgsz, default 640)",
+    )
+    channels: Literal[1, 3] | None = Field(
+        None, description="1 (grey) or 3 (RGB); null: the data's own (3 for ImageNet weights)"
+    )
+    classes: list[int | str] | None = Field(
+        None, description="keep only these classes (names or ids), relabelled 0..k-1 in this order (null: all)"
+    )
+    train_per_class: int | None = Field(
+        None,
+        ge=1,
+        description="cap on training images per class (few-shot transfer studies); val is carved first (null: no cap)",
+    )
+    augment: AugmentConfig = Field(
+        AugmentConfig(), description="training augmentation: true, false, or a mapping of the data.augment keys below"
+    )
+    normalize: bool = Field(
+        True, description="per-channel mean/std of the training split (or those imposed by pretrained weights)"
+    )
+    download: bool = Field(
+        True, description="let torchvision download mnist, fashion_mnist, cifar10 or eurosat when the files are missing"
+    )
+    verify: bool = Field(
+        True,
+        description="cifar10: check each file against the original's MD5; false reads a "
+        "faithful copy as it is (the data description says so)",
+    )
     on_corrupt: Literal["fail", "skip"] = Field(
-        "fail", description="image-file data (folder, eurosat): an unreadable image is an error (fail), or is left "
-                            "out and counted in the data description, env.json and reports (skip)")
+        "fail",
+        description="image-file data (folder, eurosat): an unreadable image is an error (fail), or is left "
+        "out and counted in the data description, env.json and reports (skip)",
+    )
     storage: Literal["auto", "memory", "disk"] = Field(
-        "auto", description="image-file data: memory decodes all images once; disk decodes a batch at a time in two "
-                            "loader workers; auto: disk when the decoded images would pass memory_budget_gb")
-    memory_budget_gb: float = Field(4.0, gt=0.0, description="storage auto: largest decoded data set, in GiB, "
-                                    "kept in memory")
+        "auto",
+        description="image-file data: memory decodes all images once; disk decodes a batch at a time in two "
+        "loader workers; auto: disk when the decoded images would pass memory_budget_gb",
+    )
+    memory_budget_gb: float = Field(
+        4.0, gt=0.0, description="storage auto: largest decoded data set, in GiB, kept in memory"
+    )
 
     @model_validator(mode="after")
-    def _fold_in_range(self) -> "DataConfig":
+    def _fold_in_range(self) -> DataConfig:
         if self.cv_folds is not None and self.cv_fold >= self.cv_folds:
             raise ValueError(f"data.cv_fold: {self.cv_fold} is not a fold of {self.cv_folds} (0..{self.cv_folds - 1})")
         return self
@@ -118,21 +152,25 @@ class CnnConfig(_Family):
     """The VGG-style `cnn` classifier (model.name: cnn). Keys set to null take the network's own default; other
     models ignore this section."""
 
-    conv_channels: Optional[list[int]] = Field(
-        None, description="widths of the convolution blocks (null: [32, 64, 128]), one block each of "
-                          "convs_per_block x (conv3x3, batch norm, activation) and a max-pool")
-    convs_per_block: Union[int, list[Annotated[int, Field(ge=1)]]] = Field(
-        2, description="convolutions per block, one number or one per block ([1, 2, 2])")
+    conv_channels: list[int] | None = Field(
+        None,
+        description="widths of the convolution blocks (null: [32, 64, 128]), one block each of "
+        "convs_per_block x (conv3x3, batch norm, activation) and a max-pool",
+    )
+    convs_per_block: int | list[Annotated[int, Field(ge=1)]] = Field(
+        2, description="convolutions per block, one number or one per block ([1, 2, 2])"
+    )
     activation: Activation = Field("relu", description="activation function")
     batch_norm: bool = Field(True, description="batch norm after each convolution")
     conv_dropout: float = Field(0.0, ge=0.0, lt=1.0, description="Dropout2d after each convolution block")
-    hidden: Optional[list[int]] = Field(None, description="widths of the fully connected hidden layers (null: "
-                                        "[128])")
-    dropout: Optional[float] = Field(None, ge=0.0, lt=1.0, description="dropout before each fully connected layer "
-                                     "(null: 0.3)")
+    hidden: list[int] | None = Field(None, description="widths of the fully connected hidden layers (null: [128])")
+    dropout: float | None = Field(
+        None, ge=0.0, lt=1.0, description="dropout before each fully connected layer (null: 0.3)"
+    )
     global_pool: bool = Field(False, description="global average pooling instead of flattening")
-    pool_early: bool = Field(False, description="max-pool before each block's last batch norm and activation "
-                             "(airbench); cheaper on a CPU")
+    pool_early: bool = Field(
+        False, description="max-pool before each block's last batch norm and activation (airbench); cheaper on a CPU"
+    )
 
     @field_validator("convs_per_block")
     @classmethod
@@ -147,25 +185,38 @@ class AutoencoderConfig(_Family):
     encoder), which re-uses a trained autoencoder's encoder and takes its architecture from that checkpoint. Keys
     set to null take the network's own default; other models ignore this section."""
 
-    conv_channels: Optional[list[int]] = Field(
-        None, description="widths of the convolution blocks (null: [32, 64]), one stride-2 block each, mirrored "
-                          "in the decoder")
+    conv_channels: list[int] | None = Field(
+        None,
+        description="widths of the convolution blocks (null: [32, 64]), one stride-2 block each, mirrored "
+        "in the decoder",
+    )
     latent_dim: int = Field(10, ge=1, description="size of the code")
     activation: Activation = Field("relu", description="activation function")
     batch_norm: bool = Field(True, description="batch norm after each convolution")
     conv_dropout: float = Field(0.0, ge=0.0, lt=1.0, description="Dropout2d after each convolution block")
-    hidden: Optional[list[int]] = Field(None, description="encoder: widths of the head's fully connected "
-                                        "hidden layers (null: [])")
-    dropout: Optional[float] = Field(None, ge=0.0, lt=1.0, description="encoder: dropout before each of the "
-                                     "head's fully connected layers (null: 0.0)")
+    hidden: list[int] | None = Field(
+        None, description="encoder: widths of the head's fully connected hidden layers (null: [])"
+    )
+    dropout: float | None = Field(
+        None,
+        ge=0.0,
+        lt=1.0,
+        description="encoder: dropout before each of the head's fully connected layers (null: 0.0)",
+    )
     reconstruction_loss: Literal["bce", "mse"] = Field(
-        "bce", description="reconstruction loss, summed over pixels and averaged over images")
+        "bce", description="reconstruction loss, summed over pixels and averaged over images"
+    )
     beta: float = Field(1.0, ge=0.0, description="vae: weight of the KL term")
     kl_warmup_epochs: int = Field(0, ge=0, description="vae: epochs over which beta ramps up linearly from 0")
     noise: Literal["gaussian", "salt_pepper", "mask"] = Field(
-        "gaussian", description="dae: how the input images are corrupted")
-    noise_strength: float = Field(0.3, ge=0.0, le=1.0, description="dae: gaussian noise std, or the fraction of "
-                                  "corrupted pixels (salt_pepper, mask)")
+        "gaussian", description="dae: how the input images are corrupted"
+    )
+    noise_strength: float = Field(
+        0.3,
+        ge=0.0,
+        le=1.0,
+        description="dae: gaussian noise std, or the fraction of corrupted pixels (salt_pepper, mask)",
+    )
     tsne_points: int = Field(3000, ge=10, description="test codes drawn in the t-SNE map")
 
 
@@ -174,18 +225,28 @@ class ModelConfig(_Section):
     and ultralytics models ignore the family sections. A family key written directly under model, as before
     the families (model.latent_dim), is still read as the key of model.name's family, with a notice."""
 
-    name: str = Field("cnn", description="classify: cnn, encoder, or a torchvision classifier (resnet18, "
-                      "mobilenet_v2, alexnet, ...); autoencode: ae, vae or dae; detect: an ultralytics model (yolov8n, "
-                      "yolo11n, yolov5nu, ...)")
-    weights: Optional[str] = Field(None, description="null (from scratch), imagenet, or the path of an adlab "
-                                   "checkpoint or run folder, or of a .pth state dict")
+    name: str = Field(
+        "cnn",
+        description="classify: cnn, encoder, or a torchvision classifier (resnet18, "
+        "mobilenet_v2, alexnet, ...); autoencode: ae, vae or dae; detect: an ultralytics model (yolov8n, "
+        "yolo11n, yolov5nu, ...)",
+    )
+    weights: str | None = Field(
+        None,
+        description="null (from scratch), imagenet, or the path of an adlab "
+        "checkpoint or run folder, or of a .pth state dict",
+    )
     freeze: bool = Field(False, description="train only the new head (feature extraction)")
     load_head: bool = Field(False, description="also load the classifier head from the checkpoint (same classes)")
-    whiten: bool = Field(False, description="classify, from scratch: half the first convolution's filters start as "
-                         "the whitening filters of the training images' patches (airbench); not with weights")
+    whiten: bool = Field(
+        False,
+        description="classify, from scratch: half the first convolution's filters start as "
+        "the whitening filters of the training images' patches (airbench); not with weights",
+    )
     cnn: CnnConfig = Field(CnnConfig(), description="the VGG-style cnn classifier (model.name: cnn)")
     autoencoder: AutoencoderConfig = Field(
-        AutoencoderConfig(), description="the autoencoders (ae, vae, dae) and the encoder classifier")
+        AutoencoderConfig(), description="the autoencoders (ae, vae, dae) and the encoder classifier"
+    )
 
 
 # Before model families, every model setting sat directly under `model`; such a key is still read, and
@@ -213,7 +274,8 @@ class SchedulerConfig(_Section):
 
     name: Literal["step", "cosine", "onecycle"] = Field(
         description="step: multiply the rate by gamma every step_size epochs; cosine: cosine decay to min_lr; "
-                    "onecycle: rise to lr over pct_start of the steps, then anneal")
+        "onecycle: rise to lr over pct_start of the steps, then anneal"
+    )
     step_size: int = Field(5, ge=1, description="step: epochs between decays")
     gamma: float = Field(0.1, gt=0.0, description="step: decay factor")
     min_lr: float = Field(0.0, ge=0.0, description="cosine: final learning rate")
@@ -231,55 +293,85 @@ class TrainConfig(_Section):
     epochs: int = Field(10, ge=1, le=100_000, description="passes over the training split (fewer with early stopping)")
     batch_size: int = Field(128, ge=1, le=2**20, description="images per training batch (per device)")
     optimizer: Literal["adam", "adamw", "sgd", "muon"] = Field(
-        "adam", description="sgd: Nesterov momentum; muon: Muon for the filters and weight matrices between the input "
+        "adam",
+        description="sgd: Nesterov momentum; muon: Muon for the filters and weight matrices between the input "
         "and output layers (at muon_lr, no weight decay), SGD with Nesterov momentum for the rest (at lr); detect: "
-        "ultralytics' MuSGD, which sets its own Muon rate and momentum")
+        "ultralytics' MuSGD, which sets its own Muon rate and momentum",
+    )
     lr: float = Field(1e-3, gt=0.0, description="learning rate (muon: of the SGD part)")
-    momentum: float = Field(0.9, ge=0.0, lt=1.0, description="momentum (Nesterov) of sgd and of muon's SGD "
-                            "part; detect: ultralytics' momentum")
+    momentum: float = Field(
+        0.9,
+        ge=0.0,
+        lt=1.0,
+        description="momentum (Nesterov) of sgd and of muon's SGD part; detect: ultralytics' momentum",
+    )
     muon_lr: float = Field(0.05, gt=0.0, description="optimizer muon: learning rate of the Muon layers (not detect)")
-    muon_momentum: float = Field(0.6, ge=0.0, lt=1.0,
-                                 description="optimizer muon: Nesterov momentum of the Muon layers (not detect)")
-    weight_decay: float = Field(0.0, ge=0.0, description="L2 penalty (adam, sgd) or decoupled decay (adamw); "
-                                "muon: on the SGD part only")
-    backbone_lr_scale: float = Field(1.0, gt=0.0, description="learning rate of all but the head, relative to lr "
-                                     "(discriminative fine-tuning)")
-    scheduler: Optional[SchedulerConfig] = Field(None, description="null (constant rate), a name (step, cosine, "
-                                                 "onecycle), or a mapping of the train.scheduler keys below")
+    muon_momentum: float = Field(
+        0.6, ge=0.0, lt=1.0, description="optimizer muon: Nesterov momentum of the Muon layers (not detect)"
+    )
+    weight_decay: float = Field(
+        0.0, ge=0.0, description="L2 penalty (adam, sgd) or decoupled decay (adamw); muon: on the SGD part only"
+    )
+    backbone_lr_scale: float = Field(
+        1.0, gt=0.0, description="learning rate of all but the head, relative to lr (discriminative fine-tuning)"
+    )
+    scheduler: SchedulerConfig | None = Field(
+        None,
+        description="null (constant rate), a name (step, cosine, "
+        "onecycle), or a mapping of the train.scheduler keys below",
+    )
     label_smoothing: float = Field(0.0, ge=0.0, lt=1.0, description="classify: cross-entropy label smoothing")
     mix: Literal["none", "mixup", "cutmix", "both"] = Field(
-        "none", description="classify: mix pairs of training images and their labels in each batch (torchvision's "
-                            "MixUp or CutMix; both: one of the two at random per batch)")
-    mix_alpha: float = Field(1.0, gt=0.0, description="train.mix: the Beta(alpha, alpha) the mixing share is drawn "
-                             "from")
+        "none",
+        description="classify: mix pairs of training images and their labels in each batch (torchvision's "
+        "MixUp or CutMix; both: one of the two at random per batch)",
+    )
+    mix_alpha: float = Field(
+        1.0, gt=0.0, description="train.mix: the Beta(alpha, alpha) the mixing share is drawn from"
+    )
     tta_flip: bool = Field(False, description="test predictions averaged over each image and its mirror image")
-    tta_shift: int = Field(0, ge=0, le=4, description="test predictions also averaged over copies moved this many "
-                           "pixels diagonally (pays after training with crop_padding)")
-    early_stopping_patience: Optional[int] = Field(None, ge=1, description="epochs without improvement of monitor "
-                                                   "before stopping (null: never stop early)")
+    tta_shift: int = Field(
+        0,
+        ge=0,
+        le=4,
+        description="test predictions also averaged over copies moved this many "
+        "pixels diagonally (pays after training with crop_padding)",
+    )
+    early_stopping_patience: int | None = Field(
+        None, ge=1, description="epochs without improvement of monitor before stopping (null: never stop early)"
+    )
     monitor: Literal["val_loss", "val_accuracy", "val_mse"] = Field(
-        "val_loss", description="validation metric that picks best.ckpt and drives early stopping (val_accuracy: "
-                                "classify; val_mse: autoencode)")
+        "val_loss",
+        description="validation metric that picks best.ckpt and drives early stopping (val_accuracy: "
+        "classify; val_mse: autoencode)",
+    )
     test_checkpoint: Literal["best", "last"] = Field(
-        "best", description="the weights the test set is scored with: best (best.ckpt, the epoch with the best "
-                            "monitor) or last (the last epoch trained); metrics.json says which, and its epoch")
-    keep_last: bool = Field(True, description="keep checkpoints/last.ckpt (with the optimizer state, to continue "
-                            "training) when the run finishes; false deletes it, or keeps only its weights when "
-                            "test_checkpoint is last")
+        "best",
+        description="the weights the test set is scored with: best (best.ckpt, the epoch with the best "
+        "monitor) or last (the last epoch trained); metrics.json says which, and its epoch",
+    )
+    keep_last: bool = Field(
+        True,
+        description="keep checkpoints/last.ckpt (with the optimizer state, to continue "
+        "training) when the run finishes; false deletes it, or keeps only its weights when "
+        "test_checkpoint is last",
+    )
     seed: Seed = Field(0, description="seed of initialisation, batch order and augmentation")
     deterministic: bool = Field(True, description="deterministic algorithms (exact repeatability on the CPU)")
     precision: str = Field("32-true", description="any Lightning precision, e.g. bf16-mixed")
     accelerator: str = Field("auto", description="Lightning accelerator: cpu, gpu or auto")
-    devices: Union[int, str] = Field(1, description="Lightning devices: a count, or a list or 'auto' as a string")
+    devices: int | str = Field(1, description="Lightning devices: a count, or a list or 'auto' as a string")
     strategy: str = Field("auto", description="Lightning strategy, e.g. ddp")
     num_nodes: int = Field(1, ge=1, description="machines taking part in DDP (torchrun or SLURM)")
-    num_threads: Optional[int] = Field(None, ge=1, le=1024, description="torch CPU threads (null: PyTorch's choice)")
+    num_threads: int | None = Field(None, ge=1, le=1024, description="torch CPU threads (null: PyTorch's choice)")
     channels_last: bool = Field(True, description="NHWC memory layout: faster convolutions on CPUs")
     progress_bar: bool = Field(True, description="a progress bar on a terminal; one line per epoch otherwise")
     loggers: list[Logger] = Field(
-        [], description="trackers the run also logs to, inside the run folder: csv, tensorboard, mlflow (pip install "
-                        "'adlab[track]'); a name alone is a list of one; []: none, only history.csv and metrics.json "
-                        "(docs/tracking.md)")
+        [],
+        description="trackers the run also logs to, inside the run folder: csv, tensorboard, mlflow (pip install "
+        "'adlab[track]'); a name alone is a list of one; []: none, only history.csv and metrics.json "
+        "(docs/tracking.md)",
+    )
 
     @field_validator("scheduler", mode="before")
     @classmethod
@@ -304,9 +396,11 @@ class Config(_Section):
     """A run: what it does and its name; the data, model and train sections follow."""
 
     task: Literal[tuple(taskspec.TASKS)] = Field(  # type: ignore[valid-type]  # the choices: the task registry's
-        taskspec.DEFAULT_TASK, description="; ".join(f"{spec.name}: {spec.summary}" for spec in taskspec.TASKS.values()))
-    name: Optional[str] = Field(None, description="run name, and the name of its run folder (null: the config "
-                                "file's name)")
+        taskspec.DEFAULT_TASK, description="; ".join(f"{spec.name}: {spec.summary}" for spec in taskspec.TASKS.values())
+    )
+    name: str | None = Field(
+        None, description="run name, and the name of its run folder (null: the config file's name)"
+    )
     data: DataConfig = Field(DataConfig(), description="the data set and its splits")
     model: ModelConfig = Field(ModelConfig(), description="the network")
     train: TrainConfig = Field(TrainConfig(), description="optimisation and the trainer")
@@ -315,8 +409,10 @@ class Config(_Section):
     def _task_rules(self) -> Config:
         """The data, models and settings the task accepts, as the task registry declares them."""
         if self.model.whiten and self.model.weights:
-            raise ValueError("model.whiten: initialises the first convolution of a classifier trained from scratch "
-                             "(no model.weights)")
+            raise ValueError(
+                "model.whiten: initialises the first convolution of a classifier trained from scratch "
+                "(no model.weights)"
+            )
         taskspec.check(self)
         return self
 
@@ -332,8 +428,9 @@ _FLOAT = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")
 _SHORTHAND_KEY: dict[tuple[str, ...], str] = {("train", "scheduler"): "name", ("data", "augment"): "enabled"}
 
 
-def load_config(source: Union[str, Path, dict, None] = None, overrides: list[str] | None = None,
-                notices: bool = True) -> Config:
+def load_config(
+    source: str | Path | dict | None = None, overrides: list[str] | None = None, notices: bool = True
+) -> Config:
     """Read a YAML file (or take a dict), apply `key=value` overrides, validate. A file's relative paths
     (data.root, model.weights) are relative to the file, those of overrides to the working directory
     (adlab.paths). `notices: False` for configs adlab wrote itself (run folders, checkpoints): an old key
@@ -386,8 +483,10 @@ def migrate_config(raw: Any, origin: str = "config", notices: bool = True) -> An
         if not isinstance(section, dict):
             continue  # validation names model.<family> as not a mapping
         if key in section:
-            raise ConfigError(f"{origin}: model.{key} and model.{family}.{key} are both given (model.{key} is the "
-                              f"old name of model.{family}.{key}); keep only model.{family}.{key}")
+            raise ConfigError(
+                f"{origin}: model.{key} and model.{family}.{key} are both given (model.{key} is the "
+                f"old name of model.{family}.{key}); keep only model.{family}.{key}"
+            )
         model[family] = {**section, key: model.pop(key)}
         if notices:
             io.notice(f"model.{key} is now model.{family}.{key} (the old key still works)")
@@ -420,7 +519,7 @@ def set_dotted(raw: dict, key: str, value: Any) -> None:
         if child is None or not isinstance(child, dict):
             short = _SHORTHAND_KEY.get(tuple(parts[: depth + 1]))
             if child is not None and short is None:
-                raise ConfigError(f"--set {key}: '{'.'.join(parts[:depth + 1])}' is not a section")
+                raise ConfigError(f"--set {key}: '{'.'.join(parts[: depth + 1])}' is not a section")
             child = {} if child is None else {short: child}
             node[part] = child
         node = child
@@ -467,7 +566,11 @@ def describe_validation_error(exc: ValidationError) -> str:
         return f"unknown key '{key}' (valid keys here: {', '.join(parent_fields)})"
     got = err.get("input")
     got_repr = repr(got)
-    got_text = "" if isinstance(got, (dict, list)) or err["type"] == "value_error" else f" (got {got_repr[:60]}{'...' if len(got_repr) > 60 else ''})"
+    got_text = (
+        ""
+        if isinstance(got, (dict, list)) or err["type"] == "value_error"
+        else f" (got {got_repr[:60]}{'...' if len(got_repr) > 60 else ''})"
+    )
     message = str(err["msg"]).removeprefix("Value error, ")
     return f"{key}: {message[0].lower()}{message[1:]}{got_text}"
 

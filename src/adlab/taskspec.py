@@ -41,19 +41,40 @@ class TaskSpec:
 
 
 TASKS: dict[str, TaskSpec] = {
-    spec.name: spec for spec in (
-        TaskSpec("classify", "adlab.tasks.classify", "classify images", IMAGE_SETS,
-                 {"cnn": "cnn", "encoder": "encoder", LIBRARY: "a torchvision classifier (resnet18, mobilenet_v2, "
-                                                               "alexnet, ...)"},
-                 {"val_loss": "min", "val_accuracy": "max"},
-                 own_settings={"train.mix": "none", "model.whiten": False},
-                 fusion_methods=("mean_prob", "sum_logits", "vote")),
-        TaskSpec("autoencode", "adlab.tasks.autoencode", "train an autoencoder", IMAGE_SETS,
-                 {"autoencoder": "ae, vae or dae"}, {"val_loss": "min", "val_mse": "min"}),
-        TaskSpec("detect", "adlab.tasks.detect", "detect objects", ("yolo",),
-                 {LIBRARY: "an ultralytics model (yolov8n, yolo11n, yolov5nu, ...)"}, {"val_loss": "min"},
-                 fixed={"train.test_checkpoint": ("best", "it is scored with ultralytics' best.pt")},
-                 named_weights="an ultralytics checkpoint, downloaded on first use if not cached"),
+    spec.name: spec
+    for spec in (
+        TaskSpec(
+            "classify",
+            "adlab.tasks.classify",
+            "classify images",
+            IMAGE_SETS,
+            {
+                "cnn": "cnn",
+                "encoder": "encoder",
+                LIBRARY: "a torchvision classifier (resnet18, mobilenet_v2, alexnet, ...)",
+            },
+            {"val_loss": "min", "val_accuracy": "max"},
+            own_settings={"train.mix": "none", "model.whiten": False},
+            fusion_methods=("mean_prob", "sum_logits", "vote"),
+        ),
+        TaskSpec(
+            "autoencode",
+            "adlab.tasks.autoencode",
+            "train an autoencoder",
+            IMAGE_SETS,
+            {"autoencoder": "ae, vae or dae"},
+            {"val_loss": "min", "val_mse": "min"},
+        ),
+        TaskSpec(
+            "detect",
+            "adlab.tasks.detect",
+            "detect objects",
+            ("yolo",),
+            {LIBRARY: "an ultralytics model (yolov8n, yolo11n, yolov5nu, ...)"},
+            {"val_loss": "min"},
+            fixed={"train.test_checkpoint": ("best", "it is scored with ultralytics' best.pt")},
+            named_weights="an ultralytics checkpoint, downloaded on first use if not cached",
+        ),
     )
 }
 
@@ -93,22 +114,29 @@ def check(config: Any) -> None:
     spec = TASKS[config.task]
     if config.data.name not in spec.data:
         readers = {name: s.data for name, s in TASKS.items()}
-        raise ValueError(f"data.name: task {spec.name} reads {', '.join(spec.data)}, not {config.data.name!r}"
-                         + _takers("reads", config.data.name, readers))
+        raise ValueError(
+            f"data.name: task {spec.name} reads {', '.join(spec.data)}, not {config.data.name!r}"
+            + _takers("reads", config.data.name, readers)
+        )
     kind = model_kind(config.model.name)
     if kind not in spec.models:
         builders = {name: tuple(s.models) for name, s in TASKS.items()}
-        raise ValueError(f"model.name: task {spec.name} takes {' or '.join(spec.models.values())}, not "
-                         f"{config.model.name!r}" + _takers("takes", kind, builders))
+        raise ValueError(
+            f"model.name: task {spec.name} takes {' or '.join(spec.models.values())}, not "
+            f"{config.model.name!r}" + _takers("takes", kind, builders)
+        )
     if config.train.monitor not in spec.monitors:
-        raise ValueError(f"train.monitor: {config.train.monitor!r} is not measured by task {spec.name} "
-                         f"(valid: {', '.join(spec.monitors)})")
+        raise ValueError(
+            f"train.monitor: {config.train.monitor!r} is not measured by task {spec.name} "
+            f"(valid: {', '.join(spec.monitors)})"
+        )
     for key in sorted({k for s in TASKS.values() for k in s.own_settings} - set(spec.own_settings)):
         off = next(s.own_settings[key] for s in TASKS.values() if key in s.own_settings)
         if _get(config, key) != off:
             owners = [name for name, s in TASKS.items() if key in s.own_settings]
-            raise ValueError(f"{key}: read by task {' or '.join(owners)} only, not by task {spec.name} "
-                             f"(leave it {off!r})")
+            raise ValueError(
+                f"{key}: read by task {' or '.join(owners)} only, not by task {spec.name} (leave it {off!r})"
+            )
     for key, (value, why) in spec.fixed.items():
         if _get(config, key) != value:
             raise ValueError(f"{key}: task {spec.name} takes only {value!r} ({why})")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import re
 import stat
 from collections import Counter, deque
 from concurrent.futures import ThreadPoolExecutor
@@ -12,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from adlab.data.images import as_array, is_grey, unreadable
 from adlab.errors import DataError
 from adlab.image_formats import CLASS_FOLDER_SUFFIXES
 from adlab.names import name_problem
@@ -199,44 +199,6 @@ def _link_target(link: str, holder: str, real_folders: dict[str, str]) -> str:
     return os.path.realpath(real) if chained else real  # a link to a link: resolve the whole chain
 
 
-def read_image(path: str | Path, channels: int, hw: tuple[int, int] | None = None) -> np.ndarray:
-    """One image file as uint8 [H, W] (channels 1) or [H, W, 3], resized to hw = (height, width)
-    when given. PIL's errors propagate (see `unreadable` for saying what they mean)."""
-    from PIL import Image
-
-    with Image.open(path) as img:
-        return _as_array(img, channels, hw)
-
-
-def unreadable(path: str | Path, exc: BaseException) -> str:
-    """`path: why it cannot be read` for an exception raised while opening or decoding an image.
-
-    PIL refuses an image of more than 2 x Image.MAX_IMAGE_PIXELS pixels with DecompressionBombError
-    (not an OSError): a small file that would decode to gigabytes. Other files it cannot decode
-    (truncated, corrupt, not an image) raise OSError, ValueError, SyntaxError and, for some crafted
-    files, other exceptions; callers catch Exception around decoding for that reason.
-    """
-    from PIL import Image
-
-    if isinstance(exc, Image.DecompressionBombError):
-        numbers = [int(n) for n in re.findall(r"\d+", str(exc))]
-        size = f"{numbers[0]:,} pixels" if numbers else "too many pixels"
-        limit = f" (the limit is {numbers[1]:,})" if len(numbers) > 1 else ""
-        return f"{path}: image too large to decode: {size}{limit}, a possible decompression bomb"
-    reason = (str(exc).splitlines() or [""])[0]
-    return f"{path}: cannot read image ({type(exc).__name__}{': ' + reason if reason else ''})"
-
-
-def _as_array(img, channels: int, hw: tuple[int, int] | None) -> np.ndarray:
-    """An open PIL image converted to grey (channels 1) or RGB and resized to hw when given."""
-    from PIL import Image
-
-    img = img.convert("L" if channels == 1 else "RGB")
-    if hw is not None and img.size != (hw[1], hw[0]):
-        img = img.resize((hw[1], hw[0]), Image.Resampling.BILINEAR)
-    return np.asarray(img)
-
-
 def decode_images(
     paths: list[str], image_size: int | None, on_corrupt: str = "fail"
 ) -> tuple[torch.Tensor, str, list[str]]:
@@ -256,7 +218,7 @@ def decode_images(
             with Image.open(path) as img:
                 img.load()
                 grey = is_grey(img)
-                return _as_array(img, 1 if grey else 3, hw), grey
+                return as_array(img, 1 if grey else 3, hw), grey
         except Exception as exc:  # see `unreadable`: PIL raises more than OSError for bad files
             if on_corrupt == "skip":
                 return None
@@ -290,17 +252,6 @@ def decode_images(
 
 def _to_rgb(arr: np.ndarray) -> np.ndarray:
     return np.repeat(arr[..., None], 3, axis=2) if arr.ndim == 2 else arr
-
-
-def is_grey(img) -> bool:
-    """Whether an open PIL image is grey: a grey mode, or a palette of grey entries only."""
-    return img.mode in ("1", "L", "I", "I;16", "F") or (img.mode == "P" and _palette_is_grey(img))
-
-
-def _palette_is_grey(img) -> bool:
-    palette = img.getpalette() or []
-    triples = [palette[i : i + 3] for i in range(0, len(palette), 3)]
-    return all(r == g == b for r, g, b in triples)
 
 
 def load_folder(

@@ -13,7 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import torch
 
-from adlab.data.folder import is_grey, read_image, unreadable
+from adlab.data.images import is_grey, read_image, unreadable
 from adlab.errors import DataError
 
 

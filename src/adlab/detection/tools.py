@@ -184,7 +184,7 @@ def _bad_image(path: Path, exc: BaseException, skip: SkipCounter | None) -> None
     from PIL import Image
 
     if skip is None:
-        from adlab.data.folder import unreadable
+        from adlab.data.images import unreadable
 
         raise DataError(unreadable(path, exc)) from None  # the same words as for training images
     skip.add(

@@ -35,11 +35,24 @@ def uses_imagenet(cfg: ModelConfig) -> bool:
 ENCODER_ARCH = ("latent_dim", "conv_channels", "activation", "batch_norm", "conv_dropout")
 # model.cnn.* / model.autoencoder.* settings each adlab network takes, by its own parameter name (a null
 # setting: the network's own default, stated once, in its signature)
-CNN_SETTINGS = {"conv_channels": "conv_channels", "convs_per_block": "convs_per_block", "activation": "activation",
-                "batch_norm": "batch_norm", "conv_dropout": "conv_dropout", "hidden": "hidden", "dropout": "dropout",
-                "global_pool": "global_pool", "pool_early": "pool_early"}
-AE_SETTINGS = {"latent_dim": "latent_dim", "conv_channels": "channels", "activation": "activation",
-               "batch_norm": "batch_norm", "conv_dropout": "dropout"}
+CNN_SETTINGS = {
+    "conv_channels": "conv_channels",
+    "convs_per_block": "convs_per_block",
+    "activation": "activation",
+    "batch_norm": "batch_norm",
+    "conv_dropout": "conv_dropout",
+    "hidden": "hidden",
+    "dropout": "dropout",
+    "global_pool": "global_pool",
+    "pool_early": "pool_early",
+}
+AE_SETTINGS = {
+    "latent_dim": "latent_dim",
+    "conv_channels": "channels",
+    "activation": "activation",
+    "batch_norm": "batch_norm",
+    "conv_dropout": "dropout",
+}
 HEAD_SETTINGS = {"hidden": "hidden", "dropout": "dropout"}
 
 
@@ -59,15 +72,21 @@ def _cnn(cfg: ModelConfig, input_shape: tuple[int, int, int], num_classes: int) 
     from adlab.models.cnn import VGGNet
 
     c, h, w = input_shape
-    return VGGNet(in_channels=c, num_classes=num_classes, image_hw=(h, w), **settings(cfg.cnn, CNN_SETTINGS)), "classifier"
+    return VGGNet(
+        in_channels=c, num_classes=num_classes, image_hw=(h, w), **settings(cfg.cnn, CNN_SETTINGS)
+    ), "classifier"
 
 
 def _encoder(cfg: ModelConfig, input_shape: tuple[int, int, int], num_classes: int) -> tuple[nn.Module, str]:
     from adlab.models.autoencoders import EncoderClassifier
 
     encoder = build_autoencoder(cfg, input_shape).encoder
-    return EncoderClassifier(encoder=encoder, latent_dim=cfg.autoencoder.latent_dim, num_classes=num_classes,
-                             **settings(cfg.autoencoder, HEAD_SETTINGS)), "classifier"
+    return EncoderClassifier(
+        encoder=encoder,
+        latent_dim=cfg.autoencoder.latent_dim,
+        num_classes=num_classes,
+        **settings(cfg.autoencoder, HEAD_SETTINGS),
+    ), "classifier"
 
 
 # adlab's own classifiers by model.name; any other name is a torchvision net (models/zoo.py)
@@ -82,14 +101,18 @@ def check_model_config(cfg: ModelConfig) -> None:
         return
     if cfg.name == "cnn":
         if uses_imagenet(cfg):
-            raise ConfigError("model.weights: there are no ImageNet weights for 'cnn'; use a torchvision net "
-                              "(resnet18, mobilenet_v2, ...) or a checkpoint path")
+            raise ConfigError(
+                "model.weights: there are no ImageNet weights for 'cnn'; use a torchvision net "
+                "(resnet18, mobilenet_v2, ...) or a checkpoint path"
+            )
         from adlab.models.cnn import VGGNet
 
         blocks = len(cfg.cnn.setting("conv_channels", default(VGGNet, "conv_channels")))
         if isinstance(cfg.cnn.convs_per_block, list) and len(cfg.cnn.convs_per_block) != blocks:
-            raise ConfigError(f"model.cnn.convs_per_block: {len(cfg.cnn.convs_per_block)} counts for {blocks} "
-                              f"blocks (model.cnn.conv_channels)")
+            raise ConfigError(
+                f"model.cnn.convs_per_block: {len(cfg.cnn.convs_per_block)} counts for {blocks} "
+                f"blocks (model.cnn.conv_channels)"
+            )
         return
     from adlab.models.zoo import check_torchvision_name
 
@@ -147,8 +170,9 @@ def check_input(net: nn.Module, name: str, input_shape: tuple[int, int, int]) ->
     except RuntimeError as exc:
         c, h, w = input_shape
         reason = str(exc).strip().splitlines()[0]
-        raise ConfigError(f"model {name} cannot take {c}x{h}x{w} images ({reason}); "
-                          f"set data.image_size larger (e.g. 64 or 224)") from None
+        raise ConfigError(
+            f"model {name} cannot take {c}x{h}x{w} images ({reason}); set data.image_size larger (e.g. 64 or 224)"
+        ) from None
     finally:
         net.train(was_training)
 
@@ -160,8 +184,9 @@ def build_autoencoder(cfg: ModelConfig, input_shape: tuple[int, int, int]) -> Au
 
     in_channels, h, w = input_shape
     cls = VariationalAutoEncoder if cfg.name == "vae" else AutoEncoder
-    return cls(in_channels=in_channels, image_hw=(h, w), denoising=cfg.name == "dae",
-               **settings(cfg.autoencoder, AE_SETTINGS))
+    return cls(
+        in_channels=in_channels, image_hw=(h, w), denoising=cfg.name == "dae", **settings(cfg.autoencoder, AE_SETTINGS)
+    )
 
 
 def resolve_encoder_architecture(cfg: ModelConfig) -> ModelConfig:
@@ -171,8 +196,10 @@ def resolve_encoder_architecture(cfg: ModelConfig) -> ModelConfig:
         return cfg
     _, meta = read_checkpoint(cfg.weights)
     if meta.get("task") != "autoencode" or "config" not in meta:
-        raise ConfigError(f"model.weights: {cfg.weights} is not an autoencoder run or checkpoint "
-                          "(model.name: encoder re-uses an autoencoder's encoder)")
+        raise ConfigError(
+            f"model.weights: {cfg.weights} is not an autoencoder run or checkpoint "
+            "(model.name: encoder re-uses an autoencoder's encoder)"
+        )
     source = migrate_config(meta["config"], str(cfg.weights), notices=False)["model"]["autoencoder"]
     arch = {key: source[key] for key in ENCODER_ARCH}
     from adlab.models.autoencoders import AutoEncoder

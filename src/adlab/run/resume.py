@@ -20,8 +20,10 @@ def check_config_unchanged(run_dir: Path, config: dict) -> None:
     if differ:
         shown = "; ".join(f"{key}: {_short(a)} -> {_short(b)}" for key, a, b in differ[:3])
         more = f" and {len(differ) - 3} more" if len(differ) > 3 else ""
-        raise ConfigError(f"{Path(run_dir) / 'config.yaml'}: edited since the run started ({shown}{more}); "
-                          "--resume continues a run as it started: undo the edit, or train a new run with it")
+        raise ConfigError(
+            f"{Path(run_dir) / 'config.yaml'}: edited since the run started ({shown}{more}); "
+            "--resume continues a run as it started: undo the edit, or train a new run with it"
+        )
 
 
 def _current_layout(recorded: dict) -> dict:

@@ -34,20 +34,24 @@ def metrics_table(runs: list[str | Path], keys: list[str]) -> str:
         columns += [k for k in expanded if k not in columns]
     lines = ["| run | " + " | ".join(md_escape(c) for c in columns) + " |", "|---|" + "---:|" * len(columns)]
     for name, metrics in found:
-        lines.append(f"| {md_escape(name)} | " + " | ".join(md_escape(format_number(metrics.get(k), k))
-                                                          for k in columns) + " |")
+        lines.append(
+            f"| {md_escape(name)} | " + " | ".join(md_escape(format_number(metrics.get(k), k)) for k in columns) + " |"
+        )
     return "\n".join(lines)
 
 
 def _check_value(path: Path, key: str, value) -> None:
     """A metric asked for is a number, null, or a mapping of names to numbers or null."""
+
     def number(v) -> bool:
         return v is None or (isinstance(v, (int, float)) and not isinstance(v, bool))
 
     if isinstance(value, dict):
         bad = next((name for name, inner in value.items() if not number(inner)), None)
         if bad is not None:
-            raise AdlabError(f"{path}: {key}.{str(bad)[:40]}: expected a number, got "
-                             f"{type(value[bad]).__name__} (damaged or edited?)")
+            raise AdlabError(
+                f"{path}: {key}.{str(bad)[:40]}: expected a number, got "
+                f"{type(value[bad]).__name__} (damaged or edited?)"
+            )
     elif not number(value):
         raise AdlabError(f"{path}: {key}: expected a number, got {type(value).__name__} (damaged or edited?)")

@@ -21,9 +21,15 @@ from adlab.tasks import get_task
 RUN_DIR_ENV = "ADLAB_RUN_DIR"  # set while training: DDP processes started by Lightning use the same folder
 
 
-def train(config: Config | dict | str | Path, out: str | Path | None = None, overwrite: bool = False,
-          overrides: list[str] | None = None, verbose: bool = True, callbacks: list | None = None,
-          resume: bool = False) -> Run:
+def train(
+    config: Config | dict | str | Path,
+    out: str | Path | None = None,
+    overwrite: bool = False,
+    overrides: list[str] | None = None,
+    verbose: bool = True,
+    callbacks: list | None = None,
+    resume: bool = False,
+) -> Run:
     """Train and evaluate one model; every input is checked before any file is written.
     `resume`: `out` is an interrupted run of this config; continue from its last checkpoint."""
     source = str(config) if isinstance(config, (str, Path)) else None

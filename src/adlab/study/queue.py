@@ -39,7 +39,10 @@ from typing import TYPE_CHECKING, cast
 
 from adlab import io
 from adlab.errors import AdlabError, ConfigError, DataError, Interrupted, WorkerStopped
-
+from adlab.run.train import resumable
+from adlab.study.prepare import run_steps
+from adlab.study.runs import finish, finished, headline, make_run, with_study_folder
+from adlab.study.slurm import task_id
 
 if TYPE_CHECKING:
     import optuna
@@ -516,8 +519,6 @@ def enqueue_once(queue, study, out: Path, finished, say) -> None:
     """The study's data preparation steps run and every unfinished run enqueued, once, by whichever
     process takes the lock first (its owner recorded, taken over when its owner died); the others
     wait for it, then find nothing left to do. A run whose folder lost its results is queued again."""
-    from adlab.study.prepare import run_steps
-
     ready = out / READY
     if ready.is_file() and not unqueued(queue, study, out, finished):
         return
@@ -564,8 +565,6 @@ def claim(queue) -> Claim | None:
             queue.tell(trial, state=TrialState.FAIL)
             continue
         trial.set_user_attr("worker", f"{HOST}:{os.getpid()}")
-        from adlab.study.slurm import task_id
-
         if task_id():
             trial.set_user_attr("slurm", task_id())  # --status names the job array task that holds the run
         trial.set_user_attr("heartbeat", time.time())
@@ -669,8 +668,6 @@ def work(study, out: Path, queue, say, resume_runs: bool = True) -> tuple[int, i
     """Claim and make runs until none waits and none runs; returns (runs made, runs failed)."""
     from optuna.exceptions import UpdateFinishedTrialError
     from optuna.trial import TrialState
-
-    from adlab.study.runs import finished, headline, make_run
 
     made = failed = 0
     runs = {run.name: run for run in study.runs}
@@ -827,9 +824,6 @@ def stop_on_signals():
 
 def _interrupted_before(run, out: Path) -> bool:
     """Whether this run continues from a checkpoint an earlier attempt left (recorded in its trial)."""
-    from adlab.run.train import resumable
-    from adlab.study.runs import with_study_folder
-
     return bool(resumable(out / "runs" / run.name, with_study_folder(run.config, out)))
 
 
@@ -837,8 +831,6 @@ def finish_once(study, out: Path, say) -> bool:
     """Fusions and the report, once: the workers take OUT/.finishing.lock in turn (a dead holder's is
     taken over) and the first to find the report older than the runs writes it; True when the report
     is current."""
-    from adlab.study.runs import finish, finished
-
     if not all(finished(out / "runs" / run.name) for run in study.runs):
         return False
     with held(out / FINISH_LOCK):
@@ -857,8 +849,6 @@ def _report_current(study, out: Path) -> bool:
 
 
 def status_lines(study, out: Path, queue) -> list[str]:
-    from adlab.study.runs import finished
-
     latest = latest_attempts(queue)  # the queue was opened with create=False: reading writes nothing
     now = time.time()
     counts = {"done": 0, "running": 0, "waiting": 0, "failed": 0, "missing": 0, "not queued": 0}

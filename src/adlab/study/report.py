@@ -17,7 +17,8 @@ from adlab import io
 from adlab.errors import DataError
 from adlab.rundir import read_history
 from adlab.study.blocks import Block, Bullets, Figure, Gallery, Heading, Paragraph, Table  # noqa: F401 (the report's API)
-from adlab.study.render import cell as _cell, render_html, render_markdown, render_tex  # noqa: F401
+from adlab.study.render import cell as _cell  # noqa: F401
+from adlab.study.render import render_html, render_markdown, render_tex
 from adlab.study.report_content import build_blocks, per_class_blocks, reference_blocks  # noqa: F401
 from adlab.tasks import TASKS, get_task
 from adlab.taskspec import DEFAULT_TASK, recorded_task
@@ -189,10 +190,9 @@ def _write_summary_csv(path: Path, results: list[RunResult]) -> None:
 
 def rerender(out: str | Path) -> Path:
     """`adlab report DIR`: the report again from a study folder's runs (e.g. after more finished)."""
+    from adlab import ownership
     from adlab.errors import AdlabError
     from adlab.study.spec import load_study, section_runs
-
-    from adlab import ownership
 
     out = ownership.canonical(out)
     kind = ownership.marker_kind(out)

@@ -9,11 +9,17 @@ import time
 from pathlib import Path
 
 from adlab import io, ownership
+from adlab.config import load_config
+from adlab.errors import AdlabError, ConfigError, Interrupted, WorkerStopped
 from adlab.formatting import clock
 from adlab.processes import THREADS_ENV, WORKER_ENV
-from adlab.errors import AdlabError, ConfigError, Interrupted, WorkerStopped
+from adlab.run.resume import changed_keys
+from adlab.study import queue as q
+from adlab.study import slurm
+from adlab.study.prepare import run_steps
 from adlab.study.runs import finish, finished, headline, make_run, with_study_folder
 from adlab.study.spec import load_study
+from adlab.tasks import get_task
 
 
 def run_study(
@@ -125,10 +131,6 @@ def check_kept_runs(study, out: Path) -> None:
     """A finished run is kept only when it was made with the settings the study asks for now: a
     variant edited since is refused, naming the run and the keys (remove its folder to make it
     again). Writes nothing."""
-    from adlab.config import load_config
-    from adlab.run.resume import changed_keys
-    from adlab.tasks import get_task
-
     for run in study.runs:
         run_dir = out / "runs" / run.name
         if not finished(run_dir) or not (run_dir / "config.yaml").is_file():
@@ -190,8 +192,6 @@ def run_workers(
     """`--workers N`: N local worker processes sharing the study's queue, each with its share of the
     CPU threads (or one GPU); `--worker`: this process is one worker (on any machine) of the study in
     OUT. Either way each run is made once, fusions and the report after the last run."""
-    from adlab.study import queue as q
-
     check_worker_count(workers, worker)
     q.check_timing()
     study = load_study(path, overrides=overrides)
@@ -262,9 +262,6 @@ def submit_workers(
     """`--submit slurm`: the study folder opened as a worker would (every check first), the job array's
     script written to OUT/slurm/worker.sbatch and submitted with sbatch; returns at once. `plan`: the
     script is printed, nothing written or submitted."""
-    from adlab.study import queue as q
-    from adlab.study import slurm
-
     options.check()
     q.check_timing()
     study = load_study(path, overrides=overrides)
@@ -306,8 +303,6 @@ def submit_workers(
 
 def cancel_study(path: str | Path, out: str | Path | None = None, verbose: bool = True) -> list[str]:
     """`--cancel`: scancel the study's SLURM jobs (their workers give their runs back to the queue)."""
-    from adlab.study import slurm
-
     study = load_study(path, check_configs=False)
     out = ownership.canonical(out or Path("runs") / "studies" / study.name)
     check_same_study(path, out)
@@ -340,8 +335,6 @@ def check_worker_count(workers, worker: bool) -> None:
 def _start_workers(path, out: Path, count: int, storage, overrides, say) -> None:
     import subprocess
     import sys
-
-    from adlab.study import queue as q
 
     gpus = _visible_gpus()
     threads = max(1, (os.cpu_count() or 1) // count)
@@ -398,10 +391,6 @@ def _visible_gpus() -> list[str]:
 
 def study_status(path: str | Path, out: str | Path | None = None, storage: str | None = None) -> list[str]:
     """`--status`: done / running (where, how long) / waiting / failed, per run; writes nothing."""
-    from adlab.study import queue as q
-
-    from adlab.study import slurm
-
     study = load_study(path, check_configs=False)
     out = ownership.canonical(out or Path("runs") / "studies" / study.name)
     check_same_study(path, out)  # another study's file would show its own runs as never queued
@@ -446,8 +435,6 @@ def claim_study_folder(out: Path, resume: bool) -> None:
 
 
 def _make_runs(study, out: Path, resume: bool, verbose: bool) -> None:
-    from adlab.study.prepare import run_steps
-
     runs_dir = out / "runs"
     say = io.printer(verbose)
     run_steps(study.prepare, study.path, out, say)

@@ -5,8 +5,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from adlab.config import load_config
 from adlab.errors import AdlabError, Interrupted
+from adlab.run.train import resumable, train
+from adlab.study.report import write_report
 from adlab.study.spec import section_runs
+from adlab.tasks import get_task
 from adlab.taskspec import fusing_task
 
 
@@ -17,8 +21,6 @@ def finished(run_dir: Path) -> bool:
 def make_run(run, out: Path, resume: bool, say, label: str = "") -> dict:
     """One run of the study in OUT/runs/<name>; with `resume`, an interrupted one continues from its
     last checkpoint. Errors name the run."""
-    from adlab.run.train import resumable, train
-
     run_dir = out / "runs" / run.name
     config = with_study_folder(run.config, out)
     partial = resume and resumable(run_dir, config)  # interrupted part-way: continue from its checkpoint
@@ -35,8 +37,7 @@ def make_run(run, out: Path, resume: bool, say, label: str = "") -> dict:
 def finish(study, out: Path, say) -> None:
     """The fusion steps, then the report. A fusion is made again each time (it only reads its
     members' predictions.csv): kept on --resume, it would outlive a member that was remade."""
-    from adlab.study.report import write_report
-    from adlab.tasks.classify.fuse import fuse
+    from adlab.tasks.classify.fuse import fuse  # imports torch: only when a study has fusions
 
     runs_dir = out / "runs"
     for step in study.spec.fusion:
@@ -55,8 +56,6 @@ def finish(study, out: Path, say) -> None:
 
 def with_study_folder(config, out: Path):
     """`{out}` in model.weights or data.root is this study's folder (for runs that use earlier runs)."""
-    from adlab.config import load_config
-
     raw = config.to_dict()
     changed = False
     for section, key in (("model", "weights"), ("data", "root")):
@@ -69,8 +68,6 @@ def with_study_folder(config, out: Path):
 
 def headline(task: str, metrics: dict) -> str:
     """The task's first report column, e.g. 'accuracy 0.9444; ' ('' when the run has none)."""
-    from adlab.tasks import get_task
-
     for key, _ in get_task(task).report.columns:
         if isinstance(metrics.get(key), (int, float)):
             return f"{key} {metrics[key]:.4f}; "

@@ -29,7 +29,7 @@ import copy
 import itertools
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Optional
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 
@@ -65,22 +65,22 @@ class Reference(BaseModel):
     source: str  # where the figures come from, shown in the report
     scale: Literal["percent", "fraction"] = "percent"  # how the figures are written (metrics.json: fractions)
     runs: dict[str, dict[str, float]]  # run (variant or fusion) -> {metrics.json key: figure}
-    note: Optional[str] = None  # what differs in the setup, said under the table
+    note: str | None = None  # what differs in the setup, said under the table
 
 
 class StudySpec(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
-    name: Optional[str] = None
-    base: Optional[str] = None
+    name: str | None = None
+    base: str | None = None
     config: dict[str, Any] = {}
     grid: dict[str, list[Any]] = {}
     regimes: dict[str, dict[str, Any]] = {}
     variants: dict[str, dict[str, Any]] = {}
-    seeds: Optional[list[Seed]] = None
+    seeds: list[Seed] | None = None
     fusion: list[FusionStep] = []
     prepare: list[Any] = []  # checked by adlab.study.prepare.parse_steps
     sections: dict[str, list[str]] = {}
-    reference: Optional[Reference] = None
+    reference: Reference | None = None
 
     _safe_name = field_validator("name")(name_field)
     _safe_keys = field_validator("regimes", "variants")(_check_keys)
@@ -90,9 +90,9 @@ class StudySpec(BaseModel):
 class PlannedRun:
     name: str  # folder name under runs/
     group: str  # the variant, the same across seeds
-    seed: Optional[int]
+    seed: int | None
     overrides: dict[str, Any] = field(default_factory=dict)
-    config: Optional[Config] = None
+    config: Config | None = None
 
 
 @dataclass
@@ -218,10 +218,10 @@ def _grid_points(spec: StudySpec) -> list[tuple[str, dict, dict[str, str]]]:
     regimes: list[tuple[str | None, dict]] = list(spec.regimes.items()) or [(None, {})]
     if spec.grid or spec.regimes:
         for (regime, regime_overrides), values in itertools.product(regimes, itertools.product(*spec.grid.values())):
-            grid = {short[k]: _text(v) for k, v in zip(keys, values)}
+            grid = {short[k]: _text(v) for k, v in zip(keys, values, strict=True)}
             name = "-".join(([regime] if regime else []) + [f"{axis}={text}" for axis, text in grid.items()])
             axes = ({"regime": regime} if regime else {}) | grid
-            points.append((name, {**regime_overrides, **dict(zip(keys, values))}, axes))
+            points.append((name, {**regime_overrides, **dict(zip(keys, values, strict=True))}, axes))
     return points
 
 
@@ -232,7 +232,7 @@ def grid_axes(spec: StudySpec) -> dict[str, dict[str, str]]:
 
 def _short_names(keys: list[str]) -> dict[str, str]:
     last = [k.split(".")[-1] for k in keys]
-    return {k: (s if last.count(s) == 1 else k) for k, s in zip(keys, last)}
+    return {k: (s if last.count(s) == 1 else k) for k, s in zip(keys, last, strict=True)}
 
 
 def _text(value: Any) -> str:

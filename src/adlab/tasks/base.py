@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 from adlab.config import Config
 
@@ -35,6 +36,7 @@ class ReportSpec:
     summary_keys: tuple[str, ...] = ()  # the columns the summary at the top names a best variant for
 
 
+@runtime_checkable
 class Task(Protocol):
     """What run/ and study/ call on a task; the data, models and settings it accepts are its entry in the
     task registry (adlab.taskspec), which the config schema checks."""

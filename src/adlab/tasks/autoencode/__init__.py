@@ -17,11 +17,20 @@ class Autoencode(LightningTask):
     val_columns = ["val_mse", "val_kl"]
     report = ReportSpec(
         "Autoencoders",
-        [("test_mse", "min"), ("test_bce", "min"), ("latent_knn_accuracy", "max"), ("latent_linear_accuracy", "max"),
-         ("test_mse_corrupted", "min"), ("train_seconds", "min"), ("scored_epoch", None)],
-        ["reconstructions.png", "latent_tsne.png", "samples.png"], "val_mse",
+        [
+            ("test_mse", "min"),
+            ("test_bce", "min"),
+            ("latent_knn_accuracy", "max"),
+            ("latent_linear_accuracy", "max"),
+            ("test_mse_corrupted", "min"),
+            ("train_seconds", "min"),
+            ("scored_epoch", None),
+        ],
+        ["reconstructions.png", "latent_tsne.png", "samples.png"],
+        "val_mse",
         paired=(("test_mse", "mse"), ("latent_linear_accuracy", "correct")),
-        summary_keys=("test_mse", "latent_linear_accuracy"))
+        summary_keys=("test_mse", "latent_linear_accuracy"),
+    )
 
     def input_requirements(self, config: Config) -> tuple[int | None, tuple | None]:
         return None, ([0.0, 0.0, 0.0], [1.0, 1.0, 1.0])  # reconstructions compare images in [0, 1]
@@ -40,14 +49,25 @@ class Autoencode(LightningTask):
         from adlab.tasks.autoencode.outputs import write_autoencoder_result
         from adlab.tasks.curves import loss_curves
 
-        loss_curves(history, run_dir / "figures" / "loss_curves.png", figure_text(config.name or config.model.name),
-                    scores=[("val_mse", "MSE per pixel")], score_label="validation MSE",
-                    loss_label="loss (per image)")
+        loss_curves(
+            history,
+            run_dir / "figures" / "loss_curves.png",
+            figure_text(config.name or config.model.name),
+            scores=[("val_mse", "MSE per pixel")],
+            score_label="validation MSE",
+            loss_label="loss (per image)",
+        )
         return write_autoencoder_result(run_dir, built.net, config.model, data, extra, config.train.seed)
 
     def summary(self, metrics: dict) -> str:
-        keys = ("test_mse", "test_bce", "test_kl", "test_mse_corrupted", "latent_knn_accuracy",
-                "latent_linear_accuracy")
+        keys = (
+            "test_mse",
+            "test_bce",
+            "test_kl",
+            "test_mse_corrupted",
+            "latent_knn_accuracy",
+            "latent_linear_accuracy",
+        )
         return "  ".join(f"{k}={metrics[k]:.4f}" for k in keys if k in metrics)
 
 

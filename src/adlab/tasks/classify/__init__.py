@@ -7,12 +7,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from adlab.config import Config
-from adlab.taskspec import TASKS
 from adlab.tasks.base import ReportSpec, Task
 from adlab.tasks.lightning import LightningTask
-
-FUSION_METHODS = TASKS["classify"].fusion_methods  # late fusion (fuse.py)
-CLASSIFICATION_SCORES = [("val_accuracy", "accuracy"), ("val_mean_class_accuracy", "mean class accuracy")]
 
 
 class Classify(LightningTask):
@@ -20,10 +16,21 @@ class Classify(LightningTask):
     val_columns = ["val_accuracy", "val_mean_class_accuracy"]
     report = ReportSpec(
         "Classification",
-        [("accuracy", "max"), ("mean_class_accuracy", "max"), ("macro_f1", "max"), ("macro_precision", "max"),
-         ("macro_recall", "max"), ("train_seconds", "min"), ("scored_epoch", None)],
-        [], "val_accuracy", paired=(("accuracy", "correct"),), per_class="per_class_accuracy",  # confusion matrices: one grid
-        summary_keys=("accuracy",))
+        [
+            ("accuracy", "max"),
+            ("mean_class_accuracy", "max"),
+            ("macro_f1", "max"),
+            ("macro_precision", "max"),
+            ("macro_recall", "max"),
+            ("train_seconds", "min"),
+            ("scored_epoch", None),
+        ],
+        [],
+        "val_accuracy",
+        paired=(("accuracy", "correct"),),
+        per_class="per_class_accuracy",  # confusion matrices: one grid
+        summary_keys=("accuracy",),
+    )
 
     def resolve(self, config: Config) -> Config:
         from adlab.models.factory import resolve_encoder_architecture
@@ -45,8 +52,9 @@ class Classify(LightningTask):
         from adlab.tasks.classify.outputs import predict_probs, tta_settings, write_classification_result
 
         probs = predict_probs(built.net, data.transform, data.test_x, **tta_settings(config.train))
-        return write_classification_result(run_dir, probs, data.test_y, data.test_x, data.info.class_names, extra,
-                                           history, config.name or "")
+        return write_classification_result(
+            run_dir, probs, data.test_y, data.test_x, data.info.class_names, extra, history, config.name or ""
+        )
 
     def summary(self, metrics: dict) -> str:
         from adlab.tasks.classify.outputs import summary_line

@@ -19,10 +19,10 @@ from adlab.config import validate_config
 from adlab.data.datamodule import ImageDataModule
 from adlab.errors import AdlabError
 from adlab.rundir import check_run_dir, environment, prepare_run_dir
-from adlab.tasks.classify import FUSION_METHODS
 from adlab.tasks.classify.outputs import check_metrics, read_predictions, summary_line, write_classification_result
+from adlab.taskspec import fusing_task
 
-METHODS = FUSION_METHODS
+METHODS = fusing_task().fusion_methods
 
 
 def combine(probs: list[torch.Tensor], method: str) -> torch.Tensor:

@@ -13,12 +13,14 @@ from torch import nn
 from adlab import io
 from adlab.errors import AdlabError
 from adlab.formatting import figure_text, format_number
-from adlab.tasks.classify import CLASSIFICATION_SCORES, figures
+from adlab.tasks.classify import figures
 from adlab.tasks.classify.metrics import classification_metrics
 from adlab.tasks.curves import loss_curves
 
 # Lightning precisions that autocast, and the dtype they compute in
 AUTOCAST_DTYPES = {"bf16-mixed": torch.bfloat16, "bf16": torch.bfloat16, "16-mixed": torch.float16, "16": torch.float16}
+
+CLASSIFICATION_SCORES = [("val_accuracy", "accuracy"), ("val_mean_class_accuracy", "mean class accuracy")]
 
 
 @torch.inference_mode()

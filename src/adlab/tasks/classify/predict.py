@@ -30,7 +30,7 @@ def predict(run: str | Path, images: list[str | Path], top: int = 3) -> list[tup
 
 def _read_like_training(path: Path, channels: int, size: list[int]) -> torch.Tensor:
     """An image as the training data looked: same channel count and native size, uint8."""
-    from adlab.data.folder import read_image, unreadable
+    from adlab.data.images import read_image, unreadable
 
     try:
         arr = read_image(path, channels, (size[0], size[1]))

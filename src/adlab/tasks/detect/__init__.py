@@ -14,10 +14,19 @@ class Detect:
     name = "detect"
     report = ReportSpec(
         "Detection",
-        [("map50", "max"), ("map50_95", "max"), ("precision", "max"), ("recall", "max"), ("map50_torchmetrics", "max"),
-         ("train_seconds", "min")],
-        ["predictions.png", "pr_curve.png"], "val_map50", summary_keys=("map50",),
-        paired=(("map50", "found50"),))  # mAP has no per-image value: the share of objects found stands in
+        [
+            ("map50", "max"),
+            ("map50_95", "max"),
+            ("precision", "max"),
+            ("recall", "max"),
+            ("map50_torchmetrics", "max"),
+            ("train_seconds", "min"),
+        ],
+        ["predictions.png", "pr_curve.png"],
+        "val_map50",
+        summary_keys=("map50",),
+        paired=(("map50", "found50"),),
+    )  # mAP has no per-image value: the share of objects found stands in
     val_columns = ["val_map50", "val_map50_95", "val_precision", "val_recall"]  # history.csv beside the losses
 
     def resolve(self, config: Config) -> Config:

@@ -23,16 +23,23 @@ def predictions_over_truth(samples: list, names: list[str], path: Path) -> None:
     fig, axes = plt.subplots(rows, cols, figsize=(cols * 6, rows * 2.6), squeeze=False)
     for ax in axes.flat:
         ax.axis("off")
-    for ax, (image, prediction, target) in zip(axes.flat, samples):
+    for ax, (image, prediction, target) in zip(axes.flat, samples, strict=False):  # the grid may have a spare axis
         with Image.open(image) as img:
             ax.imshow(img.convert("RGB"))
-        for (x1, y1, x2, y2) in target["boxes"].tolist():
+        for x1, y1, x2, y2 in target["boxes"].tolist():
             ax.add_patch(patches.Rectangle((x1, y1), x2 - x1, y2 - y1, fill=False, ec="lime", lw=1.5, ls="--"))
-        for (x1, y1, x2, y2), score, label in zip(prediction["boxes"].tolist(), prediction["scores"].tolist(),
-                                                  prediction["labels"].tolist()):
+        for (x1, y1, x2, y2), score, label in zip(
+            prediction["boxes"].tolist(), prediction["scores"].tolist(), prediction["labels"].tolist(), strict=True
+        ):
             ax.add_patch(patches.Rectangle((x1, y1), x2 - x1, y2 - y1, fill=False, ec="red", lw=1.2))
-            ax.text(x1, y1 - 1, f"{figure_text(names[label])} {score:.2f}", color="white", fontsize=6,
-                    bbox={"facecolor": "red", "alpha": 0.7, "pad": 0.5, "lw": 0})
+            ax.text(
+                x1,
+                y1 - 1,
+                f"{figure_text(names[label])} {score:.2f}",
+                color="white",
+                fontsize=6,
+                bbox={"facecolor": "red", "alpha": 0.7, "pad": 0.5, "lw": 0},
+            )
         ax.set_title(figure_text(Path(image).name), fontsize=8)
     fig.suptitle("Validation: predictions (red, conf >= 0.25) over ground truth (dashed green)", fontsize=10)
     save_figure(fig, path)

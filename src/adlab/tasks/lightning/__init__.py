@@ -15,10 +15,10 @@ from pathlib import Path
 from typing import Literal
 
 from adlab.config import Config
-from adlab.processes import study_worker
-from adlab.taskspec import monitor_mode
 from adlab.errors import CheckpointError, ConfigError, Interrupted
+from adlab.processes import study_worker
 from adlab.tasks.base import Job, Say
+from adlab.taskspec import monitor_mode
 
 
 @dataclass
@@ -74,8 +74,13 @@ class LightningTask:
         data of its own (images with masks, ...) gives its own LightningDataModule here."""
         from adlab.data.datamodule import ImageDataModule
 
-        return ImageDataModule(config.data, config.train.batch_size, channels=channels, normalization=normalization,
-                               channels_last=config.train.channels_last)
+        return ImageDataModule(
+            config.data,
+            config.train.batch_size,
+            channels=channels,
+            normalization=normalization,
+            channels_last=config.train.channels_last,
+        )
 
     def timing_network(self, config: Config, shape: tuple[int, int, int]):
         """The network `--plan` times one training step of (data-free: random inputs of `shape`); None when
@@ -112,9 +117,11 @@ class LightningTask:
             raise ConfigError("train.early_stopping_patience needs a validation split (data.val_fraction > 0)")
         L.seed_everything(tc.seed, workers=True, verbose=False)  # same init whatever the data loading consumed
         built = self.build(config, info)
-        say(f"data: {info.description}; classes {len(info.class_names)}; "
+        say(
+            f"data: {info.description}; classes {len(info.class_names)}; "
             f"train {info.counts['train']}, val {info.counts['val']}, test {info.counts['test']}; "
-            f"input {'x'.join(map(str, info.input_shape))}")
+            f"input {'x'.join(map(str, info.input_shape))}"
+        )
         if built.load_report is not None:
             say(built.load_report.summary())
         weights = built.load_report.to_dict() if built.load_report else config.model.weights
@@ -132,15 +139,22 @@ class LightningTask:
         history = HistoryWriter(run_dir / "history.csv", self.val_columns)
         mode = monitor_mode(self.name, tc.monitor)
         checkpoint = L.pytorch.callbacks.ModelCheckpoint(
-            dirpath=run_dir / "checkpoints", filename="best", monitor=tc.monitor if has_val else None, mode=mode,
-            save_last=True, save_top_k=1, enable_version_counter=False)
+            dirpath=run_dir / "checkpoints",
+            filename="best",
+            monitor=tc.monitor if has_val else None,
+            mode=mode,
+            save_last=True,
+            save_top_k=1,
+            enable_version_counter=False,
+        )
         callbacks = [history, checkpoint, RandomState(), *callbacks]
         show_bar = tc.progress_bar and say is print and sys.stdout.isatty()
         if say is print and not show_bar:
             callbacks.append(EpochPrinter(["train_loss", "val_loss", *self.val_columns[:1]]))
         if tc.early_stopping_patience:
-            callbacks.append(L.pytorch.callbacks.EarlyStopping(tc.monitor, patience=tc.early_stopping_patience,
-                                                               mode=mode))
+            callbacks.append(
+                L.pytorch.callbacks.EarlyStopping(tc.monitor, patience=tc.early_stopping_patience, mode=mode)
+            )
         trainer = make_trainer(tc, callbacks, show_bar, run_dir, has_val)  # Lightning checks devices here
         environment = {"data": info.description, "counts": info.counts, "weights": weights}
         return Job(config, environment, LightningState(data, built, module, trainer, history, checkpoint, has_val))
@@ -172,14 +186,18 @@ class LightningTask:
             from lightning.pytorch.utilities.exceptions import SIGTERMException
 
             sigterm = isinstance(exc, SIGTERMException)
-            raise Interrupted(f"{'SIGTERM' if sigterm else 'interrupted'} after {len(s.history.rows)} of "
-                              f"{tc.epochs} epochs; continue with: adlab train --resume {run_dir}",
-                              143 if sigterm else 130) from None
+            raise Interrupted(
+                f"{'SIGTERM' if sigterm else 'interrupted'} after {len(s.history.rows)} of "
+                f"{tc.epochs} epochs; continue with: adlab train --resume {run_dir}",
+                143 if sigterm else 130,
+            ) from None
         except (RuntimeError, KeyError, ValueError) as exc:
             if restart_from is None or "state_dict" not in str(exc) and not isinstance(exc, KeyError):
                 raise
-            raise CheckpointError(f"{restart_from}: does not fit the run's config.yaml (was it edited?): "
-                                  f"{str(exc).strip().splitlines()[0]}") from None
+            raise CheckpointError(
+                f"{restart_from}: does not fit the run's config.yaml (was it edited?): "
+                f"{str(exc).strip().splitlines()[0]}"
+            ) from None
         train_seconds = time.perf_counter() - started
         if not s.trainer.is_global_zero:
             return {}
@@ -202,22 +220,28 @@ class LightningTask:
         s.built.net.load_state_dict(state)
         net = s.built.net
         info = s.data.info
-        best_epoch = (_best_epoch(s.history.rows, config.train.monitor, monitor_mode(self.name, config.train.monitor))
-                      if s.has_val else s.trainer.current_epoch)
+        best_epoch = (
+            _best_epoch(s.history.rows, config.train.monitor, monitor_mode(self.name, config.train.monitor))
+            if s.has_val
+            else s.trainer.current_epoch
+        )
         extra = {
             "train_seconds": round(train_seconds, 2),
             "epochs_trained": s.trainer.current_epoch,
             "best_epoch": best_epoch,
             "scored_checkpoint": which,
             "scored_epoch": s.trainer.current_epoch if which == "last" else best_epoch,
-            "num_train": info.counts["train"], "num_val": info.counts["val"],
+            "num_train": info.counts["train"],
+            "num_val": info.counts["val"],
             "trainable_parameters": sum(p.numel() for p in net.parameters() if p.requires_grad),
             "parameters": sum(p.numel() for p in net.parameters()),
         }
         metrics = self.evaluate(run_dir, s.built, s.data, config, extra, s.history.rows)
         trim_checkpoints(folder, keep_last=config.train.keep_last, scored=which)
-        say(f"test: {self.summary(metrics)}  (weights of epoch {extra['scored_epoch']}, {which}; "
-            f"{train_seconds:.1f} s training)")
+        say(
+            f"test: {self.summary(metrics)}  (weights of epoch {extra['scored_epoch']}, {which}; "
+            f"{train_seconds:.1f} s training)"
+        )
         return metrics
 
 
@@ -275,12 +299,23 @@ def make_trainer(tc, callbacks, show_bar: bool, run_dir: Path, has_val: bool):
 
     try:
         return L.Trainer(
-            max_epochs=tc.epochs, accelerator=tc.accelerator, devices=tc.devices, strategy=tc.strategy,
+            max_epochs=tc.epochs,
+            accelerator=tc.accelerator,
+            devices=tc.devices,
+            strategy=tc.strategy,
             num_nodes=tc.num_nodes,
-            precision=tc.precision, deterministic=_deterministic(tc), logger=False, callbacks=callbacks,
-            enable_progress_bar=show_bar, enable_model_summary=False, default_root_dir=run_dir,
-            num_sanity_val_steps=0, log_every_n_steps=1, limit_val_batches=None if has_val else 0,
-            plugins=[AtomicCheckpointIO(), *_cluster_environment()])
+            precision=tc.precision,
+            deterministic=_deterministic(tc),
+            logger=False,
+            callbacks=callbacks,
+            enable_progress_bar=show_bar,
+            enable_model_summary=False,
+            default_root_dir=run_dir,
+            num_sanity_val_steps=0,
+            log_every_n_steps=1,
+            limit_val_batches=None if has_val else 0,
+            plugins=[AtomicCheckpointIO(), *_cluster_environment()],
+        )
     except (MisconfigurationException, ValueError, RuntimeError, TypeError, ImportError) as exc:
         raise ConfigError(f"train.accelerator/devices/strategy/precision: {str(exc).strip().splitlines()[0]}") from None
 
@@ -294,8 +329,12 @@ def _cluster_environment() -> list:
     `srun --ntasks=8` as a DDP world size and wait for 7 ranks that never come."""
     import warnings
 
-    from lightning.fabric.plugins.environments import (LightningEnvironment, LSFEnvironment, MPIEnvironment,
-                                                       TorchElasticEnvironment)
+    from lightning.fabric.plugins.environments import (
+        LightningEnvironment,
+        LSFEnvironment,
+        MPIEnvironment,
+        TorchElasticEnvironment,
+    )
 
     if not study_worker():
         under_srun = "SLURM_NTASKS" in os.environ and os.environ.get("SLURM_JOB_NAME") not in ("bash", "interactive")
@@ -331,7 +370,7 @@ def whitening_batches(data, images: int = 10_000, batch_size: int = 100):
     n = len(data.train_y)
     picked = torch.linspace(0, n - 1, min(n, images)).long()
     for start in range(0, len(picked), batch_size):
-        yield data.transform(data.train_x[picked[start:start + batch_size]], train=False)  # decodes disk images
+        yield data.transform(data.train_x[picked[start : start + batch_size]], train=False)  # decodes disk images
 
 
 def _deterministic(tc) -> bool | Literal["warn"]:

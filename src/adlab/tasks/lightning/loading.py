@@ -3,8 +3,8 @@ data description and the weights (read as untrusted input)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from torch import nn
 
@@ -14,8 +14,9 @@ from adlab.errors import CheckpointError
 from adlab.models.checkpoints import read_checkpoint, resolve_checkpoint
 
 
-def load_network(run: str | Path, task: str, noun: str,
-                 build: Callable[[Config, DataInfo], nn.Module]) -> tuple[nn.Module, DataInfo, Config, Path]:
+def load_network(
+    run: str | Path, task: str, noun: str, build: Callable[[Config, DataInfo], nn.Module]
+) -> tuple[nn.Module, DataInfo, Config, Path]:
     """(network in eval mode, data description, config, checkpoint path) of a run or checkpoint of
     `task`; `build` makes the untrained network from the saved config and data description."""
     path = resolve_checkpoint(run)
@@ -40,12 +41,19 @@ def data_info(record: object, path: Path) -> DataInfo:
         info = DataInfo(**record)  # type: ignore[arg-type]
         shape = [int(v) for v in info.input_shape]
         names = [str(n) for n in info.class_names]
-        ok = (len(shape) == 3 and all(1 <= v <= 8192 for v in shape) and len(names) >= 2
-              and info.channels in (1, 3) and info.native_channels in (1, 3) and len(info.native_size) == 2
-              and len(info.mean) == len(info.std) >= 1)
+        ok = (
+            len(shape) == 3
+            and all(1 <= v <= 8192 for v in shape)
+            and len(names) >= 2
+            and info.channels in (1, 3)
+            and info.native_channels in (1, 3)
+            and len(info.native_size) == 2
+            and len(info.mean) == len(info.std) >= 1
+        )
     except (TypeError, ValueError, AttributeError):
         ok = False
     if not ok:
-        raise CheckpointError(f"{path}: damaged adlab metadata (the data description 'adlab.data' does not "
-                              "describe a data set)")
+        raise CheckpointError(
+            f"{path}: damaged adlab metadata (the data description 'adlab.data' does not describe a data set)"
+        )
     return info
