@@ -315,12 +315,12 @@ def test_a_closed_pipe_ends_quietly(cli, monkeypatch, capsys):
 
 
 def test_an_interrupted_study_advises_the_study_command(cli, monkeypatch):
-    import adlab.run.train
+    import adlab.study.runs
 
     def stopped(*args, **kwargs):
         raise Interrupted("SIGTERM after 1 of 3 epochs; continue with: adlab train --resume st/runs/a", 143)
 
-    monkeypatch.setattr(adlab.run.train, "train", stopped)
+    monkeypatch.setattr(adlab.study.runs, "train", stopped)  # the name a study's runs call
     path = study_file(cli, "variants:\n  a: {train.seed: 1}\n")
     code, _, err = cli.run("study", path, "--out", "st")
     assert code == 143
