@@ -732,7 +732,7 @@ def _stopped(queue, claimed: Claim, exc: BaseException, heartbeat: Heartbeat, sa
     if _received and _received[0] != "SIGTERM":  # USR1/USR2 reach Lightning as a SIGTERM
         why = why.replace("SIGTERM", _received[0])
     if heartbeat.lost is not None:
-        return lost_storage(queue, heartbeat.lost, claimed.run)
+        return lost_storage(heartbeat.lost, claimed.run)
     if heartbeat.taken_over:
         return WorkerStopped(
             f"worker stopped: run '{claimed.run}' was taken over by another worker (this one was "
@@ -752,13 +752,12 @@ def _stopped(queue, claimed: Claim, exc: BaseException, heartbeat: Heartbeat, sa
     )
 
 
-def lost_storage(queue, exc: Exception, run: str) -> AdlabError:
-    """The error of a worker that could not reach the queue's storage for most of the grace period."""
-    backend = getattr(queue._storage, "_backend", queue._storage)  # Optuna caches an RDB storage in front of it
-    where = getattr(backend, "url", None)
-    line = storage_error(exc, str(where).replace("postgresql+psycopg://", "postgresql://", 1)) if where else None
-    if line is not None:
-        return line
+def lost_storage(exc: Exception, run: str) -> Exception:
+    """The error of a worker that could not reach the queue's storage for most of the grace period: a
+    database's own error, which the worker's caller says in one line naming the --storage URL as given
+    (`storage_error`), or the journal file's."""
+    if _from_database(exc):
+        return exc
     return AdlabError(
         f"the worker queue could not be written ({_first_line(exc)}); run '{run}' stopped at its last "
         f"checkpoint and is queued again by the next worker after {GRACE:.0f} s"
