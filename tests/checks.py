@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+import signal
 import stat
+import time
 
 
 def snapshot(root) -> dict:
@@ -54,3 +56,33 @@ def image_tree(root, classes=("a", "b"), per_class=12, digits=1):
     for c, name in enumerate(classes):
         for i in range(per_class):
             grey_png(root / name / f"{i:0{digits}d}.png", 40 * c + i)
+
+
+def frozen_mid_run(out, storage: str | None = None):
+    """(trial, worker pid) of a run frozen (SIGSTOP of its worker) past its first checkpoint, before its
+    metrics.json, in the study queue of OUT (or `storage`); None when no run is there yet. Checked again once frozen, so that what follows lands mid-run."""
+    from adlab.errors import AdlabError
+    from adlab.study import queue as queue_module
+
+    if storage is None and not (out / queue_module.JOURNAL).is_file():
+        return None
+    try:
+        queue = queue_module.open_queue(out, storage, create=False)
+    except AdlabError:  # the first worker has not made the queue yet
+        return None
+    for trial in queue.get_trials(deepcopy=False):
+        run_dir = out / "runs" / str(trial.user_attrs.get("run"))
+        worker = trial.user_attrs.get("worker")
+        if trial.state.name != "RUNNING" or not worker or not (run_dir / "checkpoints" / "last.ckpt").is_file():
+            continue
+        pid = int(worker.rsplit(":", 1)[1])
+        try:
+            os.kill(pid, signal.SIGSTOP)
+        except ProcessLookupError:
+            continue
+        time.sleep(0.2)
+        again = {t.number: t for t in queue_module.open_queue(out, storage, create=False).get_trials(deepcopy=False)}[trial.number]
+        if again.state.name == "RUNNING" and not (run_dir / "metrics.json").is_file():
+            return again, pid
+        os.kill(pid, signal.SIGCONT)
+    return None

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from adlab.errors import AdlabError
 from adlab.study import queue as q
+from checks import frozen_mid_run
 
 pytestmark = [pytest.mark.slow, pytest.mark.requires("srun")]
 
@@ -87,33 +87,6 @@ def wait_for_job(job: str, env: dict, timeout: float = 600, watch=None) -> None:
         if watch:
             watch()
         time.sleep(0.3)
-
-
-def frozen_mid_run(out: Path, storage: str | None = None):
-    """The trial of a run frozen (SIGSTOP of its worker) past its first checkpoint, before its metrics.json;
-    None when no run is there yet. Checked again once frozen, so that what follows lands mid-run."""
-    if storage is None and not (out / q.JOURNAL).is_file():
-        return None
-    try:
-        queue = q.open_queue(out, storage, create=False)
-    except AdlabError:  # the first worker has not made the queue yet
-        return None
-    for trial in queue.get_trials(deepcopy=False):
-        run_dir = out / "runs" / str(trial.user_attrs.get("run"))
-        worker = trial.user_attrs.get("worker")
-        if trial.state.name != "RUNNING" or not worker or not (run_dir / "checkpoints" / "last.ckpt").is_file():
-            continue
-        pid = int(worker.rsplit(":", 1)[1])
-        try:
-            os.kill(pid, signal.SIGSTOP)
-        except ProcessLookupError:
-            continue
-        time.sleep(0.2)
-        again = {t.number: t for t in q.open_queue(out, storage, create=False).get_trials(deepcopy=False)}[trial.number]
-        if again.state.name == "RUNNING" and not (run_dir / "metrics.json").is_file():
-            return again, pid
-        os.kill(pid, signal.SIGCONT)
-    return None
 
 
 def wait_frozen(out: Path, storage: str | None = None, timeout: float = 300):

@@ -14,6 +14,7 @@ import pytest
 
 import adlab
 from adlab.study import queue as q
+from checks import frozen_mid_run
 
 STUDY = """name: kill
 config:
@@ -33,30 +34,6 @@ def _without_timings(metrics: dict) -> dict:
     return kept
 
 
-def _stopped_mid_run(out):
-    """(run, worker pid) of a worker frozen (SIGSTOP) mid-run: its run RUNNING, past its first
-    checkpoint, without metrics.json, checked again once frozen so that the kill lands mid-run
-    however loaded the machine is; None (the worker let go again) when no run is there yet."""
-    if not (out / q.JOURNAL).is_file():
-        return None
-    for trial in q.open_queue(out, create=False).get_trials(deepcopy=False):
-        name, worker = trial.user_attrs.get("run"), trial.user_attrs.get("worker")
-        run_dir = out / "runs" / str(name)
-        if trial.state.name != "RUNNING" or not worker or not (run_dir / "checkpoints" / "last.ckpt").is_file():
-            continue
-        pid = int(worker.rsplit(":", 1)[1])
-        try:
-            os.kill(pid, signal.SIGSTOP)
-        except ProcessLookupError:
-            continue
-        time.sleep(0.2)  # a stopped process writes nothing more
-        again = {t.number: t for t in q.open_queue(out, create=False).get_trials(deepcopy=False)}[trial.number]
-        if again.state.name == "RUNNING" and not (run_dir / "metrics.json").is_file():
-            return name, pid
-        os.kill(pid, signal.SIGCONT)  # it finished that run in between: try again later
-    return None
-
-
 @pytest.mark.slow
 def test_a_killed_worker_loses_nothing_and_duplicates_nothing(tmp_path):
     study = tmp_path / "study.yaml"
@@ -69,8 +46,9 @@ def test_a_killed_worker_loses_nothing_and_duplicates_nothing(tmp_path):
     deadline = time.monotonic() + 300
     while victim is None and time.monotonic() < deadline and parent.poll() is None:
         time.sleep(0.2)
-        victim = _stopped_mid_run(out)
+        victim = frozen_mid_run(out)
     assert victim is not None, "no run reached its first checkpoint"
+    victim = (victim[0].user_attrs["run"], victim[1])  # (run name, worker pid)
     os.kill(victim[1], signal.SIGKILL)  # mid-run: after at least one epoch, before metrics.json
     printed, _ = parent.communicate(timeout=900)
     assert parent.returncode == 0, printed[-3000:]
@@ -112,8 +90,9 @@ def test_a_signalled_worker_gives_its_run_back_at_once(tmp_path, signum):
     deadline = time.monotonic() + 300
     while victim is None and time.monotonic() < deadline and worker.poll() is None:
         time.sleep(0.2)
-        victim = _stopped_mid_run(out)
+        victim = frozen_mid_run(out)
     assert victim is not None, "no run reached its first checkpoint"
+    victim = (victim[0].user_attrs["run"], victim[1])  # (run name, worker pid)
     os.kill(victim[1], signum)
     os.kill(victim[1], signal.SIGCONT)
     printed, _ = worker.communicate(timeout=300)
