@@ -66,3 +66,14 @@ def test_every_registered_task_is_its_package_task(name):
     task = importlib.import_module(TASKS[name].package).TASK
     assert task.name == name
     assert isinstance(task, Task)  # every method and attribute of the protocol, at run time too
+
+
+def test_the_model_sections_are_the_registered_tasks_families():
+    from adlab.config import MODEL_FAMILIES, ModelConfig
+    from adlab.taskspec import MODEL_KINDS
+
+    declared = [family for spec in TASKS.values() for family in spec.families]
+    assert set(MODEL_FAMILIES.values()) == set(declared)
+    for key, family in MODEL_FAMILIES.items():
+        assert ModelConfig.model_fields[key].annotation is family  # composed into the schema
+        assert set(family.models) <= set(MODEL_KINDS)  # read by adlab's own networks only

@@ -8,8 +8,9 @@ import yaml
 from pydantic import BaseModel
 
 from adlab.cli import main
-from adlab.config import (AugmentConfig, AutoencoderConfig, CnnConfig, Config, DataConfig, ModelConfig, SchedulerConfig,
-                          TrainConfig, load_config)
+from adlab.config import AugmentConfig, Config, DataConfig, ModelConfig, SchedulerConfig, TrainConfig, load_config
+from adlab.settings.autoencoder import AutoencoderConfig
+from adlab.settings.cnn import CnnConfig
 from adlab.config_reference import (DOCS_PATH, REGENERATE, format_value, keys, render_markdown, render_text,
                                     sections)
 

@@ -3,7 +3,8 @@
 import pytest
 import torch
 
-from adlab.config import CnnConfig, ModelConfig, TrainConfig
+from adlab.config import ModelConfig, TrainConfig
+from adlab.settings.cnn import CnnConfig
 from adlab.models.factory import build_model
 from adlab.optim import MuonSGD, muon_parameters
 from adlab.optim import build_optimization

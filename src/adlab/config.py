@@ -9,29 +9,22 @@ from __future__ import annotations
 import copy
 import re
 from pathlib import Path
-from typing import Annotated, Any, Literal, get_args, get_origin
+from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeVar, get_args, get_origin
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, Field, ValidationError, create_model, field_validator, model_validator
 
 from adlab import io, taskspec
 from adlab.errors import ConfigError
 from adlab.io import load_yaml_text, read_yaml_mapping
 from adlab.names import name_field
+from adlab.settings.base import Family, Section
 
 # Seeds reach numpy and Lightning's seed_everything, which take 0 .. 2**32 - 1.
 Seed = Annotated[int, Field(ge=0, le=2**32 - 1)]
 
 
-class _Section(BaseModel):
-    # strict: YAML already gives numbers, booleans and lists their own types; coercing hides
-    # mistakes (`epochs: true` would train one epoch). Non-finite floats are never a setting.
-    model_config = ConfigDict(
-        extra="forbid", validate_assignment=True, protected_namespaces=(), strict=True, allow_inf_nan=False
-    )
-
-
-class AugmentConfig(_Section):
+class AugmentConfig(Section):
     """Batched training-time augmentation (applied to whole batches, never per sample). `data.augment: true`
     turns it on with these defaults; a mapping without `enabled` turns it on too."""
 
@@ -41,7 +34,7 @@ class AugmentConfig(_Section):
     cutout: int = Field(0, ge=0, description="zero a random square of this many pixels per image (0: off)")
 
 
-class DataConfig(_Section):
+class DataConfig(Section):
     """The data set, its splits and how its images are fed to the model."""
 
     name: Literal[taskspec.DATA_SETS] = Field(  # type: ignore[valid-type]  # the choices: the task registry's
@@ -134,102 +127,20 @@ class DataConfig(_Section):
         return value
 
 
-AUTOENCODERS = taskspec.AUTOENCODER_NAMES
-
-Activation = Literal["relu", "leaky_relu", "gelu", "silu", "elu", "tanh"]
+F = TypeVar("F", bound=Family)
 
 
-class _Family(_Section):
-    """A model family's section: the settings of the adlab networks that read it."""
-
-    def setting(self, key: str, default):
-        """A model setting, or the model's own default where the config leaves it null."""
-        value = getattr(self, key)
-        return default if value is None else value
-
-
-class CnnConfig(_Family):
-    """The VGG-style `cnn` classifier (model.name: cnn). Keys set to null take the network's own default; other
-    models ignore this section."""
-
-    conv_channels: list[int] | None = Field(
-        None,
-        description="widths of the convolution blocks (null: [32, 64, 128]), one block each of "
-        "convs_per_block x (conv3x3, batch norm, activation) and a max-pool",
-    )
-    convs_per_block: int | list[Annotated[int, Field(ge=1)]] = Field(
-        2, description="convolutions per block, one number or one per block ([1, 2, 2])"
-    )
-    activation: Activation = Field("relu", description="activation function")
-    batch_norm: bool = Field(True, description="batch norm after each convolution")
-    conv_dropout: float = Field(0.0, ge=0.0, lt=1.0, description="Dropout2d after each convolution block")
-    hidden: list[int] | None = Field(None, description="widths of the fully connected hidden layers (null: [128])")
-    dropout: float | None = Field(
-        None, ge=0.0, lt=1.0, description="dropout before each fully connected layer (null: 0.3)"
-    )
-    global_pool: bool = Field(False, description="global average pooling instead of flattening")
-    pool_early: bool = Field(
-        False, description="max-pool before each block's last batch norm and activation (airbench); cheaper on a CPU"
-    )
-
-    @field_validator("convs_per_block")
-    @classmethod
-    def _positive_counts(cls, value: Any) -> Any:
-        if (value if isinstance(value, int) else min(value, default=0)) < 1:
-            raise ValueError("needs at least one convolution per block")
-        return value
-
-
-class AutoencoderConfig(_Family):
-    """The autoencoders (model.name: ae, vae or dae; task autoencode) and the `encoder` classifier (model.name:
-    encoder), which re-uses a trained autoencoder's encoder and takes its architecture from that checkpoint. Keys
-    set to null take the network's own default; other models ignore this section."""
-
-    conv_channels: list[int] | None = Field(
-        None,
-        description="widths of the convolution blocks (null: [32, 64]), one stride-2 block each, mirrored "
-        "in the decoder",
-    )
-    latent_dim: int = Field(10, ge=1, description="size of the code")
-    activation: Activation = Field("relu", description="activation function")
-    batch_norm: bool = Field(True, description="batch norm after each convolution")
-    conv_dropout: float = Field(0.0, ge=0.0, lt=1.0, description="Dropout2d after each convolution block")
-    hidden: list[int] | None = Field(
-        None, description="encoder: widths of the head's fully connected hidden layers (null: [])"
-    )
-    dropout: float | None = Field(
-        None,
-        ge=0.0,
-        lt=1.0,
-        description="encoder: dropout before each of the head's fully connected layers (null: 0.0)",
-    )
-    reconstruction_loss: Literal["bce", "mse"] = Field(
-        "bce", description="reconstruction loss, summed over pixels and averaged over images"
-    )
-    beta: float = Field(1.0, ge=0.0, description="vae: weight of the KL term")
-    kl_warmup_epochs: int = Field(0, ge=0, description="vae: epochs over which beta ramps up linearly from 0")
-    noise: Literal["gaussian", "salt_pepper", "mask"] = Field(
-        "gaussian", description="dae: how the input images are corrupted"
-    )
-    noise_strength: float = Field(
-        0.3,
-        ge=0.0,
-        le=1.0,
-        description="dae: gaussian noise std, or the fraction of corrupted pixels (salt_pepper, mask)",
-    )
-    tsne_points: int = Field(3000, ge=10, description="test codes drawn in the t-SNE map")
-
-
-class ModelConfig(_Section):
-    """The network, and the settings of each adlab model family (model.cnn, model.autoencoder); torchvision
-    and ultralytics models ignore the family sections. A family key written directly under model, as before
-    the families (model.latent_dim), is still read as the key of model.name's family, with a notice."""
+class ModelConfig(Section):
+    """The network, and the settings of each adlab model family (model.cnn, model.autoencoder, ...: one
+    section per family the registered tasks' models read, adlab.settings); library models (torchvision,
+    ultralytics) ignore the family sections. A family key written directly under model, as before the
+    families (model.latent_dim), is still read as the key of model.name's family, with a notice."""
 
     name: str = Field(
         "cnn",
-        description="classify: cnn, encoder, or a torchvision classifier (resnet18, "
-        "mobilenet_v2, alexnet, ...); autoencode: ae, vae or dae; detect: an ultralytics model (yolov8n, "
-        "yolo11n, yolov5nu, ...)",
+        description="; ".join(
+            f"{spec.name}: {taskspec.either(spec.models.values())}" for spec in taskspec.TASKS.values()
+        ),
     )
     weights: str | None = Field(
         None,
@@ -243,32 +154,42 @@ class ModelConfig(_Section):
         description="classify, from scratch: half the first convolution's filters start as "
         "the whitening filters of the training images' patches (airbench); not with weights",
     )
-    cnn: CnnConfig = Field(CnnConfig(), description="the VGG-style cnn classifier (model.name: cnn)")
-    autoencoder: AutoencoderConfig = Field(
-        AutoencoderConfig(), description="the autoencoders (ae, vae, dae) and the encoder classifier"
+
+    def family(self, section: type[F]) -> F:
+        """This config's section of a model family (`cfg.family(CnnConfig)`: model.cnn)."""
+        return getattr(self, section.key)
+
+
+# Every family section the registered tasks' models read, in registry order, composed into the schema: a
+# section of its own per family (model.cnn, model.autoencoder), so the reference and the refusals of
+# unknown keys follow from the family modules.
+MODEL_FAMILIES: dict[str, type[Family]] = {
+    family.key: family for spec in taskspec.TASKS.values() for family in spec.families
+}
+if not TYPE_CHECKING:  # the type checker reads families through ModelConfig.family
+    ModelConfig = create_model(  # noqa: F811
+        "ModelConfig",
+        __base__=ModelConfig,
+        __module__=__name__,
+        __doc__=ModelConfig.__doc__,
+        **{key: (family, Field(family(), description=family.summary)) for key, family in MODEL_FAMILIES.items()},
     )
 
 
-# Before model families, every model setting sat directly under `model`; such a key is still read, and
-# moved (before validation) to the family of model.name that has it: `migrate_config`.
-MODEL_FAMILIES: dict[str, type[_Family]] = {"cnn": CnnConfig, "autoencoder": AutoencoderConfig}
-AUTOENCODER_FAMILY = (*AUTOENCODERS, "encoder")
-
-
-def model_family(name: Any) -> str:
-    """The family section a model reads: autoencoder for ae, vae, dae and encoder, cnn otherwise."""
-    return "autoencoder" if name in AUTOENCODER_FAMILY else "cnn"
+def model_family(name: Any) -> str | None:
+    """The family section a model reads (autoencoder for ae, vae, dae and encoder); None: none of them."""
+    return next((key for key, family in MODEL_FAMILIES.items() if name in family.models), None)
 
 
 def _family_of_key(key: str, name: Any) -> str | None:
-    """Where an old `model.<key>` goes: model.name's family if it has the key, else the one family that has it."""
+    """Where an old `model.<key>` goes: model.name's family if it has the key, else the first family that has it."""
     preferred = model_family(name)
-    if key in MODEL_FAMILIES[preferred].model_fields:
+    if preferred is not None and key in MODEL_FAMILIES[preferred].model_fields:
         return preferred
     return next((family for family, section in MODEL_FAMILIES.items() if key in section.model_fields), None)
 
 
-class SchedulerConfig(_Section):
+class SchedulerConfig(Section):
     """Learning-rate schedule: `train.scheduler: step` (a name alone takes these defaults), or a mapping such as
     {name: cosine, min_lr: 0.0}. cosine and onecycle step every batch, step every epoch."""
 
@@ -287,7 +208,7 @@ LOGGERS = ("csv", "tensorboard", "mlflow")
 Logger = Literal[LOGGERS]  # type: ignore[valid-type]
 
 
-class TrainConfig(_Section):
+class TrainConfig(Section):
     """Optimisation, evaluation-time averaging and the Lightning trainer."""
 
     epochs: int = Field(10, ge=1, le=100_000, description="passes over the training split (fewer with early stopping)")
@@ -392,7 +313,7 @@ class TrainConfig(_Section):
         return names
 
 
-class Config(_Section):
+class Config(Section):
     """A run: what it does and its name; the data, model and train sections follow."""
 
     task: Literal[tuple(taskspec.TASKS)] = Field(  # type: ignore[valid-type]  # the choices: the task registry's

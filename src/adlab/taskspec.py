@@ -12,6 +12,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from adlab.settings.autoencoder import AutoencoderConfig
+from adlab.settings.base import Family
+from adlab.settings.cnn import CnnConfig
+
 # The kinds of model a task can build, by model.name: adlab's own networks by their names, and any other
 # name a library's model (torchvision's classifiers for classify, ultralytics' detectors for detect).
 AUTOENCODER_NAMES = ("ae", "vae", "dae")
@@ -38,6 +42,7 @@ class TaskSpec:
     fixed: dict[str, tuple[Any, str]] = field(default_factory=dict)  # key -> (the only value it takes, why)
     named_weights: str = ""  # what a bare model.weights file name means (a checkpoint the engine downloads)
     fusion_methods: tuple[str, ...] = ()  # late fusion of its runs (a study's `fusion` steps, `adlab fuse`)
+    families: tuple[type[Family], ...] = ()  # the model.<family> sections its adlab networks read (adlab.settings)
 
 
 TASKS: dict[str, TaskSpec] = {
@@ -56,6 +61,7 @@ TASKS: dict[str, TaskSpec] = {
             {"val_loss": "min", "val_accuracy": "max"},
             own_settings={"train.mix": "none", "model.whiten": False},
             fusion_methods=("mean_prob", "sum_logits", "vote"),
+            families=(CnnConfig, AutoencoderConfig),
         ),
         TaskSpec(
             "autoencode",
@@ -64,6 +70,7 @@ TASKS: dict[str, TaskSpec] = {
             IMAGE_SETS,
             {"autoencoder": "ae, vae or dae"},
             {"val_loss": "min", "val_mse": "min"},
+            families=(AutoencoderConfig,),
         ),
         TaskSpec(
             "detect",
@@ -91,6 +98,12 @@ def fusing_task() -> TaskSpec:
 def recorded_task(name: object) -> object:
     """The task a run folder's config.yaml names, a fused run's being its members' task."""
     return fusing_task().name if name == FUSED else name
+
+
+def either(names) -> str:
+    """'a, b or c'."""
+    names = list(names)
+    return " or ".join([", ".join(names[:-1]), names[-1]] if len(names) > 1 else names)
 
 
 def model_kind(name: str) -> str:
@@ -122,7 +135,7 @@ def check(config: Any) -> None:
     if kind not in spec.models:
         builders = {name: tuple(s.models) for name, s in TASKS.items()}
         raise ValueError(
-            f"model.name: task {spec.name} takes {' or '.join(spec.models.values())}, not "
+            f"model.name: task {spec.name} takes {either(spec.models.values())}, not "
             f"{config.model.name!r}" + _takers("takes", kind, builders)
         )
     if config.train.monitor not in spec.monitors:

@@ -1,7 +1,8 @@
 import pytest
 import torch
 
-from adlab.config import CnnConfig, ModelConfig
+from adlab.config import ModelConfig
+from adlab.settings.cnn import CnnConfig
 from adlab.errors import CheckpointError, ConfigError
 from adlab.models.factory import build_model, freeze_all_but
 

@@ -2,7 +2,8 @@ import pytest
 import torch
 from torch import nn
 
-from adlab.config import CnnConfig, ModelConfig
+from adlab.config import ModelConfig
+from adlab.settings.cnn import CnnConfig
 from adlab.models.factory import build_model
 from adlab.tasks.classify.outputs import predict_probs
 

@@ -7,18 +7,20 @@ scratch (`weights: null`), fine-tune (`weights` set), frozen feature extractor (
 
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
 
-from adlab.config import AutoencoderConfig, CnnConfig, ModelConfig, migrate_config
+from adlab.config import ModelConfig, migrate_config
 from adlab.errors import ConfigError
+from adlab.models.autoencoders import AutoEncoder, EncoderClassifier, VariationalAutoEncoder
 from adlab.models.checkpoints import LoadReport, load_matching, read_checkpoint, read_weights
-
-if TYPE_CHECKING:
-    from adlab.models.autoencoders import AutoEncoder
+from adlab.models.cnn import VGGNet
+from adlab.models.zoo import build_torchvision, check_torchvision_name, imagenet_normalization
+from adlab.settings.autoencoder import AutoencoderConfig
+from adlab.settings.cnn import CnnConfig
 
 
 @dataclass
@@ -63,29 +65,26 @@ def settings(cfg: CnnConfig | AutoencoderConfig, names: dict[str, str]) -> dict:
 
 def default(cls: type, param: str):
     """A network's own default for one of its parameters."""
-    import inspect
 
     return inspect.signature(cls).parameters[param].default
 
 
 def _cnn(cfg: ModelConfig, input_shape: tuple[int, int, int], num_classes: int) -> tuple[nn.Module, str]:
-    from adlab.models.cnn import VGGNet
 
     c, h, w = input_shape
     return VGGNet(
-        in_channels=c, num_classes=num_classes, image_hw=(h, w), **settings(cfg.cnn, CNN_SETTINGS)
+        in_channels=c, num_classes=num_classes, image_hw=(h, w), **settings(cfg.family(CnnConfig), CNN_SETTINGS)
     ), "classifier"
 
 
 def _encoder(cfg: ModelConfig, input_shape: tuple[int, int, int], num_classes: int) -> tuple[nn.Module, str]:
-    from adlab.models.autoencoders import EncoderClassifier
 
     encoder = build_autoencoder(cfg, input_shape).encoder
     return EncoderClassifier(
         encoder=encoder,
-        latent_dim=cfg.autoencoder.latent_dim,
+        latent_dim=cfg.family(AutoencoderConfig).latent_dim,
         num_classes=num_classes,
-        **settings(cfg.autoencoder, HEAD_SETTINGS),
+        **settings(cfg.family(AutoencoderConfig), HEAD_SETTINGS),
     ), "classifier"
 
 
@@ -105,16 +104,15 @@ def check_model_config(cfg: ModelConfig) -> None:
                 "model.weights: there are no ImageNet weights for 'cnn'; use a torchvision net "
                 "(resnet18, mobilenet_v2, ...) or a checkpoint path"
             )
-        from adlab.models.cnn import VGGNet
 
-        blocks = len(cfg.cnn.setting("conv_channels", default(VGGNet, "conv_channels")))
-        if isinstance(cfg.cnn.convs_per_block, list) and len(cfg.cnn.convs_per_block) != blocks:
+        cnn = cfg.family(CnnConfig)
+        blocks = len(cnn.setting("conv_channels", default(VGGNet, "conv_channels")))
+        if isinstance(cnn.convs_per_block, list) and len(cnn.convs_per_block) != blocks:
             raise ConfigError(
-                f"model.cnn.convs_per_block: {len(cfg.cnn.convs_per_block)} counts for {blocks} "
+                f"model.cnn.convs_per_block: {len(cnn.convs_per_block)} counts for {blocks} "
                 f"blocks (model.cnn.conv_channels)"
             )
         return
-    from adlab.models.zoo import check_torchvision_name
 
     check_torchvision_name(cfg.name)
 
@@ -126,8 +124,6 @@ def weights_input(cfg: ModelConfig) -> tuple[int | None, tuple[list[float], list
     if cfg.weights is None:
         return None, None
     if uses_imagenet(cfg):
-        from adlab.models.zoo import imagenet_normalization
-
         return 3, imagenet_normalization(cfg.name)
     _, meta = read_checkpoint(cfg.weights)
     data = meta.get("data") or {}
@@ -141,8 +137,6 @@ def build_model(cfg: ModelConfig, input_shape: tuple[int, int, int], num_classes
     if cfg.name in CLASSIFIERS:
         net, head = CLASSIFIERS[cfg.name](cfg, input_shape, num_classes)
     else:
-        from adlab.models.zoo import build_torchvision
-
         net, head = build_torchvision(cfg.name, in_channels, num_classes, imagenet=uses_imagenet(cfg))
     report = None
     if cfg.weights is not None and not uses_imagenet(cfg):
@@ -180,12 +174,14 @@ def check_input(net: nn.Module, name: str, input_shape: tuple[int, int, int]) ->
 def build_autoencoder(cfg: ModelConfig, input_shape: tuple[int, int, int]) -> AutoEncoder:
     """AE / DAE (same network; the DAE's corruption is part of its training) or VAE.
     `cfg.name: encoder` builds the autoencoder whose encoder it re-uses."""
-    from adlab.models.autoencoders import AutoEncoder, VariationalAutoEncoder
 
     in_channels, h, w = input_shape
     cls = VariationalAutoEncoder if cfg.name == "vae" else AutoEncoder
     return cls(
-        in_channels=in_channels, image_hw=(h, w), denoising=cfg.name == "dae", **settings(cfg.autoencoder, AE_SETTINGS)
+        in_channels=in_channels,
+        image_hw=(h, w),
+        denoising=cfg.name == "dae",
+        **settings(cfg.family(AutoencoderConfig), AE_SETTINGS),
     )
 
 
@@ -202,7 +198,6 @@ def resolve_encoder_architecture(cfg: ModelConfig) -> ModelConfig:
         )
     source = migrate_config(meta["config"], str(cfg.weights), notices=False)["model"]["autoencoder"]
     arch = {key: source[key] for key in ENCODER_ARCH}
-    from adlab.models.autoencoders import AutoEncoder
 
     arch["conv_channels"] = arch["conv_channels"] or list(default(AutoEncoder, "channels"))
-    return cfg.model_copy(update={"autoencoder": cfg.autoencoder.model_copy(update=arch)})
+    return cfg.model_copy(update={"autoencoder": cfg.family(AutoencoderConfig).model_copy(update=arch)})

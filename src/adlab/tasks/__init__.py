@@ -5,7 +5,10 @@ outputs, figures and resume checkpoint. `run/` drives any of them through the `T
 
 Adding a task = a new package exposing `TASK` (a Task) + its entry in the task registry
 (adlab/taskspec.py: the data, models and settings it accepts). Packages are imported only when their
-task is used, so an optional engine (ultralytics for detect) costs nothing otherwise.
+task is used, so an optional engine (ultralytics for detect) costs nothing otherwise. Inside a task
+package, the module holding TASK imports torch, Lightning, its engine and its own heavy modules in the
+hooks that need them: reading a study's reports, plans and configs asks for a task without importing
+them (seconds at every CLI start).
 """
 
 from __future__ import annotations

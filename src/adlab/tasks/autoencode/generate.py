@@ -12,6 +12,7 @@ from adlab.config import Config
 from adlab.data.datamodule import DataInfo
 from adlab.errors import AdlabError
 from adlab.models.checkpoints import resolve_checkpoint
+from adlab.settings.autoencoder import AutoencoderConfig
 from adlab.tasks.lightning.loading import load_network
 
 
@@ -56,7 +57,7 @@ def generate(
             raise AdlabError(f"{out}: not an image adlab made; refusing to replace it (choose another --out)")
     model, _, config = load_autoencoder(run)
     latents = Path(run) / "latents.npz" if Path(run).is_dir() else resolve_checkpoint(run).parent.parent / "latents.npz"
-    latent_dim = config.model.autoencoder.latent_dim
+    latent_dim = config.model.family(AutoencoderConfig).latent_dim
     if model.variational:
         train_z = np.zeros((2, latent_dim), dtype=np.float32)  # only its width is used
     elif latents.is_file():

@@ -10,6 +10,7 @@ from torch import nn
 from adlab.config import ModelConfig, TrainConfig
 from adlab.models.autoencoders import corrupt, kl_divergence
 from adlab.optim import build_optimization
+from adlab.settings.autoencoder import AutoencoderConfig
 
 
 def reconstruction_loss(recon: torch.Tensor, target: torch.Tensor, kind: str) -> torch.Tensor:
@@ -33,12 +34,12 @@ class AutoencodeModule(L.LightningModule):
 
     def beta(self) -> float:
         """beta x min(1, epoch / warm-up epochs): the KL term fades in so the decoder learns first."""
-        warmup = self.model_cfg.autoencoder.kl_warmup_epochs
+        warmup = self.model_cfg.family(AutoencoderConfig).kl_warmup_epochs
         ramp = 1.0 if not warmup else min(1.0, (self.current_epoch + 1) / (warmup + 1))
-        return self.model_cfg.autoencoder.beta * ramp
+        return self.model_cfg.family(AutoencoderConfig).beta * ramp
 
     def losses(self, x: torch.Tensor, noisy: bool) -> dict:
-        settings = self.model_cfg.autoencoder
+        settings = self.model_cfg.family(AutoencoderConfig)
         source = corrupt(x, settings.noise, settings.noise_strength) if noisy else x
         out = self.model(source)
         recon = reconstruction_loss(out["recon"], x, settings.reconstruction_loss)

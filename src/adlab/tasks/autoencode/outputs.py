@@ -12,6 +12,7 @@ from torch import nn
 from adlab import io
 from adlab.formatting import figure_text
 from adlab.models.autoencoders import corrupt, kl_divergence
+from adlab.settings.autoencoder import AutoencoderConfig
 from adlab.tasks.autoencode import figures as figs
 from adlab.tasks.autoencode.latent import knn_accuracy, linear_probe_predictions, pca_2d, subsample, tsne_2d
 
@@ -39,6 +40,7 @@ def reconstruction_metrics(
     model.eval()
     sums = {"mse": 0.0, "bce": 0.0, "kl": 0.0, "bce_image": 0.0, "mse_corrupted": 0.0}
     generator = torch.Generator().manual_seed(CORRUPTION_SEED)
+    settings = model_cfg.family(AutoencoderConfig)
     n_pixels = 0
     per_image = []
     for i in range(0, len(images), 1024):
@@ -54,7 +56,7 @@ def reconstruction_metrics(
         if "mu" in out:
             sums["kl"] += kl_divergence(out["mu"], out["logvar"]).sum().item()
         if model.denoising:
-            noisy = corrupt(x, model_cfg.autoencoder.noise, model_cfg.autoencoder.noise_strength, generator)
+            noisy = corrupt(x, settings.noise, settings.noise_strength, generator)
             sums["mse_corrupted"] += F.mse_loss(model(noisy)["recon"], x, reduction="sum").item()
     n = len(images)
     metrics = {"test_mse": sums["mse"] / n_pixels, "test_bce": sums["bce"] / n_pixels}
@@ -108,8 +110,8 @@ def write_figures(fig_dir: Path, model, model_cfg, transform, test_x, test_y, tr
     if model.denoising:
         noisy = corrupt(
             x,
-            model_cfg.autoencoder.noise,
-            model_cfg.autoencoder.noise_strength,
+            model_cfg.family(AutoencoderConfig).noise,
+            model_cfg.family(AutoencoderConfig).noise_strength,
             torch.Generator().manual_seed(CORRUPTION_SEED),
         )
         rows = [("corrupted", noisy), ("output", model(noisy)["recon"]), ("clean", x)]
@@ -117,7 +119,7 @@ def write_figures(fig_dir: Path, model, model_cfg, transform, test_x, test_y, tr
         rows = [("input", x), ("output", model(x)["recon"])]
     figs.image_rows(rows, fig_dir / "reconstructions.png", f"{model_cfg.name.upper()} reconstructions (test)")
 
-    keep = subsample(len(test_z), model_cfg.autoencoder.tsne_points, seed)
+    keep = subsample(len(test_z), model_cfg.family(AutoencoderConfig).tsne_points, seed)
     points, ratio = pca_2d(test_z)
     figs.latent_scatter(
         points,
