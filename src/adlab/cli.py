@@ -254,6 +254,11 @@ def add_data_commands(sub) -> None:
     p.add_argument("--seed", type=int, default=0, help="0 to 4294967295")
     p.add_argument("--val-fraction", type=float, default=0.2)
     p.add_argument("--source", default="auto", choices=["auto", "fashion_mnist", "digits"])
+    p.add_argument(
+        "--masks",
+        action="store_true",
+        help="also write masks/ (one class id per pixel) and classes.yaml for task segment",
+    )
     p.add_argument("--overwrite", action="store_true", help="replace an earlier data-tool output in --out")
     p.set_defaults(func=cmd_synth_scenes)
 
@@ -334,6 +339,7 @@ def cmd_synth_scenes(args) -> None:
             args.source,
             args.val_fraction,
             overwrite=args.overwrite,
+            masks=args.masks,
         )
     )
 

@@ -4,6 +4,11 @@ A data set ultralytics can train on in minutes, with labels that are exact by co
 
     out/data.yaml
     out/images/{train,val}/000000.png   out/labels/{train,val}/000000.txt
+    with masks: out/classes.yaml        out/masks/{train,val}/000000.png
+
+so with masks the same folder is also a `masks` segmentation data set (adlab.data.masks): each mask
+holds 0 for the background and class id + 1 for an object's pixels, the object drawn last (on top)
+where objects overlap; the pixels outside every object are exactly the background's.
 
 Each object is a real image from the source's train split, cropped to its content, scaled (keeping
 its aspect), tinted with a random colour and alpha-composited with its own intensity as the mask, so
@@ -23,6 +28,7 @@ import numpy as np
 from PIL import Image
 
 from adlab.classes import resolve_classes
+from adlab.data.masks import write_class_names
 from adlab.detection.tools import building_output, check_output_folder, check_seed
 from adlab.detection.yolo_format import format_label, pixels_to_yolo, write_data_yaml
 from adlab.errors import DataError
@@ -266,6 +272,7 @@ def synth_scenes(
     val_fraction: float = 0.2,
     objects: tuple[int, int] = (1, 6),
     overwrite: bool = False,
+    masks: bool = False,
 ) -> dict:
     """Write a YOLO data set of `images` synthetic wide scenes to `out` (see the module docstring).
 
@@ -276,11 +283,14 @@ def synth_scenes(
     objects: (min, max) objects tried per image (some may be dropped: too small, outside, hidden).
     seed: 0 to 2**32 - 1.
     overwrite: replace an earlier data-tool output in `out` (a folder adlab did not make is never
-    written into). Every argument, the classes and the object pool are checked before anything is
+    written into).
+    masks: also write masks/ and classes.yaml (see the module docstring); the images and labels are
+    the same bytes with or without them (the masks draw no random numbers).
+    Every argument, the classes and the object pool are checked before anything is
     written; the data set is built in a temporary sibling folder and swapped in whole (see
     adlab.detection.tools), so an error leaves `out` as it was.
     Same seed, same arguments: byte-identical files. Returns {"images": {split: n}, "objects":
-    {class: boxes}, "source": ..., "data_yaml": path}.
+    {class: boxes}, "source": ..., "data_yaml": path, "masks": masks folder or None}.
     """
     if isinstance(images, bool) or not isinstance(images, (int, np.integer)) or images < 1:
         raise DataError(f"images: need a whole number >= 1, got {images!r}")
@@ -302,6 +312,8 @@ def synth_scenes(
         raise DataError(f"objects: need 0 <= min <= max <= 100, got {objects!r}")
     check_output_folder(out, (), overwrite)
     pool = load_pool(source, classes)
+    if masks and len(pool.classes) > 254:  # ids 1..254 (0 background, 255 ignore); the sources have 10 classes
+        raise DataError(f"classes: {len(pool.classes)} with masks, at most 254")
 
     n_val = 0 if val_fraction == 0 or images < 2 else min(images - 1, max(1, int(round(images * val_fraction))))
     splits = ["train", "val"] if n_val else ["train"]
@@ -313,11 +325,17 @@ def synth_scenes(
         for split in splits:
             (tmp / "images" / split).mkdir(parents=True, exist_ok=True)
             (tmp / "labels" / split).mkdir(parents=True, exist_ok=True)
+            if masks:
+                (tmp / "masks" / split).mkdir(parents=True, exist_ok=True)
         for index in range(images):
             split = "val" if index >= images - n_val else "train"
-            image, boxes, _ = render_scene(rng, pool.sample(rng, int(rng.integers(lo, hi + 1))), size)
+            image, boxes, drawn = render_scene(rng, pool.sample(rng, int(rng.integers(lo, hi + 1))), size)
             stem = f"{index:06d}"
             Image.fromarray(image).save(tmp / "images" / split / f"{stem}.png", format="PNG", compress_level=1)
+            if masks:
+                Image.fromarray(class_mask(boxes, drawn, size), mode="L").save(
+                    tmp / "masks" / split / f"{stem}.png", format="PNG", compress_level=1
+                )
             yolo = pixels_to_yolo(boxes[:, 1:], width, height)
             lines = [format_label(int(cls), box) for cls, box in zip(boxes[:, 0], yolo, strict=True)]
             (tmp / "labels" / split / f"{stem}.txt").write_text(
@@ -327,5 +345,24 @@ def synth_scenes(
                 counts[pool.classes[int(cls)]] += 1
             per_split[split] += 1
         write_data_yaml(tmp, pool.classes, splits)
+        if masks:
+            write_class_names(tmp, ["background", *pool.classes])
     data_yaml = Path(out).expanduser() / "data.yaml"
-    return {"images": per_split, "objects": counts, "source": pool.source, "data_yaml": str(data_yaml)}
+    masks_folder = str(Path(out).expanduser() / "masks") if masks else None
+    return {
+        "images": per_split,
+        "objects": counts,
+        "source": pool.source,
+        "data_yaml": str(data_yaml),
+        "masks": masks_folder,
+    }
+
+
+def class_mask(boxes: np.ndarray, masks: list[np.ndarray], size: tuple[int, int]) -> np.ndarray:
+    """One class id per pixel [H, W] uint8 from render_scene's boxes and masks: 0 background, class
+    id + 1 inside an object's mask, a later object (drawn on top) overwriting an earlier one."""
+    width, height = size
+    ids = np.zeros((height, width), dtype=np.uint8)
+    for cls, mask in zip(boxes[:, 0], masks, strict=True):
+        ids[mask] = int(cls) + 1
+    return ids
