@@ -261,10 +261,11 @@ class TrainConfig(Section):
     early_stopping_patience: int | None = Field(
         None, ge=1, description="epochs without improvement of monitor before stopping (null: never stop early)"
     )
-    monitor: Literal["val_loss", "val_accuracy", "val_mse"] = Field(
+    monitor: Literal[taskspec.MONITORS] = Field(  # type: ignore[valid-type]  # the choices: the task registry's
         "val_loss",
-        description="validation metric that picks best.ckpt and drives early stopping (val_accuracy: "
-        "classify; val_mse: autoencode)",
+        description="validation metric that picks best.ckpt and drives early stopping ("
+        + "; ".join(f"{name}: {' or '.join(tasks)}" for name, tasks in taskspec.monitor_owners().items())
+        + ")",
     )
     test_checkpoint: Literal["best", "last"] = Field(
         "best",

@@ -15,15 +15,22 @@ from typing import Any
 from adlab.settings.autoencoder import AutoencoderConfig
 from adlab.settings.base import Family
 from adlab.settings.cnn import CnnConfig
+from adlab.settings.unet import UnetConfig
 
 # The kinds of model a task can build, by model.name: adlab's own networks by their names, and any other
 # name a library's model (torchvision's classifiers for classify, ultralytics' detectors for detect).
 AUTOENCODER_NAMES = ("ae", "vae", "dae")
-MODEL_KINDS = {"cnn": "cnn", "encoder": "encoder", **{name: "autoencoder" for name in AUTOENCODER_NAMES}}
+MODEL_KINDS = {
+    "cnn": "cnn",
+    "encoder": "encoder",
+    "unet": "unet",
+    **{name: "autoencoder" for name in AUTOENCODER_NAMES},
+}
 LIBRARY = "library"  # a name not in MODEL_KINDS
 
 IMAGE_SETS = ("digits", "fashion_mnist", "mnist", "cifar10", "eurosat", "folder")  # classification data sets
-DATA_SETS = (*IMAGE_SETS, "yolo")
+MASK_SETS = ("masks", "kitti_semantic", "oxford_pet")  # images with a class id per pixel (adlab.data.masks)
+DATA_SETS = (*IMAGE_SETS, "yolo", *MASK_SETS)
 
 
 @dataclass(frozen=True)
@@ -59,7 +66,12 @@ TASKS: dict[str, TaskSpec] = {
                 LIBRARY: "a torchvision classifier (resnet18, mobilenet_v2, alexnet, ...)",
             },
             {"val_loss": "min", "val_accuracy": "max"},
-            own_settings={"train.mix": "none", "model.whiten": False},
+            own_settings={
+                "train.mix": "none",
+                "model.whiten": False,
+                "data.classes": None,
+                "data.train_per_class": None,
+            },
             fusion_methods=("mean_prob", "sum_logits", "vote"),
             families=(CnnConfig, AutoencoderConfig),
         ),
@@ -70,6 +82,7 @@ TASKS: dict[str, TaskSpec] = {
             IMAGE_SETS,
             {"autoencoder": "ae, vae or dae"},
             {"val_loss": "min", "val_mse": "min"},
+            own_settings={"data.classes": None, "data.train_per_class": None},
             families=(AutoencoderConfig,),
         ),
         TaskSpec(
@@ -82,11 +95,33 @@ TASKS: dict[str, TaskSpec] = {
             fixed={"train.test_checkpoint": ("best", "it is scored with ultralytics' best.pt")},
             named_weights="an ultralytics checkpoint, downloaded on first use if not cached",
         ),
+        TaskSpec(
+            "segment",
+            "adlab.tasks.segment",
+            "label every pixel (semantic segmentation)",
+            MASK_SETS,
+            {
+                "unet": "unet",
+                LIBRARY: "a torchvision segmentation net (lraspp_mobilenet_v3_large, deeplabv3_mobilenet_v3_large, "
+                "fcn_resnet50)",
+            },
+            {"val_loss": "min", "val_mean_iou": "max"},
+            families=(UnetConfig,),
+        ),
     )
 }
 
 
 DEFAULT_TASK = "classify"  # a config without `task`
+MONITORS = tuple(dict.fromkeys(name for spec in TASKS.values() for name in spec.monitors))
+
+
+def monitor_owners() -> dict[str, list[str]]:
+    """Each validation metric that only some tasks measure -> those tasks."""
+    owners = {name: [s.name for s in TASKS.values() if name in s.monitors] for name in MONITORS}
+    return {name: tasks for name, tasks in owners.items() if len(tasks) < len(TASKS)}
+
+
 FUSED = "fuse"  # the task a fused run's config.yaml records
 
 
@@ -114,6 +149,11 @@ def _get(config: Any, dotted: str) -> Any:
     for part in dotted.split("."):
         config = getattr(config, part)
     return config
+
+
+def _yaml(value: Any) -> str:
+    """A default as a config file writes it (null, false, 'none')."""
+    return "null" if value is None else str(value).lower() if isinstance(value, bool) else repr(value)
 
 
 def _takers(verb: str, value: str, kinds: dict[str, tuple[str, ...]]) -> str:
@@ -148,7 +188,7 @@ def check(config: Any) -> None:
         if _get(config, key) != off:
             owners = [name for name, s in TASKS.items() if key in s.own_settings]
             raise ValueError(
-                f"{key}: read by task {' or '.join(owners)} only, not by task {spec.name} (leave it {off!r})"
+                f"{key}: read by task {' or '.join(owners)} only, not by task {spec.name} (leave it {_yaml(off)})"
             )
     for key, (value, why) in spec.fixed.items():
         if _get(config, key) != value:

@@ -123,7 +123,7 @@ class ImageDataModule(L.LightningDataModule):
             mean, std = channel_stats(train_x)
         else:
             mean, std = [0.0] * native_channels, [1.0] * native_channels
-        mean, std = _match_channels(mean, channels), _match_channels(std, channels)
+        mean, std = match_channels(mean, channels), match_channels(std, channels)
 
         self.train_x, self.train_y = train_x, train_y
         self.val_x, self.val_y = val_x, val_y
@@ -213,7 +213,7 @@ def tensor_loader(x: torch.Tensor, y: torch.Tensor, batch_size: int, shuffle: bo
     )
 
 
-def _match_channels(values: list[float], channels: int) -> list[float]:
+def match_channels(values: list[float], channels: int) -> list[float]:
     if len(values) == channels:
         return list(values)
     if len(values) == 1:

@@ -46,6 +46,7 @@ class SynthScenes(_Step):
     objects: list[int] = Field(
         [1, 6], min_length=2, max_length=2, description="fewest and most objects tried per image"
     )
+    masks: bool = Field(False, description="also write masks/ and classes.yaml (a data set for task segment)")
 
     def run(self, paths: Callable[[str], Path]) -> dict:
         from adlab.detection.synth import synth_scenes
@@ -59,6 +60,7 @@ class SynthScenes(_Step):
             source=self.source,
             val_fraction=self.val_fraction,
             objects=(self.objects[0], self.objects[1]),
+            masks=self.masks,
         )
 
 

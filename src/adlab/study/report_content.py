@@ -21,7 +21,10 @@ from adlab.tasks import TASKS, get_task
 
 SIGNIFICANCE_LEVEL = 0.05
 # per-image measures that are not the metric they stand for (mAP has no per-image value)
-MEASURES = {"found50": "the share of each image's objects found (IoU >= 0.5, confidence >= 0.25)"}
+MEASURES = {
+    "found50": "the share of each image's objects found (IoU >= 0.5, confidence >= 0.25)",
+    "iou": "each test image's mean IoU over the classes in its true or predicted mask",
+}
 COLLAPSE_SHARE = 0.9  # a classifier that gives one class to this share of the test images has collapsed
 
 

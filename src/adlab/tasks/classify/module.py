@@ -10,6 +10,7 @@ from torchmetrics.classification import MulticlassAccuracy, MulticlassRecall
 
 from adlab.config import TrainConfig
 from adlab.optim import build_optimization
+from adlab.tasks.lightning.callbacks import keep_frozen_norms_frozen
 
 
 class ClassifyModule(L.LightningModule):
@@ -30,16 +31,7 @@ class ClassifyModule(L.LightningModule):
             self.model.to(memory_format=torch.channels_last)
 
     def on_train_epoch_start(self) -> None:
-        # A frozen feature extractor keeps its batch-norm statistics too, not just its weights.
-        # (Lightning restores these modes after each validation, so once per epoch suffices.)
-        for module in self.model.modules():
-            params = list(module.parameters(recurse=False))
-            if (
-                isinstance(module, nn.modules.batchnorm._BatchNorm)
-                and params
-                and not any(p.requires_grad for p in params)
-            ):
-                module.eval()
+        keep_frozen_norms_frozen(self.model)
 
     def training_step(self, batch, batch_idx):
         x, y = batch

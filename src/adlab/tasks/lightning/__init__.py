@@ -82,6 +82,11 @@ class LightningTask:
             channels_last=config.train.channels_last,
         )
 
+    def library_weights(self, config: Config, built):
+        """What the network loaded of a library's published weights (ImageNet's, ...), with a `line()` to print
+        and a `to_dict()` for env.json; None when it loaded none."""
+        return imagenet_weights(config)
+
     def timing_network(self, config: Config, shape: tuple[int, int, int]):
         """The network `--plan` times one training step of (data-free: random inputs of `shape`); None when
         it cannot be built without the run's data."""
@@ -125,10 +130,10 @@ class LightningTask:
         if built.load_report is not None:
             say(built.load_report.summary())
         weights = built.load_report.to_dict() if built.load_report else config.model.weights
-        imagenet = imagenet_weights(config)
-        if imagenet is not None:
-            say(imagenet.line())
-            weights = imagenet.to_dict()  # which file, its sha256, and whether it is torchvision's own
+        library = self.library_weights(config, built)
+        if library is not None:
+            say(library.line())
+            weights = library.to_dict()  # which file, its sha256, and whether it is the library's own
         trainable = sum(p.numel() for p in built.net.parameters() if p.requires_grad)
         total = sum(p.numel() for p in built.net.parameters())
         say(f"model: {config.model.name}, {total:,} parameters, {trainable:,} trainable")

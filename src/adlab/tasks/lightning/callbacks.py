@@ -19,6 +19,7 @@ import lightning as L
 import numpy as np
 import torch
 from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
+from torch import nn
 
 from adlab import io
 
@@ -93,6 +94,15 @@ class RandomState(L.Callback):
         np.random.set_state((n["kind"], n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["cached"]))
         version, internal, gauss = state["python"]
         random.setstate((version, tuple(internal), gauss))
+
+
+def keep_frozen_norms_frozen(model: nn.Module) -> None:
+    """A frozen feature extractor keeps its batch-norm statistics too, not just its weights. Called at each
+    training epoch's start: Lightning restores the train/eval modes after each validation."""
+    for module in model.modules():
+        params = list(module.parameters(recurse=False))
+        if isinstance(module, nn.modules.batchnorm._BatchNorm) and params and not any(p.requires_grad for p in params):
+            module.eval()
 
 
 def last_checkpoint(run_dir: Path) -> Path | None:
