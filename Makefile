@@ -12,7 +12,7 @@ setup: $(STAMP) data
 $(STAMP): pyproject.toml
 	@test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[dev,detect,track,cluster]'
+	$(PY) -m pip install --quiet -e '.[dev,detect,track,cluster,timm]'
 	@rm -f $(VENV)/.adlab-installed-*
 	@touch $@
 

@@ -63,7 +63,7 @@ TASKS: dict[str, TaskSpec] = {
             {
                 "cnn": "cnn",
                 "encoder": "encoder",
-                LIBRARY: "a torchvision classifier (resnet18, mobilenet_v2, alexnet, ...)",
+                LIBRARY: "a torchvision classifier (resnet18, ...) or timm/<name>",
             },
             {"val_loss": "min", "val_accuracy": "max"},
             own_settings={

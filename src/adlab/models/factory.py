@@ -18,6 +18,7 @@ from adlab.errors import ConfigError
 from adlab.models.autoencoders import AutoEncoder, EncoderClassifier, VariationalAutoEncoder
 from adlab.models.checkpoints import LoadReport, load_matching, read_checkpoint, read_weights
 from adlab.models.cnn import VGGNet
+from adlab.models.timm_zoo import build_timm, check_timm_name, is_timm_name, timm_input
 from adlab.models.zoo import build_torchvision, check_torchvision_name, imagenet_normalization
 from adlab.settings.autoencoder import AutoencoderConfig
 from adlab.settings.cnn import CnnConfig
@@ -88,7 +89,8 @@ def _encoder(cfg: ModelConfig, input_shape: tuple[int, int, int], num_classes: i
     ), "classifier"
 
 
-# adlab's own classifiers by model.name; any other name is a torchvision net (models/zoo.py)
+# adlab's own classifiers by model.name; timm/<name> is a timm net (models/timm_zoo.py), any other name a
+# torchvision net (models/zoo.py)
 CLASSIFIERS = {"cnn": _cnn, "encoder": _encoder}
 
 
@@ -102,7 +104,7 @@ def check_model_config(cfg: ModelConfig) -> None:
         if uses_imagenet(cfg):
             raise ConfigError(
                 "model.weights: there are no ImageNet weights for 'cnn'; use a torchvision net "
-                "(resnet18, mobilenet_v2, ...) or a checkpoint path"
+                "(resnet18, mobilenet_v2, ...), a timm net (timm/resnet18, ...) or a checkpoint path"
             )
 
         cnn = cfg.family(CnnConfig)
@@ -113,7 +115,9 @@ def check_model_config(cfg: ModelConfig) -> None:
                 f"blocks (model.cnn.conv_channels)"
             )
         return
-
+    if is_timm_name(cfg.name):
+        check_timm_name(cfg.name, imagenet=uses_imagenet(cfg))
+        return
     check_torchvision_name(cfg.name)
 
 
@@ -124,7 +128,7 @@ def weights_input(cfg: ModelConfig) -> tuple[int | None, tuple[list[float], list
     if cfg.weights is None:
         return None, None
     if uses_imagenet(cfg):
-        return 3, imagenet_normalization(cfg.name)
+        return timm_input(cfg.name) if is_timm_name(cfg.name) else (3, imagenet_normalization(cfg.name))
     _, meta = read_checkpoint(cfg.weights)
     data = meta.get("data") or {}
     normalization = (data["mean"], data["std"]) if "mean" in data and "std" in data else None
@@ -136,6 +140,8 @@ def build_model(cfg: ModelConfig, input_shape: tuple[int, int, int], num_classes
     check_model_config(cfg)
     if cfg.name in CLASSIFIERS:
         net, head = CLASSIFIERS[cfg.name](cfg, input_shape, num_classes)
+    elif is_timm_name(cfg.name):
+        net, head = build_timm(cfg.name, input_shape, num_classes, imagenet=uses_imagenet(cfg))
     else:
         net, head = build_torchvision(cfg.name, in_channels, num_classes, imagenet=uses_imagenet(cfg))
     report = None
@@ -161,7 +167,7 @@ def check_input(net: nn.Module, name: str, input_shape: tuple[int, int, int]) ->
     try:
         with torch.no_grad():
             net(torch.zeros(1, *input_shape))
-    except RuntimeError as exc:
+    except (RuntimeError, AssertionError) as exc:  # timm's networks assert what they take
         c, h, w = input_shape
         reason = str(exc).strip().splitlines()[0]
         raise ConfigError(

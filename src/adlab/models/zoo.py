@@ -6,7 +6,7 @@ import difflib
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import cast
+from typing import Protocol, cast
 from urllib.parse import urlparse
 
 import torch
@@ -92,12 +92,21 @@ class ImagenetWeights:
         }
 
 
+class LoadedWeights(Protocol):
+    """What a run says (line) and records (to_dict) of the pretrained weights it loaded: torchvision's
+    ImagenetWeights, or timm's TimmWeights (models/timm_zoo.py)."""
+
+    def line(self) -> str: ...
+
+    def to_dict(self) -> dict: ...
+
+
 # the ImageNet weights last loaded in this process, by model name: the run that built the model says
 # which file it was and records it (tasks/lightning reads it right after building)
-LOADED: dict[str, ImagenetWeights] = {}
+LOADED: dict[str, LoadedWeights] = {}
 
 
-def loaded_imagenet_weights(name: str) -> ImagenetWeights | None:
+def loaded_imagenet_weights(name: str) -> LoadedWeights | None:
     return LOADED.get(name)
 
 
