@@ -59,10 +59,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true", help="replace an earlier evaluation in that folder")
     p.set_defaults(func=cmd_evaluate)
 
-    p = sub.add_parser("predict", help="classify image files with a trained run")
+    p = sub.add_parser("predict", help="classify image files (or segment them: mask files) with a trained run")
     p.add_argument("run", help="run directory or checkpoint")
     p.add_argument("images", nargs="+", help="image files")
     p.add_argument("--top", type=int, default=3, help="classes to show per image (default 3)")
+    p.add_argument("--out", help="segmentation runs: the folder for the predicted masks (OUT/<image stem>.png)")
+    p.add_argument("--overwrite", action="store_true", help="replace an earlier predictions folder in --out")
     p.set_defaults(func=cmd_predict)
 
     p = sub.add_parser("fuse", help="late fusion of runs evaluated on the same test set")
@@ -480,16 +482,43 @@ def cmd_train(args) -> None:
 
 
 def cmd_evaluate(args) -> None:
+    if _task_of(args.run) == "segment":
+        from adlab.tasks.segment.evaluate import evaluate as evaluate_segmenter
+
+        evaluate_segmenter(args.run, overrides=args.overrides, out=args.out, overwrite=args.overwrite)
+        return
     from adlab.tasks.classify.evaluate import evaluate
 
     evaluate(args.run, overrides=args.overrides, out=args.out, overwrite=args.overwrite)
 
 
 def cmd_predict(args) -> None:
+    if _task_of(args.run) == "segment":
+        from adlab.tasks.segment.evaluate import predict as predict_masks
+
+        if not args.out:
+            from adlab.errors import ConfigError
+
+            raise ConfigError("predict: a segmentation run writes one mask per image: give --out FOLDER")
+        for image, mask, shares in predict_masks(args.run, args.images, args.out, overwrite=args.overwrite):
+            classes = ", ".join(f"{name} {share:.0%}" for name, share in shares.items() if share > 0)
+            print(f"{image}: {mask} ({classes})")
+        return
+    if args.out or args.overwrite:
+        from adlab.errors import ConfigError
+
+        raise ConfigError("predict: --out and --overwrite are for segmentation runs (their masks)")
     from adlab.tasks.classify.predict import predict
 
     for path, ranked in predict(args.run, args.images, top=args.top):
         print(f"{path}: " + ", ".join(f"{name} {p:.3f}" for name, p in ranked))
+
+
+def _task_of(run: str) -> object:
+    """The task a run (folder or checkpoint) was trained for, from its checkpoint's metadata."""
+    from adlab.models.checkpoints import read_checkpoint, resolve_checkpoint
+
+    return read_checkpoint(resolve_checkpoint(run))[1].get("task")
 
 
 def cmd_fuse(args) -> None:

@@ -489,7 +489,8 @@ def _collapse_finding(run) -> str:
     assert collapsed is not None  # called only for a run that collapsed
     name, share = collapsed
     return (
-        f"{run.name} collapsed: it answers '{name}' for {share:.0%} of the test images "
+        f"{run.name} collapsed: it answers '{name}' for {share:.0%} of the test "
+        f"{run.metrics.get('confusion_unit', 'images')} "
         "(a learning rate too high, or too few epochs, are the usual causes)."
     )
 

@@ -46,7 +46,13 @@ def write_segmentation_result(
     valid = truth != IGNORE
     accuracy = ((pred == truth) & valid).flatten(1).sum(1).double() / valid.flatten(1).sum(1).clamp_min(1)
     metrics.update(
-        {"confusion_matrix": confusion.tolist(), "test_images": len(truth), "ignored_pixels": int((~valid).sum())}
+        {
+            "class_names": list(class_names),
+            "confusion_matrix": confusion.tolist(),
+            "confusion_unit": "pixels",  # what the matrix counts (the report's wording)
+            "test_images": len(truth),
+            "ignored_pixels": int((~valid).sum()),
+        }
     )
     metrics.update(extra)
     # y_true / y_pred: a checksum of each image's true / predicted mask, so that the report pairs only runs
