@@ -115,7 +115,7 @@ def test_model_family_keys_live_in_their_sections():
     assert config.model.cnn.hidden == [32] and config.model.cnn.dropout == 0.1
     assert config.model.autoencoder.hidden is None  # another family's key of the same name is its own
     assert set(config.to_dict()["model"]) == {"name", "weights", "freeze", "load_head", "whiten", "cnn",
-                                              "autoencoder"}
+                                              "autoencoder", "unet"}
 
 
 def test_old_flat_keys_give_the_same_config_with_one_notice_each(capsys, fresh_notices):

@@ -8,14 +8,13 @@ import yaml
 from pydantic import BaseModel
 
 from adlab.cli import main
-from adlab.config import AugmentConfig, Config, DataConfig, ModelConfig, SchedulerConfig, TrainConfig, load_config
-from adlab.settings.autoencoder import AutoencoderConfig
-from adlab.settings.cnn import CnnConfig
+from adlab.config import (MODEL_FAMILIES, AugmentConfig, Config, DataConfig, ModelConfig, SchedulerConfig, TrainConfig,
+                          load_config)
 from adlab.config_reference import (DOCS_PATH, REGENERATE, format_value, keys, render_markdown, render_text,
                                     sections)
 
 ROOT = Path(__file__).resolve().parents[1]
-SECTIONS = (AugmentConfig, DataConfig, ModelConfig, CnnConfig, AutoencoderConfig, SchedulerConfig, TrainConfig, Config)
+SECTIONS = (AugmentConfig, DataConfig, ModelConfig, *MODEL_FAMILIES.values(), SchedulerConfig, TrainConfig, Config)
 
 
 def _all_sections(model=Config, seen=None):
@@ -90,7 +89,9 @@ def test_text_reference_lists_each_key_with_its_default_and_meaning():
         assert " ".join(key.description.split())[:40] in following, key.key
     assert "train.lr: 0.001" in lines
     index = lines.index("data.name: digits")
-    assert lines[index + 1].strip() == "digits | fashion_mnist | mnist | cifar10 | eurosat | folder | yolo"
+    choices = " ".join(line.strip() for line in lines[index + 1:index + 3])  # wrapped at the reference's width
+    assert choices.startswith("digits | fashion_mnist | mnist | cifar10 | eurosat | folder | yolo | masks | "
+                              "kitti_semantic | oxford_pet")
     assert lines[lines.index("data.val_fraction: 0.1") + 1].strip() == "float, 0.0 <= x < 1.0"
     assert "train.scheduler: null" in lines and "train.scheduler.name: required" in lines
     assert "data.augment: false" in lines and "data.augment.crop_padding: 2" in lines
@@ -99,11 +100,11 @@ def test_text_reference_lists_each_key_with_its_default_and_meaning():
 def test_markdown_rows_carry_key_type_default_and_meaning():
     text = render_markdown()
     assert "| `train.lr` | float; `x > 0.0` | `0.001` |" in text
-    assert ("| `data.name` | `digits`, `fashion_mnist`, `mnist`, `cifar10`, `eurosat`, `folder` or `yolo` "
-            "| `digits` |") in text
+    assert ("| `data.name` | `digits`, `fashion_mnist`, `mnist`, `cifar10`, `eurosat`, `folder`, `yolo`, `masks`, "
+            "`kitti_semantic` or `oxford_pet` | `digits` |") in text
     for key in keys():
         assert f"| `{key.key}` |" in text, key.key
-    assert [s.prefix for s in sections()] == ["", "data", "data.augment", "model", "model.cnn", "model.autoencoder",
+    assert [s.prefix for s in sections()] == ["", "data", "data.augment", "model", "model.cnn", "model.autoencoder", "model.unet",
                                               "train", "train.scheduler"]
     assert "| `model.autoencoder.latent_dim` | int; `x >= 1` | `10` |" in text
 
