@@ -204,9 +204,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("runs", nargs="+", help="run directories")
     p.add_argument(
         "--metrics",
-        default="accuracy,mean_class_accuracy,macro_f1,train_seconds",
-        help="comma-separated metrics.json keys; per_class_accuracy gives a column per class "
-        "(or per_class_accuracy.Car for one)",
+        help="comma-separated metrics.json keys (default: the columns of the runs' tasks' reports); "
+        "per_class_accuracy gives a column per class (or per_class_accuracy.Car for one)",
     )
     p.set_defaults(func=cmd_table)
     return parser
@@ -554,7 +553,8 @@ def cmd_config(args) -> None:
 def cmd_table(args) -> None:
     from adlab.run.table import metrics_table
 
-    print(metrics_table(args.runs, [m.strip() for m in args.metrics.split(",") if m.strip()]))
+    keys = [m.strip() for m in args.metrics.split(",") if m.strip()] if args.metrics else None
+    print(metrics_table(args.runs, keys))
 
 
 def _version() -> str:

@@ -36,3 +36,26 @@ def test_per_class_accuracy_becomes_one_column_per_class(run):
 def test_an_unknown_metric_is_an_error_listing_the_known_ones(run):
     with pytest.raises(AdlabError, match=r"unknown metric 'acuracy' \(these runs have: accuracy, per_class_accuracy.Car"):
         metrics_table([run], ["acuracy"])
+
+
+def _run(folder, task, metrics):
+    folder.mkdir()
+    (folder / "metrics.json").write_text(json.dumps(metrics))
+    if task is not None:
+        (folder / "config.yaml").write_text(f"task: {task}\n")
+    return folder
+
+
+def test_the_default_columns_are_those_of_each_runs_task(tmp_path):
+    segment = _run(tmp_path / "unet", "segment", {"mean_iou": 0.5, "pixel_accuracy": 0.9, "mean_dice": 0.6,
+                                                  "train_seconds": 3.0, "scored_epoch": 2})
+    assert metrics_table([segment]).splitlines()[0] == (
+        "| run | mean_iou | pixel_accuracy | mean_dice | train_seconds | scored_epoch |")
+    ae = _run(tmp_path / "ae", "autoencode", {"test_mse": 0.02, "train_seconds": 1.0})
+    header = metrics_table([ae]).splitlines()[0]
+    assert header.startswith("| run | test_mse | test_bce |") and "accuracy |" not in header.replace("_accuracy", "")
+    # a run folder without config.yaml (written by hand) is read as the default task's, classify
+    classify = _run(tmp_path / "cnn", None, {"accuracy": 0.9, "mean_class_accuracy": 0.9, "macro_f1": 0.9})
+    assert metrics_table([classify]).splitlines()[0].startswith("| run | accuracy | mean_class_accuracy |")
+    with pytest.raises(AdlabError, match="task 'painting' is not one of adlab's"):
+        metrics_table([_run(tmp_path / "odd", "painting", {"accuracy": 1.0})])

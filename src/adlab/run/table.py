@@ -7,15 +7,33 @@ from pathlib import Path
 
 from adlab.errors import AdlabError
 from adlab.formatting import format_number, md_escape
-from adlab.io import read_json_mapping
+from adlab.io import read_json_mapping, read_yaml_mapping
 from adlab.rundir import flat_metrics
+from adlab.tasks import get_task
+from adlab.taskspec import DEFAULT_TASK, TASKS, recorded_task
 
 
-def metrics_table(runs: list[str | Path], keys: list[str]) -> str:
-    """`keys` are metrics.json keys; a per-class mapping (per_class_accuracy) stands for one column
-    per class, or name one class as per_class_accuracy.Car. A key no run has is an error, and so is
+def default_metrics(runs: list[str | Path]) -> list[str]:
+    """The table columns of the runs' tasks (each task's report columns, in the order the runs come): a
+    classification, autoencoder, detection or segmentation run each gets its own task's numbers."""
+    keys: list[str] = []
+    for run in runs:
+        path = Path(run) / "config.yaml"
+        task = read_yaml_mapping(path, "run config", AdlabError).get("task") if os.path.lexists(path) else None
+        task = recorded_task(task or DEFAULT_TASK)
+        if task not in TASKS:
+            raise AdlabError(f"{path}: task {task!r} is not one of adlab's ({', '.join(TASKS)})")
+        keys += [key for key, _ in get_task(str(task)).report.columns if key not in keys]
+    return keys
+
+
+def metrics_table(runs: list[str | Path], keys: list[str] | None = None) -> str:
+    """`keys` (default: default_metrics) are metrics.json keys; a per-class mapping (per_class_accuracy) stands
+    for one column per class, or name one class as per_class_accuracy.Car. A key no run has is an error, and so is
     a key a run holds as something other than a number (a damaged metrics.json); NaN is shown as nan.
     Run and column names are escaped for Markdown."""
+    chosen = bool(keys)  # asked for: each must exist; the defaults: those some run measured
+    keys = keys or default_metrics(runs)
     found = []
     for run in runs:
         path = Path(run) / "metrics.json"
@@ -29,7 +47,7 @@ def metrics_table(runs: list[str | Path], keys: list[str]) -> str:
     columns = []
     for key in keys:
         expanded = [k for k in known if k == key or k.startswith(key + ".")]
-        if not expanded:
+        if not expanded and chosen:
             raise AdlabError(f"--metrics: unknown metric {key!r} (these runs have: {', '.join(known)[:400]})")
         columns += [k for k in expanded if k not in columns]
     lines = ["| run | " + " | ".join(md_escape(c) for c in columns) + " |", "|---|" + "---:|" * len(columns)]
