@@ -52,8 +52,7 @@ def test_the_default_columns_are_those_of_each_runs_task(tmp_path):
     assert metrics_table([segment]).splitlines()[0] == (
         "| run | mean_iou | pixel_accuracy | mean_dice | train_seconds | scored_epoch |")
     ae = _run(tmp_path / "ae", "autoencode", {"test_mse": 0.02, "train_seconds": 1.0})
-    header = metrics_table([ae]).splitlines()[0]
-    assert header.startswith("| run | test_mse | test_bce |") and "accuracy |" not in header.replace("_accuracy", "")
+    assert metrics_table([ae]).splitlines()[0] == "| run | test_mse | train_seconds |"  # what an AE measured
     # a run folder without config.yaml (written by hand) is read as the default task's, classify
     classify = _run(tmp_path / "cnn", None, {"accuracy": 0.9, "mean_class_accuracy": 0.9, "macro_f1": 0.9})
     assert metrics_table([classify]).splitlines()[0].startswith("| run | accuracy | mean_class_accuracy |")
