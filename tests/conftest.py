@@ -67,6 +67,7 @@ COMPONENTS = {
     "track": lambda: _missing_modules("track", "mlflow", "tensorboard"),
     "mlflow-cli": _missing_mlflow_cli,
     "cluster": lambda: _missing_modules("cluster", "psycopg"),
+    "timm": lambda: _missing_modules("timm", "timm", "huggingface_hub"),
     "srun": lambda: None if shutil.which("srun") else "SLURM's srun not found (Debian's slurm-wlm)",
 }
 

@@ -190,6 +190,26 @@ def test_plan_says_what_a_study_would_do_and_writes_nothing(tmp_path, monkeypatc
     assert "nothing was written or downloaded" in printed
 
 
+def test_plan_names_the_library_file_each_regime_reads(tmp_path, monkeypatch, cli):
+    """A segmenter's imagenet is its backbone's file (not the whole net's); coco_voc the whole net's; timm's
+    weights come from the Hugging Face cache."""
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hf"))
+    study_path = write(tmp_path, "config: {task: segment, data: {name: masks, root: '{out}/s'}}\n"
+                                 "variants:\n"
+                                 "  backbone: {model.name: lraspp_mobilenet_v3_large, model.weights: imagenet}\n"
+                                 "  whole: {model.name: lraspp_mobilenet_v3_large, model.weights: coco_voc}\n")
+    printed = cli.succeeds("study", study_path, "--plan", "--out", tmp_path / "out")
+    assert ("imagenet for lraspp_mobilenet_v3_large: will download "
+            "https://download.pytorch.org/models/mobilenet_v3_large-8738ca79.pth") in printed
+    assert ("coco_voc for lraspp_mobilenet_v3_large: will download "
+            "https://download.pytorch.org/models/lraspp_mobilenet_v3_large-d234d4ea.pth") in printed
+    pytest.importorskip("timm")
+    timm_study = write(tmp_path, "config: {model: {name: timm/resnet18, weights: imagenet}}\nvariants: {a: {}}\n")
+    printed = cli.succeeds("study", timm_study, "--plan", "--out", tmp_path / "out2")
+    assert f"imagenet for timm/resnet18: will download from https://huggingface.co/timm/resnet18.a1_in1k to {tmp_path / 'hf'}" in printed
+
+
 @pytest.mark.parametrize("precision, dtype", [("bf16-mixed", "torch.bfloat16"), ("32-true", None)])
 def test_plan_times_the_step_in_the_runs_precision(monkeypatch, precision, dtype):
     """bf16 with channels-last trains twice as fast as fp32 on a CPU: an fp32 step doubled the estimate."""

@@ -247,6 +247,11 @@ def _scratch(name: str, num_classes: int) -> nn.Module:
     )
 
 
+def library_weights(name: str, regime: str):
+    """torchvision's weights enum `weights: <regime>` loads for segmentation net `name` (what --plan looks for)."""
+    return _weights_enum(name, regime)
+
+
 def _weights_enum(name: str, regime: str):
     """The backbone's ImageNet weights torchvision's own builder starts `name` from (IMAGENET1K_V1, not
     the classifier's DEFAULT), or the whole net's COCO-with-VOC-labels weights."""

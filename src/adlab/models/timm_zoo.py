@@ -196,6 +196,15 @@ def _where(repo: str, revision: str, filename: str) -> str:
     return f"{folder / 'snapshots' / '<commit>' / filename}, with <commit> written in {ref}"
 
 
+def weights_location(name: str) -> tuple[Path | None, str, str]:
+    """(the cached file or None, where it goes, its URL) of timm's pretrained weights for `name`: what
+    `weights: imagenet` would read, without reading it (`adlab study --plan`)."""
+    cfg = pretrained_cfg(name)
+    repo, revision = _split(cfg.hf_hub_id)
+    filenames = _filenames(cfg)
+    return _cached(repo, revision, filenames), _where(repo, revision, filenames[0]), f"{HUB}/{repo}"
+
+
 def _reason(exc: BaseException) -> str:
     text = " ".join(str(exc).split())
     return f"{type(exc).__name__}: {text[:200]}" if text else type(exc).__name__

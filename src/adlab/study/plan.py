@@ -137,8 +137,8 @@ def weights_state(config) -> str:
         return ""
     if "{out}" in weights:
         return f"{weights}: made by this study"
-    if weights == "imagenet":
-        return _imagenet_state(config.model.name)
+    if weights in ("imagenet", "coco_voc"):
+        return _library_state(config.model.name, weights)
     path = Path(weights)
     if path.exists():
         files, size = _count(path) if path.is_dir() else (1, path.stat().st_size)
@@ -149,19 +149,36 @@ def weights_state(config) -> str:
     return f"{weights}: MISSING"
 
 
-def _imagenet_state(name: str) -> str:
+def _library_state(name: str, regime: str) -> str:
+    """Where the library weights `model.weights: imagenet` (or coco_voc) would be read from: cached or to be
+    downloaded (timm's from the Hugging Face cache; torchvision's from torch.hub's)."""
     import torch
     import torchvision
 
+    from adlab.models.segmentation import SEGMENTATION_NETS, library_weights
+    from adlab.models.timm_zoo import is_timm_name, weights_location
+
+    if is_timm_name(name):
+        try:
+            cached, where, url = weights_location(name)
+        except Exception as exc:  # an unknown name or tag: the run itself says it in one line
+            return f"{regime} for {name}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}"
+        if cached is not None:
+            return f"{regime} for {name}: present at {cached} ({cached.stat().st_size / 2**20:,.1f} MB)"
+        return f"{regime} for {name}: will download from {url} to {where}"
     try:
-        weights = torchvision.models.get_model_weights(name).DEFAULT
-    except (ValueError, KeyError):
-        return f"imagenet for {name}: torchvision has no ImageNet weights for it"
+        weights = (
+            library_weights(name, regime)
+            if name in SEGMENTATION_NETS
+            else torchvision.models.get_model_weights(name).DEFAULT
+        )
+    except (ValueError, KeyError, AttributeError):
+        return f"{regime} for {name}: torchvision has no such weights for it"
     cached = Path(torch.hub.get_dir()) / "checkpoints" / Path(weights.url).name
     if cached.is_file():
-        return f"imagenet for {name}: present at {cached} ({cached.stat().st_size / 2**20:,.1f} MB)"
+        return f"{regime} for {name}: present at {cached} ({cached.stat().st_size / 2**20:,.1f} MB)"
     mb = weights.meta.get("file_size")
-    return f"imagenet for {name}: will download {weights.url}" + (f" ({mb:,.1f} MB)" if mb else "") + f" to {cached}"
+    return f"{regime} for {name}: will download {weights.url}" + (f" ({mb:,.1f} MB)" if mb else "") + f" to {cached}"
 
 
 def _count(folder: Path) -> tuple[int, int]:
