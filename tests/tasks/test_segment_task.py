@@ -63,7 +63,7 @@ def test_a_unet_run_scores_as_torchmetrics_does_on_its_own_predictions(scenes, t
     net.eval()
     with torch.no_grad():
         pred = net(data.transform(data.test_x, train=False)).argmax(1)
-    expected = multiclass_jaccard_index(pred, data.test_m.long(), 4, average="macro", ignore_index=IGNORE)
+    expected = multiclass_jaccard_index(pred, data.test_y.long(), 4, average="macro", ignore_index=IGNORE)
     assert metrics["mean_iou"] == pytest.approx(float(expected), abs=1e-6)
     assert list(metrics["per_class_iou"]) == ["background", "0", "1", "7"]
     assert 0 < metrics["pixel_accuracy"] <= 1 and 0 < metrics["mean_dice"] <= 1

@@ -116,14 +116,7 @@ class ImageDataModule(L.LightningDataModule):
             raise DataError(f"{src.description}: the test split is empty")
 
         native_channels = int(train_x.shape[1])
-        channels = cfg.channels or self.forced_channels or native_channels
-        if self.forced_normalization is not None:
-            mean, std = self.forced_normalization
-        elif cfg.normalize:
-            mean, std = channel_stats(train_x)
-        else:
-            mean, std = [0.0] * native_channels, [1.0] * native_channels
-        mean, std = match_channels(mean, channels), match_channels(std, channels)
+        channels, mean, std = self.input_statistics(train_x)
 
         self.train_x, self.train_y = train_x, train_y
         self.val_x, self.val_y = val_x, val_y
@@ -151,6 +144,19 @@ class ImageDataModule(L.LightningDataModule):
             counts={"train": len(train_y), "val": len(val_y), "test": len(test_y)},
         )
         return self.info
+
+    def input_statistics(self, train_x) -> tuple[int, list[float], list[float]]:
+        """The network's input channels, and the per-channel mean and std it is normalised with: imposed by the
+        weights, else measured on the training split (data.normalize), else none."""
+        native_channels = int(train_x.shape[1])
+        channels = self.cfg.channels or self.forced_channels or native_channels
+        if self.forced_normalization is not None:
+            mean, std = self.forced_normalization
+        elif self.cfg.normalize:
+            mean, std = channel_stats(train_x)
+        else:
+            mean, std = [0.0] * native_channels, [1.0] * native_channels
+        return channels, match_channels(mean, channels), match_channels(std, channels)
 
     @property
     def num_classes(self) -> int:

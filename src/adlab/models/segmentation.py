@@ -20,17 +20,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from adlab.errors import CheckpointError, ConfigError
-from adlab.models.checkpoints import sha256_file
 from adlab.models.cnn import ACTIVATIONS
 from adlab.models.zoo import (
     ImagenetWeights,
     _build_with_state,
-    _download_imagenet,
-    _hash_prefix,
-    _read_imagenet,
     _set_submodule,
     adapt_input_conv,
-    imagenet_cache_path,
+    torchvision_file,
 )
 from adlab.settings.unet import UnetConfig
 
@@ -267,21 +263,10 @@ def _torchvision_file(weights, name: str, what: str) -> tuple[dict, ImagenetWeig
     """torchvision's file for `weights`, as zoo finds and reads the classifiers' ImageNet weights:
     torch.hub's cache (drop it there to work offline), else downloaded and checked against the sha256
     prefix in its name; read with weights_only; a problem is one line naming the file."""
-    path = imagenet_cache_path(weights)
-    downloaded = not path.is_file()
     try:
-        state = _download_imagenet(weights, name, path) if downloaded else _read_imagenet(path, weights)
+        return torchvision_file(weights, name)
     except CheckpointError as exc:  # zoo's messages say "ImageNet weights for <name>"
         raise CheckpointError(str(exc).replace("ImageNet weights", what, 1)) from None
-    sha256 = sha256_file(path)
-    return state, ImagenetWeights(
-        enum=f"{type(weights).__name__}.{weights.name}",
-        url=weights.url,
-        file=str(path),
-        sha256=sha256,
-        matches_torchvision=sha256.startswith(_hash_prefix(weights.url)),
-        downloaded=downloaded,
-    )
 
 
 def _imagenet_backbone(name: str, spec: _Net, num_classes: int) -> tuple[nn.Module, ImagenetWeights]:

@@ -128,12 +128,21 @@ def _imagenet_model(name: str) -> nn.Module:
     import torchvision
 
     weights = torchvision.models.get_model_weights(name).DEFAULT
+    state, record = torchvision_file(weights, name)
+    model = _build_with_state(name, weights, state, Path(record.file))
+    LOADED[name] = record
+    return model
+
+
+def torchvision_file(weights, name: str) -> tuple[dict, ImagenetWeights]:
+    """The state dict of torchvision's file for `weights` and what was read: torch.hub's cache (drop it there to
+    work offline), else downloaded and checked against the sha256 prefix in its name; read with weights_only; a
+    problem is one line naming the file."""
     path = imagenet_cache_path(weights)
     downloaded = not path.is_file()
     state = _download_imagenet(weights, name, path) if downloaded else _read_imagenet(path, weights)
     sha256 = sha256_file(path)
-    model = _build_with_state(name, weights, state, path)
-    LOADED[name] = ImagenetWeights(
+    return state, ImagenetWeights(
         enum=f"{type(weights).__name__}.{weights.name}",
         url=weights.url,
         file=str(path),
@@ -141,7 +150,6 @@ def _imagenet_model(name: str) -> nn.Module:
         matches_torchvision=sha256.startswith(_hash_prefix(weights.url)),
         downloaded=downloaded,
     )
-    return model
 
 
 def _corrupt(path: Path, weights, reason: str) -> CheckpointError:

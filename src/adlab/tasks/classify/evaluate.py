@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from adlab import io, ownership
+from adlab import ownership
 from adlab.config import load_config
 from adlab.data.datamodule import ImageDataModule
 from adlab.errors import ConfigError, DataError
-from adlab.models.checkpoints import sha256_file
 from adlab.tasks.classify.loading import load_trained
 from adlab.tasks.classify.outputs import predict_probs, summary_line, tta_settings, write_classification_result
+from adlab.tasks.lightning.loading import write_evaluation_record
 
 
 def evaluate(
@@ -46,15 +46,7 @@ def evaluate(
     probs = predict_probs(trained.net, data.transform, data.test_x, **tta_settings(config.train))
     ownership.prepare_output(out_dir, "evaluation", overwrite)
     (out_dir / "figures").mkdir(parents=True, exist_ok=True)
-    io.write_yaml(
-        out_dir / "evaluation.yaml",
-        {
-            "checkpoint": str(trained.checkpoint),
-            "checkpoint_sha256": sha256_file(trained.checkpoint),
-            "data": config.data.model_dump(mode="json"),
-            "description": new_info.description,
-        },
-    )
+    write_evaluation_record(out_dir, trained.checkpoint, config.data, new_info.description)
     metrics = write_classification_result(
         out_dir, probs, data.test_y, data.test_x, info.class_names, {"checkpoint": str(trained.checkpoint)}
     )

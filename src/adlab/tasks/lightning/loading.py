@@ -8,10 +8,11 @@ from pathlib import Path
 
 from torch import nn
 
-from adlab.config import Config, validate_config
+from adlab import io
+from adlab.config import Config, DataConfig, validate_config
 from adlab.data.datamodule import DataInfo
 from adlab.errors import CheckpointError
-from adlab.models.checkpoints import read_checkpoint, resolve_checkpoint
+from adlab.models.checkpoints import read_checkpoint, resolve_checkpoint, sha256_file
 
 
 def load_network(
@@ -33,6 +34,19 @@ def load_network(
     except (RuntimeError, ValueError, TypeError) as exc:
         raise CheckpointError(f"{path}: weights do not fit {config.model.name} ({str(exc).splitlines()[0]})") from None
     return net.eval(), info, config, path
+
+
+def write_evaluation_record(out_dir: Path, checkpoint: Path, data: DataConfig, description: str) -> None:
+    """evaluation.yaml of `adlab evaluate`: which checkpoint (and its sha256) was scored on which data."""
+    io.write_yaml(
+        out_dir / "evaluation.yaml",
+        {
+            "checkpoint": str(checkpoint),
+            "checkpoint_sha256": sha256_file(checkpoint),
+            "data": data.model_dump(mode="json"),
+            "description": description,
+        },
+    )
 
 
 def data_info(record: object, path: Path) -> DataInfo:

@@ -82,6 +82,7 @@ class Segment(LightningTask):
             config.train.batch_size,
             channels=channels,
             normalization=normalization,
+            eval_batch_size=64,  # a class score per pixel: a thousand images at once would not fit
             channels_last=config.train.channels_last,
         )
 
@@ -128,7 +129,7 @@ class Segment(LightningTask):
         )
         pred = predict_masks(built.net, data.transform, data.test_x)
         return write_segmentation_result(
-            run_dir, pred, data.test_m, data.test_x, data.info.class_names, extra, figure_text(title)
+            run_dir, pred, data.test_y, data.test_x, data.info.class_names, extra, figure_text(title)
         )
 
     def summary(self, metrics: dict) -> str:

@@ -3,16 +3,13 @@ the same random crop and flip on an image and its mask (torchvision.transforms.v
 
 from __future__ import annotations
 
-import lightning as L
 import torch
-from torch.utils.data import DataLoader
 from torchvision import tv_tensors
 from torchvision.transforms import v2
 
-from adlab.config import DataConfig
-from adlab.data.datamodule import DataInfo, match_channels, tensor_loader
+from adlab.data.datamodule import DataInfo, ImageDataModule
 from adlab.data.masks import load_masks
-from adlab.data.transforms import BatchTransform, channel_stats
+from adlab.data.transforms import BatchTransform
 from adlab.errors import DataError
 
 
@@ -59,26 +56,9 @@ class JointAugment:
         ).as_subclass(torch.Tensor)
 
 
-class SegmentDataModule(L.LightningDataModule):
-    """Loads a mask data set once (adlab.data.masks), splits it and serves (image, mask) batches from tensors."""
-
-    def __init__(
-        self,
-        cfg: DataConfig,
-        batch_size: int,
-        channels: int | None = None,
-        normalization: tuple[list[float], list[float]] | None = None,
-        eval_batch_size: int = 64,
-        channels_last: bool = False,
-    ):
-        super().__init__()
-        self.cfg = cfg
-        self.batch_size = batch_size
-        self.eval_batch_size = max(eval_batch_size, batch_size)
-        self.forced_channels = channels
-        self.forced_normalization = normalization
-        self.channels_last = channels_last
-        self.info: DataInfo | None = None
+class SegmentDataModule(ImageDataModule):
+    """Loads a mask data set once (adlab.data.masks), splits it and serves (image, mask) batches from tensors:
+    the classification pipeline's, with masks as the targets (train_y, ...) and the augmentation joint."""
 
     def prepare(self) -> DataInfo:
         if self.info is not None:
@@ -103,25 +83,17 @@ class SegmentDataModule(L.LightningDataModule):
             val_x, val_m, train_x, train_m = train_x[val], train_m[val], train_x[rest], train_m[rest]
         if len(train_x) == 0 or len(test_x) == 0:
             raise DataError(f"{src.description}: {len(train_x)} training and {len(test_x)} test images; need both")
-        native_channels = int(train_x.shape[1])
-        channels = cfg.channels or self.forced_channels or native_channels
-        if self.forced_normalization is not None:
-            mean, std = self.forced_normalization
-        elif cfg.normalize:
-            mean, std = channel_stats(train_x)
-        else:
-            mean, std = [0.0] * native_channels, [1.0] * native_channels
-        mean, std = match_channels(mean, channels), match_channels(std, channels)
-        self.train_x, self.train_m = train_x, train_m
-        self.val_x, self.val_m = val_x, val_m
-        self.test_x, self.test_m = test_x, test_m
+        channels, mean, std = self.input_statistics(train_x)
+        self.train_x, self.train_y = train_x, train_m
+        self.val_x, self.val_y = val_x, val_m
+        self.test_x, self.test_y = test_x, test_m
         # the reader already gave every image the configured size: the transform only normalises
         self.transform = BatchTransform(channels, None, mean, std)
         aug = cfg.augment
         self.augment = JointAugment(aug.crop_padding, aug.flip) if aug.enabled else None
         self.info = DataInfo(
             class_names=list(src.class_names),
-            native_channels=native_channels,
+            native_channels=int(train_x.shape[1]),
             native_size=list(train_x.shape[2:]),
             channels=channels,
             image_size=cfg.image_size,
@@ -131,18 +103,6 @@ class SegmentDataModule(L.LightningDataModule):
             counts={"train": len(train_x), "val": len(val_x), "test": len(test_x)},
         )
         return self.info
-
-    def setup(self, stage: str | None = None) -> None:
-        self.prepare()
-
-    def train_dataloader(self) -> DataLoader:
-        return tensor_loader(self.train_x, self.train_m, self.batch_size, shuffle=True)
-
-    def val_dataloader(self) -> DataLoader | list:
-        return tensor_loader(self.val_x, self.val_m, self.eval_batch_size) if len(self.val_x) else []
-
-    def test_dataloader(self) -> DataLoader:
-        return tensor_loader(self.test_x, self.test_m, self.eval_batch_size)
 
     def on_after_batch_transfer(self, batch, dataloader_idx: int):
         x, m = batch

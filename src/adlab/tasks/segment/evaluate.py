@@ -14,7 +14,7 @@ from adlab.config import load_config
 from adlab.data.images import read_image, unreadable
 from adlab.errors import ConfigError, DataError
 from adlab.image_formats import check_image_file
-from adlab.models.checkpoints import sha256_file
+from adlab.tasks.lightning.loading import write_evaluation_record
 from adlab.tasks.segment.data import SegmentDataModule
 from adlab.tasks.segment.loading import load_segmenter
 from adlab.tasks.segment.outputs import predict_masks, summary_line, write_segmentation_result
@@ -46,17 +46,9 @@ def evaluate(
     ownership.check_output(out_dir, "evaluation", overwrite)
     pred = predict_masks(trained.net, data.transform, data.test_x)
     ownership.prepare_output(out_dir, "evaluation", overwrite)
-    io.write_yaml(
-        out_dir / "evaluation.yaml",
-        {
-            "checkpoint": str(trained.checkpoint),
-            "checkpoint_sha256": sha256_file(trained.checkpoint),
-            "data": config.data.model_dump(mode="json"),
-            "description": new_info.description,
-        },
-    )
+    write_evaluation_record(out_dir, trained.checkpoint, config.data, new_info.description)
     metrics = write_segmentation_result(
-        out_dir, pred, data.test_m, data.test_x, info.class_names, {"checkpoint": str(trained.checkpoint)}, "evaluation"
+        out_dir, pred, data.test_y, data.test_x, info.class_names, {"checkpoint": str(trained.checkpoint)}, "evaluation"
     )
     if verbose:
         print(f"test ({new_info.description}): {summary_line(metrics)}")
