@@ -96,6 +96,17 @@ def build_parser() -> argparse.ArgumentParser:
         "(repeatable), e.g. --set train.epochs=1",
     )
     p.add_argument(
+        "--quick",
+        action="store_true",
+        help="the study's quick version (its quick: block: fewer epochs or seeds, some runs), said in the report",
+    )
+    p.add_argument(
+        "--only",
+        action="append",
+        metavar="NAME[,NAME]",
+        help="run part of the study: runs, variants or sections by name (and the runs they start from)",
+    )
+    p.add_argument(
         "--plan",
         action="store_true",
         help="say what the study would do (runs, data, weights, an estimated time) and write nothing",
@@ -346,9 +357,16 @@ def cmd_synth_scenes(args) -> None:
 
 
 def cmd_study(args) -> None:
+    import json
+
     from adlab.study.runner import run_study
 
     _check_slurm_flags(args)
+    # --quick and --only travel as the --set items they stand for (adlab.study.spec.study_options): workers,
+    # SLURM jobs and --resume carry them as they carry --set
+    chosen = ["study.quick=true"] if args.quick else []
+    chosen += [f"study.only={json.dumps(text)}" for text in args.only or []]
+    args.overrides = chosen + args.overrides
     if args.submit:
         from adlab.study.runner import submit_workers
         from adlab.study.slurm import Options

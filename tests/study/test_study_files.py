@@ -137,7 +137,7 @@ def test_reference_figures_are_set_beside_adlabs_with_the_seed_spread():
     assert rows[("lr", "per_class_accuracy.cat")][-1] == "outside"  # 70 ± 4.97 does not reach 60
     assert rows[("alone", "accuracy")][-1] == "one seed: unknown" and rows[("never", "accuracy")][3] == "not measured"
     assert rows[("same", "accuracy")][-1] == "no spread across seeds"  # not "outside" a range of zero width
-    assert "add `seeds: [0, 1, 2]`" in blocks[1].text
+    assert "add the line seeds: [0, 1, 2] to the study file" in blocks[1].text and "`" not in blocks[1].text
     fraction = Reference(source="F", scale="fraction", runs={"alone": {"accuracy": 0.021}})
     row = next(b for b in reference_blocks(fraction, results) if isinstance(b, Table)).rows[0]
     assert row[2:5] == ["0.0210", "0.6000", "+0.5790"]  # fractions keep four decimals

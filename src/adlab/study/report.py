@@ -192,7 +192,7 @@ def rerender(out: str | Path) -> Path:
     """`adlab report DIR`: the report again from a study folder's runs (e.g. after more finished)."""
     from adlab import ownership
     from adlab.errors import AdlabError
-    from adlab.study.spec import load_study, section_runs
+    from adlab.study.spec import load_study, recorded_overrides, section_runs
 
     out = ownership.canonical(out)
     kind = ownership.marker_kind(out)
@@ -202,5 +202,5 @@ def rerender(out: str | Path) -> Path:
             f"{out}: not a study folder adlab made (no study marker, or no study.yaml); "
             "refusing to write a report into it"
         )
-    study = load_study(out / "study.yaml", check_configs=False)
+    study = load_study(out / "study.yaml", check_configs=False, overrides=recorded_overrides(out))
     return write_report(out, study, sections=section_runs(study))

@@ -56,14 +56,15 @@ def build_blocks(
             summary += [f"{label}: {finding}" for finding in findings]
     if missing:
         summary.append(
-            f"Not finished: {', '.join(missing)} (no metrics.json; `adlab study --resume` or "
-            "`--workers` continues the study, `--status` tells why)."
+            f"Not finished: {', '.join(missing)} (no metrics.json; adlab study --resume or "
+            "--workers continues the study, --status tells why)."
         )
-    head: list[Block] = [Heading(1, f"Study: {study.name}"), Paragraph(intro)]
+    settings = study.settings_said() if hasattr(study, "settings_said") else ""
+    head: list[Block] = [Heading(1, f"Study: {study.name}"), Paragraph(intro + (" " + settings if settings else ""))]
     if summary:
         head += [Heading(2, "Summary"), Bullets(summary)]
     if getattr(study.spec, "reference", None):
-        body += reference_blocks(study.spec.reference, results)
+        body += reference_blocks(study.spec.reference, results, settings)
     return head + body
 
 
@@ -538,7 +539,7 @@ def _slug(text: str) -> str:
 # --- published figures -----------------------------------------------------------------------------
 
 
-def reference_blocks(reference, results: list) -> list[Block]:
+def reference_blocks(reference, results: list, settings: str = "") -> list[Block]:
     """The published figures beside adlab's, and whether each lies outside adlab's own seed-to-seed spread."""
     scale = 100.0 if reference.scale == "percent" else 1.0
     digits = 2 if reference.scale == "percent" else 4  # an MSE of 0.021 needs its decimals
@@ -579,8 +580,13 @@ def reference_blocks(reference, results: list) -> list[Block]:
         "probability (a t prediction interval from the seeds). 'outside': the published figure is not within "
         "adlab's own seed-to-seed spread, so the difference is more than chance of the seed."
     )
+    if settings:
+        text += f" {settings} The published figures come from the full setup: read the differences with that in mind."
     if unknown_spread:
-        text += " With one seed the spread is unknown: add `seeds: [0, 1, 2]` to the study to judge the differences."
+        text += (
+            " With one seed the spread is unknown: add the line seeds: [0, 1, 2] to the study file to judge the "
+            "differences."
+        )
     blocks: list[Block] = [
         Heading(2, "Against the published figures"),
         Paragraph(text),

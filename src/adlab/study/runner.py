@@ -18,7 +18,7 @@ from adlab.study import queue as q
 from adlab.study import slurm
 from adlab.study.prepare import run_steps
 from adlab.study.runs import finish, finished, headline, make_run, with_study_folder
-from adlab.study.spec import load_study
+from adlab.study.spec import SETTINGS, load_study, recorded_overrides
 from adlab.tasks import get_task
 
 
@@ -75,9 +75,6 @@ def _forget_new_study(out: Path, existed: bool) -> None:
             shutil.rmtree(child, ignore_errors=True)
         else:
             child.unlink(missing_ok=True)
-
-
-SETTINGS = "study.json"  # the study file and the --set items the study was started with
 
 
 def open_study_folder(path, out: Path, overrides: list[str] | None, resume: bool, kind: str = "study") -> None:
@@ -394,6 +391,7 @@ def study_status(path: str | Path, out: str | Path | None = None, storage: str |
     study = load_study(path, check_configs=False)
     out = ownership.canonical(out or Path("runs") / "studies" / study.name)
     check_same_study(path, out)  # another study's file would show its own runs as never queued
+    study = load_study(path, check_configs=False, overrides=recorded_overrides(out))  # its --only and --quick
     jobs = slurm.status_lines(out)  # the SLURM jobs submitted for it, as squeue sees them now
     if storage is None and not os.path.lexists(out / q.JOURNAL):  # anything else there is checked, and refused
         done = [run.name for run in study.runs if finished(out / "runs" / run.name)]

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import copy
 import itertools
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -35,9 +36,10 @@ from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 
 from adlab.config import Config, Seed, load_config, parse_override, set_dotted, validate_config
 from adlab.errors import ConfigError
-from adlab.io import read_yaml_mapping
+from adlab.io import read_json_mapping, read_yaml_mapping
 from adlab.names import generated_name, name_field
 from adlab.paths import resolve_paths
+from adlab.study.selection import Quick, quick_items, selected
 from adlab.taskspec import fusing_task
 
 MAX_RUNS = 10_000  # a study larger than this is a typo (or a YAML bomb), not a plan
@@ -81,6 +83,7 @@ class StudySpec(BaseModel):
     prepare: list[Any] = []  # checked by adlab.study.prepare.parse_steps
     sections: dict[str, list[str]] = {}
     reference: Reference | None = None
+    quick: Quick | None = None  # adlab.study.selection: `adlab study FILE --quick`
 
     _safe_name = field_validator("name")(name_field)
     _safe_keys = field_validator("regimes", "variants")(_check_keys)
@@ -101,6 +104,24 @@ class Study:
     spec: StudySpec
     runs: list[PlannedRun]
     prepare: list = field(default_factory=list)  # (tool, step) pairs, see adlab.study.prepare
+    quick: bool = False  # run with its quick: block (--quick)
+    only: list[str] | None = None  # run in part (--only)
+    overrides: list[str] = field(default_factory=list)  # the --set items every run got, the quick block's first
+
+    def settings_said(self) -> str:
+        """How this study was run when not as its file says: '' or a sentence for the report's top."""
+        quick = self.spec.quick
+        parts = []
+        if self.quick and quick is not None:
+            what = ", ".join(quick_items(quick, str(self.path))) or "no other settings"
+            seeds = f"; seeds {', '.join(map(str, quick.seeds))}" if quick.seeds else ""
+            parts.append(f"as its quick version (--quick: {what}{seeds}{'; ' + quick.note if quick.note else ''})")
+        if self.only:
+            parts.append(f"in part (--only {', '.join(self.only)}, and the runs they start from)")
+        own = self.overrides[len(quick_items(quick, "")) if self.quick and quick is not None else 0 :]
+        if own:
+            parts.append("with " + " ".join(f"--set {item}" for item in own))
+        return f"This study was run {', '.join(parts)}." if parts else ""
 
     @property
     def name(self) -> str:
@@ -128,7 +149,14 @@ def load_study(path: str | Path, check_configs: bool = True, overrides: list[str
     path = Path(path)
     spec = read_spec_file(path, StudySpec, "study file")
     steps = parse_steps(path, spec.prepare)
-    extra = [parse_override(item) for item in overrides or []]
+    options, overrides = study_options(overrides or [])
+    quick, only = bool(options.get("quick")), options.get("only")
+    if quick:
+        overrides = quick_items(spec.quick, str(path)) + overrides  # the command's own --set items win
+        assert spec.quick is not None  # quick_items refuses a study without one
+        spec = spec.model_copy(update={"seeds": spec.quick.seeds or spec.seeds})
+        only = only or spec.quick.only
+    extra = [parse_override(item) for item in overrides]
     planned = (
         max(1, len(spec.regimes))
         * _product(len(v) for v in spec.grid.values())
@@ -141,11 +169,65 @@ def load_study(path: str | Path, check_configs: bool = True, overrides: list[str
     runs = expand(spec)
     if check_configs:
         base = _base_config(path, spec)
+        seeded = {run.group for run in runs if run.seed is not None}
         for run in runs:
-            run.config = _validated(path, base, run, extra)
+            run.config = _validated(path, base, run, extra, seeded)
     _check_fusion(path, spec, runs)
     _check_sections(path, spec, runs)
-    return Study(path, spec, runs, steps)
+    if only:
+        keep = selected(runs, spec.sections, spec.fusion, only, str(path))
+        runs = [run for run in runs if run.name in keep]
+        spec = _keeping(spec, {run.group for run in runs})
+    return Study(path, spec, runs, steps, quick, only, overrides)
+
+
+SETTINGS = "study.json"  # in a study folder: the study file and the --set items the study was started with
+
+
+def recorded_overrides(out: Path) -> list[str]:
+    """The --set items (--quick and --only among them) a study folder's study was started with; [] for none."""
+    path = Path(out) / SETTINGS
+    if not path.is_file():
+        return []
+    items = read_json_mapping(path, "study settings").get("set") or []
+    if not (isinstance(items, list) and all(isinstance(item, str) for item in items)):
+        raise ConfigError(f"{path}: set: expected a list of --set items (damaged or edited?)")
+    return items
+
+
+def study_options(items: list[str]) -> tuple[dict[str, Any], list[str]]:
+    """({quick: bool, only: [names]}, the other items): `--quick` and `--only a,b` travel as the --set items
+    study.quick=true and study.only=[a, b], so workers, SLURM jobs and --resume get them as they get --set."""
+    options: dict[str, Any] = {}
+    rest = []
+    for item in items:
+        key, value = parse_override(item)
+        if not key.startswith("study."):
+            rest.append(item)
+        elif key == "study.quick" and isinstance(value, bool):
+            options["quick"] = value
+        elif key == "study.only" and isinstance(value, (list, str)) and value:
+            texts = [value] if isinstance(value, str) else value
+            if not all(isinstance(text, str) and text.strip() for text in texts):
+                raise ConfigError(f"--set {item}: study.only is a list of run, variant or section names")
+            options["only"] = options.get("only", []) + texts
+        else:
+            raise ConfigError(f"--set {item}: study options are study.quick (true/false) and study.only (names)")
+    return options, rest
+
+
+def _keeping(spec: StudySpec, groups: set[str]) -> StudySpec:
+    """The spec's fusions, sections and published figures of the kept variants only."""
+    fusion = [step for step in spec.fusion if all(name in groups for name in step.runs)]
+    kept = groups | {step.name for step in fusion}
+    sections = {title: [n for n in names if n in kept] for title, names in spec.sections.items()}
+    reference = spec.reference
+    if reference is not None:
+        runs = {name: figures for name, figures in reference.runs.items() if name in kept}
+        reference = reference.model_copy(update={"runs": runs}) if runs else None
+    return spec.model_copy(
+        update={"fusion": fusion, "sections": {t: n for t, n in sections.items() if n}, "reference": reference}
+    )
 
 
 def _base_config(path: Path, spec: StudySpec) -> dict:
@@ -247,13 +329,18 @@ def _text(value: Any) -> str:
     return str(value)
 
 
-def _validated(path: Path, base: dict, run: PlannedRun, extra: list[tuple[str, Any]]) -> Config:
-    import copy
-
+def _validated(
+    path: Path,
+    base: dict,
+    run: PlannedRun,
+    extra: list[tuple[str, Any]],
+    seeded: frozenset[str] | set[str] = frozenset(),
+) -> Config:
     raw = copy.deepcopy(base)
     try:
         for key, value in run.overrides.items():
             set_dotted(raw, key, value)
+        _same_seed(raw, run, seeded)
         resolve_paths(raw, path.parent, str(path))
         for key, value in extra:
             set_dotted(raw, key, value)
@@ -262,6 +349,21 @@ def _validated(path: Path, base: dict, run: PlannedRun, extra: list[tuple[str, A
     except ConfigError as exc:
         message = str(exc).removeprefix("config: ")
         raise ConfigError(f"{path}: run '{run.name}': {message}") from None
+
+
+_STUDY_RUN = re.compile(r"\{out\}/runs/([^/]+)(.*)")
+
+
+def _same_seed(raw: dict, run: PlannedRun, seeded: frozenset[str] | set[str]) -> None:
+    """In a study with seeds, `{out}/runs/pre` (a run starting from another's weights or data) means that run's
+    folder of the same seed: fine-seed=1 starts from pre-seed=1."""
+    if run.seed is None:
+        return
+    for section, key in (("model", "weights"), ("data", "root")):
+        value = (raw.get(section) or {}).get(key) if isinstance(raw.get(section), dict) else None
+        match = _STUDY_RUN.fullmatch(value) if isinstance(value, str) else None
+        if match and match.group(1) in seeded:
+            raw[section][key] = f"{{out}}/runs/{match.group(1)}-seed={run.seed}{match.group(2)}"
 
 
 def _check_fusion(path: Path, spec: StudySpec, runs: list[PlannedRun]) -> None:
