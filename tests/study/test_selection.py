@@ -102,5 +102,5 @@ def test_a_quick_study_says_so_at_the_top_and_beside_the_published_figures(study
     status = cli.succeeds("study", str(study_file), "--out", str(out), "--status")
     assert "4 of 4 runs done" in status
     # resuming needs the same choice: it made these runs
-    message = cli.fails("study", str(study_file), "--out", str(out), "--resume")
+    message = cli.refused("study", str(study_file), "--out", str(out), "--resume")
     assert "--set" in message
