@@ -228,6 +228,24 @@ def estimate_seconds(config, images: int | None, cache: dict) -> float | None:
     return None if cache[key] is None else cache[key] * steps * config.train.epochs
 
 
+def planned_seconds(runs: list) -> list[float | None]:
+    """Each run's estimated training time (the plan's; None where it cannot be estimated), for the time left."""
+    cache: dict = {}
+    return [estimate_seconds(run.config, train_images(run.config), cache) if run.config else None for run in runs]
+
+
+def seconds_left(done: list[tuple[float | None, float]], todo: list[float | None]) -> float:
+    """The time the runs still to make will take: their planned cost scaled by how the finished runs' measured
+    time compared with theirs (the plan times training steps only; evaluation and figures come on top). A run
+    with no plan counts as the finished runs' mean. `done`: (planned, measured) per finished run."""
+    if not done:
+        return sum(p for p in todo if p is not None)
+    planned = [(p, measured) for p, measured in done if p]
+    scale = sum(m for _, m in planned) / sum(p for p, _ in planned) if planned else None
+    mean = sum(measured for _, measured in done) / len(done)
+    return sum(p * scale if p is not None and scale is not None else mean for p in todo)
+
+
 def _time_step(config, shape: tuple[int, int, int], batch: int) -> float | None:
     import torch
 

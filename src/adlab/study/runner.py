@@ -16,6 +16,7 @@ from adlab.processes import THREADS_ENV, WORKER_ENV
 from adlab.run.resume import changed_keys
 from adlab.study import queue as q
 from adlab.study import slurm
+from adlab.study.plan import planned_seconds, seconds_left
 from adlab.study.prepare import run_steps
 from adlab.study.runs import finish, finished, headline, make_run, with_study_folder
 from adlab.study.spec import SETTINGS, load_study, recorded_overrides
@@ -438,17 +439,18 @@ def _make_runs(study, out: Path, resume: bool, verbose: bool) -> None:
     run_steps(study.prepare, study.path, out, say)
 
     total = len(study.runs)
+    planned = planned_seconds(study.runs) if verbose else [None] * total  # for the time left, said after each run
     started = time.perf_counter()
-    made = 0
+    done: list[tuple[float | None, float]] = []
     for i, run in enumerate(study.runs, start=1):
         if finished(runs_dir / run.name):
             say(f"[{i}/{total}] {run.name}: finished earlier, kept")
             continue
         t0 = time.perf_counter()
         metrics = make_run(run, out, resume, say, f"[{i}/{total}] ")
-        made += 1
+        done.append((planned[i - 1], time.perf_counter() - t0))
         elapsed = time.perf_counter() - started
-        left = elapsed / made * sum(1 for r in study.runs[i:] if not finished(runs_dir / r.name))
+        left = seconds_left(done, [planned[j] for j in range(i, total) if not finished(runs_dir / study.runs[j].name)])
         say(
             f"[{i}/{total}] {run.name}: {headline(run.config.task, metrics)}done in {time.perf_counter() - t0:.0f} s; "
             f"elapsed {clock(elapsed)}, about {clock(left)} left"
