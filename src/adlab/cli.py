@@ -499,7 +499,7 @@ def cmd_train(args) -> None:
 
 
 def cmd_evaluate(args) -> None:
-    if _task_of(args.run) == "segment":
+    if _task_of(args.run, "evaluate") == "segment":
         from adlab.tasks.segment.evaluate import evaluate as evaluate_segmenter
 
         evaluate_segmenter(args.run, overrides=args.overrides, out=args.out, overwrite=args.overwrite)
@@ -510,7 +510,7 @@ def cmd_evaluate(args) -> None:
 
 
 def cmd_predict(args) -> None:
-    if _task_of(args.run) == "segment":
+    if _task_of(args.run, "predict") == "segment":
         from adlab.tasks.segment.evaluate import predict as predict_masks
 
         if not args.out:
@@ -531,11 +531,30 @@ def cmd_predict(args) -> None:
         print(f"{path}: " + ", ".join(f"{name} {p:.3f}" for name, p in ranked))
 
 
-def _task_of(run: str) -> object:
-    """The task a run (folder or checkpoint) was trained for, from its checkpoint's metadata."""
+def _task_of(run: str, command: str) -> object:
+    """The task a run (folder or checkpoint) was trained for, from its config.yaml or its checkpoint; a task the
+    command does not apply to is one line saying what does."""
+    from pathlib import Path
+
+    from adlab.errors import AdlabError
+    from adlab.io import read_yaml_mapping
     from adlab.models.checkpoints import read_checkpoint, resolve_checkpoint
 
-    return read_checkpoint(resolve_checkpoint(run))[1].get("task")
+    config = Path(run) / "config.yaml"
+    if Path(run).is_dir() and config.is_file():
+        task = read_yaml_mapping(config, "run config").get("task", "classify")
+    else:
+        task = read_checkpoint(resolve_checkpoint(run))[1].get("task")
+    instead = {
+        "autoencode": f"{run} is an autoencoder run: its test scores are in its metrics.json and figures/; "
+        f"adlab generate {run} draws new images, and a classifier on its encoder (model.name: encoder, "
+        f"model.weights: {run}) is what {command} takes",
+        "detect": f"{run} is a detection run: its test scores (mAP50, mAP50-95, precision, recall) are in its "
+        "metrics.json; ultralytics' own yolo val and yolo predict take its checkpoints/best.pt",
+    }
+    if task in instead:
+        raise AdlabError(instead[str(task)])
+    return task
 
 
 def cmd_fuse(args) -> None:

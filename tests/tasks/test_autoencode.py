@@ -100,6 +100,14 @@ def test_test_mse_agrees_with_a_direct_computation(ae_run):
     assert float(distances.min(dim=1).values.max()) < 1e-5
 
 
+@pytest.mark.parametrize("command", ["evaluate", "predict"])
+def test_classifier_commands_on_an_autoencoder_run_say_what_applies(ae_run, cli, command):
+    extra = ["x.png"] if command == "predict" else []
+    line = cli.refused(command, str(ae_run.path), *extra)
+    assert "is an autoencoder run: its test scores are in its metrics.json" in line
+    assert f"adlab generate {ae_run.path} draws new images" in line
+
+
 def test_generate_writes_a_grid(ae_run, tmp_path):
     out = tmp_path / "samples.png"
     assert adlab.generate(ae_run.path, n=16, out=out, verbose=False) == out
