@@ -78,6 +78,11 @@ class DataConfig(Section):
     classes: list[int | str] | None = Field(
         None, description="keep only these classes (names or ids), relabelled 0..k-1 in this order (null: all)"
     )
+    class_map: dict[str, str] | None = Field(
+        None,
+        description="folder data: a folder's name -> the class it holds, for a class name that cannot be a folder "
+        "(Fashion-MNIST's T-shirt/top: {T-shirt_top: T-shirt/top}); evaluate matches classes by these names",
+    )
     train_per_class: int | None = Field(
         None,
         ge=1,

@@ -71,6 +71,7 @@ TASKS: dict[str, TaskSpec] = {
                 "model.whiten": False,
                 "data.classes": None,
                 "data.train_per_class": None,
+                "data.class_map": None,
             },
             fusion_methods=("mean_prob", "sum_logits", "vote"),
             families=(CnnConfig, AutoencoderConfig),
@@ -82,7 +83,7 @@ TASKS: dict[str, TaskSpec] = {
             IMAGE_SETS,
             {"autoencoder": "ae, vae or dae"},
             {"val_loss": "min", "val_mse": "min"},
-            own_settings={"data.classes": None, "data.train_per_class": None},
+            own_settings={"data.classes": None, "data.train_per_class": None, "data.class_map": None},
             families=(AutoencoderConfig,),
         ),
         TaskSpec(

@@ -14,9 +14,27 @@ def test_evaluate_reproduces_the_run_metrics(digits_run, tmp_path):
     assert (tmp_path / "eval" / "figures" / "confusion_matrix.png").is_file()
 
 
-def test_evaluate_on_other_data_must_have_the_same_classes(digits_run, tmp_path):
-    with pytest.raises(DataError, match="classes"):
-        adlab.evaluate(digits_run.path, overrides=["data.classes=[1, 2]"], out=tmp_path / "e", verbose=False)
+def test_evaluate_on_other_data_matches_classes_by_name(digits_run, tmp_path):
+    """Some of the trained classes, in another order, under folder names data.class_map renames."""
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    for split in ("train", "test"):
+        for folder, digit in (("one", 1), ("zero", 0)):  # alphabetical: one before zero, unlike the model's 0, 1
+            (tmp_path / "mine" / split / folder).mkdir(parents=True)
+            for i in np.flatnonzero(digits.target == digit)[:15]:
+                Image.fromarray((digits.images[i] * 255 / 16).astype(np.uint8)).save(
+                    tmp_path / "mine" / split / folder / f"{i}.png")
+    sets = ["data.name=folder", f"data.root={tmp_path / 'mine'}", "data.class_map={zero: '0', one: '1'}"]
+    metrics = adlab.evaluate(digits_run.path, overrides=sets, out=tmp_path / "e", verbose=False)
+    assert metrics["num_test"] == 30 and metrics["accuracy"] > 0.8  # scored against the right digits
+    assert metrics["class_names"][:2] == ["0", "1"] and metrics["per_class_accuracy"]["5"] is None
+    assert sum(sum(row) for row in metrics["confusion_matrix"][:2]) == 30 and metrics["confusion_matrix"][2] == [0] * 10
+    with pytest.raises(DataError, match="'one' is not one of them; data.class_map renames a folder's class"):
+        adlab.evaluate(digits_run.path, overrides=sets[:2], out=tmp_path / "e2", verbose=False)
+    with pytest.raises(DataError, match="data.class_map: 'two' is not a class of"):
+        adlab.evaluate(digits_run.path, overrides=[*sets[:2], "data.class_map={two: '2'}"], out=tmp_path / "e3",
+                       verbose=False)
     with pytest.raises(AdlabError, match="only changes data"):
         adlab.evaluate(digits_run.path, overrides=["train.lr=1"], out=tmp_path / "e", verbose=False)
 

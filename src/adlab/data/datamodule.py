@@ -82,7 +82,7 @@ class ImageDataModule(L.LightningDataModule):
             cfg.memory_budget_gb,
             verify=cfg.verify,
         )
-        names = src.class_names
+        names = mapped_names(src.class_names, cfg.class_map, src.description)
         train_x, train_y, test_x, test_y = src.train_x, src.train_y, src.test_x, src.test_y
         if len(train_x) == 0:
             raise DataError(f"{src.description}: no training images")
@@ -184,6 +184,20 @@ class ImageDataModule(L.LightningDataModule):
         training = self.trainer is not None and self.trainer.training
         x = self.transform(x, train=training)
         return (x.contiguous(memory_format=torch.channels_last) if self.channels_last else x), y
+
+
+def mapped_names(names: list[str], class_map: dict[str, str] | None, where: str) -> list[str]:
+    """The class names with data.class_map applied (a folder's name -> the class it holds)."""
+    if not class_map:
+        return list(names)
+    unknown = [key for key in class_map if key not in names]
+    if unknown:
+        raise DataError(f"data.class_map: {unknown[0]!r} is not a class of {where} (its classes: {', '.join(names)})")
+    renamed = [class_map.get(name, name) for name in names]
+    twice = sorted({name for name in renamed if renamed.count(name) > 1})
+    if twice:
+        raise DataError(f"data.class_map: two classes of {where} would both be called {twice[0]!r}")
+    return renamed
 
 
 class InMemoryDataset(TensorDataset):

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import torch
+
 from adlab import ownership
 from adlab.config import load_config
 from adlab.data.datamodule import ImageDataModule
@@ -31,10 +33,15 @@ def evaluate(
         config.data, config.train.batch_size, channels=info.channels, normalization=(info.mean, info.std)
     )
     new_info = data.prepare()
-    if new_info.class_names != info.class_names:
+    unknown = [name for name in new_info.class_names if name not in info.class_names]
+    if unknown:
         raise DataError(
-            f"evaluation data has classes {new_info.class_names} but the model was trained on {info.class_names}"
+            f"evaluation data has classes {new_info.class_names} but the model was trained on {info.class_names} "
+            f"({unknown[0]!r} is not one of them; data.class_map renames a folder's class)"
         )
+    if new_info.class_names != info.class_names:  # the same classes in another order, or some of them: by name
+        lookup = torch.tensor([info.class_names.index(name) for name in new_info.class_names])
+        data.test_y = lookup[data.test_y]
     if new_info.input_shape != info.input_shape:
         raise DataError(
             f"evaluation images are {'x'.join(map(str, new_info.input_shape))} but the model takes "
