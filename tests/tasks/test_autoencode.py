@@ -135,6 +135,24 @@ def test_two_dimensional_latent_draws_the_manifold(tmp_path):
     assert (run.path / "figures" / "manifold.png").is_file()
 
 
+def test_the_manifold_map_puts_each_decoded_image_at_its_codes(tmp_path, monkeypatch):
+    """One picture of tiles, row r and column c holding the image decoded at (z1[c], z2[r]), code values on the
+    axes (an image per subplot left wide gaps and named no axis)."""
+    from adlab.tasks.autoencode import figures
+
+    rows, cols = 3, 4
+    images = torch.arange(rows * cols, dtype=torch.float32).div(rows * cols).view(-1, 1, 1, 1).expand(-1, 1, 5, 6)
+    shown = {}
+    monkeypatch.setattr(figures.plt.Axes, "imshow", lambda ax, data, **kw: shown.setdefault("data", data))
+    figures.manifold_map(images.contiguous(), torch.linspace(-1, 1, cols), torch.linspace(1, -1, rows),
+                         tmp_path / "m.png", "t")
+    tiles = shown["data"]
+    assert tiles.shape == (rows * 5, cols * 6)
+    for r in range(rows):
+        for c in range(cols):
+            assert np.all(tiles[r * 5:(r + 1) * 5, c * 6:(c + 1) * 6] == images[r * cols + c, 0, 0, 0].item())
+
+
 @pytest.fixture(scope="module")
 def ae_for_transfer(tmp_path_factory):
     return adlab.train(ae_config("ae"), out=tmp_path_factory.mktemp("ae_t") / "ae", verbose=False)

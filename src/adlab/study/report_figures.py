@@ -146,7 +146,9 @@ def confusion_grid(out: Path, stem: str, results) -> Path | None:
     if not chosen:
         return None
     plt = _pyplot()
-    fig, axes = _grid(plt, len(chosen), height=2.9)
+    longest = max(len(str(n)) for r in chosen for n in r.metrics.get("class_names") or ["0"])
+    side = (4.2 if len(chosen) == 1 else 3.0) + 0.05 * min(longest, 16)  # room for the class names
+    fig, axes = _grid(plt, len(chosen), width=side + (0.9 if len(chosen) == 1 else 0.0), height=side)
     image = None
     for ax, r in zip(axes, chosen, strict=True):
         counts = np.asarray(r.metrics["confusion_matrix"], dtype=float)
@@ -154,8 +156,8 @@ def confusion_grid(out: Path, stem: str, results) -> Path | None:
         image = ax.imshow(rates, vmin=0, vmax=1, cmap="Blues")
         names = [str(n) for n in r.metrics.get("class_names") or range(len(rates))]
         ticks = range(len(names)) if len(names) <= 12 else []
-        ax.set_xticks(ticks, [_t(names[i][:8]) for i in ticks], rotation=90, fontsize=6)
-        ax.set_yticks(ticks, [_t(names[i][:8]) for i in ticks], fontsize=6)
+        ax.set_xticks(ticks, [_t(_shortened(names[i])) for i in ticks], rotation=90, fontsize=7)
+        ax.set_yticks(ticks, [_t(_shortened(names[i])) for i in ticks], fontsize=7)
         if len(names) <= 10 and len(chosen) <= 6:  # numbers stay legible (and quick to draw) on a few panels
             for (i, j), value in np.ndenumerate(rates):
                 if value >= 0.005:
@@ -165,7 +167,7 @@ def confusion_grid(out: Path, stem: str, results) -> Path | None:
                         f"{value:.2f}"[1:] if value < 1 else "1",
                         ha="center",
                         va="center",
-                        fontsize=5,
+                        fontsize=6.5 if len(names) <= 6 else 5.5,
                         color="white" if value > 0.6 else "black",
                     )
         accuracy = r.metrics.get("accuracy")
@@ -188,7 +190,8 @@ def loss_grid(out: Path, stem: str, results) -> Path | None:
     if not groups:
         return None
     plt = _pyplot()
-    fig, axes = _grid(plt, len(groups), height=2.2)
+    one = len(groups) == 1  # a single panel gets the width of a figure of its own
+    fig, axes = _grid(plt, len(groups), width=5.5 if one else 2.7, height=3.4 if one else 2.2)
     top = 0.0
     for ax, (group, histories) in zip(axes, groups.items(), strict=True):
         for i, rows in enumerate(histories):
@@ -211,8 +214,25 @@ def loss_grid(out: Path, stem: str, results) -> Path | None:
         ax.set_ylim(0, top * 1.15 or None)
     axes[0].legend(fontsize=7, frameon=False)
     axes[0].set_xlabel("epoch", fontsize=7)
-    fig.suptitle("Loss per epoch (lighter lines: other seeds)", fontsize=9)
+    units = {LOSS_UNITS.get(r.task, "") for r in results}
+    axes[0].set_ylabel(f"loss ({units.pop()})" if len(units) == 1 and "" not in units else "loss", fontsize=7)
+    seeds = any(len(histories) > 1 for histories in groups.values())
+    fig.suptitle("Loss per epoch" + (" (lighter lines: other seeds)" if seeds else ""), fontsize=9)
     return save(fig, out, stem)
+
+
+# what each task's training loss is, for the axis of the loss panels (an autoencoder's loss is summed over the
+# pixels of an image, where its MSE metric is per pixel)
+LOSS_UNITS = {
+    "classify": "cross-entropy per image",
+    "autoencode": "summed over an image's pixels, per image",
+    "segment": "cross-entropy per pixel",
+}
+
+
+def _shortened(name: str, limit: int = 14) -> str:
+    """A class name for a tick label: whole up to `limit` characters, else cut with an ellipsis."""
+    return name if len(name) <= limit else name[: limit - 1] + "…"
 
 
 def wrapped(name: str, width: int = 28) -> str:

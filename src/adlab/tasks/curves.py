@@ -24,7 +24,7 @@ def loss_curves(
 ) -> None:
     """history.csv rows as two panels: the losses, and each (column, label) of `scores`."""
     epochs = [row["epoch"] for row in history]
-    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 3.6))
+    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 3.6), layout="constrained")
     for key, label in (("train_loss", "train"), ("val_loss", "validation")):
         values = [row.get(key) for row in history]
         if any(v is not None for v in values):

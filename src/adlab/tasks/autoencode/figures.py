@@ -54,6 +54,23 @@ def image_grid(images: torch.Tensor, path: Path, title: str = "") -> None:
     save_figure(fig, path)
 
 
+def manifold_map(images: torch.Tensor, z1: torch.Tensor, z2: torch.Tensor, path: Path, title: str) -> None:
+    """The decoded grid as one picture (no gaps between tiles), with the code values on its axes: z1 across,
+    z2 up (`images` row by row from the top, as manifold() decodes them)."""
+    n_rows, n_cols = len(z2), len(z1)
+    x = images.detach().float().clamp(0, 1).cpu()
+    c, h, w = x.shape[1:]
+    tiles = x.view(n_rows, n_cols, c, h, w).permute(0, 3, 1, 4, 2).reshape(n_rows * h, n_cols * w, c)
+    fig, ax = plt.subplots(figsize=(6.4, 6.4 * n_rows * h / (n_cols * w) + 0.3), layout="constrained")
+    ax.imshow(tiles[..., 0].numpy() if c == 1 else tiles.numpy(), cmap="gray", vmin=0, vmax=1)
+    step = max(1, n_cols // 5)
+    ax.set_xticks([(i + 0.5) * w for i in range(0, n_cols, step)], [f"{float(v):.2f}" for v in z1[::step]])
+    ax.set_yticks([(i + 0.5) * h for i in range(0, n_rows, step)], [f"{float(v):.2f}" for v in z2[::step]])
+    ax.set(xlabel="z1 (first code dimension)", ylabel="z2 (second code dimension)", title=title)
+    ax.tick_params(labelsize=8)
+    save_figure(fig, path, tight=False)
+
+
 def latent_scatter(
     points: np.ndarray, labels: np.ndarray, class_names: list[str], path: Path, title: str, axis_names: tuple[str, str]
 ) -> None:

@@ -147,7 +147,8 @@ def write_figures(fig_dir: Path, model, model_cfg, transform, test_x, test_y, tr
         "Interpolation between test images in the latent space",
     )
     if train_z.shape[1] == 2:
-        figs.image_grid(manifold(model, model_cfg, train_z), fig_dir / "manifold.png", "Decoded 2-D latent manifold")
+        images, z1, z2 = manifold(model, model_cfg, train_z)
+        figs.manifold_map(images, z1, z2, fig_dir / "manifold.png", "Decoded 2-D latent manifold")
 
 
 @torch.inference_mode()
@@ -185,8 +186,9 @@ def interpolations(
 
 
 @torch.inference_mode()
-def manifold(model, model_cfg, train_z: np.ndarray, size: int = 15) -> torch.Tensor:
-    """Decoded grid over a 2-D latent space (VAE: Gaussian quantiles; AE: the codes' 5-95% range)."""
+def manifold(model, model_cfg, train_z: np.ndarray, size: int = 15) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Decoded grid over a 2-D latent space (VAE: Gaussian quantiles; AE: the codes' 5-95% range): the images row
+    by row from the top, the z1 value of each column and the z2 value of each row."""
     model.eval()
     if model.variational:
         from scipy.stats import norm
@@ -196,4 +198,4 @@ def manifold(model, model_cfg, train_z: np.ndarray, size: int = 15) -> torch.Ten
         lo, hi = np.percentile(train_z, 5, axis=0), np.percentile(train_z, 95, axis=0)
         axes = [torch.linspace(float(lo[d]), float(hi[d]), size) for d in range(2)]
     grid_y, grid_x = torch.meshgrid(axes[1].flip(0), axes[0], indexing="ij")
-    return model.decode(torch.stack([grid_x.flatten(), grid_y.flatten()], 1))
+    return model.decode(torch.stack([grid_x.flatten(), grid_y.flatten()], 1)), axes[0], axes[1].flip(0)
