@@ -171,6 +171,19 @@ def test_the_six_shipped_studies_validate_and_plan_without_writing(cli, tmp_path
     assert not (tmp_path / "datasets").exists() and not (tmp_path / "torch").exists()
 
 
+def test_every_shipped_study_has_a_quick_version_that_is_a_part_of_it():
+    """--quick: fewer epochs than the full runs, at most one seed, runs of the study, and a note the report shows."""
+    for name in NAMES:
+        full = load_study(STUDIES / f"{name}.yaml")
+        quick = load_study(STUDIES / f"{name}.yaml", overrides=["study.quick=true"])
+        assert quick.quick and quick.spec.quick.note, name
+        assert 0 < len(quick.runs) <= len(full.runs) and len({r.seed for r in quick.runs}) == 1, name
+        assert {r.group for r in quick.runs} <= {r.group for r in full.runs}, name
+        epochs = {r.group: r.config.train.epochs for r in full.runs}
+        assert all(r.config.train.epochs < epochs[r.group] for r in quick.runs), name
+        assert quick.settings_said().startswith("This study was run as its quick version (--quick: "), name
+
+
 @pytest.mark.parametrize("name", ["e_mnist_autoencoders", "f_fmnist_autoencoder_search"])
 def test_the_plan_of_an_autoencoder_study_times_its_networks(name, tmp_path, monkeypatch):
     """--plan's time estimate builds and times each network for real (the test above replaces that)."""
