@@ -32,6 +32,12 @@ class AutoencodeModule(L.LightningModule):
         self.cfg = train_cfg
         self.meta = meta or {}
 
+    def on_fit_start(self) -> None:
+        # the inputs come channels-last (train.channels_last); a network left in the other layout converts every
+        # activation back and forth, and trained at 58% of the speed of one in the same layout (F's 16-32-32 AE)
+        if self.cfg.channels_last:
+            self.model.to(memory_format=torch.channels_last)
+
     def beta(self) -> float:
         """beta x min(1, epoch / warm-up epochs): the KL term fades in so the decoder learns first."""
         warmup = self.model_cfg.family(AutoencoderConfig).kl_warmup_epochs
