@@ -153,3 +153,8 @@ def figure_text(value) -> str:
     """Text that matplotlib draws as written: '$' escaped, so 'f$^$' never starts mathtext (which
     would fail, or set the name as a formula)."""
     return str(value).replace("$", r"\$")
+
+
+def plural(count: int, noun: str) -> str:
+    """'1 finished run', '2 finished runs': a count and its noun that agree."""
+    return f"{count:,} {noun}{'' if count == 1 else 's'}"

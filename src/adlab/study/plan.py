@@ -12,7 +12,7 @@ import os
 import time
 from pathlib import Path
 
-from adlab.formatting import clock
+from adlab.formatting import clock, plural
 from adlab.taskspec import TASKS
 
 # Size of the files torchvision downloads, and the images each split holds (public figures).
@@ -36,11 +36,8 @@ WITH_TEST_SPLIT = ("mnist", "fashion_mnist", "cifar10")
 def plan_lines(study, out: Path, timing: bool = True) -> list[str]:
     runs = study.runs
     state = "continues the study there (--resume)" if (out / "study.yaml").is_file() else "new"
-    lines = [
-        f"study {study.name}: {len(runs)} run{'s' * (len(runs) != 1)}"
-        f"{f' and {len(study.spec.fusion)} fusion step(s)' if study.spec.fusion else ''}; "
-        f"study folder {out} ({state})"
-    ]
+    fusions = f" and {plural(len(study.spec.fusion), 'fusion step')}" if study.spec.fusion else ""
+    lines = [f"study {study.name}: {plural(len(runs), 'run')}{fusions}; study folder {out} ({state})"]
     from adlab.study.prepare import path_resolver
 
     paths = path_resolver(study.path, out)
@@ -77,7 +74,11 @@ def plan_lines(study, out: Path, timing: bool = True) -> list[str]:
             f"time: about {clock(total)} of training steps (one step of each network timed on this machine's "
             f"{'GPU' if _gpu() else 'CPU'}; "
             "evaluation, data loading and figures add to it)"
-            + (f"; {unknown} run(s) not estimated (detection, or data not here)" if unknown else "")
+            + (
+                f"; {plural(unknown, 'run')} not estimated (no step timing for its task, or data not here)"
+                if unknown
+                else ""
+            )
         )
     lines.append("nothing was written or downloaded (--plan)")
     return lines

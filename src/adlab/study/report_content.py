@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
+from adlab.formatting import plural
 from adlab.rundir import flat_metrics
 from adlab.study import report_figures as figures
 from adlab.study import stats
@@ -69,11 +70,6 @@ def build_blocks(
 
 
 # --- one task's runs in one section ----------------------------------------------------------------
-
-
-def plural(count: int, noun: str) -> str:
-    """'1 finished run', '2 finished runs'."""
-    return f"{count} {noun}{'' if count == 1 else 's'}"
 
 
 def not_a_number(out: Path, results: list) -> list[str]:

@@ -11,7 +11,7 @@ from pathlib import Path
 from adlab import io, ownership
 from adlab.config import load_config
 from adlab.errors import AdlabError, ConfigError, Interrupted, WorkerStopped
-from adlab.formatting import clock
+from adlab.formatting import clock, plural
 from adlab.processes import THREADS_ENV, WORKER_ENV
 from adlab.run.resume import changed_keys
 from adlab.study import queue as q
@@ -232,13 +232,13 @@ def run_workers(
             raise lost from None
         if failed:
             raise AdlabError(
-                f"{out}: {failed} run(s) failed (adlab study {path} --out {out} --status; "
+                f"{out}: {plural(failed, 'run')} failed (adlab study {path} --out {out} --status; "
                 "--retry-failed runs them again)"
             )
         return out
     count = min(workers or 1, len(study.runs))
     if count < (workers or 1):
-        say(f"{count} workers, not {workers}: the study has {len(study.runs)} run(s)")
+        say(f"{count} workers, not {workers}: the study has {plural(len(study.runs), 'run')}")
     _start_workers(path, out, count, storage, overrides, say)
     if not q.finish_once(study, out, say):  # the last worker wrote the report unless it died after the last run
         raise AdlabError(
