@@ -18,9 +18,14 @@ and late-fusion steps, expanded into the list of runs to make.
       - synth-scenes: {out: "{out}/data/scenes", images: 200}
     sections:                         # the report in parts: a title and its runs (and fusions)
       "Learning rate": [lr=0.01, lr=0.001]
+    quick:                            # `--quick` (adlab.study.selection): minutes instead of hours
+      set: {train.epochs: 2}
+      seeds: [0]
+      only: ["Learning rate"]
 
 Paths in the study file (data.root, model.weights) are relative to it, those of the base config to
-the base config, and `--set` values to the working directory; `{out}` is the study folder.
+the base config, and `--set` values to the working directory; `{out}` is the study folder, and
+`{out}/runs/X` in a study with seeds is X of the run's own seed.
 """
 
 from __future__ import annotations
