@@ -158,6 +158,15 @@ def _starts_like_a_pickle(path: Path) -> bool:
         return False
 
 
+def checkpoint_input(path: str | Path) -> tuple[int | None, tuple[list[float], list[float]] | None]:
+    """The input channels and normalisation an adlab checkpoint (or run folder) records for the data it was
+    trained on: what a network started from it must be fed."""
+    _, meta = read_checkpoint(path)
+    data = meta.get("data") or {}
+    normalization = (data["mean"], data["std"]) if "mean" in data and "std" in data else None
+    return data.get("channels"), normalization
+
+
 def read_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], dict]:
     """(state dict without the task prefix, adlab metadata or {}), read with `load_untrusted`."""
     state, meta, _ = read_weights(path)

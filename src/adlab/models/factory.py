@@ -16,7 +16,7 @@ from torch import nn
 from adlab.config import ModelConfig, migrate_config
 from adlab.errors import ConfigError
 from adlab.models.autoencoders import AutoEncoder, EncoderClassifier, VariationalAutoEncoder
-from adlab.models.checkpoints import LoadReport, load_matching, read_checkpoint, read_weights
+from adlab.models.checkpoints import LoadReport, checkpoint_input, load_matching, read_checkpoint, read_weights
 from adlab.models.cnn import VGGNet
 from adlab.models.timm_zoo import build_timm, check_timm_name, is_timm_name, timm_input
 from adlab.models.zoo import build_torchvision, check_torchvision_name, imagenet_normalization
@@ -129,10 +129,7 @@ def weights_input(cfg: ModelConfig) -> tuple[int | None, tuple[list[float], list
         return None, None
     if uses_imagenet(cfg):
         return timm_input(cfg.name) if is_timm_name(cfg.name) else (3, imagenet_normalization(cfg.name))
-    _, meta = read_checkpoint(cfg.weights)
-    data = meta.get("data") or {}
-    normalization = (data["mean"], data["std"]) if "mean" in data and "std" in data else None
-    return data.get("channels"), normalization
+    return checkpoint_input(cfg.weights)
 
 
 def build_model(cfg: ModelConfig, input_shape: tuple[int, int, int], num_classes: int) -> BuiltModel:

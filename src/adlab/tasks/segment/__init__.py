@@ -59,7 +59,7 @@ class Segment(LightningTask):
     )
 
     def input_requirements(self, config: Config) -> tuple[int | None, tuple | None]:
-        from adlab.models.checkpoints import read_checkpoint
+        from adlab.models.checkpoints import checkpoint_input
         from adlab.models.segmentation import check_segmenter_name, segmentation_normalization
 
         check_segmenter_name(config.model.name)
@@ -69,10 +69,7 @@ class Segment(LightningTask):
         normalization = segmentation_normalization(config.model.name, weights)
         if normalization is not None:
             return 3, normalization
-        _, meta = read_checkpoint(weights)  # an adlab run or checkpoint: its channels and statistics
-        data = meta.get("data") or {}
-        stats = (data["mean"], data["std"]) if "mean" in data and "std" in data else None
-        return data.get("channels"), stats
+        return checkpoint_input(weights)  # an adlab run or checkpoint: its channels and statistics
 
     def datamodule(self, config: Config, channels: int | None, normalization: tuple | None):
         from adlab.tasks.segment.data import SegmentDataModule
