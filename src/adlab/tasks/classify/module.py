@@ -2,36 +2,21 @@
 
 from __future__ import annotations
 
-import lightning as L
-import torch
 import torch.nn.functional as F
 from torch import nn
 from torchmetrics.classification import MulticlassAccuracy, MulticlassRecall
 
 from adlab.config import TrainConfig
 from adlab.optim import build_optimization
-from adlab.tasks.lightning.callbacks import keep_frozen_norms_frozen
+from adlab.tasks.lightning.module import TaskModule
 
 
-class ClassifyModule(L.LightningModule):
+class ClassifyModule(TaskModule):
     def __init__(self, model: nn.Module, num_classes: int, train_cfg: TrainConfig, meta: dict | None = None):
-        super().__init__()
-        self.model = model
-        self.cfg = train_cfg
-        self.meta = meta or {}  # config, class names, normalisation: makes checkpoints self-describing
+        super().__init__(model, train_cfg, meta)
         self.val_accuracy = MulticlassAccuracy(num_classes, average="micro")
         self.val_mca = MulticlassRecall(num_classes, average="macro")
         self.mix = label_mixing(train_cfg.mix, train_cfg.mix_alpha, num_classes)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.model(x)
-
-    def on_fit_start(self) -> None:
-        if self.cfg.channels_last:
-            self.model.to(memory_format=torch.channels_last)
-
-    def on_train_epoch_start(self) -> None:
-        keep_frozen_norms_frozen(self.model)
 
     def training_step(self, batch, batch_idx):
         x, y = batch
@@ -55,9 +40,6 @@ class ClassifyModule(L.LightningModule):
 
     def predict_step(self, batch, batch_idx):
         return self.model(batch[0])
-
-    def on_save_checkpoint(self, checkpoint: dict) -> None:
-        checkpoint["adlab"] = self.meta
 
     def configure_optimizers(self):
         head = self.meta.get("head")

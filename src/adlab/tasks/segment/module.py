@@ -3,38 +3,23 @@ validation mean IoU and pixel accuracy from one confusion matrix over the epoch'
 
 from __future__ import annotations
 
-import lightning as L
-import torch
 import torch.nn.functional as F
 from torch import nn
 from torchmetrics.classification import MulticlassConfusionMatrix
 
 from adlab.config import TrainConfig
 from adlab.optim import build_optimization
-from adlab.tasks.lightning.callbacks import keep_frozen_norms_frozen
+from adlab.tasks.lightning.module import TaskModule
 from adlab.tasks.segment.metrics import IGNORE, scores
 
 
-class SegmentModule(L.LightningModule):
+class SegmentModule(TaskModule):
     def __init__(self, model: nn.Module, head: str, class_names: list[str], train_cfg: TrainConfig, meta: dict):
-        super().__init__()
-        self.model = model
+        super().__init__(model, train_cfg, meta)
         self.head = head
         self.class_names = class_names
-        self.cfg = train_cfg
-        self.meta = meta  # config, class names, normalisation: makes checkpoints self-describing
         # a torchmetrics metric, so DDP ranks add their counts before the scores are computed
         self.val_confusion = MulticlassConfusionMatrix(len(class_names), ignore_index=IGNORE, validate_args=False)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.model(x)
-
-    def on_fit_start(self) -> None:
-        if self.cfg.channels_last:
-            self.model.to(memory_format=torch.channels_last)
-
-    def on_train_epoch_start(self) -> None:
-        keep_frozen_norms_frozen(self.model)
 
     def training_step(self, batch, batch_idx):
         x, m = batch
@@ -60,9 +45,6 @@ class SegmentModule(L.LightningModule):
         self.val_confusion.reset()
         self.log("val_mean_iou", result["mean_iou"], prog_bar=True)
         self.log("val_pixel_accuracy", result["pixel_accuracy"])
-
-    def on_save_checkpoint(self, checkpoint: dict) -> None:
-        checkpoint["adlab"] = self.meta
 
     def configure_optimizers(self):
         return build_optimization(self.model, self.cfg, self.head, self.trainer)
