@@ -230,9 +230,12 @@ def estimate_seconds(config, images: int | None, cache: dict) -> float | None:
 
 
 def planned_seconds(runs: list) -> list[float | None]:
-    """Each run's estimated training time (the plan's; None where it cannot be estimated), for the time left."""
+    """Each run's estimated training time (the plan's; None where it cannot be estimated, or for a None), for the
+    time left."""
     cache: dict = {}
-    return [estimate_seconds(run.config, train_images(run.config), cache) if run.config else None for run in runs]
+    return [
+        estimate_seconds(run.config, train_images(run.config), cache) if run and run.config else None for run in runs
+    ]
 
 
 def seconds_left(done: list[tuple[float | None, float]], todo: list[float | None]) -> float:

@@ -439,7 +439,9 @@ def _make_runs(study, out: Path, resume: bool, verbose: bool) -> None:
     run_steps(study.prepare, study.path, out, say)
 
     total = len(study.runs)
-    planned = planned_seconds(study.runs) if verbose else [None] * total  # for the time left, said after each run
+    # for the time left, said after each run: the runs still to make (a resumed study's finished ones are not timed)
+    todo = [run if verbose and not finished(runs_dir / run.name) else None for run in study.runs]
+    planned = planned_seconds(todo)
     started = time.perf_counter()
     done: list[tuple[float | None, float]] = []
     for i, run in enumerate(study.runs, start=1):
