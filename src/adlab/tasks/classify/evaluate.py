@@ -7,12 +7,11 @@ from pathlib import Path
 import torch
 
 from adlab import ownership
-from adlab.config import load_config
 from adlab.data.datamodule import ImageDataModule
-from adlab.errors import ConfigError, DataError
+from adlab.errors import DataError
 from adlab.tasks.classify.loading import load_trained
 from adlab.tasks.classify.outputs import predict_probs, summary_line, tta_settings, write_classification_result
-from adlab.tasks.lightning.loading import write_evaluation_record
+from adlab.tasks.lightning.loading import evaluation_config, evaluation_folder, write_evaluation_record
 
 
 def evaluate(
@@ -24,10 +23,7 @@ def evaluate(
 ) -> dict:
     """Writes to `out` (default RUN/evaluation): a new folder, or an earlier evaluation with `overwrite`."""
     trained = load_trained(run)
-    for item in overrides or []:
-        if not item.startswith("data."):
-            raise ConfigError(f"--set {item}: evaluate only changes data.* keys")
-    config = load_config(trained.config.to_dict(), overrides)
+    config = evaluation_config(trained.config, overrides)
     info = trained.info
     data = ImageDataModule(
         config.data, config.train.batch_size, channels=info.channels, normalization=(info.mean, info.std)
@@ -47,9 +43,7 @@ def evaluate(
             f"evaluation images are {'x'.join(map(str, new_info.input_shape))} but the model takes "
             f"{'x'.join(map(str, info.input_shape))}; set data.image_size"
         )
-    run_dir = Path(run) if Path(run).is_dir() else trained.checkpoint.parent.parent
-    out_dir = ownership.canonical(out or run_dir / "evaluation")
-    ownership.check_output(out_dir, "evaluation", overwrite)
+    out_dir = evaluation_folder(run, trained.checkpoint, out, overwrite)
     probs = predict_probs(trained.net, data.transform, data.test_x, **tta_settings(config.train))
     ownership.prepare_output(out_dir, "evaluation", overwrite)
     (out_dir / "figures").mkdir(parents=True, exist_ok=True)

@@ -8,10 +8,10 @@ from pathlib import Path
 
 from torch import nn
 
-from adlab import io
-from adlab.config import Config, DataConfig, validate_config
+from adlab import io, ownership
+from adlab.config import Config, DataConfig, load_config, validate_config
 from adlab.data.datamodule import DataInfo
-from adlab.errors import CheckpointError
+from adlab.errors import CheckpointError, ConfigError
 from adlab.models.checkpoints import read_checkpoint, resolve_checkpoint, sha256_file
 
 
@@ -34,6 +34,23 @@ def load_network(
     except (RuntimeError, ValueError, TypeError) as exc:
         raise CheckpointError(f"{path}: weights do not fit {config.model.name} ({str(exc).splitlines()[0]})") from None
     return net.eval(), info, config, path
+
+
+def evaluation_config(config: Config, overrides: list[str] | None) -> Config:
+    """A trained run's config with `adlab evaluate --set` applied: data.* keys only (the network stays as trained)."""
+    for item in overrides or []:
+        if not item.startswith("data."):
+            raise ConfigError(f"--set {item}: evaluate only changes data.* keys")
+    return load_config(config.to_dict(), overrides)
+
+
+def evaluation_folder(run: str | Path, checkpoint: Path, out: str | Path | None, overwrite: bool) -> Path:
+    """Where `adlab evaluate` writes (default RUN/evaluation), checked before anything is computed: a new folder,
+    or an earlier evaluation with `overwrite`."""
+    run_dir = Path(run) if Path(run).is_dir() else checkpoint.parent.parent
+    out_dir = ownership.canonical(out or run_dir / "evaluation")
+    ownership.check_output(out_dir, "evaluation", overwrite)
+    return out_dir
 
 
 def write_evaluation_record(out_dir: Path, checkpoint: Path, data: DataConfig, description: str) -> None:

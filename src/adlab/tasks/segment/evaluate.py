@@ -10,11 +10,10 @@ import torch
 from PIL import Image
 
 from adlab import io, ownership
-from adlab.config import load_config
 from adlab.data.images import read_image, unreadable
-from adlab.errors import ConfigError, DataError
+from adlab.errors import DataError
 from adlab.image_formats import check_image_file
-from adlab.tasks.lightning.loading import write_evaluation_record
+from adlab.tasks.lightning.loading import evaluation_config, evaluation_folder, write_evaluation_record
 from adlab.tasks.segment.data import SegmentDataModule
 from adlab.tasks.segment.loading import load_segmenter
 from adlab.tasks.segment.outputs import predict_masks, summary_line, write_segmentation_result
@@ -30,10 +29,7 @@ def evaluate(
     """Scores on the run's own test split, or on other data (`--set data.root=...`) with the same classes; writes
     to `out` (default RUN/evaluation): a new folder, or an earlier evaluation with `overwrite`."""
     trained = load_segmenter(run)
-    for item in overrides or []:
-        if not item.startswith("data."):
-            raise ConfigError(f"--set {item}: evaluate only changes data.* keys")
-    config = load_config(trained.config.to_dict(), overrides)
+    config = evaluation_config(trained.config, overrides)
     info = trained.info
     data = SegmentDataModule(config.data, 8, channels=info.channels, normalization=(info.mean, info.std))
     new_info = data.prepare()
@@ -41,9 +37,7 @@ def evaluate(
         raise DataError(
             f"evaluation data has classes {new_info.class_names} but the model was trained on {info.class_names}"
         )
-    run_dir = Path(run) if Path(run).is_dir() else trained.checkpoint.parent.parent
-    out_dir = ownership.canonical(out or run_dir / "evaluation")
-    ownership.check_output(out_dir, "evaluation", overwrite)
+    out_dir = evaluation_folder(run, trained.checkpoint, out, overwrite)
     pred = predict_masks(trained.net, data.transform, data.test_x)
     ownership.prepare_output(out_dir, "evaluation", overwrite)
     write_evaluation_record(out_dir, trained.checkpoint, config.data, new_info.description)
