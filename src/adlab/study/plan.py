@@ -253,6 +253,7 @@ def seconds_left(done: list[tuple[float | None, float]], todo: list[float | None
 def _time_step(config, shape: tuple[int, int, int], batch: int) -> float | None:
     import torch
 
+    from adlab.models.layout import channels_last_pays
     from adlab.tasks import get_task
 
     model = config.model.model_copy(update={"weights": None, "freeze": False})
@@ -266,7 +267,8 @@ def _time_step(config, shape: tuple[int, int, int], batch: int) -> float | None:
     # in the run's precision and memory layout: bf16 with channels-last is twice fp32's speed on a CPU
     precision = str(config.train.precision)
     dtype = torch.bfloat16 if precision.startswith("bf16") else torch.float16 if precision.startswith("16") else None
-    layout = torch.channels_last if config.train.channels_last else torch.contiguous_format
+    pays = channels_last_pays(net, config.train.channels_last, precision)
+    layout = torch.channels_last if pays else torch.contiguous_format
     net.train().to(device, memory_format=layout)
     optimizer = torch.optim.Adam(net.parameters(), lr=1e-3)
     x = torch.rand(batch, *shape, device=device).contiguous(memory_format=layout)

@@ -13,6 +13,7 @@ from torch import nn
 from adlab import io
 from adlab.errors import AdlabError
 from adlab.formatting import figure_text, format_number
+from adlab.models.layout import channels_last_pays
 from adlab.tasks.classify import figures
 from adlab.tasks.classify.metrics import classification_metrics
 from adlab.tasks.curves import loss_curves
@@ -43,7 +44,7 @@ def predict_probs(
     under the same autocast as its validation steps (twice as fast on CPUs with bf16 units)."""
     was_training = net.training
     net.eval()
-    layout = torch.channels_last if channels_last else torch.contiguous_format
+    layout = torch.channels_last if channels_last_pays(net, channels_last, precision) else torch.contiguous_format
     net.to(memory_format=layout)
     device = next(net.parameters()).device
     dtype = AUTOCAST_DTYPES.get(str(precision))

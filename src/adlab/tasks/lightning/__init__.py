@@ -140,6 +140,7 @@ class LightningTask:
 
         meta = {"config": config.to_dict(), "data": info.to_dict(), "head": built.head, "task": self.name}
         module = self.module(built, config, meta)
+        data.channels_last = module.channels_last  # batches in the network's layout
         has_val = info.counts["val"] > 0
         history = HistoryWriter(run_dir / "history.csv", self.val_columns)
         mode = monitor_mode(self.name, tc.monitor)

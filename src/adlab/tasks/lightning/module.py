@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from adlab.config import TrainConfig
+from adlab.models.layout import channels_last_pays
 from adlab.tasks.lightning.callbacks import keep_frozen_norms_frozen
 
 
@@ -17,14 +18,15 @@ class TaskModule(L.LightningModule):
         self.model = model
         self.cfg = train_cfg
         self.meta = meta or {}  # config, class names, normalisation: makes checkpoints self-describing
+        self.channels_last = channels_last_pays(model, train_cfg.channels_last, train_cfg.precision)
 
     def forward(self, x: torch.Tensor):
         return self.model(x)
 
     def on_fit_start(self) -> None:
-        # the inputs come channels-last (train.channels_last); a network left in the other layout converts every
-        # activation back and forth (F's autoencoder trained at 58% of its speed so)
-        if self.cfg.channels_last:
+        # the data module sends its batches in this layout (prepare sets it); a network left in the other layout
+        # converts every activation back and forth (F's autoencoder trained at 58% of its speed so)
+        if self.channels_last:
             self.model.to(memory_format=torch.channels_last)
 
     def on_train_epoch_start(self) -> None:
