@@ -227,7 +227,8 @@ def test_plan_times_the_step_in_the_runs_precision(monkeypatch, precision, dtype
     monkeypatch.setattr(torch, "autocast", recording_autocast)
     config = load_config({"model": {"name": "cnn", "cnn": {"conv_channels": [8]}},
                           "train": {"precision": precision, "channels_last": True}})
-    assert plan._time_step(config, (1, 8, 8), 4) > 0
+    step, per_image = plan._time_step(config, (1, 8, 8), 4)
+    assert step > 0 and per_image > 0
     assert seen and set(seen) == {dtype}
 
 
@@ -235,14 +236,63 @@ def test_plan_estimates_from_a_timed_step_times_steps_and_epochs(monkeypatch):
     from adlab.config import load_config
     from adlab.study import plan
 
-    monkeypatch.setattr(plan, "_time_step", lambda config, shape, batch: 0.5)
+    monkeypatch.setattr(plan, "_time_step", lambda config, shape, batch: (0.5, 0.001))
     config = load_config({"data": {"name": "cifar10", "val_fraction": 0.1, "classes": [0, 1]},
                           "train": {"epochs": 3, "batch_size": 100}})
-    images = plan.train_images(config)
-    assert images == 9000  # 50,000 x 0.9, two classes of ten
-    assert plan.estimate_seconds(config, images, {}) == 0.5 * 90 * 3
+    counts = plan.split_images(config)
+    assert counts == {"train": 9000, "val": 1000, "test": 2000}  # 50,000 x 0.9, two classes of ten; their test
+    # 3 epochs of 90 steps and a validation pass, then the test images once
+    assert plan.estimate_seconds(config, counts, {}) == pytest.approx(3 * (0.5 * 90 + 1000 * 0.001) + 2000 * 0.001)
+    tta = config.model_copy(update={"train": config.train.model_copy(update={"tta_flip": True})})
+    assert plan.estimate_seconds(tta, counts, {}) == pytest.approx(3 * (0.5 * 90 + 1000 * 0.001) + 4000 * 0.001)
     capped = load_config({"data": {"name": "digits", "train_per_class": 20}})
     assert plan.train_images(capped) == 200
+
+
+def test_plan_counts_an_autoencoders_test_passes_and_its_training_codes(monkeypatch):
+    """An autoencoder run reconstructs and encodes its test images and encodes its training images for the
+    latent probes: those passes are part of its time."""
+    from adlab.config import load_config
+    from adlab.study import plan
+
+    monkeypatch.setattr(plan, "_time_step", lambda config, shape, batch: (0.0, 0.001))
+    config = load_config({"task": "autoencode", "data": {"name": "fashion_mnist", "val_fraction": 0.2},
+                          "model": {"name": "ae"}, "train": {"epochs": 2}})
+    counts = plan.split_images(config)
+    assert counts == {"train": 48000, "val": 12000, "test": 10000}
+    assert plan.estimate_seconds(config, counts, {}) == pytest.approx(2 * 12000 * 0.001 + (2 * 10000 + 48000) * 0.001)
+
+
+def test_plan_counts_the_images_of_a_folder_that_is_here(tmp_path):
+    from PIL import Image
+
+    from adlab.config import load_config
+    from adlab.study import plan
+
+    for name, n in (("cat", 30), ("dog", 10)):
+        (tmp_path / "pets" / name).mkdir(parents=True)
+        for i in range(n):
+            Image.new("RGB", (8, 8)).save(tmp_path / "pets" / name / f"{i}.png")
+    config = load_config({"data": {"name": "folder", "root": str(tmp_path / "pets"), "image_size": 8,
+                                   "test_fraction": 0.25, "val_fraction": 0.1}})
+    assert plan.split_images(config) == {"train": 27, "val": 3, "test": 10}
+    assert plan.input_shape(config) == (3, 8, 8)
+    missing = load_config({"data": {"name": "folder", "root": "{out}/data/crops", "image_size": 8}})
+    assert plan.split_images(missing) is None  # made by the study's prepare step: not here yet
+
+
+def test_plan_times_a_frozen_network_as_frozen():
+    """A frozen backbone has no backward pass and no optimizer step: its step is cheaper, and the plan says so."""
+    from adlab.config import load_config
+    from adlab.study import plan
+
+    common = {"data": {"name": "cifar10"}, "train": {"batch_size": 32}}
+    trained = load_config({**common, "model": {"name": "resnet18"}})
+    frozen = load_config({**common, "model": {"name": "resnet18", "freeze": True}})
+    steps = {}
+    for name, config in (("trained", trained), ("frozen", frozen)):
+        steps[name] = min(plan._time_step(config, (3, 32, 32), 32)[0] for _ in range(2))
+    assert steps["frozen"] < 0.8 * steps["trained"]
 
 
 def test_old_flat_model_keys_in_a_study_config_replace_the_base_configs(tmp_path):

@@ -23,6 +23,7 @@ DOWNLOADS = {
     "eurosat": ("EuroSAT.zip (RGB)", 94.3),
 }
 TRAIN_IMAGES = {"digits": 1797, "mnist": 60000, "fashion_mnist": 60000, "cifar10": 50000, "eurosat": 27000}
+TEST_IMAGES = {"mnist": 10000, "fashion_mnist": 10000, "cifar10": 10000}  # their own test sets
 SHAPES = {
     "digits": (1, 8, 8),
     "mnist": (1, 28, 28),
@@ -30,7 +31,6 @@ SHAPES = {
     "cifar10": (3, 32, 32),
     "eurosat": (3, 64, 64),
 }
-WITH_TEST_SPLIT = ("mnist", "fashion_mnist", "cifar10")
 
 
 def plan_lines(study, out: Path, timing: bool = True) -> list[str]:
@@ -56,8 +56,9 @@ def plan_lines(study, out: Path, timing: bool = True) -> list[str]:
     cache: dict[tuple, float | None] = {}
     for i, run in enumerate(runs, start=1):
         config = run.config
-        images = train_images(config)
-        seconds = estimate_seconds(config, images, cache) if timing else None
+        counts = split_images(config)
+        images = counts["train"] if counts else None
+        seconds = estimate_seconds(config, counts, cache) if timing else None
         if seconds is None:
             unknown += 1
         else:
@@ -71,9 +72,9 @@ def plan_lines(study, out: Path, timing: bool = True) -> list[str]:
         )
     if timing:
         lines.append(
-            f"time: about {clock(total)} of training steps (one step of each network timed on this machine's "
-            f"{'GPU' if _gpu() else 'CPU'}; "
-            "evaluation, data loading and figures add to it)"
+            f"time: about {clock(total)} of training, validation and test passes (one training step and one "
+            f"evaluation batch of each network timed on this machine's {'GPU' if _gpu() else 'CPU'}; data loading "
+            "and figures add to it, early stopping can end a run sooner)"
             + (
                 f"; {plural(unknown, 'run')} not estimated (no step timing for its task, or data not here)"
                 if unknown
@@ -194,47 +195,104 @@ def _count(folder: Path) -> tuple[int, int]:
     return files, size
 
 
-def train_images(config) -> int | None:
-    """About how many images one epoch trains on (after the test and validation splits and caps)."""
+def split_images(config) -> dict[str, int] | None:
+    """About how many images each split holds (train after the test and validation splits and caps): the
+    built-in sets' public sizes, a folder's images counted; None where the data is not here yet."""
     data = config.data
-    total = TRAIN_IMAGES.get(data.name)
     classes = 10
-    if total is None:
+    own_test = TEST_IMAGES.get(data.name)
+    total: float
+    if data.name in TRAIN_IMAGES:
+        total = TRAIN_IMAGES[data.name]
+    elif data.name == "folder" and data.root and "{out}" not in data.root and Path(data.root).is_dir():
+        found = _folder_images(Path(data.root))
+        if found is None:
+            return None
+        total, classes, own_test = found
+    else:
         return None
-    if data.name not in WITH_TEST_SPLIT:
-        total = total * (1 - data.test_fraction)
-    total *= 1 - data.val_fraction
+    test: float = own_test if own_test is not None else total * data.test_fraction
+    if own_test is None:
+        total -= test
     if data.classes:
-        total *= len(data.classes) / classes
-        classes = len(data.classes)
+        share = len(data.classes) / classes
+        total, test, classes = total * share, test * share, len(data.classes)
+    val = total * (data.val_fraction if not data.cv_folds else 1 / data.cv_folds)
+    train = total - val
     if data.train_per_class:
-        total = min(total, data.train_per_class * classes)
-    return int(total)
+        train = min(train, data.train_per_class * classes)
+    return {"train": int(train), "val": int(val), "test": int(test)}
 
 
-def estimate_seconds(config, images: int | None, cache: dict) -> float | None:
-    """Epochs x steps x the seconds of one training step of this network, timed here."""
-    if images is None or config.data.name not in SHAPES:
+def train_images(config) -> int | None:
+    """About how many images one epoch trains on."""
+    counts = split_images(config)
+    return counts["train"] if counts else None
+
+
+def _folder_images(root: Path) -> tuple[int, int, int | None] | None:
+    """(images, classes, test images or None) of an image folder: class folders, or train/ and test/ of them."""
+    from adlab.data.folder import index_folder
+    from adlab.errors import AdlabError
+
+    try:
+        if (root / "train").is_dir() and (root / "test").is_dir():
+            names, train = index_folder(root / "train")
+            return len(train), len(names), len(index_folder(root / "test", names, allow_empty=True)[1])
+        names, samples = index_folder(root)
+    except (AdlabError, OSError):  # the run itself says what is wrong with it
         return None
-    shape = SHAPES[config.data.name]
-    if config.data.image_size:
-        shape = (shape[0], config.data.image_size, config.data.image_size)
-    if config.model.weights == "imagenet" or config.data.channels:
-        shape = (config.data.channels or 3, *shape[1:])
-    batch = min(config.train.batch_size, images)
-    key = (config.task, config.model.model_dump_json(exclude={"weights", "freeze", "load_head"}), shape, batch)
+    return len(samples), len(names), None
+
+
+def input_shape(config) -> tuple[int, int, int] | None:
+    data = config.data
+    if data.name in SHAPES:
+        shape = SHAPES[data.name]
+    elif data.name == "folder" and data.image_size:
+        shape = (3, data.image_size, data.image_size)
+    else:
+        return None
+    if data.image_size:
+        shape = (shape[0], data.image_size, data.image_size)
+    if config.model.weights == "imagenet" or data.channels:
+        shape = (data.channels or 3, *shape[1:])
+    return shape
+
+
+def estimate_seconds(config, counts: dict[str, int] | None, cache: dict) -> float | None:
+    """The run's training steps, its validation passes and its final evaluation's passes over the network,
+    from one training step and one evaluation batch of this network timed here (early stopping can end sooner)."""
+    shape = input_shape(config)
+    if counts is None or shape is None:
+        return None
+    batch = min(config.train.batch_size, counts["train"])
+    key = (
+        config.task,
+        config.model.model_dump_json(exclude={"weights", "load_head"}),
+        shape,
+        batch,
+        config.train.precision,
+        config.train.channels_last,
+    )
     if key not in cache:
         cache[key] = _time_step(config, shape, batch)
-    steps = math.ceil(images / config.train.batch_size)
-    return None if cache[key] is None else cache[key] * steps * config.train.epochs
+    if cache[key] is None:
+        return None
+    from adlab.tasks import get_task
+
+    step, per_image = cache[key]
+    steps = math.ceil(counts["train"] / batch)
+    evaluated = get_task(config.task).evaluation_images(config, counts)
+    return config.train.epochs * (steps * step + counts["val"] * per_image) + evaluated * per_image
 
 
 def planned_seconds(runs: list) -> list[float | None]:
-    """Each run's estimated training time (the plan's; None where it cannot be estimated, or for a None), for the
-    time left."""
+    """Each run's estimated time (the plan's; None where it cannot be estimated, or for a None), for the time
+    left."""
     cache: dict = {}
     return [
-        estimate_seconds(run.config, train_images(run.config), cache) if run and run.config else None for run in runs
+        estimate_seconds(run.config, split_images(run.config), cache) if run and run.config else None for run in runs
     ]
 
 
@@ -250,13 +308,15 @@ def seconds_left(done: list[tuple[float | None, float]], todo: list[float | None
     return sum(p * scale if p is not None and scale is not None else mean for p in todo)
 
 
-def _time_step(config, shape: tuple[int, int, int], batch: int) -> float | None:
+def _time_step(config, shape: tuple[int, int, int], batch: int) -> tuple[float, float] | None:
+    """(seconds of one training step, seconds per image of an evaluation pass) of the run's network, timed on
+    random inputs of `shape`; None where the network cannot be built here."""
     import torch
 
     from adlab.models.layout import channels_last_pays
     from adlab.tasks import get_task
 
-    model = config.model.model_copy(update={"weights": None, "freeze": False})
+    model = config.model.model_copy(update={"weights": None})  # a frozen net keeps its frozen layers' cost
     try:
         net = get_task(config.task).timing_network(config.model_copy(update={"model": model}), shape)
     except Exception:  # an estimate, never a reason to stop: the run itself reports a bad model
@@ -270,21 +330,46 @@ def _time_step(config, shape: tuple[int, int, int], batch: int) -> float | None:
     pays = channels_last_pays(net, config.train.channels_last, precision)
     layout = torch.channels_last if pays else torch.contiguous_format
     net.train().to(device, memory_format=layout)
-    optimizer = torch.optim.Adam(net.parameters(), lr=1e-3)
+    trained = [p for p in net.parameters() if p.requires_grad]
+    optimizer = torch.optim.Adam(trained, lr=1e-3) if trained else None
     x = torch.rand(batch, *shape, device=device).contiguous(memory_format=layout)
-    timings = []
-    for _ in range(3):
-        if device == "cuda":
-            torch.cuda.synchronize()
-        start = time.perf_counter()
+
+    def forward():
         with torch.autocast(device, dtype=dtype, enabled=dtype is not None):
             output = net(x)  # logits; an autoencoder's {"recon": ..., "z": ...}; a VAE encoder's tuple
         if isinstance(output, dict):
             output = output.get("recon", next(iter(output.values())))
-        output = output[0] if isinstance(output, (tuple, list)) else output
-        output.float().mean().backward()
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
+        return output[0] if isinstance(output, (tuple, list)) else output
+
+    def train_step():
+        output = forward()
+        if output.requires_grad:
+            output.float().mean().backward()
+        if optimizer is not None:
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+
+    def eval_pass():
+        with torch.no_grad():
+            forward()
+
+    train = _best_of(train_step, device, 3)
+    net.eval()
+    evaluation = _best_of(eval_pass, device, 2)
+    net.train()
+    return train, evaluation / batch
+
+
+def _best_of(step, device: str, times: int) -> float:
+    """The fastest of `times` calls after one of warm-up."""
+    import torch
+
+    timings = []
+    for _ in range(times + 1):
+        if device == "cuda":
+            torch.cuda.synchronize()
+        start = time.perf_counter()
+        step()
         if device == "cuda":
             torch.cuda.synchronize()
         timings.append(time.perf_counter() - start)

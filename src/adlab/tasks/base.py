@@ -48,6 +48,10 @@ class Task(Protocol):
     def timing_network(self, config: Config, shape: tuple[int, int, int]) -> Any:
         """The network whose training step `--plan` times on random inputs of `shape` (None: not estimated)."""
 
+    def evaluation_images(self, config: Config, counts: dict[str, int]) -> int:
+        """How many images the run's final evaluation passes through the network (`--plan`'s estimate), given
+        the images of each split (`counts`: train, val, test)."""
+
     def resolve(self, config: Config) -> Config:
         """The config as a run of this task records it (task defaults made explicit); ConfigError if unusable."""
 

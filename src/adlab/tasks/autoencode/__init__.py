@@ -35,6 +35,9 @@ class Autoencode(LightningTask):
     def input_requirements(self, config: Config) -> tuple[int | None, tuple | None]:
         return None, ([0.0, 0.0, 0.0], [1.0, 1.0, 1.0])  # reconstructions compare images in [0, 1]
 
+    def evaluation_images(self, config: Config, counts: dict[str, int]) -> int:
+        return 2 * counts["test"] + counts["train"]  # reconstructed and encoded; the training codes for the probes
+
     def build(self, config: Config, info):
         from adlab.models.factory import BuiltModel, build_autoencoder
 

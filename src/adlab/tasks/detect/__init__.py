@@ -35,6 +35,9 @@ class Detect:
     def timing_network(self, config: Config, shape: tuple[int, int, int]) -> None:
         return None  # ultralytics builds the network inside its own trainer: --plan does not estimate detection
 
+    def evaluation_images(self, config: Config, counts: dict[str, int]) -> int:
+        return counts["test"]
+
     def prepare(self, config: Config, run_dir: Path, say: Say, callbacks: list) -> Job:
         from adlab.tasks.detect.train import prepare
 

@@ -93,6 +93,9 @@ class LightningTask:
         built = self.build(config, _ShapeOnly(shape))
         return built.net
 
+    def evaluation_images(self, config: Config, counts: dict[str, int]) -> int:
+        return counts["test"]  # its test split, once
+
     def resume_point(self, run_dir: Path) -> Path | None:
         from adlab.models.checkpoints import load_untrusted
         from adlab.tasks.lightning.callbacks import last_checkpoint
