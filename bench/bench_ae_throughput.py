@@ -19,17 +19,14 @@ import csv
 import statistics
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import record  # noqa: E402
+from common import plain_ae_loop, record  # noqa: E402
 
 import adlab  # noqa: E402
-from adlab.models.autoencoders import AutoEncoder  # noqa: E402
 
 IMAGES, BATCH, THREADS = 10_000, 256, 2
 NET = {"channels": (16, 32, 32), "latent_dim": 10, "dropout": 0.2}
@@ -40,28 +37,6 @@ def images() -> torch.Tensor:
 
     raw = read_idx(Path("/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz"))
     return torch.from_numpy(raw[:IMAGES].copy()).unsqueeze(1).float().div(255.0)
-
-
-def plain_loop(x: torch.Tensor, channels_last: bool, bf16: bool, steps: int = 30) -> float:
-    """Images per second of the median training step."""
-    torch.manual_seed(0)
-    net = AutoEncoder(1, (28, 28), NET["latent_dim"], NET["channels"], dropout=NET["dropout"])
-    layout = torch.channels_last if channels_last else torch.contiguous_format
-    net = net.to(memory_format=layout)
-    optimizer = torch.optim.Adam(net.parameters(), lr=1e-3, weight_decay=1e-5)
-    times = []
-    for step in range(steps + 5):
-        batch = x[(step * BATCH) % (len(x) - BATCH) :][:BATCH].contiguous(memory_format=layout)
-        start = time.perf_counter()
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-            recon = net(batch)["recon"]
-        loss = F.mse_loss(recon.float(), batch, reduction="none").flatten(1).sum(1).mean()
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        if step >= 5:
-            times.append(time.perf_counter() - start)
-    return BATCH / statistics.median(times)
 
 
 def adlab_loop(precision: str) -> float:
@@ -83,7 +58,7 @@ def adlab_loop(precision: str) -> float:
 def main() -> None:
     torch.set_num_threads(THREADS)
     x = images()
-    plain = {(cl, bf): plain_loop(x, cl, bf) for cl in (False, True) for bf in (False, True)}
+    plain = {(cl, bf): plain_ae_loop(x, cl, bf) for cl in (False, True) for bf in (False, True)}
     ours = {"32-true": adlab_loop("32-true"), "bf16-mixed": adlab_loop("bf16-mixed")}
     reference = max(plain[(False, False)], plain[(True, False)])
     rows = [

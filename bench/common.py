@@ -70,3 +70,65 @@ def adlab_train(config: str, out: str | Path, *overrides: str) -> tuple[float, f
         raise SystemExit(f"adlab train {config} failed:\n{output[-3000:]}")
     metrics = json.loads((Path(out) / "metrics.json").read_text())
     return seconds, usage.ru_maxrss / 1024, metrics  # ru_maxrss is in KiB on Linux
+
+
+# --- the machine-speed reference ---------------------------------------------------------------------------
+# Time goals are stated per unit of it: a plain PyTorch loop training assignment F's 16-32-32 autoencoder
+# (fp32, channels-last, batch 256, Fashion-MNIST images in memory; random ones where Debian's package is not
+# installed), the median of three rounds of 30 steps, measured in the same run as the goal (one round varies by
+# up to 25% on a shared VM: 4,069 to 5,363 img/s within a minute). The Fashion-MNIST goals were set on
+# 2026-11-22, when it measured REFERENCE_IMG_S.
+REFERENCE_IMG_S = 4021.0
+FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz")
+
+
+def plain_ae_loop(x, channels_last: bool, bf16: bool, steps: int = 30, channels=(16, 32, 32)) -> float:
+    """Images per second of the median training step of F's autoencoder in a plain loop (MSE summed per image,
+    Adam, batch 256): the fastest a notebook gets."""
+    import statistics
+
+    import torch
+    import torch.nn.functional as F
+
+    from adlab.models.autoencoders import AutoEncoder
+
+    batch = 256
+    torch.manual_seed(0)
+    net = AutoEncoder(1, (28, 28), 10, channels, dropout=0.2)
+    layout = torch.channels_last if channels_last else torch.contiguous_format
+    net = net.to(memory_format=layout)
+    optimizer = torch.optim.Adam(net.parameters(), lr=1e-3, weight_decay=1e-5)
+    times = []
+    for step in range(steps + 5):
+        images = x[(step * batch) % (len(x) - batch) :][:batch].contiguous(memory_format=layout)
+        start = time.perf_counter()
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            recon = net(images)["recon"]
+        loss = F.mse_loss(recon.float(), images, reduction="none").flatten(1).sum(1).mean()
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        if step >= 5:
+            times.append(time.perf_counter() - start)
+    return batch / statistics.median(times)
+
+
+def machine_speed() -> float:
+    """The reference's images per second on this machine now (about 15 s)."""
+    import statistics
+
+    import torch
+
+    torch.manual_seed(0)
+    if FASHION_MNIST.is_file():
+        from adlab.data.idx import read_idx
+
+        x = torch.from_numpy(read_idx(FASHION_MNIST)[:10240].copy()).unsqueeze(1).float().div(255.0)
+    else:
+        x = torch.rand(10240, 1, 28, 28)
+    return statistics.median(plain_ae_loop(x, channels_last=True, bf16=False) for _ in range(3))
+
+
+def scaled_budget(seconds_at_reference: float, speed: float) -> float:
+    """A time goal set at REFERENCE_IMG_S, for a machine measuring `speed` now."""
+    return seconds_at_reference * REFERENCE_IMG_S / speed
