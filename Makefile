@@ -1,18 +1,18 @@
 # adlab: `make demo` and `make test` do all the set-up on a fresh machine.
-# VENV can point outside the clone (CI caches it there, keyed by pyproject.toml).
+# VENV can point outside the clone (CI caches it there, keyed by pyproject.toml and constraints.txt).
 VENV ?= .venv
 PY := $(VENV)/bin/python
-STAMP := $(VENV)/.adlab-installed-$(shell sha256sum pyproject.toml | cut -c1-16)
+STAMP := $(VENV)/.adlab-installed-$(shell cat pyproject.toml constraints.txt | sha256sum | cut -c1-16)
 FMNIST := /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
 
 .PHONY: setup data lint test test-slow test-all demo bench mutation clean
 
 setup: $(STAMP) data
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml constraints.txt
 	@test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[dev,detect,track,cluster,timm]'
+	$(PY) -m pip install --quiet -c constraints.txt -e '.[dev,detect,track,cluster,timm]'
 	@rm -f $(VENV)/.adlab-installed-*
 	@touch $@
 

@@ -184,6 +184,7 @@ def test_a_fifo_as_the_sqlite_store_is_refused_without_opening_it(cli, config, n
     assert "a named pipe" in line
 
 
+@needs_mlflow
 def test_the_store_check_accepts_what_mlflow_should_use(tmp_path, monkeypatch):
     """A new file (MLflow makes it), an empty one, an MLflow store; a new or MLflow-made folder with the
     file store allowed."""

@@ -8,6 +8,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import re
 import subprocess
 import sys
 import zipfile
@@ -185,3 +186,56 @@ def test_the_notebook_runs_assignment_a_in_its_smoke_size(tmp_path):
     assert "a/report.md" in names and "a/runs/lr=0.01-constant-seed=1/metrics.json" in names
     assert not [n for n in names if "/checkpoints/" in n]
     assert snapshot(REPO / "studies") == studies_before and not (work / "adlab").exists()
+
+
+def _fake_installed(site: Path, name: str, version: str) -> None:
+    """A distribution's metadata alone (pip's resolver reads nothing else)."""
+    info = site / f"{name}-{version}.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n")
+    (info / "INSTALLER").write_text("pip\n")
+    (info / "RECORD").write_text("")
+
+
+def _pip_install_report(tmp_path: Path, torch_version: str, torchvision_version: str) -> subprocess.CompletedProcess:
+    """The notebook's own pip command, run with --dry-run --report in a virtual environment that sees this
+    one's packages (as Colab's image holds its own), with torch and torchvision of the versions given in place
+    of this environment's; offline
+    (--no-index): whatever pip would have to download shows as a failure to resolve."""
+    import sysconfig
+    import venv
+
+    env_dir = tmp_path / f"venv-{torch_version}"
+    venv.create(env_dir, with_pip=False)
+    python = env_dir / "bin" / "python"
+    site = Path(subprocess.run([python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                               capture_output=True, text=True, check=True).stdout.strip())
+    (site / "outer.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")  # pip and every dependency
+    _fake_installed(site, "torch", torch_version)  # found before this environment's own torch
+    _fake_installed(site, "torchvision", torchvision_version)
+    install = re.search(r'sh\(sys\.executable, "-m", "pip", "install", ([^)]*)\)', cell("install"))
+    assert install, "the install cell's pip command"
+    options = [a.strip().strip('"') for a in install.group(1).split(",")][:-1]  # its options, then CLONE
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PIP_")}
+    env["PIP_CONFIG_FILE"] = os.devnull  # no find-links or extra index from a pip.conf: nothing to fetch from
+    return subprocess.run([python, "-m", "pip", "install", *options, "--dry-run", "--report", "-", "--no-index",
+                           "--no-build-isolation", str(REPO)], capture_output=True, text=True, timeout=300, env=env)
+
+
+@pytest.mark.slow
+def test_the_notebooks_install_keeps_a_preinstalled_torch_that_suits_adlab(tmp_path):
+    """Colab comes with torch and torchvision: installing adlab must not replace them (gigabytes, and its
+    torchaudio left mismatched) when they are recent enough. The oldest torch adlab accepts is kept; an older
+    one would be replaced."""
+    import tomllib
+
+    pins = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["dependencies"]
+    oldest = next(p for p in pins if p.startswith("torch>=")).removeprefix("torch>=")
+    vision = next(p for p in pins if p.startswith("torchvision>=")).removeprefix("torchvision>=")
+    kept = _pip_install_report(tmp_path, oldest, vision)
+    assert kept.returncode == 0, kept.stderr[-3000:]
+    report = json.loads(kept.stdout)
+    assert [item["metadata"]["name"] for item in report["install"]] == ["adlab"]  # torch and the rest kept
+    major, minor = (int(part) for part in oldest.split(".")[:2])
+    older = _pip_install_report(tmp_path, f"{major}.{minor - 1}.0", vision)
+    assert older.returncode != 0 and "torch" in older.stderr  # pip would have to fetch a newer torch
