@@ -46,3 +46,30 @@ def test_an_interrupted_save_says_why_and_leaves_no_checkpoint(tmp_path, monkeyp
     if expected is OSError:
         assert info.value.errno == errno.ENOSPC and str(target) in str(info.value)
     assert not target.exists() and list(tmp_path.iterdir()) == []
+
+
+def test_a_ctrl_c_inside_torch_save_is_a_ctrl_c_not_its_runtime_error(tmp_path, monkeypatch):
+    """Seen on a busy machine: the Ctrl-C landed in torch.save's own Python code, not in a write, and the
+    zip writer's exit then raised "unexpected pos" while handling it (the run ended with a traceback)."""
+
+    def interrupted_save(obj, f):
+        f.write(b"partial")
+        try:
+            raise KeyboardInterrupt
+        except KeyboardInterrupt:
+            raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 188864 vs 155984")  # noqa: B904
+
+    monkeypatch.setattr(callbacks.torch, "save", interrupted_save)
+    target = tmp_path / "last.ckpt"
+    with pytest.raises(KeyboardInterrupt):
+        callbacks.AtomicCheckpointIO().save_checkpoint({"w": torch.zeros(10)}, target)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_plain_torch_save_error_is_not_mistaken_for_a_ctrl_c(tmp_path, monkeypatch):
+    def failing_save(obj, f):
+        raise RuntimeError("something else")
+
+    monkeypatch.setattr(callbacks.torch, "save", failing_save)
+    with pytest.raises(RuntimeError, match="something else"):
+        callbacks.AtomicCheckpointIO().save_checkpoint({"w": torch.zeros(10)}, tmp_path / "last.ckpt")

@@ -28,6 +28,19 @@ def adlab(*args: str) -> list[str]:
     return [sys.executable, "-c", "import sys; from adlab.cli import main; sys.exit(main())", *args]
 
 
+# A child inherits SIGINT ignored when pytest's process ignores it (Lightning's Ctrl-C handling sets
+# SIG_IGN for good, so an earlier in-process test can leave it so; so does a shell's background job),
+# and Python then installs no Ctrl-C handler: the run never saw the test's Ctrl-C and finished (CI,
+# exit 0). The interrupted run takes Ctrl-C as a terminal's foreground job does.
+FOREGROUND = "import signal; signal.signal(signal.SIGINT, signal.default_int_handler); "
+
+
+def adlab_in_foreground(*args: str) -> list[str]:
+    command = adlab(*args)
+    command[2] = FOREGROUND + command[2]
+    return command
+
+
 @pytest.fixture(scope="module")
 def config_file(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("resume") / "cfg.yaml"
@@ -55,11 +68,12 @@ def history_rows(run: Path) -> int:
 
 
 def interrupt(config_file: Path, run: Path, sig: int, after_epochs: int = 2) -> subprocess.CompletedProcess:
-    process = subprocess.Popen(adlab("train", str(config_file), "--out", str(run)), stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, text=True)
+    process = subprocess.Popen(adlab_in_foreground("train", str(config_file), "--out", str(run)),
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 120
     while history_rows(run) < after_epochs and process.poll() is None and time.monotonic() < deadline:
         time.sleep(0.02)
+    assert process.poll() is None, "the run ended before it could be stopped: nothing would be tested"
     process.send_signal(sig)
     out, err = process.communicate(timeout=120)
     return subprocess.CompletedProcess(process.args, process.returncode, out, err)

@@ -32,14 +32,27 @@ class AtomicCheckpointIO(TorchCheckpointIO):
             writer = _ErrorKeepingFile(f)
             try:
                 torch.save(checkpoint, writer)  # type: ignore[arg-type]  # torch writes to any object with write()
-            except RuntimeError:
+            except RuntimeError as exc:
                 # torch reports a failed write as "unexpected pos" (its zip writer's exit after the write
-                # raised): what interrupted the write is what the user must see, a Ctrl-C or a full disk
-                if isinstance(writer.error, KeyboardInterrupt):
+                # raised): what interrupted the write is what the user must see, a Ctrl-C or a full disk.
+                # A Ctrl-C that lands in torch's pickling rather than in a write is the error's context.
+                if isinstance(writer.error, KeyboardInterrupt) or _interrupted(exc):
                     raise KeyboardInterrupt from None
                 if writer.error is None:
                     raise
                 raise OSError(writer.error.errno, writer.error.strerror, str(path)) from None
+
+
+def _interrupted(exc: BaseException) -> bool:
+    """Whether a Ctrl-C is among the exceptions `exc` was raised while handling."""
+    seen = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        if isinstance(current, KeyboardInterrupt):
+            return True
+        seen.add(id(current))
+        current = current.__context__
+    return False
 
 
 class _ErrorKeepingFile:
