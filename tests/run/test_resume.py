@@ -28,10 +28,9 @@ def adlab(*args: str) -> list[str]:
     return [sys.executable, "-c", "import sys; from adlab.cli import main; sys.exit(main())", *args]
 
 
-# A child inherits SIGINT ignored when pytest's process ignores it (Lightning's Ctrl-C handling sets
-# SIG_IGN for good, so an earlier in-process test can leave it so; so does a shell's background job),
-# and Python then installs no Ctrl-C handler: the run never saw the test's Ctrl-C and finished (CI,
-# exit 0). The interrupted run takes Ctrl-C as a terminal's foreground job does.
+# A child inherits SIGINT ignored when pytest's process ignores it (started as a background job of a shell
+# without job control, as CI may start the suite), and Python then installs no Ctrl-C handler: the run never
+# saw the test's Ctrl-C and finished (CI, exit 0). The interrupted run takes Ctrl-C as a foreground job does.
 FOREGROUND = "import signal; signal.signal(signal.SIGINT, signal.default_int_handler); "
 
 
@@ -185,3 +184,22 @@ def test_an_interrupted_run_made_before_the_families_resumes(config_file, uninte
     assert resumed.returncode == 0, resumed.stderr
     assert "notice" not in resumed.stderr  # a folder adlab wrote: migrated silently
     assert_same_result(run, uninterrupted)
+
+
+def test_a_ctrl_c_in_this_process_leaves_its_ctrl_c_handler_as_it_was(tmp_path, monkeypatch):
+    """Lightning ignores SIGINT while it shuts down after a Ctrl-C and puts the handler back at teardown: after an
+    interrupted adlab.train a notebook's kernel can still be interrupted (a guard against a Lightning change)."""
+    import adlab
+    from adlab.errors import Interrupted
+    from adlab.tasks.lightning.callbacks import HistoryWriter
+    from tests.conftest import fast_config
+
+    def ctrl_c(self, trainer, pl_module):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(HistoryWriter, "on_train_epoch_end", ctrl_c)
+    before = signal.getsignal(signal.SIGINT)
+    assert before is not signal.SIG_IGN
+    with pytest.raises(Interrupted, match="interrupted after 0 of"):
+        adlab.train(fast_config(train={"epochs": 3}), out=tmp_path / "run", verbose=False)
+    assert signal.getsignal(signal.SIGINT) is before
