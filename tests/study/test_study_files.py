@@ -2,6 +2,7 @@
 paths relative to the file, inputs checked before anything is written."""
 
 import json
+import math
 
 import pytest
 from checks import snapshot
@@ -236,15 +237,21 @@ def test_plan_estimates_from_a_timed_step_times_steps_and_epochs(monkeypatch):
     from adlab.config import load_config
     from adlab.study import plan
 
+    from adlab.tasks import output_costs
+
     monkeypatch.setattr(plan, "_time_step", lambda config, shape, batch: (0.5, 0.001))
+    monkeypatch.setattr(output_costs, "figure_seconds", lambda: 0.25)
     config = load_config({"data": {"name": "cifar10", "val_fraction": 0.1, "classes": [0, 1]},
                           "train": {"epochs": 3, "batch_size": 100}})
     counts = plan.split_images(config)
     assert counts == {"train": 9000, "val": 1000, "test": 2000}  # 50,000 x 0.9, two classes of ten; their test
-    # 3 epochs of 90 steps and a validation pass, then the test images once
-    assert plan.estimate_seconds(config, counts, {}) == pytest.approx(3 * (0.5 * 90 + 1000 * 0.001) + 2000 * 0.001)
+    # 3 epochs of 90 steps and a validation pass, then the test images once, then three figures
+    figures = 3 * 0.25  # loss curves, confusion matrix, misclassified images
+    assert plan.estimate_seconds(config, counts, {}) == \
+        pytest.approx(3 * (0.5 * 90 + 1000 * 0.001) + 2000 * 0.001 + figures)
     tta = config.model_copy(update={"train": config.train.model_copy(update={"tta_flip": True})})
-    assert plan.estimate_seconds(tta, counts, {}) == pytest.approx(3 * (0.5 * 90 + 1000 * 0.001) + 4000 * 0.001)
+    assert plan.estimate_seconds(tta, counts, {}) == \
+        pytest.approx(3 * (0.5 * 90 + 1000 * 0.001) + 4000 * 0.001 + figures)
     capped = load_config({"data": {"name": "digits", "train_per_class": 20}})
     assert plan.train_images(capped) == 200
 
@@ -255,12 +262,49 @@ def test_plan_counts_an_autoencoders_test_passes_and_its_training_codes(monkeypa
     from adlab.config import load_config
     from adlab.study import plan
 
+    from adlab.tasks import output_costs
+
     monkeypatch.setattr(plan, "_time_step", lambda config, shape, batch: (0.0, 0.001))
+    monkeypatch.setattr(output_costs, "figure_seconds", lambda: 0.0)
+    monkeypatch.setattr(output_costs, "tsne_seconds", lambda points, dim: 0.0)
+    monkeypatch.setattr(output_costs, "probe_seconds", lambda train, test, dim: 0.0)
     config = load_config({"task": "autoencode", "data": {"name": "fashion_mnist", "val_fraction": 0.2},
                           "model": {"name": "ae"}, "train": {"epochs": 2}})
     counts = plan.split_images(config)
     assert counts == {"train": 48000, "val": 12000, "test": 10000}
     assert plan.estimate_seconds(config, counts, {}) == pytest.approx(2 * 12000 * 0.001 + (2 * 10000 + 48000) * 0.001)
+
+
+@pytest.mark.parametrize("latent, figures, tsne", [(10, 6, (3000, 10)), (2, 7, (3000, 2))])
+def test_plan_counts_an_autoencoders_figures_t_sne_map_and_probes(monkeypatch, latent, figures, tsne):
+    """A short autoencoder run spends more on its t-SNE map, probes and figures than on training (a 2-epoch
+    run on 10,000 images: about 7 s of 14): the plan counts them at the run's sizes."""
+    from adlab.config import load_config
+    from adlab.study import plan
+    from adlab.tasks import output_costs
+
+    asked = {}
+    monkeypatch.setattr(plan, "_time_step", lambda config, shape, batch: (0.0, 0.0))
+    monkeypatch.setattr(output_costs, "figure_seconds", lambda: 0.25)
+    monkeypatch.setattr(output_costs, "tsne_seconds", lambda points, dim: asked.setdefault("tsne", (points, dim)) and 3.0)
+    monkeypatch.setattr(output_costs, "probe_seconds",
+                        lambda train, test, dim: asked.setdefault("probes", (train, test, dim)) and 0.5)
+    config = load_config({"task": "autoencode", "data": {"name": "fashion_mnist", "val_fraction": 0.2},
+                          "model": {"name": "vae", "autoencoder": {"latent_dim": latent}}, "train": {"epochs": 2}})
+    counts = plan.split_images(config)
+    assert plan.estimate_seconds(config, counts, {}) == pytest.approx(figures * 0.25 + 3.0 + 0.5)
+    assert asked == {"tsne": tsne, "probes": (48000, 10000, latent)}  # 3,000 test codes drawn (tsne_points)
+
+
+def test_output_costs_are_timed_here_and_scaled_to_the_runs_sizes():
+    from adlab.tasks import output_costs
+
+    assert output_costs.figure_seconds() > 0
+    assert output_costs.tsne_seconds(3000, 2) == 0.0  # a 2-D code is its own map
+    small, large = output_costs.tsne_seconds(500, 10), output_costs.tsne_seconds(5000, 10)
+    assert small > 0 and large / small == pytest.approx(5000 * math.log(5000) / (500 * math.log(500)))
+    assert output_costs.probe_seconds(48000, 10000, 10) == pytest.approx(
+        output_costs.probe_seconds(4800, 1000, 10) * 10)
 
 
 def test_plan_counts_the_images_of_a_folder_that_is_here(tmp_path):

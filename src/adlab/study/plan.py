@@ -72,9 +72,10 @@ def plan_lines(study, out: Path, timing: bool = True) -> list[str]:
         )
     if timing:
         lines.append(
-            f"time: about {clock(total)} of training, validation and test passes (one training step and one "
-            f"evaluation batch of each network timed on this machine's {'GPU' if _gpu() else 'CPU'}; data loading "
-            "and figures add to it, early stopping can end a run sooner)"
+            f"time: about {clock(total)} of training, validation and test passes, figures and latent maps (one "
+            f"training step and one evaluation batch of each network, a figure and a t-SNE map timed on this "
+            f"machine's {'GPU' if _gpu() else 'CPU'}; start-up and data loading add to it, early stopping can end a "
+            "run sooner)"
             + (
                 f"; {plural(unknown, 'run')} not estimated (no step timing for its task, or data not here)"
                 if unknown
@@ -262,7 +263,8 @@ def input_shape(config) -> tuple[int, int, int] | None:
 
 def estimate_seconds(config, counts: dict[str, int] | None, cache: dict) -> float | None:
     """The run's training steps, its validation passes and its final evaluation's passes over the network,
-    from one training step and one evaluation batch of this network timed here (early stopping can end sooner)."""
+    from one training step and one evaluation batch of this network timed here (early stopping can end sooner),
+    and its figures and latent maps (Task.outputs_seconds)."""
     shape = input_shape(config)
     if counts is None or shape is None:
         return None
@@ -283,8 +285,12 @@ def estimate_seconds(config, counts: dict[str, int] | None, cache: dict) -> floa
 
     step, per_image = cache[key]
     steps = math.ceil(counts["train"] / batch)
-    evaluated = get_task(config.task).evaluation_images(config, counts)
-    return config.train.epochs * (steps * step + counts["val"] * per_image) + evaluated * per_image
+    task = get_task(config.task)
+    passes = (
+        config.train.epochs * (steps * step + counts["val"] * per_image)
+        + task.evaluation_images(config, counts) * per_image
+    )
+    return passes + task.outputs_seconds(config, counts)
 
 
 def planned_seconds(runs: list) -> list[float | None]:
@@ -298,7 +304,8 @@ def planned_seconds(runs: list) -> list[float | None]:
 
 def seconds_left(done: list[tuple[float | None, float]], todo: list[float | None]) -> float:
     """The time the runs still to make will take: their planned cost scaled by how the finished runs' measured
-    time compared with theirs (the plan times training steps only; evaluation and figures come on top). A run
+    time compared with theirs (the plan leaves out start-up and data loading, and this machine may be busier
+    than when it timed). A run
     with no plan counts as the finished runs' mean. `done`: (planned, measured) per finished run."""
     if not done:
         return sum(p for p in todo if p is not None)

@@ -52,6 +52,10 @@ class Task(Protocol):
         """How many images the run's final evaluation passes through the network (`--plan`'s estimate), given
         the images of each split (`counts`: train, val, test)."""
 
+    def outputs_seconds(self, config: Config, counts: dict[str, int]) -> float:
+        """Seconds of the run's work besides its network's passes (`--plan`'s estimate): its figures, and what
+        the task computes from its outputs (an autoencoder's t-SNE map and probes), timed on this machine."""
+
     def resolve(self, config: Config) -> Config:
         """The config as a run of this task records it (task defaults made explicit); ConfigError if unusable."""
 

@@ -38,6 +38,20 @@ class Autoencode(LightningTask):
     def evaluation_images(self, config: Config, counts: dict[str, int]) -> int:
         return 2 * counts["test"] + counts["train"]  # reconstructed and encoded; the training codes for the probes
 
+    def outputs_seconds(self, config: Config, counts: dict[str, int]) -> float:
+        from adlab.settings.autoencoder import AutoencoderConfig
+        from adlab.tasks.output_costs import figure_seconds, probe_seconds, tsne_seconds
+
+        settings = config.model.family(AutoencoderConfig)
+        dim = settings.latent_dim
+        # loss curves, reconstructions, PCA and t-SNE maps, samples, interpolations; a 2-D code's manifold
+        figures = 6 + (dim == 2)
+        return (
+            figures * figure_seconds()
+            + tsne_seconds(min(settings.tsne_points, counts["test"]), dim)
+            + probe_seconds(counts["train"], counts["test"], dim)
+        )
+
     def build(self, config: Config, info):
         from adlab.models.factory import BuiltModel, build_autoencoder
 

@@ -38,6 +38,8 @@ class Classify(LightningTask):
         config = super().resolve(config)
         return config.model_copy(update={"model": resolve_encoder_architecture(config.model)})
 
+    figures_per_run = 3  # loss curves, confusion matrix, misclassified test images
+
     def evaluation_images(self, config: Config, counts: dict[str, int]) -> int:
         views = (2 if config.train.tta_flip else 1) * (3 if config.train.tta_shift else 1)  # as predict_probs
         return counts["test"] * views

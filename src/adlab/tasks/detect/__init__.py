@@ -38,6 +38,9 @@ class Detect:
     def evaluation_images(self, config: Config, counts: dict[str, int]) -> int:
         return counts["test"]
 
+    def outputs_seconds(self, config: Config, counts: dict[str, int]) -> float:
+        return 0.0  # not estimated (timing_network): ultralytics draws its own plots
+
     def prepare(self, config: Config, run_dir: Path, say: Say, callbacks: list) -> Job:
         from adlab.tasks.detect.train import prepare
 

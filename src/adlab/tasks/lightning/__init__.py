@@ -96,6 +96,13 @@ class LightningTask:
     def evaluation_images(self, config: Config, counts: dict[str, int]) -> int:
         return counts["test"]  # its test split, once
 
+    figures_per_run = 1  # the loss curves; a task's own figures come on top
+
+    def outputs_seconds(self, config: Config, counts: dict[str, int]) -> float:
+        from adlab.tasks.output_costs import figure_seconds
+
+        return self.figures_per_run * figure_seconds()
+
     def resume_point(self, run_dir: Path) -> Path | None:
         from adlab.models.checkpoints import load_untrusted
         from adlab.tasks.lightning.callbacks import last_checkpoint

@@ -58,6 +58,8 @@ class Segment(LightningTask):
         summary_keys=("mean_iou",),
     )
 
+    figures_per_run = 3  # loss curves, overlays, per-class IoU
+
     def input_requirements(self, config: Config) -> tuple[int | None, tuple | None]:
         from adlab.models.checkpoints import checkpoint_input
         from adlab.models.segmentation import check_segmenter_name, segmentation_normalization
