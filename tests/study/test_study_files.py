@@ -357,3 +357,21 @@ def test_an_old_flat_model_key_in_a_base_follows_each_runs_own_model(tmp_path):
     configs = {run.name: run.config for run in study.runs}
     assert configs["ae"].model.autoencoder.conv_channels == [4, 8]
     assert configs["cnn"].model.cnn.conv_channels == [4, 8]
+
+
+def test_the_plan_flushes_subnormal_floats_before_it_times_a_step():
+    """Threads torch starts before the flush keep the slow path for subnormals: a study whose plan timed a step
+    before its first run trained assignment A's lr=0.01 run at 10, 27, then 56 s an epoch (10 s flushed)."""
+    import subprocess
+    import sys
+
+    script = (
+        "import torch\n"
+        "from adlab.config import load_config\n"
+        "from adlab.study import plan\n"
+        "assert (torch.tensor([1e-39]) * 1.0).item() != 0  # a subnormal survives before\n"
+        "plan._time_step(load_config({'model': {'name': 'cnn', 'cnn': {'conv_channels': [8]}}}), (1, 8, 8), 4)\n"
+        "assert (torch.tensor([1e-39]) * 1.0).item() == 0  # flushed to zero after\n"
+    )
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr

@@ -322,7 +322,9 @@ def _time_step(config, shape: tuple[int, int, int], batch: int) -> tuple[float, 
 
     from adlab.models.layout import channels_last_pays
     from adlab.tasks import get_task
+    from adlab.tasks.lightning import flush_denormals
 
+    flush_denormals()  # as the runs will train, and before torch starts the threads they will train on
     model = config.model.model_copy(update={"weights": None})  # a frozen net keeps its frozen layers' cost
     try:
         net = get_task(config.task).timing_network(config.model_copy(update={"model": model}), shape)

@@ -304,8 +304,16 @@ def prepare_process() -> None:
         del os.environ["PYTORCH_NVML_BASED_CUDA_CHECK"]
     # A resumed run continues in its own checkpoint folder on purpose.
     warnings.filterwarnings("ignore", message=r".*Checkpoint directory .* exists and is not empty.*")
-    # Subnormal floats (below 1e-38) take a slow path on x86 CPUs: assignment A's diverging lr=0.01 runs spent
-    # 34 s an epoch against 12 s with them flushed to zero (the same CNN, the same data)
+    flush_denormals()
+
+
+def flush_denormals() -> None:
+    """Subnormal floats (below 1e-38) take a slow path on x86 CPUs: assignment A's lr=0.01 runs spent 34 s an
+    epoch against 12 s with them flushed to zero (the same CNN, the same data). Call it before the process's
+    first training step: threads torch starts before it keep the slow path (a study whose plan timed a step
+    first trained its lr=0.01 run at 10, 27, then 56 s an epoch; flushed first, 10 s each)."""
+    import torch
+
     torch.set_flush_denormal(True)
 
 
