@@ -25,10 +25,11 @@ import sys
 import tempfile
 from datetime import datetime
 from pathlib import Path
+from unittest import mock
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-from common import RESULTS, ROOT, record  # noqa: E402
+from common import ROOT, record, with_saved_rows  # noqa: E402
 
 GOAL = 1.5
 STUDIES = {
@@ -131,20 +132,15 @@ def main(args: list[str]) -> None:
             rows.append({"measure": "d (YOLO): measured / planned", "value": float("nan"), "unit": "not estimated",
                          "goal": "-", "met": None})
             continue
-        environ = dict(os.environ)  # ADLAB_DATA and TORCH_HOME point into this study's temporary folder only
-        with tempfile.TemporaryDirectory() as tmp:
+        # ADLAB_DATA and TORCH_HOME point into this study's temporary folder only
+        with mock.patch.dict(os.environ), tempfile.TemporaryDirectory() as tmp:
             folder = Path(tmp)
             overrides = prepare_data(key, folder)
             weights(folder)
             path = one_seed(STUDIES[key], folder)
             out = run_study(path, out=folder / "out", overrides=overrides, verbose=False)
             rows += compare(path, out, overrides)
-        os.environ.clear()
-        os.environ.update(environ)
-    saved = RESULTS / "plan.json"
-    if keys and saved.is_file():  # keep the saved rows of the studies that did not run
-        rows = [r for r in json.loads(saved.read_text())["rows"] if r["measure"][:1] not in keys] + rows
-    record("plan", rows)
+    record("plan", with_saved_rows("plan", rows, keys))
 
 
 if __name__ == "__main__":

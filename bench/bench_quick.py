@@ -7,7 +7,7 @@ at the real data sets' sizes: CIFAR-10's 50,000 + 10,000 images (A), EuroSAT's 2
 real networks. A stand-in's accuracy means nothing; its time is the time of the same work on the real data
 (early stopping aside: the quick versions have none).
 
-    python bench/bench_quick.py            # all six (about 40 minutes on 2 cores)
+    python bench/bench_quick.py            # all six (about 25 minutes on 2 cores)
     python bench/bench_quick.py e f        # some of them
     python bench/bench_quick.py fast       # F only (make bench's fast form)
 """
@@ -20,22 +20,15 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from unittest import mock
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
-from bench_plan import compare  # noqa: E402
-from common import RESULTS, ROOT, record  # noqa: E402
+from bench_plan import STUDIES, compare, weights  # noqa: E402
+from common import ROOT, record, with_saved_rows  # noqa: E402
 
 KITTI_SCENES = 500
-STUDIES = {
-    "a": "a_cifar10_lr",
-    "b": "b_eurosat_transfer",
-    "c": "c_kitti_crops",
-    "d": "d_kitti_yolo",
-    "e": "e_mnist_autoencoders",
-    "f": "f_fmnist_autoencoder_search",
-}
 
 
 def prepare(key: str, folder: Path) -> tuple[Path, list[str], str]:
@@ -70,15 +63,6 @@ def prepare(key: str, folder: Path) -> tuple[Path, list[str], str]:
     return study, [], "real Fashion-MNIST (Debian's package)"
 
 
-def weights(folder: Path) -> None:
-    """Stand-in ImageNet files for the torchvision nets the studies load (never downloaded here)."""
-    from standins.hub import write_imagenet_weights
-
-    os.environ["TORCH_HOME"] = str(folder / "torch")
-    for name in ("alexnet", "mobilenet_v2", "resnet18"):
-        write_imagenet_weights(folder / "torch", name)
-
-
 def run_quick(key: str, study: Path, out: Path, overrides: list[str], folder: Path) -> float:
     """Wall seconds of the quick study: `adlab study --quick` as a process; D in this process, where
     ultralytics' weights folder can hold the stand-in COCO checkpoint."""
@@ -105,7 +89,7 @@ def run_quick(key: str, study: Path, out: Path, overrides: list[str], folder: Pa
 
 
 def summary(out: Path) -> str:
-    """Each run's scored metrics (on stand-ins: say nothing about quality) and its epochs."""
+    """Each run's training seconds (its metrics are left out: on stand-ins they say nothing about quality)."""
     parts = []
     for run in sorted((out / "runs").iterdir()):
         metrics = json.loads((run / "metrics.json").read_text())
@@ -118,8 +102,8 @@ def main(args: list[str]) -> None:
     keys = ["f"] if args == ["fast"] else [a for a in args if a in STUDIES]  # fast: F's 2 minutes on real data
     rows = []
     for key in keys or list(STUDIES):
-        environ = dict(os.environ)  # ADLAB_DATA and TORCH_HOME point into this study's temporary folder only
-        with tempfile.TemporaryDirectory() as tmp:
+        # ADLAB_DATA and TORCH_HOME point into this study's temporary folder only
+        with mock.patch.dict(os.environ), tempfile.TemporaryDirectory() as tmp:
             folder = Path(tmp)
             study, overrides, data = prepare(key, folder)
             weights(folder)
@@ -133,12 +117,7 @@ def main(args: list[str]) -> None:
             })
             print(rows[-1]["measure"], f"{seconds:.0f}", rows[-1]["unit"], flush=True)
             rows += compare(study, folder / "out", ["study.quick=true", *overrides])  # --plan, run by run
-        os.environ.clear()
-        os.environ.update(environ)
-    saved = RESULTS / "quick.json"
-    if keys and saved.is_file():  # keep the saved rows of the studies that did not run
-        rows = [r for r in json.loads(saved.read_text())["rows"] if r["measure"][:1] not in keys] + rows
-    record("quick", rows)
+    record("quick", with_saved_rows("quick", rows, keys))
 
 
 if __name__ == "__main__":

@@ -32,7 +32,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import RESULTS, ROOT, record  # noqa: E402
+from common import ROOT, record, with_saved_rows  # noqa: E402
 
 GOAL, THREADS, STEPS_PER_EPOCH = 1.5, 2, 20
 STUDIES = {"a": "a_cifar10_lr", "b": "b_eurosat_transfer", "c": "c_kitti_crops", "e": "e_mnist_autoencoders",
@@ -138,10 +138,7 @@ def main(keys: list[str]) -> None:
             rows.append({"measure": label, "value": ours / plain, "unit": f"({ours:.0f} / {plain:.0f} img/s)",
                          "goal": f">= 1/{GOAL}", "met": ours >= plain / GOAL})
             print(f"{label}: adlab {ours:.0f} img/s, plain loop {plain:.0f} img/s", flush=True)
-    saved = RESULTS / "study_nets.json"
-    if keys and saved.is_file():  # keep the saved rows of the studies that did not run
-        rows = [r for r in json.loads(saved.read_text())["rows"] if r["measure"][:1] not in keys] + rows
-    record("study_nets", rows)
+    record("study_nets", with_saved_rows("study_nets", rows, keys))
 
 
 if __name__ == "__main__":

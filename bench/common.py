@@ -24,6 +24,15 @@ def record(name: str, rows: list[dict]) -> None:
         print(f"{name:>12} | {row['measure']:<42} {number(row['value']):>10} {row['unit']:<8} goal {row['goal']}{verdict}")
 
 
+def with_saved_rows(name: str, rows: list[dict], keys: list[str]) -> list[dict]:
+    """`rows` after the saved rows of results/<name>.json whose study (the measure's first letter) is not in
+    `keys`: a benchmark run for some studies keeps the others' results. All rows when `keys` is empty."""
+    saved = RESULTS / f"{name}.json"
+    if not keys or not saved.is_file():
+        return rows
+    return [r for r in json.loads(saved.read_text())["rows"] if r["measure"][:1] not in keys] + rows
+
+
 def number(value: float) -> str:
     """Four decimals below 1 (accuracies, MSEs: the goals sit in the third), else three."""
     if isinstance(value, int):
