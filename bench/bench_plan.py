@@ -4,7 +4,7 @@ Each study of studies/ runs as it ships (its networks, batch sizes, precisions, 
 steps) with one seed and two epochs, on its data in the real on-disk format: real Fashion-MNIST for F (capped
 at 10,000 training images), the test suite's stand-ins for the others (CIFAR-10's pickles, EuroSAT's JPEGs,
 KITTI's devkit, MNIST's IDX files; tests/standins) at a size where training, not start-up, fills a run. The
-ImageNet and COCO weights are stand-in files in a temporary torch.hub cache.
+ImageNet and COCO weights are stand-in files in a temporary torch.hub cache and ultralytics weights folder.
 
 Measured: a run's wall time from its env.json `started` to its metrics.json (data loading, training,
 validation, the test evaluation and the figures). Planned: the plan's estimate for the same run
@@ -19,10 +19,12 @@ sizes for the built-in sets; here the stand-ins' own sizes stand in for them. Go
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
 import tempfile
+from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 from unittest import mock
@@ -62,6 +64,11 @@ def prepare_data(key: str, folder: Path) -> list[str]:
 
         write_kitti(folder / "study" / "kitti", images=300, size=(620, 188))
         return TWO_EPOCHS
+    if key == "d":  # KITTI's own size: ultralytics reads and augments each image every epoch
+        from standins.kitti import write_kitti
+
+        write_kitti(folder / "study" / "kitti", images=100, size=(1242, 375))
+        return TWO_EPOCHS
     if key == "e":
         from standins.mnist import write_mnist
 
@@ -78,6 +85,19 @@ def weights(folder: Path) -> None:
     os.environ["TORCH_HOME"] = str(folder / "torch")
     for name in ("alexnet", "mobilenet_v2", "resnet18"):
         write_imagenet_weights(folder / "torch", name)
+
+
+@contextlib.contextmanager
+def coco_weights(folder: Path) -> Iterator[None]:
+    """ultralytics' weights folder, in this process, holding a stand-in COCO yolov5su.pt (D's pretrained run)."""
+    import pytest
+
+    from standins.ultralytics_weights import offline_weights_folder, write_ultralytics_checkpoint
+
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        offline_weights_folder(monkeypatch, folder / "ultralytics-weights")
+        write_ultralytics_checkpoint(folder / "ultralytics-weights", "yolov5su.pt")
+        yield
 
 
 def one_seed(name: str, folder: Path) -> Path:
@@ -104,7 +124,9 @@ def compare(study_path: Path, out: Path, overrides: list[str]) -> list[dict]:
         measured = (folder / "metrics.json").stat().st_mtime - datetime.fromisoformat(env["started"]).timestamp()
         epochs = len((folder / "history.csv").read_text().splitlines()) - 1  # early stopping may end sooner
         config = run.config.model_copy(update={"train": run.config.train.model_copy(update={"epochs": epochs})})
-        planned = estimate_seconds(config, env["counts"], cache) if "train" in env["counts"] else None
+        counts = {split: n["images"] if isinstance(n, dict) else n for split, n in env["counts"].items()}
+        counts.setdefault("test", 0)  # detection: images and objects per split, scored on val
+        planned = estimate_seconds(config, counts, cache) if "train" in counts else None
         ratio = measured / planned if planned else None
         rows.append({
             "measure": f"{study.name[:1]} {run.name}: measured / planned",
@@ -128,17 +150,14 @@ def main(args: list[str]) -> None:
     keys = [a for a in args if a in STUDIES]  # run_all.py passes "fast" to every benchmark: this one has no fast form
     rows = []
     for key in keys or list(STUDIES):
-        if key == "d":  # ultralytics builds its network inside its own trainer: the plan times none
-            rows.append({"measure": "d (YOLO): measured / planned", "value": float("nan"), "unit": "not estimated",
-                         "goal": "-", "met": None})
-            continue
         # ADLAB_DATA and TORCH_HOME point into this study's temporary folder only
         with mock.patch.dict(os.environ), tempfile.TemporaryDirectory() as tmp:
             folder = Path(tmp)
             overrides = prepare_data(key, folder)
             weights(folder)
             path = one_seed(STUDIES[key], folder)
-            out = run_study(path, out=folder / "out", overrides=overrides, verbose=False)
+            with coco_weights(folder) if key == "d" else contextlib.nullcontext():
+                out = run_study(path, out=folder / "out", overrides=overrides, verbose=False)
             rows += compare(path, out, overrides)
     record("plan", with_saved_rows("plan", rows, keys))
 

@@ -25,7 +25,7 @@ from unittest import mock
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
-from bench_plan import STUDIES, compare, weights  # noqa: E402
+from bench_plan import STUDIES, coco_weights, compare, weights  # noqa: E402
 from common import ROOT, record, with_saved_rows  # noqa: E402
 
 KITTI_SCENES = 500
@@ -67,14 +67,9 @@ def run_quick(key: str, study: Path, out: Path, overrides: list[str], folder: Pa
     """Wall seconds of the quick study: `adlab study --quick` as a process; D in this process, where
     ultralytics' weights folder can hold the stand-in COCO checkpoint."""
     if key == "d":
-        import pytest
-
         from adlab.study.runner import run_study
-        from standins.ultralytics_weights import offline_weights_folder, write_ultralytics_checkpoint
 
-        with pytest.MonkeyPatch.context() as monkeypatch:
-            offline_weights_folder(monkeypatch, folder / "ultralytics-weights")
-            write_ultralytics_checkpoint(folder / "ultralytics-weights", "yolov5su.pt")
+        with coco_weights(folder):
             start = time.perf_counter()
             run_study(study, out=out, overrides=["study.quick=true", *overrides], verbose=False)
             return time.perf_counter() - start

@@ -148,7 +148,7 @@ def test_the_six_shipped_studies_validate_and_plan_without_writing(cli, tmp_path
     they were (no study folder made)."""
     from adlab.study import plan
 
-    monkeypatch.setattr(plan, "_time_step", lambda config, shape, batch: (0.01, 0.0001))  # no network is built and timed
+    monkeypatch.setattr(plan, "_time_step", lambda config, shape, batch: (0.01, 0.0001, 0.0))  # no network is built and timed
     monkeypatch.setenv("ADLAB_DATA", str(tmp_path / "datasets"))
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
     assert sorted(p.stem for p in STUDIES.glob("*.yaml")) == NAMES

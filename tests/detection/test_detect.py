@@ -248,3 +248,39 @@ def test_torchmetrics_map_agrees_with_ultralytics(tmp_path):
     assert m["map50_95_torchmetrics"] == pytest.approx(m["map50_95"], abs=0.03)
     with open(run.path / "predictions.csv") as f:  # a detector this good finds most objects image by image
         assert np.mean([float(r["found50"]) for r in csv.DictReader(f)]) > 0.3
+
+
+def test_plan_estimates_a_detection_run_from_ultralytics_own_network_and_loss(rectangles, monkeypatch):
+    """`--plan` times ultralytics' network with its own loss on random boxes, at the run's square imgsz, and
+    counts a present YOLO data set's images: a detection study is estimated like the others."""
+    import torch
+
+    from adlab.study import plan
+    from adlab.tasks import get_task, output_costs
+    from adlab.tasks.detect.timing import LossOnRandomBoxes, checkpoint_bytes
+
+    config = adlab.load_config(detect_config(rectangles, epochs=3))
+    assert plan.input_shape(config) == (3, 96, 96)
+    counts = plan.split_images(config)
+    assert counts == {"train": 16, "val": 6, "test": 0}
+
+    net = get_task("detect").timing_network(config, (3, 96, 96))
+    assert isinstance(net, LossOnRandomBoxes) and net.model.model[-1].nc == 2  # the data set's two classes
+    loss = net.train()(torch.rand(2, 3, 96, 96))
+    assert loss.ndim == 0 and loss.item() > 0 and loss.requires_grad  # ultralytics' box, class and DFL loss
+    loss.backward()
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in net.parameters())
+    weights = sum(p.numel() for p in net.parameters())
+    assert checkpoint_bytes(net) == 4 * weights  # EMA and momentum, both half precision
+
+    step, per_image, checkpoints = plan._time_step(config, (3, 96, 96), 8)
+    assert step > 0 and per_image > 0 and checkpoints > 0
+    monkeypatch.setattr(plan, "_time_step", lambda config, shape, batch: (0.5, 0.01, 0.25))
+    monkeypatch.setattr(output_costs, "figure_seconds", lambda: 0.1)
+    figures = get_task("detect").figures_per_run * 0.1
+    # 3 epochs of 2 steps (16 images, batch 8), a validation pass and two checkpoints; then the final
+    # validation and the torchmetrics pass over the 6 val images
+    assert plan.estimate_seconds(config, counts, {}) == pytest.approx(
+        3 * (2 * 0.5 + 6 * 0.01 + 0.25) + 2 * 6 * 0.01 + figures)
+    made = adlab.load_config({**detect_config(rectangles), "data": {"name": "yolo", "root": "{out}/data/cars/data.yaml"}})
+    assert plan.split_images(made) is None  # made by the study's prepare step: not here yet

@@ -228,8 +228,8 @@ def test_plan_times_the_step_in_the_runs_precision(monkeypatch, precision, dtype
     monkeypatch.setattr(torch, "autocast", recording_autocast)
     config = load_config({"model": {"name": "cnn", "cnn": {"conv_channels": [8]}},
                           "train": {"precision": precision, "channels_last": True}})
-    step, per_image = plan._time_step(config, (1, 8, 8), 4)
-    assert step > 0 and per_image > 0
+    step, per_image, checkpoints = plan._time_step(config, (1, 8, 8), 4)
+    assert step > 0 and per_image > 0 and checkpoints > 0
     assert seen and set(seen) == {dtype}
 
 
@@ -239,7 +239,7 @@ def test_plan_estimates_from_a_timed_step_times_steps_and_epochs(monkeypatch):
 
     from adlab.tasks import output_costs
 
-    monkeypatch.setattr(plan, "_time_step", lambda config, shape, batch: (0.5, 0.001))
+    monkeypatch.setattr(plan, "_time_step", lambda config, shape, batch: (0.5, 0.001, 0.0))
     monkeypatch.setattr(output_costs, "figure_seconds", lambda: 0.25)
     config = load_config({"data": {"name": "cifar10", "val_fraction": 0.1, "classes": [0, 1]},
                           "train": {"epochs": 3, "batch_size": 100}})
@@ -264,7 +264,7 @@ def test_plan_counts_an_autoencoders_test_passes_and_its_training_codes(monkeypa
 
     from adlab.tasks import output_costs
 
-    monkeypatch.setattr(plan, "_time_step", lambda config, shape, batch: (0.0, 0.001))
+    monkeypatch.setattr(plan, "_time_step", lambda config, shape, batch: (0.0, 0.001, 0.0))
     monkeypatch.setattr(output_costs, "figure_seconds", lambda: 0.0)
     monkeypatch.setattr(output_costs, "tsne_seconds", lambda points, dim: 0.0)
     monkeypatch.setattr(output_costs, "probe_seconds", lambda train, test, dim: 0.0)
@@ -284,7 +284,7 @@ def test_plan_counts_an_autoencoders_figures_t_sne_map_and_probes(monkeypatch, l
     from adlab.tasks import output_costs
 
     asked = {}
-    monkeypatch.setattr(plan, "_time_step", lambda config, shape, batch: (0.0, 0.0))
+    monkeypatch.setattr(plan, "_time_step", lambda config, shape, batch: (0.0, 0.0, 0.0))
     monkeypatch.setattr(output_costs, "figure_seconds", lambda: 0.25)
     monkeypatch.setattr(output_costs, "tsne_seconds", lambda points, dim: asked.setdefault("tsne", (points, dim)) and 3.0)
     monkeypatch.setattr(output_costs, "probe_seconds",
@@ -305,6 +305,49 @@ def test_output_costs_are_timed_here_and_scaled_to_the_runs_sizes():
     assert small > 0 and large / small == pytest.approx(5000 * math.log(5000) / (500 * math.log(500)))
     assert output_costs.probe_seconds(48000, 10000, 10) == pytest.approx(
         output_costs.probe_seconds(4800, 1000, 10) * 10)
+
+
+def test_plan_counts_each_epochs_checkpoints_at_the_networks_size(monkeypatch):
+    """A run writes best.ckpt and last.ckpt each epoch, with the optimizer's state: AlexNet's are about 700 MB
+    each, and B's AlexNet runs took twice their estimate before the plan counted them."""
+    import torchvision
+
+    from adlab.config import load_config
+    from adlab.study import plan
+    from adlab.tasks import get_task, output_costs
+    from adlab.tasks.lightning import checkpoint_bytes
+
+    alexnet = torchvision.models.alexnet(num_classes=10)
+    weights = sum(p.numel() for p in alexnet.parameters())
+    assert checkpoint_bytes(alexnet, "adam") == 3 * 4 * weights  # fp32 weights and Adam's two moments
+    assert checkpoint_bytes(alexnet, "sgd") == 2 * 4 * weights
+    for p in alexnet.features.parameters():
+        p.requires_grad_(False)  # a frozen layer is saved but has no optimizer state
+    frozen = sum(p.numel() for p in alexnet.features.parameters())
+    assert checkpoint_bytes(alexnet, "adam") == 3 * 4 * weights - 2 * 4 * frozen
+
+    written = []
+    monkeypatch.setattr(output_costs, "checkpoint_seconds", lambda nbytes: written.append(nbytes) or 0.5)
+    config = load_config({"model": {"name": "cnn", "cnn": {"conv_channels": [8]}}, "train": {"epochs": 3}})
+    net = get_task("classify").timing_network(config, (1, 8, 8))
+    assert get_task("classify").checkpoint_seconds(config, net) == 2 * 0.5  # best and last, once each epoch
+    assert written == [checkpoint_bytes(net, "adam")]
+
+    monkeypatch.setattr(plan, "_time_step", lambda config, shape, batch: (0.0, 0.0, 1.0))
+    monkeypatch.setattr(output_costs, "figure_seconds", lambda: 0.0)
+    counts = {"train": 100, "val": 10, "test": 10}
+    assert plan.estimate_seconds(config, counts, {}) == pytest.approx(3 * 1.0)
+
+
+def test_a_checkpoints_write_time_is_timed_here_and_scaled_to_its_size(monkeypatch):
+    from adlab.tasks import output_costs
+
+    monkeypatch.setattr(output_costs, "CHECKPOINT_PROBE_MAX", 4 * 2**20)  # 256 MB in a real plan
+    small = output_costs.checkpoint_seconds(2**20)
+    assert small > 0
+    big = output_costs.CHECKPOINT_PROBE_MAX
+    assert output_costs.checkpoint_seconds(4 * big) == pytest.approx(4 * output_costs.checkpoint_seconds(big))
+    assert output_costs.checkpoint_seconds(0) == 0.0
 
 
 def test_plan_counts_the_images_of_a_folder_that_is_here(tmp_path):

@@ -72,8 +72,9 @@ def plan_lines(study, out: Path, timing: bool = True) -> list[str]:
         )
     if timing:
         lines.append(
-            f"time: about {clock(total)} of training, validation and test passes, figures and latent maps (one "
-            f"training step and one evaluation batch of each network, a figure and a t-SNE map timed on this "
+            f"time: about {clock(total)} of training, validation and test passes, checkpoints, figures and latent "
+            f"maps (one training step and one evaluation batch of each network, a checkpoint, a figure and a t-SNE "
+            f"map timed on this "
             f"machine's {'GPU' if _gpu() else 'CPU'}; start-up and data loading add to it, early stopping can end a "
             "run sooner)"
             + (
@@ -205,6 +206,8 @@ def split_images(config) -> dict[str, int] | None:
     total: float
     if data.name in TRAIN_IMAGES:
         total = TRAIN_IMAGES[data.name]
+    elif data.name == "yolo" and data.root and "{out}" not in data.root:
+        return _yolo_images(Path(data.root))
     elif data.name == "folder" and data.root and "{out}" not in data.root and Path(data.root).is_dir():
         found = _folder_images(Path(data.root))
         if found is None:
@@ -231,6 +234,19 @@ def train_images(config) -> int | None:
     return counts["train"] if counts else None
 
 
+def _yolo_images(data_yaml: Path) -> dict[str, int] | None:
+    """The images of a YOLO data set's train and val splits (detection scores its val split: no test)."""
+    from adlab.detection.yolo_format import read_data_yaml
+    from adlab.errors import AdlabError
+
+    try:
+        ds = read_data_yaml(data_yaml)
+        counts = {split: len(ds.images(split)) for split in ("train", "val") if split in ds.splits}
+    except (AdlabError, OSError):  # the run itself says what is wrong with it
+        return None
+    return {"train": counts.get("train", 0), "val": counts.get("val", 0), "test": 0}
+
+
 def _folder_images(root: Path) -> tuple[int, int, int | None] | None:
     """(images, classes, test images or None) of an image folder: class folders, or train/ and test/ of them."""
     from adlab.data.folder import index_folder
@@ -252,6 +268,9 @@ def input_shape(config) -> tuple[int, int, int] | None:
         shape = SHAPES[data.name]
     elif data.name == "folder" and data.image_size:
         shape = (3, data.image_size, data.image_size)
+    elif data.name == "yolo":
+        side = data.image_size or 640  # ultralytics trains on square mosaics of imgsz
+        return (3, side, side)
     else:
         return None
     if data.image_size:
@@ -264,7 +283,7 @@ def input_shape(config) -> tuple[int, int, int] | None:
 def estimate_seconds(config, counts: dict[str, int] | None, cache: dict) -> float | None:
     """The run's training steps, its validation passes and its final evaluation's passes over the network,
     from one training step and one evaluation batch of this network timed here (early stopping can end sooner),
-    and its figures and latent maps (Task.outputs_seconds)."""
+    the checkpoints it writes each epoch, and its figures and latent maps (Task.outputs_seconds)."""
     shape = input_shape(config)
     if counts is None or shape is None:
         return None
@@ -283,11 +302,11 @@ def estimate_seconds(config, counts: dict[str, int] | None, cache: dict) -> floa
         return None
     from adlab.tasks import get_task
 
-    step, per_image = cache[key]
+    step, per_image, checkpoints = cache[key]
     steps = math.ceil(counts["train"] / batch)
     task = get_task(config.task)
     passes = (
-        config.train.epochs * (steps * step + counts["val"] * per_image)
+        config.train.epochs * (steps * step + counts["val"] * per_image + checkpoints)
         + task.evaluation_images(config, counts) * per_image
     )
     return passes + task.outputs_seconds(config, counts)
@@ -315,9 +334,10 @@ def seconds_left(done: list[tuple[float | None, float]], todo: list[float | None
     return sum(p * scale if p is not None and scale is not None else mean for p in todo)
 
 
-def _time_step(config, shape: tuple[int, int, int], batch: int) -> tuple[float, float] | None:
-    """(seconds of one training step, seconds per image of an evaluation pass) of the run's network, timed on
-    random inputs of `shape`; None where the network cannot be built here."""
+def _time_step(config, shape: tuple[int, int, int], batch: int) -> tuple[float, float, float] | None:
+    """(seconds of one training step, seconds per image of an evaluation pass, seconds of an epoch's
+    checkpoints) of the run's network, timed on random inputs of `shape`; None where the network cannot be
+    built here."""
     import torch
 
     from adlab.models.layout import channels_last_pays
@@ -366,7 +386,7 @@ def _time_step(config, shape: tuple[int, int, int], batch: int) -> tuple[float, 
     net.eval()
     evaluation = _best_of(eval_pass, device, 2)
     net.train()
-    return train, evaluation / batch
+    return train, evaluation / batch, get_task(config.task).checkpoint_seconds(config, net)
 
 
 def _best_of(step, device: str, times: int) -> float:

@@ -56,6 +56,9 @@ class Task(Protocol):
         """Seconds of the run's work besides its network's passes (`--plan`'s estimate): its figures, and what
         the task computes from its outputs (an autoencoder's t-SNE map and probes), timed on this machine."""
 
+    def checkpoint_seconds(self, config: Config, net: Any) -> float:
+        """Seconds one epoch spends writing the run's checkpoints of `net` (`--plan`'s estimate), timed here."""
+
     def resolve(self, config: Config) -> Config:
         """The config as a run of this task records it (task defaults made explicit); ConfigError if unusable."""
 

@@ -73,3 +73,26 @@ def _probe_seconds_timed(dim: int) -> float:
 def probe_seconds(train: int, test: int, dim: int) -> float:
     """The linear and k-NN probes, fit on `train` codes and scored on `test` codes."""
     return _probe_seconds_timed(dim) * (train + test) / (TIMED_TRAIN + TIMED_TRAIN // 5)
+
+
+CHECKPOINT_PROBE_MAX = 256 * 2**20  # bytes written to time a checkpoint: larger files are scaled from this
+
+
+@functools.cache
+def _write_seconds_timed(nbytes: int) -> float:
+    import torch
+
+    state = {"state_dict": {"w": torch.zeros(nbytes // 4, dtype=torch.float32)}}
+    with tempfile.TemporaryDirectory() as tmp:
+        target = Path(tmp) / "probe.ckpt"
+        return _timed(lambda: torch.save(state, target))
+
+
+def checkpoint_seconds(nbytes: int) -> float:
+    """One checkpoint of `nbytes` written with torch.save (a run writes best.ckpt and last.ckpt each epoch:
+    AlexNet's, with Adam's two moments, are about 700 MB each). Timed once per power-of-two size up to
+    CHECKPOINT_PROBE_MAX, so a large file meets the disk's write-back as it will, and scaled linearly."""
+    if nbytes <= 0:
+        return 0.0
+    probe = min(1 << max(nbytes - 1, 1).bit_length(), CHECKPOINT_PROBE_MAX)
+    return _write_seconds_timed(probe) * nbytes / probe

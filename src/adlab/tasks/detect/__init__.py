@@ -32,14 +32,30 @@ class Detect:
     def resolve(self, config: Config) -> Config:
         return config
 
-    def timing_network(self, config: Config, shape: tuple[int, int, int]) -> None:
-        return None  # ultralytics builds the network inside its own trainer: --plan does not estimate detection
+    def timing_network(self, config: Config, shape: tuple[int, int, int]):
+        from adlab.tasks.detect.timing import timing_network
+
+        return timing_network(config.model.name, _classes(config))
 
     def evaluation_images(self, config: Config, counts: dict[str, int]) -> int:
-        return counts["test"]
+        return 2 * counts["val"]  # ultralytics' final validation of best.pt, then adlab's torchmetrics pass
+
+    # ultralytics' 13 (labels, results, four box curves, two confusion matrices, three training and two val
+    # batches) and adlab's 4 (loss curves, PR curve, confusion matrix, predictions)
+    figures_per_run = 17
 
     def outputs_seconds(self, config: Config, counts: dict[str, int]) -> float:
-        return 0.0  # not estimated (timing_network): ultralytics draws its own plots
+        from adlab.tasks.output_costs import figure_seconds
+
+        return self.figures_per_run * figure_seconds()
+
+    checkpoints_per_epoch = 2  # ultralytics' last.pt, and best.pt when the fitness improves
+
+    def checkpoint_seconds(self, config: Config, net) -> float:
+        from adlab.tasks.detect.timing import checkpoint_bytes
+        from adlab.tasks.output_costs import checkpoint_seconds
+
+        return self.checkpoints_per_epoch * checkpoint_seconds(checkpoint_bytes(net))
 
     def prepare(self, config: Config, run_dir: Path, say: Say, callbacks: list) -> Job:
         from adlab.tasks.detect.train import prepare
@@ -58,3 +74,17 @@ class Detect:
 
 
 TASK: Task = Detect()  # mypy checks the task against the Task protocol
+
+
+def _classes(config: Config) -> int:
+    """The data set's classes where its data.yaml is here; one otherwise (the head's share of the cost is small)."""
+    from adlab.detection.yolo_format import read_data_yaml
+    from adlab.errors import AdlabError
+
+    root = config.data.root
+    if not root or "{out}" in root:
+        return 1
+    try:
+        return len(read_data_yaml(root).names)
+    except (AdlabError, OSError):
+        return 1

@@ -40,6 +40,15 @@ class LightningState:
     has_val: bool
 
 
+def checkpoint_bytes(net, optimizer: str) -> int:
+    """About the size of a run's checkpoint of `net`: its weights and buffers, and the optimizer's state per
+    trained weight (Adam's two moments, SGD's and Muon's momentum)."""
+    moments = 2 if optimizer in ("adam", "adamw") else 1
+    state = sum(t.numel() * t.element_size() for t in net.state_dict().values())
+    trained = sum(p.numel() * p.element_size() for p in net.parameters() if p.requires_grad)
+    return state + moments * trained
+
+
 class LightningTask:
     name = ""
     val_columns: list[str] = []
@@ -102,6 +111,13 @@ class LightningTask:
         from adlab.tasks.output_costs import figure_seconds
 
         return self.figures_per_run * figure_seconds()
+
+    checkpoints_per_epoch = 2  # best.ckpt (at most: when the monitor improves) and last.ckpt
+
+    def checkpoint_seconds(self, config: Config, net) -> float:
+        from adlab.tasks.output_costs import checkpoint_seconds
+
+        return self.checkpoints_per_epoch * checkpoint_seconds(checkpoint_bytes(net, config.train.optimizer))
 
     def resume_point(self, run_dir: Path) -> Path | None:
         from adlab.models.checkpoints import load_untrusted
