@@ -6,11 +6,12 @@ at 10,000 training images), the test suite's stand-ins for the others (CIFAR-10'
 KITTI's devkit, MNIST's IDX files; tests/standins) at a size where training, not start-up, fills a run. The
 ImageNet and COCO weights are stand-in files in a temporary torch.hub cache and ultralytics weights folder.
 
-Measured: a run's wall time from its env.json `started` to its metrics.json (data loading, training,
-validation, the test evaluation and the figures). Planned: the plan's estimate for the same run
-(`adlab.study.plan.estimate_seconds`: one training step and one evaluation batch of the network timed, times
-the steps and images of its splits), given the split sizes the run recorded. The plan uses the public split
-sizes for the built-in sets; here the stand-ins' own sizes stand in for them. Goal: every run within 1.5x.
+Measured: a run's wall time, its env.json `prepare_seconds` (the data read and the model built) and the time
+from its `started` to its metrics.json (training, validation, checkpoints, the test evaluation and the
+figures). Planned: the plan's estimate for the same run (`adlab.study.plan.estimate_seconds`: one training
+step and one evaluation batch of the network timed, times the steps and images of its splits; a checkpoint, a
+figure, the data read), given the split sizes the run recorded. The plan uses the public split sizes for the
+built-in sets; here the stand-ins' own sizes stand in for them. Goal: every run within 1.5x.
 
     python bench/bench_plan.py                 # all studies (about 15 minutes on 2 cores)
     python bench/bench_plan.py f e             # some of them
@@ -122,6 +123,7 @@ def compare(study_path: Path, out: Path, overrides: list[str]) -> list[dict]:
             continue
         env = json.loads((folder / "env.json").read_text())
         measured = (folder / "metrics.json").stat().st_mtime - datetime.fromisoformat(env["started"]).timestamp()
+        measured += env.get("prepare_seconds", 0.0)  # the data read and the model built, before "started"
         epochs = len((folder / "history.csv").read_text().splitlines()) - 1  # early stopping may end sooner
         config = run.config.model_copy(update={"train": run.config.train.model_copy(update={"epochs": epochs})})
         counts = {split: n["images"] if isinstance(n, dict) else n for split, n in env["counts"].items()}

@@ -27,6 +27,7 @@ def test_run_directory_contract(digits_run):
     assert metrics["num_test"] == 360 and len(metrics["class_names"]) == 10
     env = json.loads((digits_run.path / "env.json").read_text())
     assert env["seed"] == 0 and env["torch"] == torch.__version__
+    assert 0 < env["prepare_seconds"] < 600  # the data read and the model built, before "started"
 
 
 def test_history_has_one_row_per_epoch(digits_run):

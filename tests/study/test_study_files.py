@@ -240,6 +240,7 @@ def test_plan_estimates_from_a_timed_step_times_steps_and_epochs(monkeypatch):
     from adlab.tasks import output_costs
 
     monkeypatch.setattr(plan, "_time_step", lambda config, shape, batch: (0.5, 0.001, 0.0))
+    monkeypatch.setattr(plan, "_time_loading", lambda data: 0.0)
     monkeypatch.setattr(output_costs, "figure_seconds", lambda: 0.25)
     config = load_config({"data": {"name": "cifar10", "val_fraction": 0.1, "classes": [0, 1]},
                           "train": {"epochs": 3, "batch_size": 100}})
@@ -265,6 +266,7 @@ def test_plan_counts_an_autoencoders_test_passes_and_its_training_codes(monkeypa
     from adlab.tasks import output_costs
 
     monkeypatch.setattr(plan, "_time_step", lambda config, shape, batch: (0.0, 0.001, 0.0))
+    monkeypatch.setattr(plan, "_time_loading", lambda data: 0.0)
     monkeypatch.setattr(output_costs, "figure_seconds", lambda: 0.0)
     monkeypatch.setattr(output_costs, "tsne_seconds", lambda points, dim: 0.0)
     monkeypatch.setattr(output_costs, "probe_seconds", lambda train, test, dim: 0.0)
@@ -285,6 +287,7 @@ def test_plan_counts_an_autoencoders_figures_t_sne_map_and_probes(monkeypatch, l
 
     asked = {}
     monkeypatch.setattr(plan, "_time_step", lambda config, shape, batch: (0.0, 0.0, 0.0))
+    monkeypatch.setattr(plan, "_time_loading", lambda data: 0.0)
     monkeypatch.setattr(output_costs, "figure_seconds", lambda: 0.25)
     monkeypatch.setattr(output_costs, "tsne_seconds", lambda points, dim: asked.setdefault("tsne", (points, dim)) and 3.0)
     monkeypatch.setattr(output_costs, "probe_seconds",
@@ -334,6 +337,7 @@ def test_plan_counts_each_epochs_checkpoints_at_the_networks_size(monkeypatch):
     assert written == [checkpoint_bytes(net, "adam")]
 
     monkeypatch.setattr(plan, "_time_step", lambda config, shape, batch: (0.0, 0.0, 1.0))
+    monkeypatch.setattr(plan, "_time_loading", lambda data: 0.0)
     monkeypatch.setattr(output_costs, "figure_seconds", lambda: 0.0)
     counts = {"train": 100, "val": 10, "test": 10}
     assert plan.estimate_seconds(config, counts, {}) == pytest.approx(3 * 1.0)
@@ -366,6 +370,39 @@ def test_plan_counts_the_images_of_a_folder_that_is_here(tmp_path):
     assert plan.input_shape(config) == (3, 8, 8)
     missing = load_config({"data": {"name": "folder", "root": "{out}/data/crops", "image_size": 8}})
     assert plan.split_images(missing) is None  # made by the study's prepare step: not here yet
+
+
+def test_plan_counts_reading_the_data_timed_on_a_sample_of_a_folders_files(tmp_path, monkeypatch):
+    """Every run reads its data into memory again: EuroSAT's 27,000 JPEGs, CIFAR-10's pickles. The plan times
+    it, on at most SAMPLED_FILES of a folder's files scaled to all of them."""
+    from PIL import Image
+
+    from adlab.config import load_config
+    from adlab.study import plan
+
+    for name in ("cat", "dog"):
+        (tmp_path / "pets" / name).mkdir(parents=True)
+        for i in range(100):
+            Image.new("RGB", (16, 16), (i, 0, 0)).save(tmp_path / "pets" / name / f"{i}.png")
+    from adlab.data import folder
+
+    decoded = []
+
+    original = folder.decode_images
+    monkeypatch.setattr(folder, "decode_images",
+                        lambda paths, *a, **k: decoded.append(len(paths)) or original(paths, *a, **k))
+    config = load_config({"data": {"name": "folder", "root": str(tmp_path / "pets"), "image_size": 16}})
+    cache: dict = {}
+    seconds = plan.data_seconds(config, cache)
+    # 64 of the 200 files decoded (once to warm up, then the faster of two passes), scaled by 200 / 64
+    assert seconds > 0 and decoded == [plan.SAMPLED_FILES] * 3
+    assert plan.data_seconds(config, cache) == seconds and len(decoded) == 3  # timed once
+    assert plan.data_seconds(load_config({"data": {"name": "digits"}}), cache) > 0  # scikit-learn's, read
+    missing = load_config({"data": {"name": "cifar10", "download": False}})
+    monkeypatch.setenv("ADLAB_DATA", str(tmp_path / "nothing"))
+    assert plan.data_seconds(missing, {}) == 0.0  # not here: the run downloads it
+    made = load_config({"data": {"name": "folder", "root": "{out}/data/crops", "image_size": 8}})
+    assert plan.data_seconds(made, {}) == 0.0  # made by the study's prepare step
 
 
 def test_plan_times_a_frozen_network_as_frozen():

@@ -8,6 +8,7 @@ before training) and resuming.
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 
 from adlab import io, ownership
@@ -41,7 +42,10 @@ def train(
     run_dir = _run_dir(resolved, out, source, rank_zero)
     if rank_zero and not resume:
         check_run_dir(run_dir, overwrite)  # first: loading a large data set to be refused after helps nobody
+    began = time.perf_counter()
     job = task.prepare(resolved, run_dir, say, callbacks or [])
+    # the data read and the model built, before env.json's "started": part of a run's time
+    job.environment["prepare_seconds"] = round(time.perf_counter() - began, 2)
     restart_from = task.resume_point(run_dir) if resume else None
     if rank_zero and restart_from is None:
         start_run_folder(run_dir, job, replace=overwrite or resume)

@@ -7,6 +7,7 @@ each distinct network on this machine. Nothing is written and nothing is downloa
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 import time
@@ -72,11 +73,10 @@ def plan_lines(study, out: Path, timing: bool = True) -> list[str]:
         )
     if timing:
         lines.append(
-            f"time: about {clock(total)} of training, validation and test passes, checkpoints, figures and latent "
-            f"maps (one training step and one evaluation batch of each network, a checkpoint, a figure and a t-SNE "
-            f"map timed on this "
-            f"machine's {'GPU' if _gpu() else 'CPU'}; start-up and data loading add to it, early stopping can end a "
-            "run sooner)"
+            f"time: about {clock(total)} of reading the data, training, validation and test passes, checkpoints, "
+            f"figures and latent maps (timed on this machine's {'GPU' if _gpu() else 'CPU'}: one training step and "
+            "one evaluation batch of each network, the data read, a checkpoint written, a figure and a t-SNE map; "
+            "start-up adds a few seconds a run, early stopping can end a run sooner)"
             + (
                 f"; {plural(unknown, 'run')} not estimated (no step timing for its task, or data not here)"
                 if unknown
@@ -283,7 +283,8 @@ def input_shape(config) -> tuple[int, int, int] | None:
 def estimate_seconds(config, counts: dict[str, int] | None, cache: dict) -> float | None:
     """The run's training steps, its validation passes and its final evaluation's passes over the network,
     from one training step and one evaluation batch of this network timed here (early stopping can end sooner),
-    the checkpoints it writes each epoch, and its figures and latent maps (Task.outputs_seconds)."""
+    the checkpoints it writes each epoch, its figures and latent maps (Task.outputs_seconds), and reading its
+    data."""
     shape = input_shape(config)
     if counts is None or shape is None:
         return None
@@ -309,7 +310,47 @@ def estimate_seconds(config, counts: dict[str, int] | None, cache: dict) -> floa
         config.train.epochs * (steps * step + counts["val"] * per_image + checkpoints)
         + task.evaluation_images(config, counts) * per_image
     )
-    return passes + task.outputs_seconds(config, counts)
+    return passes + task.outputs_seconds(config, counts) + data_seconds(config, cache)
+
+
+LOADED_BY_ADLAB = ("digits", "mnist", "fashion_mnist", "cifar10", "eurosat", "folder")  # into memory, each run
+SAMPLED_FILES = 64  # an image folder's loading is timed on this many of its files and scaled
+
+
+def data_seconds(config, cache: dict) -> float:
+    """Seconds a run spends reading its data into memory before its first step (every run reads it again):
+    timed here where the data is present (0 where it is not, or where the task's library reads it)."""
+    data = config.data
+    if data.name not in LOADED_BY_ADLAB or (data.root and "{out}" in data.root):
+        return 0.0
+    key = ("data", data.name, data.root, data.image_size, data.verify)
+    if key not in cache:
+        cache[key] = _time_loading(data)
+    return cache[key]
+
+
+def _time_loading(data) -> float:
+    """A built-in set's files read as a run reads them; an image folder's files decoded, SAMPLED_FILES of them
+    spread over the folder, scaled to all of them (27,000 EuroSAT JPEGs would take a while to plan)."""
+    from adlab.data.folder import decode_images, index_folder
+    from adlab.data.sources import default_root, load_source
+    from adlab.errors import AdlabError
+
+    try:
+        if data.name not in ("folder", "eurosat"):
+            start = time.perf_counter()
+            load_source(data.name, data.root, download=False, verify=data.verify)
+            return time.perf_counter() - start
+        root = Path(data.root) if data.name == "folder" else Path(data.root or default_root()) / "eurosat" / "2750"
+        trees = [root / "train", root / "test"] if (root / "train").is_dir() and (root / "test").is_dir() else [root]
+        paths = [path for tree in trees for path, _ in index_folder(tree, allow_empty=True)[1]]
+        if not paths:
+            return 0.0
+        sample = paths[:: max(1, len(paths) // SAMPLED_FILES)][:SAMPLED_FILES]
+        decode = functools.partial(decode_images, sample, data.image_size, on_corrupt="skip")
+        return _best_of(decode, "cpu", 2) * len(paths) / len(sample)  # the first pass loads Pillow's plugins
+    except (AdlabError, OSError):  # not here (the run downloads it, or says what is wrong)
+        return 0.0
 
 
 def planned_seconds(runs: list) -> list[float | None]:
