@@ -364,8 +364,8 @@ def planned_seconds(runs: list) -> list[float | None]:
 
 def seconds_left(done: list[tuple[float | None, float]], todo: list[float | None]) -> float:
     """The time the runs still to make will take: their planned cost scaled by how the finished runs' measured
-    time compared with theirs (the plan leaves out start-up and data loading, and this machine may be busier
-    than when it timed). A run with no plan counts as the finished runs' mean. `done`: (planned, measured) per
+    time compared with theirs (the plan leaves out each run's start-up, and this machine may be busier than
+    when it timed). A run with no plan counts as the finished runs' mean. `done`: (planned, measured) per
     finished run."""
     if not done:
         return sum(p for p in todo if p is not None)

@@ -52,6 +52,11 @@ class Autoencode(LightningTask):
             + probe_seconds(counts["train"], counts["test"], dim)
         )
 
+    def timed_network(self, built, config: Config):
+        from adlab.tasks.autoencode.module import TrainingLoss
+
+        return TrainingLoss(self.module(built, config, {}))
+
     def build(self, config: Config, info):
         from adlab.models.factory import BuiltModel, build_autoencoder
 

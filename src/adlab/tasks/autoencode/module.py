@@ -35,12 +35,16 @@ class AutoencodeModule(TaskModule):
         ramp = 1.0 if not warmup else min(1.0, (self.current_epoch + 1) / (warmup + 1))
         return self.model_cfg.family(AutoencoderConfig).beta * ramp
 
-    def losses(self, x: torch.Tensor, noisy: bool) -> dict:
+    def losses(self, x: torch.Tensor, noisy: bool, mse: bool = True) -> dict:
+        """The loss and its parts; `mse`: also the per-pixel MSE (validation reports it, a training step does
+        not need it)."""
         settings = self.model_cfg.family(AutoencoderConfig)
         source = corrupt(x, settings.noise, settings.noise_strength) if noisy else x
         out = self.model(source)
         recon = reconstruction_loss(out["recon"], x, settings.reconstruction_loss)
-        result = {"recon": recon, "loss": recon, "mse": F.mse_loss(out["recon"].float(), x)}
+        result = {"recon": recon, "loss": recon}
+        if mse:
+            result["mse"] = F.mse_loss(out["recon"].float(), x)
         if "mu" in out:
             kl = kl_divergence(out["mu"], out["logvar"]).mean()
             result["kl"] = kl
@@ -49,7 +53,7 @@ class AutoencodeModule(TaskModule):
 
     def training_step(self, batch, batch_idx):
         x = batch[0]
-        parts = self.losses(x, noisy=bool(self.model.denoising))  # the AutoEncoder's flag, a bool
+        parts = self.losses(x, noisy=bool(self.model.denoising), mse=False)  # denoising: the AutoEncoder's bool
         self.log("train_loss", parts["loss"], on_step=False, on_epoch=True, batch_size=len(x), sync_dist=True)
         return parts["loss"]
 
@@ -63,3 +67,17 @@ class AutoencodeModule(TaskModule):
 
     def configure_optimizers(self):
         return build_optimization(self.model, self.cfg, None, self.trainer)
+
+
+class TrainingLoss(nn.Module):
+    """What `--plan` times for an autoencoder: in training, a step's loss as the module computes it (a VAE's
+    summed binary cross-entropy and KL term cost more than its network's passes alone); in eval, the network."""
+
+    def __init__(self, module: AutoencodeModule):
+        super().__init__()
+        self.module = module
+
+    def forward(self, x: torch.Tensor):
+        if not self.training:
+            return self.module.model(x)
+        return self.module.losses(x, noisy=bool(self.module.model.denoising), mse=False)["loss"]

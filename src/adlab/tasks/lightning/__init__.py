@@ -99,7 +99,11 @@ class LightningTask:
     def timing_network(self, config: Config, shape: tuple[int, int, int]):
         """The network `--plan` times one training step of (data-free: random inputs of `shape`); None when
         it cannot be built without the run's data."""
-        built = self.build(config, _ShapeOnly(shape))
+        return self.timed_network(self.build(config, _ShapeOnly(shape)), config)
+
+    def timed_network(self, built, config: Config):
+        """What a training step's time is measured on: the network (its output's mean is the loss); a task
+        whose loss costs more than its network's passes wraps it with that loss."""
         return built.net
 
     def evaluation_images(self, config: Config, counts: dict[str, int]) -> int:
