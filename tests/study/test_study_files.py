@@ -377,6 +377,24 @@ def test_a_checkpoints_write_time_is_timed_here_and_scaled_to_its_size(monkeypat
     assert output_costs.checkpoint_seconds(0) == 0.0
 
 
+def test_a_full_temporary_folder_leaves_the_checkpoints_out_of_the_plan_without_stopping_it(monkeypatch):
+    import errno
+
+    import torch
+
+    from adlab.tasks import output_costs
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(torch, "save", full)
+    output_costs._write_seconds_timed.cache_clear()
+    try:
+        assert output_costs.checkpoint_seconds(3 * 2**20) == 0.0
+    finally:
+        output_costs._write_seconds_timed.cache_clear()  # no 0.0 left cached for the other tests
+
+
 def test_plan_counts_the_images_of_a_folder_that_is_here(tmp_path):
     from PIL import Image
 

@@ -83,10 +83,13 @@ def _write_seconds_timed(nbytes: int) -> float:
     import torch
 
     state = {"state_dict": {"w": torch.zeros(nbytes // 4, dtype=torch.float32)}}
-    with tempfile.TemporaryDirectory() as tmp:
-        target = Path(tmp) / "probe.ckpt"
-        torch.save({"w": torch.zeros(1)}, Path(tmp) / "first.ckpt")  # the process's first save sets up the writer
-        return _timed(lambda: torch.save(state, target))
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            target = Path(tmp) / "probe.ckpt"
+            torch.save({"w": torch.zeros(1)}, Path(tmp) / "first.ckpt")  # the first save sets up the writer
+            return _timed(lambda: torch.save(state, target))
+    except (OSError, RuntimeError):  # no room in the temporary folder (torch reports a failed write as a
+        return 0.0  # RuntimeError): the estimate leaves the checkpoints out rather than stop the plan
 
 
 def checkpoint_seconds(nbytes: int) -> float:
