@@ -413,6 +413,25 @@ def test_plan_counts_the_images_of_a_folder_that_is_here(tmp_path):
     assert plan.split_images(missing) is None  # made by the study's prepare step: not here yet
 
 
+@pytest.mark.parametrize("held_out", ["test", "val"])
+def test_plan_counts_a_folder_split_on_disk_as_the_run_loads_it(tmp_path, held_out):
+    """train/ beside test/ or val/ (`adlab data crops` writes val/): the held-out tree is the test set, and its
+    name is not a class (a train/ + val/ folder was once planned as two classes of all its images)."""
+    from PIL import Image
+
+    from adlab.config import load_config
+    from adlab.study import plan
+
+    for split, n in (("train", 12), (held_out, 4)):
+        for name in ("car", "van"):
+            (tmp_path / "crops" / split / name).mkdir(parents=True)
+            for i in range(n):
+                Image.new("RGB", (8, 8)).save(tmp_path / "crops" / split / name / f"{i}.png")
+    config = load_config({"data": {"name": "folder", "root": str(tmp_path / "crops"), "image_size": 8,
+                                   "val_fraction": 0.25, "classes": ["car"]}})
+    assert plan.split_images(config) == {"train": 9, "val": 3, "test": 4}
+
+
 def test_plan_counts_reading_the_data_timed_on_a_sample_of_a_folders_files(tmp_path, monkeypatch):
     """Every run reads its data into memory again: EuroSAT's 27,000 JPEGs, CIFAR-10's pickles. The plan times
     it, on at most SAMPLED_FILES of a folder's files scaled to all of them."""

@@ -179,15 +179,22 @@ def _skipped_note(skipped: list[str]) -> str:
     return f" ({len(skipped)} unreadable image{'s' if len(skipped) > 1 else ''} skipped, e.g. {skipped[0]})"
 
 
+def held_out_folder(base: Path) -> Path | None:
+    """The test set of a folder data set split on disk: test/ (or val/, as `adlab data crops` writes) beside a
+    train/ folder; None for a folder of class folders (its test set is split off at random)."""
+    if not (base / "train").is_dir():
+        return None
+    return next((base / split for split in ("test", "val") if (base / split).is_dir()), None)
+
+
 def _folder(root: str | None, image_size: int | None, files: dict) -> ImageSet:
     if root is None:
         raise DataError("data.root: the folder data set needs a root (an ImageFolder tree of class subfolders)")
     base = Path(root)
     if not base.is_dir():
         raise DataError(f"{base}: data folder not found")
-    held_out = next((base / s for s in ("test", "val") if (base / s).is_dir()), None)
-    if (base / "train").is_dir() and held_out is not None:
-        # train/ + test/ (or train/ + val/, as `adlab data crops` writes): the held-out folder is the test set
+    held_out = held_out_folder(base)
+    if held_out is not None:
         # both trees are indexed before anything is decoded. A class only in the held-out folder could
         # never be predicted: refused rather than dropped silently. A class missing from it is fine, as
         # it always was (its images are all in train/; every class keeps train/'s id).

@@ -248,14 +248,17 @@ def _yolo_images(data_yaml: Path) -> dict[str, int] | None:
 
 
 def _folder_images(root: Path) -> tuple[int, int, int | None] | None:
-    """(images, classes, test images or None) of an image folder: class folders, or train/ and test/ of them."""
+    """(images, classes, test images or None) of an image folder: class folders, or train/ and test/ (or val/)
+    of them."""
     from adlab.data.folder import index_folder
+    from adlab.data.sources import held_out_folder
     from adlab.errors import AdlabError
 
     try:
-        if (root / "train").is_dir() and (root / "test").is_dir():
+        held_out = held_out_folder(root)
+        if held_out is not None:
             names, train = index_folder(root / "train")
-            return len(train), len(names), len(index_folder(root / "test", names, allow_empty=True)[1])
+            return len(train), len(names), len(index_folder(held_out, names, allow_empty=True)[1])
         names, samples = index_folder(root)
     except (AdlabError, OSError):  # the run itself says what is wrong with it
         return None
@@ -333,7 +336,7 @@ def _time_loading(data) -> float:
     """A built-in set's files read as a run reads them; an image folder's files decoded, SAMPLED_FILES of them
     spread over the folder, scaled to all of them (27,000 EuroSAT JPEGs would take a while to plan)."""
     from adlab.data.folder import decode_images, index_folder
-    from adlab.data.sources import default_root, load_source
+    from adlab.data.sources import default_root, held_out_folder, load_source
     from adlab.errors import AdlabError
 
     try:
@@ -342,7 +345,8 @@ def _time_loading(data) -> float:
             load_source(data.name, data.root, download=False, verify=data.verify)
             return time.perf_counter() - start
         root = Path(data.root) if data.name == "folder" else Path(data.root or default_root()) / "eurosat" / "2750"
-        trees = [root / "train", root / "test"] if (root / "train").is_dir() and (root / "test").is_dir() else [root]
+        held_out = held_out_folder(root)
+        trees = [root / "train", held_out] if held_out is not None else [root]
         paths = [path for tree in trees for path, _ in index_folder(tree, allow_empty=True)[1]]
         if not paths:
             return 0.0
