@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import record  # noqa: E402
+from common import matmul_peak, record  # noqa: E402
 
 from adlab.models.cnn import VGGNet  # noqa: E402
 
@@ -73,8 +73,8 @@ def plain_loop(root: Path, workers: int, epochs: int = 2) -> float:
 
 
 def adlab_rate(precision: str, out: Path) -> float:
-    from adlab.rundir import read_history
     from adlab.run.train import train
+    from adlab.rundir import read_history
 
     config = {"data": {"name": "fashion_mnist", "val_fraction": 0.0}, "model": MODEL,
               "train": {"epochs": 2, "batch_size": BATCH, "optimizer": "adam", "lr": 1e-3, "precision": precision,
@@ -92,16 +92,6 @@ def train_flops_per_image() -> float:
     with FlopCounterMode(display=False) as counter:
         F.cross_entropy(model(x), y).backward()
     return counter.get_total_flops() / BATCH
-
-
-def matmul_peak(dtype: torch.dtype, n: int = 2048, repeats: int = 20) -> float:
-    a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
-    for _ in range(3):
-        a @ b
-    start = time.perf_counter()
-    for _ in range(repeats):
-        a @ b
-    return 2 * n**3 * repeats / (time.perf_counter() - start) / 1e9
 
 
 def main() -> None:
