@@ -42,8 +42,8 @@ data:
 # The code's own rules: ruff (lint and format), mypy (types; every task checked against the Task protocol),
 # import-linter (the layers in pyproject.toml). Part of `make test`.
 lint: setup
-	$(VENV)/bin/ruff check src
-	$(VENV)/bin/ruff format --check src
+	$(VENV)/bin/ruff check src tests
+	$(VENV)/bin/ruff format --check src tests
 	$(VENV)/bin/mypy
 	$(VENV)/bin/lint-imports --no-cache
 

@@ -60,7 +60,8 @@ def image_tree(root, classes=("a", "b"), per_class=12, digits=1):
 
 def frozen_mid_run(out, storage: str | None = None):
     """(trial, worker pid) of a run frozen (SIGSTOP of its worker) past its first checkpoint, before its
-    metrics.json, in the study queue of OUT (or `storage`); None when no run is there yet. Checked again once frozen, so that what follows lands mid-run."""
+    metrics.json, in the study queue of OUT (or `storage`); None when no run is there yet. Checked again once
+    frozen, so that what follows lands mid-run."""
     from adlab.errors import AdlabError
     from adlab.study import queue as queue_module
 
@@ -81,7 +82,9 @@ def frozen_mid_run(out, storage: str | None = None):
         except ProcessLookupError:
             continue
         time.sleep(0.2)
-        again = {t.number: t for t in queue_module.open_queue(out, storage, create=False).get_trials(deepcopy=False)}[trial.number]
+        again = {t.number: t for t in queue_module.open_queue(out, storage, create=False).get_trials(deepcopy=False)}[
+            trial.number
+        ]
         if again.state.name == "RUNNING" and not (run_dir / "metrics.json").is_file():
             return again, pid
         os.kill(pid, signal.SIGCONT)

@@ -9,6 +9,7 @@ import subprocess
 import sys
 
 import pytest
+
 from checks import snapshot
 
 os.environ.setdefault("MPLBACKEND", "Agg")
@@ -32,8 +33,11 @@ def _chromium() -> str | None:
 def _missing_pdflatex() -> str | None:
     if shutil.which("pdflatex") is None:
         return "pdflatex not found (Debian's texlive-latex-base)"
-    found = subprocess.run(["kpsewhich", "booktabs.sty"], capture_output=True, text=True) if shutil.which(
-        "kpsewhich") else None
+    found = (
+        subprocess.run(["kpsewhich", "booktabs.sty"], capture_output=True, text=True)
+        if shutil.which("kpsewhich")
+        else None
+    )
     if found is None or found.returncode != 0 or not found.stdout.strip():
         return "LaTeX's booktabs.sty not found (Debian's texlive-latex-recommended)"
     return None
@@ -83,8 +87,9 @@ def require(*names: str) -> None:
         problem = missing_component(name)
         if problem:
             if CI:
-                pytest.fail(f"CI=true and a component is missing: {problem} (make setup installs it as root)",
-                            pytrace=False)
+                pytest.fail(
+                    f"CI=true and a component is missing: {problem} (make setup installs it as root)", pytrace=False
+                )
             pytest.skip(f"{problem} (make setup installs it as root; with CI=true this fails)")
 
 
@@ -95,8 +100,12 @@ def require_fixture():
 
 
 def pytest_configure(config):
-    config.addinivalue_line("markers", "requires(*components): needs these of " + ", ".join(COMPONENTS)
-                            + " (skipped where missing; a failure with CI=true)")
+    config.addinivalue_line(
+        "markers",
+        "requires(*components): needs these of "
+        + ", ".join(COMPONENTS)
+        + " (skipped where missing; a failure with CI=true)",
+    )
 
 
 def pytest_collection_modifyitems(config, items):
@@ -112,6 +121,7 @@ def pytest_collection_modifyitems(config, items):
 def pytest_runtest_setup(item):
     for marker in item.iter_markers("requires"):
         require(*marker.args)
+
 
 FAST = {
     "data": {"name": "digits"},
@@ -163,6 +173,7 @@ def digits_run_b(tmp_path_factory):
 
 
 # --- the bad-input contract, checked through the real CLI -----------------------------------------
+
 
 class Cli:
     """`adlab` run in-process in a scratch working folder, with the bad-input contract as assertions."""

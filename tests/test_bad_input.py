@@ -11,15 +11,24 @@ import re
 import numpy as np
 import pytest
 import torch
-from PIL import Image
-
-from checks import grey_png, image_tree
 
 from adlab.cli import EXIT_BAD_INPUT, main
+from checks import grey_png, image_tree
 
-FAST = ["--set", "train.epochs=1", "--set", "train.progress_bar=false", "--set", "train.batch_size=64",
-        "--set", "model.cnn.conv_channels=[8]", "--set", "model.cnn.convs_per_block=1",
-        "--set", "model.cnn.hidden=[16]"]
+FAST = [
+    "--set",
+    "train.epochs=1",
+    "--set",
+    "train.progress_bar=false",
+    "--set",
+    "train.batch_size=64",
+    "--set",
+    "model.cnn.conv_channels=[8]",
+    "--set",
+    "model.cnn.convs_per_block=1",
+    "--set",
+    "model.cnn.hidden=[16]",
+]
 
 
 @pytest.fixture
@@ -59,6 +68,7 @@ class MarkerOnLoad:
 
 
 # --- configuration ------------------------------------------------------------------------------
+
 
 def test_unknown_key_in_override(capsys, tmp_path, config):
     line = run_bad(capsys, tmp_path, config, "--set", "train.epoch=3")
@@ -144,6 +154,7 @@ def test_set_into_a_scalar(capsys, tmp_path, config):
 
 # --- data ---------------------------------------------------------------------------------------
 
+
 def test_folder_root_missing(capsys, tmp_path, config):
     root = tmp_path / "no-such-folder"
     line = run_bad(capsys, tmp_path, config, "--set", "data.name=folder", "--set", f"data.root={root}")
@@ -217,6 +228,7 @@ def test_too_large_test_fraction(capsys, tmp_path, config):
 
 
 # --- model and weights --------------------------------------------------------------------------
+
 
 def test_unknown_model(capsys, tmp_path, config):
     line = run_bad(capsys, tmp_path, config, "--set", "model.name=resnet81")
@@ -300,6 +312,7 @@ def test_model_too_large_for_8x8_input(capsys, tmp_path, config):
 
 # --- trainer settings ---------------------------------------------------------------------------
 
+
 def test_invalid_precision(capsys, tmp_path, config):
     line = run_bad(capsys, tmp_path, config, "--set", "train.precision=abc")
     assert "train." in line and "'abc'" in line
@@ -318,8 +331,10 @@ def test_gpu_accelerator_without_a_gpu(capsys, tmp_path, config):
 
 def test_devices_not_a_count(capsys, tmp_path, config):
     line = run_bad(capsys, tmp_path, config, "--set", "train.accelerator=cpu", "--set", "train.devices=abc")
-    assert line == ("adlab: error: train.accelerator/devices/strategy/precision: `devices` selected with "
-                    "`CPUAccelerator` should be an int > 0.")
+    assert line == (
+        "adlab: error: train.accelerator/devices/strategy/precision: `devices` selected with "
+        "`CPUAccelerator` should be an int > 0."
+    )
 
 
 def test_module_entry_point_is_safe_to_import(tmp_path):
@@ -335,6 +350,7 @@ def test_module_entry_point_is_safe_to_import(tmp_path):
 
 
 # --- run directory --------------------------------------------------------------------------------
+
 
 def test_existing_run_directory_is_not_replaced(capsys, tmp_path, config):
     out_dir = tmp_path / "existing"
@@ -373,8 +389,7 @@ def test_config_command_reports_bad_keys_too(capsys):
 def test_a_good_run_still_works(capsys, tmp_path, config):
     """The contract's other side: the same fixtures with valid input train and write a run."""
     out_dir = tmp_path / "run"
-    code = main(["train", str(config), "--out", str(out_dir), "--quiet", *FAST,
-                 "--set", "data.classes=[0, 1]"])
+    code = main(["train", str(config), "--out", str(out_dir), "--quiet", *FAST, "--set", "data.classes=[0, 1]"])
     captured = capsys.readouterr()
     assert code == 0, captured.err
     assert "adlab: error" not in captured.err

@@ -18,9 +18,20 @@ import torch
 
 from adlab.errors import Interrupted
 
-FAST = ["--set", "train.epochs=1", "--set", "train.progress_bar=false", "--set", "train.batch_size=64",
-        "--set", "model.cnn.conv_channels=[8]", "--set", "model.cnn.convs_per_block=1",
-        "--set", "model.cnn.hidden=[16]"]
+FAST = [
+    "--set",
+    "train.epochs=1",
+    "--set",
+    "train.progress_bar=false",
+    "--set",
+    "train.batch_size=64",
+    "--set",
+    "model.cnn.conv_channels=[8]",
+    "--set",
+    "model.cnn.convs_per_block=1",
+    "--set",
+    "model.cnn.hidden=[16]",
+]
 
 
 class MarkerOnLoad:
@@ -45,12 +56,15 @@ def runs(cli_runs):
 
 def study_file(cli, text: str) -> Path:
     path = cli.root / "s.yaml"
-    path.write_text("config:\n  data: {name: digits}\n  train: {epochs: 1, progress_bar: false}\n"
-                    "  model: {cnn: {conv_channels: [8], convs_per_block: 1, hidden: [16]}}\n" + text)
+    path.write_text(
+        "config:\n  data: {name: digits}\n  train: {epochs: 1, progress_bar: false}\n"
+        "  model: {cnn: {conv_channels: [8], convs_per_block: 1, hidden: [16]}}\n" + text
+    )
     return path
 
 
 # --- files deleted or outputs mixed ---------------------------------------------------------------
+
 
 def test_overwrite_refuses_a_folder_that_merely_holds_a_config_yaml(cli, config):
     (cli.root / "p").mkdir()
@@ -83,13 +97,18 @@ def test_a_run_never_replaces_another_kind_of_adlab_folder(cli, config, runs):
 
 @pytest.mark.parametrize("name", ["/tmp/x/p", "../../../esc", "a/b", "<img src=x onerror=alert(1)>", "x" * 300])
 def test_fusion_names_are_refused_not_rewritten(cli, name):
-    path = study_file(cli, f"variants:\n  a: {{train.seed: 1}}\n  b: {{train.seed: 2}}\n"
-                           f"fusion:\n  - {{name: {json.dumps(name)}, runs: [a, b]}}\n")
+    path = study_file(
+        cli,
+        f"variants:\n  a: {{train.seed: 1}}\n  b: {{train.seed: 2}}\n"
+        f"fusion:\n  - {{name: {json.dumps(name)}, runs: [a, b]}}\n",
+    )
     cli.refused("study", path, "--out", "st", names=(str(path), "fusion.0.name"))
 
 
 def test_fusion_named_like_a_run_is_refused(cli):
-    path = study_file(cli, "variants:\n  a: {train.seed: 1}\n  b: {train.seed: 2}\nfusion:\n  - {name: a, runs: [a, b]}\n")
+    path = study_file(
+        cli, "variants:\n  a: {train.seed: 1}\n  b: {train.seed: 2}\nfusion:\n  - {name: a, runs: [a, b]}\n"
+    )
     line = cli.refused("study", path, "--out", "st", names=(str(path), "fusion 'a'"))
     assert "already used by a run" in line
 
@@ -149,13 +168,23 @@ def test_a_study_that_expands_to_too_many_runs_is_refused(cli):
 
 # --- values ---------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("override, key", [
-    ("train.seed=-1", "train.seed"), ("train.seed=99999999999999", "train.seed"),
-    ("data.split_seed=-1", "data.split_seed"), ("train.num_threads=1000000", "train.num_threads"),
-    ("train.batch_size=100000000000", "train.batch_size"), ("train.lr=.inf", "train.lr"),
-    ("train.lr=.nan", "train.lr"), ("train.epochs=true", "train.epochs"), ("train.epochs=2.5", "train.epochs"),
-    ("model.cnn.dropout=.nan", "model.cnn.dropout"), ("data.augment.flip=1", "data.augment.flip"),
-])
+
+@pytest.mark.parametrize(
+    "override, key",
+    [
+        ("train.seed=-1", "train.seed"),
+        ("train.seed=99999999999999", "train.seed"),
+        ("data.split_seed=-1", "data.split_seed"),
+        ("train.num_threads=1000000", "train.num_threads"),
+        ("train.batch_size=100000000000", "train.batch_size"),
+        ("train.lr=.inf", "train.lr"),
+        ("train.lr=.nan", "train.lr"),
+        ("train.epochs=true", "train.epochs"),
+        ("train.epochs=2.5", "train.epochs"),
+        ("model.cnn.dropout=.nan", "model.cnn.dropout"),
+        ("data.augment.flip=1", "data.augment.flip"),
+    ],
+)
 def test_values_are_strict_finite_and_in_range(cli, config, override, key):
     cli.refused("train", config, *FAST, "--set", override, "--out", "r", names=(key,))
 
@@ -174,6 +203,7 @@ def test_duplicate_keys_in_a_study_file_are_refused(cli):
 
 # --- untrusted files ------------------------------------------------------------------------------
 
+
 def test_weights_whose_state_dict_is_not_a_mapping(cli, config):
     torch.save({"state_dict": [1]}, cli.root / "w.ckpt")
     cli.refused("train", config, *FAST, "--set", "model.weights=w.ckpt", names=("w.ckpt", "state_dict"))
@@ -185,8 +215,9 @@ def test_evaluate_with_damaged_adlab_metadata(cli, runs):
     ckpt["adlab"]["data"] = {"bogus": 1}
     torch.save(ckpt, cli.root / "bogus.ckpt")
     cli.refused("evaluate", "bogus.ckpt", "--out", "ev", names=("bogus.ckpt", "adlab.data"))
-    ckpt["adlab"]["data"] = dict(torch.load(a / "checkpoints" / "best.ckpt", weights_only=True)["adlab"]["data"],
-                                 native_size=[8])
+    ckpt["adlab"]["data"] = dict(
+        torch.load(a / "checkpoints" / "best.ckpt", weights_only=True)["adlab"]["data"], native_size=[8]
+    )
     torch.save(ckpt, cli.root / "bogus2.ckpt")
     cli.refused("evaluate", "bogus2.ckpt", "--out", "ev", names=("bogus2.ckpt",))
 
@@ -264,7 +295,7 @@ def test_non_numeric_predictions_in_fuse(cli, runs):
 def test_damaged_run_files_in_report(cli):
     path = study_file(cli, "variants:\n  a: {train.seed: 1}\n  b: {train.seed: 2}\n")
     cli.succeeds("study", path, "--out", "st", outputs=("st",))
-    (cli.root / "st" / "runs" / "a" / "metrics.json").write_text("{\"accuracy\": 0.9")
+    (cli.root / "st" / "runs" / "a" / "metrics.json").write_text('{"accuracy": 0.9')
     cli.refused("report", "st", names=("metrics.json", "not valid JSON"))
     (cli.root / "st" / "runs" / "a" / "metrics.json").write_text("{}")
     csv = cli.root / "st" / "runs" / "b" / "predictions.csv"
@@ -282,6 +313,7 @@ def test_report_markdown_links_are_escaped():
 
 
 # --- the environment ------------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("code, words", [(errno.EROFS, "Read-only file system"), (errno.ENOSPC, "No space left")])
 def test_read_only_or_full_disk_is_one_line(cli, config, monkeypatch, code, words):
@@ -324,5 +356,6 @@ def test_an_interrupted_study_advises_the_study_command(cli, monkeypatch):
     path = study_file(cli, "variants:\n  a: {train.seed: 1}\n")
     code, _, err = cli.run("study", path, "--out", "st")
     assert code == 143
-    assert err.strip().splitlines() == [f"adlab: SIGTERM after 1 of 3 epochs; continue the study with: "
-                                        f"adlab study {path} --out st --resume"]
+    assert err.strip().splitlines() == [
+        f"adlab: SIGTERM after 1 of 3 epochs; continue the study with: adlab study {path} --out st --resume"
+    ]

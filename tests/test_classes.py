@@ -64,8 +64,16 @@ def test_a_class_given_twice(wanted):
         resolve_classes(wanted, NAMES, "k")
 
 
-@pytest.mark.parametrize("wanted, message", [([], "give at least one class"), ([1.5], "neither"),
-                                             ([True], "neither"), ([None], "neither"), (["-1"], "unknown")])
+@pytest.mark.parametrize(
+    "wanted, message",
+    [
+        ([], "give at least one class"),
+        ([1.5], "neither"),
+        ([True], "neither"),
+        ([None], "neither"),
+        (["-1"], "unknown"),
+    ],
+)
 def test_other_bad_lists(wanted, message):
     with pytest.raises(DataError, match=f"^k: .*{message}"):
         resolve_classes(wanted, NAMES, "k")

@@ -39,8 +39,18 @@ def test_train_predict_table_through_the_cli(digits_run, tmp_path, capsys):
 
 
 def test_train_command_end_to_end(tmp_path, capsys):
-    code = main(["train", "configs/digits_cnn.yaml", "--out", str(tmp_path / "r"), "--set", "train.epochs=1",
-                 "--set", "train.progress_bar=false"])
+    code = main(
+        [
+            "train",
+            "configs/digits_cnn.yaml",
+            "--out",
+            str(tmp_path / "r"),
+            "--set",
+            "train.epochs=1",
+            "--set",
+            "train.progress_bar=false",
+        ]
+    )
     assert code == 0
     out = capsys.readouterr().out
     assert "test: accuracy=" in out and "epoch 1/1" in out

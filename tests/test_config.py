@@ -98,8 +98,10 @@ def test_round_trip_through_dict():
 # --- model families (model.cnn, model.autoencoder) and the keys that moved there -------------------
 
 OLD_VAE = {"task": "autoencode", "model": {"name": "vae", "latent_dim": 16, "beta": 0.5, "conv_channels": [8, 16]}}
-NEW_VAE = {"task": "autoencode",
-           "model": {"name": "vae", "autoencoder": {"latent_dim": 16, "beta": 0.5, "conv_channels": [8, 16]}}}
+NEW_VAE = {
+    "task": "autoencode",
+    "model": {"name": "vae", "autoencoder": {"latent_dim": 16, "beta": 0.5, "conv_channels": [8, 16]}},
+}
 
 
 @pytest.fixture
@@ -114,8 +116,16 @@ def test_model_family_keys_live_in_their_sections():
     config = load_config({"model": {"cnn": {"hidden": [32], "dropout": 0.1}}})
     assert config.model.cnn.hidden == [32] and config.model.cnn.dropout == 0.1
     assert config.model.autoencoder.hidden is None  # another family's key of the same name is its own
-    assert set(config.to_dict()["model"]) == {"name", "weights", "freeze", "load_head", "whiten", "cnn",
-                                              "autoencoder", "unet"}
+    assert set(config.to_dict()["model"]) == {
+        "name",
+        "weights",
+        "freeze",
+        "load_head",
+        "whiten",
+        "cnn",
+        "autoencoder",
+        "unet",
+    }
 
 
 def test_old_flat_keys_give_the_same_config_with_one_notice_each(capsys, fresh_notices):
@@ -123,16 +133,21 @@ def test_old_flat_keys_give_the_same_config_with_one_notice_each(capsys, fresh_n
     lines = capsys.readouterr().err.splitlines()
     assert old.to_dict() == load_config(NEW_VAE).to_dict()
     assert old.model.autoencoder.latent_dim == 16 and old.model.autoencoder.beta == 0.5
-    assert sorted(lines) == sorted([
-        "notice: model.latent_dim is now model.autoencoder.latent_dim (the old key still works)",
-        "notice: model.beta is now model.autoencoder.beta (the old key still works)",
-        "notice: model.conv_channels is now model.autoencoder.conv_channels (the old key still works)"])
+    assert sorted(lines) == sorted(
+        [
+            "notice: model.latent_dim is now model.autoencoder.latent_dim (the old key still works)",
+            "notice: model.beta is now model.autoencoder.beta (the old key still works)",
+            "notice: model.conv_channels is now model.autoencoder.conv_channels (the old key still works)",
+        ]
+    )
     load_config(OLD_VAE)  # once per process
     assert capsys.readouterr().err == ""
 
 
-@pytest.mark.parametrize("name, family", [("cnn", "cnn"), ("resnet18", "cnn"), ("encoder", "autoencoder"),
-                                          ("ae", "autoencoder"), ("dae", "autoencoder")])
+@pytest.mark.parametrize(
+    "name, family",
+    [("cnn", "cnn"), ("resnet18", "cnn"), ("encoder", "autoencoder"), ("ae", "autoencoder"), ("dae", "autoencoder")],
+)
 def test_an_old_key_both_families_have_goes_to_the_family_of_model_name(name, family, fresh_notices):
     task = "autoencode" if name in ("ae", "dae") else "classify"
     config = load_config({"task": task, "model": {"name": name, "hidden": [7], "conv_dropout": 0.25}})
@@ -160,12 +175,15 @@ def test_set_an_old_key_over_a_file_in_the_new_layout(capsys, fresh_notices):
     assert config.model.autoencoder.latent_dim == 16
     assert config.model.autoencoder.kl_warmup_epochs == 3  # the file's other family keys are kept
     assert capsys.readouterr().err.splitlines() == [
-        "notice: model.latent_dim is now model.autoencoder.latent_dim (the old key still works)"]
+        "notice: model.latent_dim is now model.autoencoder.latent_dim (the old key still works)"
+    ]
 
 
 def test_set_a_new_key_over_an_old_key(fresh_notices):
-    config = load_config({"task": "autoencode", "model": {"name": "ae", "latent_dim": 8, "beta": 2.0}},
-                         ["model.autoencoder.latent_dim=16"])
+    config = load_config(
+        {"task": "autoencode", "model": {"name": "ae", "latent_dim": 8, "beta": 2.0}},
+        ["model.autoencoder.latent_dim=16"],
+    )
     assert config.model.autoencoder.latent_dim == 16 and config.model.autoencoder.beta == 2.0
 
 
@@ -190,7 +208,8 @@ def test_cli_set_with_an_old_key(capsys, fresh_notices):
     captured = capsys.readouterr()
     assert yaml.safe_load(captured.out)["model"]["autoencoder"]["latent_dim"] == 16
     assert captured.err.splitlines() == [
-        "notice: model.latent_dim is now model.autoencoder.latent_dim (the old key still works)"]
+        "notice: model.latent_dim is now model.autoencoder.latent_dim (the old key still works)"
+    ]
 
 
 def test_configs_adlab_wrote_are_migrated_without_notices(capsys, fresh_notices):
@@ -224,7 +243,9 @@ def test_paths_in_a_config_file_are_relative_to_the_file(tmp_path, monkeypatch, 
     from adlab.config import load_config
 
     (tmp_path / "configs" / "imgs").mkdir(parents=True)
-    (tmp_path / "configs" / "run.yaml").write_text("data: {name: folder, root: imgs}\nmodel: {weights: pre/best.ckpt}\n")
+    (tmp_path / "configs" / "run.yaml").write_text(
+        "data: {name: folder, root: imgs}\nmodel: {weights: pre/best.ckpt}\n"
+    )
     monkeypatch.chdir(tmp_path)
     config = load_config("configs/run.yaml")
     assert config.data.root == str(tmp_path / "configs" / "imgs")

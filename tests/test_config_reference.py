@@ -8,10 +8,17 @@ import yaml
 from pydantic import BaseModel
 
 from adlab.cli import main
-from adlab.config import (MODEL_FAMILIES, AugmentConfig, Config, DataConfig, ModelConfig, SchedulerConfig, TrainConfig,
-                          load_config)
-from adlab.config_reference import (DOCS_PATH, REGENERATE, format_value, keys, render_markdown, render_text,
-                                    sections)
+from adlab.config import (
+    MODEL_FAMILIES,
+    AugmentConfig,
+    Config,
+    DataConfig,
+    ModelConfig,
+    SchedulerConfig,
+    TrainConfig,
+    load_config,
+)
+from adlab.config_reference import DOCS_PATH, REGENERATE, format_value, keys, render_markdown, render_text, sections
 
 ROOT = Path(__file__).resolve().parents[1]
 SECTIONS = (AugmentConfig, DataConfig, ModelConfig, *MODEL_FAMILIES.values(), SchedulerConfig, TrainConfig, Config)
@@ -47,7 +54,8 @@ def test_docs_config_md_is_the_rendered_reference():
     path = ROOT / DOCS_PATH
     assert path.is_file(), f"{DOCS_PATH} is missing; generate it with `{REGENERATE}`"
     assert path.read_text(encoding="utf-8") == render_markdown(), (
-        f"{DOCS_PATH} differs from the descriptions in src/adlab/config.py; regenerate it with `{REGENERATE}`")
+        f"{DOCS_PATH} differs from the descriptions in src/adlab/config.py; regenerate it with `{REGENERATE}`"
+    )
 
 
 def test_docs_config_md_says_it_is_generated():
@@ -85,13 +93,14 @@ def test_text_reference_lists_each_key_with_its_default_and_meaning():
         head = f"{key.key}: {format_value(key, key.default)}"
         assert head in lines, head
         start = lines.index(head)
-        following = " ".join(line.strip() for line in lines[start + 1:start + 8])
+        following = " ".join(line.strip() for line in lines[start + 1 : start + 8])
         assert " ".join(key.description.split())[:40] in following, key.key
     assert "train.lr: 0.001" in lines
     index = lines.index("data.name: digits")
-    choices = " ".join(line.strip() for line in lines[index + 1:index + 3])  # wrapped at the reference's width
-    assert choices.startswith("digits | fashion_mnist | mnist | cifar10 | eurosat | folder | yolo | masks | "
-                              "kitti_semantic | oxford_pet")
+    choices = " ".join(line.strip() for line in lines[index + 1 : index + 3])  # wrapped at the reference's width
+    assert choices.startswith(
+        "digits | fashion_mnist | mnist | cifar10 | eurosat | folder | yolo | masks | kitti_semantic | oxford_pet"
+    )
     assert lines[lines.index("data.val_fraction: 0.1") + 1].strip() == "float, 0.0 <= x < 1.0"
     assert "train.scheduler: null" in lines and "train.scheduler.name: required" in lines
     assert "data.augment: false" in lines and "data.augment.crop_padding: 2" in lines
@@ -100,12 +109,23 @@ def test_text_reference_lists_each_key_with_its_default_and_meaning():
 def test_markdown_rows_carry_key_type_default_and_meaning():
     text = render_markdown()
     assert "| `train.lr` | float; `x > 0.0` | `0.001` |" in text
-    assert ("| `data.name` | `digits`, `fashion_mnist`, `mnist`, `cifar10`, `eurosat`, `folder`, `yolo`, `masks`, "
-            "`kitti_semantic` or `oxford_pet` | `digits` |") in text
+    assert (
+        "| `data.name` | `digits`, `fashion_mnist`, `mnist`, `cifar10`, `eurosat`, `folder`, `yolo`, `masks`, "
+        "`kitti_semantic` or `oxford_pet` | `digits` |"
+    ) in text
     for key in keys():
         assert f"| `{key.key}` |" in text, key.key
-    assert [s.prefix for s in sections()] == ["", "data", "data.augment", "model", "model.cnn", "model.autoencoder", "model.unet",
-                                              "train", "train.scheduler"]
+    assert [s.prefix for s in sections()] == [
+        "",
+        "data",
+        "data.augment",
+        "model",
+        "model.cnn",
+        "model.autoencoder",
+        "model.unet",
+        "train",
+        "train.scheduler",
+    ]
     assert "| `model.autoencoder.latent_dim` | int; `x >= 1` | `10` |" in text
 
 

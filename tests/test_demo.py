@@ -19,7 +19,8 @@ def test_the_demo_is_a_valid_study_on_either_data_set(quick, source):
     assert [tool for tool, _ in study.prepare] == ["synth-scenes", "synth-scenes"]
     sections = section_runs(study)
     assert len(sections) == 4 and sorted(n for _, names in sections for n in names) == sorted(
-        [r.name for r in study.runs] + ["fusion-finetune+frozen"])
+        [r.name for r in study.runs] + ["fusion-finetune+frozen"]
+    )
     finetune = next(r for r in study.runs if r.name == "cnn-finetune")
     assert finetune.config.model.weights == "{out}/runs/pretrain-cnn"
     assert study.runs.index(finetune) > [r.name for r in study.runs].index("pretrain-cnn")
@@ -57,8 +58,7 @@ def test_the_quick_demo_compares_like_with_like(source):
     assert runs["cnn-scratch"].model.weights is None
     assert runs["cnn-finetune"].model.weights == runs["cnn-frozen"].model.weights == "{out}/runs/pretrain-cnn"
     assert [runs[n].model.freeze for n in regimes] == [False, False, True]
-    assert len({json.dumps(without(runs[n], "model.weights", "model.freeze"), sort_keys=True)
-                for n in regimes}) == 1
+    assert len({json.dumps(without(runs[n], "model.weights", "model.freeze"), sort_keys=True) for n in regimes}) == 1
     assert all(order.index("pretrain-cnn") < order.index(n) for n in regimes)
 
     # 3. AE, VAE and DAE: the same data, code size and budget
@@ -111,7 +111,7 @@ def test_the_quick_demo_teaches_each_lesson(tmp_path, require):
             return [row["y_true"] == row["y_pred"] for row in csv.DictReader(f)]
 
     def significantly_better(a: str, b: str) -> bool:  # McNemar's exact test on the same test images
-        pairs = list(zip(correct(a), correct(b)))
+        pairs = list(zip(correct(a), correct(b), strict=True))
         only_a, only_b = sum(x and not y for x, y in pairs), sum(y and not x for x, y in pairs)
         return only_a > only_b and binomtest(only_a, only_a + only_b).pvalue < 0.05
 

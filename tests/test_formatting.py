@@ -13,25 +13,28 @@ from adlab.study.report import _cell
 from adlab.tasks.classify.outputs import summary_line
 
 
-@pytest.mark.parametrize("value, key, text", [
-    (None, "", "-"),
-    (0.912345, "accuracy", "0.9123"),
-    (1.0, "accuracy", "1.0000"),
-    (-0.00004, "", "-0.0000"),
-    (12.345678, "val_loss", "12.3457"),      # 4 decimals up to 100 (adlab table wrote 12.3 before)
-    (99.99994, "", "99.9999"),
-    (100.0, "", "100.0"),
-    (-1234.56, "", "-1234.6"),
-    (5.234, "train_seconds", "5.2"),         # timings: 1 decimal at any size
-    (0.04, "seconds", "0.0"),
-    (np.float32(0.5), "", "0.5000"),         # NumPy floats are floats too
-    (np.float64(250.25), "", "250.2"),
-    (float("nan"), "", "nan"),
-    (7, "epochs", "7"),                      # whole numbers stay whole
-    (np.int64(3), "train_seconds", "3"),
-    (True, "", "True"),
-    ("resnet18", "model", "resnet18"),
-])
+@pytest.mark.parametrize(
+    "value, key, text",
+    [
+        (None, "", "-"),
+        (0.912345, "accuracy", "0.9123"),
+        (1.0, "accuracy", "1.0000"),
+        (-0.00004, "", "-0.0000"),
+        (12.345678, "val_loss", "12.3457"),  # 4 decimals up to 100 (adlab table wrote 12.3 before)
+        (99.99994, "", "99.9999"),
+        (100.0, "", "100.0"),
+        (-1234.56, "", "-1234.6"),
+        (5.234, "train_seconds", "5.2"),  # timings: 1 decimal at any size
+        (0.04, "seconds", "0.0"),
+        (np.float32(0.5), "", "0.5000"),  # NumPy floats are floats too
+        (np.float64(250.25), "", "250.2"),
+        (float("nan"), "", "nan"),
+        (7, "epochs", "7"),  # whole numbers stay whole
+        (np.int64(3), "train_seconds", "3"),
+        (True, "", "True"),
+        ("resnet18", "model", "resnet18"),
+    ],
+)
 def test_format_number(value, key, text):
     assert format_number(value, key) == text
 

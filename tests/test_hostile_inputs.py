@@ -26,15 +26,38 @@ from pathlib import Path
 
 import pytest
 import torch
+
 from checks import grey_png
 
-FAST = ["--set", "train.epochs=1", "--set", "train.progress_bar=false", "--set", "train.batch_size=64",
-        "--set", "model.cnn.conv_channels=[8]", "--set", "model.cnn.convs_per_block=1",
-        "--set", "model.cnn.hidden=[16]"]
+FAST = [
+    "--set",
+    "train.epochs=1",
+    "--set",
+    "train.progress_bar=false",
+    "--set",
+    "train.batch_size=64",
+    "--set",
+    "model.cnn.conv_channels=[8]",
+    "--set",
+    "model.cnn.convs_per_block=1",
+    "--set",
+    "model.cnn.hidden=[16]",
+]
 MLFLOW = ["--set", "train.loggers=[mlflow]"]
-LIKE_DIGITS_RUN = ["--set", "train.epochs=1", "--set", "train.progress_bar=false", "--set", "train.batch_size=64",
-                   "--set", "model.cnn.conv_channels=[16,32]", "--set", "model.cnn.convs_per_block=1",
-                   "--set", "model.cnn.hidden=[64]"]  # the network of the digits_run fixture (tests/conftest.py)
+LIKE_DIGITS_RUN = [
+    "--set",
+    "train.epochs=1",
+    "--set",
+    "train.progress_bar=false",
+    "--set",
+    "train.batch_size=64",
+    "--set",
+    "model.cnn.conv_channels=[16,32]",
+    "--set",
+    "model.cnn.convs_per_block=1",
+    "--set",
+    "model.cnn.hidden=[64]",
+]  # the network of the digits_run fixture (tests/conftest.py)
 needs_mlflow = pytest.mark.skipif(importlib.util.find_spec("mlflow") is None, reason="needs adlab[track] (mlflow)")
 
 
@@ -55,6 +78,7 @@ def sha256(path: Path) -> str:
 
 
 # --- MLFLOW_TRACKING_URI at odd places ------------------------------------------------------------
+
 
 @needs_mlflow
 def test_mlflow_server_that_is_not_there_fails_fast_in_one_line(cli, config, no_mlflow_env):
@@ -125,8 +149,13 @@ def user_files(root: Path) -> dict[str, Path]:
         db.execute("INSERT INTO people VALUES ('ada')")
     db.close()
     (root / "empty").mkdir()
-    return {"folder": root / "thesis", "text": root / "x.db", "thesis": root / "thesis.txt",
-            "sqlite": root / "contacts.db", "empty": root / "empty"}
+    return {
+        "folder": root / "thesis",
+        "text": root / "x.db",
+        "thesis": root / "thesis.txt",
+        "sqlite": root / "contacts.db",
+        "empty": root / "empty",
+    }
 
 
 ODD_URIS = {
@@ -151,8 +180,11 @@ ODD_URIS = {
     "a NUL byte in the path": (lambda f: "sqlite:///m%00.db", None, "cannot be read"),
     "databricks without its credentials": (lambda f: "databricks", None, "credential"),
     "a host in a file: URI": (lambda f: "file://otherhost/share/mlruns", "true", "not a local folder"),
-    "a database server without its driver": (lambda f: "mssql+nosuchdriver://u@127.0.0.1:1/db", None,
-                                             "cannot use this database URI"),
+    "a database server without its driver": (
+        lambda f: "mssql+nosuchdriver://u@127.0.0.1:1/db",
+        None,
+        "cannot use this database URI",
+    ),
 }
 
 
@@ -202,7 +234,9 @@ def test_the_store_check_accepts_what_mlflow_should_use(tmp_path, monkeypatch):
     before = sha256(tmp_path / "store.db")
     check_tracking_store(f"sqlite:///{tmp_path / 'store.db'}?timeout=30")
     assert sha256(tmp_path / "store.db") == before and sorted(p.name for p in tmp_path.iterdir()) == [
-        "empty.db", "store.db"]  # read-only: no journal beside it, no folder made
+        "empty.db",
+        "store.db",
+    ]  # read-only: no journal beside it, no folder made
     monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")
     check_tracking_store(str(tmp_path / "mlruns"))
     (tmp_path / "old" / ".trash").mkdir(parents=True)
@@ -211,6 +245,7 @@ def test_the_store_check_accepts_what_mlflow_should_use(tmp_path, monkeypatch):
 
 
 # --- adlab predict: only regular files are opened -------------------------------------------------
+
 
 @pytest.fixture
 def pipes(tmp_path) -> Path:
@@ -258,12 +293,14 @@ def test_a_checkpoint_that_is_not_a_regular_file_is_refused_without_blocking(cli
 
 # --- weights files: crafted ones, and the sha256 of every one a run loads ---------------------------
 
+
 def test_fine_tuning_from_a_local_checkpoint_records_its_sha256(cli, config, digits_run):
     best = digits_run.path / "checkpoints" / "best.ckpt"
     expected = sha256(best)
     for source, name in ((digits_run.path, "from_run"), (best, "from_file")):
-        out = cli.succeeds("train", config, "--out", name, "--set", f"model.weights={source}", *LIKE_DIGITS_RUN,
-                           outputs=(name,))
+        out = cli.succeeds(
+            "train", config, "--out", name, "--set", f"model.weights={source}", *LIKE_DIGITS_RUN, outputs=(name,)
+        )
         weights = json.loads((cli.root / name / "env.json").read_text())["weights"]
         assert weights["sha256"] == expected and weights["file"] == str(best.resolve())
         assert weights["source"] == str(source)
@@ -277,8 +314,17 @@ def test_a_legacy_torch_save_file_as_weights_loads_quietly_with_its_sha256(cli, 
     torch.save(checkpoint, legacy, _use_new_zipfile_serialization=False)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        cli.succeeds("train", config, "--out", "r", "--quiet", "--set", f"model.weights={legacy}",
-                     *LIKE_DIGITS_RUN, outputs=("r",))
+        cli.succeeds(
+            "train",
+            config,
+            "--out",
+            "r",
+            "--quiet",
+            "--set",
+            f"model.weights={legacy}",
+            *LIKE_DIGITS_RUN,
+            outputs=("r",),
+        )
     assert not [w for w in caught if "torch" in str(w.filename)], [str(w.message) for w in caught]
     assert json.loads((cli.root / "r" / "env.json").read_text())["weights"]["sha256"] == sha256(legacy)
 
@@ -297,11 +343,14 @@ CRAFTED_WEIGHTS = {
     "an empty file": (lambda: b"", "not a"),
     "a list": (lambda: _torch_bytes([torch.zeros(2)]), "expected a dict of tensors"),
     "a dict without tensors": (lambda: _torch_bytes({"state_dict": {"a": 1}}), "holds no tensors"),
-    "tensors of another network": (lambda: _torch_bytes({"state_dict": {"x.weight": torch.zeros(3, 3)}}),
-                                   "no tensor of the checkpoint fits"),
+    "tensors of another network": (
+        lambda: _torch_bytes({"state_dict": {"x.weight": torch.zeros(3, 3)}}),
+        "no tensor of the checkpoint fits",
+    ),
     "the same network, other shapes": (
         lambda: _torch_bytes({"state_dict": {"features.0.weight": torch.zeros(3, 1, 3, 3)}}),
-        "the same layers with other shapes"),
+        "the same layers with other shapes",
+    ),
 }
 
 
@@ -345,22 +394,37 @@ def test_a_crafted_pickle_in_torch_hubs_cache_is_one_line_without_torch_noise(cl
     cached.write_bytes(pickle.dumps({"x": RunsCode()}, protocol=4))
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        line = cli.refused("train", config, "--out", "r", "--set", "model.name=resnet18", "--set",
-                           "model.weights=imagenet", "--set", "data.image_size=32", *FAST[:6], names=(str(cached),))
+        line = cli.refused(
+            "train",
+            config,
+            "--out",
+            "r",
+            "--set",
+            "model.name=resnet18",
+            "--set",
+            "model.weights=imagenet",
+            "--set",
+            "data.image_size=32",
+            *FAST[:6],
+            names=(str(cached),),
+        )
     assert not caught, [str(w.message)[:200] for w in caught]
     assert "add_safe_globals" not in line
 
 
 # --- CIFAR batches through the CLI (the reader's own cases: tests/data/test_cifar.py) ---------------
 
+
 def cifar_config(cli) -> Path:
     from standins.cifar import write_cifar10
 
     write_cifar10(cli.root / "cifar", per_batch=10)
     path = cli.root / "cifar.yaml"
-    path.write_text("data: {name: cifar10, root: cifar, verify: false, download: false}\n"
-                    "train: {epochs: 1, progress_bar: false, batch_size: 32}\n"
-                    "model: {cnn: {conv_channels: [8], convs_per_block: 1, hidden: [16]}}\n")
+    path.write_text(
+        "data: {name: cifar10, root: cifar, verify: false, download: false}\n"
+        "train: {epochs: 1, progress_bar: false, batch_size: 32}\n"
+        "model: {cnn: {conv_channels: [8], convs_per_block: 1, hidden: [16]}}\n"
+    )
     return path
 
 
@@ -382,7 +446,8 @@ def test_a_mathtext_class_name_in_batches_meta_trains_and_is_drawn_as_written(cl
     config = cifar_config(cli)
     names = ["f$^$"] + [f"c{i}" for i in range(9)]
     (cli.root / "cifar" / "cifar-10-batches-py" / "batches.meta").write_bytes(
-        pickle.dumps({b"label_names": [n.encode() for n in names]}, protocol=2))
+        pickle.dumps({b"label_names": [n.encode() for n in names]}, protocol=2)
+    )
     cli.succeeds("train", config, "--out", "r", "--quiet", outputs=("r",))
     assert json.loads((cli.root / "r" / "metrics.json").read_text())["class_names"][0] == "f$^$"
     assert (cli.root / "r" / "figures" / "confusion_matrix.png").is_file()
@@ -390,12 +455,14 @@ def test_a_mathtext_class_name_in_batches_meta_trains_and_is_drawn_as_written(cl
 
 # --- third-party noise ----------------------------------------------------------------------------
 
+
 def adlab_process(args: list[str], cwd: Path, **env: str) -> subprocess.CompletedProcess:
     """`adlab` started as a user starts it (warnings reach stderr: no pytest capturing them)."""
     environment = {k: v for k, v in os.environ.items() if not k.startswith(("SLURM_", "PYTEST_"))}
     environment.update(MPLBACKEND="Agg", **env)
-    return subprocess.run([sys.executable, "-m", "adlab", *args], cwd=cwd, env=environment, capture_output=True,
-                          text=True, timeout=600)
+    return subprocess.run(
+        [sys.executable, "-m", "adlab", *args], cwd=cwd, env=environment, capture_output=True, text=True, timeout=600
+    )
 
 
 def test_srun_on_the_path_prints_no_slurm_hint(tmp_path):
@@ -404,10 +471,15 @@ def test_srun_on_the_path_prints_no_slurm_hint(tmp_path):
     (bin_dir / "srun").write_text("#!/bin/sh\nexit 0\n")
     (bin_dir / "srun").chmod(0o755)
     config = tmp_path / "c.yaml"
-    config.write_text("data: {name: digits}\ntrain: {epochs: 1, progress_bar: false}\n"
-                      "model: {cnn: {conv_channels: [8], convs_per_block: 1, hidden: [16]}}\n")
-    done = adlab_process(["train", str(config), "--out", str(tmp_path / "r")], tmp_path,
-                         PATH=f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    config.write_text(
+        "data: {name: digits}\ntrain: {epochs: 1, progress_bar: false}\n"
+        "model: {cnn: {conv_channels: [8], convs_per_block: 1, hidden: [16]}}\n"
+    )
+    done = adlab_process(
+        ["train", str(config), "--out", str(tmp_path / "r")],
+        tmp_path,
+        PATH=f"{bin_dir}{os.pathsep}{os.environ['PATH']}",
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     assert "The `srun` command" not in done.stdout + done.stderr, done.stderr[-3000:]
     assert done.stderr == "", done.stderr[-3000:]  # nothing else from Lightning either
@@ -441,8 +513,9 @@ def test_ultralytics_writes_no_settings_into_a_fresh_config_dir_and_prints_no_ba
     code = "from adlab.tasks.detect.train import _import_ultralytics; _import_ultralytics()"
     environment = {k: v for k, v in os.environ.items() if k not in ("XDG_CACHE_HOME", "XDG_CONFIG_HOME")}
     environment.update(YOLO_CONFIG_DIR=str(fresh), HOME=str(home))
-    done = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=environment, capture_output=True,
-                          text=True, timeout=300)
+    done = subprocess.run(
+        [sys.executable, "-c", code], cwd=tmp_path, env=environment, capture_output=True, text=True, timeout=300
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     assert not any(fresh.iterdir()), sorted(fresh.rglob("*"))
     assert "Ultralytics Settings" not in done.stdout + done.stderr and done.stderr == "", done.stderr[-2000:]
@@ -453,11 +526,18 @@ def test_ultralytics_writes_no_settings_into_a_fresh_config_dir_and_prints_no_ba
 def test_a_users_own_ultralytics_settings_are_read_where_they_are(tmp_path):
     folder = tmp_path / "yolo-config" / "Ultralytics"
     folder.mkdir(parents=True)
-    code = ("import json, os; from adlab.tasks.detect.train import _import_ultralytics; _import_ultralytics(); "
-            "from ultralytics.utils import SETTINGS_FILE; print(SETTINGS_FILE)")
+    code = (
+        "import json, os; from adlab.tasks.detect.train import _import_ultralytics; _import_ultralytics(); "
+        "from ultralytics.utils import SETTINGS_FILE; print(SETTINGS_FILE)"
+    )
     environment = {**os.environ, "YOLO_CONFIG_DIR": str(tmp_path / "yolo-config"), "HOME": str(tmp_path)}
-    subprocess.run([sys.executable, "-c", "import ultralytics.utils"], env=environment, check=True,
-                   capture_output=True, timeout=300)  # the user's settings file, as ultralytics makes it
+    subprocess.run(
+        [sys.executable, "-c", "import ultralytics.utils"],
+        env=environment,
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )  # the user's settings file, as ultralytics makes it
     before = (folder / "settings.json").read_bytes()
     done = subprocess.run([sys.executable, "-c", code], env=environment, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]

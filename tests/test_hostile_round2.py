@@ -12,9 +12,20 @@ import pytest
 
 from adlab import ownership
 
-FAST = ["--set", "train.epochs=1", "--set", "train.progress_bar=false", "--set", "train.batch_size=64",
-        "--set", "model.cnn.conv_channels=[8]", "--set", "model.cnn.convs_per_block=1",
-        "--set", "model.cnn.hidden=[16]"]
+FAST = [
+    "--set",
+    "train.epochs=1",
+    "--set",
+    "train.progress_bar=false",
+    "--set",
+    "train.batch_size=64",
+    "--set",
+    "model.cnn.conv_channels=[8]",
+    "--set",
+    "model.cnn.convs_per_block=1",
+    "--set",
+    "model.cnn.hidden=[16]",
+]
 
 
 @pytest.fixture
@@ -45,16 +56,19 @@ def test_canonical_follows_an_existing_symlink_before_dotdot(cli, user_folder):
 
 def test_a_prepare_step_may_not_leave_the_study_folder(cli, user_folder):
     study = cli.root / "s.yaml"
-    study.write_text("config:\n  data: {name: digits}\nprepare:\n"
-                     "  - synth-scenes: {out: '{out}/data/../../userdir', images: 4}\nvariants:\n  a: {}\n")
+    study.write_text(
+        "config:\n  data: {name: digits}\nprepare:\n"
+        "  - synth-scenes: {out: '{out}/data/../../userdir', images: 4}\nvariants:\n  a: {}\n"
+    )
     line = cli.refused("study", study, "--out", "st", names=("s.yaml", "prepare[0]", "leaves the study folder"))
     assert "{out}/data/../../userdir" in line
 
 
 def test_out_may_only_start_a_prepare_path(cli):
     study = cli.root / "s.yaml"
-    study.write_text("config:\n  data: {name: digits}\nprepare:\n"
-                     "  - synth-scenes: {out: 'x/{out}', images: 4}\nvariants:\n  a: {}\n")
+    study.write_text(
+        "config:\n  data: {name: digits}\nprepare:\n  - synth-scenes: {out: 'x/{out}', images: 4}\nvariants:\n  a: {}\n"
+    )
     cli.refused("study", study, "--out", "st", names=("s.yaml", "may only start the path"))
 
 
@@ -84,23 +98,43 @@ def test_train_through_a_missing_folder_into_a_new_one_lands_there_and_makes_not
 
 
 def test_a_network_too_large_for_memory_is_one_line(cli, config):
-    line = cli.refused("train", config, "--out", "big", *FAST,
-                       "--set", "model.cnn.conv_channels=[100000,100000]", "--set", "model.cnn.convs_per_block=1",
-                       names=("c.yaml", "out of memory", "GiB"))
+    line = cli.refused(
+        "train",
+        config,
+        "--out",
+        "big",
+        *FAST,
+        "--set",
+        "model.cnn.conv_channels=[100000,100000]",
+        "--set",
+        "model.cnn.convs_per_block=1",
+        names=("c.yaml", "out of memory", "GiB"),
+    )
     assert "batch_size" in line
 
 
 def test_an_image_size_no_machine_holds_is_refused_by_the_schema(cli, config):
-    cli.refused("train", config, "--out", "big", *FAST, "--set", "data.image_size=100000",
-                names=("c.yaml", "data.image_size", "4096"))
+    cli.refused(
+        "train",
+        config,
+        "--out",
+        "big",
+        *FAST,
+        "--set",
+        "data.image_size=100000",
+        names=("c.yaml", "data.image_size", "4096"),
+    )
 
 
 # --- search ------------------------------------------------------------------------------------------
 
+
 def test_a_search_objective_that_no_run_logs_is_refused_before_any_trial(cli):
     search = cli.root / "se.yaml"
-    search.write_text("name: s\nconfig:\n  data: {name: digits}\nobjective: {metric: no_such, direction: maximize}\n"
-                      "space:\n  train.lr: {low: 0.001, high: 0.01}\ntrials: 1\n")
+    search.write_text(
+        "name: s\nconfig:\n  data: {name: digits}\nobjective: {metric: no_such, direction: maximize}\n"
+        "space:\n  train.lr: {low: 0.001, high: 0.01}\ntrials: 1\n"
+    )
     line = cli.refused("search", search, "--out", "s", names=("se.yaml", "objective.metric", "'no_such'"))
     assert "val_accuracy" in line
 
@@ -123,22 +157,30 @@ def test_an_interrupted_search_names_the_search_command_that_continues_it(cli, m
 
     monkeypatch.setattr(adlab.run.train, "train", cut_short)
     search = cli.root / "se.yaml"
-    search.write_text("name: s\nconfig:\n  data: {name: digits}\nspace:\n  train.lr: {low: 0.001, high: 0.01}\n"
-                      "trials: 1\npruning: false\n")
+    search.write_text(
+        "name: s\nconfig:\n  data: {name: digits}\nspace:\n  train.lr: {low: 0.001, high: 0.01}\n"
+        "trials: 1\npruning: false\n"
+    )
     code, out, err = cli.run("search", search, "--out", "s")
     assert code == 143
-    assert err.splitlines() == [f"adlab: SIGTERM after 1 of 2 epochs; continue the search with: "
-                                f"adlab search {search} --out s"]
+    assert err.splitlines() == [
+        f"adlab: SIGTERM after 1 of 2 epochs; continue the search with: adlab search {search} --out s"
+    ]
 
 
 # --- names that matplotlib would read as mathtext -------------------------------------------------
 
+
 def test_an_autoencoder_named_like_mathtext_draws_its_figures_as_written(cli, tmp_path):
     import adlab
 
-    config = {"name": "f$^$", "task": "autoencode", "data": {"name": "digits"},
-              "model": {"name": "ae", "autoencoder": {"latent_dim": 2, "conv_channels": [4]}},
-              "train": {"epochs": 1, "progress_bar": False}}
+    config = {
+        "name": "f$^$",
+        "task": "autoencode",
+        "data": {"name": "digits"},
+        "model": {"name": "ae", "autoencoder": {"latent_dim": 2, "conv_channels": [4]}},
+        "train": {"epochs": 1, "progress_bar": False},
+    }
     run = adlab.train(config, out=tmp_path / "ae", verbose=False)
     assert (run.path / "figures" / "loss_curves.png").stat().st_size > 0
     assert (run.path / "figures" / "latent_pca.png").stat().st_size > 0
@@ -152,13 +194,17 @@ def test_detection_figures_draw_class_and_file_names_as_written(tmp_path):
 
     grey_png(tmp_path / "a$^$.png", size=(32, 32))
     boxes = torch.tensor([[2.0, 2.0, 20.0, 20.0]])
-    sample = (tmp_path / "a$^$.png", {"boxes": boxes, "scores": torch.tensor([0.9]), "labels": torch.tensor([0])},
-              {"boxes": boxes, "labels": torch.tensor([0])})
+    sample = (
+        tmp_path / "a$^$.png",
+        {"boxes": boxes, "scores": torch.tensor([0.9]), "labels": torch.tensor([0])},
+        {"boxes": boxes, "labels": torch.tensor([0])},
+    )
     predictions_over_truth([sample], ["c$^$"], tmp_path / "p.png")
     assert (tmp_path / "p.png").stat().st_size > 0
 
 
 # --- a run's checkpoints ------------------------------------------------------------------------------
+
 
 def test_evaluate_never_scores_another_checkpoint_in_place_of_a_damaged_scored_one(cli, digits_run):
     shutil.copytree(digits_run.path, cli.root / "run")
@@ -195,8 +241,10 @@ def test_a_prepare_step_refused_on_its_input_leaves_no_study_folder(cli, out_exi
     if out_exists:
         (cli.root / "st").mkdir()  # an empty folder of the user's stays, empty
     study = cli.root / "s.yaml"
-    study.write_text("config:\n  data: {name: digits}\nprepare:\n"
-                     "  - filter: {data: bad.yaml, keep: [Car], out: '{out}/data/cars'}\nvariants:\n  a: {}\n")
+    study.write_text(
+        "config:\n  data: {name: digits}\nprepare:\n"
+        "  - filter: {data: bad.yaml, keep: [Car], out: '{out}/data/cars'}\nvariants:\n  a: {}\n"
+    )
     cli.refused("study", study, "--out", "st", names=("bad.yaml",))
     assert (cli.root / "st").exists() == out_exists
     assert not out_exists or not any((cli.root / "st").iterdir())

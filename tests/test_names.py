@@ -12,8 +12,25 @@ from adlab.errors import ConfigError, DataError
 from adlab.names import MAX_NAME_BYTES, check_name, generated_name, name_field, name_problem
 
 
-@pytest.mark.parametrize("value", ["a", "run-1", "lr=0.1,wd=1e-4", "a.b", "a . b", "résumé", "日本", "a b", "a~b",
-                                   "x" * MAX_NAME_BYTES, "é" * (MAX_NAME_BYTES // 2), "a.", "a\x80b", "f$^$"])
+@pytest.mark.parametrize(
+    "value",
+    [
+        "a",
+        "run-1",
+        "lr=0.1,wd=1e-4",
+        "a.b",
+        "a . b",
+        "résumé",
+        "日本",
+        "a b",
+        "a~b",
+        "x" * MAX_NAME_BYTES,
+        "é" * (MAX_NAME_BYTES // 2),
+        "a.",
+        "a\x80b",
+        "f$^$",
+    ],
+)
 def test_names_that_are_kept_as_given(value):
     assert name_problem(value) is None
     assert check_name(value, "key") is value
@@ -31,6 +48,7 @@ def test_an_empty_name(value):
 
 
 # Each input below is caught by its rule alone: no other character or position rule applies to it.
+
 
 @pytest.mark.parametrize("value", ["a..b", "x..", "a...b", "é..é"])
 def test_dotdot_inside_a_name(value):
@@ -54,8 +72,9 @@ def test_absolute_path_rule_comes_before_dotdot():
 @pytest.mark.parametrize("char", list('/\\<>:"|?*') + [chr(c) for c in range(0x20)] + ["\x7f"])
 def test_each_forbidden_character(char):
     value = f"a{char}b"
-    assert name_problem(value) == (f"{value!r} contains {char!r} (not allowed in names: / \\ < > : \" | ? * or "
-                                   "control characters)")
+    assert name_problem(value) == (
+        f'{value!r} contains {char!r} (not allowed in names: / \\ < > : " | ? * or control characters)'
+    )
 
 
 @pytest.mark.parametrize("value", [" a", "a ", "\u00a0a", "a\u2003"])
@@ -73,9 +92,14 @@ def test_text_that_is_not_utf8():
     assert name_problem(value) == f"{value!r} is not valid UTF-8 text"
 
 
-@pytest.mark.parametrize("value, size", [("x" * (MAX_NAME_BYTES + 1), MAX_NAME_BYTES + 1),
-                                         ("é" * (MAX_NAME_BYTES // 2 + 1), MAX_NAME_BYTES + 2),
-                                         ("x" * 300, 300)])
+@pytest.mark.parametrize(
+    "value, size",
+    [
+        ("x" * (MAX_NAME_BYTES + 1), MAX_NAME_BYTES + 1),
+        ("é" * (MAX_NAME_BYTES // 2 + 1), MAX_NAME_BYTES + 2),
+        ("x" * 300, 300),
+    ],
+)
 def test_too_long_in_bytes(value, size):
     assert name_problem(value) == f"name of {size} bytes is too long (at most {MAX_NAME_BYTES})"
 
@@ -106,20 +130,24 @@ def test_name_field_passes_none_and_raises_value_error():
 
 # --- generated_name: made by adlab from values, never refused ----------------------------------------------
 
-@pytest.mark.parametrize("text, name", [
-    ("lr=0.1,wd=1e-4", "lr=0.1,wd=1e-4"),
-    ("a b/c", "a_b_c"),
-    ("a..b", "a_b"),
-    ("a  /\\<>b", "a_b"),
-    (".hidden", "hidden"),
-    ("...x", "_.x"),
-    ("", "run"),
-    (".", "run"),
-    ("..", "_"),
-    ("résumé", "r_sum_"),
-    ("A-Z+a_z", "A-Z+a_z"),
-    ("Xray.X", "Xray.X"),  # only leading dots go
-])
+
+@pytest.mark.parametrize(
+    "text, name",
+    [
+        ("lr=0.1,wd=1e-4", "lr=0.1,wd=1e-4"),
+        ("a b/c", "a_b_c"),
+        ("a..b", "a_b"),
+        ("a  /\\<>b", "a_b"),
+        (".hidden", "hidden"),
+        ("...x", "_.x"),
+        ("", "run"),
+        (".", "run"),
+        ("..", "_"),
+        ("résumé", "r_sum_"),
+        ("A-Z+a_z", "A-Z+a_z"),
+        ("Xray.X", "Xray.X"),  # only leading dots go
+    ],
+)
 def test_generated_names(text, name):
     assert generated_name(text) == name
 

@@ -4,10 +4,9 @@ import pytest
 import torch
 
 from adlab.config import ModelConfig, TrainConfig
-from adlab.settings.cnn import CnnConfig
 from adlab.models.factory import build_model
-from adlab.optim import MuonSGD, muon_parameters
-from adlab.optim import build_optimization
+from adlab.optim import MuonSGD, build_optimization, muon_parameters
+from adlab.settings.cnn import CnnConfig
 
 
 def trained(make, shape=(8, 12), steps=5):
@@ -28,14 +27,15 @@ def trained(make, shape=(8, 12), steps=5):
 def test_sgd_groups_step_exactly_as_torch_sgd():
     expected = trained(lambda w, b: torch.optim.SGD([w, b], lr=0.1, momentum=0.9, nesterov=True, weight_decay=1e-3))
     got = trained(lambda w, b: MuonSGD([w, b], lr=0.1, momentum=0.9, weight_decay=1e-3))
-    assert all(torch.equal(e, g) for e, g in zip(expected, got))
+    assert all(torch.equal(e, g) for e, g in zip(expected, got, strict=True))
 
 
 def test_muon_groups_step_as_torch_muon_and_filters_as_their_matrix():
     expected, _ = trained(lambda w, b: torch.optim.Muon([w], lr=0.05, momentum=0.6, weight_decay=0.0))
     matrix, _ = trained(lambda w, b: MuonSGD([{"params": [w], "muon": True}], lr=0.05, muon_momentum=0.6))
-    filters, _ = trained(lambda w, b: MuonSGD([{"params": [w], "muon": True}], lr=0.05, muon_momentum=0.6),
-                         shape=(8, 3, 2, 2))
+    filters, _ = trained(
+        lambda w, b: MuonSGD([{"params": [w], "muon": True}], lr=0.05, muon_momentum=0.6), shape=(8, 3, 2, 2)
+    )
     assert torch.equal(expected, matrix)
     assert filters.shape == (8, 3, 2, 2) and torch.equal(expected, filters.reshape(8, -1))
     plain_sgd, _ = trained(lambda w, b: MuonSGD([w], lr=0.05, momentum=0.6))
@@ -83,14 +83,22 @@ def test_layers_are_found_by_type_not_by_shape_or_order():
     net = Net()
     hidden, rest = muon_parameters(net)
     assert {id(p) for p in hidden} == {id(net.mix.weight), id(net.fc.weight)}
-    assert {id(net.token), id(net.stem.weight), id(net.depthwise.weight), id(net.scale),
-            id(net.out.weight)} <= {id(p) for p in rest}
+    assert {id(net.token), id(net.stem.weight), id(net.depthwise.weight), id(net.scale), id(net.out.weight)} <= {
+        id(p) for p in rest
+    }
 
 
 def test_muon_config_builds_one_optimizer_whose_muon_momentum_survives_onecycle():
     built = build_model(ModelConfig(name="resnet18"), (1, 32, 32), 4)
-    cfg = TrainConfig(optimizer="muon", lr=0.05, muon_lr=0.02, muon_momentum=0.6, weight_decay=5e-4,
-                      backbone_lr_scale=0.5, scheduler={"name": "onecycle"})
+    cfg = TrainConfig(
+        optimizer="muon",
+        lr=0.05,
+        muon_lr=0.02,
+        muon_momentum=0.6,
+        weight_decay=5e-4,
+        backbone_lr_scale=0.5,
+        scheduler={"name": "onecycle"},
+    )
     trainer = type("T", (), {"estimated_stepping_batches": 10})()
     result = build_optimization(built.net, cfg, built.head, trainer)
     optimizer, scheduler = result["optimizer"], result["lr_scheduler"]["scheduler"]
@@ -121,4 +129,4 @@ def test_optimizer_state_round_trips_through_a_checkpoint():
     again.load_state_dict(optimizer.state_dict())
     buffers = lambda o: [o.state[p]["momentum_buffer"] for g in o.param_groups for p in g["params"]]  # noqa: E731
     assert len(buffers(again)) == len(list(built.net.parameters()))
-    assert all(torch.equal(a, b) for a, b in zip(buffers(optimizer), buffers(again)))
+    assert all(torch.equal(a, b) for a, b in zip(buffers(optimizer), buffers(again), strict=True))

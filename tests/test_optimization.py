@@ -32,8 +32,9 @@ def test_frozen_parameters_are_not_optimized():
     assert len(params) == 2 and all(p.requires_grad for p in params)
 
 
-@pytest.mark.parametrize("optimizer,cls", [("adam", torch.optim.Adam), ("adamw", torch.optim.AdamW),
-                                           ("sgd", torch.optim.SGD)])
+@pytest.mark.parametrize(
+    "optimizer,cls", [("adam", torch.optim.Adam), ("adamw", torch.optim.AdamW), ("sgd", torch.optim.SGD)]
+)
 def test_optimizer_choice(optimizer, cls):
     built = _net()
     cfg = TrainConfig(optimizer=optimizer, weight_decay=1e-4, scheduler="step")

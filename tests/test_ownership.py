@@ -9,12 +9,10 @@ mutation run leaves them out with `-k`).
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import pytest
 
-from adlab import ownership
 from adlab.errors import AdlabError
 from adlab.ownership import (
     MARKER,
@@ -61,6 +59,7 @@ def listing(root: Path) -> dict:
 
 # --- markers -----------------------------------------------------------------------------------------
 
+
 def test_a_folder_without_a_marker_has_no_kind(work):
     user_folder(work / "u")
     assert read_marker(work / "u") is None and marker_kind(work / "u") is None
@@ -74,8 +73,9 @@ def test_the_marker_record_is_read_whole(work):
     assert marker_kind(work / "r") == "run"
 
 
-@pytest.mark.parametrize("text", ["{not json", "[1, 2]", '"run"', '{"kind": 3}', '{"kind": null}', '{"adlab": "0.1"}',
-                                  "\udcff"])
+@pytest.mark.parametrize(
+    "text", ["{not json", "[1, 2]", '"run"', '{"kind": 3}', '{"kind": null}', '{"adlab": "0.1"}', "\udcff"]
+)
 def test_a_damaged_marker_means_not_adlab_s(work, text):
     (work / "r").mkdir()
     (work / "r" / MARKER).write_text(text, encoding="utf-8", errors="surrogateescape")
@@ -133,6 +133,7 @@ def test_write_marker_records_kind_version_and_extras(work):
 
 # --- canonical ----------------------------------------------------------------------------------------
 
+
 def test_canonical_takes_dotdot_after_a_missing_folder_as_mkdir_p_will(work):
     user_folder(work / "userdir")
     assert canonical("missing/../userdir") == Path("userdir")
@@ -169,12 +170,14 @@ def test_canonical_resolves_a_symlinked_working_folder(tmp_path, monkeypatch):
 
 # --- protected folders --------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("folder", [".", "..", "../..", "./sub/.."])
 def test_the_working_folder_and_its_parents_are_refused(work, folder):
     with pytest.raises(AdlabError) as info:
         refuse_protected(Path(folder))
-    assert str(info.value) == (f"{Path(folder)}: is the working directory or one of its parents; "
-                               "give an output folder of its own")
+    assert str(info.value) == (
+        f"{Path(folder)}: is the working directory or one of its parents; give an output folder of its own"
+    )
 
 
 def test_the_home_folder_is_refused(work, tmp_path):
@@ -200,6 +203,7 @@ def test_check_output_refuses_the_home_folder_even_when_empty(work, tmp_path):
 
 # --- check_output / prepare_output --------------------------------------------------------------------
 
+
 def test_an_absent_or_empty_folder_holds_nothing(work):
     assert check_output(work / "new", "run", overwrite=False) is False
     (work / "empty").mkdir()
@@ -212,8 +216,9 @@ def test_a_user_folder_is_refused_even_with_overwrite(work):
     for overwrite in (False, True):
         with pytest.raises(AdlabError) as info:
             check_output(Path("u"), "run", overwrite)
-        assert str(info.value) == ("u: folder is not empty and was not made by adlab; refusing to write into it "
-                                   "(choose another output folder)")
+        assert str(info.value) == (
+            "u: folder is not empty and was not made by adlab; refusing to write into it (choose another output folder)"
+        )
 
 
 def test_a_file_and_a_symlink_are_not_folders(work, tmp_path):
@@ -233,8 +238,9 @@ def test_the_same_kind_needs_the_flag(work):
     adlab_folder(work / "r", "run")
     with pytest.raises(AdlabError) as info:
         check_output(Path("r"), "run", overwrite=False)
-    assert str(info.value) == ("r: a run already exists here (use --overwrite to replace it, or choose another "
-                               "output folder)")
+    assert str(info.value) == (
+        "r: a run already exists here (use --overwrite to replace it, or choose another output folder)"
+    )
     with pytest.raises(AdlabError, match=r"use --replace to replace it"):
         check_output(Path("r"), "run", overwrite=False, flag="--replace")
     assert check_output(Path("r"), "run", overwrite=True) is True
@@ -259,8 +265,11 @@ def test_prepare_output_makes_the_folder_and_its_marker(work):
 
     out = prepare_output(Path("a/b/run"), "run", overwrite=False, config={"x": 1})
     assert out == Path("a/b/run")
-    assert json.loads((work / "a/b/run" / MARKER).read_text()) == {"kind": "run", "adlab": __version__,
-                                                                    "config": {"x": 1}}
+    assert json.loads((work / "a/b/run" / MARKER).read_text()) == {
+        "kind": "run",
+        "adlab": __version__,
+        "config": {"x": 1},
+    }
 
 
 def test_prepare_output_replaces_only_its_own_kind_with_the_flag(work):
@@ -382,8 +391,7 @@ def test_adopt_or_create_through_missing_dotdot(work):
 # --- through the CLI: refused, nothing changed, no `missing` folder left ----------------------------------
 
 CONFIG = "data:\n  name: digits\ntrain:\n  epochs: 1\n  progress_bar: false\n"
-STUDY = ("config:\n  data: {name: digits}\n  train: {epochs: 1, progress_bar: false}\n"
-         "variants:\n  a: {train.seed: 1}\n")
+STUDY = "config:\n  data: {name: digits}\n  train: {epochs: 1, progress_bar: false}\nvariants:\n  a: {train.seed: 1}\n"
 
 
 @pytest.fixture
@@ -406,10 +414,21 @@ def test_study_out_through_missing_dotdot_is_refused(cli, userdir):
 
 
 def test_synth_scenes_out_through_missing_dotdot_is_refused(cli, userdir):
-    cli.refused("data", "synth-scenes", "--out", "missing/../userdir", "--images", "2", "--source", "digits",
-                names=("userdir",))
-    cli.refused("data", "synth-scenes", "--out", "missing/../userdir", "--images", "2", "--source", "digits",
-                "--overwrite", names=("userdir",))
+    cli.refused(
+        "data", "synth-scenes", "--out", "missing/../userdir", "--images", "2", "--source", "digits", names=("userdir",)
+    )
+    cli.refused(
+        "data",
+        "synth-scenes",
+        "--out",
+        "missing/../userdir",
+        "--images",
+        "2",
+        "--source",
+        "digits",
+        "--overwrite",
+        names=("userdir",),
+    )
     assert not (cli.root / "missing").exists()
 
 
@@ -430,8 +449,12 @@ def test_an_output_in_the_home_folder_itself_is_refused(cli, tmp_path, monkeypat
     monkeypatch.setenv("HOME", str(home))
     (cli.root / "c.yaml").write_text(CONFIG)
     (cli.root / "s.yaml").write_text(STUDY)
-    for args in (("train", "c.yaml", "--out", "~", "--overwrite"), ("train", "c.yaml", "--out", home),
-                 ("study", "s.yaml", "--out", "~"), ("demo", "--quick", "--out", home)):
+    for args in (
+        ("train", "c.yaml", "--out", "~", "--overwrite"),
+        ("train", "c.yaml", "--out", home),
+        ("study", "s.yaml", "--out", "~"),
+        ("demo", "--quick", "--out", home),
+    ):
         cli.refused(*args, names=("home folder",))
     assert list(home.iterdir()) == []
 

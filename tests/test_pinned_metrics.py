@@ -38,36 +38,82 @@ CLASSIFIER = {
 DAE = {
     "task": "autoencode",
     "data": {"name": "digits"},
-    "model": {"name": "dae", "autoencoder": {"latent_dim": 8, "conv_channels": [16, 32], "noise": "salt_pepper",
-                                             "noise_strength": 0.2, "tsne_points": 100}},
+    "model": {
+        "name": "dae",
+        "autoencoder": {
+            "latent_dim": 8,
+            "conv_channels": [16, 32],
+            "noise": "salt_pepper",
+            "noise_strength": 0.2,
+            "tsne_points": 100,
+        },
+    },
     "train": {"epochs": 1, "batch_size": 64, "lr": 0.003, "num_threads": 1, "progress_bar": False},
 }
 VAE = {
     "task": "autoencode",
     "data": {"name": "digits"},
-    "model": {"name": "vae", "autoencoder": {"latent_dim": 8, "conv_channels": [16, 32], "beta": 1.0,
-                                             "kl_warmup_epochs": 1, "tsne_points": 100}},
+    "model": {
+        "name": "vae",
+        "autoencoder": {
+            "latent_dim": 8,
+            "conv_channels": [16, 32],
+            "beta": 1.0,
+            "kl_warmup_epochs": 1,
+            "tsne_points": 100,
+        },
+    },
     "train": {"epochs": 1, "batch_size": 64, "lr": 0.003, "num_threads": 1, "progress_bar": False},
 }
-RUNS = {"classifier-seed0": (CLASSIFIER, 0), "classifier-seed1": (CLASSIFIER, 1), "dae-seed0": (DAE, 0),
-        "vae-seed2": (VAE, 2)}
-METRICS = {"classify": ("test_loss", "accuracy", "macro_f1"),
-           "autoencode": ("test_mse", "test_bce", "test_mse_corrupted", "test_kl", "latent_knn_accuracy",
-                          "latent_linear_accuracy")}
+RUNS = {
+    "classifier-seed0": (CLASSIFIER, 0),
+    "classifier-seed1": (CLASSIFIER, 1),
+    "dae-seed0": (DAE, 0),
+    "vae-seed2": (VAE, 2),
+}
+METRICS = {
+    "classify": ("test_loss", "accuracy", "macro_f1"),
+    "autoencode": (
+        "test_mse",
+        "test_bce",
+        "test_mse_corrupted",
+        "test_kl",
+        "latent_knn_accuracy",
+        "latent_linear_accuracy",
+    ),
+}
 COUNTS = ("accuracy", "latent_knn_accuracy", "latent_linear_accuracy")  # fractions of the 360 test images
 
 # Taken at 68b6f2d with torch 2.14.1 (python tests/test_pinned_metrics.py).
 PINS = {
-    "classifier-seed0": {"test_loss": 1.1919721364974976, "accuracy": 0.7472222447395325,
-                         "macro_f1": 0.7197014093399048, "num_test": 360},
-    "classifier-seed1": {"test_loss": 1.1704974174499512, "accuracy": 0.7916666865348816,
-                         "macro_f1": 0.7798669934272766, "num_test": 360},
-    "dae-seed0": {"test_mse": 0.09183482064141167, "test_bce": 0.5024090237087674,
-                  "test_mse_corrupted": 0.09461737738715278, "latent_knn_accuracy": 0.8861111111111111,
-                  "latent_linear_accuracy": 0.8361111111111111, "num_test": 360},
-    "vae-seed2": {"test_mse": 0.10155127843221029, "test_bce": 0.5256576114230685, "test_kl": 0.10690204832288953,
-                  "latent_knn_accuracy": 0.7777777777777778, "latent_linear_accuracy": 0.7333333333333333,
-                  "num_test": 360},
+    "classifier-seed0": {
+        "test_loss": 1.1919721364974976,
+        "accuracy": 0.7472222447395325,
+        "macro_f1": 0.7197014093399048,
+        "num_test": 360,
+    },
+    "classifier-seed1": {
+        "test_loss": 1.1704974174499512,
+        "accuracy": 0.7916666865348816,
+        "macro_f1": 0.7798669934272766,
+        "num_test": 360,
+    },
+    "dae-seed0": {
+        "test_mse": 0.09183482064141167,
+        "test_bce": 0.5024090237087674,
+        "test_mse_corrupted": 0.09461737738715278,
+        "latent_knn_accuracy": 0.8861111111111111,
+        "latent_linear_accuracy": 0.8361111111111111,
+        "num_test": 360,
+    },
+    "vae-seed2": {
+        "test_mse": 0.10155127843221029,
+        "test_bce": 0.5256576114230685,
+        "test_kl": 0.10690204832288953,
+        "latent_knn_accuracy": 0.7777777777777778,
+        "latent_linear_accuracy": 0.7333333333333333,
+        "num_test": 360,
+    },
 }
 
 
@@ -98,7 +144,8 @@ def test_a_seed_gives_the_pinned_numbers(name, tmp_path):
         else:
             assert got[key] == pytest.approx(value, rel=RELATIVE), (
                 f"{name}: {key} {got[key]!r} != pinned {value!r}. If this change of results is meant, "
-                "re-pin (see the module docstring) and say so in the commit message")
+                "re-pin (see the module docstring) and say so in the commit message"
+            )
 
 
 if __name__ == "__main__":  # print fresh pins, to paste above when a change of results is deliberate

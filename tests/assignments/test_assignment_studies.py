@@ -20,19 +20,26 @@ from pathlib import Path
 
 import pytest
 import yaml
-from checks import snapshot
 
 from adlab.rundir import flat_metrics
 from adlab.study.spec import load_study
+from checks import snapshot
 
 STUDIES = Path(__file__).resolve().parents[2] / "studies"
-NAMES = ["a_cifar10_lr", "b_eurosat_transfer", "c_kitti_crops", "d_kitti_yolo", "e_mnist_autoencoders",
-         "f_fmnist_autoencoder_search"]
+NAMES = [
+    "a_cifar10_lr",
+    "b_eurosat_transfer",
+    "c_kitti_crops",
+    "d_kitti_yolo",
+    "e_mnist_autoencoders",
+    "f_fmnist_autoencoder_search",
+]
 SHIPPED_SEEDS = "seeds: [0, 1, 2]\n"
 TWO_SEEDS = "seeds: [0, 1]\n"
 
 
 # --- helpers ----------------------------------------------------------------------------------------
+
 
 def study_copy(name: str, folder: Path, overrides: list[str]) -> Path:
     """studies/<name>.yaml copied into `folder` (its relative paths then point into `folder`), with two
@@ -95,7 +102,7 @@ def assert_reference_section(out: Path, study_path: Path, seeds: list[int] | Non
         digits = 4 if scale == 1.0 else 2  # fractions (an MSE of 0.021) keep four decimals
         assert published_cell == f"{published:.{digits}f}"
         assert adlab == f"{mean:.{digits}f}" + (f" (n={len(seeds)})" if seeds else ""), (run, key)
-        assert float(difference) == pytest.approx(mean - published, abs=0.6 * 10 ** -digits)
+        assert float(difference) == pytest.approx(mean - published, abs=0.6 * 10**-digits)
         if seeds:
             low, high = (float(v) for v in re.fullmatch(r"\[(-?[\d.]+), (-?[\d.]+)\]", spread).groups())
             assert low <= round(mean, digits) <= high
@@ -142,18 +149,27 @@ def run(path: Path, out: Path, overrides: list[str]) -> Path:
 
 # --- the shipped files, as they are --------------------------------------------------------------
 
+
 def test_the_six_shipped_studies_validate_and_plan_without_writing(cli, tmp_path, monkeypatch):
     """Every run of every shipped file validates, and `adlab study FILE --plan` names its runs, its
     prepare steps and its downloads, and leaves studies/, the working folder and the data folders as
     they were (no study folder made)."""
     from adlab.study import plan
 
-    monkeypatch.setattr(plan, "_time_step", lambda config, shape, batch: (0.01, 0.0001, 0.0))  # no network is built and timed
+    monkeypatch.setattr(
+        plan, "_time_step", lambda config, shape, batch: (0.01, 0.0001, 0.0)
+    )  # no network is built and timed
     monkeypatch.setenv("ADLAB_DATA", str(tmp_path / "datasets"))
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
     assert sorted(p.stem for p in STUDIES.glob("*.yaml")) == NAMES
-    expected_runs = {"a_cifar10_lr": 15, "b_eurosat_transfer": 12, "c_kitti_crops": 18, "d_kitti_yolo": 2,
-                     "e_mnist_autoencoders": 9, "f_fmnist_autoencoder_search": 11}
+    expected_runs = {
+        "a_cifar10_lr": 15,
+        "b_eurosat_transfer": 12,
+        "c_kitti_crops": 18,
+        "d_kitti_yolo": 2,
+        "e_mnist_autoencoders": 9,
+        "f_fmnist_autoencoder_search": 11,
+    }
     studies_before = snapshot(STUDIES)
     for name in NAMES:
         study = load_study(STUDIES / f"{name}.yaml")
@@ -198,6 +214,7 @@ def test_the_plan_of_an_autoencoder_study_times_its_networks(name, tmp_path, mon
 
 # --- each study end to end ---------------------------------------------------------------------------
 
+
 @pytest.mark.slow
 def test_a_cifar10_learning_rates(tmp_path, monkeypatch):
     from standins.cifar import write_cifar10
@@ -215,7 +232,9 @@ def test_a_cifar10_learning_rates(tmp_path, monkeypatch):
     configs = {n: yaml.safe_load((out / "runs" / n / "config.yaml").read_text())["train"] for n in names}
     assert configs["lr=0.01-constant-seed=1"]["lr"] == 0.01 and configs["lr=0.01-constant-seed=1"]["scheduler"] is None
     assert configs["lr=0.001-steplr-seed=0"]["scheduler"]["name"] == "step"
-    assert {c["epochs"] for c in configs.values()} == {1} and {c["test_checkpoint"] for c in configs.values()} == {"last"}
+    assert {c["epochs"] for c in configs.values()} == {1} and {c["test_checkpoint"] for c in configs.values()} == {
+        "last"
+    }
     env = json.loads((out / "runs" / names[0] / "env.json").read_text())
     assert str(tmp_path / "data" / "cifar-10-batches-py") in env["data"] and "checksums not verified" in env["data"]
 
@@ -240,12 +259,14 @@ def test_b_eurosat_transfer_and_late_fusion(tmp_path, monkeypatch):
         assert_weights_recorded(out / "runs" / name, weights[net] if "-imagenet-" in name else None)
     for seed in (0, 1):  # each seed's fusion: the mean of the two pretrained nets' test probabilities
         fused = read_predictions(out / "runs" / f"fusion-imagenet-seed={seed}" / "predictions.csv")
-        members = [read_predictions(out / "runs" / f"{net}-imagenet-seed={seed}" / "predictions.csv")
-                   for net in ("mobilenet_v2", "alexnet")]
+        members = [
+            read_predictions(out / "runs" / f"{net}-imagenet-seed={seed}" / "predictions.csv")
+            for net in ("mobilenet_v2", "alexnet")
+        ]
         assert len(fused) == len(members[0]) == len(members[1]) > 0
-        for row, first, second in zip(fused, *members):
+        for row, first, second in zip(fused, *members, strict=True):
             assert row["y_true"] == first["y_true"] == second["y_true"]
-            mean = [(a + b) / 2 for a, b in zip(first["p"], second["p"])]
+            mean = [(a + b) / 2 for a, b in zip(first["p"], second["p"], strict=True)]
             assert row["p"] == pytest.approx(mean, abs=1e-5)
             assert mean[row["y_pred"]] >= max(mean) - 1e-5  # its argmax (up to the file's 6 digits)
         metrics = json.loads((out / "runs" / f"fusion-imagenet-seed={seed}" / "metrics.json").read_text())
@@ -278,12 +299,15 @@ def test_c_kitti_crops_in_three_regimes(tmp_path, monkeypatch):
     assert_reference_section(out, path, seeds=[0, 1])
     report = (out / "report.md").read_text()
     per_class = report.split("### Per class accuracy", 1)[1]
-    assert per_class.split("\n\n", 2)[1].splitlines()[0] == "| variant | Car | Cyclist | Person |"  # mean over seeds per variant
+    assert (
+        per_class.split("\n\n", 2)[1].splitlines()[0] == "| variant | Car | Cyclist | Person |"
+    )  # mean over seeds per variant
     for name in names:
         net = "resnet18" if "resnet18" in name else "mobilenet_v2"
         assert_weights_recorded(out / "runs" / name, None if name.startswith("1-scratch") else weights[net])
-        assert yaml.safe_load((out / "runs" / name / "config.yaml").read_text())["model"]["freeze"] == \
-            name.startswith("2-frozen")
+        assert yaml.safe_load((out / "runs" / name / "config.yaml").read_text())["model"]["freeze"] == name.startswith(
+            "2-frozen"
+        )
 
 
 @pytest.mark.slow
@@ -303,7 +327,9 @@ def test_d_kitti_yolo_scratch_and_coco_pretrained(tmp_path, monkeypatch):
     cars = yaml.safe_load((out / "data" / "cars" / "data.yaml").read_text())
     assert list(cars["names"].values() if isinstance(cars["names"], dict) else cars["names"]) == ["Car"]
     assert (out / "data" / "kitti" / "data.yaml").is_file()
-    labels = [line.split()[0] for f in (out / "data" / "cars").rglob("labels/*/*.txt") for line in f.read_text().splitlines()]
+    labels = [
+        line.split()[0] for f in (out / "data" / "cars").rglob("labels/*/*.txt") for line in f.read_text().splitlines()
+    ]
     assert labels and set(labels) == {"0"}
     metrics = assert_every_run_finished(out, ["scratch", "coco-pretrained"])
     assert {"map50", "map50_95", "precision", "recall"} <= set(metrics["coco-pretrained"])
@@ -350,9 +376,14 @@ def test_f_fmnist_width_grid_encoder_finetune_and_2d_vae(tmp_path):
     assert_reference_section(out, path, seeds=None)
     assert 0.0 <= metrics["encoder-finetune"]["accuracy"] <= 1.0 and metrics["conv_channels=16,32,32"]["test_mse"] > 0
     finetune = json.loads((out / "runs" / "encoder-finetune" / "env.json").read_text())
-    assert str(out / "runs" / "conv_channels=16,32,32") in json.dumps(finetune["weights"])  # the grid's 16-32-32 encoder
+    assert str(out / "runs" / "conv_channels=16,32,32") in json.dumps(
+        finetune["weights"]
+    )  # the grid's 16-32-32 encoder
     report = (out / "report.md").read_text()
-    for title in ("Grid over the encoder's widths", "The encoder fine-tuned, and homework 1's CNN",
-                  "A 2-D VAE for generation"):
+    for title in (
+        "Grid over the encoder's widths",
+        "The encoder fine-tuned, and homework 1's CNN",
+        "A 2-D VAE for generation",
+    ):
         assert f"## {title}" in report
     assert str(tmp_path / "data") in json.loads((out / "runs" / names[0] / "env.json").read_text())["data"]

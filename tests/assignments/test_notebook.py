@@ -15,13 +15,14 @@ import zipfile
 from pathlib import Path
 
 import pytest
+
 from checks import snapshot
 
 REPO = Path(__file__).resolve().parents[2]
 NOTEBOOK = REPO / "examples" / "colab_assignment_a.ipynb"
 
 # Runs the notebook's code cells in order in one namespace; what the cells display is written to argv[2].
-RUNNER = r'''
+RUNNER = r"""
 import json
 import sys
 import types
@@ -59,7 +60,7 @@ for index, cell in enumerate(notebook["cells"]):
         print(f"--- cell {index}", flush=True)
         exec(compile("".join(cell["source"]), f"<cell {index}>", "exec"), namespace)
 json.dump(displayed, open(sys.argv[2], "w", encoding="utf-8"))
-'''
+"""
 
 
 def load_notebook() -> dict:
@@ -118,8 +119,11 @@ def install_namespace(monkeypatch, tmp_path, adlab_repo: str, importable: bool) 
 
 def test_without_adlab_an_empty_adlab_repo_is_one_clear_message(monkeypatch, tmp_path):
     namespace, commands = install_namespace(monkeypatch, tmp_path, "", importable=False)
-    with pytest.raises(ValueError, match=r"ADLAB_REPO is empty: adlab is not on PyPI. Set ADLAB_REPO in the first code "
-                                         r"cell to the git URL of your copy"):
+    with pytest.raises(
+        ValueError,
+        match=r"ADLAB_REPO is empty: adlab is not on PyPI. Set ADLAB_REPO in the first code "
+        r"cell to the git URL of your copy",
+    ):
         exec(cell("install"), namespace)
     assert commands == [] and list(tmp_path.iterdir()) == []
 
@@ -129,8 +133,10 @@ def test_without_adlab_the_repository_is_cloned_and_installed(monkeypatch, tmp_p
     namespace, commands = install_namespace(monkeypatch, tmp_path, url, importable=False)
     exec(cell("install"), namespace)
     clone = tmp_path / "adlab"
-    assert commands == [["git", "clone", "--depth", "1", url, str(clone)],
-                        [sys.executable, "-m", "pip", "install", "--quiet", str(clone)]]
+    assert commands == [
+        ["git", "clone", "--depth", "1", url, str(clone)],
+        [sys.executable, "-m", "pip", "install", "--quiet", str(clone)],
+    ]
     assert namespace["STUDY"] == clone / "studies" / "a_cifar10_lr.yaml"
 
 
@@ -151,11 +157,21 @@ def test_the_notebook_runs_assignment_a_in_its_smoke_size(tmp_path):
     work.mkdir()
     (tmp_path / "runner.py").write_text(RUNNER, encoding="utf-8")
     env = {k: v for k, v in os.environ.items() if k != "ADLAB_REPO"}
-    env.update(ADLAB_DATA=str(tmp_path / "data"), ADLAB_NOTEBOOK_SMOKE="1", TORCH_HOME=str(tmp_path / "torch"),
-               MPLBACKEND="Agg")
+    env.update(
+        ADLAB_DATA=str(tmp_path / "data"),
+        ADLAB_NOTEBOOK_SMOKE="1",
+        TORCH_HOME=str(tmp_path / "torch"),
+        MPLBACKEND="Agg",
+    )
     studies_before = snapshot(REPO / "studies")
-    result = subprocess.run([sys.executable, str(tmp_path / "runner.py"), str(NOTEBOOK), str(tmp_path / "shown.json")],
-                            cwd=work, env=env, capture_output=True, text=True, timeout=900)
+    result = subprocess.run(
+        [sys.executable, str(tmp_path / "runner.py"), str(NOTEBOOK), str(tmp_path / "shown.json")],
+        cwd=work,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     output = result.stdout + result.stderr
     assert result.returncode == 0, output[-4000:]
 
@@ -166,12 +182,25 @@ def test_the_notebook_runs_assignment_a_in_its_smoke_size(tmp_path):
     assert "--set train.epochs=1 --set data.train_per_class=10 --set data.verify=false" in output
     assert "[15/15] lr=0.001-steplr-20epochs-seed=2: accuracy " in output
     assert sorted(p.name for p in (out / "runs").iterdir() if (p / "metrics.json").is_file()) == sorted(
-        f"{v}-seed={s}" for v in ("lr=0.001-steplr", "lr=0.01-steplr", "lr=0.01-constant", "lr=0.00001-constant",
-                                  "lr=0.001-steplr-20epochs") for s in (0, 1, 2))
-    assert json.loads((out / "study.json").read_text())["set"] == ["train.epochs=1", "data.train_per_class=10",
-                                                                    "data.verify=false"]
+        f"{v}-seed={s}"
+        for v in (
+            "lr=0.001-steplr",
+            "lr=0.01-steplr",
+            "lr=0.01-constant",
+            "lr=0.00001-constant",
+            "lr=0.001-steplr-20epochs",
+        )
+        for s in (0, 1, 2)
+    )
+    assert json.loads((out / "study.json").read_text())["set"] == [
+        "train.epochs=1",
+        "data.train_per_class=10",
+        "data.verify=false",
+    ]
     report = (out / "report.md").read_text(encoding="utf-8")
-    assert "## Against the published figures" in report and "| lr=0.001-steplr | mean_class_accuracy | 79.95 | " in report
+    assert (
+        "## Against the published figures" in report and "| lr=0.001-steplr | mean_class_accuracy | 79.95 | " in report
+    )
 
     shown = json.loads((tmp_path / "shown.json").read_text())
     assert [s["kind"] for s in shown] == ["HTML", "Markdown"]
@@ -208,8 +237,14 @@ def _pip_install_report(tmp_path: Path, torch_version: str, torchvision_version:
     env_dir = tmp_path / f"venv-{torch_version}"
     venv.create(env_dir, with_pip=False)
     python = env_dir / "bin" / "python"
-    site = Path(subprocess.run([python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-                               capture_output=True, text=True, check=True).stdout.strip())
+    site = Path(
+        subprocess.run(
+            [python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+    )
     (site / "outer.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")  # pip and every dependency
     _fake_installed(site, "torch", torch_version)  # found before this environment's own torch
     _fake_installed(site, "torchvision", torchvision_version)
@@ -218,8 +253,25 @@ def _pip_install_report(tmp_path: Path, torch_version: str, torchvision_version:
     options = [a.strip().strip('"') for a in install.group(1).split(",")][:-1]  # its options, then CLONE
     env = {k: v for k, v in os.environ.items() if not k.startswith("PIP_")}
     env["PIP_CONFIG_FILE"] = os.devnull  # no find-links or extra index from a pip.conf: nothing to fetch from
-    return subprocess.run([python, "-m", "pip", "install", *options, "--dry-run", "--report", "-", "--no-index",
-                           "--no-build-isolation", str(REPO)], capture_output=True, text=True, timeout=300, env=env)
+    return subprocess.run(
+        [
+            python,
+            "-m",
+            "pip",
+            "install",
+            *options,
+            "--dry-run",
+            "--report",
+            "-",
+            "--no-index",
+            "--no-build-isolation",
+            str(REPO),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+    )
 
 
 @pytest.mark.slow

@@ -11,6 +11,7 @@ import signal
 import threading
 
 import pytest
+
 from conftest import CI  # tests/conftest.py
 
 from .services import PostgresServer, ServiceUnavailable, SlurmCluster
@@ -20,6 +21,7 @@ def _teardown_on_sigterm() -> None:
     # By default SIGTERM (a CI job's timeout, `kill`) ends Python at once: no fixture teardown, no atexit,
     # and the daemons would outlive pytest. As KeyboardInterrupt, pytest stops the session and tears down.
     if threading.current_thread() is threading.main_thread() and signal.getsignal(signal.SIGTERM) == signal.SIG_DFL:
+
         def interrupt(signum, frame):
             raise KeyboardInterrupt(f"signal {signum}")
 

@@ -41,6 +41,7 @@ class ServiceError(RuntimeError):
 
 # --- processes -------------------------------------------------------------------------------------------
 
+
 def _stat(pid: int) -> list[bytes] | None:
     """The fields of /proc/PID/stat after the command name (state first), or None for no such process."""
     try:
@@ -79,7 +80,7 @@ def terminate(pids, grace: float = 10.0) -> list[int]:
                     os.kill(pid, signal.SIGCONT)  # a stopped process (SIGSTOP) handles SIGTERM only once resumed
             except ProcessLookupError:
                 pass
-        wait_for(lambda: not any(alive(p, s) for p, s in pids.items()), wait, 0.05)
+        wait_for(lambda left=pids: not any(alive(p, s) for p, s in left.items()), wait, 0.05)
         pids = {p: s for p, s in pids.items() if alive(p, s)}
         if not pids:
             break
@@ -167,6 +168,7 @@ def _require_user(name: str, package: str) -> None:
 
 # --- SLURM -----------------------------------------------------------------------------------------------
 
+
 @dataclass(frozen=True)
 class Job:
     """One line of squeue: a job, or one task of an array ('12_0'; pending tasks may be folded: '12_[1-2]')."""
@@ -211,8 +213,7 @@ class SlurmCluster:
     """A one-node SLURM cluster (slurmctld, slurmd and a munged of its own) in a temporary folder."""
 
     PACKAGE = "slurm-wlm munge"
-    PROGRAMS = ("slurmctld", "slurmd", "sinfo", "squeue", "sbatch", "scancel", "munged", "munge", "unmunge",
-                "runuser")
+    PROGRAMS = ("slurmctld", "slurmd", "sinfo", "squeue", "sbatch", "scancel", "munged", "munge", "unmunge", "runuser")
     DEFAULT_KEY = Path("/etc/munge/munge.key")
     PID_FILES = {"munged": "munge/munged.pid", "slurmctld": "slurmctld.pid", "slurmd": "slurmd.pid"}
     LOGS = {"munged": "munge/munged.log", "slurmctld": "slurmctld.log", "slurmd": "slurmd.log"}
@@ -255,8 +256,11 @@ class SlurmCluster:
         try:
             ctld_port, slurmd_port = free_ports(2)
             self.conf = self.dir / "slurm.conf"
-            self.conf.write_text(SLURM_CONF.format(dir=self.dir, node=self.node, cpus=self.cpus,
-                                                   ctld_port=ctld_port, slurmd_port=slurmd_port))
+            self.conf.write_text(
+                SLURM_CONF.format(
+                    dir=self.dir, node=self.node, cpus=self.cpus, ctld_port=ctld_port, slurmd_port=slurmd_port
+                )
+            )
             (self.dir / "state").mkdir()
             (self.dir / "spool").mkdir()
             # Jobs inherit sbatch's environment, so the tag reaches them too.
@@ -279,10 +283,21 @@ class SlurmCluster:
             key = munge_dir / "munge.key"
             self._run_step("mungekey", ["mungekey", "-c", "-k", key])
             shutil.chown(key, "munge", "munge")
-        self._start_daemon("munged", [
-            "runuser", "-u", "munge", "--", shutil.which("munged"), f"--socket={self.munge_socket}",
-            f"--pid-file={self.dir / self.PID_FILES['munged']}", f"--log-file={self.dir / self.LOGS['munged']}",
-            f"--seed-file={munge_dir / 'seed'}", f"--key-file={key}"])
+        self._start_daemon(
+            "munged",
+            [
+                "runuser",
+                "-u",
+                "munge",
+                "--",
+                shutil.which("munged"),
+                f"--socket={self.munge_socket}",
+                f"--pid-file={self.dir / self.PID_FILES['munged']}",
+                f"--log-file={self.dir / self.LOGS['munged']}",
+                f"--seed-file={munge_dir / 'seed'}",
+                f"--key-file={key}",
+            ],
+        )
         if not self.munge_works():
             raise ServiceError("munged runs but munge | unmunge fails\n" + tail(self.dir / self.LOGS["munged"]))
 
@@ -291,8 +306,7 @@ class SlurmCluster:
         self._run_step(name, args)
         pid_file = self.dir / self.PID_FILES[name]
         if not wait_for(lambda: alive(read_pid(pid_file) or 0), 15.0, 0.05):
-            raise ServiceError(f"{name} wrote no PID file {pid_file} within 15 s\n"
-                               + tail(self.dir / self.LOGS[name]))
+            raise ServiceError(f"{name} wrote no PID file {pid_file} within 15 s\n" + tail(self.dir / self.LOGS[name]))
         self.pids[name] = read_pid(pid_file)
         self._since[name] = started(self.pids[name])
 
@@ -300,11 +314,19 @@ class SlurmCluster:
         # Output to a file, not a pipe: a daemon that kept the pipe open would make run() wait for ever.
         out = self.dir / f"{name}.start.out"
         with open(out, "w") as f:
-            done = subprocess.run([str(a) for a in args], env=self.env, cwd=self.dir, stdin=subprocess.DEVNULL,
-                                  stdout=f, stderr=subprocess.STDOUT, timeout=30)
+            done = subprocess.run(
+                [str(a) for a in args],
+                env=self.env,
+                cwd=self.dir,
+                stdin=subprocess.DEVNULL,
+                stdout=f,
+                stderr=subprocess.STDOUT,
+                timeout=30,
+            )
         if done.returncode != 0:
-            raise ServiceError(f"{name} exited {done.returncode}\n{tail(out)}\n"
-                               + tail(self.dir / self.LOGS.get(name, f"{name}.log")))
+            raise ServiceError(
+                f"{name} exited {done.returncode}\n{tail(out)}\n" + tail(self.dir / self.LOGS.get(name, f"{name}.log"))
+            )
 
     def munge_works(self) -> bool:
         """Whether a credential made by this cluster's munged is accepted by it (munge -n | unmunge)."""
@@ -330,8 +352,10 @@ class SlurmCluster:
     def wait_idle(self, timeout: float = 30.0) -> None:
         """Wait until sinfo says the node is idle; ServiceError with the ends of the logs otherwise."""
         if not wait_for(lambda: self.node_state() == "idle", timeout, 0.25):
-            raise ServiceError(f"node not idle after {timeout:.0f} s (sinfo: {self.node_state()!r})\n"
-                               + "\n".join(tail(self.dir / self.LOGS[n]) for n in ("slurmctld", "slurmd")))
+            raise ServiceError(
+                f"node not idle after {timeout:.0f} s (sinfo: {self.node_state()!r})\n"
+                + "\n".join(tail(self.dir / self.LOGS[n]) for n in ("slurmctld", "slurmd"))
+            )
 
     def jobs(self) -> list[Job]:
         """The jobs squeue lists, one array task a line."""
@@ -387,6 +411,7 @@ class SlurmCluster:
 
 
 # --- PostgreSQL --------------------------------------------------------------------------------------------
+
 
 class Database(str):
     """The URL of a database on a PostgreSQL server (a str, so usable as it is), with its .name and .url."""
@@ -470,11 +495,14 @@ class PostgresServer:
     def _as_postgres(self, *args, check: bool = True) -> subprocess.CompletedProcess:
         # PostgreSQL refuses to run as root. cwd: user postgres may not enter the caller's working folder.
         cmd = ["runuser", "-u", "postgres", "--", str(self.bin / args[0]), *map(str, args[1:])]
-        done = subprocess.run(cmd, env=self.env, cwd=self.dir, stdin=subprocess.DEVNULL, capture_output=True,
-                              text=True, timeout=60)
+        done = subprocess.run(
+            cmd, env=self.env, cwd=self.dir, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=60
+        )
         if check and done.returncode != 0:
-            raise ServiceError(f"{' '.join(cmd)} exited {done.returncode}: {done.stdout}{done.stderr}\n"
-                               + tail(self.dir / "postgres.log"))
+            raise ServiceError(
+                f"{' '.join(cmd)} exited {done.returncode}: {done.stdout}{done.stderr}\n"
+                + tail(self.dir / "postgres.log")
+            )
         return done
 
     def start(self) -> PostgresServer:
@@ -491,9 +519,22 @@ class PostgresServer:
                 self.env[TAG] = str(self.dir)
                 self._as_postgres("initdb", "-D", self.data, "-A", "trust", "-U", "postgres", "-E", "UTF8")
                 self._pg_ctl_start()
-                subprocess.run([str(self.bin / "createdb"), "-h", self.host, "-p", str(self.port), "-U",
-                                "postgres", self.database], env=self.env, check=True, capture_output=True,
-                               timeout=60)
+                subprocess.run(
+                    [
+                        str(self.bin / "createdb"),
+                        "-h",
+                        self.host,
+                        "-p",
+                        str(self.port),
+                        "-U",
+                        "postgres",
+                        self.database,
+                    ],
+                    env=self.env,
+                    check=True,
+                    capture_output=True,
+                    timeout=60,
+                )
             except BaseException:
                 self.close()
                 raise
@@ -505,8 +546,9 @@ class PostgresServer:
         # The Unix socket in our folder (not /var/run/postgresql, which a system server may use), TCP on
         # 127.0.0.1 only; -w: pg_ctl returns once connections are accepted.
         options = f"-c listen_addresses={self.host} -p {self.port} -k {self.dir}"
-        self._as_postgres("pg_ctl", "-D", self.data, "-o", options, "-l", self.dir / "postgres.log", "-w",
-                          "-t", "30", "start")
+        self._as_postgres(
+            "pg_ctl", "-D", self.data, "-o", options, "-l", self.dir / "postgres.log", "-w", "-t", "30", "start"
+        )
         pid = read_pid(self.data / "postmaster.pid")
         self._postmaster = (pid, started(pid))
 
@@ -517,10 +559,26 @@ class PostgresServer:
 
     def psql(self, sql: str, database: str | None = None, check: bool = True) -> subprocess.CompletedProcess:
         """Run SQL with psql over TCP as user postgres; unaligned, tuples-only output."""
-        cmd = [self.bin / "psql", "-X", "-At", "-v", "ON_ERROR_STOP=1", "-h", self.host, "-p", self.port,
-               "-U", "postgres", "-d", database or self.database, "-c", sql]
-        return subprocess.run([str(c) for c in cmd], env=self.env, capture_output=True, text=True,
-                              check=check, timeout=60)
+        cmd = [
+            self.bin / "psql",
+            "-X",
+            "-At",
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-h",
+            self.host,
+            "-p",
+            self.port,
+            "-U",
+            "postgres",
+            "-d",
+            database or self.database,
+            "-c",
+            sql,
+        ]
+        return subprocess.run(
+            [str(c) for c in cmd], env=self.env, capture_output=True, text=True, check=check, timeout=60
+        )
 
     def create_database(self) -> Database:
         """A new empty database adlab_<n>."""

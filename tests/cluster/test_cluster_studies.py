@@ -33,13 +33,24 @@ FAST_QUEUE = {"ADLAB_QUEUE_HEARTBEAT": "0.5", "ADLAB_QUEUE_GRACE": "4"}
 
 
 def adlab(*args, env, **kw) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "adlab", *map(str, args)], env=env, capture_output=True, text=True,
-                          timeout=kw.pop("timeout", 600), **kw)
+    return subprocess.run(
+        [sys.executable, "-m", "adlab", *map(str, args)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=kw.pop("timeout", 600),
+        **kw,
+    )
 
 
 def start_adlab(*args, env) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "adlab", *map(str, args)], env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True)
+    return subprocess.Popen(
+        [sys.executable, "-m", "adlab", *map(str, args)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
 
 
 def without_timings(metrics: dict) -> dict:
@@ -104,8 +115,11 @@ def check_each_run_once(out: Path, victim: str, storage: str | None = None) -> N
     history has every epoch exactly once."""
     trials = [t for t in q.open_queue(out, storage, create=False).get_trials() if not t.user_attrs.get("idle")]
     assert sorted(t.user_attrs["run"] for t in trials if t.state.name == "COMPLETE") == RUNS
-    attempts = sorted((t.user_attrs["attempt"], t.state.name, bool(t.user_attrs.get("continued")))
-                      for t in trials if t.user_attrs["run"] == victim)
+    attempts = sorted(
+        (t.user_attrs["attempt"], t.state.name, bool(t.user_attrs.get("continued")))
+        for t in trials
+        if t.user_attrs["run"] == victim
+    )
     assert attempts == [(1, "FAIL", False), (2, "COMPLETE", True)]
     history = (out / "runs" / victim / "history.csv").read_text().splitlines()[1:]
     assert [int(line.split(",")[0]) for line in history] == list(range(1, 9))
@@ -153,10 +167,15 @@ def test_a_cancelled_array_task_gives_its_run_back_at_once(slurm, study_file, on
     wait_for_job(job, env, timeout=300)  # a grace of 600 s: only the worker's own give-back brings the run back
     victim = trial.user_attrs["run"]
     check_each_run_once(out, victim)
-    given_back = [t for t in q.open_queue(out, create=False).get_trials() if t.user_attrs.get("run") == victim
-                  and t.state.name == "FAIL"]
+    given_back = [
+        t
+        for t in q.open_queue(out, create=False).get_trials()
+        if t.user_attrs.get("run") == victim and t.state.name == "FAIL"
+    ]
     assert "SIGTERM" in given_back[0].user_attrs["error"]
-    assert f"{victim}: SIGTERM" in worker_logs(out) and "queued again, to continue from its last checkpoint" in worker_logs(out)
+    assert f"{victim}: SIGTERM" in worker_logs(
+        out
+    ) and "queued again, to continue from its last checkpoint" in worker_logs(out)
     assert metrics_of(out) == one_process
     assert (out / "report.md").is_file()
 
@@ -173,8 +192,7 @@ def test_a_killed_worker_in_an_array_task_loses_nothing(slurm, study_file, one_p
     assert metrics_of(out) == one_process
 
 
-def test_cancel_stops_the_studys_jobs_and_a_new_submission_finishes_it(slurm, study_file, one_process,
-                                                                       tmp_path):
+def test_cancel_stops_the_studys_jobs_and_a_new_submission_finishes_it(slurm, study_file, one_process, tmp_path):
     out = tmp_path / "cancel"
     env = {**slurm.env, "ADLAB_QUEUE_HEARTBEAT": "0.5", "ADLAB_QUEUE_GRACE": "600"}
     job = submit(study_file, out, env)
@@ -194,11 +212,29 @@ def test_cancel_stops_the_studys_jobs_and_a_new_submission_finishes_it(slurm, st
 def test_workers_under_one_srun_step_are_independent_workers(slurm, study_file, one_process, tmp_path):
     """`srun --ntasks=2 adlab study --worker`: two workers sharing the queue, never two DDP ranks."""
     out = tmp_path / "srun-workers"
-    done = subprocess.run(["srun", "--ntasks=2", sys.executable, "-m", "adlab", "study", str(study_file), "--out",
-                           str(out), "--worker", *THREADS], env={**slurm.env, **FAST_QUEUE},
-                          capture_output=True, text=True, timeout=600)
+    done = subprocess.run(
+        [
+            "srun",
+            "--ntasks=2",
+            sys.executable,
+            "-m",
+            "adlab",
+            "study",
+            str(study_file),
+            "--out",
+            str(out),
+            "--worker",
+            *THREADS,
+        ],
+        env={**slurm.env, **FAST_QUEUE},
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
-    workers = {t.user_attrs["worker"] for t in q.open_queue(out, create=False).get_trials() if t.state.name == "COMPLETE"}
+    workers = {
+        t.user_attrs["worker"] for t in q.open_queue(out, create=False).get_trials() if t.state.name == "COMPLETE"
+    }
     assert len(workers) == 2  # both made runs
     assert metrics_of(out) == one_process
     assert SRUN_HINT not in done.stdout + done.stderr
@@ -206,11 +242,34 @@ def test_workers_under_one_srun_step_are_independent_workers(slurm, study_file, 
 
 def test_ddp_under_srun_trains_as_two_ranks_with_one_run_folder(slurm, tmp_path):
     config = Path(__file__).parents[2] / "configs" / "digits_cnn.yaml"
-    ddp = ["--set", "train.strategy=ddp", "--set", "train.devices=2", "--set", "train.epochs=3",
-           "--set", "train.num_threads=1"]
-    srun = subprocess.run(["srun", "--ntasks=2", sys.executable, "-m", "adlab", "train", str(config), *ddp,
-                           "--out", str(tmp_path / "runs" / "srun")], env=slurm.env, capture_output=True,
-                          text=True, timeout=600)
+    ddp = [
+        "--set",
+        "train.strategy=ddp",
+        "--set",
+        "train.devices=2",
+        "--set",
+        "train.epochs=3",
+        "--set",
+        "train.num_threads=1",
+    ]
+    srun = subprocess.run(
+        [
+            "srun",
+            "--ntasks=2",
+            sys.executable,
+            "-m",
+            "adlab",
+            "train",
+            str(config),
+            *ddp,
+            "--out",
+            str(tmp_path / "runs" / "srun"),
+        ],
+        env=slurm.env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert srun.returncode == 0, srun.stderr[-3000:]
     assert sorted(p.name for p in (tmp_path / "runs").iterdir()) == ["srun"]  # rank 1 wrote no folder of its own
     assert srun.stdout.count("test: accuracy=") == 1  # rank 0 scores and writes
@@ -225,13 +284,17 @@ def test_ddp_under_srun_trains_as_two_ranks_with_one_run_folder(slurm, tmp_path)
 
 # --- PostgreSQL as the queue's storage ----------------------------------------------------------------
 
+
 @pytest.mark.requires("cluster")
-def test_two_workers_on_postgresql_one_killed_give_the_same_numbers(postgres_server, fresh_database, study_file,
-                                                                     one_process, tmp_path):
+def test_two_workers_on_postgresql_one_killed_give_the_same_numbers(
+    postgres_server, fresh_database, study_file, one_process, tmp_path
+):
     out, url = tmp_path / "pg", fresh_database
     env = {**os.environ, **FAST_QUEUE}
-    workers = [start_adlab("study", study_file, "--out", out, "--worker", "--storage", url, *THREADS, env=env)
-               for _ in range(2)]
+    workers = [
+        start_adlab("study", study_file, "--out", out, "--worker", "--storage", url, *THREADS, env=env)
+        for _ in range(2)
+    ]
     try:
         trial, pid = wait_frozen(out, url)
         os.kill(pid, signal.SIGKILL)
@@ -249,8 +312,9 @@ def test_two_workers_on_postgresql_one_killed_give_the_same_numbers(postgres_ser
 
 
 @pytest.mark.requires("cluster")
-def test_a_database_that_vanishes_mid_study_stops_the_worker_in_one_line(postgres_server, fresh_database,
-                                                                         study_file, one_process, tmp_path):
+def test_a_database_that_vanishes_mid_study_stops_the_worker_in_one_line(
+    postgres_server, fresh_database, study_file, one_process, tmp_path
+):
     out, url = tmp_path / "vanish", fresh_database
     env = {**os.environ, **FAST_QUEUE}
     worker = start_adlab("study", study_file, "--out", out, "--worker", "--storage", url, *THREADS, env=env)

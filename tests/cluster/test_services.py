@@ -11,8 +11,8 @@ from . import conftest as cluster_conftest
 from . import services
 from .services import PostgresServer, ServiceUnavailable, SlurmCluster, alive, tagged, wait_for
 
-
 # --- SLURM -----------------------------------------------------------------------------------------------
+
 
 def test_munge_credential_round_trip(slurm_cluster):
     sock = slurm_cluster.munge_socket
@@ -44,7 +44,8 @@ def test_scancel_sends_sigterm_to_a_running_job(slurm, tmp_path):
         "trap 'echo got-term > term.txt; exit 0' TERM\n"
         "sleep 300 &\n"
         "echo $! > sleep.pid\n"  # written after the trap is set: from now on a SIGTERM is caught
-        "wait\n")
+        "wait\n"
+    )
     job = slurm.sbatch(f"--chdir={tmp_path}", "--output=/dev/null", script)
     assert wait_for(lambda: (tmp_path / "sleep.pid").exists(), 30), slurm.jobs()
     sleep_pid = int((tmp_path / "sleep.pid").read_text())
@@ -84,6 +85,7 @@ def test_stop_ends_every_process_and_removes_the_folder():
 
 # --- PostgreSQL ------------------------------------------------------------------------------------------
 
+
 def test_postgres_accepts_a_connection(postgres_server):
     postgres_server.start()  # an earlier test may have stopped it
     assert postgres_server.url == f"postgresql://postgres@127.0.0.1:{postgres_server.port}/adlab"
@@ -111,12 +113,14 @@ def test_fresh_database_is_new_and_empty(fresh_database, postgres_server):
     assert re.fullmatch(r"adlab_\d+", fresh_database.name)
     assert fresh_database == fresh_database.url == postgres_server.url_for(fresh_database.name)
     assert type(fresh_database.url) is str
-    tables = postgres_server.psql("SELECT count(*) FROM pg_tables WHERE schemaname = 'public'",
-                                  database=fresh_database.name)
+    tables = postgres_server.psql(
+        "SELECT count(*) FROM pg_tables WHERE schemaname = 'public'", database=fresh_database.name
+    )
     assert tables.stdout.strip() == "0"
 
 
 # --- when a service cannot run here ------------------------------------------------------------------------
+
 
 def test_a_missing_program_names_the_debian_package(monkeypatch, tmp_path):
     monkeypatch.setenv("PATH", str(tmp_path))  # nothing to be found

@@ -11,22 +11,36 @@ import json
 import os
 import struct
 import zlib
-
 from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
-
-from checks import grey_png, image_tree
 
 from adlab.data.folder import decode_images, index_folder, load_folder
 from adlab.data.stream import DiskImages
 from adlab.errors import DataError
+from checks import grey_png, image_tree
 
-TRAIN = ["train", "cfg.yaml", "--out", "run", "--set", "train.epochs=1", "--set", "train.progress_bar=false",
-         "--set", "model.cnn.conv_channels=[8]", "--set", "model.cnn.convs_per_block=1", "--set", "model.cnn.hidden=[16]",
-         "--set", "data.name=folder", "--set", "data.root=images"]
+TRAIN = [
+    "train",
+    "cfg.yaml",
+    "--out",
+    "run",
+    "--set",
+    "train.epochs=1",
+    "--set",
+    "train.progress_bar=false",
+    "--set",
+    "model.cnn.conv_channels=[8]",
+    "--set",
+    "model.cnn.convs_per_block=1",
+    "--set",
+    "model.cnn.hidden=[16]",
+    "--set",
+    "data.name=folder",
+    "--set",
+    "data.root=images",
+]
 BOMB_PIXELS = 20000 * 10000
 IMAGES = Path("images")  # data.root, relative to the working folder: errors name paths as given
 
@@ -44,8 +58,12 @@ def bomb_bytes() -> bytes:
     row = b"\x00" + bytes((width + 7) // 8)  # filter byte, then the packed bits of one row
     packer = zlib.compressobj(9)
     data = b"".join(packer.compress(row) for _ in range(height)) + packer.flush()
-    png = (b"\x89PNG\r\n\x1a\n" + png_chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 1, 0, 0, 0, 0))
-           + png_chunk(b"IDAT", data) + png_chunk(b"IEND", b""))
+    png = (
+        b"\x89PNG\r\n\x1a\n"
+        + png_chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 1, 0, 0, 0, 0))
+        + png_chunk(b"IDAT", data)
+        + png_chunk(b"IEND", b"")
+    )
     assert len(png) < 64 * 1024
     return png
 
@@ -61,6 +79,7 @@ def metrics(cli) -> dict:
 
 
 # --- links: loops, and one file in two classes or two splits -----------------------------------------
+
 
 def test_a_link_to_the_data_folder_in_a_class_counts_each_image_once(cli, cfg):
     root = cli.root / "images"
@@ -98,8 +117,9 @@ def test_links_inside_a_class_count_each_real_file_once_by_its_own_path(tmp_path
     os.symlink("../../outside", root / "b" / "more")  # a folder outside the tree is followed
     _, samples = index_folder(root)
     shown = [os.path.relpath(p, root) for p, _ in samples]
-    assert shown == [f"a/{i:02d}.png" for i in range(12)] + ["a/sub/s.png"] + \
-        [f"b/{i:02d}.png" for i in range(12)] + ["b/more/o.png"]
+    assert shown == [f"a/{i:02d}.png" for i in range(12)] + ["a/sub/s.png"] + [f"b/{i:02d}.png" for i in range(12)] + [
+        "b/more/o.png"
+    ]
     assert [c for _, c in samples] == [0] * 13 + [1] * 13
 
 
@@ -134,6 +154,7 @@ def test_a_fifo_named_like_an_image_is_refused_not_read(tmp_path):
 
 
 # --- decompression bombs ------------------------------------------------------------------------------
+
 
 def test_a_decompression_bomb_in_training_is_one_line(cli, cfg, bomb_bytes):
     root = cli.root / "images"
@@ -213,6 +234,7 @@ def test_predict_on_a_folder_is_one_line(cli, digits_run):
 
 # --- class folder names ------------------------------------------------------------------------------
 
+
 def test_a_class_folder_name_that_is_not_utf8_is_refused_before_anything_is_written(cli, cfg):
     root = cli.root / "images"
     image_tree(root, digits=2)
@@ -224,8 +246,15 @@ def test_a_class_folder_name_that_is_not_utf8_is_refused_before_anything_is_writ
     assert "\udcff" not in line
 
 
-@pytest.mark.parametrize("name, shown", [(".ipynb_checkpoints", "'.ipynb_checkpoints'"), ("a:b", "'a:b'"),
-                                         ("two\nlines", "'two\\nlines'"), ("x" * 130, "too long")])
+@pytest.mark.parametrize(
+    "name, shown",
+    [
+        (".ipynb_checkpoints", "'.ipynb_checkpoints'"),
+        ("a:b", "'a:b'"),
+        ("two\nlines", "'two\\nlines'"),
+        ("x" * 130, "too long"),
+    ],
+)
 def test_a_class_folder_name_that_cannot_be_a_name_is_refused(cli, cfg, name, shown):
     root = cli.root / "images"
     image_tree(root, digits=2)
@@ -234,6 +263,7 @@ def test_a_class_folder_name_that_cannot_be_a_name_is_refused(cli, cfg, name, sh
 
 
 # --- separate train/ and test/ (or val/) trees ---------------------------------------------------------
+
 
 @pytest.mark.parametrize("held_out", ["test", "val"])
 def test_a_class_only_in_the_held_out_tree_is_refused(cli, cfg, held_out):

@@ -5,22 +5,29 @@ import pickle
 import tarfile
 
 import numpy as np
-import torch
 import pytest
-from standins.cifar import NAMES, write_cifar10
+import torch
 
 from adlab.data.cifar import load_cifar10
 from adlab.errors import DataError
+from standins.cifar import NAMES, write_cifar10
 
 
 def test_a_faithful_copy_is_named_as_not_original_then_read_with_verify_off(tmp_path):
     folder = write_cifar10(tmp_path, per_batch=20)
-    with pytest.raises(DataError, match=r"data_batch_1: not the original CIFAR-10 file \(MD5 [0-9a-f]{32}, expected "
-                                        r"c99cafc1.*data.verify: false"):
+    with pytest.raises(
+        DataError,
+        match=r"data_batch_1: not the original CIFAR-10 file \(MD5 [0-9a-f]{32}, expected "
+        r"c99cafc1.*data.verify: false",
+    ):
         load_cifar10(tmp_path, download=False)
     train_x, train_y, test_x, test_y, names, where = load_cifar10(tmp_path, download=False, verify=False)
     assert where == folder and names == NAMES
-    assert train_x.shape == (100, 3, 32, 32) and test_x.shape == (20, 3, 32, 32) and train_x.dtype.is_floating_point is False
+    assert (
+        train_x.shape == (100, 3, 32, 32)
+        and test_x.shape == (20, 3, 32, 32)
+        and train_x.dtype.is_floating_point is False
+    )
     assert sorted(train_y.tolist()) == sorted(list(range(10)) * 10)
     record = pickle.loads((folder / "data_batch_2").read_bytes())
     first = record[b"data"][0].reshape(3, 32, 32)
@@ -55,7 +62,8 @@ def test_missing_files_and_folders_are_named(tmp_path):
         load_cifar10(tmp_path, download=False, verify=False)
     write_cifar10(tmp_path / "again", per_batch=10)
     (tmp_path / "again" / "cifar-10-batches-py" / "data_batch_1").write_bytes(
-        pickle.dumps({"data": np.zeros((2, 10), np.uint8), "labels": [0, 1]}))
+        pickle.dumps({"data": np.zeros((2, 10), np.uint8), "labels": [0, 1]})
+    )
     with pytest.raises(DataError, match=r"data_batch_1: 'data' is uint8 \(2, 10\), expected uint8 \(N, 3072\)"):
         load_cifar10(tmp_path / "again", download=False, verify=False)
 
@@ -115,24 +123,43 @@ CRAFTED = {
     # a 150-byte file whose array header asks NumPy for 1.5 GB (untouched memory: RSS alone would not show it)
     "an array shape larger than the file": (
         {"data": Reduced(RECONSTRUCT, (np.ndarray, (1_500_000_000,), b"B")), "labels": []},
-        r"an array of shape \(1500000000,\) and dtype uint8 \(1,500,000,000 bytes\) in a file of \d+ bytes"),
+        r"an array of shape \(1500000000,\) and dtype uint8 \(1,500,000,000 bytes\) in a file of \d+ bytes",
+    ),
     "an array state larger than its bytes": (
-        {"data": Reduced(RECONSTRUCT, (np.ndarray, (0,), b"B"),
-                         (1, (1_500_000_000, 3072), np.dtype(np.uint8), False, b"x" * 10)), "labels": []},
-        r"an array of shape \(1500000000, 3072\)"),
+        {
+            "data": Reduced(
+                RECONSTRUCT, (np.ndarray, (0,), b"B"), (1, (1_500_000_000, 3072), np.dtype(np.uint8), False, b"x" * 10)
+            ),
+            "labels": [],
+        },
+        r"an array of shape \(1500000000, 3072\)",
+    ),
     # an object array of 200 million Nones would fill 1.6 GB before any check: refused unbuilt
     "an object array": (
-        {"data": Reduced(RECONSTRUCT, (np.ndarray, (0,), b"B"),
-                         (1, (200_000_000,), np.dtype(object), False, [1, 2])), "labels": []},
-        r"an object array"),
+        {
+            "data": Reduced(
+                RECONSTRUCT, (np.ndarray, (0,), b"B"), (1, (200_000_000,), np.dtype(object), False, [1, 2])
+            ),
+            "labels": [],
+        },
+        r"an object array",
+    ),
     "an object array made at once": (
-        {"data": Reduced(RECONSTRUCT, (np.ndarray, (200_000_000,), "O")), "labels": []}, r"an object array"),
-    "a scalar larger than the file": ({"data": Reduced(np.float64(1).__reduce__()[0],
-                                                       (np.dtype("V2000000000"), b"")), "labels": []}, r"V2000000000"),
-    "a bytearray of a stated size": ({"data": Reduced(bytearray, (1_500_000_000,)), "labels": []},
-                                     r"a bytearray that is not made from bytes"),
-    "a negative shape": ({"data": Reduced(RECONSTRUCT, (np.ndarray, (-1,), b"B")), "labels": []},
-                         r"an array of shape \(-1,\)"),
+        {"data": Reduced(RECONSTRUCT, (np.ndarray, (200_000_000,), "O")), "labels": []},
+        r"an object array",
+    ),
+    "a scalar larger than the file": (
+        {"data": Reduced(np.float64(1).__reduce__()[0], (np.dtype("V2000000000"), b"")), "labels": []},
+        r"V2000000000",
+    ),
+    "a bytearray of a stated size": (
+        {"data": Reduced(bytearray, (1_500_000_000,)), "labels": []},
+        r"a bytearray that is not made from bytes",
+    ),
+    "a negative shape": (
+        {"data": Reduced(RECONSTRUCT, (np.ndarray, (-1,), b"B")), "labels": []},
+        r"an array of shape \(-1,\)",
+    ),
 }
 
 
@@ -149,21 +176,32 @@ def test_crafted_array_headers_are_refused_before_numpy_allocates(tmp_path, case
 
 
 BAD_CONTENT = {
-    "float data": ({"data": np.zeros((2, 3072), np.float32), "labels": [0, 1]},
-                   r"'data' is float32 \(2, 3072\), expected uint8"),
-    "labels out of range": ({"data": np.zeros((2, 3072), np.uint8), "labels": [0, 10]},
-                            r"data_batch_\*: labels outside 0..9"),
+    "float data": (
+        {"data": np.zeros((2, 3072), np.float32), "labels": [0, 1]},
+        r"'data' is float32 \(2, 3072\), expected uint8",
+    ),
+    "labels out of range": (
+        {"data": np.zeros((2, 3072), np.uint8), "labels": [0, 10]},
+        r"data_batch_\*: labels outside 0..9",
+    ),
     "negative labels": ({"data": np.zeros((2, 3072), np.uint8), "labels": [0, -1]}, r"labels outside 0..9"),
-    "more labels than images": ({"data": np.zeros((2, 3072), np.uint8), "labels": [0, 1, 2]},
-                                r"2 images but 3 labels"),
-    "float labels": ({"data": np.zeros((2, 3072), np.uint8), "labels": [0.0, 1.5]},
-                     r"'labels' holds something else than integer class ids"),
-    "bool labels": ({"data": np.zeros((2, 3072), np.uint8), "labels": np.array([True, False])},
-                    r"'labels' is bool, not integer class ids"),
-    "huge int labels": ({"data": np.zeros((2, 3072), np.uint8), "labels": [0, 10 ** 30]},
-                        r"labels outside|not integer class ids|something else"),
-    "labels as a mapping": ({"data": np.zeros((2, 3072), np.uint8), "labels": {0: 1, 1: 2}},
-                            r"'labels' is not a list of class ids"),
+    "more labels than images": ({"data": np.zeros((2, 3072), np.uint8), "labels": [0, 1, 2]}, r"2 images but 3 labels"),
+    "float labels": (
+        {"data": np.zeros((2, 3072), np.uint8), "labels": [0.0, 1.5]},
+        r"'labels' holds something else than integer class ids",
+    ),
+    "bool labels": (
+        {"data": np.zeros((2, 3072), np.uint8), "labels": np.array([True, False])},
+        r"'labels' is bool, not integer class ids",
+    ),
+    "huge int labels": (
+        {"data": np.zeros((2, 3072), np.uint8), "labels": [0, 10**30]},
+        r"labels outside|not integer class ids|something else",
+    ),
+    "labels as a mapping": (
+        {"data": np.zeros((2, 3072), np.uint8), "labels": {0: 1, 1: 2}},
+        r"'labels' is not a list of class ids",
+    ),
     "no data": ({"labels": [0]}, r"needs 'data' \(an array\) and 'labels'"),
 }
 
@@ -177,12 +215,15 @@ def test_batches_with_wrong_content_are_one_line_naming_the_file(tmp_path, case)
         load_cifar10(tmp_path, download=False, verify=False)
 
 
-@pytest.mark.parametrize("names, reason", [
-    (["a", "a"] + [f"c{i}" for i in range(8)], r"class name 'a' given twice"),
-    (["a\nb"] + [f"c{i}" for i in range(9)], r"control characters"),
-    (["  "] + [f"c{i}" for i in range(9)], r"is empty"),
-    (["x" * 500] + [f"c{i}" for i in range(9)], r"longer than 100"),
-])
+@pytest.mark.parametrize(
+    "names, reason",
+    [
+        (["a", "a"] + [f"c{i}" for i in range(8)], r"class name 'a' given twice"),
+        (["a\nb"] + [f"c{i}" for i in range(9)], r"control characters"),
+        (["  "] + [f"c{i}" for i in range(9)], r"is empty"),
+        (["x" * 500] + [f"c{i}" for i in range(9)], r"longer than 100"),
+    ],
+)
 def test_bad_class_names_in_batches_meta_are_refused(tmp_path, names, reason):
     folder = write_cifar10(tmp_path, per_batch=10)
     craft(folder, "batches.meta", {b"label_names": [n.encode("latin1") for n in names]})
@@ -231,6 +272,7 @@ def test_real_numpy_pickles_of_every_protocol_still_read(tmp_path):
 
 # --- the unpickler's edges, one test per hole found by mutation testing (docs/testing.md) ------------
 
+
 def _py2_dumps(record) -> bytes:
     """A pickle as Python 2's cPickle wrote the real batches: bytes as Python 2 `str` (BINSTRING), which
     Python 3 decodes with the unpickler's encoding (latin1)."""
@@ -241,8 +283,11 @@ def _py2_dumps(record) -> bytes:
         dispatch = dict(pickle._Pickler.dispatch)
 
         def save_py2_str(self, obj):
-            self.write(pickle.SHORT_BINSTRING + bytes([len(obj)]) + obj if len(obj) < 256
-                       else pickle.BINSTRING + struct.pack("<i", len(obj)) + obj)
+            self.write(
+                pickle.SHORT_BINSTRING + bytes([len(obj)]) + obj
+                if len(obj) < 256
+                else pickle.BINSTRING + struct.pack("<i", len(obj)) + obj
+            )
             self.memoize(obj)
 
         dispatch[bytes] = save_py2_str
@@ -296,9 +341,9 @@ def test_numpy_scalars_read_as_their_values(tmp_path):
 
 def test_an_array_made_without_state_has_the_stated_shape_and_dtype(tmp_path):
     """_reconstruct alone (no __setstate__ after it): the array the file states, checked against its size."""
-    from adlab.data.cifar import _BatchUnpickler
-
     import io
+
+    from adlab.data.cifar import _BatchUnpickler
 
     array = _BatchUnpickler(io.BytesIO(), budget=6)._reconstruct(np.ndarray, (2, 3), np.dtype(np.uint8))
     assert array.shape == (2, 3) and array.dtype == np.uint8
@@ -308,13 +353,17 @@ def test_an_array_made_without_state_has_the_stated_shape_and_dtype(tmp_path):
 
 def test_an_array_of_another_type_is_refused(tmp_path):
     assert _refused(tmp_path, {"data": Reduced(RECONSTRUCT, (np.dtype, (1,), b"B"))}) == (
-        "not a CIFAR python batch (an array of another type than numpy.ndarray)")
+        "not a CIFAR python batch (an array of another type than numpy.ndarray)"
+    )
 
 
-@pytest.mark.parametrize("state, reason", [
-    ((1, (2,), np.dtype(np.uint8)), "an array's state is not NumPy's"),  # 3 items
-    ((1, (2,), np.dtype(np.uint8), False, [1, 2]), "an array whose data is not raw bytes (an object array?)"),
-])
+@pytest.mark.parametrize(
+    "state, reason",
+    [
+        ((1, (2,), np.dtype(np.uint8)), "an array's state is not NumPy's"),  # 3 items
+        ((1, (2,), np.dtype(np.uint8), False, [1, 2]), "an array whose data is not raw bytes (an object array?)"),
+    ],
+)
 def test_an_array_state_numpy_would_not_write_is_refused(tmp_path, state, reason):
     record = {"data": Reduced(RECONSTRUCT, (np.ndarray, (0,), b"B"), state)}
     assert _refused(tmp_path, record) == f"not a CIFAR python batch ({reason})"
@@ -337,8 +386,11 @@ def test_array_headers_are_checked_exactly():
     with pytest.raises(pickle.UnpicklingError) as refused:
         _check_size((1,) * 33, uint8, 100)
     assert str(refused.value) == "an array of shape " + str((1,) * 33)[:40]
-    with pytest.raises(pickle.UnpicklingError, match=r"^an array of shape \(1000, 10\) and dtype uint8 "
-                                                     r"\(10,000 bytes\) in a file of 9,999 bytes$"):
+    with pytest.raises(
+        pickle.UnpicklingError,
+        match=r"^an array of shape \(1000, 10\) and dtype uint8 "
+        r"\(10,000 bytes\) in a file of 9,999 bytes$",
+    ):
         _check_size((1000, 10), uint8, 9_999)
     with pytest.raises(pickle.UnpicklingError, match=r"\(80 bytes\) in a file of 79 bytes$"):
         _check_size((10,), float64, 79)
@@ -355,19 +407,24 @@ def test_codecs_encode_only_turns_text_into_bytes(tmp_path):
     assert _read(tmp_path, {"b": Reduced(_codecs.encode, ("abc",))}) == {"b": b"abc"}  # utf-8 by default
     assert _read(tmp_path, {"b": Reduced(_codecs.encode, ("\u0100a", "latin1", "replace"))}) == {"b": b"?a"}
     assert _refused(tmp_path, {"b": Reduced(_codecs.encode, ("\u0100", "latin1"))}).startswith(
-        "not a CIFAR python batch ('latin-1' codec can't encode character")
+        "not a CIFAR python batch ('latin-1' codec can't encode character"
+    )
     assert _refused(tmp_path, {"b": Reduced(_codecs.encode, ("abc", "rot13"))}) == (
-        "not a CIFAR python batch (refusing to decode with 'rot13')")
+        "not a CIFAR python batch (refusing to decode with 'rot13')"
+    )
     assert _refused(tmp_path, {"b": Reduced(_codecs.encode, (b"abc", "latin1"))}) == (
-        "not a CIFAR python batch (refusing to decode with 'latin1')")
+        "not a CIFAR python batch (refusing to decode with 'latin1')"
+    )
     assert _refused(tmp_path, {"b": Reduced(_codecs.encode, ("abc", "x" * 30))}) == (
-        f"not a CIFAR python batch (refusing to decode with {'x' * 20!r})")
+        f"not a CIFAR python batch (refusing to decode with {'x' * 20!r})"
+    )
 
 
 def test_bytearrays_only_from_bytes(tmp_path):
     assert _read(tmp_path, {"b": Reduced(bytearray, ())}, protocol=4) == {"b": bytearray()}
     assert _refused(tmp_path, {"b": Reduced(bytearray, (10,))}, protocol=4) == (
-        "not a CIFAR python batch (a bytearray that is not made from bytes)")
+        "not a CIFAR python batch (a bytearray that is not made from bytes)"
+    )
 
 
 def test_a_pickle_of_something_else_than_a_dict_is_named(tmp_path):
@@ -397,8 +454,11 @@ def test_the_size_limit_is_exact_and_named(tmp_path, monkeypatch):
     monkeypatch.setattr(cifar, "MAX_FILE_BYTES", 5 << 20)
     with open(path, "r+b") as handle:
         handle.truncate((5 << 20) + 1)
-    with pytest.raises(DataError, match=r"batch: 5,242,881 bytes, larger than any CIFAR python batch "
-                                        r"\(at most 5 MiB\)$"):
+    with pytest.raises(
+        DataError,
+        match=r"batch: 5,242,881 bytes, larger than any CIFAR python batch "
+        r"\(at most 5 MiB\)$",
+    ):
         cifar._unpickle(path)
 
 
@@ -408,5 +468,7 @@ def test_cifar100_fine_labels_are_read_and_labels_are_int64(tmp_path):
     path = craft(tmp_path, "batch", {"data": np.zeros((2, 3072), np.uint8), "fine_labels": [3, 4]})
     images, labels = _read_batch(path)
     assert images.shape == (2, 3, 32, 32) and labels.tolist() == [3, 4] and labels.dtype == torch.int64
-    assert load_cifar10(write_cifar10(tmp_path / "c", per_batch=10).parent, download=False,
-                        verify=False)[1].dtype == torch.int64
+    assert (
+        load_cifar10(write_cifar10(tmp_path / "c", per_batch=10).parent, download=False, verify=False)[1].dtype
+        == torch.int64
+    )

@@ -25,9 +25,9 @@ def digits_by_image():
     from sklearn.datasets import load_digits
 
     digits = load_digits()
-    images = (digits.images.astype(np.float32) / 16.0)
+    images = digits.images.astype(np.float32) / 16.0
     table = {}
-    for img, label in zip(images, digits.target):
+    for img, label in zip(images, digits.target, strict=True):
         table.setdefault(img.tobytes(), []).append(int(label))
     return table
 
@@ -75,14 +75,14 @@ def test_class_filter_relabels_in_order(digits_by_image):
     assert total == 183 + 182  # every 3 and every 5 of digits
     for x, y in ((dm.train_x, dm.train_y), (dm.val_x, dm.val_y), (dm.test_x, dm.test_y)):
         assert set(y.unique().tolist()) == {0, 1}
-        for labels, new in zip(original_labels(x, digits_by_image), y.tolist()):
+        for labels, new in zip(original_labels(x, digits_by_image), y.tolist(), strict=True):
             assert [3, 5][new] in labels
 
 
 def test_class_filter_order_given_by_the_user(digits_by_image):
     dm = digits_module(classes=["5", 3])
     assert dm.info.class_names == ["5", "3"]
-    for labels, new in zip(original_labels(dm.test_x, digits_by_image), dm.test_y.tolist()):
+    for labels, new in zip(original_labels(dm.test_x, digits_by_image), dm.test_y.tolist(), strict=True):
         assert [5, 3][new] in labels
 
 
@@ -135,8 +135,7 @@ def test_normalize_false_keeps_unit_range():
 
 
 def test_forced_channels_and_normalisation():
-    dm = ImageDataModule(DataConfig(name="digits"), 32, channels=3,
-                         normalization=([0.5, 0.5, 0.5], [0.25, 0.25, 0.25]))
+    dm = ImageDataModule(DataConfig(name="digits"), 32, channels=3, normalization=([0.5, 0.5, 0.5], [0.25, 0.25, 0.25]))
     info = dm.prepare()
     assert info.channels == 3 and info.native_channels == 1
     assert info.mean == [0.5] * 3 and info.std == [0.25] * 3

@@ -235,8 +235,17 @@ def test_on_corrupt_skip_is_said_in_the_run(tmp_path):
 
     make_tree(tmp_path, {"a": 6, "b": 6})
     (tmp_path / "b" / "fake.png").write_text("not a png")
-    cfg = load_config({"data": {"name": "folder", "root": str(tmp_path), "on_corrupt": "skip", "val_fraction": 0.0,
-                                "test_fraction": 0.5}})
+    cfg = load_config(
+        {
+            "data": {
+                "name": "folder",
+                "root": str(tmp_path),
+                "on_corrupt": "skip",
+                "val_fraction": 0.0,
+                "test_fraction": 0.5,
+            }
+        }
+    )
     info = ImageDataModule(cfg.data, 4).prepare()
     assert "1 unreadable image skipped" in info.description and "fake.png" in info.description
     assert sum(info.counts.values()) == 12

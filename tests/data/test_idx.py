@@ -10,8 +10,14 @@ import pytest
 from adlab.data.idx import find_idx, read_idx
 from adlab.errors import DataError
 
-_CODES = {np.dtype(np.uint8): 0x08, np.dtype(np.int8): 0x09, np.dtype(">i2"): 0x0B,
-          np.dtype(">i4"): 0x0C, np.dtype(">f4"): 0x0D, np.dtype(">f8"): 0x0E}
+_CODES = {
+    np.dtype(np.uint8): 0x08,
+    np.dtype(np.int8): 0x09,
+    np.dtype(">i2"): 0x0B,
+    np.dtype(">i4"): 0x0C,
+    np.dtype(">f4"): 0x0D,
+    np.dtype(">f8"): 0x0E,
+}
 
 
 def idx_bytes(array: np.ndarray) -> bytes:
@@ -56,13 +62,16 @@ def test_round_trip_labels_1d(tmp_path, suffix):
     np.testing.assert_array_equal(out, LABELS)
 
 
-@pytest.mark.parametrize("dtype, values", [
-    ("int8", [[-3, 1, 2], [100, -7, 5]]),
-    (">i2", [[-3, 1, 2], [300, -7000, 5]]),
-    (">i4", [[-3, 1, 2], [300, -70000, 5]]),
-    (">f4", [[-3.5, 1, 2], [300.25, -70000, 5]]),
-    (">f8", [[-3.5, 1, 2], [300.25, -70000, 1e-300]]),
-])
+@pytest.mark.parametrize(
+    "dtype, values",
+    [
+        ("int8", [[-3, 1, 2], [100, -7, 5]]),
+        (">i2", [[-3, 1, 2], [300, -7000, 5]]),
+        (">i4", [[-3, 1, 2], [300, -70000, 5]]),
+        (">f4", [[-3.5, 1, 2], [300.25, -70000, 5]]),
+        (">f8", [[-3.5, 1, 2], [300.25, -70000, 1e-300]]),
+    ],
+)
 def test_multibyte_types_are_big_endian_and_returned_native(tmp_path, dtype, values):
     array = np.array(values).astype(dtype)
     path = tmp_path / "values"
@@ -124,7 +133,9 @@ def test_truncated_gzip_stream_names_the_file(tmp_path):
     assert str(path) in str(info.value)
 
 
-@pytest.mark.parametrize("head", [b"\x12\x34\x08\x01", b"\x00\x00\x07\x01", b"\x00\x01\x08\x01", b"PK\x03\x04", b"\x00\x00"])
+@pytest.mark.parametrize(
+    "head", [b"\x12\x34\x08\x01", b"\x00\x00\x07\x01", b"\x00\x01\x08\x01", b"PK\x03\x04", b"\x00\x00"]
+)
 def test_bad_magic(tmp_path, head):
     path = tmp_path / "not-idx"
     path.write_bytes(head + b"\x00\x00\x00\x03abc")

@@ -86,8 +86,11 @@ def test_flat_layout_reads_images_and_masks_exactly(tmp_path):
 def test_split_layout_returns_each_split(tmp_path):
     written = make_set(tmp_path / "d", {"train": 3, "val": 2, "test": 1})
     source = load_masks("masks", str(tmp_path / "d"), None)
-    for split, x, m in (("train", source.train_x, source.train_m), ("val", source.val_x, source.val_m),
-                        ("test", source.test_x, source.test_m)):
+    for split, x, m in (
+        ("train", source.train_x, source.train_m),
+        ("val", source.val_x, source.val_m),
+        ("test", source.test_x, source.test_m),
+    ):
         assert x is not None and m is not None
         assert torch.equal(m, torch.from_numpy(written[split][1]))
         assert torch.equal(x, torch.from_numpy(written[split][0]).permute(0, 3, 1, 2))
@@ -356,10 +359,14 @@ def test_unknown_set_and_bad_image_size(tmp_path):
 
 def test_kitti_semantic_maps_cityscapes_label_ids(tmp_path):
     root = tmp_path / "data_semantics"
-    labels = np.array([[7, 8, 11, 12, 13, 17], [19, 20, 21, 22, 23, 24], [25, 26, 27, 28, 31, 32],
-                       [33, 0, 1, 6, 30, 34]], dtype=np.uint8)
-    expected = np.array([[0, 1, 2, 3, 4, 5], [6, 7, 8, 9, 10, 11], [12, 13, 14, 15, 16, 17],
-                         [18, 255, 255, 255, 255, 255]], dtype=np.uint8)
+    labels = np.array(
+        [[7, 8, 11, 12, 13, 17], [19, 20, 21, 22, 23, 24], [25, 26, 27, 28, 31, 32], [33, 0, 1, 6, 30, 34]],
+        dtype=np.uint8,
+    )
+    expected = np.array(
+        [[0, 1, 2, 3, 4, 5], [6, 7, 8, 9, 10, 11], [12, 13, 14, 15, 16, 17], [18, 255, 255, 255, 255, 255]],
+        dtype=np.uint8,
+    )
     for i, size in enumerate([(W, H), (W + 1, H)]):
         save(root / "training" / "image_2" / f"{i:06d}_10.png", image_array(i, size))
         lab = np.zeros((size[1], size[0]), dtype=np.uint8)

@@ -92,8 +92,10 @@ def test_cifar10_conversion_from_python_batches(tmp_path, monkeypatch):
         with open(folder / name, "wb") as f:
             pickle.dump({"data": rng.integers(0, 256, (4, 3072), dtype=np.uint8), "labels": [0, 1, 2, 9]}, f)
     with open(folder / "batches.meta", "wb") as f:
-        pickle.dump({"label_names": ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse",
-                                     "ship", "truck"]}, f)
+        pickle.dump(
+            {"label_names": ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]},
+            f,
+        )
     monkeypatch.setattr("adlab.data.cifar._check_md5", lambda path, md5: None)
     data = load_source("cifar10", str(tmp_path), download=False)
     assert data.train_x.shape == (20, 3, 32, 32) and data.train_x.dtype == torch.uint8
@@ -105,8 +107,18 @@ def test_cifar10_conversion_from_python_batches(tmp_path, monkeypatch):
 
 
 def test_eurosat_from_its_folder_layout(tmp_path):
-    classes = ["AnnualCrop", "Forest", "HerbaceousVegetation", "Highway", "Industrial", "Pasture",
-               "PermanentCrop", "Residential", "River", "SeaLake"]
+    classes = [
+        "AnnualCrop",
+        "Forest",
+        "HerbaceousVegetation",
+        "Highway",
+        "Industrial",
+        "Pasture",
+        "PermanentCrop",
+        "Residential",
+        "River",
+        "SeaLake",
+    ]
     for i, name in enumerate(classes):
         folder = tmp_path / "eurosat" / "2750" / name
         folder.mkdir(parents=True)

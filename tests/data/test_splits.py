@@ -42,7 +42,7 @@ def test_stratified_split_carves_the_fraction_of_each_class(fraction):
     _, carved = stratified_split(LABELS, fraction, seed=3)
     assert abs(len(carved) - fraction * len(LABELS)) <= 1
     per_class = torch.bincount(LABELS[carved], minlength=3).tolist()
-    for got, n in zip(per_class, COUNTS):
+    for got, n in zip(per_class, COUNTS, strict=True):
         assert abs(got - fraction * n) <= 1, (per_class, fraction)
 
 

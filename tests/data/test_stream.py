@@ -26,9 +26,13 @@ def make_tree(root, per_class: int = 30, size: int = 12):
 
 
 def data_config(root, storage: str, **extra):
-    return load_config({"data": {"name": "folder", "root": str(root), "storage": storage, **extra},
-                        "model": {"conv_channels": [8], "convs_per_block": 1, "hidden": [8]},
-                        "train": {"epochs": 2, "batch_size": 16, "progress_bar": False}})
+    return load_config(
+        {
+            "data": {"name": "folder", "root": str(root), "storage": storage, **extra},
+            "model": {"conv_channels": [8], "convs_per_block": 1, "hidden": [8]},
+            "train": {"epochs": 2, "batch_size": 16, "progress_bar": False},
+        }
+    )
 
 
 def test_disk_images_behave_like_the_decoded_tensor(tmp_path):
@@ -49,10 +53,14 @@ def test_training_from_disk_gives_the_in_memory_result(tmp_path):
     from adlab.run.train import train
 
     make_tree(tmp_path / "data")
-    results = [train(data_config(tmp_path / "data", storage), out=tmp_path / storage, verbose=False).metrics
-               for storage in ("memory", "disk")]
+    results = [
+        train(data_config(tmp_path / "data", storage), out=tmp_path / storage, verbose=False).metrics
+        for storage in ("memory", "disk")
+    ]
     drop = ("train_seconds",)
-    assert {k: v for k, v in results[0].items() if k not in drop} == {k: v for k, v in results[1].items() if k not in drop}
+    assert {k: v for k, v in results[0].items() if k not in drop} == {
+        k: v for k, v in results[1].items() if k not in drop
+    }
     assert "data.storage" not in json.dumps(results[1])
 
 

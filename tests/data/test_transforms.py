@@ -127,8 +127,12 @@ def test_random_translate_keeps_shape_and_is_a_shift_of_the_padded_image():
     padded = F.pad(x, (pad, pad, pad, pad), mode="reflect")
     offsets = set()
     for i in range(len(x)):
-        matches = [(dy, dx) for dy in range(2 * pad + 1) for dx in range(2 * pad + 1)
-                   if torch.equal(out[i], padded[i, :, dy:dy + 6, dx:dx + 7])]
+        matches = [
+            (dy, dx)
+            for dy in range(2 * pad + 1)
+            for dx in range(2 * pad + 1)
+            if torch.equal(out[i], padded[i, :, dy : dy + 6, dx : dx + 7])
+        ]
         assert matches, f"image {i} is not a crop of its padded self"
         offsets.add(matches[0])
     assert len(offsets) > 3  # a different offset per image, not one for the batch
@@ -159,13 +163,13 @@ def test_random_hflip_flips_about_half():
 
 def test_channel_stats_on_a_known_tensor():
     x = torch.zeros(2, 2, 2, 2)
-    x[:, 0] = 0.5                            # constant channel
+    x[:, 0] = 0.5  # constant channel
     x[:, 1] = torch.tensor([[0.0, 1.0], [1.0, 0.0]])
     mean, std = channel_stats(x)
     assert mean == pytest.approx([0.5, 0.5])
     # channel 1: eight values, four 0 and four 1: unbiased std sqrt(8 * 0.25 / 7)
     assert std[1] == pytest.approx((8 * 0.25 / 7) ** 0.5, rel=1e-5)
-    assert 0 < std[0] <= 1e-6                 # clamped, so normalisation never divides by zero
+    assert 0 < std[0] <= 1e-6  # clamped, so normalisation never divides by zero
 
 
 def test_channel_stats_of_uint8_is_in_unit_range():

@@ -20,8 +20,10 @@ def make_rectangles(root: Path, n_train: int = 16, n_val: int = 6, size=(128, 96
                 c = int(rng.integers(0, 2))
                 w, h = (int(v) for v in rng.integers(16, 40, 2))
                 x, y = int(rng.integers(0, width - w)), int(rng.integers(0, height - h))
-                img[y:y + h, x:x + w] = (230, 30, 30) if c == 0 else (30, 230, 30)
-                lines.append(f"{c} {(x + w / 2) / width:.6f} {(y + h / 2) / height:.6f} {w / width:.6f} {h / height:.6f}")
+                img[y : y + h, x : x + w] = (230, 30, 30) if c == 0 else (30, 230, 30)
+                lines.append(
+                    f"{c} {(x + w / 2) / width:.6f} {(y + h / 2) / height:.6f} {w / width:.6f} {h / height:.6f}"
+                )
             Image.fromarray(img).save(root / "images" / split / f"{i}.png")
             (root / "labels" / split / f"{i}.txt").write_text("\n".join(lines) + "\n")
     (root / "data.yaml").write_text("path: .\ntrain: images/train\nval: images/val\nnames: {0: red, 1: green}\n")

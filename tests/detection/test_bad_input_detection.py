@@ -12,7 +12,6 @@ import struct
 import zlib
 from pathlib import Path
 
-import numpy as np
 import pytest
 import yaml
 from PIL import Image
@@ -25,6 +24,7 @@ KITTI_REST = "1.50 1.60 3.90 1.00 1.50 20.00 -1.55"
 
 # --- inputs, built under the working folder ------------------------------------------------------
 
+
 def png(path: Path, size=(100, 50)) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     Image.new("RGB", size, (30, 60, 90)).save(path)
@@ -34,6 +34,7 @@ def png(path: Path, size=(100, 50)) -> Path:
 def bomb_png(path: Path, width: int = 20000, height: int = 10000) -> Path:
     """A valid 1-bit PNG of zeros, width x height (200 million pixels, beyond twice Pillow's
     decompression-bomb limit), a few kilobytes on disk."""
+
     def chunk(kind: bytes, data: bytes) -> bytes:
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
 
@@ -41,8 +42,12 @@ def bomb_png(path: Path, width: int = 20000, height: int = 10000) -> Path:
     packer = zlib.compressobj(9)
     data = b"".join(packer.compress(row) for _ in range(height)) + packer.flush()
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 1, 0, 0, 0, 0))
-                     + chunk(b"IDAT", data) + chunk(b"IEND", b""))
+    path.write_bytes(
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 1, 0, 0, 0, 0))
+        + chunk(b"IDAT", data)
+        + chunk(b"IEND", b"")
+    )
     return path
 
 
@@ -55,8 +60,9 @@ def yolo_set(root: Path, names=("car", "person"), files=None, yaml_text: str | N
         (root / "labels" / split).mkdir(parents=True, exist_ok=True)
         (root / "labels" / split / f"{stem}.txt").write_text("".join(line + "\n" for line in lines))
     if yaml_text is None:
-        yaml_text = yaml.safe_dump({"path": ".", "train": "images/train", "val": "images/val",
-                                    "names": dict(enumerate(names))})
+        yaml_text = yaml.safe_dump(
+            {"path": ".", "train": "images/train", "val": "images/val", "names": dict(enumerate(names))}
+        )
     (root / "data.yaml").write_text(yaml_text)
     return root / "data.yaml"
 
@@ -86,6 +92,7 @@ TOOLS = ["kitti-to-yolo", "filter", "crops", "synth-scenes"]
 
 
 # --- 1. output folders -----------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("tool", TOOLS)
 def test_output_is_marked_and_replaced_only_with_overwrite(cli, tool):
@@ -166,6 +173,7 @@ def test_a_failure_while_building_leaves_no_folder_behind(cli):
 
 # --- 2. seeds --------------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("tool", ["kitti-to-yolo", "synth-scenes"])
 @pytest.mark.parametrize("seed", ["-1", str(2**32), str(10**40)])
 def test_seed_out_of_range(cli, tool, seed):
@@ -178,6 +186,7 @@ def test_the_largest_seed_is_accepted(cli):
 
 
 # --- 3. class ids nan and inf ------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("cls", ["nan", "inf", "-inf", "NaN", "1e999"])
 def test_crops_non_finite_class_id(cli, cls):
@@ -193,8 +202,16 @@ def test_crops_non_finite_class_id(cli, cls):
 def test_detection_training_checks_class_ids_before_writing(cli, cls):
     data = yolo_set(cli.root / "src", files={"train/a": [f"0 {BOX}"], "val/b": [f"{cls} {BOX}"]})
     config = cli.root / "det.yaml"
-    config.write_text(yaml.safe_dump({"task": "detect", "data": {"name": "yolo", "root": str(data)},
-                                      "model": {"name": "yolov8n"}, "train": {"epochs": 1}}))
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "task": "detect",
+                "data": {"name": "yolo", "root": str(data)},
+                "model": {"name": "yolov8n"},
+                "train": {"epochs": 1},
+            }
+        )
+    )
     label = cli.root / "src" / "labels" / "val" / "b.txt"
     cli.refused("train", config, "--out", "run", names=(f"{label}:1", "class id"))
 
@@ -204,32 +221,47 @@ def test_filter_and_kitti_non_finite_values(cli):
     cli.refused("data", "filter", "--data", data, "--keep", "car", "--out", "f", names=("a.txt:1",))
     images, labels = kitti_set(cli.root / "kitti")
     (labels / "000001.txt").write_text(f"Car 0.00 0 -1.57 nan 5 30 25 {KITTI_REST}\n")
-    cli.refused("data", "kitti-to-yolo", "--images", images, "--labels", labels, "--classes", "Car", "--out", "k",
-                names=("000001.txt:1", "non-finite"))
+    cli.refused(
+        "data",
+        "kitti-to-yolo",
+        "--images",
+        images,
+        "--labels",
+        labels,
+        "--classes",
+        "Car",
+        "--out",
+        "k",
+        names=("000001.txt:1", "non-finite"),
+    )
 
 
 # --- 4. data.yaml --------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("text, key", [
-    ("train: images/train\nnames: 5\n", "names"),
-    ("train: images/train\nnames:\n", "names"),
-    ("train: images/train\nnames: []\n", "names"),
-    ("train: images/train\nnames: {}\n", "names"),
-    ("train: images/train\nnames: {0: a, x: b}\n", "names"),
-    ("train: images/train\nnames: {0: a, 2: b}\n", "names"),
-    ("train: images/train\nnames: {1: a, 2: b}\n", "names"),
-    ("train: images/train\nnames: {0: a, true: b}\n", "names"),
-    ("train: images/train\nnames: [a, 1.5]\n", "names[1]"),
-    ("train: images/train\nnames: [a, [b]]\n", "names[1]"),
-    ("train: images/train\nnames: [a, null]\n", "names[1]"),
-    ("train: images/train\nnames: {0: a, 1: {x: 1}}\n", "names[1]"),
-    ("train: [images/train]\nnames: [a, b]\n", "train"),
-    ("train: images/train\nval: 5\nnames: [a, b]\n", "val"),
-    ("path: 5\ntrain: images/train\nnames: [a, b]\n", "path"),
-    ("path: [.]\ntrain: images/train\nnames: [a, b]\n", "path"),
-    ('train: "images/\\0train"\nnames: [a, b]\n', "train"),
-    ('path: "a\\0b"\ntrain: images/train\nnames: [a, b]\n', "path"),
-])
+
+@pytest.mark.parametrize(
+    "text, key",
+    [
+        ("train: images/train\nnames: 5\n", "names"),
+        ("train: images/train\nnames:\n", "names"),
+        ("train: images/train\nnames: []\n", "names"),
+        ("train: images/train\nnames: {}\n", "names"),
+        ("train: images/train\nnames: {0: a, x: b}\n", "names"),
+        ("train: images/train\nnames: {0: a, 2: b}\n", "names"),
+        ("train: images/train\nnames: {1: a, 2: b}\n", "names"),
+        ("train: images/train\nnames: {0: a, true: b}\n", "names"),
+        ("train: images/train\nnames: [a, 1.5]\n", "names[1]"),
+        ("train: images/train\nnames: [a, [b]]\n", "names[1]"),
+        ("train: images/train\nnames: [a, null]\n", "names[1]"),
+        ("train: images/train\nnames: {0: a, 1: {x: 1}}\n", "names[1]"),
+        ("train: [images/train]\nnames: [a, b]\n", "train"),
+        ("train: images/train\nval: 5\nnames: [a, b]\n", "val"),
+        ("path: 5\ntrain: images/train\nnames: [a, b]\n", "path"),
+        ("path: [.]\ntrain: images/train\nnames: [a, b]\n", "path"),
+        ('train: "images/\\0train"\nnames: [a, b]\n', "train"),
+        ('path: "a\\0b"\ntrain: images/train\nnames: [a, b]\n', "path"),
+    ],
+)
 @pytest.mark.parametrize("tool", ["crops", "filter"])
 def test_bad_data_yaml_names_the_file_and_key(cli, text, key, tool):
     data = yolo_set(cli.root / "src", yaml_text=text)
@@ -260,11 +292,11 @@ def test_crops_refuse_repeated_class_names(cli):
 
 # --- 6. decompression bombs ---------------------------------------------------------------------
 
+
 @pytest.fixture
 def bomb_set(cli):
     """A YOLO set whose train image a.png is a decompression bomb, next to a good image."""
-    data = yolo_set(cli.root / "src", files={"train/a": [f"0 {BOX}"], "train/c": [f"0 {BOX}"],
-                                             "val/b": [f"1 {BOX}"]})
+    data = yolo_set(cli.root / "src", files={"train/a": [f"0 {BOX}"], "train/c": [f"0 {BOX}"], "val/b": [f"1 {BOX}"]})
     bomb_png(cli.root / "src" / "images" / "train" / "a.png")
     return data
 
@@ -278,8 +310,9 @@ def test_crops_refuse_or_skip_a_decompression_bomb(cli, bomb_set):
 
 def test_filter_refuses_a_decompression_bomb(cli, bomb_set):
     bomb = cli.root / "src" / "images" / "train" / "a.png"
-    cli.refused("data", "filter", "--data", bomb_set, "--keep", "car", "--out", "f",
-                names=(str(bomb), "decompression bomb"))
+    cli.refused(
+        "data", "filter", "--data", bomb_set, "--keep", "car", "--out", "f", names=(str(bomb), "decompression bomb")
+    )
 
 
 def test_kitti_refuses_or_skips_a_decompression_bomb(cli):
@@ -300,6 +333,7 @@ def test_unreadable_image_is_one_line(cli):
 
 # --- 5. detection --resume never unpickles a checkpoint the run did not save ------------------------
 
+
 class MarkerOnLoad:
     """Unpickling this would create `path`: the code a resume must never run."""
 
@@ -317,19 +351,35 @@ def test_resume_refuses_a_crafted_last_pt_without_loading_it(cli, rectangles):
     import adlab
     from adlab import io, ownership
 
-    config = adlab.load_config({"task": "detect", "data": {"name": "yolo", "root": str(rectangles), "image_size": 96},
-                                "model": {"name": "yolov8n"}, "train": {"epochs": 3}})
+    config = adlab.load_config(
+        {
+            "task": "detect",
+            "data": {"name": "yolo", "root": str(rectangles), "image_size": 96},
+            "model": {"name": "yolov8n"},
+            "train": {"epochs": 3},
+        }
+    )
     run = cli.root / "det"  # an interrupted run: marker, config, no metrics.json
     ownership.write_marker(run, "run", config=config.to_dict())
     io.write_yaml(run / "config.yaml", config.to_dict())
     weights = run / "ultralytics" / "weights"
     weights.mkdir(parents=True)
     marker = cli.root.parent / "marker-created-on-unpickle"
-    torch.save({"epoch": 0, "optimizer": {"state": {}}, "train_args": {"epochs": 3}, "payload": MarkerOnLoad(marker)},
-               weights / "last.pt")
+    torch.save(
+        {"epoch": 0, "optimizer": {"state": {}}, "train_args": {"epochs": 3}, "payload": MarkerOnLoad(marker)},
+        weights / "last.pt",
+    )
     try:
-        cli.refused("train", "--resume", "det", names=(str(Path("det") / "ultralytics" / "weights" / "last.pt"),
-                                                        "not the checkpoint this run saved", "remove it"))
+        cli.refused(
+            "train",
+            "--resume",
+            "det",
+            names=(
+                str(Path("det") / "ultralytics" / "weights" / "last.pt"),
+                "not the checkpoint this run saved",
+                "remove it",
+            ),
+        )
         # a record of another file's hash does not make it this run's checkpoint
         (weights / "last.pt.sha256").write_text(json.dumps({"sha256": "0" * 64, "epoch": 0, "final": False}))
         cli.refused("train", "--resume", "det", names=("last.pt", "refusing to load it"))
@@ -347,7 +397,15 @@ def test_an_output_folder_that_cannot_be_made_is_one_line(cli):
 
 def test_detection_training_refuses_a_decompression_bomb_before_writing(cli, bomb_set):
     config = cli.root / "det.yaml"
-    config.write_text(yaml.safe_dump({"task": "detect", "data": {"name": "yolo", "root": str(bomb_set)},
-                                      "model": {"name": "yolov8n"}, "train": {"epochs": 1}}))
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "task": "detect",
+                "data": {"name": "yolo", "root": str(bomb_set)},
+                "model": {"name": "yolov8n"},
+                "train": {"epochs": 1},
+            }
+        )
+    )
     bomb = cli.root / "src" / "images" / "train" / "a.png"
     cli.refused("train", config, "--out", "run", names=(str(bomb), "decompression bomb"))

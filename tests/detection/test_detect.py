@@ -8,18 +8,21 @@ import numpy as np
 import pytest
 
 import adlab
-from adlab.tasks.detect.train import check_dataset
 from adlab.detection.yolo_format import read_data_yaml
 from adlab.errors import ConfigError, DataError
+from adlab.tasks.detect.train import check_dataset
 
 # find_spec, not importorskip: importing ultralytics at collection would patch PIL for every test
 pytestmark = pytest.mark.requires("detect")
 
 
 def detect_config(data_yaml, **train):
-    return {"task": "detect", "data": {"name": "yolo", "root": str(data_yaml), "image_size": 96},
-            "model": {"name": "yolov8n"},
-            "train": {"epochs": 2, "batch_size": 8, "lr": 0.002, **train}}
+    return {
+        "task": "detect",
+        "data": {"name": "yolo", "root": str(data_yaml), "image_size": 96},
+        "model": {"name": "yolov8n"},
+        "train": {"epochs": 2, "batch_size": 8, "lr": 0.002, **train},
+    }
 
 
 def test_detect_config_checks():
@@ -62,12 +65,29 @@ def test_tiny_detection_run_trains_and_fills_the_run_directory(rectangles, tmp_p
     monkeypatch.chdir(tmp_path)  # a relative --out, as on the command line
     run = adlab.train(detect_config(rectangles), out="det", verbose=False)
     assert run.path.resolve() == (tmp_path / "det").resolve()
-    for name in ("config.yaml", "env.json", "history.csv", "metrics.json", "checkpoints/best.pt",
-                 "checkpoints/last.pt", "figures/pr_curve.png", "figures/predictions.png", "figures/loss_curves.png"):
+    for name in (
+        "config.yaml",
+        "env.json",
+        "history.csv",
+        "metrics.json",
+        "checkpoints/best.pt",
+        "checkpoints/last.pt",
+        "figures/pr_curve.png",
+        "figures/predictions.png",
+        "figures/loss_curves.png",
+    ):
         assert (run.path / name).is_file(), name
     metrics = json.loads((run.path / "metrics.json").read_text())
-    for key in ("map50", "map50_95", "precision", "recall", "f1", "per_class_ap50", "map50_torchmetrics",
-                "map50_95_torchmetrics"):
+    for key in (
+        "map50",
+        "map50_95",
+        "precision",
+        "recall",
+        "f1",
+        "per_class_ap50",
+        "map50_torchmetrics",
+        "map50_95_torchmetrics",
+    ):
         assert key in metrics, key
     assert set(metrics["per_class_ap50"]) == {"red", "green"}
     assert 0 <= metrics["map50_95"] <= metrics["map50"] <= 1
@@ -93,8 +113,8 @@ def test_optimizer_muon_trains_a_detector_with_ultralytics_musgd(rectangles, tmp
 def test_an_interrupted_detection_run_resumes_after_its_last_checkpoint(rectangles, tmp_path, monkeypatch):
     from ultralytics.engine.trainer import BaseTrainer
 
-    from adlab.tasks.detect import train as detect_train
     from adlab.run.train import resume
+    from adlab.tasks.detect import train as detect_train
 
     save, saved = BaseTrainer.save_model, []
     record = detect_train._record_saved_checkpoint
@@ -168,13 +188,19 @@ def saved_checkpoint(run_dir, content, record: bool = True, final: bool = False)
     return weights / "last.pt"
 
 
-@pytest.mark.parametrize("saved, usable", [
-    ({"epoch": 0, "optimizer": {"state": {}}, "train_args": {"epochs": 3}}, True),   # stopped after epoch 1 of 3
-    ({"epoch": 2, "optimizer": {"state": {}}, "train_args": {"epochs": 3}}, False),  # stopped while scoring the last
-    ({"epoch": -1, "optimizer": None, "train_args": {"epochs": 3}}, False),          # a finished run's stripped file
-    ({"epoch": 0, "train_args": {"epochs": 3}}, False),                              # no optimizer at all
-    (["not", "a", "checkpoint"], False),
-])
+@pytest.mark.parametrize(
+    "saved, usable",
+    [
+        ({"epoch": 0, "optimizer": {"state": {}}, "train_args": {"epochs": 3}}, True),  # stopped after epoch 1 of 3
+        (
+            {"epoch": 2, "optimizer": {"state": {}}, "train_args": {"epochs": 3}},
+            False,
+        ),  # stopped while scoring the last
+        ({"epoch": -1, "optimizer": None, "train_args": {"epochs": 3}}, False),  # a finished run's stripped file
+        ({"epoch": 0, "train_args": {"epochs": 3}}, False),  # no optimizer at all
+        (["not", "a", "checkpoint"], False),
+    ],
+)
 def test_only_a_recorded_checkpoint_with_epochs_left_and_its_optimizer_is_resumed(tmp_path, saved, usable):
     from adlab.tasks.detect.train import interrupted_checkpoint
 
@@ -184,8 +210,8 @@ def test_only_a_recorded_checkpoint_with_epochs_left_and_its_optimizer_is_resume
 
 
 def test_a_checkpoint_the_run_did_not_save_is_refused_before_it_is_loaded(tmp_path):
-    from adlab.tasks.detect.train import CHECKPOINT_RECORD, interrupted_checkpoint
     from adlab.errors import CheckpointError
+    from adlab.tasks.detect.train import CHECKPOINT_RECORD, interrupted_checkpoint
 
     marker = tmp_path / "marker-created-on-unpickle"
     payload = {"epoch": 0, "optimizer": {"state": {}}, "train_args": {"epochs": 3}, "x": MarkerOnLoad(marker)}
@@ -281,6 +307,9 @@ def test_plan_estimates_a_detection_run_from_ultralytics_own_network_and_loss(re
     # 3 epochs of 2 steps (16 images, batch 8), a validation pass and two checkpoints; then the final
     # validation and the torchmetrics pass over the 6 val images
     assert plan.estimate_seconds(config, counts, {}) == pytest.approx(
-        3 * (2 * 0.5 + 6 * 0.01 + 0.25) + 2 * 6 * 0.01 + figures)
-    made = adlab.load_config({**detect_config(rectangles), "data": {"name": "yolo", "root": "{out}/data/cars/data.yaml"}})
+        3 * (2 * 0.5 + 6 * 0.01 + 0.25) + 2 * 6 * 0.01 + figures
+    )
+    made = adlab.load_config(
+        {**detect_config(rectangles), "data": {"name": "yolo", "root": "{out}/data/cars/data.yaml"}}
+    )
     assert plan.split_images(made) is None  # made by the study's prepare step: not here yet

@@ -38,9 +38,12 @@ def saved_yolov8n(path):
 
 
 def detect_config(data_yaml, weights, name="yolov8n", **train):
-    return {"task": "detect", "data": {"name": "yolo", "root": str(data_yaml), "image_size": 64},
-            "model": {"name": name, "weights": weights},
-            "train": {"epochs": 1, "batch_size": 8, **train}}
+    return {
+        "task": "detect",
+        "data": {"name": "yolo", "root": str(data_yaml), "image_size": 64},
+        "model": {"name": name, "weights": weights},
+        "train": {"epochs": 1, "batch_size": 8, **train},
+    }
 
 
 def test_a_named_checkpoint_in_the_weights_folder_is_loaded_said_and_recorded(rectangles, weights_dir):
@@ -50,8 +53,14 @@ def test_a_named_checkpoint_in_the_weights_folder_is_loaded_said_and_recorded(re
     said = []
     job = prepare(adlab.load_config(detect_config(rectangles, "yolov8n.pt")), lambda *a: said.append(" ".join(a)))
     assert weights_dir.attempts == []  # found: nothing fetched
-    assert job.environment["weights"] == {"source": "ultralytics", "file": str(weights_dir.path / "yolov8n.pt"),
-                                          "sha256": sha256, "name": "yolov8n.pt", "url": URL, "downloaded": False}
+    assert job.environment["weights"] == {
+        "source": "ultralytics",
+        "file": str(weights_dir.path / "yolov8n.pt"),
+        "sha256": sha256,
+        "name": "yolov8n.pt",
+        "url": URL,
+        "downloaded": False,
+    }
     assert f"weights: ultralytics yolov8n.pt from {weights_dir.path / 'yolov8n.pt'}, sha256 {sha256[:8]}…" in said
     assert job.state.weights == str(weights_dir.path / "yolov8n.pt") and job.state.model.task == "detect"
 
@@ -67,15 +76,26 @@ def test_a_local_checkpoint_is_recorded_with_its_sha256(rectangles, weights_dir,
     assert f"weights: {path}, sha256 {sha256[:8]}…" in said
 
 
-@pytest.mark.parametrize("weights, name, message", [
-    ("yolov8x7.pt", "yolov8n", "model.weights: unknown ultralytics checkpoint 'yolov8x7.pt' (e.g. yolov8n.pt, "
-                               "yolo11n.pt, yolov5su.pt; did you mean"),
-    ("yolov8n-seg.pt", "yolov8n", "model.weights: yolov8n-seg.pt is not an ultralytics detection model"),
-    ("yolo11n.pt", "yolov8n", "model.weights: yolo11n.pt is a yolo11n checkpoint but model.name is yolov8n; set "
-                              "model.name: yolo11n"),
-])
-def test_a_name_that_is_no_detection_checkpoint_of_model_name_is_one_line(cli, rectangles, weights_dir, weights, name,
-                                                                         message):
+@pytest.mark.parametrize(
+    "weights, name, message",
+    [
+        (
+            "yolov8x7.pt",
+            "yolov8n",
+            "model.weights: unknown ultralytics checkpoint 'yolov8x7.pt' (e.g. yolov8n.pt, "
+            "yolo11n.pt, yolov5su.pt; did you mean",
+        ),
+        ("yolov8n-seg.pt", "yolov8n", "model.weights: yolov8n-seg.pt is not an ultralytics detection model"),
+        (
+            "yolo11n.pt",
+            "yolov8n",
+            "model.weights: yolo11n.pt is a yolo11n checkpoint but model.name is yolov8n; set model.name: yolo11n",
+        ),
+    ],
+)
+def test_a_name_that_is_no_detection_checkpoint_of_model_name_is_one_line(
+    cli, rectangles, weights_dir, weights, name, message
+):
     config = cli.root / "det.yaml"
     config.write_text(yaml.safe_dump(detect_config(rectangles, weights, name)))
     line = cli.refused("train", config, "--out", "run")
@@ -88,8 +108,10 @@ def test_a_missing_named_checkpoint_offline_is_one_line_naming_where_to_put_it(c
     config.write_text(yaml.safe_dump(detect_config(rectangles, "yolov8n.pt")))
     target = weights_dir.path / "yolov8n.pt"
     line = cli.refused("train", config, "--out", "run")  # nothing written in the working folder
-    assert line == (f"adlab: error: model.weights: yolov8n.pt could not be downloaded from {URL} (Environment may "
-                    f"be offline); without internet, put that file at {target}")
+    assert line == (
+        f"adlab: error: model.weights: yolov8n.pt could not be downloaded from {URL} (Environment may "
+        f"be offline); without internet, put that file at {target}"
+    )
     assert weights_dir.attempts == [(URL, str(target))]  # into the weights folder, never the working folder
     assert not target.exists()
 
@@ -131,8 +153,9 @@ def test_a_checkpoint_with_code_in_it_is_refused_before_it_is_unpickled(rectangl
         weights = path.name if path.parent == weights_dir.path else str(path)
         with pytest.raises(CheckpointError) as err:
             prepare(adlab.load_config(detect_config(rectangles, weights)), lambda *a: None)
-        assert str(err.value) == (f"{path}: refused: it references types outside ultralytics' checkpoint format "
-                                  "(loading it could run code)")
+        assert str(err.value) == (
+            f"{path}: refused: it references types outside ultralytics' checkpoint format (loading it could run code)"
+        )
         assert not marker.exists(), "the checkpoint's code ran"
 
 
@@ -152,5 +175,8 @@ def test_training_from_a_named_checkpoint_starts_from_that_file(rectangles, weig
 
     job = prepare(adlab.load_config(detect_config(rectangles, str(run.path))), lambda *a: None)
     best = run.path / "checkpoints" / "best.pt"
-    assert job.environment["weights"] == {"source": "run", "file": str(best),
-                                          "sha256": hashlib.sha256(best.read_bytes()).hexdigest()}
+    assert job.environment["weights"] == {
+        "source": "run",
+        "file": str(best),
+        "sha256": hashlib.sha256(best.read_bytes()).hexdigest(),
+    }

@@ -45,17 +45,20 @@ def kitti(tmp_path):
     c.jpg 100x50 with no label file, d.png 200x100 with one car."""
     images, labels = tmp_path / "image_2", tmp_path / "label_2"
     png(images / "a.png")
-    write(labels / "a.txt", [
-        kline("Car", 10, 5, 30, 25),             # inside: cx 20/100, cy 15/50, w 20/100, h 20/50
-        kline("Car", -10, -5, 20, 60),           # clipped to 0 0 20 50
-        kline("Pedestrian", 40, 10, 60, 40),     # -> Person
-        kline("DontCare", 0, 0, 5, 5),
-        kline("Van", 50, 10, 70, 30),
-        kline("Car", 50, 10, 50.5, 40),          # 0.5 px wide: degenerate
-        kline("Cyclist", 70, 0, 90, 50, 0.93),   # 16 fields (with score)
-        kline("Car", 120, 10, 150, 20),          # entirely right of the image: degenerate after clipping
-        "",
-    ])
+    write(
+        labels / "a.txt",
+        [
+            kline("Car", 10, 5, 30, 25),  # inside: cx 20/100, cy 15/50, w 20/100, h 20/50
+            kline("Car", -10, -5, 20, 60),  # clipped to 0 0 20 50
+            kline("Pedestrian", 40, 10, 60, 40),  # -> Person
+            kline("DontCare", 0, 0, 5, 5),
+            kline("Van", 50, 10, 70, 30),
+            kline("Car", 50, 10, 50.5, 40),  # 0.5 px wide: degenerate
+            kline("Cyclist", 70, 0, 90, 50, 0.93),  # 16 fields (with score)
+            kline("Car", 120, 10, 150, 20),  # entirely right of the image: degenerate after clipping
+            "",
+        ],
+    )
     png(images / "b.png", size=(200, 100))
     write(labels / "b.txt", [])
     png(images / "c.jpg")
@@ -74,8 +77,8 @@ def test_exact_numbers_clipping_drops_and_rename(kitti, tmp_path):
         "1 0.500000 0.500000 0.200000 0.600000",
         "2 0.800000 0.500000 0.200000 1.000000",
     ]
-    assert label_lines(out, "train", "b") == []          # empty label file -> image with empty labels
-    assert label_lines(out, "train", "c") == []          # no label file -> no objects
+    assert label_lines(out, "train", "b") == []  # empty label file -> image with empty labels
+    assert label_lines(out, "train", "c") == []  # no label file -> no objects
     assert label_lines(out, "train", "d") == ["0 0.100000 0.150000 0.100000 0.200000"]
     assert summary["names"] == ["Car", "Person", "Cyclist"]
     assert summary["images"] == {"train": 4}
@@ -89,7 +92,7 @@ def test_exact_numbers_clipping_drops_and_rename(kitti, tmp_path):
 
     ds = read_data_yaml(out / "data.yaml")
     assert ds.names == ["Car", "Person", "Cyclist"]
-    assert not (out / "images" / "val").exists()         # val_fraction 0: no val folder
+    assert not (out / "images" / "val").exists()  # val_fraction 0: no val folder
     assert sorted(p.name for p in ds.images("train")) == ["a.png", "b.png", "c.jpg", "d.png"]
     for image in ds.images("train"):
         assert ds.label_path(image).is_file()
@@ -101,8 +104,9 @@ def test_exact_numbers_clipping_drops_and_rename(kitti, tmp_path):
 def test_two_types_can_share_one_output_class(kitti, tmp_path):
     images, labels = kitti
     out = tmp_path / "yolo"
-    summary = kitti_to_yolo(images, labels, out, ["Car", "Van", "Pedestrian"],
-                            rename={"Van": "Car", "Pedestrian": "Person"}, val_fraction=0)
+    summary = kitti_to_yolo(
+        images, labels, out, ["Car", "Van", "Pedestrian"], rename={"Van": "Car", "Pedestrian": "Person"}, val_fraction=0
+    )
     assert summary["names"] == ["Car", "Person"]
     assert read_data_yaml(out / "data.yaml").names == ["Car", "Person"]
     lines = label_lines(out, "train", "a")
@@ -112,12 +116,15 @@ def test_two_types_can_share_one_output_class(kitti, tmp_path):
     assert summary["dropped"] == {"Cyclist": 1, "DontCare": 1}
 
 
-@pytest.mark.parametrize("bad, problem", [
-    (kline("Car", 1, 2, 3, 4).rsplit(" ", 1)[0], "expected 15 or 16 fields"),
-    (kline("Car", 1, 2, 3, 4) + " 0.5 7", "found 17"),
-    (kline("Car", 1, "two", 3, 4), "non-numeric"),
-    (kline("Car", 30, 2, 10, 4), "x2 < x1"),
-])
+@pytest.mark.parametrize(
+    "bad, problem",
+    [
+        (kline("Car", 1, 2, 3, 4).rsplit(" ", 1)[0], "expected 15 or 16 fields"),
+        (kline("Car", 1, 2, 3, 4) + " 0.5 7", "found 17"),
+        (kline("Car", 1, "two", 3, 4), "non-numeric"),
+        (kline("Car", 30, 2, 10, 4), "x2 < x1"),
+    ],
+)
 def test_malformed_line_names_file_and_line(kitti, tmp_path, bad, problem):
     images, labels = kitti
     write(labels / "a.txt", [kline("Car", 10, 5, 30, 25), bad])
@@ -131,14 +138,20 @@ def test_malformed_line_names_file_and_line(kitti, tmp_path, bad, problem):
 
 def test_skip_bad_counts_instead(kitti, tmp_path):
     images, labels = kitti
-    write(labels / "a.txt", [kline("Car", 10, 5, 30, 25), "Car 1 2 3", kline("Car", 1, "x", 3, 4),
-                             kline("Car", 30, 2, 10, 4)])
+    write(
+        labels / "a.txt",
+        [kline("Car", 10, 5, 30, 25), "Car 1 2 3", kline("Car", 1, "x", 3, 4), kline("Car", 30, 2, 10, 4)],
+    )
     write(labels / "orphan.txt", [kline("Car", 1, 2, 3, 4)])
     out = tmp_path / "yolo"
     summary = kitti_to_yolo(images, labels, out, CLASSES, val_fraction=0, skip_bad=True)
     assert summary["skipped"] == 4
-    assert summary["skipped_reasons"] == {"box corners out of order": 1, "expected 15 or 16 fields": 1,
-                                          "label file without image": 1, "non-numeric value": 1}
+    assert summary["skipped_reasons"] == {
+        "box corners out of order": 1,
+        "expected 15 or 16 fields": 1,
+        "label file without image": 1,
+        "non-numeric value": 1,
+    }
     assert label_lines(out, "train", "a") == ["0 0.200000 0.300000 0.200000 0.400000"]
     assert not (out / "labels" / "train" / "orphan.txt").exists()
 
@@ -159,8 +172,10 @@ def test_every_image_format_ultralytics_reads_is_converted(tmp_path):
     (images / "notes.gif").write_bytes(b"GIF89a")  # not an image format of ultralytics: ignored
     summary = kitti_to_yolo(images, labels, tmp_path / "yolo", CLASSES, val_fraction=0)
     assert summary["images"] == {"train": 2}
-    assert sorted(p.name for p in read_data_yaml(tmp_path / "yolo" / "data.yaml").images("train")) == ["a.bmp",
-                                                                                                         "b.webp"]
+    assert sorted(p.name for p in read_data_yaml(tmp_path / "yolo" / "data.yaml").images("train")) == [
+        "a.bmp",
+        "b.webp",
+    ]
 
 
 def test_seeded_split_is_reproducible(tmp_path):
@@ -232,17 +247,21 @@ def test_bad_arguments(kitti, tmp_path):
 
 # --- the one-pixel rule at its boundary ---------------------------------------------------------------------
 
-@pytest.mark.parametrize("corners, kept", [
-    ((10, 5, 11, 25), False),          # exactly 1 px wide: dropped (<= DEGENERATE_PX)
-    ((10, 5, 30, 6), False),           # exactly 1 px high
-    ((10, 5, 10, 25), False),          # 0 px: in order, but degenerate
-    ((10, 5, 11.01, 25), True),        # just over 1 px
-    ((10, 5, 30, 6.01), True),
-    ((-5, 5, 1, 25), False),           # 1 px wide once clipped at the left edge
-    ((99, 5, 120, 25), False),         # 1 px wide once clipped at the right edge (image 100 px)
-    ((-5, 5, 1.5, 25), True),          # 1.5 px once clipped
-    ((5, 49, 20, 70), False),          # 1 px high once clipped at the bottom (image 50 px)
-])
+
+@pytest.mark.parametrize(
+    "corners, kept",
+    [
+        ((10, 5, 11, 25), False),  # exactly 1 px wide: dropped (<= DEGENERATE_PX)
+        ((10, 5, 30, 6), False),  # exactly 1 px high
+        ((10, 5, 10, 25), False),  # 0 px: in order, but degenerate
+        ((10, 5, 11.01, 25), True),  # just over 1 px
+        ((10, 5, 30, 6.01), True),
+        ((-5, 5, 1, 25), False),  # 1 px wide once clipped at the left edge
+        ((99, 5, 120, 25), False),  # 1 px wide once clipped at the right edge (image 100 px)
+        ((-5, 5, 1.5, 25), True),  # 1.5 px once clipped
+        ((5, 49, 20, 70), False),  # 1 px high once clipped at the bottom (image 50 px)
+    ],
+)
 def test_one_pixel_boxes_at_the_boundary(tmp_path, corners, kept):
     images, labels = tmp_path / "image_2", tmp_path / "label_2"
     png(images / "a.png")  # 100 x 50
@@ -278,16 +297,28 @@ def test_corners_equal_are_in_order_and_y_out_of_order_is_refused(tmp_path):
     problem, parsed = parse_kitti_line(kline("Car", 10, 5, 10, 5))
     assert problem is None and parsed[0] == "Car" and parsed[1].tolist() == [10, 5, 10, 5]
     problem, parsed = parse_kitti_line(kline("Car", 10, 25, 30, 5))
-    assert parsed is None and problem.startswith("box corners out of order (x2 < x1 or y2 < y1: x1 y1 x2 y2 = 10 25 30 5)")
+    assert parsed is None and problem.startswith(
+        "box corners out of order (x2 < x1 or y2 < y1: x1 y1 x2 y2 = 10 25 30 5)"
+    )
     problem, parsed = parse_kitti_line(kline("Car", 1, 2, 3, 4, 0.5))
     assert problem is None and parsed[1].tolist() == [1, 2, 3, 4]
 
 
-@pytest.mark.parametrize("count, fraction, n_val", [
-    (10, 0.2, 2), (10, 0.0, 0), (1, 0.5, 0), (2, 0.1, 1),   # a fraction > 0 gives at least one val image ...
-    (3, 0.1, 1), (3, 0.5, 2), (3, 0.99, 2), (4, 1.0, 3),    # ... and never an empty train split
-    (5, 0.3, 2), (0, 0.5, 0),
-])
+@pytest.mark.parametrize(
+    "count, fraction, n_val",
+    [
+        (10, 0.2, 2),
+        (10, 0.0, 0),
+        (1, 0.5, 0),
+        (2, 0.1, 1),  # a fraction > 0 gives at least one val image ...
+        (3, 0.1, 1),
+        (3, 0.5, 2),
+        (3, 0.99, 2),
+        (4, 1.0, 3),  # ... and never an empty train split
+        (5, 0.3, 2),
+        (0, 0.5, 0),
+    ],
+)
 def test_split_sizes(count, fraction, n_val):
     mask = kitti_module._split(count, fraction, seed=0)
     assert mask.dtype == bool and mask.shape == (count,) and int(mask.sum()) == n_val
@@ -299,20 +330,25 @@ def test_split_is_seeded():
 
 
 def test_class_map_names_ids_and_spelling():
-    names, type_to_id, spelled = kitti_module._class_map([" Car ", "Van", "Pedestrian"], {"van": " Car", "PEDESTRIAN": "Person"})
+    names, type_to_id, spelled = kitti_module._class_map(
+        [" Car ", "Van", "Pedestrian"], {"van": " Car", "PEDESTRIAN": "Person"}
+    )
     assert names == ["Car", "Person"]
     assert type_to_id == {"car": 0, "van": 0, "pedestrian": 1}
     assert spelled == {"car": "Car", "van": "Van", "pedestrian": "Pedestrian"}
 
 
-@pytest.mark.parametrize("classes, rename, message", [
-    ([], None, "classes: name at least one KITTI type to keep (e.g. Car,Pedestrian,Cyclist)"),
-    (["Car", " "], None, "classes: name at least one KITTI type to keep (e.g. Car,Pedestrian,Cyclist)"),
-    (["Car", "car"], None, "classes: Car, car named more than once"),
-    (["Car", "Van", "CAR", "van", "Cyclist"], None, "classes: CAR, Car, Van, van named more than once"),
-    (["Car", "Van"], {"Truck": "Car"}, "rename: 'Truck' is not one of the classes (Car, Van)"),
-    (["Car", "Van"], {"Van": "  "}, "rename: empty new name for 'Van'"),
-])
+@pytest.mark.parametrize(
+    "classes, rename, message",
+    [
+        ([], None, "classes: name at least one KITTI type to keep (e.g. Car,Pedestrian,Cyclist)"),
+        (["Car", " "], None, "classes: name at least one KITTI type to keep (e.g. Car,Pedestrian,Cyclist)"),
+        (["Car", "car"], None, "classes: Car, car named more than once"),
+        (["Car", "Van", "CAR", "van", "Cyclist"], None, "classes: CAR, Car, Van, van named more than once"),
+        (["Car", "Van"], {"Truck": "Car"}, "rename: 'Truck' is not one of the classes (Car, Van)"),
+        (["Car", "Van"], {"Van": "  "}, "rename: empty new name for 'Van'"),
+    ],
+)
 def test_class_map_refusals(classes, rename, message):
     with pytest.raises(DataError) as info:
         kitti_module._class_map(classes, rename)
@@ -359,16 +395,20 @@ def test_unreadable_images_are_counted_with_skip_bad_and_the_rest_converted(tmp_
     png(images / "c.png")
     write(labels / "b.txt", [kline("Car", 10, 5, 30, 25)])
     summary = kitti_to_yolo(images, labels, tmp_path / "yolo", CLASSES, val_fraction=0, skip_bad=True)
-    assert summary["images"] == {"train": 2} and summary["skipped"] == 1 and summary["objects"] == {
-        "Car": 1, "Pedestrian": 0, "Cyclist": 0}
+    assert (
+        summary["images"] == {"train": 2}
+        and summary["skipped"] == 1
+        and summary["objects"] == {"Car": 1, "Pedestrian": 0, "Cyclist": 0}
+    )
 
 
 def test_undecodable_bytes_in_a_label_file_are_replaced_not_fatal(tmp_path):
     images, labels = tmp_path / "image_2", tmp_path / "label_2"
     png(images / "a.png")
     labels.mkdir()
-    (labels / "a.txt").write_bytes(kline("Car", 10, 5, 30, 25).encode() + b"\n" +
-                                   kline("Tr\xffck", 10, 5, 30, 25).encode("latin-1") + b"\n")
+    (labels / "a.txt").write_bytes(
+        kline("Car", 10, 5, 30, 25).encode() + b"\n" + kline("Tr\xffck", 10, 5, 30, 25).encode("latin-1") + b"\n"
+    )
     summary = kitti_to_yolo(images, labels, tmp_path / "yolo", CLASSES, val_fraction=0)
     assert summary["objects"]["Car"] == 1 and summary["dropped"] == {"Tr\ufffdck": 1}
 
@@ -388,8 +428,17 @@ def test_the_default_split_is_seed_0(tmp_path):
 def test_counts_add_up_over_several_objects_and_bad_lines(tmp_path):
     images, labels = tmp_path / "image_2", tmp_path / "label_2"
     png(images / "a.png")
-    write(labels / "a.txt", ["Car 1 2 3", kline("Van", 1, 2, 30, 40), kline("Van", 1, 2, 30, 40),
-                             kline("Car", -5, 5, 30, 25), kline("Car", 10, 5, 30, 60), kline("Car", 10, 5, 30, 25)])
+    write(
+        labels / "a.txt",
+        [
+            "Car 1 2 3",
+            kline("Van", 1, 2, 30, 40),
+            kline("Van", 1, 2, 30, 40),
+            kline("Car", -5, 5, 30, 25),
+            kline("Car", 10, 5, 30, 60),
+            kline("Car", 10, 5, 30, 25),
+        ],
+    )
     out = tmp_path / "yolo"
     summary = kitti_to_yolo(images, labels, out, CLASSES, val_fraction=0, skip_bad=True)
     assert summary["skipped"] == 1 and summary["dropped"] == {"Van": 2}  # a bad line first: the rest still read

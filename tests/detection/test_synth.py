@@ -82,7 +82,7 @@ def test_render_scene_boxes_are_tight_and_only_objects_change_pixels(digits_pool
         assert len(boxes) == len(masks) <= 5
         assert set(boxes[:, 0].astype(int)) <= {cls for cls, _ in objects}
         union = np.zeros((H, W), dtype=bool)
-        for box, mask in zip(boxes, masks):
+        for box, mask in zip(boxes, masks, strict=True):
             assert mask.shape == (H, W) and mask.any()
             assert tuple(box[1:]) == tight_box(mask)
             # the object is really painted inside its mask
@@ -100,7 +100,7 @@ def test_dropped_objects_rules_with_solid_squares():
     clipped = kept = 0
     for _ in range(40):
         _, boxes, masks = render_scene(rng, [(0, square)] * 6, (W, H), heights=(40, 40))
-        for box, mask in zip(boxes, masks):
+        for box, mask in zip(boxes, masks, strict=True):
             kept += 1
             assert mask.sum() >= 0.3 * 40 * 40
             assert box[3] - box[1] >= 4 and box[4] - box[2] >= 4
@@ -187,20 +187,23 @@ def test_existing_output_is_refused_unless_overwrite(tmp_path):
     assert len(list((tmp_path / "o" / "labels").rglob("*.txt"))) == 4
 
 
-@pytest.mark.parametrize("kwargs, message", [
-    ({"images": 0}, "images"),
-    ({"images": 2.5}, "images"),
-    ({"size": (10, 10)}, "size"),
-    ({"size": (384,)}, "size"),
-    ({"size": "wide"}, "size"),
-    ({"val_fraction": 1.0}, "val_fraction"),
-    ({"val_fraction": -0.1}, "val_fraction"),
-    ({"objects": (3, 1)}, "objects"),
-    ({"source": "cifar10"}, "unknown object source"),
-    ({"classes": ["cat"]}, "valid: 0, 1, 2"),
-    ({"classes": []}, "at least one"),
-    ({"classes": ["1", "1"]}, "twice"),
-])
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"images": 0}, "images"),
+        ({"images": 2.5}, "images"),
+        ({"size": (10, 10)}, "size"),
+        ({"size": (384,)}, "size"),
+        ({"size": "wide"}, "size"),
+        ({"val_fraction": 1.0}, "val_fraction"),
+        ({"val_fraction": -0.1}, "val_fraction"),
+        ({"objects": (3, 1)}, "objects"),
+        ({"source": "cifar10"}, "unknown object source"),
+        ({"classes": ["cat"]}, "valid: 0, 1, 2"),
+        ({"classes": []}, "at least one"),
+        ({"classes": ["1", "1"]}, "twice"),
+    ],
+)
 def test_bad_arguments_raise_data_error(tmp_path, kwargs, message):
     args = {"images": 5, "source": "digits", **kwargs}
     with pytest.raises(DataError, match=message):

@@ -25,8 +25,12 @@ def with_masks(tmp_path_factory):
 
 
 def files(folder: Path, *parts: str) -> dict[Path, bytes]:
-    return {p.relative_to(folder): p.read_bytes() for part in parts for p in sorted((folder / part).rglob("*"))
-            if p.is_file()}
+    return {
+        p.relative_to(folder): p.read_bytes()
+        for part in parts
+        for p in sorted((folder / part).rglob("*"))
+        if p.is_file()
+    }
 
 
 def test_masks_read_back_as_a_masks_data_set(with_masks):
@@ -117,8 +121,20 @@ def test_same_seed_same_mask_bytes(with_masks, tmp_path):
 
 
 def test_cli_flag_writes_masks(cli):
-    line = cli.succeeds("data", "synth-scenes", "--out", "s", "--images", "3", "--size", "64x32", "--source",
-                        "digits", "--masks", outputs=("s",))
+    line = cli.succeeds(
+        "data",
+        "synth-scenes",
+        "--out",
+        "s",
+        "--images",
+        "3",
+        "--size",
+        "64x32",
+        "--source",
+        "digits",
+        "--masks",
+        outputs=("s",),
+    )
     assert "masks: s/masks" in line.splitlines()
     assert len(list((cli.root / "s" / "masks" / "train").glob("*.png"))) == 2
     assert load_masks("masks", str(cli.root / "s"), None).class_names == ["background", "0", "1", "7"]

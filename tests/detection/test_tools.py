@@ -41,17 +41,24 @@ def dataset(root: Path, names: list[str], files: dict[str, list[str]], splits=("
 
 # --- filter --------------------------------------------------------------------------------------
 
-PERSON, CAR, BIKE = "0.100000 0.200000 0.100000 0.200000", "0.500000 0.500000 0.200000 0.400000", \
-    "0.800000 0.300000 0.100000 0.100000"
+PERSON, CAR, BIKE = (
+    "0.100000 0.200000 0.100000 0.200000",
+    "0.500000 0.500000 0.200000 0.400000",
+    "0.800000 0.300000 0.100000 0.100000",
+)
 
 
 @pytest.fixture
 def three_classes(tmp_path):
-    return dataset(tmp_path / "src", ["person", "car", "bike"], {
-        "train/x": [f"0 {PERSON}", f"1 {CAR}", f"2 {BIKE}"],
-        "train/y": [f"0 {PERSON}"],
-        "val/z": [f"1 {CAR}", f"1 {BIKE}"],
-    })
+    return dataset(
+        tmp_path / "src",
+        ["person", "car", "bike"],
+        {
+            "train/x": [f"0 {PERSON}", f"1 {CAR}", f"2 {BIKE}"],
+            "train/y": [f"0 {PERSON}"],
+            "val/z": [f"1 {CAR}", f"1 {BIKE}"],
+        },
+    )
 
 
 def labels_of(out: Path, split: str, stem: str) -> list[str]:
@@ -129,6 +136,7 @@ def test_filter_refuses_to_overwrite_its_input(three_classes):
 
 # --- crops ---------------------------------------------------------------------------------------
 
+
 def read_manifest(out: Path) -> list[dict]:
     with open(out / "manifest.csv", newline="") as f:
         return list(csv.DictReader(f))
@@ -141,15 +149,21 @@ def crop_data(tmp_path):
     fractional edges 10.25..30.5 x 5.5..20.2 and a 5x5 person."""
     root = tmp_path / "src"
     image(root / "images" / "train" / "a.png", rects=[((20, 10, 40, 30), RED), ((80, 0, 100, 10), (0, 255, 0))])
-    write(root / "labels" / "train" / "a.txt", [
-        "1 0.300000 0.400000 0.200000 0.400000",   # (20+40)/2/100, (10+30)/2/50, 20/100, 20/50
-        "0 0.900000 0.100000 0.200000 0.200000",   # (80+100)/2/100, (0+10)/2/50, 20/100, 10/50
-    ])
+    write(
+        root / "labels" / "train" / "a.txt",
+        [
+            "1 0.300000 0.400000 0.200000 0.400000",  # (20+40)/2/100, (10+30)/2/50, 20/100, 20/50
+            "0 0.900000 0.100000 0.200000 0.200000",  # (80+100)/2/100, (0+10)/2/50, 20/100, 10/50
+        ],
+    )
     image(root / "images" / "val" / "b.png")
-    write(root / "labels" / "val" / "b.txt", [
-        "1 0.203750 0.257000 0.202500 0.294000",   # x (10.25+30.5)/2/100, w 20.25/100; y (5.5+20.2)/2/50, h 14.7/50
-        "0 0.525000 0.550000 0.050000 0.100000",   # 50..55 x 25..30: 5 x 5 px
-    ])
+    write(
+        root / "labels" / "val" / "b.txt",
+        [
+            "1 0.203750 0.257000 0.202500 0.294000",  # x (10.25+30.5)/2/100, w 20.25/100; y (5.5+20.2)/2/50, h 14.7/50
+            "0 0.525000 0.550000 0.050000 0.100000",  # 50..55 x 25..30: 5 x 5 px
+        ],
+    )
     return write_data_yaml(root, ["person", "car"], ["train", "val"])
 
 
@@ -164,7 +178,7 @@ def test_crop_is_exactly_the_box(crop_data, tmp_path):
     assert (out / car["source_image"]).resolve() == (crop_data.parent / "images" / "train" / "a.png").resolve()
     pixels = np.asarray(Image.open(out / "train" / "car" / "a_0.png"))
     assert pixels.shape == (16, 16, 3)
-    assert (pixels == RED).all()                                  # nothing of the black background
+    assert (pixels == RED).all()  # nothing of the black background
     green = np.asarray(Image.open(out / "train" / "person" / "a_1.png"))
     assert (green == (0, 255, 0)).all()
     # fractional edges round outwards: floor 10.25 -> 10, floor 5.5 -> 5, ceil 30.5 -> 31, ceil 20.2 -> 21
@@ -241,20 +255,24 @@ def test_crops_every_label_read_with_read_labels(crop_data, tmp_path):
 
 # --- crop_box: the crop geometry, by hand -------------------------------------------------------------------
 
+
 def _yolo(x1, y1, x2, y2, width=100, height=50):
     return np.array([(x1 + x2) / 2 / width, (y1 + y2) / 2 / height, (x2 - x1) / width, (y2 - y1) / height])
 
 
-@pytest.mark.parametrize("corners, pad, region, own", [
-    ((10, 5, 30, 25), 0.0, (10, 5, 30, 25), (20, 20)),                 # on pixel edges: exactly the box
-    ((10.4, 5.6, 20.6, 24.2), 0.0, (10, 5, 21, 25), (10.2, 18.6)),     # rounded outwards
-    ((-5, -10, 15, 20), 0.0, (0, 0, 15, 20), (15, 20)),                # clipped: own size is the part inside
-    ((90, 40, 110, 60), 0.0, (90, 40, 100, 50), (10, 10)),
-    ((10, 5, 30, 25), 0.5, (0, 0, 40, 35), (20, 20)),                  # pad: half the box each side, clipped
-    ((40, 20, 60, 30), 0.25, (35, 17, 65, 33), (20, 10)),              # y 17.5 and 32.5 rounded outwards
-    ((40, 20, 60, 30), 1.0, (20, 10, 80, 40), (20, 10)),
-    ((0, 0, 100, 50), 0.0, (0, 0, 100, 50), (100, 50)),
-])
+@pytest.mark.parametrize(
+    "corners, pad, region, own",
+    [
+        ((10, 5, 30, 25), 0.0, (10, 5, 30, 25), (20, 20)),  # on pixel edges: exactly the box
+        ((10.4, 5.6, 20.6, 24.2), 0.0, (10, 5, 21, 25), (10.2, 18.6)),  # rounded outwards
+        ((-5, -10, 15, 20), 0.0, (0, 0, 15, 20), (15, 20)),  # clipped: own size is the part inside
+        ((90, 40, 110, 60), 0.0, (90, 40, 100, 50), (10, 10)),
+        ((10, 5, 30, 25), 0.5, (0, 0, 40, 35), (20, 20)),  # pad: half the box each side, clipped
+        ((40, 20, 60, 30), 0.25, (35, 17, 65, 33), (20, 10)),  # y 17.5 and 32.5 rounded outwards
+        ((40, 20, 60, 30), 1.0, (20, 10, 80, 40), (20, 10)),
+        ((0, 0, 100, 50), 0.0, (0, 0, 100, 50), (100, 50)),
+    ],
+)
 def test_crop_box_by_hand(corners, pad, region, own):
     got, own_w, own_h = crop_box(_yolo(*corners), 100, 50, pad)
     assert got == region and all(type(v) is int for v in got)

@@ -2,9 +2,9 @@ import pytest
 import torch
 
 from adlab.config import ModelConfig
-from adlab.settings.cnn import CnnConfig
 from adlab.errors import CheckpointError, ConfigError
 from adlab.models.factory import build_model, freeze_all_but
+from adlab.settings.cnn import CnnConfig
 
 
 def test_cnn_shapes_and_pooling_stops_at_one_pixel():
@@ -20,25 +20,40 @@ def test_pool_early_pools_each_block_before_its_last_norm():
     cfg = ModelConfig(cnn=CnnConfig(conv_channels=[8, 16], convs_per_block=[1, 2], pool_early=True, hidden=[]))
     net = build_model(cfg, (1, 8, 8), 3).net
     kinds = [type(m).__name__ for m in net.features]
-    assert kinds == ["Conv2d", "MaxPool2d", "BatchNorm2d", "ReLU",
-                     "Conv2d", "BatchNorm2d", "ReLU", "Conv2d", "MaxPool2d", "BatchNorm2d", "ReLU"]
+    assert kinds == [
+        "Conv2d",
+        "MaxPool2d",
+        "BatchNorm2d",
+        "ReLU",
+        "Conv2d",
+        "BatchNorm2d",
+        "ReLU",
+        "Conv2d",
+        "MaxPool2d",
+        "BatchNorm2d",
+        "ReLU",
+    ]
     assert net(torch.zeros(2, 1, 8, 8)).shape == (2, 3)
     # the same parameters as the usual order: only where the pooling happens changes
-    usual = build_model(cfg.model_copy(update={"cnn": cfg.cnn.model_copy(update={"pool_early": False})}), (1, 8, 8),
-                        3).net
+    usual = build_model(
+        cfg.model_copy(update={"cnn": cfg.cnn.model_copy(update={"pool_early": False})}), (1, 8, 8), 3
+    ).net
     assert [p.shape for p in net.parameters()] == [p.shape for p in usual.parameters()]
 
 
 @pytest.mark.parametrize("activation", ["relu", "gelu", "tanh"])
 def test_cnn_options(activation):
-    cfg = ModelConfig(cnn=CnnConfig(activation=activation, batch_norm=False, conv_dropout=0.1, hidden=[32, 16],
-                                    global_pool=True))
+    cfg = ModelConfig(
+        cnn=CnnConfig(activation=activation, batch_norm=False, conv_dropout=0.1, hidden=[32, 16], global_pool=True)
+    )
     net = build_model(cfg, (3, 16, 16), 5).net
     assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in net.modules())
     assert net(torch.zeros(2, 3, 16, 16)).shape == (2, 5)
 
 
-@pytest.mark.parametrize("name,head", [("resnet18", "fc"), ("mobilenet_v2", "classifier.1"), ("alexnet", "classifier.6")])
+@pytest.mark.parametrize(
+    "name,head", [("resnet18", "fc"), ("mobilenet_v2", "classifier.1"), ("alexnet", "classifier.6")]
+)
 def test_torchvision_nets_adapted_to_channels_and_classes(name, head):
     size = 64 if name == "alexnet" else 32
     built = build_model(ModelConfig(name=name), (1, size, size), 7)

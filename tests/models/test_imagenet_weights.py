@@ -10,13 +10,13 @@ from pathlib import Path
 import pytest
 import torch
 import torchvision
+from tests.conftest import fast_config
 
 import adlab
 from adlab.config import ModelConfig
 from adlab.errors import CheckpointError
 from adlab.models.factory import build_model
 from adlab.models.zoo import imagenet_cache_path, loaded_imagenet_weights
-from tests.conftest import fast_config
 
 URL = "https://download.pytorch.org/models/resnet18-f37072fd.pth"
 
@@ -62,23 +62,37 @@ def test_a_cached_file_is_read_with_weights_only_and_its_tensors_loaded(hub):
 def test_a_run_says_and_records_which_file_it_loaded(hub, tmp_path, capsys):
     sha256 = resnet18_file(hub)
     assert not sha256.startswith("f37072fd")  # not torchvision's own file (that would take 2**32 tries)
-    config = fast_config(data={"classes": [0, 1, 2], "train_per_class": 20},
-                         model={"name": "resnet18", "weights": "imagenet"}, train={"epochs": 1, "batch_size": 64})
+    config = fast_config(
+        data={"classes": [0, 1, 2], "train_per_class": 20},
+        model={"name": "resnet18", "weights": "imagenet"},
+        train={"epochs": 1, "batch_size": 64},
+    )
     run = adlab.train(config, out=tmp_path / "run", verbose=True)
     lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("weights: ImageNet")]
     assert len(lines) == 1, lines
-    assert (f"weights: ImageNet (torchvision ResNet18_Weights.IMAGENET1K_V1) from {hub}, sha256 {sha256[:8]}…"
-            in lines[0])
+    assert (
+        f"weights: ImageNet (torchvision ResNet18_Weights.IMAGENET1K_V1) from {hub}, sha256 {sha256[:8]}…" in lines[0]
+    )
     assert "not torchvision's own file" in lines[0] and "f37072fd" in lines[0]
     recorded = json.loads((run.path / "env.json").read_text())["weights"]
-    assert recorded == {"source": "imagenet", "weights": "ResNet18_Weights.IMAGENET1K_V1", "url": URL,
-                        "file": str(hub), "sha256": sha256, "matches_torchvision": False, "downloaded": False}
+    assert recorded == {
+        "source": "imagenet",
+        "weights": "ResNet18_Weights.IMAGENET1K_V1",
+        "url": URL,
+        "file": str(hub),
+        "sha256": sha256,
+        "matches_torchvision": False,
+        "downloaded": False,
+    }
 
 
-@pytest.mark.parametrize("content, reason", [
-    (b"\x00garbage bytes, not a torch file" * 8, "refused by weights_only"),
-    (None, "RuntimeError: PytorchStreamReader failed reading zip archive: failed finding central directory)"),
-])
+@pytest.mark.parametrize(
+    "content, reason",
+    [
+        (b"\x00garbage bytes, not a torch file" * 8, "refused by weights_only"),
+        (None, "RuntimeError: PytorchStreamReader failed reading zip archive: failed finding central directory)"),
+    ],
+)
 def test_a_broken_cached_file_is_one_line_naming_it_as_corrupt(hub, content, reason):
     if content is None:  # a download cut short
         resnet18_file(hub)
@@ -99,8 +113,11 @@ def test_a_broken_cached_file_is_one_line_naming_it_as_corrupt(hub, content, rea
 def test_another_architectures_state_dict_is_corrupt_too(hub):
     hub.parent.mkdir(parents=True)
     torch.save(torchvision.models.resnet34().state_dict(), hub)
-    with pytest.raises(CheckpointError, match=r"resnet18-f37072fd.pth: not a readable state dict \(not resnet18's "
-                                              r"tensors: .*Unexpected key\(s\)"):
+    with pytest.raises(
+        CheckpointError,
+        match=r"resnet18-f37072fd.pth: not a readable state dict \(not resnet18's "
+        r"tensors: .*Unexpected key\(s\)",
+    ):
         imagenet_resnet18()
     torch.save({"model": [1, 2, 3]}, hub)
     with pytest.raises(CheckpointError, match=r"not a readable state dict \(a dict, not a mapping of names to tensors"):
@@ -111,8 +128,10 @@ def test_offline_without_the_file_is_one_line_naming_the_url_and_where_to_put_it
     with pytest.raises(CheckpointError) as err:
         imagenet_resnet18()
     message = str(err.value)
-    assert message == (f"ImageNet weights for resnet18 could not be downloaded from {URL} (<urlopen error network is "
-                       f"unreachable>); without internet, put that file at {hub}")
+    assert message == (
+        f"ImageNet weights for resnet18 could not be downloaded from {URL} (<urlopen error network is "
+        f"unreachable>); without internet, put that file at {hub}"
+    )
     assert not hub.exists()
 
 
@@ -137,6 +156,9 @@ def test_a_download_is_checked_against_the_prefix_and_read_with_weights_only(hub
 
     hub.unlink()
     monkeypatch.setattr(torch.hub, "download_url_to_file", mismatch)
-    with pytest.raises(CheckpointError, match=r"does not match the sha256 prefix in its name \(invalid hash value "
-                                              r"\(expected \"f37072fd\""):
+    with pytest.raises(
+        CheckpointError,
+        match=r"does not match the sha256 prefix in its name \(invalid hash value "
+        r"\(expected \"f37072fd\"",
+    ):
         imagenet_resnet18()

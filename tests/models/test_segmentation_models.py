@@ -90,8 +90,9 @@ def test_model_unet_settings_reach_the_network_and_null_takes_its_default():
     assert not any(isinstance(m, nn.ConvTranspose2d) for m in default.modules())
 
 
-@pytest.mark.parametrize("weights, said", [("imagenet", "ImageNet"), ("ImageNet", "ImageNet"),
-                                           ("coco_voc", "COCO-with-VOC-labels")])
+@pytest.mark.parametrize(
+    "weights, said", [("imagenet", "ImageNet"), ("ImageNet", "ImageNet"), ("coco_voc", "COCO-with-VOC-labels")]
+)
 def test_the_unet_has_no_pretrained_weights(weights, said):
     with pytest.raises(ConfigError) as err:
         build_segmenter("unet", 3, 2, weights, None)
@@ -158,8 +159,13 @@ def test_imagenet_loads_the_cached_backbone_file_and_records_it(hub, name):
     assert torch.all(backbone["4"].block[0][0].weight == 0.25) and torch.all(backbone["0"][1].running_mean == -1.5)
     assert logits(built.net).shape == (1, 4, 64, 64)
     assert built.weights == {
-        "source": "imagenet", "weights": "MobileNet_V3_Large_Weights.IMAGENET1K_V1", "url": MOBILENET_URL,
-        "file": str(path), "sha256": sha256, "matches_torchvision": False, "downloaded": False,
+        "source": "imagenet",
+        "weights": "MobileNet_V3_Large_Weights.IMAGENET1K_V1",
+        "url": MOBILENET_URL,
+        "file": str(path),
+        "sha256": sha256,
+        "matches_torchvision": False,
+        "downloaded": False,
         "new": ["net.classifier"],
     }
     assert built.line.startswith(
@@ -223,16 +229,25 @@ def coco_file(hub, name, url, **changes):
 
 
 def test_coco_voc_loads_the_whole_net_with_new_class_layers(hub):
-    path, sha256 = coco_file(hub, "lraspp_mobilenet_v3_large", LRASPP_URL,
-                             **{"classifier.cbr.0.weight": 0.5, "backbone.0.1.running_var": 2.0})
+    path, sha256 = coco_file(
+        hub,
+        "lraspp_mobilenet_v3_large",
+        LRASPP_URL,
+        **{"classifier.cbr.0.weight": 0.5, "backbone.0.1.running_var": 2.0},
+    )
     built = build_segmenter("lraspp_mobilenet_v3_large", 3, 4, "coco_voc", None)
     net = built.net.net
     assert torch.all(net.classifier.cbr[0].weight == 0.5) and torch.all(net.backbone["0"][1].running_var == 2.0)
     assert net.classifier.low_classifier.out_channels == net.classifier.high_classifier.out_channels == 4
     assert logits(built.net).shape == (1, 4, 64, 64)
     assert built.weights == {
-        "source": "coco_voc", "weights": "LRASPP_MobileNet_V3_Large_Weights.COCO_WITH_VOC_LABELS_V1",
-        "url": LRASPP_URL, "file": str(path), "sha256": sha256, "matches_torchvision": False, "downloaded": False,
+        "source": "coco_voc",
+        "weights": "LRASPP_MobileNet_V3_Large_Weights.COCO_WITH_VOC_LABELS_V1",
+        "url": LRASPP_URL,
+        "file": str(path),
+        "sha256": sha256,
+        "matches_torchvision": False,
+        "downloaded": False,
         "new": ["net.classifier.low_classifier", "net.classifier.high_classifier"],
     }
     assert built.line.startswith(

@@ -11,6 +11,7 @@ import sys
 
 import pytest
 import torch
+from tests.conftest import fast_config
 
 import adlab
 from adlab.config import ModelConfig
@@ -18,7 +19,6 @@ from adlab.errors import CheckpointError, ConfigError
 from adlab.models.checkpoints import read_checkpoint
 from adlab.models.factory import build_model, weights_input
 from adlab.models.zoo import loaded_imagenet_weights
-from tests.conftest import fast_config
 
 pytestmark = pytest.mark.requires("timm")  # skipped without adlab[timm]; with CI=true a failure
 try:
@@ -76,8 +76,9 @@ def imagenet(shape=(3, 32, 32), classes=10):
     return build_model(ModelConfig(name=NAME, weights="imagenet"), shape, classes)
 
 
-@pytest.mark.parametrize("name, head", [("timm/test_resnet", "fc"), ("timm/test_convnext", "head.fc"),
-                                        ("timm/test_vit", "head")])
+@pytest.mark.parametrize(
+    "name, head", [("timm/test_resnet", "fc"), ("timm/test_convnext", "head.fc"), ("timm/test_vit", "head")]
+)
 def test_a_timm_net_takes_the_images_channels_and_classes(name, head):
     built = build_model(ModelConfig(name=name), (1, 32, 32), 10)
     assert built.head == head
@@ -98,8 +99,11 @@ def test_freeze_leaves_only_the_head_trainable():
 def test_unknown_names_suggest_close_ones():
     with pytest.raises(ConfigError, match=r"unknown timm model 'timm/resnet81' \(did you mean timm/resnet18"):
         build_model(ModelConfig(name="timm/resnet81"), (1, 32, 32), 10)
-    with pytest.raises(ConfigError, match=r"unknown timm tag 'timm/test_resnet.in1k' \(timm/test_resnet has the "
-                                          r"pretrained tags timm/test_resnet.r160_in1k\)"):
+    with pytest.raises(
+        ConfigError,
+        match=r"unknown timm tag 'timm/test_resnet.in1k' \(timm/test_resnet has the "
+        r"pretrained tags timm/test_resnet.r160_in1k\)",
+    ):
         build_model(ModelConfig(name="timm/test_resnet.in1k"), (1, 32, 32), 10)
 
 
@@ -113,8 +117,9 @@ def test_without_timm_one_line_says_how_to_install_it(monkeypatch):
 def test_the_weights_bring_their_normalisation_and_three_channels():
     assert weights_input(ModelConfig(name=NAME, weights="imagenet")) == (3, ([0.5] * 3, [0.5] * 3))
     channels, (mean, std) = weights_input(ModelConfig(name="timm/resnet18", weights="imagenet"))
-    assert channels == 3 and mean == pytest.approx([0.485, 0.456, 0.406]) and std == pytest.approx([0.229, 0.224,
-                                                                                                     0.225])
+    assert (
+        channels == 3 and mean == pytest.approx([0.485, 0.456, 0.406]) and std == pytest.approx([0.229, 0.224, 0.225])
+    )
     assert weights_input(ModelConfig(name=NAME)) == (None, None)
 
 
@@ -125,11 +130,19 @@ def test_a_cached_file_is_loaded_and_recorded(hub):
     assert net.fc.out_features == 10 and not torch.any(net.fc.weight == 7.0)  # a new head
     record = loaded_imagenet_weights(NAME)
     assert record.to_dict() == {
-        "source": "timm test_resnet.r160_in1k", "weights": "test_resnet.r160_in1k",
-        "url": "https://huggingface.co/timm/test_resnet.r160_in1k", "revision": COMMIT, "file": str(path),
-        "sha256": sha256, "matches_hub": True, "downloaded": False}
-    assert record.line() == (f"weights: timm test_resnet.r160_in1k (https://huggingface.co/timm/test_resnet.r160_in1k)"
-                             f" from {path}, sha256 {sha256[:12]}…")
+        "source": "timm test_resnet.r160_in1k",
+        "weights": "test_resnet.r160_in1k",
+        "url": "https://huggingface.co/timm/test_resnet.r160_in1k",
+        "revision": COMMIT,
+        "file": str(path),
+        "sha256": sha256,
+        "matches_hub": True,
+        "downloaded": False,
+    }
+    assert record.line() == (
+        f"weights: timm test_resnet.r160_in1k (https://huggingface.co/timm/test_resnet.r160_in1k)"
+        f" from {path}, sha256 {sha256[:12]}…"
+    )
 
 
 def test_timm_adapts_the_loaded_first_convolution_to_grey_images(hub):
@@ -155,7 +168,8 @@ def test_offline_without_the_file_is_one_line_naming_it_and_where_it_goes(hub):
         f"test_resnet.r160_in1k is not in the Hugging Face cache ({hub}) and HF_HUB_OFFLINE is set, so it was not "
         f"downloaded; put it at {hub / REPO}/snapshots/<commit>/model.safetensors, with <commit> written in "
         f"{hub / REPO}/refs/main (as `hf download timm/test_resnet.r160_in1k model.safetensors` does online), or "
-        f"unset HF_HUB_OFFLINE")
+        f"unset HF_HUB_OFFLINE"
+    )
     assert not hub.exists()
     (hub / REPO / "refs").mkdir(parents=True)  # a snapshot known, its file missing: the exact path
     (hub / REPO / "refs" / "main").write_text(COMMIT)
@@ -177,9 +191,11 @@ def test_no_network_is_one_line_after_one_quick_request(hub, monkeypatch):
         imagenet()
     url = "https://huggingface.co/timm/test_resnet.r160_in1k/resolve/main/model.safetensors"
     assert probes == [(url, 10)]  # one HEAD, no retries: hf_hub_download (not called) would retry for minutes
-    assert str(err.value).startswith(f"ImageNet weights for {NAME} (timm test_resnet.r160_in1k) could not be "
-                                     f"downloaded from {url} (ConnectionError: [Errno -2] Name or service not known);"
-                                     f" without internet, put model.safetensors at {hub / REPO}/snapshots/")
+    assert str(err.value).startswith(
+        f"ImageNet weights for {NAME} (timm test_resnet.r160_in1k) could not be "
+        f"downloaded from {url} (ConnectionError: [Errno -2] Name or service not known);"
+        f" without internet, put model.safetensors at {hub / REPO}/snapshots/"
+    )
 
 
 def test_online_huggingface_hub_downloads_it_into_the_cache(hub, monkeypatch):
@@ -206,19 +222,28 @@ def test_a_broken_cached_file_is_one_line_naming_it(hub):
         imagenet()
     assert "\n" not in str(err.value)
     assert str(err.value).startswith(f"{path}: not a readable state dict (")
-    assert str(err.value).endswith("delete it and run again online, or replace it with timm's file from "
-                                   "https://huggingface.co/timm/test_resnet.r160_in1k")
+    assert str(err.value).endswith(
+        "delete it and run again online, or replace it with timm's file from "
+        "https://huggingface.co/timm/test_resnet.r160_in1k"
+    )
     save_file(timm.create_model("test_efficientnet").state_dict(), str(path.resolve()))  # another network's
-    with pytest.raises(CheckpointError, match=r"not a readable state dict \(not test_resnet.r160_in1k's tensors: "
-                                              r"Error\(s\) in loading state_dict for ResNet: Missing key"):
+    with pytest.raises(
+        CheckpointError,
+        match=r"not a readable state dict \(not test_resnet.r160_in1k's tensors: "
+        r"Error\(s\) in loading state_dict for ResNet: Missing key",
+    ):
         imagenet()
 
 
 # --- end to end: adlab's training on digits in the three regimes ------------------------------------------------
 
+
 def _run(config_model, out, capsys=None):
-    config = fast_config(model={"name": NAME, **config_model}, data={"classes": [0, 1, 2], "train_per_class": 20},
-                         train={"epochs": 1, "batch_size": 32})
+    config = fast_config(
+        model={"name": NAME, **config_model},
+        data={"classes": [0, 1, 2], "train_per_class": 20},
+        train={"epochs": 1, "batch_size": 32},
+    )
     run = adlab.train(config, out=out, verbose=capsys is not None)
     state, _ = read_checkpoint(run.path / "checkpoints" / "best.ckpt")
     return run, state
@@ -236,8 +261,10 @@ def test_three_regimes_on_digits(hub, tmp_path, capsys):
     capsys.readouterr()
     run, frozen = _run({"weights": "imagenet", "freeze": True}, tmp_path / "frozen", capsys)
     said = [line for line in capsys.readouterr().out.splitlines() if line.startswith("weights: timm")]
-    assert said == [f"weights: timm test_resnet.r160_in1k (https://huggingface.co/timm/test_resnet.r160_in1k) from "
-                    f"{path}, sha256 {sha256[:12]}…"]
+    assert said == [
+        f"weights: timm test_resnet.r160_in1k (https://huggingface.co/timm/test_resnet.r160_in1k) from "
+        f"{path}, sha256 {sha256[:12]}…"
+    ]
     recorded = json.loads((run.path / "env.json").read_text())["weights"]
     assert recorded["source"] == "timm test_resnet.r160_in1k" and recorded["sha256"] == sha256
     assert recorded["file"] == str(path)

@@ -5,13 +5,13 @@ import json
 import pytest
 import torch
 import torch.nn.functional as F
+from tests.conftest import fast_config
 from torch import nn
 
 import adlab
 from adlab.config import load_config
 from adlab.errors import ConfigError
 from adlab.models.whiten import EPS, patch_covariance, whiten_first_conv
-from tests.conftest import fast_config
 
 
 def correlated_images(n=64, seed=0):
@@ -46,7 +46,7 @@ def test_whitened_filters_decorrelate_the_patches_and_come_in_sign_pairs():
     # each response has variance lambda / (lambda + EPS): close to 1 for the strong directions
     assert torch.allclose(cov.diagonal(), eigenvalues / (eigenvalues + EPS), atol=1e-3)
     assert (cov - torch.diag(cov.diagonal())).abs().max() < 1e-3  # decorrelated
-    assert torch.equal(conv.weight[n:2 * n], -conv.weight[:n])
+    assert torch.equal(conv.weight[n : 2 * n], -conv.weight[:n])
     assert torch.equal(conv.weight[36:], untouched)  # filters past 2n keep their initialisation
 
 

@@ -30,8 +30,10 @@ class Failing:
         self.file.close()
 
 
-@pytest.mark.parametrize("exc, expected", [(KeyboardInterrupt(), KeyboardInterrupt),
-                                           (OSError(errno.ENOSPC, "No space left on device"), OSError)])
+@pytest.mark.parametrize(
+    "exc, expected",
+    [(KeyboardInterrupt(), KeyboardInterrupt), (OSError(errno.ENOSPC, "No space left on device"), OSError)],
+)
 def test_an_interrupted_save_says_why_and_leaves_no_checkpoint(tmp_path, monkeypatch, exc, expected):
     real_open = open
 

@@ -12,9 +12,24 @@ import pytest
 def test_two_cpu_processes_share_one_run_directory(tmp_path):
     """Lightning's launcher re-runs the command once per extra device; rank 0 alone owns the folder."""
     out_dir = tmp_path / "run"
-    cmd = [sys.executable, "-m", "adlab", "train", "configs/digits_cnn.yaml", "--out", str(out_dir), "--quiet",
-           "--set", "train.epochs=2", "--set", "train.accelerator=cpu", "--set", "train.devices=2",
-           "--set", "train.strategy=ddp"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "adlab",
+        "train",
+        "configs/digits_cnn.yaml",
+        "--out",
+        str(out_dir),
+        "--quiet",
+        "--set",
+        "train.epochs=2",
+        "--set",
+        "train.accelerator=cpu",
+        "--set",
+        "train.devices=2",
+        "--set",
+        "train.strategy=ddp",
+    ]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
     metrics = json.loads((out_dir / "metrics.json").read_text())

@@ -22,9 +22,9 @@ from pathlib import Path
 import lightning as L
 import pytest
 import yaml
+from tests.conftest import fast_config
 
 import adlab
-from tests.conftest import fast_config
 
 pytestmark = pytest.mark.requires("track")  # skipped without adlab[track]; fails with CI=true (tests/conftest.py)
 MLFLOW_ENV = ("MLFLOW_TRACKING_URI", "MLFLOW_EXPERIMENT_NAME", "MLFLOW_EXPERIMENT_ID")
@@ -78,18 +78,31 @@ def test_default_logs_nowhere_new(digits_run):
 
 def test_unknown_or_repeated_logger_is_one_line(cli):
     (cli.root / "c.yaml").write_text("train: {epochs: 1}\n")
-    cli.refused("train", "c.yaml", "--set", "train.loggers=[csv,wandb]",
-                names=("train.loggers", "'wandb'", "csv, tensorboard, mlflow"))
-    cli.refused("train", "c.yaml", "--set", "train.loggers=[mlflow,mlflow]",
-                names=("train.loggers", "mlflow is listed twice"))
+    cli.refused(
+        "train",
+        "c.yaml",
+        "--set",
+        "train.loggers=[csv,wandb]",
+        names=("train.loggers", "'wandb'", "csv, tensorboard, mlflow"),
+    )
+    cli.refused(
+        "train", "c.yaml", "--set", "train.loggers=[mlflow,mlflow]", names=("train.loggers", "mlflow is listed twice")
+    )
 
 
 def test_logger_without_its_package_is_one_line_but_its_config_still_loads(cli, monkeypatch):
     real = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "mlflow" else real(name, *a))
     (cli.root / "c.yaml").write_text("train: {epochs: 1}\n")
-    cli.refused("train", "c.yaml", "--set", "train.loggers=mlflow", "--out", "run",
-                names=("train.loggers", "mlflow", "adlab[track]"))
+    cli.refused(
+        "train",
+        "c.yaml",
+        "--set",
+        "train.loggers=mlflow",
+        "--out",
+        "run",
+        names=("train.loggers", "mlflow", "adlab[track]"),
+    )
     # reading a finished run's config (evaluate, table, reports) does not need the tracker
     assert adlab.load_config({"train": {"loggers": ["mlflow"]}}).train.loggers == ["mlflow"]
 
@@ -157,8 +170,9 @@ def test_a_study_shares_one_store_and_experiment_through_mlflow_variables(tmp_pa
     monkeypatch.delenv("MLFLOW_EXPERIMENT_NAME", raising=False)
     monkeypatch.chdir(tmp_path)
     for name in ("lr=0.01", "lr=0.001"):  # a study's runs share their base config's name
-        adlab.train(tracked_config(epochs=1, loggers=["mlflow"], name="lr_study"), out=tmp_path / "study" / name,
-                    verbose=False)
+        adlab.train(
+            tracked_config(epochs=1, loggers=["mlflow"], name="lr_study"), out=tmp_path / "study" / name, verbose=False
+        )
         assert os.environ["MLFLOW_TRACKING_URI"] == f"sqlite:///{store}"  # the user's setting, kept
         assert not (tmp_path / "study" / name / "logs").exists()
     client = mlflow_client(f"sqlite:///{store}")
@@ -189,8 +203,16 @@ def test_study_workers_open_a_new_shared_store_at_the_same_moment(tmp_path):
     env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'store' / 'mlflow.db'}"}
     env.pop("MLFLOW_EXPERIMENT_NAME", None)
     go = tmp_path / "go"
-    workers = [subprocess.Popen([sys.executable, "-c", OPEN_STORE, str(go), str(tmp_path / f"run{i}")], env=env,
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for i in range(3)]
+    workers = [
+        subprocess.Popen(
+            [sys.executable, "-c", OPEN_STORE, str(go), str(tmp_path / f"run{i}")],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for i in range(3)
+    ]
     deadline = time.monotonic() + 120
     while len(list(tmp_path.glob("*.ready"))) < len(workers) and time.monotonic() < deadline:
         time.sleep(0.05)  # until every worker has imported MLflow and waits
@@ -215,26 +237,34 @@ def test_a_resumed_run_continues_its_mlflow_run(tmp_path, monkeypatch):
         monkeypatch.delenv(name, raising=False)
     out = tmp_path / "run"
     with pytest.raises(RuntimeError, match="stopped on purpose"):
-        adlab.train(tracked_config(epochs=3, loggers=["mlflow"]), out=out, verbose=False,
-                    callbacks=[StopInSecondEpoch()])
+        adlab.train(
+            tracked_config(epochs=3, loggers=["mlflow"]), out=out, verbose=False, callbacks=[StopInSecondEpoch()]
+        )
     assert (out / "checkpoints" / "last.ckpt").is_file() and not (out / "metrics.json").exists()
     finished = resume(out, verbose=False)
     found = only_run(mlflow_client(store_uri(out)), "tracked")
-    assert found.info.status == "FINISHED" and found.data.metrics["accuracy"] == pytest.approx(finished.metrics["accuracy"])
+    assert found.info.status == "FINISHED" and found.data.metrics["accuracy"] == pytest.approx(
+        finished.metrics["accuracy"]
+    )
     epochs = {m.step for m in mlflow_client(store_uri(out)).get_metric_history(found.info.run_id, "val_accuracy")}
     assert len(epochs) == 3  # the epochs before and after the stop (the second one made twice), in one MLflow run
 
 
 # --- detection: ultralytics' integrations -----------------------------------------------------------
 
+
 def adlab_process(args: list[str], cwd: Path, yolo_config: Path) -> subprocess.CompletedProcess:
     """`adlab` as a user starts it: not under pytest (ultralytics' integrations stay quiet inside pytest
     and GitHub Actions), with a settings file of the user's that has every integration on."""
-    env = {k: v for k, v in os.environ.items()
-           if k not in ("PYTEST_CURRENT_TEST", "GITHUB_ACTIONS", "GITHUB_WORKFLOW", "RUNNER_OS", *MLFLOW_ENV)}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("PYTEST_CURRENT_TEST", "GITHUB_ACTIONS", "GITHUB_WORKFLOW", "RUNNER_OS", *MLFLOW_ENV)
+    }
     env.update(YOLO_CONFIG_DIR=str(yolo_config), MPLBACKEND="Agg")
-    return subprocess.run([sys.executable, "-m", "adlab", *args], cwd=cwd, env=env, capture_output=True, text=True,
-                          timeout=600)
+    return subprocess.run(
+        [sys.executable, "-m", "adlab", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=600
+    )
 
 
 def user_settings(tmp_path: Path) -> Path:
@@ -246,9 +276,14 @@ def user_settings(tmp_path: Path) -> Path:
     path = folder / "Ultralytics" / "settings.json"
     settings = json.loads(path.read_text())
     assert {"mlflow", "tensorboard"} <= settings.keys()
-    settings.update({"runs_dir": str(tmp_path / "yolo-runs"), "datasets_dir": str(tmp_path / "yolo-datasets"),
-                     "weights_dir": str(tmp_path / "yolo-weights"),
-                     **dict.fromkeys(("clearml", "comet", "dvc", "mlflow", "raytune", "tensorboard", "wandb"), True)})
+    settings.update(
+        {
+            "runs_dir": str(tmp_path / "yolo-runs"),
+            "datasets_dir": str(tmp_path / "yolo-datasets"),
+            "weights_dir": str(tmp_path / "yolo-weights"),
+            **dict.fromkeys(("clearml", "comet", "dvc", "mlflow", "raytune", "tensorboard", "wandb"), True),
+        }
+    )
     path.write_text(json.dumps(settings, indent=2))
     return folder
 
@@ -259,14 +294,23 @@ def detect_run(tmp_path: Path, loggers: list[str]) -> Path:
 
     data_yaml = make_rectangles(tmp_path / "rects", n_train=8, n_val=4)
     config = tmp_path / "detect.yaml"
-    config.write_text(yaml.safe_dump({
-        "task": "detect", "name": "boxes", "data": {"name": "yolo", "root": str(data_yaml), "image_size": 64},
-        "model": {"name": "yolov8n"}, "train": {"epochs": 1, "batch_size": 8, "loggers": loggers}}))
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "task": "detect",
+                "name": "boxes",
+                "data": {"name": "yolo", "root": str(data_yaml), "image_size": 64},
+                "model": {"name": "yolov8n"},
+                "train": {"epochs": 1, "batch_size": 8, "loggers": loggers},
+            }
+        )
+    )
     yolo_config = user_settings(tmp_path)
     (tmp_path / "cwd").mkdir()
     before = (yolo_config / "Ultralytics" / "settings.json").read_bytes()
-    done = adlab_process(["train", str(config), "--out", str(tmp_path / "run"), "--quiet"], tmp_path / "cwd",
-                         yolo_config)
+    done = adlab_process(
+        ["train", str(config), "--out", str(tmp_path / "run"), "--quiet"], tmp_path / "cwd", yolo_config
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     assert (yolo_config / "Ultralytics" / "settings.json").read_bytes() == before, "the user's settings were written"
     assert not any((tmp_path / "cwd").iterdir()), sorted(p.name for p in (tmp_path / "cwd").iterdir())
@@ -281,8 +325,11 @@ detection = pytest.mark.requires("detect")
 def test_detection_with_loggers_off_logs_nothing_although_everything_is_installed_and_on(tmp_path):
     run = detect_run(tmp_path, [])
     assert (run / "metrics.json").is_file()
-    logged = [p for p in tmp_path.rglob("*") if p.name in ("mlruns", "mlflow.db", "mlartifacts", "logs")
-              or p.name.startswith("events.out.tfevents")]
+    logged = [
+        p
+        for p in tmp_path.rglob("*")
+        if p.name in ("mlruns", "mlflow.db", "mlartifacts", "logs") or p.name.startswith("events.out.tfevents")
+    ]
     assert not logged, logged
     assert not (tmp_path / "yolo-runs").exists()
 
@@ -297,7 +344,9 @@ def test_detection_with_mlflow_and_tensorboard_logs_into_the_run_folder(tmp_path
     client = mlflow_client(store_uri(run))
     found = only_run(client, "boxes")
     assert found.info.run_name == "run" and found.info.status == "FINISHED"
-    assert found.data.params["imgsz"] == "64" and found.data.params["train.batch_size"] == "8"  # ultralytics' and adlab's
+    assert (
+        found.data.params["imgsz"] == "64" and found.data.params["train.batch_size"] == "8"
+    )  # ultralytics' and adlab's
     assert 0 in {m.step for m in client.get_metric_history(found.info.run_id, "metrics/mAP50B")}  # ultralytics' epoch
     assert found.data.metrics["map50_torchmetrics"] == pytest.approx(metrics["map50_torchmetrics"])  # adlab's result
     artifacts = {a.path for a in client.list_artifacts(found.info.run_id, "figures")}
@@ -313,9 +362,18 @@ def test_detection_with_mlflow_and_tensorboard_logs_into_the_run_folder(tmp_path
 # --- the MLflow UI in a browser ---------------------------------------------------------------------
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                  "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                  "--virtual-time-budget=20000", "--dump-dom"]
+CHROMIUM_FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--virtual-time-budget=20000",
+    "--dump-dom",
+]
 
 
 def free_port() -> int:
@@ -351,15 +409,33 @@ def test_the_mlflow_ui_shows_the_run_and_its_metric(tracked, tmp_path):
     run = tracked[0]
     found = only_run(mlflow_client(store_uri(run.path)), "tracked")
     port = free_port()
-    server = subprocess.Popen([str(Path(sys.executable).parent / "mlflow"), "ui", "--backend-store-uri",
-                               store_uri(run.path), "--host", "127.0.0.1", "--port", str(port), "--workers", "1"],
-                              cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                              start_new_session=True)  # its own process group: the uvicorn workers go with it
+    server = subprocess.Popen(
+        [
+            str(Path(sys.executable).parent / "mlflow"),
+            "ui",
+            "--backend-store-uri",
+            store_uri(run.path),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--workers",
+            "1",
+        ],
+        cwd=tmp_path,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+    )  # its own process group: the uvicorn workers go with it
     try:
         wait_until_up(f"http://127.0.0.1:{port}/health", server)
         url = f"http://127.0.0.1:{port}/#/experiments/{found.info.experiment_id}/runs/{found.info.run_id}"
-        browser = subprocess.run([CHROMIUM, *CHROMIUM_FLAGS, f"--user-data-dir={tmp_path / 'profile'}", url],
-                                 capture_output=True, text=True, timeout=180)
+        browser = subprocess.run(
+            [CHROMIUM, *CHROMIUM_FLAGS, f"--user-data-dir={tmp_path / 'profile'}", url],
+            capture_output=True,
+            text=True,
+            timeout=180,
+        )
         text = page_text(browser.stdout)
         assert f"|{run.path.name}|" in text, browser.stderr[-1500:]
         assert f"|accuracy|{run.metrics['accuracy']!r}|" in text, text[:3000]

@@ -67,8 +67,12 @@ def history_rows(run: Path) -> int:
 
 
 def interrupt(config_file: Path, run: Path, sig: int, after_epochs: int = 2) -> subprocess.CompletedProcess:
-    process = subprocess.Popen(adlab_in_foreground("train", str(config_file), "--out", str(run)),
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    process = subprocess.Popen(
+        adlab_in_foreground("train", str(config_file), "--out", str(run)),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     deadline = time.monotonic() + 120
     while history_rows(run) < after_epochs and process.poll() is None and time.monotonic() < deadline:
         time.sleep(0.02)
@@ -80,8 +84,9 @@ def interrupt(config_file: Path, run: Path, sig: int, after_epochs: int = 2) -> 
 
 def assert_same_result(run: Path, uninterrupted: dict) -> None:
     resumed = json.loads((run / "metrics.json").read_text())
-    assert {k: v for k, v in resumed.items() if k not in TIMING} == \
-        {k: v for k, v in uninterrupted.items() if k not in TIMING}
+    assert {k: v for k, v in resumed.items() if k not in TIMING} == {
+        k: v for k, v in uninterrupted.items() if k not in TIMING
+    }
     assert history_rows(run) == EPOCHS
 
 
@@ -189,10 +194,11 @@ def test_an_interrupted_run_made_before_the_families_resumes(config_file, uninte
 def test_a_ctrl_c_in_this_process_leaves_its_ctrl_c_handler_as_it_was(tmp_path, monkeypatch):
     """Lightning ignores SIGINT while it shuts down after a Ctrl-C and puts the handler back at teardown: after an
     interrupted adlab.train a notebook's kernel can still be interrupted (a guard against a Lightning change)."""
+    from tests.conftest import fast_config
+
     import adlab
     from adlab.errors import Interrupted
     from adlab.tasks.lightning.callbacks import HistoryWriter
-    from tests.conftest import fast_config
 
     def ctrl_c(self, trainer, pl_module):
         raise KeyboardInterrupt

@@ -16,8 +16,11 @@ def _keys(path):
 def runs(tmp_path_factory):
     root = tmp_path_factory.mktemp("scored")
     made = {}
-    for name, train in {"best": {}, "last-dropped": {"test_checkpoint": "last", "keep_last": False},
-                        "best-dropped": {"keep_last": False}}.items():
+    for name, train in {
+        "best": {},
+        "last-dropped": {"test_checkpoint": "last", "keep_last": False},
+        "best-dropped": {"keep_last": False},
+    }.items():
         made[name] = adlab.train(fast_config(train={"epochs": 2, "lr": 0.05, **train}), out=root / name, verbose=False)
     return made
 
@@ -53,6 +56,15 @@ def test_detection_refuses_last_weights():
     from adlab.config import load_config
     from adlab.errors import ConfigError
 
-    with pytest.raises(ConfigError, match=r"train.test_checkpoint: task detect takes only 'best' \(it is scored with ultralytics' best.pt\)"):
-        load_config({"task": "detect", "data": {"name": "yolo", "root": "x.yaml"}, "model": {"name": "yolov8n"},
-                     "train": {"test_checkpoint": "last"}})
+    with pytest.raises(
+        ConfigError,
+        match=r"train.test_checkpoint: task detect takes only 'best' \(it is scored with ultralytics' best.pt\)",
+    ):
+        load_config(
+            {
+                "task": "detect",
+                "data": {"name": "yolo", "root": "x.yaml"},
+                "model": {"name": "yolov8n"},
+                "train": {"test_checkpoint": "last"},
+            }
+        )

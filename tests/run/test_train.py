@@ -6,14 +6,23 @@ import json
 import numpy as np
 import pytest
 import torch
+from tests.conftest import assert_matches_scikit_learn, fast_config
 
 import adlab
 from adlab.models.checkpoints import read_checkpoint
-from tests.conftest import assert_matches_scikit_learn, fast_config
 
-RUN_FILES = ["config.yaml", "env.json", "history.csv", "metrics.json", "predictions.csv",
-             "checkpoints/best.ckpt", "checkpoints/last.ckpt",
-             "figures/loss_curves.png", "figures/confusion_matrix.png", "figures/misclassified.png"]
+RUN_FILES = [
+    "config.yaml",
+    "env.json",
+    "history.csv",
+    "metrics.json",
+    "predictions.csv",
+    "checkpoints/best.ckpt",
+    "checkpoints/last.ckpt",
+    "figures/loss_curves.png",
+    "figures/confusion_matrix.png",
+    "figures/misclassified.png",
+]
 
 
 def test_run_directory_contract(digits_run):
@@ -21,8 +30,18 @@ def test_run_directory_contract(digits_run):
         assert (digits_run.path / name).is_file(), name
     assert not list(digits_run.path.rglob("*.tmp"))
     metrics = json.loads((digits_run.path / "metrics.json").read_text())
-    for key in ("accuracy", "mean_class_accuracy", "macro_f1", "macro_precision", "macro_recall",
-                "per_class_accuracy", "confusion_matrix", "class_names", "num_test", "train_seconds"):
+    for key in (
+        "accuracy",
+        "mean_class_accuracy",
+        "macro_f1",
+        "macro_precision",
+        "macro_recall",
+        "per_class_accuracy",
+        "confusion_matrix",
+        "class_names",
+        "num_test",
+        "train_seconds",
+    ):
         assert key in metrics, key
     assert metrics["num_test"] == 360 and len(metrics["class_names"]) == 10
     env = json.loads((digits_run.path / "env.json").read_text())
@@ -75,8 +94,10 @@ def _conv_weights(state):
 
 
 def test_frozen_run_keeps_every_loaded_conv_weight_bit_identical(pretrained, tmp_path):
-    config = fast_config(data={"name": "digits", "classes": [5, 6, 7, 8, 9], "train_per_class": 20},
-                         model={"weights": str(pretrained.path), "freeze": True})
+    config = fast_config(
+        data={"name": "digits", "classes": [5, 6, 7, 8, 9], "train_per_class": 20},
+        model={"weights": str(pretrained.path), "freeze": True},
+    )
     run = adlab.train(config, out=tmp_path / "frozen", verbose=False)
     before, _ = read_checkpoint(pretrained.path)
     after, _ = read_checkpoint(run.path / "checkpoints" / "last.ckpt")
@@ -89,14 +110,19 @@ def test_frozen_run_keeps_every_loaded_conv_weight_bit_identical(pretrained, tmp
     assert bn_means and all(torch.equal(after[k], before[k]) for k in bn_means)
     head = [k for k in before if k.startswith("classifier") and k.endswith("weight")]
     assert head and all(not torch.equal(after[k], before[k]) for k in head)
-    conv_params = sum(t.numel() for k, t in before.items() if k.startswith("features") and "running" not in k
-                      and "num_batches" not in k)
+    conv_params = sum(
+        t.numel()
+        for k, t in before.items()
+        if k.startswith("features") and "running" not in k and "num_batches" not in k
+    )
     assert run.metrics["trainable_parameters"] == run.metrics["parameters"] - conv_params
 
 
 def test_finetune_run_changes_conv_weights(pretrained, tmp_path):
-    config = fast_config(data={"name": "digits", "classes": [5, 6, 7, 8, 9], "train_per_class": 20},
-                         model={"weights": str(pretrained.path)})
+    config = fast_config(
+        data={"name": "digits", "classes": [5, 6, 7, 8, 9], "train_per_class": 20},
+        model={"weights": str(pretrained.path)},
+    )
     run = adlab.train(config, out=tmp_path / "finetune", verbose=False)
     before, _ = read_checkpoint(pretrained.path)
     after, _ = read_checkpoint(run.path / "checkpoints" / "last.ckpt")
@@ -106,10 +132,10 @@ def test_finetune_run_changes_conv_weights(pretrained, tmp_path):
 
 
 def test_schedulers_and_optimizers_run(tmp_path):
-    for i, (opt, sched) in enumerate([("sgd", {"name": "step", "step_size": 1, "gamma": 0.5}),
-                                      ("adamw", "onecycle")]):
-        config = fast_config(train={"optimizer": opt, "scheduler": sched, "epochs": 2, "progress_bar": False,
-                                    "weight_decay": 1e-4})
+    for i, (opt, sched) in enumerate([("sgd", {"name": "step", "step_size": 1, "gamma": 0.5}), ("adamw", "onecycle")]):
+        config = fast_config(
+            train={"optimizer": opt, "scheduler": sched, "epochs": 2, "progress_bar": False, "weight_decay": 1e-4}
+        )
         run = adlab.train(config, out=tmp_path / str(i), verbose=False)
         with open(run.path / "history.csv") as f:
             lrs = [float(r["lr"]) for r in csv.DictReader(f)]
@@ -125,9 +151,11 @@ def test_early_stopping_stops(tmp_path):
 
 
 def test_torchvision_net_with_augmentation_and_no_validation(tmp_path):
-    config = fast_config(data={"name": "digits", "image_size": 32, "val_fraction": 0.0,
-                               "augment": {"crop_padding": 2}},
-                         model={"name": "resnet18"}, train={"epochs": 1, "progress_bar": False})
+    config = fast_config(
+        data={"name": "digits", "image_size": 32, "val_fraction": 0.0, "augment": {"crop_padding": 2}},
+        model={"name": "resnet18"},
+        train={"epochs": 1, "progress_bar": False},
+    )
     run = adlab.train(config, out=tmp_path / "rn", verbose=False)
     assert (run.path / "checkpoints" / "best.ckpt").is_file()
     assert run.metrics["num_val"] == 0
@@ -142,6 +170,7 @@ def test_existing_run_folder_is_not_mixed(digits_run, tmp_path):
 
 @pytest.mark.slow
 def test_shipped_digits_recipe_reaches_97_percent(tmp_path):
-    run = adlab.train("configs/digits_cnn.yaml", out=tmp_path / "recipe", verbose=False,
-                      overrides=["train.progress_bar=false"])
+    run = adlab.train(
+        "configs/digits_cnn.yaml", out=tmp_path / "recipe", verbose=False, overrides=["train.progress_bar=false"]
+    )
     assert run.metrics["accuracy"] >= 0.97

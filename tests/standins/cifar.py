@@ -16,7 +16,7 @@ def images(rng, labels: np.ndarray) -> np.ndarray:
     data = rng.integers(0, 60, size=(n, 3, 32, 32), dtype=np.uint8)
     for i, label in enumerate(labels):
         data[i, label % 3] += np.uint8(120 + 10 * (label // 3))
-        data[i, :, (label * 3) % 32: (label * 3) % 32 + 3, :] = 255
+        data[i, :, (label * 3) % 32 : (label * 3) % 32 + 3, :] = 255
     return data.reshape(n, -1)
 
 
@@ -29,8 +29,12 @@ def write_cifar10(root: Path, per_batch: int = 20, seed: int = 0, protocol: int 
     for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
         labels = np.arange(per_batch) % 10
         rng.shuffle(labels)
-        record = {b"batch_label": name.encode(), b"labels": labels.tolist(), b"data": images(rng, labels),
-                  b"filenames": [f"{i}.png".encode() for i in range(per_batch)]}
+        record = {
+            b"batch_label": name.encode(),
+            b"labels": labels.tolist(),
+            b"data": images(rng, labels),
+            b"filenames": [f"{i}.png".encode() for i in range(per_batch)],
+        }
         (folder / name).write_bytes(pickle.dumps(record, protocol=protocol))
     meta = {b"num_cases_per_batch": per_batch, b"label_names": [n.encode() for n in NAMES], b"num_vis": 3072}
     (folder / "batches.meta").write_bytes(pickle.dumps(meta, protocol=protocol))

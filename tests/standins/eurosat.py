@@ -7,8 +7,18 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-CLASSES = ["AnnualCrop", "Forest", "HerbaceousVegetation", "Highway", "Industrial", "Pasture",
-           "PermanentCrop", "Residential", "River", "SeaLake"]
+CLASSES = [
+    "AnnualCrop",
+    "Forest",
+    "HerbaceousVegetation",
+    "Highway",
+    "Industrial",
+    "Pasture",
+    "PermanentCrop",
+    "Residential",
+    "River",
+    "SeaLake",
+]
 
 
 def write_eurosat(root: Path, per_class: int = 12, seed: int = 0) -> Path:

@@ -28,9 +28,10 @@ def write_kitti(root: Path, images: int = 16, size=(248, 75), seed: int = 0) -> 
             w, h = int(rng.integers(24, 40)), int(rng.integers(24, 40))
             x1 = slot * (width // 3) + int(rng.integers(0, width // 3 - w))
             y1 = int(rng.integers(0, height - h))
-            picture[y1:y1 + h, x1:x1 + w] = COLOURS[kind]
-            lines.append(f"{kind} 0.00 0 -1.57 {x1:.2f} {y1:.2f} {x1 + w:.2f} {y1 + h:.2f} 1.50 1.60 3.70 "
-                         f"1.00 1.50 20.00 -1.50")
+            picture[y1 : y1 + h, x1 : x1 + w] = COLOURS[kind]
+            lines.append(
+                f"{kind} 0.00 0 -1.57 {x1:.2f} {y1:.2f} {x1 + w:.2f} {y1 + h:.2f} 1.50 1.60 3.70 1.00 1.50 20.00 -1.50"
+            )
         lines.append("DontCare -1 -1 -10 5.00 5.00 15.00 15.00 -1 -1 -1 -1000 -1000 -1000 -10")
         Image.fromarray(picture).save(image_dir / f"{index:06d}.png")
         (label_dir / f"{index:06d}.txt").write_text("\n".join(lines) + "\n")

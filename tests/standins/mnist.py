@@ -19,7 +19,7 @@ def digit_images(rng, labels: np.ndarray) -> np.ndarray:
     """28x28 grey images with a bright bar whose place depends on the class, on faint noise."""
     images = rng.integers(0, 40, size=(len(labels), 28, 28), dtype=np.uint8)
     for i, label in enumerate(labels):
-        images[i, 2 + 2 * label: 5 + 2 * label, 4:24] = 250
+        images[i, 2 + 2 * label : 5 + 2 * label, 4:24] = 250
     return images
 
 

@@ -4,10 +4,10 @@ failed runs retried on request, a status that writes nothing."""
 import time
 
 import pytest
-from checks import snapshot
 
 from adlab.study import queue as q
 from adlab.study.spec import load_study
+from checks import snapshot
 
 STUDY = """name: tiny
 config:

@@ -95,6 +95,7 @@ def test_a_journal_moved_away_as_told_rebuilds_the_queue_and_keeps_finished_runs
 
 # --- a journal that is not adlab's own plain file: refused, never written ---------------------------
 
+
 @pytest.mark.parametrize("mode", ["--worker", "--status"])
 def test_a_symlinked_journal_is_refused_and_its_target_never_written(cli, st, mode):
     user = cli.root / "thesis.txt"
@@ -143,6 +144,7 @@ def test_a_user_folder_holding_a_journal_is_refused_and_the_journal_not_written(
 
 
 # --- locks with owners: a dead worker's lock is taken over, a live one's is not --------------------
+
 
 def test_a_dead_processes_fill_and_journal_locks_are_taken_over_at_once(cli, st):
     """kill -9 while filling the queue and appending to the journal: both locks left behind, the
@@ -246,6 +248,7 @@ def test_a_held_lock_is_touched_while_its_holder_works(tmp_path, monkeypatch):
 
 # --- the run folder is the truth: a removed run is missing, and made again ---------------------------
 
+
 @pytest.mark.parametrize("removed", ["folder", "metrics.json"])
 def test_status_shows_a_removed_run_as_missing_and_a_worker_makes_it_again(cli, st, removed):
     victim = st / "runs" / "a"
@@ -262,6 +265,7 @@ def test_status_shows_a_removed_run_as_missing_and_a_worker_makes_it_again(cli, 
 
 
 # --- joining: the same study and --set items, or a refusal naming both ------------------------------
+
 
 def test_a_second_study_file_joined_to_a_folder_is_refused_naming_both(cli, st):
     other = cli.root / "other.yaml"
@@ -290,6 +294,7 @@ def test_a_damaged_study_json_is_one_line_naming_it(cli, st):
 
 # --- resume after an edited variant: refused, naming the run and the key ----------------------------
 
+
 def test_resume_after_a_variants_settings_were_edited_is_refused_naming_run_and_key(cli, st):
     (cli.root / "s.yaml").write_text(STUDY.replace("a: {train.seed: 1}", "a: {train.seed: 5}"))
     line = cli.refused("study", "s.yaml", "--out", "st", "--resume", names=("st/runs/a", "run 'a'", "train.seed"))
@@ -317,6 +322,7 @@ def test_resume_after_removing_the_edited_run_makes_it_with_the_new_settings(cli
 
 
 # --- --workers and --storage: refused before anything is made ---------------------------------------
+
 
 @pytest.mark.parametrize("count", ["0", "-1", "-300", "257", "10000"])
 def test_a_worker_count_out_of_range_is_refused_before_anything_is_made(cli, count):
@@ -350,16 +356,18 @@ def test_the_python_api_refuses_the_same_worker_counts(tmp_path, workers):
     assert not (tmp_path / "new").exists()
 
 
-@pytest.mark.parametrize("storage", ["sqlite:///q.db", "notaurl", "", "postgresql://u@127.0.0.1:1/db",
-                                     "mysql://u@127.0.0.1:1/db"])
+@pytest.mark.parametrize(
+    "storage", ["sqlite:///q.db", "notaurl", "", "postgresql://u@127.0.0.1:1/db", "mysql://u@127.0.0.1:1/db"]
+)
 def test_a_refused_storage_leaves_no_study_folder(cli, storage):
     (cli.root / "s.yaml").write_text(STUDY)
     cli.refused("study", "s.yaml", "--out", "new", "--worker", "--storage", storage, names=("--storage",))
     assert not (cli.root / "new").exists()
 
 
-@pytest.mark.parametrize("heartbeat, grace", [(10.0, 5.0), (0.0, 60.0), (-1.0, 60.0), (float("nan"), 60.0),
-                                              (10.0, float("inf"))])
+@pytest.mark.parametrize(
+    "heartbeat, grace", [(10.0, 5.0), (0.0, 60.0), (-1.0, 60.0), (float("nan"), 60.0), (10.0, float("inf"))]
+)
 def test_nonsense_queue_timings_are_refused_before_anything_is_made(cli, monkeypatch, heartbeat, grace):
     (cli.root / "s.yaml").write_text(STUDY)
     monkeypatch.setattr(q, "HEARTBEAT", heartbeat)
@@ -369,9 +377,20 @@ def test_nonsense_queue_timings_are_refused_before_anything_is_made(cli, monkeyp
 
 def test_a_journal_record_with_odd_values_does_not_break_status(cli, st):
     """A hand-edited trial (its attempt and heartbeat text, not numbers): status still reads it."""
-    record = {"op_code": 4, "worker_id": "w", "study_id": 0, "datetime_start": None, "state": 0, "value": None,
-              "values": None, "distributions": {}, "params": {}, "system_attrs": {}, "intermediate_values": {},
-              "user_attrs": {"run": "a", "attempt": "many", "heartbeat": "soon", "worker": ["odd"]}}
+    record = {
+        "op_code": 4,
+        "worker_id": "w",
+        "study_id": 0,
+        "datetime_start": None,
+        "state": 0,
+        "value": None,
+        "values": None,
+        "distributions": {},
+        "params": {},
+        "system_attrs": {},
+        "intermediate_values": {},
+        "user_attrs": {"run": "a", "attempt": "many", "heartbeat": "soon", "worker": ["odd"]},
+    }
     with open(st / q.JOURNAL, "a") as f:
         f.write(json.dumps(record) + "\n")
     (st / "runs" / "a" / "metrics.json").unlink()

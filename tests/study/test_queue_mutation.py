@@ -45,6 +45,7 @@ def _trials(queue, run):
 
 # --- claim ----------------------------------------------------------------------------------------
 
+
 def test_a_claim_is_the_waiting_run_now_running_for_this_worker(queue, monkeypatch):
     monkeypatch.setattr(q, "time", FakeTime(1234.5))
     queue.enqueue_trial({}, user_attrs={"run": "a", "attempt": 3})
@@ -78,6 +79,7 @@ def test_claims_take_only_waiting_trials(queue):
 
 
 # --- requeue_stale --------------------------------------------------------------------------------
+
 
 def _running(queue, monkeypatch, beat, run="a", attempt=1):
     monkeypatch.setattr(q, "time", FakeTime(1000.0))
@@ -184,9 +186,22 @@ def test_only_running_trials_are_judged(queue, monkeypatch):
 
 # --- attempts, the newest trial of each run, retries --------------------------------------------
 
-@pytest.mark.parametrize("value, attempt", [
-    (2, 2), (999_999, 999_999), (1, 1), (0, 1), (-3, 1), (10**6, 1), (True, 1), ("2", 1), (2.0, 1), (None, 1),
-])
+
+@pytest.mark.parametrize(
+    "value, attempt",
+    [
+        (2, 2),
+        (999_999, 999_999),
+        (1, 1),
+        (0, 1),
+        (-3, 1),
+        (10**6, 1),
+        (True, 1),
+        ("2", 1),
+        (2.0, 1),
+        (None, 1),
+    ],
+)
 def test_an_attempt_number_is_a_positive_integer_below_a_million(queue, value, attempt):
     queue.enqueue_trial({}, user_attrs={"run": "a", "attempt": value})
     assert q._attempt(queue.get_trials()[0]) == attempt
@@ -215,9 +230,13 @@ def test_the_latest_attempt_does_not_depend_on_the_order_trials_are_listed(queue
 
 
 def test_only_runs_whose_latest_attempt_failed_by_itself_are_retried(queue):
-    for run, attempt, state, stale in [("failed", 1, TrialState.FAIL, False), ("stale", 1, TrialState.FAIL, True),
-                                       ("done", 1, TrialState.COMPLETE, False), ("again", 1, TrialState.FAIL, False),
-                                       ("again", 2, TrialState.COMPLETE, False)]:
+    for run, attempt, state, stale in [
+        ("failed", 1, TrialState.FAIL, False),
+        ("stale", 1, TrialState.FAIL, True),
+        ("done", 1, TrialState.COMPLETE, False),
+        ("again", 1, TrialState.FAIL, False),
+        ("again", 2, TrialState.COMPLETE, False),
+    ]:
         queue.enqueue_trial({}, user_attrs={"run": run, "attempt": attempt})
         trial = queue.ask()
         if stale:
@@ -230,6 +249,7 @@ def test_only_runs_whose_latest_attempt_failed_by_itself_are_retried(queue):
 
 # --- unqueued: which runs need a trial (the run folder is the truth) -----------------------------
 
+
 @pytest.fixture
 def study(tmp_path):
     (tmp_path / "study.yaml").write_text(STUDY)
@@ -240,15 +260,26 @@ def test_unqueued_runs_are_the_unfinished_never_queued_ones_longest_first(queue,
     out = tmp_path / "out"
     assert [run.name for run in study.runs] == ["epochs=1", "epochs=3", "epochs=2"]
     assert [run.name for run in q.unqueued(queue, study, out, lambda run_dir: False)] == [
-        "epochs=3", "epochs=2", "epochs=1"]
+        "epochs=3",
+        "epochs=2",
+        "epochs=1",
+    ]
     done = out / "runs" / "epochs=2"
     assert [run.name for run in q.unqueued(queue, study, out, lambda run_dir: run_dir == done)] == [
-        "epochs=3", "epochs=1"]
+        "epochs=3",
+        "epochs=1",
+    ]
 
 
-@pytest.mark.parametrize("state, queued_again", [
-    (TrialState.COMPLETE, True),  # done by its trial, its metrics.json gone: missing, made again
-    (TrialState.WAITING, False), (TrialState.RUNNING, False), (TrialState.FAIL, False)])
+@pytest.mark.parametrize(
+    "state, queued_again",
+    [
+        (TrialState.COMPLETE, True),  # done by its trial, its metrics.json gone: missing, made again
+        (TrialState.WAITING, False),
+        (TrialState.RUNNING, False),
+        (TrialState.FAIL, False),
+    ],
+)
 def test_a_queued_run_needs_a_trial_again_only_when_done_but_missing(queue, study, tmp_path, state, queued_again):
     out = tmp_path / "out"
     queue.enqueue_trial({}, user_attrs={"run": "epochs=3", "attempt": 1})
@@ -259,4 +290,6 @@ def test_a_queued_run_needs_a_trial_again_only_when_done_but_missing(queue, stud
     names = [run.name for run in q.unqueued(queue, study, out, lambda run_dir: False)]
     assert ("epochs=3" in names) is queued_again and names[-2:] == ["epochs=2", "epochs=1"]
     assert [run.name for run in q.unqueued(queue, study, out, lambda run_dir: run_dir.name == "epochs=3")] == [
-        "epochs=2", "epochs=1"]  # finished in its folder: never queued again, whatever its trial says
+        "epochs=2",
+        "epochs=1",
+    ]  # finished in its folder: never queued again, whatever its trial says

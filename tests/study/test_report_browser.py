@@ -10,13 +10,23 @@ import pytest
 from adlab.study.report import Figure, Heading, Table, render_html
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                  "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                  "--virtual-time-budget=5000", "--dump-dom"]
+CHROMIUM_FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--virtual-time-budget=5000",
+    "--dump-dom",
+]
 
 PROBE = """<script>
 window.addEventListener('load', () => {
-  const shown = [...document.images].filter(i => i.complete && i.naturalWidth > 0 && i.getBoundingClientRect().width > 0);
+  const shown = [...document.images].filter(i => i.complete && i.naturalWidth > 0 &&
+                                                 i.getBoundingClientRect().width > 0);
   const tables = [...document.querySelectorAll('table')].filter(t => t.getBoundingClientRect().height > 0);
   const pre = document.createElement('pre');
   pre.id = 'probe';
@@ -31,8 +41,12 @@ def rendered(html_text: str, tmp_path) -> str:
     page = tmp_path / "page.html"
     page.write_text(html_text.replace("</body>", PROBE + "</body>"))
     profile = tmp_path / "profile"
-    proc = subprocess.run([CHROMIUM, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", page.as_uri()],
-                          capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [CHROMIUM, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", page.as_uri()],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     match = re.search(r'<pre id="probe">([^<]*)</pre>', proc.stdout)
     assert match, proc.stderr[-1500:]
     return match.group(1)
@@ -50,8 +64,13 @@ def test_report_tables_and_figures_are_shown(tmp_path):
         ax.plot([0, 1], [1, 0])
         fig.savefig(tmp_path / name)
         plt.close(fig)
-    blocks = [Heading(1, "Study <x>"), Table(["run", "accuracy"], [["a", 0.9], ["b", 0.8]], [[False, True], [False, False]]),
-              Figure("a.png", "first"), Table(["k"], [["v"]], [[False]]), Figure("b.png", "second <b>")]
+    blocks = [
+        Heading(1, "Study <x>"),
+        Table(["run", "accuracy"], [["a", 0.9], ["b", 0.8]], [[False, True], [False, False]]),
+        Figure("a.png", "first"),
+        Table(["k"], [["v"]], [[False]]),
+        Figure("b.png", "second <b>"),
+    ]
     probe = rendered(render_html(blocks, "t", tmp_path), tmp_path)
     assert probe == "images=2 of 2 tables=2 cells=5"
 
@@ -68,7 +87,8 @@ window.addEventListener('load', () => {
     images_shown: images.filter(i => i.complete && i.naturalWidth > 0).length,
     images: images.length,
     images_inside_body: images.every(i => i.getBoundingClientRect().right <= body.right + 1),
-    tables_inside_body: [...document.querySelectorAll('.table-wrap')].every(t => t.getBoundingClientRect().right <= body.right + 1),
+    tables_inside_body: [...document.querySelectorAll('.table-wrap')].every(
+      t => t.getBoundingClientRect().right <= body.right + 1),
     bold_cells: document.querySelectorAll('td strong').length,
     gallery_rows: new Set(gallery.map(r => Math.round(r.top))).size,
     gallery_images: gallery.length,
@@ -113,8 +133,12 @@ def test_report_layout_in_a_browser(tmp_path, width):
     blocks.append(Gallery(shots, "reconstructions"))
     page = tmp_path / "page.html"
     page.write_text(render_html(blocks, study.name, out).replace("</body>", LAYOUT_PROBE + "</body>"))
-    proc = subprocess.run([CHROMIUM, *CHROMIUM_FLAGS, f"--window-size={width},900", f"--user-data-dir={tmp_path / 'p'}",
-                           page.as_uri()], capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [CHROMIUM, *CHROMIUM_FLAGS, f"--window-size={width},900", f"--user-data-dir={tmp_path / 'p'}", page.as_uri()],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     match = re.search(r'<pre id="probe">([^<]*)</pre>', proc.stdout)
     assert match, proc.stderr[-1500:]
     facts = json.loads(match.group(1).replace("&quot;", '"'))
@@ -148,12 +172,17 @@ def test_hostile_names_are_shown_as_text_by_chromium_and_run_nothing(tmp_path):
     blocks = [Heading(1, attack), Table(["run", "note"], [["a", attack]], [[False, False]])]
     page = tmp_path / "page.html"
     page.write_text(render_html(blocks, attack, tmp_path).replace("</body>", HOSTILE_PROBE + "</body>"))
-    proc = subprocess.run([CHROMIUM, *CHROMIUM_FLAGS, f"--user-data-dir={tmp_path / 'profile'}", page.as_uri()],
-                          capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [CHROMIUM, *CHROMIUM_FLAGS, f"--user-data-dir={tmp_path / 'profile'}", page.as_uri()],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     match = re.search(r'<pre id="probe">([^<]*)</pre>', proc.stdout)
     assert match, proc.stderr[-1500:]
-    seen = json.loads(match.group(1).replace("&quot;", '"').replace("&lt;", "<").replace("&gt;", ">")
-                      .replace("&amp;", "&"))
+    seen = json.loads(
+        match.group(1).replace("&quot;", '"').replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")
+    )
     assert seen["ran"] is False and seen["imgs"] == 0
     assert seen["scripts"] == 1  # the probe itself
     assert seen["h1"] == attack and seen["cell"] == attack

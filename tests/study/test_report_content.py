@@ -9,9 +9,9 @@ import subprocess
 import pytest
 from handmade_study import make_study_folder
 
-from adlab.study.report_content import best_mask
-from adlab.study.render import md_escape, render_markdown
 from adlab.study.blocks import Paragraph, Table
+from adlab.study.render import md_escape, render_markdown
+from adlab.study.report_content import best_mask
 
 PDFLATEX = shutil.which("pdflatex")
 
@@ -54,8 +54,10 @@ def test_bold_marks_only_a_single_best_value_as_shown():
     header = ["run", "accuracy", "loss", "time"]
     rows = [["a", 0.90, 0.5, 1.0], ["b", 0.95, 0.5, 1.0], ["c", 0.94999, 0.4, 1.0]]
     assert best_mask(rows, [None, "max", "min", "min"], header) == [
-        [False, False, False, False], [False, False, False, False],  # 0.95 and 0.94999 both read 0.9500: a tie
-        [False, False, True, False]]  # the single lowest loss; the all-equal time column: nothing
+        [False, False, False, False],
+        [False, False, False, False],  # 0.95 and 0.94999 both read 0.9500: a tie
+        [False, False, True, False],
+    ]  # the single lowest loss; the all-equal time column: nothing
     assert best_mask([["a", 0.9], ["b", 0.8]], [None, "max"], ["run", "accuracy"]) == [[False, True], [False, False]]
     markdown = render_markdown([Table(header, rows, best_mask(rows, [None, "max", "min", "min"], header))])
     assert markdown.count("**") == 2
@@ -98,8 +100,13 @@ def test_report_tex_compiles_with_booktabs_and_pdf_figures(study_folder):
     assert r"\toprule" in tex and r"\bottomrule" in tex and r"\usepackage{booktabs}" in tex
     assert re.search(r"\\includegraphics\[[^]]*type=pdf[^]]*\]\{\\detokenize\{figures/classify_confusion\}\}", tex)
     assert r"grid \& 50\%" in tex and r"$\pm$" in tex
-    proc = subprocess.run([PDFLATEX, "-interaction=nonstopmode", "-halt-on-error", "report.tex"], cwd=study_folder,
-                          capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [PDFLATEX, "-interaction=nonstopmode", "-halt-on-error", "report.tex"],
+        cwd=study_folder,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 0, proc.stdout[-2000:]
     assert (study_folder / "report.pdf").stat().st_size > 20_000  # the figures are in it
 
@@ -125,32 +132,46 @@ def test_autoencoders_are_compared_image_by_image(tmp_path):
     from adlab.study.spec import load_study
 
     path = tmp_path / "study.yaml"
-    path.write_text("config: {task: autoencode, data: {name: digits}, train: {epochs: 2}}\n"
-                    "variants: {ae: {model.name: ae}, vae: {model.name: vae}}\n")
+    path.write_text(
+        "config: {task: autoencode, data: {name: digits}, train: {epochs: 2}}\n"
+        "variants: {ae: {model.name: ae}, vae: {model.name: vae}}\n"
+    )
     study = load_study(path)
     rng = np.random.default_rng(0)
     y = rng.integers(0, 3, 400)
     errors = {"ae": rng.random(400) * 0.02, "vae": None}
     errors["vae"] = errors["ae"] * 1.2 + 0.001  # worse on every image
-    answers = {"ae": np.where(rng.random(400) < 0.70, y, (y + 1) % 3),
-               "vae": np.where(rng.random(400) < 0.85, y, (y + 1) % 3)}
+    answers = {
+        "ae": np.where(rng.random(400) < 0.70, y, (y + 1) % 3),
+        "vae": np.where(rng.random(400) < 0.85, y, (y + 1) % 3),
+    }
     for name in ("ae", "vae"):
         folder = tmp_path / "out" / "runs" / name
         folder.mkdir(parents=True)
         (folder / "config.yaml").write_text("task: autoencode\ndata: {name: digits}\n")
-        (folder / "metrics.json").write_text(json.dumps({"test_mse": float(errors[name].mean()),
-                                                         "latent_linear_accuracy": float((answers[name] == y).mean())}))
+        (folder / "metrics.json").write_text(
+            json.dumps(
+                {"test_mse": float(errors[name].mean()), "latent_linear_accuracy": float((answers[name] == y).mean())}
+            )
+        )
         (folder / "history.csv").write_text("epoch,train_loss,val_loss,val_mse\n1,1.0,1.1,0.05\n2,0.5,0.6,0.03\n")
-        rows = ["index,y_true,y_pred,mse"] + [f"{i},{t},{p},{e}" for i, (t, p, e) in
-                                               enumerate(zip(y, answers[name], errors[name]))]
+        rows = ["index,y_true,y_pred,mse"] + [
+            f"{i},{t},{p},{e}" for i, (t, p, e) in enumerate(zip(y, answers[name], errors[name], strict=True))
+        ]
         (folder / "predictions.csv").write_text("\n".join(rows) + "\n")
     write_report(tmp_path / "out", study)
     report = (tmp_path / "out" / "report.md").read_text()
     summary = report.split("## Summary", 1)[1].split("\n## ", 1)[0]
-    assert re.search(r"best test_mse 0\.0\d+ by ae; significantly better than vae \(-0\.00307, p < 1e-16\) "
-                     r"\(Wilcoxon's signed-rank test on the same test images\)", summary), summary
-    assert re.search(r"best latent_linear_accuracy 0\.8\d+ by vae; significantly better than ae \(\+0\.1\d+, "
-                     r"p = [0-9.e-]+\) \(McNemar's exact test", summary), summary
+    assert re.search(
+        r"best test_mse 0\.0\d+ by ae; significantly better than vae \(-0\.00307, p < 1e-16\) "
+        r"\(Wilcoxon's signed-rank test on the same test images\)",
+        summary,
+    ), summary
+    assert re.search(
+        r"best latent_linear_accuracy 0\.8\d+ by vae; significantly better than ae \(\+0\.1\d+, "
+        r"p = [0-9.e-]+\) \(McNemar's exact test",
+        summary,
+    ), summary
     assert "| vae | -0.00307 | [-0.00318, -0.00296] | 400 / 0 |" in report  # ae's error is lower on all 400 images
     assert "| ae | +0.1725 | [+0.1150, +0.2300] | 109 / 40 |" in report
 
@@ -165,8 +186,10 @@ def test_detectors_are_compared_by_the_objects_they_find_image_by_image(tmp_path
 
     (tmp_path / "data.yaml").write_text("path: .\ntrain: images/train\nval: images/val\nnames: [car]\n")
     path = tmp_path / "study.yaml"
-    path.write_text("config: {task: detect, model: {name: yolov8n}, data: {name: yolo, root: data.yaml}}\n"
-                    "variants: {scratch: {}, transfer: {}}\n")
+    path.write_text(
+        "config: {task: detect, model: {name: yolov8n}, data: {name: yolo, root: data.yaml}}\n"
+        "variants: {scratch: {}, transfer: {}}\n"
+    )
     study = load_study(path, check_configs=False)
     found = {"scratch": [0.0, 0.5, 0.0, 0.0, 0.5, 0.0] * 5, "transfer": [1.0, 0.5, 1.0, 0.5, 1.0, 1.0] * 5}
     for name, shares in found.items():
@@ -179,6 +202,9 @@ def test_detectors_are_compared_by_the_objects_they_find_image_by_image(tmp_path
         (folder / "predictions.csv").write_text("\n".join(rows) + "\n")
     write_report(tmp_path / "out", study)
     report = (tmp_path / "out" / "report.md").read_text()
-    assert re.search(r"best map50 0\.6100 by transfer; significantly better than scratch \(\+0\.667, p = [0-9.e-]+\) "
-                     r"\(Wilcoxon's signed-rank test on the share of each image's objects found", report), report
+    assert re.search(
+        r"best map50 0\.6100 by transfer; significantly better than scratch \(\+0\.667, p = [0-9.e-]+\) "
+        r"\(Wilcoxon's signed-rank test on the share of each image's objects found",
+        report,
+    ), report
     assert "The difference in the share of each image's objects found" in report

@@ -29,7 +29,7 @@ def make_study(cli, runs, text: str = VARIANTS, folder: str = "st", names=("a", 
     out = cli.root / folder
     ownership.prepare_output(out, "study", False)
     (out / "study.yaml").write_text("config: {data: {name: digits}}\n" + text, encoding="utf-8")
-    for name, run in zip(names, runs):
+    for name, run in zip(names, runs, strict=True):
         shutil.copytree(run.path, out / "runs" / name)
     return out
 
@@ -114,8 +114,17 @@ def test_report_refuses_a_damaged_metrics_json_naming_the_key(cli, study, case):
     cli.refused("report", "st", names=(str(Path("runs") / "a" / "metrics.json"), f"{key}:"))
 
 
-@pytest.mark.parametrize("case", ["accuracy_text", "ragged_confusion_matrix", "confusion_matrix_text",
-                                  "confusion_matrix_text_cells", "integer_class_names", "class_names_text"])
+@pytest.mark.parametrize(
+    "case",
+    [
+        "accuracy_text",
+        "ragged_confusion_matrix",
+        "confusion_matrix_text",
+        "confusion_matrix_text_cells",
+        "integer_class_names",
+        "class_names_text",
+    ],
+)
 def test_fuse_refuses_a_damaged_metrics_json_naming_the_key(cli, pair, case):
     change, key = DAMAGED_METRICS[case]
     edit_metrics(pair[1], change)
@@ -128,8 +137,9 @@ def test_fuse_refuses_an_accuracy_adlab_never_writes(cli, pair, value):
     cli.refused("fuse", *pair, "--out", "fused", names=(str(pair[0] / "metrics.json"), "accuracy"))
 
 
-@pytest.mark.parametrize("value, said", [(float("nan"), "accuracy is NaN"), (float("inf"), "accuracy is infinite"),
-                                         (None, "no accuracy")])
+@pytest.mark.parametrize(
+    "value, said", [(float("nan"), "accuracy is NaN"), (float("inf"), "accuracy is infinite"), (None, "no accuracy")]
+)
 def test_a_nan_or_missing_accuracy_is_said_first_and_left_out_of_every_best(cli, study, value, said):
     edit_metrics(study / "runs" / "a", lambda m: m.update(accuracy=value))
     cli.succeeds("report", "st", outputs=("st",))
@@ -154,27 +164,41 @@ def test_a_nan_in_another_column_is_said_too_and_never_bold(cli, study):
     assert cells[1] == "nan" and "**" not in cells[0]  # a is the only number left: nothing to be best against
 
 
-@pytest.mark.parametrize("text, problem", [("[1, 2]", "JSON object"), ("[" * 100_000 + "]" * 100_000, "nested"),
-                                           ('{"accuracy": 0.9', "not valid JSON"), ("\x00\x01", "NUL")])
+@pytest.mark.parametrize(
+    "text, problem",
+    [
+        ("[1, 2]", "JSON object"),
+        ("[" * 100_000 + "]" * 100_000, "nested"),
+        ('{"accuracy": 0.9', "not valid JSON"),
+        ("\x00\x01", "NUL"),
+    ],
+)
 @pytest.mark.parametrize("command", ["report", "table", "fuse"])
 def test_a_metrics_json_that_is_no_object_is_one_line_everywhere(cli, study, command, text, problem):
     (study / "runs" / "a" / "metrics.json").write_text(text)
     runs = [study / "runs" / "a", study / "runs" / "b"]
-    args = {"report": ["report", "st"], "table": ["table", *runs, "--metrics", "accuracy"],
-            "fuse": ["fuse", *runs, "--out", "fused"]}[command]
+    args = {
+        "report": ["report", "st"],
+        "table": ["table", *runs, "--metrics", "accuracy"],
+        "fuse": ["fuse", *runs, "--out", "fused"],
+    }[command]
     line = cli.refused(*args, names=("metrics.json",))
     assert problem in line
 
 
 # --- memory bombs and files that are no files ---------------------------------------------------------
 
+
 @pytest.mark.parametrize("name", ["metrics.json", "predictions.csv", "history.csv"])
 @pytest.mark.parametrize("command", ["report", "table", "fuse"])
 def test_a_6_gb_sparse_run_file_is_refused_before_it_is_read(cli, study, command, name):
     sparse(study / "runs" / "b" / name)
     runs = [study / "runs" / "a", study / "runs" / "b"]
-    args = {"report": ["report", "st"], "table": ["table", *runs, "--metrics", "accuracy"],
-            "fuse": ["fuse", *runs, "--out", "fused"]}[command]
+    args = {
+        "report": ["report", "st"],
+        "table": ["table", *runs, "--metrics", "accuracy"],
+        "fuse": ["fuse", *runs, "--out", "fused"],
+    }[command]
     if command == "table" and name != "metrics.json" or command == "fuse" and name == "history.csv":
         code, _, err = cli.run(*args)  # a file the command does not read
         assert code == 0 and err == "", err
@@ -194,32 +218,48 @@ def test_a_run_file_linked_to_dev_zero_or_a_fifo_is_refused_not_read_forever(cli
             os.mkfifo(path)
         refused_unread(cli, "report", "st", names=(name, "not a regular file"))
     if name != "history.csv":
-        refused_unread(cli, "fuse", study / "runs" / "a", study / "runs" / "b", "--out", "fused",
-                    names=(name, "not a regular file"))
+        refused_unread(
+            cli,
+            "fuse",
+            study / "runs" / "a",
+            study / "runs" / "b",
+            "--out",
+            "fused",
+            names=(name, "not a regular file"),
+        )
 
 
 # --- predictions.csv and history.csv -------------------------------------------------------------------
 
-BINARY = {"random": os.urandom(4096), "nul": b"index,y_true,y_pred,p_0\n\x00\x00\x00\n",
-          "latin1": "index,y_true,y_pred,p_0,p_1\n0,1,1,0.5,0.5\né\n".encode("latin-1")}
+BINARY = {
+    "random": os.urandom(4096),
+    "nul": b"index,y_true,y_pred,p_0\n\x00\x00\x00\n",
+    "latin1": "index,y_true,y_pred,p_0,p_1\n0,1,1,0.5,0.5\né\n".encode("latin-1"),
+}
 
 
 @pytest.mark.parametrize("kind", BINARY)
 @pytest.mark.parametrize("command", ["report", "fuse"])
 def test_a_binary_predictions_csv_is_one_line(cli, study, command, kind):
     (study / "runs" / "b" / "predictions.csv").write_bytes(BINARY[kind])
-    args = ["report", "st"] if command == "report" else ["fuse", study / "runs" / "a", study / "runs" / "b",
-                                                         "--out", "fused"]
+    args = (
+        ["report", "st"]
+        if command == "report"
+        else ["fuse", study / "runs" / "a", study / "runs" / "b", "--out", "fused"]
+    )
     line = cli.refused(*args, names=("predictions.csv",))
     assert "text" in line
 
 
-@pytest.mark.parametrize("text, problem", [
-    ("index,y_true,y_pred,p_0,p_1\n", "no rows"),
-    ("index,y_true,y_pred,p_0,p_1\n0,nan,1,0.5,0.5\n", "finite"),
-    ("index,y_true,y_pred,p_0,p_1\n0,1\n", "different lengths"),
-    ("a,b\n1,2\n", "index, y_true, y_pred"),
-])
+@pytest.mark.parametrize(
+    "text, problem",
+    [
+        ("index,y_true,y_pred,p_0,p_1\n", "no rows"),
+        ("index,y_true,y_pred,p_0,p_1\n0,nan,1,0.5,0.5\n", "finite"),
+        ("index,y_true,y_pred,p_0,p_1\n0,1\n", "different lengths"),
+        ("a,b\n1,2\n", "index, y_true, y_pred"),
+    ],
+)
 def test_report_refuses_a_malformed_predictions_csv(cli, study, text, problem):
     (study / "runs" / "a" / "predictions.csv").write_text(text)
     line = cli.refused("report", "st", names=("predictions.csv",))
@@ -230,20 +270,24 @@ def test_a_diverged_history_is_drawn_without_warnings(cli, study):
     """inf and NaN losses are what a diverged run writes: the report is made, the points left out of the
     curves, and nothing (no numpy warning) is printed on stderr."""
     (study / "runs" / "a" / "history.csv").write_text(
-        "epoch,train_loss,val_loss,val_accuracy\n1,inf,1.0,0.5\n2,nan,-inf,0.6\n3,0.5,0.6,inf\n")
+        "epoch,train_loss,val_loss,val_accuracy\n1,inf,1.0,0.5\n2,nan,-inf,0.6\n3,0.5,0.6,inf\n"
+    )
     code, out, err = cli.run("report", "st")
     assert code == 0 and err == "", err
     assert (study / "figures" / "classify_losses.png").is_file()
 
 
-@pytest.mark.parametrize("text, problem", [
-    (",".join(["epoch"] + [f"c{i}" for i in range(5000)]) + "\n" + ",".join(["1"] * 5001) + "\n", "5,001 columns"),
-    ("epoch,train_loss\n1,0.5\n2\n", "different lengths"),
-    ("epoch,train_loss,train_loss\n1,0.5,0.4\n", "repeated column"),
-    ("epoch,train_loss\n1,high\n", "numeric"),
-    ("epoch,train_loss\n,0.5\n", "epoch"),
-    ("epoch,train_loss\n1,0.5\n\x00", "NUL"),
-])
+@pytest.mark.parametrize(
+    "text, problem",
+    [
+        (",".join(["epoch"] + [f"c{i}" for i in range(5000)]) + "\n" + ",".join(["1"] * 5001) + "\n", "5,001 columns"),
+        ("epoch,train_loss\n1,0.5\n2\n", "different lengths"),
+        ("epoch,train_loss,train_loss\n1,0.5,0.4\n", "repeated column"),
+        ("epoch,train_loss\n1,high\n", "numeric"),
+        ("epoch,train_loss\n,0.5\n", "epoch"),
+        ("epoch,train_loss\n1,0.5\n\x00", "NUL"),
+    ],
+)
 def test_report_refuses_a_damaged_history_csv(cli, study, text, problem):
     (study / "runs" / "b" / "history.csv").write_text(text)
     line = cli.refused("report", "st", names=("history.csv",))
@@ -251,6 +295,7 @@ def test_report_refuses_a_damaged_history_csv(cli, study, text, problem):
 
 
 # --- adlab table -------------------------------------------------------------------------------------
+
 
 def test_table_refuses_a_metric_that_is_not_a_number_and_shows_nan_as_nan(cli, pair):
     edit_metrics(pair[0], lambda m: m.update(accuracy="0.97"))
@@ -273,6 +318,7 @@ def test_table_escapes_run_and_column_names_for_markdown(cli, pair):
 
 # --- hostile names -----------------------------------------------------------------------------------
 
+
 def test_mathtext_names_are_drawn_as_written(cli, pair):
     """'f$^$' passes the name sanitiser; as a class name or a fusion name it must not reach
     matplotlib's mathtext (which fails on it)."""
@@ -285,8 +331,12 @@ def test_mathtext_names_are_drawn_as_written(cli, pair):
 
 
 def test_mathtext_names_as_variants_fusions_and_classes_in_a_report(cli, digits_run, digits_run_b):
-    out = make_study(cli, (digits_run, digits_run_b), "variants: {f$^$: {}, b: {train.seed: 1}}\nseeds: null\n"
-                     "fusion: [{name: 'g$_$', runs: ['f$^$', b]}]\n", names=("f$^$", "b"))
+    out = make_study(
+        cli,
+        (digits_run, digits_run_b),
+        "variants: {f$^$: {}, b: {train.seed: 1}}\nseeds: null\nfusion: [{name: 'g$_$', runs: ['f$^$', b]}]\n",
+        names=("f$^$", "b"),
+    )
     for name in ("f$^$", "b"):
         edit_metrics(out / "runs" / name, lambda m: m.update(class_names=["$\\frac$"] + m["class_names"][1:]))
     cli.succeeds("fuse", out / "runs" / "f$^$", out / "runs" / "b", "--out", out / "runs" / "g$_$", outputs=("st",))
@@ -301,9 +351,13 @@ HOSTILE = ["_[x](y)_", "&amp;#{%}^~$", "``a``", "[x]", "~~s~~", "#h", "a b", "r�
 def test_names_with_markup_specials_are_shown_as_written_in_every_format(cli, digits_run, digits_run_b):
     variants = "variants: {" + ", ".join(json.dumps(n) + ": {}" for n in HOSTILE) + "}\n"
     out = make_study(cli, [digits_run] * len(HOSTILE), variants, names=HOSTILE)
-    edit_metrics(out / "runs" / HOSTILE[0], lambda m: m.update(class_names=["<b>&c", "|x|", "\\input{/etc/hostname}",
-                                                                            *m["class_names"][3:]],
-                                                               per_class_accuracy={"<b>&c": 1.0, "|x|": 0.5}))
+    edit_metrics(
+        out / "runs" / HOSTILE[0],
+        lambda m: m.update(
+            class_names=["<b>&c", "|x|", "\\input{/etc/hostname}", *m["class_names"][3:]],
+            per_class_accuracy={"<b>&c": 1.0, "|x|": 0.5},
+        ),
+    )
     cli.succeeds("report", "st", outputs=("st",))
     md, page, tex = report_text(out)
     # HTML: every name is text, exactly as written (no element made from it)
@@ -314,7 +368,7 @@ def test_names_with_markup_specials_are_shown_as_written_in_every_format(cli, di
     # Markdown: each runs-table row has its 8 cells (no '|' leaked) and the names escaped
     lines = md.splitlines()
     start = lines.index(next(line for line in lines if line.startswith("| run |")))
-    table = lines[start:lines.index("", start)]
+    table = lines[start : lines.index("", start)]
     assert len(table) == 2 + len(HOSTILE)
     assert all(len(re.findall(r"(?<!\\)\|", row)) == 9 for row in table), table
     assert "| \\_[x]\\(y)\\_ |" in md and "\\&amp;#{%}^~$" in md
@@ -332,9 +386,33 @@ def _html_texts(page: str) -> list[str]:
 
     class Texts(html.parser.HTMLParser):
         def handle_starttag(self, tag, attrs):
-            assert tag in {"html", "head", "meta", "title", "style", "body", "h1", "h2", "h3", "h4", "p", "ul", "li",
-                           "div", "table", "thead", "tbody", "tr", "th", "td", "strong", "wbr", "figure", "img",
-                           "figcaption"}, tag
+            assert tag in {
+                "html",
+                "head",
+                "meta",
+                "title",
+                "style",
+                "body",
+                "h1",
+                "h2",
+                "h3",
+                "h4",
+                "p",
+                "ul",
+                "li",
+                "div",
+                "table",
+                "thead",
+                "tbody",
+                "tr",
+                "th",
+                "td",
+                "strong",
+                "wbr",
+                "figure",
+                "img",
+                "figcaption",
+            }, tag
 
         def handle_data(self, data):
             texts.append(data)
@@ -345,8 +423,12 @@ def _html_texts(page: str) -> list[str]:
 
 def _pdflatex(folder: Path) -> str:
     """report.tex compiled without shell escape (as a student would); its log on one line. Fails on any error."""
-    result = subprocess.run(["pdflatex", "-interaction=nonstopmode", "-halt-on-error", "-no-shell-escape",
-                             "report.tex"], cwd=folder, capture_output=True, timeout=120)
+    result = subprocess.run(
+        ["pdflatex", "-interaction=nonstopmode", "-halt-on-error", "-no-shell-escape", "report.tex"],
+        cwd=folder,
+        capture_output=True,
+        timeout=120,
+    )
     log = (folder / "report.log").read_text(encoding="utf-8", errors="replace")
     assert result.returncode == 0, "\n".join(line for line in log.splitlines() if line.startswith("!"))[:2000]
     return log.replace("\n", "")  # TeX wraps its log at 79 characters
@@ -359,7 +441,9 @@ def test_report_tex_with_a_hebrew_and_emoji_title_compiles_and_reads_no_file(cli
         "name: 'מחקר 😀 ü'\n" + text + "sections:\n  '\\input{/etc/hostname} \\write18{touch pwned} %{#': [a]\n"
         "  'שלום ^^5cinput': [b]\n"
         "reference:\n  source: '\\openin\\x=/etc/hostname \\include{/etc/hostname} ^^5cinput{/etc/hostname}'\n"
-        "  runs: {a: {accuracy: 97.0}}\n  note: \"line one\\n\\nline two\"\n", encoding="utf-8")
+        '  runs: {a: {accuracy: 97.0}}\n  note: "line one\\n\\nline two"\n',
+        encoding="utf-8",
+    )
     cli.succeeds("report", "st", outputs=("st",))
     tex = (study / "report.tex").read_text(encoding="utf-8")
     assert "\\fbox{\\scriptsize U+05DE}" in tex and "\\fbox{\\scriptsize U+1F600}" in tex and "ü" in tex
@@ -381,11 +465,16 @@ def test_report_tex_compiles_with_run_folders_named_with_tex_specials(cli, digit
 
 # --- study files: sections, variants, references --------------------------------------------------------
 
+
 def test_variant_names_are_kept_exactly_not_rewritten(cli, digits_run, digits_run_b):
     from adlab.study.spec import load_study
 
-    out = make_study(cli, (digits_run, digits_run_b), "variants: {'a b': {}, 'résumé&co': {train.seed: 1}}\n",
-                     names=("a b", "résumé&co"))
+    out = make_study(
+        cli,
+        (digits_run, digits_run_b),
+        "variants: {'a b': {}, 'résumé&co': {train.seed: 1}}\n",
+        names=("a b", "résumé&co"),
+    )
     assert [r.name for r in load_study(out / "study.yaml", check_configs=False).runs] == ["a b", "résumé&co"]
     cli.succeeds("report", "st", outputs=("st",))
     md = (out / "report.md").read_text()
@@ -403,8 +492,9 @@ def test_an_unsafe_variant_name_is_refused_naming_the_study_file_and_the_name(cl
 def test_long_multiline_and_markdown_section_titles_are_escaped_and_kept_apart(cli, study):
     long = "L" * 300
     text = (study / "study.yaml").read_text()
-    (study / "study.yaml").write_text(text + f"sections:\n  {long}: [a]\n  \"# x\\n- y | z\": [b]\n"
-                                             "  '# X - Y | Z': [a, b]\n")
+    (study / "study.yaml").write_text(
+        text + f"sections:\n  {long}: [a]\n  \"# x\\n- y | z\": [b]\n  '# X - Y | Z': [a, b]\n"
+    )
     cli.succeeds("report", "st", outputs=("st",))
     md = (study / "report.md").read_text()
     assert f"## {long}\n" in md
@@ -421,13 +511,16 @@ def test_one_finished_run_is_one_run(cli, study):
     assert "1 finished run in" in md and "1 finished runs" not in md
 
 
-@pytest.mark.parametrize("reference, key", [
-    ("  source: x\n  runs: {a: {accuracy: .nan}}\n", "reference"),
-    ("  source: x\n  runs: {zz: {accuracy: 90}}\n", "reference.runs"),
-    ("  source: x\n  runs: {a: {accuracy: '90'}}\n", "reference"),
-    ("  source: [x]\n  runs: {a: {accuracy: 90}}\n", "reference.source"),
-    ("  source: x\n  scale: permille\n  runs: {a: {accuracy: 90}}\n", "reference.scale"),
-])
+@pytest.mark.parametrize(
+    "reference, key",
+    [
+        ("  source: x\n  runs: {a: {accuracy: .nan}}\n", "reference"),
+        ("  source: x\n  runs: {zz: {accuracy: 90}}\n", "reference.runs"),
+        ("  source: x\n  runs: {a: {accuracy: '90'}}\n", "reference"),
+        ("  source: [x]\n  runs: {a: {accuracy: 90}}\n", "reference.source"),
+        ("  source: x\n  scale: permille\n  runs: {a: {accuracy: 90}}\n", "reference.scale"),
+    ],
+)
 def test_a_hostile_reference_block_is_one_line(cli, study, reference, key):
     text = (study / "study.yaml").read_text()
     (study / "study.yaml").write_text(text + "reference:\n" + reference)
@@ -436,8 +529,10 @@ def test_a_hostile_reference_block_is_one_line(cli, study, reference, key):
 
 def test_reference_text_with_markup_is_shown_as_written(cli, study):
     text = (study / "study.yaml").read_text()
-    (study / "study.yaml").write_text(text + "reference:\n  source: \"<script>x</script> [a]: http://e | *b*\"\n"
-                                             "  runs: {a: {accuracy: 1.0e+308, 'p|q': 1}}\n  note: \"# n\\n- m\"\n")
+    (study / "study.yaml").write_text(
+        text + 'reference:\n  source: "<script>x</script> [a]: http://e | *b*"\n'
+        "  runs: {a: {accuracy: 1.0e+308, 'p|q': 1}}\n  note: \"# n\\n- m\"\n"
+    )
     cli.succeeds("report", "st", outputs=("st",))
     md, page, tex = report_text(study)
     assert "<script>" not in page and "&lt;script&gt;" in page

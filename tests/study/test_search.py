@@ -8,9 +8,11 @@ import yaml
 from adlab.errors import ConfigError
 from adlab.study.search import load_search, run_search
 
-BASE = {"data": {"name": "digits"},
-        "model": {"name": "cnn", "conv_channels": [8, 16], "convs_per_block": 1, "hidden": [32]},
-        "train": {"epochs": 2, "batch_size": 64}}
+BASE = {
+    "data": {"name": "digits"},
+    "model": {"name": "cnn", "conv_channels": [8, 16], "convs_per_block": 1, "hidden": [32]},
+    "train": {"epochs": 2, "batch_size": 64},
+}
 
 
 def write(tmp_path, **spec):
@@ -71,9 +73,19 @@ def test_a_killed_search_resumes_and_redoes_the_interrupted_trial(tmp_path, caps
     space = {"train.lr": {"low": 0.001, "high": 0.01, "log": True}}
     path = write(tmp_path, sampler="random", trials=3, space=space, name="killed", seed=1)
     out = tmp_path / "out"
-    process = subprocess.Popen([sys.executable, "-c", "import sys; from adlab.cli import main; sys.exit(main())",
-                                "search", str(path), "--out", str(out)], stdout=subprocess.DEVNULL,
-                               stderr=subprocess.DEVNULL)
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys; from adlab.cli import main; sys.exit(main())",
+            "search",
+            str(path),
+            "--out",
+            str(out),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     deadline = time.monotonic() + 300
     while not (out / "trials" / "0001" / "history.csv").is_file() and time.monotonic() < deadline:
         time.sleep(0.02)

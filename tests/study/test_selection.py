@@ -52,7 +52,9 @@ def test_only_a_run_brings_the_run_it_starts_from(study_file):
 
 def test_only_takes_names_with_commas_sections_and_fusions(study_file):
     assert names(load_study(study_file, overrides=['study.only="other,conv_channels=8,16"'])) == [
-        "other", "conv_channels=8,16"]
+        "other",
+        "conv_channels=8,16",
+    ]
     assert names(load_study(study_file, overrides=['study.only="both"'])) == ["other", "conv_channels=8,16"]
     study = load_study(study_file, overrides=['study.only="Other"'])
     assert names(study) == ["other", "conv_channels=8,16"] and [f.name for f in study.spec.fusion] == ["both"]
@@ -77,15 +79,16 @@ def test_quick_applies_its_settings_seeds_and_runs_and_the_commands_set_wins(stu
     assert fine1.config.train.batch_size == 16 and fine1.config.train.epochs == 1
     assert fine1.config.model.weights == "{out}/runs/pre-seed=1"  # the pretraining of the same seed
     said = study.settings_said()
-    assert said == ("This study was run as its quick version (--quick: train.epochs=1, train.batch_size=32; seeds "
-                    "0, 1; one epoch instead of twenty), in part (--only Transfer, and the runs they start from), "
-                    "with --set train.batch_size=16.")
+    assert said == (
+        "This study was run as its quick version (--quick: train.epochs=1, train.batch_size=32; seeds "
+        "0, 1; one epoch instead of twenty), in part (--only Transfer, and the runs they start from), "
+        "with --set train.batch_size=16."
+    )
 
 
 def test_a_quick_study_says_so_at_the_top_and_beside_the_published_figures(study_file, tmp_path, cli):
     out = tmp_path / "out"
-    cli.succeeds("study", str(study_file), "--out", str(out), "--quick", "--only", "fine",
-                 outputs=())
+    cli.succeeds("study", str(study_file), "--out", str(out), "--quick", "--only", "fine", outputs=())
     report = (out / "report.md").read_text()
     top = report.split("## ")[0]
     assert "This study was run as its quick version (--quick: train.epochs=1" in top

@@ -24,52 +24,94 @@ def study(cli):
 
 
 def test_plan_prints_the_job_array_script_and_writes_nothing(cli, study):
-    out = cli.succeeds("study", study, "--out", "o", "--submit", "slurm", "--array", "4", "--partition", "gpu",
-                       "--time", "1-02:00:00", "--cpus-per-task", "8", "--gpus-per-task", "a100:1", "--mem", "16G",
-                       "--signal", "USR1@120", "--requeue", "--sbatch=--qos=long", "--set", "train.epochs=2",
-                       "--storage", "postgresql://me@db/adlab", "--plan")
+    out = cli.succeeds(
+        "study",
+        study,
+        "--out",
+        "o",
+        "--submit",
+        "slurm",
+        "--array",
+        "4",
+        "--partition",
+        "gpu",
+        "--time",
+        "1-02:00:00",
+        "--cpus-per-task",
+        "8",
+        "--gpus-per-task",
+        "a100:1",
+        "--mem",
+        "16G",
+        "--signal",
+        "USR1@120",
+        "--requeue",
+        "--sbatch=--qos=long",
+        "--set",
+        "train.epochs=2",
+        "--storage",
+        "postgresql://me@db/adlab",
+        "--plan",
+    )
     lines = out.splitlines()
-    assert lines[0] == f"# {cli.root / 'o' / 'slurm' / 'worker.sbatch'} (not written: --plan), then: sbatch " \
-                       f"{cli.root / 'o' / 'slurm' / 'worker.sbatch'}"
-    for line in ["#SBATCH --array=0-3", "#SBATCH --ntasks=1", "#SBATCH --partition=gpu", "#SBATCH --time=1-02:00:00",
-                 "#SBATCH --cpus-per-task=8", "#SBATCH --gpus-per-task=a100:1", "#SBATCH --mem=16G",
-                 "#SBATCH --signal=B:USR1@120", "#SBATCH --requeue", "#SBATCH --qos=long",
-                 f"#SBATCH --chdir={cli.root}", f"#SBATCH --output={cli.root / 'o' / 'slurm'}/worker-%A_%a.log"]:
+    assert (
+        lines[0] == f"# {cli.root / 'o' / 'slurm' / 'worker.sbatch'} (not written: --plan), then: sbatch "
+        f"{cli.root / 'o' / 'slurm' / 'worker.sbatch'}"
+    )
+    for line in [
+        "#SBATCH --array=0-3",
+        "#SBATCH --ntasks=1",
+        "#SBATCH --partition=gpu",
+        "#SBATCH --time=1-02:00:00",
+        "#SBATCH --cpus-per-task=8",
+        "#SBATCH --gpus-per-task=a100:1",
+        "#SBATCH --mem=16G",
+        "#SBATCH --signal=B:USR1@120",
+        "#SBATCH --requeue",
+        "#SBATCH --qos=long",
+        f"#SBATCH --chdir={cli.root}",
+        f"#SBATCH --output={cli.root / 'o' / 'slurm'}/worker-%A_%a.log",
+    ]:
         assert line in lines, line
     command = lines[-1]
     assert command.startswith("exec ") and command.endswith(
-        f"study {study} --out {cli.root / 'o'} --worker --storage postgresql://me@db/adlab --set train.epochs=2")
+        f"study {study} --out {cli.root / 'o'} --worker --storage postgresql://me@db/adlab --set train.epochs=2"
+    )
     assert not (cli.root / "o").exists()
 
 
 def test_values_with_spaces_are_quoted_in_the_worker_command(tmp_path):
-    text = slurm.worker_script(tmp_path / "my study.yaml", tmp_path / "out", ["train.note=a b; rm -rf ~"], None,
-                               slurm.Options(array=2), "x y")
+    text = slurm.worker_script(
+        tmp_path / "my study.yaml", tmp_path / "out", ["train.note=a b; rm -rf ~"], None, slurm.Options(array=2), "x y"
+    )
     assert "#SBATCH --job-name=adlab-x_y" in text
     assert f"'{tmp_path / 'my study.yaml'}' --out {tmp_path / 'out'} --worker --set 'train.note=a b; rm -rf ~'" in text
 
 
-@pytest.mark.parametrize("flags, named", [
-    (["--array", "0"], "--array"),
-    (["--array", "1001"], "--array"),
-    (["--time", "soon"], "--time"),
-    (["--partition", "a b"], "--partition"),
-    (["--mem", "lots"], "--mem"),
-    (["--gpus-per-task", "1;rm"], "--gpus-per-task"),
-    (["--cpus-per-task", "0"], "--cpus-per-task"),
-    (["--signal", "KILL@10"], "--signal"),
-    (["--signal", "TERM"], "--signal"),
-    (["--sbatch=--array=0-99"], "give --array N"),
-    (["--sbatch=--output=/elsewhere"], "adlab writes --output itself"),
-    (["--sbatch=qos=long"], "one sbatch option"),
-    (["--sbatch=--qos=long\n#SBATCH --array=1"], "one sbatch option"),
-    (["--sbatch=--qos=x --array=0-99"], "one sbatch option"),
-    (["--sbatch=-a0-99"], "adlab writes -a itself; give --array N"),
-    (["--sbatch=--arr=0-99"], "adlab writes --array itself"),
-    (["--sbatch=-Jname"], "adlab writes -J itself"),
-    (["--out", "my runs"], "which an #SBATCH line cannot hold"),
-    (["--out", "o%j"], "which an #SBATCH line cannot hold"),
-])
+@pytest.mark.parametrize(
+    "flags, named",
+    [
+        (["--array", "0"], "--array"),
+        (["--array", "1001"], "--array"),
+        (["--time", "soon"], "--time"),
+        (["--partition", "a b"], "--partition"),
+        (["--mem", "lots"], "--mem"),
+        (["--gpus-per-task", "1;rm"], "--gpus-per-task"),
+        (["--cpus-per-task", "0"], "--cpus-per-task"),
+        (["--signal", "KILL@10"], "--signal"),
+        (["--signal", "TERM"], "--signal"),
+        (["--sbatch=--array=0-99"], "give --array N"),
+        (["--sbatch=--output=/elsewhere"], "adlab writes --output itself"),
+        (["--sbatch=qos=long"], "one sbatch option"),
+        (["--sbatch=--qos=long\n#SBATCH --array=1"], "one sbatch option"),
+        (["--sbatch=--qos=x --array=0-99"], "one sbatch option"),
+        (["--sbatch=-a0-99"], "adlab writes -a itself; give --array N"),
+        (["--sbatch=--arr=0-99"], "adlab writes --array itself"),
+        (["--sbatch=-Jname"], "adlab writes -J itself"),
+        (["--out", "my runs"], "which an #SBATCH line cannot hold"),
+        (["--out", "o%j"], "which an #SBATCH line cannot hold"),
+    ],
+)
 def test_bad_job_array_flags_are_one_line_before_anything_is_made(cli, study, flags, named):
     cli.refused("study", study, "--out", "o", "--submit", "slurm", *flags, names=(named,))
 
@@ -79,15 +121,18 @@ def test_a_flag_of_its_own_abbreviated_is_still_known():
     assert slurm._own_flag("--parti=gpu") == "--partition" and slurm._own_flag("--co=x") is None  # too short to tell
 
 
-@pytest.mark.parametrize("flags, named", [
-    (["--array", "3"], "--array: go with --submit slurm"),
-    (["--requeue", "--workers", "2"], "--requeue: go with --submit slurm"),
-    (["--submit", "slurm", "--workers", "2"], "--submit does not go with --workers"),
-    (["--submit", "slurm", "--worker"], "--submit does not go with --worker"),
-    (["--submit", "slurm", "--status"], "--submit does not go with --status"),
-    (["--cancel", "--worker"], "--cancel does not go with --worker"),
-    (["--cancel", "--plan"], "--cancel does not go with --plan"),
-])
+@pytest.mark.parametrize(
+    "flags, named",
+    [
+        (["--array", "3"], "--array: go with --submit slurm"),
+        (["--requeue", "--workers", "2"], "--requeue: go with --submit slurm"),
+        (["--submit", "slurm", "--workers", "2"], "--submit does not go with --workers"),
+        (["--submit", "slurm", "--worker"], "--submit does not go with --worker"),
+        (["--submit", "slurm", "--status"], "--submit does not go with --status"),
+        (["--cancel", "--worker"], "--cancel does not go with --worker"),
+        (["--cancel", "--plan"], "--cancel does not go with --plan"),
+    ],
+)
 def test_flags_that_do_not_go_together(cli, study, flags, named):
     cli.refused("study", study, "--out", "o", *flags, names=(named,))
 
@@ -112,7 +157,7 @@ def test_cancel_without_scancel_prints_the_line_to_run(cli, study, monkeypatch):
     assert "on the cluster run: scancel 41 42" in out
 
 
-@pytest.mark.parametrize("content", ["not json", "[{\"job\": \"1; rm -rf /\"}]", "{\"job\": 3}", "[3, null]"])
+@pytest.mark.parametrize("content", ["not json", '[{"job": "1; rm -rf /"}]', '{"job": 3}', "[3, null]"])
 def test_a_damaged_job_record_holds_no_job(tmp_path, content):
     (tmp_path / "slurm").mkdir()
     (tmp_path / "slurm" / "jobs.json").write_text(content)
@@ -133,8 +178,10 @@ def test_the_slurm_task_is_read_from_the_environment(monkeypatch):
 def test_a_password_never_shows(monkeypatch):
     assert q.masked("postgresql://me:s3cr/t@db:5432/adlab") == "postgresql://me:***@db:5432/adlab"
     assert q.masked("postgresql://me@db/adlab") == "postgresql://me@db/adlab"
-    assert q.masked("postgresql://db/adlab?user=me&password=s3cr&sslmode=require") == \
-        "postgresql://db/adlab?user=me&password=***&sslmode=require"
+    assert (
+        q.masked("postgresql://db/adlab?user=me&password=s3cr&sslmode=require")
+        == "postgresql://db/adlab?user=me&password=***&sslmode=require"
+    )
     error = RuntimeError('connection to server failed: password "s3cr" for user "me" was refused')
     assert "s3cr" not in q._first_line(error, "postgresql://me:s3cr@db/adlab")
 
@@ -142,8 +189,16 @@ def test_a_password_never_shows(monkeypatch):
 @pytest.mark.requires("cluster")
 def test_a_refused_connection_is_one_line_and_leaves_no_folder(cli, study):
     url = "postgresql://student:secret@127.0.0.1:9/adlab"  # the discard port: nothing listens there
-    line = cli.refused("study", study, "--out", "o", "--worker", "--storage", url,
-                       names=("--storage postgresql://student:***@127.0.0.1:9/adlab: cannot open",))
+    line = cli.refused(
+        "study",
+        study,
+        "--out",
+        "o",
+        "--worker",
+        "--storage",
+        url,
+        names=("--storage postgresql://student:***@127.0.0.1:9/adlab: cannot open",),
+    )
     assert "secret" not in line
 
 

@@ -108,7 +108,7 @@ from adlab.study.stats import BootstrapDifference, single_run_range  # noqa: E40
 
 def _exact_mcnemar(b: int, c: int) -> float:
     n = b + c
-    return min(1.0, 2 * sum(comb(n, k) for k in range(min(b, c) + 1)) / 2 ** n)
+    return min(1.0, 2 * sum(comb(n, k) for k in range(min(b, c) + 1)) / 2**n)
 
 
 def _pairs(only_a: int, only_b: int, both: int = 7, neither: int = 3):
@@ -117,8 +117,9 @@ def _pairs(only_a: int, only_b: int, both: int = 7, neither: int = 3):
     return a, b
 
 
-@pytest.mark.parametrize("only_a, only_b", [(10, 2), (2, 10), (0, 5), (5, 0), (3, 3), (1, 0), (0, 1), (25, 13),
-                                            (40, 1), (7, 8)])
+@pytest.mark.parametrize(
+    "only_a, only_b", [(10, 2), (2, 10), (0, 5), (5, 0), (3, 3), (1, 0), (0, 1), (25, 13), (40, 1), (7, 8)]
+)
 def test_mcnemar_against_scipy_and_by_hand(only_a, only_b):
     a, b = _pairs(only_a, only_b)
     result = mcnemar_exact(a, b)
@@ -138,10 +139,18 @@ def test_mcnemar_known_values_and_types():
 
 
 WILCOXON_SETS = {
-    "a better everywhere": (np.arange(1, 9) * 0.1, np.arange(1, 9) * 0.1 + np.array([.3, .1, .4, .15, .5, .9, .2, .6])),
-    "b better everywhere": (np.arange(1, 9) * 0.1 + np.array([.3, .1, .4, .15, .5, .9, .2, .6]), np.arange(1, 9) * 0.1),
-    "mixed": (np.array([1.83, 0.50, 1.62, 2.48, 1.68, 1.88, 1.55, 3.06, 1.30]),
-              np.array([0.878, 0.647, 0.598, 2.05, 1.06, 1.29, 1.06, 3.14, 1.29])),
+    "a better everywhere": (
+        np.arange(1, 9) * 0.1,
+        np.arange(1, 9) * 0.1 + np.array([0.3, 0.1, 0.4, 0.15, 0.5, 0.9, 0.2, 0.6]),
+    ),
+    "b better everywhere": (
+        np.arange(1, 9) * 0.1 + np.array([0.3, 0.1, 0.4, 0.15, 0.5, 0.9, 0.2, 0.6]),
+        np.arange(1, 9) * 0.1,
+    ),
+    "mixed": (
+        np.array([1.83, 0.50, 1.62, 2.48, 1.68, 1.88, 1.55, 3.06, 1.30]),
+        np.array([0.878, 0.647, 0.598, 2.05, 1.06, 1.29, 1.06, 3.14, 1.29]),
+    ),
     "ties": (np.array([1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0]), np.array([2.0, 3.0, 4.0, 5.0, 4.0, 5.0, 8.0])),
     "zeros": (np.array([1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0]), np.array([1.0, 2.5, 3.0, 4.75, 5.5, 6.0, 7.5, 8.25])),
     "large": (np.random.default_rng(5).random(300), np.random.default_rng(5).random(300) * 0.95 + 0.04),
@@ -182,12 +191,17 @@ def test_wilcoxon_counts_leave_zero_differences_out():
     assert (result.a_better, result.b_better) == (5, 0)
     assert wilcoxon_paired([1.0, 2.0], [1.0, 2.0]) == wilcoxon_paired([0.0], [0.0])
     assert wilcoxon_paired([1.0, 2.0], [1.0, 2.0]).p_value == 1.0
-    assert (wilcoxon_paired([1.0, 2.0], [1.0, 2.0]).a_better, wilcoxon_paired([1.0, 2.0], [1.0, 2.0]).b_better) == (0, 0)
+    assert (wilcoxon_paired([1.0, 2.0], [1.0, 2.0]).a_better, wilcoxon_paired([1.0, 2.0], [1.0, 2.0]).b_better) == (
+        0,
+        0,
+    )
     assert type(result.p_value) is float and type(result.a_better) is int
 
 
-@pytest.mark.parametrize("values, confidence", [([0.91, 0.93, 0.92, 0.95, 0.90], 0.95), ([1.0, 3.0], 0.95),
-                                                ([0.5, 0.7, 0.9], 0.90), ([2.0, 2.0, 2.0, 2.5], 0.99)])
+@pytest.mark.parametrize(
+    "values, confidence",
+    [([0.91, 0.93, 0.92, 0.95, 0.90], 0.95), ([1.0, 3.0], 0.95), ([0.5, 0.7, 0.9], 0.90), ([2.0, 2.0, 2.0, 2.5], 0.99)],
+)
 def test_summarize_against_scipy(values, confidence):
     s = summarize(values, confidence)
     x = np.array(values)
@@ -205,16 +219,18 @@ def test_summarize_edge_cases():
     assert (same.std, same.ci_low, same.ci_high) == (0.0, 0.5, 0.5)
 
 
-@pytest.mark.parametrize("values, confidence", [([0.91, 0.93, 0.92, 0.95, 0.90], 0.95), ([1.0, 3.0], 0.95),
-                                                ([0.5, 0.7, 0.9], 0.80)])
+@pytest.mark.parametrize(
+    "values, confidence", [([0.91, 0.93, 0.92, 0.95, 0.90], 0.95), ([1.0, 3.0], 0.95), ([0.5, 0.7, 0.9], 0.80)]
+)
 def test_single_run_range_is_the_t_prediction_interval(values, confidence):
     x = np.array(values)
     n = len(x)
     half = stats.t.ppf(0.5 + confidence / 2, n - 1) * x.std(ddof=1) * np.sqrt(1 + 1 / n)
     low, high = single_run_range(values, confidence)
     assert (low, high) == pytest.approx((x.mean() - half, x.mean() + half), rel=1e-12)
-    assert single_run_range([1.0, 3.0]) == pytest.approx((2 - 12.706204736 * np.sqrt(2) * np.sqrt(1.5),
-                                                          2 + 12.706204736 * np.sqrt(2) * np.sqrt(1.5)))
+    assert single_run_range([1.0, 3.0]) == pytest.approx(
+        (2 - 12.706204736 * np.sqrt(2) * np.sqrt(1.5), 2 + 12.706204736 * np.sqrt(2) * np.sqrt(1.5))
+    )
     assert single_run_range([0.5]) is None and single_run_range([]) is None
 
 
@@ -222,11 +238,20 @@ def test_single_run_range_is_the_t_prediction_interval(values, confidence):
 def test_paired_bootstrap_is_scipys_paired_percentile_bootstrap(resamples, confidence, seed):
     right_a, right_b = _pair(np.random.default_rng(9), 400, 0.85, 0.80)
     ours = paired_bootstrap(right_a, right_b, resamples=resamples, confidence=confidence, seed=seed)
-    expected = stats.bootstrap((right_a.astype(float), right_b.astype(float)), lambda a, b, axis=-1:
-                               a.mean(axis=axis) - b.mean(axis=axis), paired=True, vectorized=True,
-                               n_resamples=resamples, confidence_level=confidence, method="percentile",
-                               rng=np.random.default_rng(seed)).confidence_interval
-    assert (ours.ci_low, ours.ci_high) == (pytest.approx(expected.low, abs=1e-12), pytest.approx(expected.high, abs=1e-12))
+    expected = stats.bootstrap(
+        (right_a.astype(float), right_b.astype(float)),
+        lambda a, b, axis=-1: a.mean(axis=axis) - b.mean(axis=axis),
+        paired=True,
+        vectorized=True,
+        n_resamples=resamples,
+        confidence_level=confidence,
+        method="percentile",
+        rng=np.random.default_rng(seed),
+    ).confidence_interval
+    assert (ours.ci_low, ours.ci_high) == (
+        pytest.approx(expected.low, abs=1e-12),
+        pytest.approx(expected.high, abs=1e-12),
+    )
     assert ours.resamples == resamples and ours.difference == pytest.approx(right_a.mean() - right_b.mean())
     assert paired_bootstrap(right_a, right_b, resamples=resamples, confidence=confidence, seed=seed) == ours
 
@@ -245,8 +270,10 @@ def test_paired_bootstrap_defaults_and_errors():
         wilcoxon_paired([[1.0, 2.0]], [1.0, 2.0])
 
 
-@pytest.mark.parametrize("low, high, significant", [(0.01, 0.2, True), (-0.2, -0.01, True), (0.0, 0.2, False),
-                                                    (-0.2, 0.0, False), (-0.1, 0.1, False)])
+@pytest.mark.parametrize(
+    "low, high, significant",
+    [(0.01, 0.2, True), (-0.2, -0.01, True), (0.0, 0.2, False), (-0.2, 0.0, False), (-0.1, 0.1, False)],
+)
 def test_significant_means_the_interval_leaves_out_zero(low, high, significant):
     assert BootstrapDifference(0.05, low, high, 10).significant is significant
 
@@ -261,8 +288,10 @@ def test_statistics_are_computed_in_double_precision():
     assert s.std == pytest.approx(exact.std(ddof=1), rel=1e-12)
     low, high = single_run_range(values)
     half = stats.t.ppf(0.975, 2) * exact.std(ddof=1) * np.sqrt(1 + 1 / 3)
-    assert (low, high) == (pytest.approx(exact.mean() - half, rel=0, abs=1e-6),
-                           pytest.approx(exact.mean() + half, rel=0, abs=1e-6))
+    assert (low, high) == (
+        pytest.approx(exact.mean() - half, rel=0, abs=1e-6),
+        pytest.approx(exact.mean() + half, rel=0, abs=1e-6),
+    )
 
 
 def test_paired_tests_take_float32_errors_and_booleans_as_float64():
@@ -273,12 +302,14 @@ def test_paired_tests_take_float32_errors_and_booleans_as_float64():
     b32 = (a32 - rng.integers(0, 3, 300)).astype(np.float32)
     a64, b64 = a32.astype(np.float64), b32.astype(np.float64)
     ours, exact = paired_bootstrap(a32, b32, resamples=200), paired_bootstrap(a64, b64, resamples=200)
-    assert (ours.difference, ours.ci_low, ours.ci_high) == pytest.approx((exact.difference, exact.ci_low, exact.ci_high),
-                                                                         rel=0, abs=1e-9)
+    assert (ours.difference, ours.ci_low, ours.ci_high) == pytest.approx(
+        (exact.difference, exact.ci_low, exact.ci_high), rel=0, abs=1e-9
+    )
     right_a, right_b = _pair(np.random.default_rng(12), 200, 0.9, 0.7)
     assert wilcoxon_paired(right_a, right_b) == wilcoxon_paired(right_a.astype(float), right_b.astype(float))
     assert wilcoxon_paired(list(right_a), list(right_b)).p_value == pytest.approx(
-        stats.wilcoxon(right_a.astype(float) - right_b.astype(float)).pvalue, rel=1e-12)
+        stats.wilcoxon(right_a.astype(float) - right_b.astype(float)).pvalue, rel=1e-12
+    )
 
 
 def test_finite_number_is_a_real_finite_number_only():

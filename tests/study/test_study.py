@@ -36,13 +36,18 @@ def write(tmp_path, text):
 
 
 def test_grid_regimes_variants_and_seeds_expand(base, tmp_path):
-    study = load_study(write(tmp_path, """
+    study = load_study(
+        write(
+            tmp_path,
+            """
 base: base.yaml
 grid: {train.lr: [0.01, 0.001], model.name: [cnn]}
 regimes: {a: {train.optimizer: sgd}, b: {train.optimizer: adam}}
 variants: {wide: {model.hidden: [64]}}
 seeds: [0, 1]
-"""))
+""",
+        )
+    )
     names = [r.name for r in study.runs]
     assert len(names) == (2 * 2 + 1) * 2 and len(set(names)) == len(names)
     assert "a-lr=0.01-name=cnn-seed=0" in names and "wide-seed=1" in names
@@ -65,7 +70,9 @@ def test_bad_axes_are_one_line_errors(base, tmp_path):
 
 
 def test_study_runs_fuses_reports_and_resumes(base, tmp_path, capsys):
-    path = write(tmp_path, """
+    path = write(
+        tmp_path,
+        """
 name: tiny
 base: base.yaml
 variants:
@@ -73,7 +80,8 @@ variants:
   sgd: {train.optimizer: sgd, train.lr: 0.05}
 seeds: [0, 1]
 fusion: [{name: both, runs: [adam, sgd], method: mean_prob}]
-""")
+""",
+    )
     out = tmp_path / "out"
     adlab.run_study(path, out=out, verbose=True)
     printed = capsys.readouterr().out
@@ -99,7 +107,9 @@ fusion: [{name: both, runs: [adam, sgd], method: mean_prob}]
         adlab.run_study(path, out=out, verbose=False)
     adlab.run_study(path, out=out, resume=True, verbose=True)
     printed = capsys.readouterr().out
-    assert "adam-seed=0: finished earlier, kept" in printed and re.search(r"sgd-seed=1: accuracy [.0-9]+; done", printed)
+    assert "adam-seed=0: finished earlier, kept" in printed and re.search(
+        r"sgd-seed=1: accuracy [.0-9]+; done", printed
+    )
     assert (out / "runs" / "adam-seed=0" / "metrics.json").stat().st_mtime_ns == kept
     assert (out / "runs" / "sgd-seed=1" / "metrics.json").is_file()
     assert json.loads(fused.read_text())["accuracy"] == fused_metrics["accuracy"]  # fused again, never kept stale
@@ -108,8 +118,9 @@ fusion: [{name: both, runs: [adam, sgd], method: mean_prob}]
 def test_html_report_escapes_user_strings(base, tmp_path):
     from adlab.study.report import Heading, Table, render_html
 
-    html = render_html([Heading(1, "<script>alert(1)</script>"), Table(["a<b"], [["x&y"]], [[False]])],
-                       "t<i>tle", tmp_path)
+    html = render_html(
+        [Heading(1, "<script>alert(1)</script>"), Table(["a<b"], [["x&y"]], [[False]])], "t<i>tle", tmp_path
+    )
     assert "<script>" not in html and "&lt;script&gt;" in html and "x&amp;y" in html and "t&lt;i&gt;tle" in html
 
 
@@ -128,13 +139,16 @@ def study_process_after_epochs(path, out, run: str, epochs: int, **popen) -> sub
 
 @pytest.mark.slow
 def test_a_killed_study_continues_the_interrupted_run_from_its_checkpoint(base, tmp_path):
-    path = write(tmp_path, """
+    path = write(
+        tmp_path,
+        """
 name: killed
 base: base.yaml
 variants:
   short: {}
   long: {train.epochs: 30, train.scheduler: cosine}
-""")
+""",
+    )
     out = tmp_path / "out"
     process = study_process_after_epochs(path, out, "long", 3, stderr=subprocess.DEVNULL)
     process.send_signal(signal.SIGKILL)  # three epochs into the second run
@@ -143,20 +157,27 @@ variants:
     assert not (out / "runs" / "long" / "metrics.json").exists()
 
     # the rest in fresh processes too: the same threads as the killed one, no state from other tests
-    printed = subprocess.run(CLI + ["study", str(path), "--out", str(out), "--resume"], capture_output=True,
-                             text=True, check=True).stdout
+    printed = subprocess.run(
+        CLI + ["study", str(path), "--out", str(out), "--resume"], capture_output=True, text=True, check=True
+    ).stdout
     assert "short: finished earlier, kept" in printed and "long: resuming from its last checkpoint" in printed
     resumed = json.loads((out / "runs" / "long" / "metrics.json").read_text())
-    subprocess.run(CLI + ["train", str(out / "runs" / "long" / "config.yaml"), "--out", str(tmp_path / "fresh")],
-                   capture_output=True, check=True)
+    subprocess.run(
+        CLI + ["train", str(out / "runs" / "long" / "config.yaml"), "--out", str(tmp_path / "fresh")],
+        capture_output=True,
+        check=True,
+    )
     fresh = json.loads((tmp_path / "fresh" / "metrics.json").read_text())
-    assert {k: v for k, v in resumed.items() if k != "train_seconds"} == \
-        {k: v for k, v in fresh.items() if k != "train_seconds"}
+    assert {k: v for k, v in resumed.items() if k != "train_seconds"} == {
+        k: v for k, v in fresh.items() if k != "train_seconds"
+    }
 
 
 @pytest.mark.slow
 def test_sigterm_during_a_study_advises_the_study_command_which_finishes_it(base, tmp_path):
-    path = write(tmp_path, """
+    path = write(
+        tmp_path,
+        """
 name: stopped
 base: base.yaml
 variants:
@@ -164,7 +185,8 @@ variants:
   long: {train.epochs: 8}
 fusion:
   - {name: both, runs: [short, long]}
-""")
+""",
+    )
     out = tmp_path / "out"
     process = study_process_after_epochs(path, out, "long", 2, stderr=subprocess.PIPE, text=True)
     process.send_signal(signal.SIGTERM)

@@ -5,10 +5,10 @@ import json
 import math
 
 import pytest
-from checks import snapshot
 
 from adlab.errors import AdlabError, ConfigError
 from adlab.study.spec import load_study, section_runs
+from checks import snapshot
 
 TINY = "config: {data: {name: digits}, train: {epochs: 1, batch_size: 256, progress_bar: false}}\n"
 
@@ -21,8 +21,10 @@ def write(folder, text, name="study.yaml"):
 
 
 def test_set_applies_to_every_run_after_its_own_settings(tmp_path):
-    study = load_study(write(tmp_path, TINY + "variants: {a: {train.epochs: 5}, b: {train.lr: 0.01}}\n"),
-                       overrides=["train.epochs=2", "train.seed=7"])
+    study = load_study(
+        write(tmp_path, TINY + "variants: {a: {train.epochs: 5}, b: {train.lr: 0.01}}\n"),
+        overrides=["train.epochs=2", "train.seed=7"],
+    )
     assert [(r.name, r.config.train.epochs, r.config.train.seed) for r in study.runs] == [("a", 2, 7), ("b", 2, 7)]
     assert study.runs[1].config.train.lr == 0.01
     with pytest.raises(ConfigError, match="run 'a'.*train.epochs"):
@@ -35,8 +37,11 @@ def test_paths_are_relative_to_the_file_that_holds_them(tmp_path, monkeypatch):
     (tmp_path / "studies" / "imgs").mkdir(parents=True)
     (tmp_path / "configs" / "data").mkdir(parents=True)
     write(tmp_path / "configs", "data: {name: folder, root: data}\n", "base.yaml")
-    study_path = write(tmp_path / "studies", "base: ../configs/base.yaml\n"
-                                            "variants: {mine: {data.root: imgs}, theirs: {}, weights: {model.weights: w.pth}}\n")
+    study_path = write(
+        tmp_path / "studies",
+        "base: ../configs/base.yaml\n"
+        "variants: {mine: {data.root: imgs}, theirs: {}, weights: {model.weights: w.pth}}\n",
+    )
     monkeypatch.chdir(tmp_path)
     study = load_study(study_path, check_configs=True, overrides=["train.epochs=1"])
     roots = {r.name: r.config.data.root for r in study.runs}
@@ -58,22 +63,31 @@ def test_a_missing_input_is_refused_naming_the_run_before_the_study_folder_exist
 
 
 def test_sections_name_runs_and_fusions(tmp_path):
-    study = load_study(write(tmp_path, f"config: {{data: {{name: digits}}}}\n"
-                                       "grid: {train.lr: [0.1, 0.01]}\nseeds: [0, 1]\n"
-                                       "fusion: [{name: both, runs: [lr=0.1, lr=0.01]}]\n"
-                                       "sections: {Fast: [lr=0.1, both], Slow: [lr=0.01]}\n"))
-    assert section_runs(study) == [("Fast", ["lr=0.1-seed=0", "lr=0.1-seed=1", "both-seed=0", "both-seed=1"]),
-                                   ("Slow", ["lr=0.01-seed=0", "lr=0.01-seed=1"])]
+    study = load_study(
+        write(
+            tmp_path,
+            "config: {data: {name: digits}}\n"
+            "grid: {train.lr: [0.1, 0.01]}\nseeds: [0, 1]\n"
+            "fusion: [{name: both, runs: [lr=0.1, lr=0.01]}]\n"
+            "sections: {Fast: [lr=0.1, both], Slow: [lr=0.01]}\n",
+        )
+    )
+    assert section_runs(study) == [
+        ("Fast", ["lr=0.1-seed=0", "lr=0.1-seed=1", "both-seed=0", "both-seed=1"]),
+        ("Slow", ["lr=0.01-seed=0", "lr=0.01-seed=1"]),
+    ]
     with pytest.raises(ConfigError, match=r"sections.Fast: unknown run 'lr=1'"):
         load_study(write(tmp_path, "grid: {train.lr: [0.1]}\nsections: {Fast: [lr=1]}\n"))
 
 
 def test_prepare_steps_are_checked_as_one_line(tmp_path):
-    for text, message in [("prepare: {filter: {}}\n", "prepare: .*valid list"),
-                          ("prepare: [{copy: {out: x}}]\n", r"prepare\[0\]: unknown tool 'copy'"),
-                          ("prepare: [{synth-scenes: {out: x, images: 0}}]\n", r"synth-scenes.images: .*greater"),
-                          ("prepare: [{filter: {data: d, out: o, keep: [a], extra: 1}}]\n", "unknown key 'extra'"),
-                          ("prepare: [{filter: {data: d, out: o}, crops: {}}]\n", "need one tool")]:
+    for text, message in [
+        ("prepare: {filter: {}}\n", "prepare: .*valid list"),
+        ("prepare: [{copy: {out: x}}]\n", r"prepare\[0\]: unknown tool 'copy'"),
+        ("prepare: [{synth-scenes: {out: x, images: 0}}]\n", r"synth-scenes.images: .*greater"),
+        ("prepare: [{filter: {data: d, out: o, keep: [a], extra: 1}}]\n", "unknown key 'extra'"),
+        ("prepare: [{filter: {data: d, out: o}, crops: {}}]\n", "need one tool"),
+    ]:
         with pytest.raises(ConfigError, match=message):
             load_study(write(tmp_path, text))
 
@@ -81,9 +95,11 @@ def test_prepare_steps_are_checked_as_one_line(tmp_path):
 def test_prepare_runs_once_and_keeps_only_its_own_output(tmp_path):
     from adlab.study.prepare import STEP_FILE, run_steps
 
-    text = ("config: {task: detect, model: {name: yolov8n}, data: {name: yolo, root: '{out}/scenes/data.yaml'}}\n"
-            "variants: {}\n"
-            "prepare:\n  - synth-scenes: {out: '{out}/scenes', images: 6, size: [96, 64], seed: 3, source: digits}\n")
+    text = (
+        "config: {task: detect, model: {name: yolov8n}, data: {name: yolo, root: '{out}/scenes/data.yaml'}}\n"
+        "variants: {}\n"
+        "prepare:\n  - synth-scenes: {out: '{out}/scenes', images: 6, size: [96, 64], seed: 3, source: digits}\n"
+    )
     study = load_study(write(tmp_path, text))
     assert [tool for tool, _ in study.prepare] == ["synth-scenes"]
 
@@ -125,16 +141,30 @@ def test_reference_figures_are_set_beside_adlabs_with_the_seed_spread():
     from adlab.study.report import Table, reference_blocks
     from adlab.study.spec import Reference
 
-    reference = Reference(source="Coimbra A", runs={"lr": {"mean_class_accuracy": 79.95, "per_class_accuracy.cat": 60.0},
-                                                    "alone": {"accuracy": 50.0}, "never": {"accuracy": 1.0}})
-    results = [_result(f"lr-seed={s}", "lr", s, mean_class_accuracy=v, per_class_accuracy={"cat": c})
-               for s, v, c in [(0, 0.80, 0.70), (1, 0.81, 0.71), (2, 0.79, 0.69)]]
+    reference = Reference(
+        source="Coimbra A",
+        runs={
+            "lr": {"mean_class_accuracy": 79.95, "per_class_accuracy.cat": 60.0},
+            "alone": {"accuracy": 50.0},
+            "never": {"accuracy": 1.0},
+        },
+    )
+    results = [
+        _result(f"lr-seed={s}", "lr", s, mean_class_accuracy=v, per_class_accuracy={"cat": c})
+        for s, v, c in [(0, 0.80, 0.70), (1, 0.81, 0.71), (2, 0.79, 0.69)]
+    ]
     results.append(_result("alone", "alone", None, accuracy=0.6))
     results += [_result(f"same-seed={s}", "same", s, accuracy=1.0) for s in (0, 1)]
     reference.runs["same"] = {"accuracy": 99.0}
     blocks = reference_blocks(reference, results)
     rows = {(r[0], r[1]): r for r in next(b for b in blocks if isinstance(b, Table)).rows}
-    assert rows[("lr", "mean_class_accuracy")][2:] == ["79.95", "80.00 (n=3)", "+0.05", "[75.03, 84.97]", "inside"]  # t(0.975, 2) · 1.0 · √(4/3) = 4.97
+    assert rows[("lr", "mean_class_accuracy")][2:] == [
+        "79.95",
+        "80.00 (n=3)",
+        "+0.05",
+        "[75.03, 84.97]",
+        "inside",
+    ]  # t(0.975, 2) · 1.0 · √(4/3) = 4.97
     assert rows[("lr", "per_class_accuracy.cat")][-1] == "outside"  # 70 ± 4.97 does not reach 60
     assert rows[("alone", "accuracy")][-1] == "one seed: unknown" and rows[("never", "accuracy")][3] == "not measured"
     assert rows[("same", "accuracy")][-1] == "no spread across seeds"  # not "outside" a range of zero width
@@ -147,10 +177,16 @@ def test_reference_figures_are_set_beside_adlabs_with_the_seed_spread():
 def test_per_class_table_has_a_column_per_class_and_marks_the_best():
     from adlab.study.report import per_class_blocks
 
-    blocks = per_class_blocks("per_class_accuracy", {
-        "a": [_result("a", "a", None, per_class_accuracy={"Car": 0.96, "Cyclist": 0.32})],
-        "b": [_result("b-seed=0", "b", 0, per_class_accuracy={"Car": 0.99, "Cyclist": None}),
-              _result("b-seed=1", "b", 1, per_class_accuracy={"Car": 0.97, "Cyclist": None})]})
+    blocks = per_class_blocks(
+        "per_class_accuracy",
+        {
+            "a": [_result("a", "a", None, per_class_accuracy={"Car": 0.96, "Cyclist": 0.32})],
+            "b": [
+                _result("b-seed=0", "b", 0, per_class_accuracy={"Car": 0.99, "Cyclist": None}),
+                _result("b-seed=1", "b", 1, per_class_accuracy={"Car": 0.97, "Cyclist": None}),
+            ],
+        },
+    )
     heading, table = blocks
     assert heading.text == "Per class accuracy (mean over seeds)"
     assert table.header == ["variant", "Car", "Cyclist"]
@@ -160,24 +196,30 @@ def test_per_class_table_has_a_column_per_class_and_marks_the_best():
 
 def test_reference_runs_must_be_runs_of_the_study(tmp_path):
     with pytest.raises(ConfigError, match=r"reference.runs: unknown run 'lr=0.5'"):
-        load_study(write(tmp_path, "grid: {train.lr: [0.1]}\n"
-                                   "reference: {source: x, runs: {lr=0.5: {accuracy: 90}}}\n"))
+        load_study(write(tmp_path, "grid: {train.lr: [0.1]}\nreference: {source: x, runs: {lr=0.5: {accuracy: 90}}}\n"))
     with pytest.raises(ConfigError, match=r"reference.scale"):
-        load_study(write(tmp_path, "grid: {train.lr: [0.1]}\n"
-                                   "reference: {source: x, scale: percents, runs: {lr=0.1: {accuracy: 90}}}\n"))
+        load_study(
+            write(
+                tmp_path,
+                "grid: {train.lr: [0.1]}\nreference: {source: x, scale: percents, runs: {lr=0.1: {accuracy: 90}}}\n",
+            )
+        )
 
 
 def test_plan_says_what_a_study_would_do_and_writes_nothing(tmp_path, monkeypatch, cli):
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
     monkeypatch.setenv("ADLAB_DATA", str(tmp_path / "datasets"))
     (tmp_path / "w.pth").write_bytes(b"0" * 2048)
-    study_path = write(tmp_path, "config: {data: {name: digits}, train: {epochs: 2, batch_size: 64}}\n"
-                                 "variants:\n"
-                                 "  small: {}\n"
-                                 "  cifar: {data.name: cifar10, model.name: resnet18, model.weights: imagenet}\n"
-                                 "  mine: {model.weights: w.pth}\n"
-                                 "  later: {model.weights: '{out}/runs/small'}\n"
-                                 "prepare: [{synth-scenes: {out: '{out}/scenes', images: 4}}]\n")
+    study_path = write(
+        tmp_path,
+        "config: {data: {name: digits}, train: {epochs: 2, batch_size: 64}}\n"
+        "variants:\n"
+        "  small: {}\n"
+        "  cifar: {data.name: cifar10, model.name: resnet18, model.weights: imagenet}\n"
+        "  mine: {model.weights: w.pth}\n"
+        "  later: {model.weights: '{out}/runs/small'}\n"
+        "prepare: [{synth-scenes: {out: '{out}/scenes', images: 4}}]\n",
+    )
     before = snapshot(tmp_path)
     printed = cli.succeeds("study", study_path, "--plan", "--out", tmp_path / "out")
     assert snapshot(tmp_path) == before and not (tmp_path / "out").exists()
@@ -196,19 +238,29 @@ def test_plan_names_the_library_file_each_regime_reads(tmp_path, monkeypatch, cl
     weights come from the Hugging Face cache."""
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hf"))
-    study_path = write(tmp_path, "config: {task: segment, data: {name: masks, root: '{out}/s'}}\n"
-                                 "variants:\n"
-                                 "  backbone: {model.name: lraspp_mobilenet_v3_large, model.weights: imagenet}\n"
-                                 "  whole: {model.name: lraspp_mobilenet_v3_large, model.weights: coco_voc}\n")
+    study_path = write(
+        tmp_path,
+        "config: {task: segment, data: {name: masks, root: '{out}/s'}}\n"
+        "variants:\n"
+        "  backbone: {model.name: lraspp_mobilenet_v3_large, model.weights: imagenet}\n"
+        "  whole: {model.name: lraspp_mobilenet_v3_large, model.weights: coco_voc}\n",
+    )
     printed = cli.succeeds("study", study_path, "--plan", "--out", tmp_path / "out")
-    assert ("imagenet for lraspp_mobilenet_v3_large: will download "
-            "https://download.pytorch.org/models/mobilenet_v3_large-8738ca79.pth") in printed
-    assert ("coco_voc for lraspp_mobilenet_v3_large: will download "
-            "https://download.pytorch.org/models/lraspp_mobilenet_v3_large-d234d4ea.pth") in printed
+    assert (
+        "imagenet for lraspp_mobilenet_v3_large: will download "
+        "https://download.pytorch.org/models/mobilenet_v3_large-8738ca79.pth"
+    ) in printed
+    assert (
+        "coco_voc for lraspp_mobilenet_v3_large: will download "
+        "https://download.pytorch.org/models/lraspp_mobilenet_v3_large-d234d4ea.pth"
+    ) in printed
     pytest.importorskip("timm")
     timm_study = write(tmp_path, "config: {model: {name: timm/resnet18, weights: imagenet}}\nvariants: {a: {}}\n")
     printed = cli.succeeds("study", timm_study, "--plan", "--out", tmp_path / "out2")
-    assert f"imagenet for timm/resnet18: will download from https://huggingface.co/timm/resnet18.a1_in1k to {tmp_path / 'hf'}" in printed
+    assert (
+        "imagenet for timm/resnet18: will download from https://huggingface.co/timm/resnet18.a1_in1k "
+        f"to {tmp_path / 'hf'}" in printed
+    )
 
 
 @pytest.mark.parametrize("precision, dtype", [("bf16-mixed", "torch.bfloat16"), ("32-true", None)])
@@ -222,12 +274,16 @@ def test_plan_times_the_step_in_the_runs_precision(monkeypatch, precision, dtype
     seen, real = [], torch.autocast
 
     def recording_autocast(device, dtype=None, enabled=True):
-        seen.append((str(dtype) if enabled else None))
+        seen.append(str(dtype) if enabled else None)
         return real(device, dtype=dtype, enabled=enabled)
 
     monkeypatch.setattr(torch, "autocast", recording_autocast)
-    config = load_config({"model": {"name": "cnn", "cnn": {"conv_channels": [8]}},
-                          "train": {"precision": precision, "channels_last": True}})
+    config = load_config(
+        {
+            "model": {"name": "cnn", "cnn": {"conv_channels": [8]}},
+            "train": {"precision": precision, "channels_last": True},
+        }
+    )
     step, per_image, checkpoints = plan._time_step(config, (1, 8, 8), 4)
     assert step > 0 and per_image > 0 and checkpoints > 0
     assert seen and set(seen) == {dtype}
@@ -236,23 +292,25 @@ def test_plan_times_the_step_in_the_runs_precision(monkeypatch, precision, dtype
 def test_plan_estimates_from_a_timed_step_times_steps_and_epochs(monkeypatch):
     from adlab.config import load_config
     from adlab.study import plan
-
     from adlab.tasks import output_costs
 
     monkeypatch.setattr(plan, "_time_step", lambda config, shape, batch: (0.5, 0.001, 0.0))
     monkeypatch.setattr(plan, "_time_loading", lambda data: 0.0)
     monkeypatch.setattr(output_costs, "figure_seconds", lambda: 0.25)
-    config = load_config({"data": {"name": "cifar10", "val_fraction": 0.1, "classes": [0, 1]},
-                          "train": {"epochs": 3, "batch_size": 100}})
+    config = load_config(
+        {"data": {"name": "cifar10", "val_fraction": 0.1, "classes": [0, 1]}, "train": {"epochs": 3, "batch_size": 100}}
+    )
     counts = plan.split_images(config)
     assert counts == {"train": 9000, "val": 1000, "test": 2000}  # 50,000 x 0.9, two classes of ten; their test
     # 3 epochs of 90 steps and a validation pass, then the test images once, then three figures
     figures = 3 * 0.25  # loss curves, confusion matrix, misclassified images
-    assert plan.estimate_seconds(config, counts, {}) == \
-        pytest.approx(3 * (0.5 * 90 + 1000 * 0.001) + 2000 * 0.001 + figures)
+    assert plan.estimate_seconds(config, counts, {}) == pytest.approx(
+        3 * (0.5 * 90 + 1000 * 0.001) + 2000 * 0.001 + figures
+    )
     tta = config.model_copy(update={"train": config.train.model_copy(update={"tta_flip": True})})
-    assert plan.estimate_seconds(tta, counts, {}) == \
-        pytest.approx(3 * (0.5 * 90 + 1000 * 0.001) + 4000 * 0.001 + figures)
+    assert plan.estimate_seconds(tta, counts, {}) == pytest.approx(
+        3 * (0.5 * 90 + 1000 * 0.001) + 4000 * 0.001 + figures
+    )
     capped = load_config({"data": {"name": "digits", "train_per_class": 20}})
     assert plan.train_images(capped) == 200
 
@@ -262,7 +320,6 @@ def test_plan_counts_an_autoencoders_test_passes_and_its_training_codes(monkeypa
     latent probes: those passes are part of its time."""
     from adlab.config import load_config
     from adlab.study import plan
-
     from adlab.tasks import output_costs
 
     monkeypatch.setattr(plan, "_time_step", lambda config, shape, batch: (0.0, 0.001, 0.0))
@@ -270,8 +327,14 @@ def test_plan_counts_an_autoencoders_test_passes_and_its_training_codes(monkeypa
     monkeypatch.setattr(output_costs, "figure_seconds", lambda: 0.0)
     monkeypatch.setattr(output_costs, "tsne_seconds", lambda points, dim: 0.0)
     monkeypatch.setattr(output_costs, "probe_seconds", lambda train, test, dim: 0.0)
-    config = load_config({"task": "autoencode", "data": {"name": "fashion_mnist", "val_fraction": 0.2},
-                          "model": {"name": "ae"}, "train": {"epochs": 2}})
+    config = load_config(
+        {
+            "task": "autoencode",
+            "data": {"name": "fashion_mnist", "val_fraction": 0.2},
+            "model": {"name": "ae"},
+            "train": {"epochs": 2},
+        }
+    )
     counts = plan.split_images(config)
     assert counts == {"train": 48000, "val": 12000, "test": 10000}
     assert plan.estimate_seconds(config, counts, {}) == pytest.approx(2 * 12000 * 0.001 + (2 * 10000 + 48000) * 0.001)
@@ -289,11 +352,20 @@ def test_plan_counts_an_autoencoders_figures_t_sne_map_and_probes(monkeypatch, l
     monkeypatch.setattr(plan, "_time_step", lambda config, shape, batch: (0.0, 0.0, 0.0))
     monkeypatch.setattr(plan, "_time_loading", lambda data: 0.0)
     monkeypatch.setattr(output_costs, "figure_seconds", lambda: 0.25)
-    monkeypatch.setattr(output_costs, "tsne_seconds", lambda points, dim: asked.setdefault("tsne", (points, dim)) and 3.0)
-    monkeypatch.setattr(output_costs, "probe_seconds",
-                        lambda train, test, dim: asked.setdefault("probes", (train, test, dim)) and 0.5)
-    config = load_config({"task": "autoencode", "data": {"name": "fashion_mnist", "val_fraction": 0.2},
-                          "model": {"name": "vae", "autoencoder": {"latent_dim": latent}}, "train": {"epochs": 2}})
+    monkeypatch.setattr(
+        output_costs, "tsne_seconds", lambda points, dim: asked.setdefault("tsne", (points, dim)) and 3.0
+    )
+    monkeypatch.setattr(
+        output_costs, "probe_seconds", lambda train, test, dim: asked.setdefault("probes", (train, test, dim)) and 0.5
+    )
+    config = load_config(
+        {
+            "task": "autoencode",
+            "data": {"name": "fashion_mnist", "val_fraction": 0.2},
+            "model": {"name": "vae", "autoencoder": {"latent_dim": latent}},
+            "train": {"epochs": 2},
+        }
+    )
     counts = plan.split_images(config)
     assert plan.estimate_seconds(config, counts, {}) == pytest.approx(figures * 0.25 + 3.0 + 0.5)
     assert asked == {"tsne": tsne, "probes": (48000, 10000, latent)}  # 3,000 test codes drawn (tsne_points)
@@ -307,7 +379,8 @@ def test_output_costs_are_timed_here_and_scaled_to_the_runs_sizes():
     small, large = output_costs.tsne_seconds(500, 10), output_costs.tsne_seconds(5000, 10)
     assert small > 0 and large / small == pytest.approx(5000 * math.log(5000) / (500 * math.log(500)))
     assert output_costs.probe_seconds(48000, 10000, 10) == pytest.approx(
-        output_costs.probe_seconds(4800, 1000, 10) * 10)
+        output_costs.probe_seconds(4800, 1000, 10) * 10
+    )
 
 
 def test_plan_counts_each_epochs_checkpoints_at_the_networks_size(monkeypatch):
@@ -352,8 +425,13 @@ def test_plan_times_an_autoencoders_step_with_the_tasks_own_loss():
     from adlab.tasks import get_task
     from adlab.tasks.autoencode.module import TrainingLoss
 
-    config = load_config({"task": "autoencode", "data": {"name": "fashion_mnist"},
-                          "model": {"name": "vae", "autoencoder": {"latent_dim": 2, "reconstruction_loss": "bce"}}})
+    config = load_config(
+        {
+            "task": "autoencode",
+            "data": {"name": "fashion_mnist"},
+            "model": {"name": "vae", "autoencoder": {"latent_dim": 2, "reconstruction_loss": "bce"}},
+        }
+    )
     net = get_task("autoencode").timing_network(config, (1, 28, 28))
     assert isinstance(net, TrainingLoss)
     x = torch.rand(4, 1, 28, 28)
@@ -405,8 +483,17 @@ def test_plan_counts_the_images_of_a_folder_that_is_here(tmp_path):
         (tmp_path / "pets" / name).mkdir(parents=True)
         for i in range(n):
             Image.new("RGB", (8, 8)).save(tmp_path / "pets" / name / f"{i}.png")
-    config = load_config({"data": {"name": "folder", "root": str(tmp_path / "pets"), "image_size": 8,
-                                   "test_fraction": 0.25, "val_fraction": 0.1}})
+    config = load_config(
+        {
+            "data": {
+                "name": "folder",
+                "root": str(tmp_path / "pets"),
+                "image_size": 8,
+                "test_fraction": 0.25,
+                "val_fraction": 0.1,
+            }
+        }
+    )
     assert plan.split_images(config) == {"train": 27, "val": 3, "test": 10}
     assert plan.input_shape(config) == (3, 8, 8)
     missing = load_config({"data": {"name": "folder", "root": "{out}/data/crops", "image_size": 8}})
@@ -427,8 +514,17 @@ def test_plan_counts_a_folder_split_on_disk_as_the_run_loads_it(tmp_path, held_o
             (tmp_path / "crops" / split / name).mkdir(parents=True)
             for i in range(n):
                 Image.new("RGB", (8, 8)).save(tmp_path / "crops" / split / name / f"{i}.png")
-    config = load_config({"data": {"name": "folder", "root": str(tmp_path / "crops"), "image_size": 8,
-                                   "val_fraction": 0.25, "classes": ["car"]}})
+    config = load_config(
+        {
+            "data": {
+                "name": "folder",
+                "root": str(tmp_path / "crops"),
+                "image_size": 8,
+                "val_fraction": 0.25,
+                "classes": ["car"],
+            }
+        }
+    )
     assert plan.split_images(config) == {"train": 9, "val": 3, "test": 4}
 
 
@@ -449,8 +545,9 @@ def test_plan_counts_reading_the_data_timed_on_a_sample_of_a_folders_files(tmp_p
     decoded = []
 
     original = folder.decode_images
-    monkeypatch.setattr(folder, "decode_images",
-                        lambda paths, *a, **k: decoded.append(len(paths)) or original(paths, *a, **k))
+    monkeypatch.setattr(
+        folder, "decode_images", lambda paths, *a, **k: decoded.append(len(paths)) or original(paths, *a, **k)
+    )
     config = load_config({"data": {"name": "folder", "root": str(tmp_path / "pets"), "image_size": 16}})
     cache: dict = {}
     seconds = plan.data_seconds(config, cache)
@@ -481,8 +578,12 @@ def test_plan_times_a_frozen_network_as_frozen():
 
 def test_old_flat_model_keys_in_a_study_config_replace_the_base_configs(tmp_path):
     (tmp_path / "base.yaml").write_text("model: {name: cnn, cnn: {hidden: [32], dropout: 0.1}}\n")
-    study = load_study(write(tmp_path, "base: base.yaml\nconfig: {model: {hidden: [64]}}\n"
-                                       "variants: {a: {}, b: {model.cnn.dropout: 0.2}}\n"))
+    study = load_study(
+        write(
+            tmp_path,
+            "base: base.yaml\nconfig: {model: {hidden: [64]}}\nvariants: {a: {}, b: {model.cnn.dropout: 0.2}}\n",
+        )
+    )
     assert [(r.config.model.cnn.hidden, r.config.model.cnn.dropout) for r in study.runs] == [([64], 0.1), ([64], 0.2)]
 
 
@@ -490,10 +591,12 @@ def test_an_old_flat_model_key_in_a_base_follows_each_runs_own_model(tmp_path):
     """model.conv_channels (the spelling before model families) in an autoencoder base: a cnn variant
     reads it as model.cnn.conv_channels, the autoencoder runs as model.autoencoder.conv_channels
     (e3ec244 moved it once, to the base's family, and the cnn variant silently built its defaults)."""
-    (tmp_path / "base.yaml").write_text("data: {name: digits}\nmodel: {name: ae, conv_channels: [4, 8]}\n"
-                                        "task: autoencode\n")
-    study = load_study(write(tmp_path, "base: base.yaml\nvariants:\n  ae: {}\n"
-                                       "  cnn: {task: classify, model.name: cnn}\n"))
+    (tmp_path / "base.yaml").write_text(
+        "data: {name: digits}\nmodel: {name: ae, conv_channels: [4, 8]}\ntask: autoencode\n"
+    )
+    study = load_study(
+        write(tmp_path, "base: base.yaml\nvariants:\n  ae: {}\n  cnn: {task: classify, model.name: cnn}\n")
+    )
     configs = {run.name: run.config for run in study.runs}
     assert configs["ae"].model.autoencoder.conv_channels == [4, 8]
     assert configs["cnn"].model.cnn.conv_channels == [4, 8]

@@ -40,8 +40,13 @@ def test_a_killed_worker_loses_nothing_and_duplicates_nothing(tmp_path):
     study.write_text(STUDY)
     out = tmp_path / "workers"
     env = {**os.environ, "ADLAB_QUEUE_HEARTBEAT": "0.5", "ADLAB_QUEUE_GRACE": "4"}
-    parent = subprocess.Popen([sys.executable, "-m", "adlab", "study", str(study), "--out", str(out), "--workers", "2"],
-                              env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    parent = subprocess.Popen(
+        [sys.executable, "-m", "adlab", "study", str(study), "--out", str(out), "--workers", "2"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     victim = None
     deadline = time.monotonic() + 300
     while victim is None and time.monotonic() < deadline and parent.poll() is None:
@@ -58,8 +63,11 @@ def test_a_killed_worker_loses_nothing_and_duplicates_nothing(tmp_path):
     trials = [t for t in queue.get_trials() if not t.user_attrs.get("idle")]
     complete = sorted(t.user_attrs["run"] for t in trials if t.state.name == "COMPLETE")
     assert complete == ["lr=0.001", "lr=0.003", "lr=0.01"]  # every run exactly once
-    killed = sorted((t.user_attrs["attempt"], t.state.name, bool(t.user_attrs.get("continued")))
-                    for t in trials if t.user_attrs["run"] == victim[0])
+    killed = sorted(
+        (t.user_attrs["attempt"], t.state.name, bool(t.user_attrs.get("continued")))
+        for t in trials
+        if t.user_attrs["run"] == victim[0]
+    )
     assert killed == [(1, "FAIL", False), (2, "COMPLETE", True)]  # the second attempt continued from the checkpoint
     history = (out / "runs" / victim[0] / "history.csv").read_text().splitlines()[1:]
     assert [int(line.split(",")[0]) for line in history] == [1, 2, 3, 4, 5, 6]  # no epoch lost or trained twice
@@ -98,15 +106,22 @@ def test_a_signalled_worker_gives_its_run_back_at_once(tmp_path, signum):
     printed, _ = worker.communicate(timeout=300)
     assert worker.returncode == 143, printed[-3000:]
     last = printed.strip().splitlines()[-1]
-    assert re.fullmatch(rf"adlab: worker stopped \({signum.name} after [0-5] of 6 epochs\); run '{re.escape(victim[0])}' "
-                        "is back in the queue for the other workers", last), last
+    assert re.fullmatch(
+        rf"adlab: worker stopped \({signum.name} after [0-5] of 6 epochs\); run '{re.escape(victim[0])}' "
+        "is back in the queue for the other workers",
+        last,
+    ), last
     latest = q.latest_attempts(q.open_queue(out, create=False))[victim[0]]
     assert latest.state.name == "WAITING" and latest.user_attrs["attempt"] == 2  # back at once
 
     done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     trials = [t for t in q.open_queue(out, create=False).get_trials() if not t.user_attrs.get("idle")]
-    assert sorted(t.user_attrs["run"] for t in trials if t.state.name == "COMPLETE") == ["lr=0.001", "lr=0.003", "lr=0.01"]
+    assert sorted(t.user_attrs["run"] for t in trials if t.state.name == "COMPLETE") == [
+        "lr=0.001",
+        "lr=0.003",
+        "lr=0.01",
+    ]
     history = (out / "runs" / victim[0] / "history.csv").read_text().splitlines()[1:]
     assert [int(line.split(",")[0]) for line in history] == [1, 2, 3, 4, 5, 6]
     alone = adlab.run_study(study, out=tmp_path / "sequential", verbose=False)

@@ -27,14 +27,23 @@ def ae_run(request, tmp_path_factory):
     extra = {"noise": "salt_pepper", "noise_strength": 0.2} if request.param == "dae" else {}
     if request.param == "vae":
         extra = {"beta": 1.0, "kl_warmup_epochs": 1}
-    return adlab.train(ae_config(request.param, **extra), out=tmp_path_factory.mktemp("ae") / request.param,
-                       verbose=False)
+    return adlab.train(
+        ae_config(request.param, **extra), out=tmp_path_factory.mktemp("ae") / request.param, verbose=False
+    )
 
 
 def test_run_directory_and_metrics(ae_run):
     name = ae_run.config.model.name
-    for file in ["config.yaml", "env.json", "history.csv", "metrics.json", "latents.npz",
-                 "checkpoints/best.ckpt", "checkpoints/last.ckpt", "figures/loss_curves.png"]:
+    for file in [
+        "config.yaml",
+        "env.json",
+        "history.csv",
+        "metrics.json",
+        "latents.npz",
+        "checkpoints/best.ckpt",
+        "checkpoints/last.ckpt",
+        "figures/loss_curves.png",
+    ]:
         assert (ae_run.path / file).is_file(), file
     for figure in AE_FIGURES:
         assert (ae_run.path / "figures" / figure).is_file(), figure
@@ -83,8 +92,9 @@ def test_test_mse_agrees_with_a_direct_computation(ae_run):
 
     model, info, config = load_autoencoder(ae_run.path)
     assert info.class_names == [str(i) for i in range(10)]
-    data = ImageDataModule(config.data, config.train.batch_size, channels=info.channels,
-                           normalization=(info.mean, info.std))
+    data = ImageDataModule(
+        config.data, config.train.batch_size, channels=info.channels, normalization=(info.mean, info.std)
+    )
     data.prepare()
     model.eval()
     with torch.inference_mode():
@@ -121,7 +131,9 @@ def test_generate_never_replaces_a_file_it_did_not_make(ae_run, cli):
     Image.new("L", (4, 4)).save(cli.root / "mine.png")
     (cli.root / "notes.txt").write_text("mine")
     cli.refused("generate", ae_run.path, "--out", "mine.png", names=("mine.png", "--overwrite"))
-    cli.refused("generate", ae_run.path, "--out", "mine.png", "--overwrite", names=("mine.png", "not an image adlab made"))
+    cli.refused(
+        "generate", ae_run.path, "--out", "mine.png", "--overwrite", names=("mine.png", "not an image adlab made")
+    )
     cli.refused("generate", ae_run.path, "--out", "notes.txt", names=("notes.txt", ".png"))
     cli.refused("generate", ae_run.path, "--n", "0", names=("--n",))
     cli.refused("generate", ae_run.path, "--seed", "-1", names=("--seed",))
@@ -144,13 +156,14 @@ def test_the_manifold_map_puts_each_decoded_image_at_its_codes(tmp_path, monkeyp
     images = torch.arange(rows * cols, dtype=torch.float32).div(rows * cols).view(-1, 1, 1, 1).expand(-1, 1, 5, 6)
     shown = {}
     monkeypatch.setattr(figures.plt.Axes, "imshow", lambda ax, data, **kw: shown.setdefault("data", data))
-    figures.manifold_map(images.contiguous(), torch.linspace(-1, 1, cols), torch.linspace(1, -1, rows),
-                         tmp_path / "m.png", "t")
+    figures.manifold_map(
+        images.contiguous(), torch.linspace(-1, 1, cols), torch.linspace(1, -1, rows), tmp_path / "m.png", "t"
+    )
     tiles = shown["data"]
     assert tiles.shape == (rows * 5, cols * 6)
     for r in range(rows):
         for c in range(cols):
-            assert np.all(tiles[r * 5:(r + 1) * 5, c * 6:(c + 1) * 6] == images[r * cols + c, 0, 0, 0].item())
+            assert np.all(tiles[r * 5 : (r + 1) * 5, c * 6 : (c + 1) * 6] == images[r * cols + c, 0, 0, 0].item())
 
 
 @pytest.fixture(scope="module")
@@ -160,9 +173,11 @@ def ae_for_transfer(tmp_path_factory):
 
 def _classify_on_encoder(weights, freeze, out):
     arch = {} if weights else {"latent_dim": 8, "conv_channels": [16, 32]}  # with weights: the AE's own
-    config = {"data": {"name": "digits"},
-              "model": {"name": "encoder", "weights": weights, "freeze": freeze, **arch},
-              "train": {"epochs": 6, "batch_size": 64, "lr": 0.01, "progress_bar": False}}
+    config = {
+        "data": {"name": "digits"},
+        "model": {"name": "encoder", "weights": weights, "freeze": freeze, **arch},
+        "train": {"epochs": 6, "batch_size": 64, "lr": 0.01, "progress_bar": False},
+    }
     return adlab.train(config, out=out, verbose=False)
 
 
@@ -202,6 +217,7 @@ def test_encoder_classifier_reloads_from_its_own_config(ae_for_transfer, tmp_pat
 
 def test_encoder_needs_an_autoencoder_checkpoint(tmp_path):
     from tests.conftest import fast_config
+
     from adlab.errors import ConfigError
 
     classifier = adlab.train(fast_config(), out=tmp_path / "cnn", verbose=False)

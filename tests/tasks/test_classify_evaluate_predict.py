@@ -24,7 +24,8 @@ def test_evaluate_on_other_data_matches_classes_by_name(digits_run, tmp_path):
             (tmp_path / "mine" / split / folder).mkdir(parents=True)
             for i in np.flatnonzero(digits.target == digit)[:15]:
                 Image.fromarray((digits.images[i] * 255 / 16).astype(np.uint8)).save(
-                    tmp_path / "mine" / split / folder / f"{i}.png")
+                    tmp_path / "mine" / split / folder / f"{i}.png"
+                )
     sets = ["data.name=folder", f"data.root={tmp_path / 'mine'}", "data.class_map={zero: '0', one: '1'}"]
     metrics = adlab.evaluate(digits_run.path, overrides=sets, out=tmp_path / "e", verbose=False)
     assert metrics["num_test"] == 30 and metrics["accuracy"] > 0.8  # scored against the right digits
@@ -33,8 +34,9 @@ def test_evaluate_on_other_data_matches_classes_by_name(digits_run, tmp_path):
     with pytest.raises(DataError, match="'one' is not one of them; data.class_map renames a folder's class"):
         adlab.evaluate(digits_run.path, overrides=sets[:2], out=tmp_path / "e2", verbose=False)
     with pytest.raises(DataError, match="data.class_map: 'two' is not a class of"):
-        adlab.evaluate(digits_run.path, overrides=[*sets[:2], "data.class_map={two: '2'}"], out=tmp_path / "e3",
-                       verbose=False)
+        adlab.evaluate(
+            digits_run.path, overrides=[*sets[:2], "data.class_map={two: '2'}"], out=tmp_path / "e3", verbose=False
+        )
     with pytest.raises(AdlabError, match="only changes data"):
         adlab.evaluate(digits_run.path, overrides=["train.lr=1"], out=tmp_path / "e", verbose=False)
 

@@ -28,8 +28,13 @@ def test_combine_methods_by_hand():
 def test_fuse_two_runs(digits_run, digits_run_b, tmp_path):
     out = tmp_path / "fused"
     metrics = adlab.fuse([digits_run.path, digits_run_b.path], out=out, method="mean_prob", verbose=False)
-    for name in ("metrics.json", "predictions.csv", "figures/confusion_matrix.png", "figures/misclassified.png",
-                 "config.yaml"):
+    for name in (
+        "metrics.json",
+        "predictions.csv",
+        "figures/confusion_matrix.png",
+        "figures/misclassified.png",
+        "config.yaml",
+    ):
         assert (out / name).is_file(), name
     a = np.loadtxt(digits_run.path / "predictions.csv", delimiter=",", skiprows=1)[:, 3:]
     b = np.loadtxt(digits_run_b.path / "predictions.csv", delimiter=",", skiprows=1)[:, 3:]

@@ -2,9 +2,9 @@ import numpy as np
 import pytest
 import torch
 from sklearn import metrics as skm
+from tests.conftest import assert_matches_scikit_learn
 
 from adlab.tasks.classify.metrics import classification_metrics
-from tests.conftest import assert_matches_scikit_learn
 
 
 def _random_case(n=300, k=4, seed=0):

@@ -4,11 +4,11 @@ import json
 
 import pytest
 import torch
+from tests.conftest import fast_config
 
 import adlab
 from adlab.errors import ConfigError
 from adlab.tasks.classify.module import label_mixing
-from tests.conftest import fast_config
 
 
 @pytest.mark.parametrize("kind", ["mixup", "cutmix", "both"])
@@ -46,7 +46,11 @@ def test_an_unknown_mix_is_refused_naming_the_choices():
 
 @pytest.mark.parametrize("task", ["autoencode", "detect"])
 def test_mixing_is_refused_for_tasks_without_class_labels(task):
-    config = {"task": task, "model": {"name": "ae" if task == "autoencode" else "yolov8n"},
-              "data": {"name": "digits" if task == "autoencode" else "yolo"}, "train": {"mix": "mixup"}}
+    config = {
+        "task": task,
+        "model": {"name": "ae" if task == "autoencode" else "yolov8n"},
+        "data": {"name": "digits" if task == "autoencode" else "yolo"},
+        "train": {"mix": "mixup"},
+    }
     with pytest.raises(ConfigError, match=f"train.mix: .*not by task {task}"):
         adlab.load_config(config)

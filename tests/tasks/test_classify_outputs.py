@@ -3,8 +3,8 @@ import torch
 from torch import nn
 
 from adlab.config import ModelConfig
-from adlab.settings.cnn import CnnConfig
 from adlab.models.factory import build_model
+from adlab.settings.cnn import CnnConfig
 from adlab.tasks.classify.outputs import predict_probs
 
 
@@ -49,6 +49,12 @@ def test_shift_tta_averages_moved_copies(net_and_images):
     # by hand: half the weight on the image, a quarter on each copy moved one pixel diagonally
     padded = torch.nn.functional.pad(x, (1, 1, 1, 1), mode="reflect")
     up_left, down_right = padded[..., :12, :12], padded[..., 2:, 2:]
-    by_hand = (plain + (predict_probs(net, _transform(), up_left, flip=True)
-                        + predict_probs(net, _transform(), down_right, flip=True)) / 2) / 2
+    by_hand = (
+        plain
+        + (
+            predict_probs(net, _transform(), up_left, flip=True)
+            + predict_probs(net, _transform(), down_right, flip=True)
+        )
+        / 2
+    ) / 2
     torch.testing.assert_close(shifted, by_hand)

@@ -32,7 +32,9 @@ def test_scores_equal_torchmetrics(seed):
     # Dice over all test pixels (torchmetrics' segmentation dice, micro over the batch, ignored pixels left out)
     valid = truth != IGNORE
     one_hot = lambda m: torch.nn.functional.one_hot(m.clamp_max(k - 1), k).permute(0, 3, 1, 2) * valid[:, None]  # noqa: E731
-    dice = dice_score(one_hot(pred), one_hot(truth), k, average="none", input_format="one-hot", aggregation_level="global")
+    dice = dice_score(
+        one_hot(pred), one_hot(truth), k, average="none", input_format="one-hot", aggregation_level="global"
+    )
     assert result["mean_dice"] == pytest.approx(float(dice.mean()), abs=1e-6)
 
 

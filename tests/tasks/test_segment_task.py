@@ -3,12 +3,11 @@ on the same predictions, the joint augmentation, the refusals; and a study of a 
 an ImageNet backbone (a stand-in file in a temporary torch.hub cache) with its report."""
 
 import csv
+import json
+import urllib.error
 from pathlib import Path
 
 import numpy as np
-import json
-import urllib.error
-
 import pytest
 import torch
 import torchvision
@@ -29,8 +28,15 @@ RUN = {
     "task": "segment",
     "data": {"name": "masks", "augment": {"flip": True, "crop_padding": 3}},
     "model": {"name": "unet", "unet": {"channels": [8, 16]}},
-    "train": {"epochs": 2, "batch_size": 8, "lr": 0.01, "monitor": "val_mean_iou", "num_threads": 1,
-              "progress_bar": False, "accelerator": "cpu"},
+    "train": {
+        "epochs": 2,
+        "batch_size": 8,
+        "lr": 0.01,
+        "monitor": "val_mean_iou",
+        "num_threads": 1,
+        "progress_bar": False,
+        "accelerator": "cpu",
+    },
 }
 
 
@@ -116,15 +122,22 @@ def offline_hub(monkeypatch, tmp_path):
 @pytest.mark.slow
 def test_a_study_of_a_unet_against_lraspp_on_an_imagenet_backbone(scenes, offline_hub, tmp_path):
     study = tmp_path / "segmentation.yaml"
-    study.write_text(yaml.safe_dump({
-        "name": "segmentation",
-        "config": config(scenes, train__epochs=2),
-        "variants": {
-            "unet_scratch": {},
-            "lraspp_imagenet": {"model.name": "lraspp_mobilenet_v3_large", "model.weights": "imagenet",
-                                "train.lr": 0.003},
-        },
-    }))
+    study.write_text(
+        yaml.safe_dump(
+            {
+                "name": "segmentation",
+                "config": config(scenes, train__epochs=2),
+                "variants": {
+                    "unet_scratch": {},
+                    "lraspp_imagenet": {
+                        "model.name": "lraspp_mobilenet_v3_large",
+                        "model.weights": "imagenet",
+                        "train.lr": 0.003,
+                    },
+                },
+            }
+        )
+    )
     out = adlab.run_study(study, out=tmp_path / "study", verbose=False)
     env = json.loads((out / "runs" / "lraspp_imagenet" / "env.json").read_text())
     assert env["weights"]["file"] == str(offline_hub) and len(env["weights"]["sha256"]) == 64
