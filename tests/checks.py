@@ -7,6 +7,17 @@ import signal
 import stat
 import time
 
+# `adlab train` overrides that make a digits run take seconds: one epoch of a one-layer CNN, no progress bar.
+FAST_SETTINGS = (
+    "train.epochs=1",
+    "train.progress_bar=false",
+    "train.batch_size=64",
+    "model.cnn.conv_channels=[8]",
+    "model.cnn.convs_per_block=1",
+    "model.cnn.hidden=[16]",
+)
+FAST = [arg for setting in FAST_SETTINGS for arg in ("--set", setting)]
+
 
 def snapshot(root) -> dict:
     """Every entry under `root`: files by content hash and mode, links by target, folders by name."""

@@ -13,22 +13,7 @@ import pytest
 import torch
 
 from adlab.cli import EXIT_BAD_INPUT, main
-from checks import grey_png, image_tree
-
-FAST = [
-    "--set",
-    "train.epochs=1",
-    "--set",
-    "train.progress_bar=false",
-    "--set",
-    "train.batch_size=64",
-    "--set",
-    "model.cnn.conv_channels=[8]",
-    "--set",
-    "model.cnn.convs_per_block=1",
-    "--set",
-    "model.cnn.hidden=[16]",
-]
+from checks import FAST, grey_png, image_tree
 
 
 @pytest.fixture

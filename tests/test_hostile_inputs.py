@@ -27,22 +27,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from checks import grey_png
+from checks import FAST, grey_png
 
-FAST = [
-    "--set",
-    "train.epochs=1",
-    "--set",
-    "train.progress_bar=false",
-    "--set",
-    "train.batch_size=64",
-    "--set",
-    "model.cnn.conv_channels=[8]",
-    "--set",
-    "model.cnn.convs_per_block=1",
-    "--set",
-    "model.cnn.hidden=[16]",
-]
 MLFLOW = ["--set", "train.loggers=[mlflow]"]
 LIKE_DIGITS_RUN = [
     "--set",

@@ -11,21 +11,7 @@ import shutil
 import pytest
 
 from adlab import ownership
-
-FAST = [
-    "--set",
-    "train.epochs=1",
-    "--set",
-    "train.progress_bar=false",
-    "--set",
-    "train.batch_size=64",
-    "--set",
-    "model.cnn.conv_channels=[8]",
-    "--set",
-    "model.cnn.convs_per_block=1",
-    "--set",
-    "model.cnn.hidden=[16]",
-]
+from checks import FAST
 
 
 @pytest.fixture
