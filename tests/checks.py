@@ -19,6 +19,22 @@ FAST_SETTINGS = (
 FAST = [arg for setting in FAST_SETTINGS for arg in ("--set", setting)]
 
 
+def chromium_flags(virtual_ms: int) -> list[str]:
+    """Headless Chromium that stays off the network and gives a page `virtual_ms` of virtual time to load."""
+    return [
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        f"--virtual-time-budget={virtual_ms}",
+        "--dump-dom",
+    ]
+
+
 def snapshot(root) -> dict:
     """Every entry under `root`: files by content hash and mode, links by target, folders by name."""
     entries = {}

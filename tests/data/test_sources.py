@@ -7,7 +7,6 @@ import urllib.error
 import numpy as np
 import pytest
 import torch
-from PIL import Image
 
 from adlab.data.sources import FASHION_MNIST_CLASSES, load_source
 from adlab.errors import DataError
@@ -107,23 +106,10 @@ def test_cifar10_conversion_from_python_batches(tmp_path, monkeypatch):
 
 
 def test_eurosat_from_its_folder_layout(tmp_path):
-    classes = [
-        "AnnualCrop",
-        "Forest",
-        "HerbaceousVegetation",
-        "Highway",
-        "Industrial",
-        "Pasture",
-        "PermanentCrop",
-        "Residential",
-        "River",
-        "SeaLake",
-    ]
-    for i, name in enumerate(classes):
-        folder = tmp_path / "eurosat" / "2750" / name
-        folder.mkdir(parents=True)
-        for j in range(2):
-            Image.new("RGB", (64, 64), (i * 20, j * 50, 100)).save(folder / f"{name}_{j}.jpg")
+    from standins.eurosat import CLASSES, write_eurosat
+
+    write_eurosat(tmp_path, per_class=2)
     data = load_source("eurosat", str(tmp_path), download=False)
-    assert data.train_x.shape == (20, 3, 64, 64) and data.class_names == classes
+    assert data.train_x.shape == (20, 3, 64, 64) and data.class_names == CLASSES
+    assert data.train_y.tolist() == [i for i in range(10) for _ in range(2)]
     assert data.test_x is None

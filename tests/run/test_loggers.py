@@ -25,6 +25,7 @@ import yaml
 from tests.conftest import fast_config
 
 import adlab
+from checks import chromium_flags
 
 pytestmark = pytest.mark.requires("track")  # skipped without adlab[track]; fails with CI=true (tests/conftest.py)
 MLFLOW_ENV = ("MLFLOW_TRACKING_URI", "MLFLOW_EXPERIMENT_NAME", "MLFLOW_EXPERIMENT_ID")
@@ -362,18 +363,7 @@ def test_detection_with_mlflow_and_tensorboard_logs_into_the_run_folder(tmp_path
 # --- the MLflow UI in a browser ---------------------------------------------------------------------
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-CHROMIUM_FLAGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--virtual-time-budget=20000",
-    "--dump-dom",
-]
+CHROMIUM_FLAGS = chromium_flags(20000)  # the MLflow UI loads its runs by script
 
 
 def free_port() -> int:

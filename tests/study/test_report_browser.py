@@ -8,20 +8,10 @@ import numpy as np
 import pytest
 
 from adlab.study.report import Figure, Heading, Table, render_html
+from checks import chromium_flags
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-CHROMIUM_FLAGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--virtual-time-budget=5000",
-    "--dump-dom",
-]
+CHROMIUM_FLAGS = chromium_flags(5000)
 
 PROBE = """<script>
 window.addEventListener('load', () => {
