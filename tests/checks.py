@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import stat
 import time
@@ -19,9 +20,15 @@ FAST_SETTINGS = (
 FAST = [arg for setting in FAST_SETTINGS for arg in ("--set", setting)]
 
 
-def chromium_flags(virtual_ms: int) -> list[str]:
+def chromium() -> str | None:
+    """Debian's Chromium, under either of its names."""
+    return shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+def chromium_command(virtual_ms: int) -> list[str]:
     """Headless Chromium that stays off the network and gives a page `virtual_ms` of virtual time to load."""
     return [
+        str(chromium()),
         "--headless",
         "--no-sandbox",
         "--disable-gpu",

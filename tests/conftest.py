@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-from checks import snapshot
+from checks import chromium, snapshot
 
 os.environ.setdefault("MPLBACKEND", "Agg")
 
@@ -24,10 +24,6 @@ SLOW_TIMEOUT = 1500
 # missing, but with CI=true (as .ci/run runs) a missing one FAILS the test, so CI cannot go green
 # without the browser, LaTeX or real-data tests.
 CI = os.environ.get("CI", "").strip().lower() in ("1", "true", "yes")
-
-
-def _chromium() -> str | None:
-    return shutil.which("chromium") or shutil.which("chromium-browser")
 
 
 def _missing_pdflatex() -> str | None:
@@ -64,7 +60,7 @@ def _missing_mlflow_cli() -> str | None:
 
 
 COMPONENTS = {
-    "chromium": lambda: None if _chromium() else "Debian's chromium not found",
+    "chromium": lambda: None if chromium() else "Debian's chromium not found",
     "pdflatex": _missing_pdflatex,
     "fashion-mnist": _missing_fashion_mnist,
     "detect": lambda: _missing_modules("detect", "ultralytics", "pycocotools"),

@@ -10,7 +10,6 @@ import importlib.util
 import json
 import os
 import re
-import shutil
 import signal
 import socket
 import subprocess
@@ -25,7 +24,7 @@ import yaml
 from tests.conftest import fast_config
 
 import adlab
-from checks import chromium_flags
+from checks import chromium_command
 
 pytestmark = pytest.mark.requires("track")  # skipped without adlab[track]; fails with CI=true (tests/conftest.py)
 MLFLOW_ENV = ("MLFLOW_TRACKING_URI", "MLFLOW_EXPERIMENT_NAME", "MLFLOW_EXPERIMENT_ID")
@@ -362,8 +361,7 @@ def test_detection_with_mlflow_and_tensorboard_logs_into_the_run_folder(tmp_path
 
 # --- the MLflow UI in a browser ---------------------------------------------------------------------
 
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-CHROMIUM_FLAGS = chromium_flags(20000)  # the MLflow UI loads its runs by script
+CHROMIUM = chromium_command(20000)  # the MLflow UI loads its runs by script
 
 
 def free_port() -> int:
@@ -421,7 +419,7 @@ def test_the_mlflow_ui_shows_the_run_and_its_metric(tracked, tmp_path):
         wait_until_up(f"http://127.0.0.1:{port}/health", server)
         url = f"http://127.0.0.1:{port}/#/experiments/{found.info.experiment_id}/runs/{found.info.run_id}"
         browser = subprocess.run(
-            [CHROMIUM, *CHROMIUM_FLAGS, f"--user-data-dir={tmp_path / 'profile'}", url],
+            [*CHROMIUM, f"--user-data-dir={tmp_path / 'profile'}", url],
             capture_output=True,
             text=True,
             timeout=180,

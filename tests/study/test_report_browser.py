@@ -1,17 +1,15 @@
 """The HTML report opened in a real headless Chromium: tables and figures are really shown."""
 
 import re
-import shutil
 import subprocess
 
 import numpy as np
 import pytest
 
 from adlab.study.report import Figure, Heading, Table, render_html
-from checks import chromium_flags
+from checks import chromium_command
 
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-CHROMIUM_FLAGS = chromium_flags(5000)
+CHROMIUM = chromium_command(5000)
 
 PROBE = """<script>
 window.addEventListener('load', () => {
@@ -32,7 +30,7 @@ def rendered(html_text: str, tmp_path) -> str:
     page.write_text(html_text.replace("</body>", PROBE + "</body>"))
     profile = tmp_path / "profile"
     proc = subprocess.run(
-        [CHROMIUM, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", page.as_uri()],
+        [*CHROMIUM, f"--user-data-dir={profile}", page.as_uri()],
         capture_output=True,
         text=True,
         timeout=120,
@@ -124,7 +122,7 @@ def test_report_layout_in_a_browser(tmp_path, width):
     page = tmp_path / "page.html"
     page.write_text(render_html(blocks, study.name, out).replace("</body>", LAYOUT_PROBE + "</body>"))
     proc = subprocess.run(
-        [CHROMIUM, *CHROMIUM_FLAGS, f"--window-size={width},900", f"--user-data-dir={tmp_path / 'p'}", page.as_uri()],
+        [*CHROMIUM, f"--window-size={width},900", f"--user-data-dir={tmp_path / 'p'}", page.as_uri()],
         capture_output=True,
         text=True,
         timeout=120,
@@ -163,7 +161,7 @@ def test_hostile_names_are_shown_as_text_by_chromium_and_run_nothing(tmp_path):
     page = tmp_path / "page.html"
     page.write_text(render_html(blocks, attack, tmp_path).replace("</body>", HOSTILE_PROBE + "</body>"))
     proc = subprocess.run(
-        [CHROMIUM, *CHROMIUM_FLAGS, f"--user-data-dir={tmp_path / 'profile'}", page.as_uri()],
+        [*CHROMIUM, f"--user-data-dir={tmp_path / 'profile'}", page.as_uri()],
         capture_output=True,
         text=True,
         timeout=120,
